@@ -1,9 +1,9 @@
 """What is measured: segmentation networks, the name registry and checkpoint formats.
 
-    >>> import models
-    >>> model = models.create_model("segformer-b0", num_classes=19, weights=None)
-    >>> model.meta.output_stride
-    4
+>>> import models
+>>> model = models.create_model("segformer-b0", num_classes=19, weights=None)
+>>> model.meta.output_stride
+4
 """
 
 from __future__ import annotations
