@@ -1,0 +1,147 @@
+"""Turn images into logits and label maps: normalisation, whole or sliding-window inference, flip, precision.
+
+Semantics follow mmseg's `EncoderDecoder` test path (the code SegFormer's Cityscapes numbers come from):
+
+* **whole**: one forward pass; logits are resized (bilinear, `align_corners=False`) to the input size.
+* **slide** (`slide_inference`): windows of `crop` moved by `stride`; the number of windows along an axis is
+  `max(H - crop_h + stride_h - 1, 0) // stride_h + 1`, the last window is shifted back so that it ends at the
+  border, and a window is smaller than the crop when the image is. Each window's logits are resized to the window
+  and summed into the image; every pixel is divided by the number of windows that covered it.
+* **flip**: the horizontally flipped image is predicted too and the softmax probabilities of both are averaged
+  (mmseg's `aug_test` averages probabilities); the returned scores are then the log of the averaged probabilities,
+  so their argmax and softmax are those of the average.
+
+Logits are accumulated in float32 whatever the autocast precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.config import InferenceSpec
+
+
+class NonFiniteLogitsError(RuntimeError):
+    """The model produced NaN or inf logits."""
+
+
+def _autocast(spec: InferenceSpec, device: torch.device) -> contextlib.AbstractContextManager:
+    if spec.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if spec.precision == "fp16" else torch.bfloat16
+    if spec.precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 RGB `(B, 3, H, W)` in [0, 255] (or float already in [0, 255]) -> `(img / 255 - mean) / std`, float32."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+    x = images.float()
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) * 255.0
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) * 255.0
+    return (x - m) / s
+
+
+def _forward(model: nn.Module, x: torch.Tensor, size: tuple[int, int], spec: InferenceSpec) -> torch.Tensor:
+    """Model logits for normalised `x`, resized to `size`, float32."""
+    if spec.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with _autocast(spec, x.device):
+        out = model(x)
+    out = out.float()
+    if tuple(out.shape[-2:]) != tuple(size):
+        out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+    return out
+
+
+def window_starts(length: int, crop: int, stride: int) -> list[int]:
+    """Start offsets of the sliding windows along one axis (mmseg's grid, last window aligned to the border)."""
+    grids = max(length - crop + stride - 1, 0) // stride + 1
+    return [max(min(i * stride + crop, length) - crop, 0) for i in range(grids)]
+
+
+def _slide(model: nn.Module, x: torch.Tensor, num_classes: int | None, spec: InferenceSpec) -> torch.Tensor:
+    b, _, h, w = x.shape
+    ch, cw = spec.crop
+    sh, sw = spec.stride
+    boxes = [
+        (y, xx, min(y + ch, h), min(xx + cw, w)) for y in window_starts(h, ch, sh) for xx in window_starts(w, cw, sw)
+    ]
+    crop_size = (boxes[0][2] - boxes[0][0], boxes[0][3] - boxes[0][1])  # every window has the same size
+    crops = torch.cat([x[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in boxes])  # window-major: (n_windows * B, 3, ...)
+    outs = [_forward(model, chunk, crop_size, spec) for chunk in crops.split(spec.batch_size)]
+    logits = torch.cat(outs)
+    c = logits.shape[1] if num_classes is None else num_classes
+    total = x.new_zeros((b, c, h, w), dtype=torch.float32)
+    count = x.new_zeros((1, 1, h, w), dtype=torch.float32)
+    for k, (y1, x1, y2, x2) in enumerate(boxes):
+        total[:, :, y1:y2, x1:x2] += logits[k * b : (k + 1) * b]
+        count[:, :, y1:y2, x1:x2] += 1
+    return total / count
+
+
+def _single(model: nn.Module, x: torch.Tensor, spec: InferenceSpec) -> torch.Tensor:
+    if spec.mode == "whole":
+        return _forward(model, x, tuple(x.shape[-2:]), spec)
+    return _slide(model, x, None, spec)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, spec: InferenceSpec) -> torch.Tensor:
+    """Per-pixel class scores at the input resolution.
+
+    Args:
+        model: a segmentation model with `.meta` (mean, std, eval_crop, eval_stride), already on the images' device.
+        images: uint8 RGB `(B, 3, H, W)` (or float in [0, 255]); normalised here with the model's mean/std.
+        spec: inference settings; a missing crop/stride is taken from `model.meta`.
+
+    Returns:
+        float32 `(B, num_classes, H, W)`: logits, or with `spec.flip` the log of the flip-averaged probabilities.
+    """
+    spec = spec.resolve(model.meta)
+    x = normalize(images, model.meta.mean, model.meta.std)
+    logits = _single(model, x, spec)
+    if spec.flip:
+        flipped = _single(model, x.flip(-1), spec).flip(-1)
+        # log((softmax(a) + softmax(b)) / 2), computed in log space so confident pixels cannot underflow to -inf
+        logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - math.log(2.0)
+    return logits
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    spec: InferenceSpec,
+    out_size: tuple[int, int] | None = None,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Label map per image: logits resized to `out_size` (bilinear, `align_corners=False`), then argmax.
+
+    Args:
+        model: see `predict_logits`.
+        images: uint8 RGB `(B, 3, H, W)`.
+        spec: inference settings.
+        out_size: (H, W) of the labels; None keeps the input size.
+        check_finite: raise `NonFiniteLogitsError` when any logit is NaN or inf (costs one host sync).
+
+    Returns:
+        int64 `(B, *out_size)` train ids.
+    """
+    logits = predict_logits(model, images, spec)
+    if out_size is not None and tuple(out_size) != tuple(logits.shape[-2:]):
+        logits = F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
+    if check_finite and not bool(torch.isfinite(logits).all()):
+        name = getattr(getattr(model, "meta", None), "name", type(model).__name__)
+        raise NonFiniteLogitsError(
+            f"model {name} produced NaN or inf logits (precision {spec.precision}); check the weights, "
+            "or try precision fp32 if fp16 overflows"
+        )
+    return logits.argmax(1)
