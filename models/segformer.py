@@ -261,6 +261,71 @@ class MMSegMLPDecoder(nn.Module):
         return self.classifier(self.dropout(self.fuse(torch.cat(outs, dim=1))))
 
 
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as y = s * x + t per channel."""
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return s, bn.bias - bn.running_mean * s
+
+
+class FoldedMLPDecoder(nn.Module):
+    """Inference-only rewrite of the All-MLP decoder with the quarter-resolution fuse conv folded away.
+
+    The fuse conv over the concatenation is a sum of per-stage blocks: W [u(p_1); ..; u(p_4)] = sum_i W_i u(p_i),
+    where u is the bilinear upsampling to 1/4. u is linear and maps a constant map to the same constant, so
+    W_i u(p_i) = u(W_i p_i): each block runs at its stage's own resolution, before upsampling. Eval-mode BN is a
+    per-channel affine map and folds into the same weights.
+
+    - original decoder: p_i = A_i f_i + b_i is itself linear, so the stage projection, its fuse block and BN become one
+      1x1 conv C_i -> C per stage; at 1/4 only the sum, ReLU and the classifier remain.
+    - mmseg decoder: p_i = ReLU(BN(conv(f_i))) is not linear; its conv + BN fold into one conv with bias, and only the
+      fuse block W_i (with the fuse BN) moves below the upsampling.
+
+    Exact up to float rounding (the summation order changes); `tests/test_segformer.py` checks it.
+    """
+
+    def __init__(self, head: AllMLPDecoder | MMSegMLPDecoder):
+        super().__init__()
+        c = head.embed_dim
+        n = len(head.in_channels)
+        s, t = _bn_affine(head.fuse.bn)
+        w_fuse = head.fuse.conv.weight.detach()[:, :, 0, 0]  # C, n*C
+        self.mmseg = isinstance(head, MMSegMLPDecoder)
+        self.branch_pre = nn.ModuleList()  # mmseg only: the per-stage conv + BN (+ ReLU in forward)
+        self.branch = nn.ModuleList()
+        with torch.no_grad():
+            for i, cin in enumerate(head.in_channels):
+                if self.mmseg:
+                    block = w_fuse[:, i * c : (i + 1) * c]  # concatenated c1..c4
+                    bs, bt = _bn_affine(head.convs[i].bn)
+                    pre = nn.Conv2d(cin, c, 1)
+                    pre.weight.copy_(head.convs[i].conv.weight * bs[:, None, None, None])
+                    pre.bias.copy_(bt)
+                    self.branch_pre.append(pre)
+                    weight, bias = s[:, None] * block, torch.zeros(c)
+                else:
+                    block = w_fuse[:, (n - 1 - i) * c : (n - i) * c]  # concatenated c4, c3, c2, c1
+                    proj = head.proj[i]
+                    weight, bias = s[:, None] * (block @ proj.weight), s * (block @ proj.bias)
+                if i == 0:
+                    bias = bias + t  # the BN shift is a constant: add it once, at full decoder resolution
+                conv = nn.Conv2d(cin if not self.mmseg else c, c, 1)
+                conv.weight.copy_(weight[:, :, None, None])
+                conv.bias.copy_(bias)
+                self.branch.append(conv)
+        self.classifier = head.classifier
+        self.in_channels, self.embed_dim = head.in_channels, c
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[2:]
+        out = None
+        for i, feat in enumerate(features):
+            if self.mmseg:
+                feat = F.relu(self.branch_pre[i](feat))
+            y = _resize(self.branch[i](feat), size)
+            out = y if out is None else out + y
+        return self.classifier(F.relu(out))
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------------------------------
@@ -279,6 +344,16 @@ class SegFormer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode_head(self.backbone(x))
+
+    def fold_decoder(self) -> SegFormer:
+        """Switch to the fast inference decoder (`FoldedMLPDecoder`), in place; weights must be loaded first.
+
+        The folded model computes the same function (up to rounding) but is inference-only: its state dict is no
+        longer the checkpoint layout, so save the model before folding.
+        """
+        if not isinstance(self.decode_head, FoldedMLPDecoder):
+            self.decode_head = FoldedMLPDecoder(self.decode_head.eval()).eval()
+        return self
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -636,6 +711,7 @@ def _build(
     weights: str | Path | None = None,
     ln_eps: float | None = None,
     reinit_classifier: bool = False,
+    fast: bool = False,
 ) -> SegFormer:
     encoder = mit_encoder(variant, ln_eps=ln_eps, mmseg=mmseg)
     name = f"segformer-{variant}" + ("-mmseg" if mmseg else "")
@@ -655,6 +731,8 @@ def _build(
     model = SegFormer(encoder, head, meta)
     if weights is not None:
         load_segformer_weights(model, str(weights), reinit_classifier=reinit_classifier)
+    if fast:
+        model.fold_decoder()
     return model.eval()
 
 

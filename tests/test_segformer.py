@@ -402,3 +402,22 @@ def test_registry_errors():
         models.create_model("segformer-b55")
     with pytest.raises(ValueError, match="already registered"):
         models.register_model("segformer-b0")(lambda **kw: None)
+
+
+@pytest.mark.parametrize("variant", ["b0", "b2"])
+def test_fast_path_matches_transformers(variant, hf_checkpoints):
+    folder, inputs, logits, _ = hf_checkpoints[variant]
+    fast = models.create_model(f"segformer-{variant}", weights=str(folder), ln_eps=1e-5, fast=True)
+    assert type(fast.decode_head).__name__ == "FoldedMLPDecoder"
+    with torch.no_grad():
+        for x, ref in zip(inputs, logits):
+            _close(fast(x), ref)
+
+
+def test_fast_path_mmseg_matches_independent_forward(tmp_path):
+    sd = _mmseg_state_dict("b0")
+    torch.save(sd, tmp_path / "m.pth")
+    fast = models.create_model("segformer-b0-mmseg", weights=str(tmp_path / "m.pth"), fast=True)
+    x = torch.randn(1, 3, 70, 100)
+    with torch.no_grad():
+        _close(fast(x), _mmseg_forward(sd, "b0", x))
