@@ -24,20 +24,22 @@ import models  # noqa: E402
 from models.segformer import DECODER_WIDTH, MIT_CONFIGS  # noqa: E402
 
 
-def _time(fn, x, warmup: int, iters: int, device: str) -> tuple[float, torch.Tensor]:
+def _time_interleaved(fns: list, x: torch.Tensor, warmup: int, iters: int, device: str) -> list[tuple[float, object]]:
+    """Median seconds per call of each function, timed round-robin so that background load hits all alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    outs: list[object] = [None] * len(fns)
     with torch.inference_mode():
-        for _ in range(warmup):
-            out = fn(x)
-        times = []
-        for _ in range(iters):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            out = fn(x)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        for it in range(warmup + iters):
+            for i, fn in enumerate(fns):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                outs[i] = fn(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if it >= warmup:
+                    times[i].append(time.perf_counter() - t0)
+    return [(statistics.median(t), o) for t, o in zip(times, outs)]
 
 
 def main() -> None:
@@ -75,9 +77,9 @@ def main() -> None:
         x = torch.randn(1, 3, h, w, device=args.device)
         if args.channels_last:
             fast = fast.to(memory_format=torch.channels_last)
-        t_ref, y_ref = _time(lambda t, m=ref: m(pixel_values=t).logits, x, args.warmup, args.iters, args.device)
-        t_faith, y_faith = _time(faithful, x, args.warmup, args.iters, args.device)
-        t_fast, y_fast = _time(fast, x, args.warmup, args.iters, args.device)
+        (t_ref, y_ref), (t_faith, y_faith), (t_fast, y_fast) = _time_interleaved(
+            [lambda t, m=ref: m(pixel_values=t).logits, faithful, fast], x, args.warmup, args.iters, args.device
+        )
         scale = y_ref.abs().max().item()
         d_faith = (y_faith - y_ref).abs().max().item() / scale
         d_fast = (y_fast - y_ref).abs().max().item() / scale

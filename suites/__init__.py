@@ -1,0 +1,32 @@
+"""Which measurements make up a named benchmark: frozen, versioned `SuiteSpec`s registered by name.
+
+>>> import suites
+>>> suites.get_suite("cityscapes-c").version
+'1'
+"""
+
+from __future__ import annotations
+
+from bench.spec import SuiteSpec
+from models.registry import Registry
+
+SUITES: Registry = Registry("suite")
+
+
+def register_suite(spec: SuiteSpec) -> SuiteSpec:
+    SUITES.add(spec.name, spec)
+    return spec
+
+
+def get_suite(name: str) -> SuiteSpec:
+    """The registered suite `name`; an unknown name raises a ValueError listing the closest ones."""
+    return SUITES.get(name)
+
+
+def list_suites(pattern: str = "*") -> list[str]:
+    return SUITES.list(pattern)
+
+
+from suites import builtin  # noqa: E402,F401  (registers the built-in suites)
+
+__all__ = ["SUITES", "get_suite", "list_suites", "register_suite"]

@@ -1,0 +1,107 @@
+"""The dataclasses a suite is made of. `suites/` instantiates and registers them; `bench/` executes them.
+
+A suite is data: which conditions, which inference protocol, which efficiency probe, which data. It computes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.config import InferenceSpec
+from bench.corruptions import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
+
+NOISE = CATEGORIES["noise"]
+DATA_KINDS = ("cityscapes", "synthetic", "none")
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """Synthetic scenes in the Cityscapes layout, written on first use into a cache folder."""
+
+    num_images: int = 8
+    size: tuple[int, int] = (128, 256)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EfficiencySpec:
+    """The cost probe: parameters and FLOPs at each resolution, latency per resolution x batch size x precision.
+
+    `resolutions` are (H, W); `conventions` name the FLOP counters ("fvcore": fvcore with attention counted;
+    "paper": mmcv's rules plus the SegFormer authors' hand-counted attention).
+    """
+
+    resolutions: tuple[tuple[int, int], ...] = ((1024, 2048),)
+    batch_sizes: tuple[int, ...] = (1,)
+    precisions: tuple[str, ...] = ("fp32",)
+    conventions: tuple[str, ...] = ("fvcore", "paper")
+    latency: bool = True
+    warmup: int = 5
+    iters: int = 20
+    cv_threshold: float = 0.1
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A named, versioned benchmark. Bump `version` whenever a change alters its numbers.
+
+    Attributes:
+        name, version, description: identity; every result row and the run's provenance carry name and version.
+        data: "cityscapes" (a Cityscapes root from --data / CITYSCAPES_DATASET), "synthetic" (generated scenes)
+            or "none" (efficiency only).
+        conditions: clean and corrupted conditions evaluated for accuracy (empty: no accuracy cells).
+        inference: the prediction protocol (whole image or sliding window, crop, stride, flip).
+        efficiency: the cost probe, or None.
+        default_models: models run when the user names none.
+        max_images: evaluate the first N images only (None: all).
+        synthetic: scene parameters when `data == "synthetic"`.
+        reference_model: the model mCE is relative to, when it is part of the run.
+        gallery: save one image under every condition with each model's prediction, for the report.
+    """
+
+    name: str
+    version: str
+    description: str
+    data: str = "cityscapes"
+    conditions: tuple[Condition, ...] = ()
+    inference: InferenceSpec = InferenceSpec()
+    efficiency: EfficiencySpec | None = None
+    default_models: tuple[str, ...] = ()
+    max_images: int | None = None
+    synthetic: SyntheticData | None = None
+    reference_model: str | None = None
+    gallery: bool = True
+    tolerances: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data not in DATA_KINDS:
+            raise ValueError(f"suite {self.name}: data {self.data!r} unknown; choose one of {DATA_KINDS}")
+        if self.data == "synthetic" and self.synthetic is None:
+            object.__setattr__(self, "synthetic", SyntheticData())
+
+    def with_conditions(self, conditions: tuple[Condition, ...]) -> SuiteSpec:
+        return dataclasses.replace(self, conditions=tuple(conditions))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["conditions"] = [c.name for c in self.conditions]
+        return d
+
+
+def paper_conditions(
+    corruptions: tuple[str, ...] = CORRUPTIONS,
+    severities: tuple[int, ...] = SEVERITIES,
+    noise_severities: tuple[int, ...] = (1, 2, 3),
+) -> tuple[Condition, ...]:
+    """Clean, then each corruption at its severities: the SegFormer paper's Cityscapes-C protocol (Appendix D)
+    evaluates the four noise corruptions at severities 1-3 only and the other twelve at 1-5."""
+    out = [Condition()]
+    for c in corruptions:
+        for s in severities:
+            if c in NOISE and s not in noise_severities:
+                continue
+            out.append(Condition(c, s))
+    return tuple(out)

@@ -1,0 +1,87 @@
+"""The built-in suites. Each is data; `bench/` does the work. Bump a suite's version when its numbers would change."""
+
+from __future__ import annotations
+
+from bench.config import InferenceSpec
+from bench.corruptions import CORRUPTIONS, Condition
+from bench.spec import EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
+from suites import register_suite
+
+# Cityscapes evaluation as in the SegFormer and mmseg configs: 1024x1024 windows, stride 768, on 1024x2048 images.
+CITYSCAPES_SLIDE = InferenceSpec(mode="slide", crop=(1024, 1024), stride=(768, 768))
+# Short sides 512 / 640 / 768 / 1024 at Cityscapes' 1:2 aspect: the resolutions people deploy at.
+CITYSCAPES_RESOLUTIONS = ((512, 1024), (640, 1280), (768, 1536), (1024, 2048))
+
+register_suite(
+    SuiteSpec(
+        name="cityscapes-c",
+        version="1",
+        description="Cityscapes val, clean and under the 16 Cityscapes-C corruptions (SegFormer protocol: noise at "
+        "severities 1-3, the others at 1-5), sliding-window inference, plus the cost probe at 1024x2048.",
+        data="cityscapes",
+        conditions=paper_conditions(),
+        inference=CITYSCAPES_SLIDE,
+        efficiency=EfficiencySpec(resolutions=((1024, 2048),), batch_sizes=(1,), warmup=3, iters=10),
+        default_models=("segformer-b0",),
+    )
+)
+
+register_suite(
+    SuiteSpec(
+        name="cityscapes",
+        version="1",
+        description="Clean Cityscapes val, sliding-window inference, plus the cost probe at 1024x2048.",
+        data="cityscapes",
+        conditions=(Condition(),),
+        inference=CITYSCAPES_SLIDE,
+        efficiency=EfficiencySpec(resolutions=((1024, 2048),), batch_sizes=(1,), warmup=3, iters=10),
+        default_models=("segformer-b0",),
+    )
+)
+
+register_suite(
+    SuiteSpec(
+        name="efficiency",
+        version="1",
+        description="Parameters, FLOPs (fvcore and paper conventions) and latency over Cityscapes resolutions and "
+        "batch sizes; needs no data.",
+        data="none",
+        efficiency=EfficiencySpec(resolutions=CITYSCAPES_RESOLUTIONS, batch_sizes=(1, 2), warmup=3, iters=10),
+        default_models=("segformer-b0",),
+        gallery=False,
+    )
+)
+
+register_suite(
+    SuiteSpec(
+        name="demo",
+        version="1",
+        description="Runs anywhere in minutes: synthetic scenes in the Cityscapes layout, all 16 corruptions at "
+        "severities 1, 3 and 5, a small cost probe; SegFormer-B0 and DeepLabV3+ (MobileNetV2) with demo weights "
+        "trained on synthetic scenes (not Cityscapes numbers).",
+        data="synthetic",
+        synthetic=SyntheticData(num_images=8, size=(128, 256), seed=0),
+        conditions=(Condition(),) + tuple(Condition(c, s) for c in CORRUPTIONS for s in (1, 3, 5)),
+        inference=InferenceSpec(mode="whole"),
+        efficiency=EfficiencySpec(resolutions=((256, 512),), batch_sizes=(1,), warmup=2, iters=5),
+        default_models=("segformer-b0", "deeplabv3plus-mobilenetv2"),
+    )
+)
+
+register_suite(
+    SuiteSpec(
+        name="ci",
+        version="1",
+        description="Small, fast and deterministic, for regression tracking: tiny synthetic scenes, clean plus "
+        "three corruptions, and a latency probe.",
+        data="synthetic",
+        synthetic=SyntheticData(num_images=4, size=(96, 192), seed=0),
+        conditions=(Condition(), Condition("gaussian_noise", 2), Condition("motion_blur", 3), Condition("fog", 2)),
+        inference=InferenceSpec(mode="whole"),
+        efficiency=EfficiencySpec(
+            resolutions=((128, 256),), batch_sizes=(1,), conventions=("fvcore",), warmup=3, iters=15
+        ),
+        default_models=("segformer-b0",),
+        gallery=False,
+    )
+)
