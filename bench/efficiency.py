@@ -1,0 +1,356 @@
+"""Efficiency of a segmentation model: parameters, FLOPs with a stated convention, latency, throughput, memory.
+
+The public API lives here; the FLOP counters are in `bench.flops` and the timing harness in `bench.latency`.
+
+    >>> from bench.efficiency import count_params, count_flops, measure_latency
+    >>> count_flops(model, (512, 512), convention="paper").gmacs          # SegFormer-B0, 150 classes: ~8.4
+    >>> measure_latency(model, (512, 1024), device="cuda", precision="fp16").median_ms
+
+`efficiency_sweep` turns all of it into tidy result rows (``model, suite, condition, corruption, category,
+severity, metric, value, unit`` plus the keys that say what the number is), and `hardware_info` records the
+machine the numbers came from.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.flops import (
+    CONVENTIONS,
+    PAPER_RULES,
+    FlopCount,
+    SlidingWindowFlops,
+    _check_size,
+    count_flops,
+    module_groups,
+    sdpa_flop_jit,
+    segformer_attention_macs,
+    sliding_window_flops,
+    sliding_window_grid,
+)
+from bench.latency import (
+    PRECISIONS,
+    LatencyStats,
+    TimingStats,
+    cpu_model_name,
+    measure_latency,
+    summarize,
+    time_callable,
+)
+
+CITYSCAPES_SHORT_SIDES = (512, 640, 768, 1024)
+"""Short sides of the efficiency curves (Cityscapes' 1:2 aspect; 1024 is the full evaluation resolution)."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParamCount:
+    """Parameter counts, in parameters (not millions).
+
+    Attributes:
+        total: every parameter of the model, shared tensors counted once.
+        backbone: parameters of ``model.backbone`` (0 when the model has none).
+        head: everything outside the backbone (``total - backbone``): the decode head and any auxiliary head.
+        by_module: per top-level child module (``{"backbone": ..., "decode_head": ...}``).
+        trainable: parameters with ``requires_grad``.
+    """
+
+    total: int
+    backbone: int
+    head: int
+    by_module: dict[str, int] = field(default_factory=dict)
+    trainable: int = 0
+
+    def millions(self, part: str = "total") -> float:
+        """A count in millions: ``part`` is ``"total"``, ``"backbone"``, ``"head"``, ``"trainable"`` or a key of
+        `by_module`."""
+        if part in ("total", "backbone", "head", "trainable"):
+            return getattr(self, part) / 1e6
+        if part in self.by_module:
+            return self.by_module[part] / 1e6
+        raise ValueError(
+            f"unknown part {part!r}: use total, backbone, head, trainable or one of {list(self.by_module)}"
+        )
+
+
+def _numel(params: Iterable[nn.Parameter]) -> int:
+    return sum(p.numel() for p in params)
+
+
+def count_params(model: nn.Module) -> ParamCount:
+    """Count the parameters of `model` in total, in its backbone, in its head(s) and per top-level module."""
+    total = _numel(model.parameters())
+    backbone_module = getattr(model, "backbone", None)
+    backbone = _numel(backbone_module.parameters()) if isinstance(backbone_module, nn.Module) else 0
+    return ParamCount(
+        total=total,
+        backbone=backbone,
+        head=total - backbone,
+        by_module={name: _numel(child.parameters()) for name, child in model.named_children()},
+        trainable=_numel(p for p in model.parameters() if p.requires_grad),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Hardware provenance
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _gpu_driver() -> str | None:
+    try:
+        import pynvml  # nvidia-ml-py, if installed
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:  # noqa: BLE001 - any failure means "ask nvidia-smi instead"
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+
+
+def hardware_info() -> dict[str, Any]:
+    """The machine behind a set of numbers: CPU, GPU (when CUDA is available), library versions, threads.
+
+    Keys: ``cpu_model``, ``cpu_count`` (logical cores), ``cpu_affinity`` (cores this process may use),
+    ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``cuda_available``, and when CUDA is
+    available ``gpu_name``, ``gpu_count``, ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version``
+    (otherwise those are None).
+    """
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        affinity = os.cpu_count()
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model_name(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda_available": torch.cuda.is_available(),
+        "gpu_name": None,
+        "gpu_count": None,
+        "gpu_memory_mib": None,
+        "gpu_driver": None,
+        "cuda_version": None,
+        "cudnn_version": None,
+    }
+    if info["cuda_available"]:
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            gpu_name=torch.cuda.get_device_name(0),
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_mib=props.total_memory / 2**20,
+            gpu_driver=_gpu_driver(),
+            cuda_version=torch.version.cuda,
+            cudnn_version=torch.backends.cudnn.version(),
+        )
+    return info
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def cityscapes_resolutions(short_sides: Iterable[int] = CITYSCAPES_SHORT_SIDES) -> list[tuple[int, int]]:
+    """(H, W) pairs at Cityscapes' 1:2 aspect for the given short sides: 512 -> (512, 1024)."""
+    return [(int(s), 2 * int(s)) for s in short_sides]
+
+
+def _size_str(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _model_name(model: nn.Module) -> str:
+    meta = getattr(model, "meta", None)
+    return getattr(meta, "name", None) or type(model).__name__
+
+
+def efficiency_sweep(
+    model: nn.Module,
+    resolutions: Sequence[tuple[int, int]],
+    batch_sizes: Sequence[int] = (1,),
+    device: str | torch.device = "cpu",
+    precision: str | Sequence[str] = "fp32",
+    *,
+    model_name: str | None = None,
+    suite: str = "",
+    conventions: Sequence[str] = CONVENTIONS,
+    latency: bool = True,
+    sliding_window: bool = True,
+    warmup: int = 5,
+    iters: int = 20,
+    channels_last: bool = False,
+    compile: bool = False,
+    cv_threshold: float = 0.1,
+    max_retries: int = 2,
+) -> list[dict[str, Any]]:
+    """Parameters, FLOPs per resolution and latency per (resolution, batch size, precision) as tidy rows.
+
+    Every row has the nine result columns (``condition="efficiency"``; corruption, category and severity None)
+    plus ``resolution`` ("HxW" or None), ``batch_size``, ``precision``, ``device`` and ``convention`` (None where
+    they do not apply). Metrics: ``params``, ``params_backbone``, ``params_head`` (M); ``gmacs``, ``gflops`` per
+    convention at batch 1 (GMAC / GFLOP, with the counter's description in ``counter``); ``gmacs_sliding`` when the
+    model's ``meta.eval_crop`` is smaller than the resolution (per-crop cost x windows, with ``crop``, ``stride``,
+    ``num_crops``); ``latency_median``, ``latency_p90``, ``latency_p99``, ``latency_iqr`` (ms), ``latency_cv``
+    (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB), with ``noisy``, ``threads``, ``device_name`` and
+    ``memory_kind``.
+
+    Args:
+        model: the network.
+        resolutions: (H, W) pairs, e.g. `cityscapes_resolutions()`.
+        batch_sizes: batch sizes for the latency runs.
+        device: where latency is measured (FLOPs are counted on the model's own device).
+        precision: one precision or several (``"fp32"``, ``"fp16"``, ``"bf16"``).
+        model_name: name for the rows (default: ``model.meta.name`` or the class name).
+        suite: suite name for the rows.
+        conventions: FLOP conventions to count ("fvcore", "paper"); empty to skip FLOPs.
+        latency: measure latency (False: parameters and FLOPs only).
+        sliding_window: add the sliding-window cost where the model's eval crop is smaller than the image.
+        warmup, iters, channels_last, compile, cv_threshold, max_retries: passed to `measure_latency`.
+    """
+    resolutions = [_check_size(r, "resolution") for r in resolutions]
+    precisions = [precision] if isinstance(precision, str) else list(precision)
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ValueError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    for c in conventions:
+        if c not in CONVENTIONS:
+            raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
+    name = model_name or _model_name(model)
+    device = str(torch.device(device))
+
+    def row(metric: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
+        base = {
+            "model": name,
+            "suite": suite,
+            "condition": "efficiency",
+            "corruption": None,
+            "category": None,
+            "severity": None,
+            "metric": metric,
+            "value": float(value),
+            "unit": unit,
+            "resolution": None,
+            "batch_size": None,
+            "precision": None,
+            "device": None,
+            "convention": None,
+        }
+        base.update(extra)
+        return base
+
+    params = count_params(model)
+    rows = [
+        row("params", params.millions("total"), "M"),
+        row("params_backbone", params.millions("backbone"), "M"),
+        row("params_head", params.millions("head"), "M"),
+    ]
+    meta = getattr(model, "meta", None)
+    crop, stride = getattr(meta, "eval_crop", None), getattr(meta, "eval_stride", None)
+    for size in resolutions:
+        res = _size_str(size)
+        for convention in conventions:
+            flops = count_flops(model, size, convention=convention)
+            common = {"resolution": res, "batch_size": 1, "convention": convention, "counter": flops.counter}
+            rows.append(row("gmacs", flops.gmacs, "GMAC", **common))
+            rows.append(row("gflops", flops.gflops, "GFLOP", **common))
+            if sliding_window and crop and stride and (size[0] > crop[0] or size[1] > crop[1]):
+                slide = sliding_window_flops(model, size, crop, stride, convention=convention)
+                extra = {"crop": _size_str(crop), "stride": _size_str(stride), "num_crops": slide.num_crops}
+                rows.append(row("gmacs_sliding", slide.gmacs, "GMAC", **common, **extra))
+        if not latency:
+            continue
+        for batch in batch_sizes:
+            for prec in precisions:
+                stats = measure_latency(
+                    model,
+                    size,
+                    batch_size=batch,
+                    device=device,
+                    precision=prec,
+                    warmup=warmup,
+                    iters=iters,
+                    channels_last=channels_last,
+                    compile=compile,
+                    cv_threshold=cv_threshold,
+                    max_retries=max_retries,
+                )
+                common = {
+                    "resolution": res,
+                    "batch_size": batch,
+                    "precision": prec,
+                    "device": device,
+                    "device_name": stats.device_name,
+                    "threads": stats.threads,
+                    "noisy": stats.noisy,
+                    "channels_last": channels_last,
+                    "compiled": compile,
+                }
+                rows += [
+                    row("latency_median", stats.median_ms, "ms", **common),
+                    row("latency_p90", stats.p90_ms, "ms", **common),
+                    row("latency_p99", stats.p99_ms, "ms", **common),
+                    row("latency_iqr", stats.iqr_ms, "ms", **common),
+                    row("latency_cv", stats.cv, "ratio", **common),
+                    row("throughput", stats.images_per_s, "img/s", **common),
+                    row("peak_memory", stats.peak_memory_mib, "MiB", **common, memory_kind=stats.memory_kind),
+                ]
+    return rows
+
+
+__all__ = [
+    "CITYSCAPES_SHORT_SIDES",
+    "CONVENTIONS",
+    "PAPER_RULES",
+    "PRECISIONS",
+    "FlopCount",
+    "LatencyStats",
+    "ParamCount",
+    "SlidingWindowFlops",
+    "TimingStats",
+    "cityscapes_resolutions",
+    "count_flops",
+    "count_params",
+    "efficiency_sweep",
+    "hardware_info",
+    "measure_latency",
+    "module_groups",
+    "sdpa_flop_jit",
+    "segformer_attention_macs",
+    "sliding_window_flops",
+    "sliding_window_grid",
+    "summarize",
+    "time_callable",
+]

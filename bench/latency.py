@@ -1,0 +1,342 @@
+"""Latency, throughput and peak memory, measured the way timings can be trusted.
+
+`time_callable` is the clock: warm-up calls (not timed), then timed calls; on CUDA each call is bracketed by
+``torch.cuda.Event`` records and synchronised, on CPU by ``time.perf_counter``. When the coefficient of variation of
+the timed calls is above a threshold it measures again (up to `max_retries` times), keeps the steadiest attempt and
+flags the result ``noisy`` if even that one stays above the threshold.
+
+`measure_latency` runs a model through that clock under ``torch.inference_mode()``, with optional autocast
+(fp16/bf16), ``channels_last`` and ``torch.compile``, and records what the number means: device, precision, input
+and batch size, thread count and peak memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.flops import _check_size
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class TimingStats:
+    """Summary of timed calls, in milliseconds (warm-up calls excluded).
+
+    Attributes:
+        samples: per-call times of the kept attempt, in call order.
+        median_ms, p90_ms, p99_ms, mean_ms, std_ms, iqr_ms: statistics of `samples` (std: sample std, ddof=1;
+            percentiles and IQR with linear interpolation).
+        cv: coefficient of variation, ``std_ms / mean_ms``.
+        noisy: True when `cv` stayed above `cv_threshold` after all attempts.
+        attempts: how many timed runs were made (1 + re-measurements).
+        attempt_cvs: the CV of every attempt, in order.
+        cv_threshold, warmup, iters: the settings used.
+        clock: ``"cuda.Event"`` or ``"perf_counter"``.
+    """
+
+    samples: list[float]
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    iqr_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float
+    noisy: bool
+    attempts: int
+    attempt_cvs: list[float]
+    cv_threshold: float
+    warmup: int
+    iters: int
+    clock: str
+
+
+@dataclass
+class LatencyStats(TimingStats):
+    """`TimingStats` of a model's forward pass plus what they were measured on.
+
+    Attributes:
+        images_per_s: ``batch_size * 1000 / median_ms``.
+        peak_memory_mib: CUDA: ``torch.cuda.max_memory_allocated`` during the measurement (peak stats reset first).
+            CPU: peak resident set size of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), a
+            high-water mark since the process started, so it includes everything that ran before.
+        memory_kind: ``"cuda_max_allocated"`` or ``"cpu_process_peak_rss"``.
+        threads: ``torch.get_num_threads()`` during the measurement.
+        device: the torch device string; device_name: GPU or CPU model.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (the last two via autocast).
+        input_size: (H, W); batch_size; channels_last; compiled: whether ``torch.compile`` was applied.
+    """
+
+    images_per_s: float = 0.0
+    peak_memory_mib: float = 0.0
+    memory_kind: str = ""
+    threads: int = 0
+    device: str = "cpu"
+    device_name: str = ""
+    precision: str = "fp32"
+    input_size: tuple[int, int] = (0, 0)
+    batch_size: int = 1
+    channels_last: bool = False
+    compiled: bool = False
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Percentile with linear interpolation between closest ranks (numpy's default method)."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    """Median, p90, p99, IQR, mean, std (ddof=1) and CV of a list of times."""
+    if not samples:
+        raise ValueError("cannot summarise an empty list of timings")
+    s = sorted(samples)
+    mean = statistics.fmean(s)
+    std = statistics.stdev(s) if len(s) > 1 else 0.0
+    return {
+        "median_ms": statistics.median(s),
+        "p90_ms": _percentile(s, 90),
+        "p99_ms": _percentile(s, 99),
+        "iqr_ms": _percentile(s, 75) - _percentile(s, 25),
+        "mean_ms": mean,
+        "std_ms": std,
+        "cv": std / mean if mean > 0 else 0.0,
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The clock
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _is_cuda(device: str | torch.device) -> bool:
+    return torch.device(device).type == "cuda"
+
+
+def _timed_calls(fn: Callable[[], Any], iters: int, device: str | torch.device) -> list[float]:
+    if _is_cuda(device):
+        torch.cuda.synchronize(device)
+        times = []
+        for _ in range(iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()  # wait for the GPU: the time covers the work, not just the launch
+            times.append(start.elapsed_time(end))
+        return times
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def time_callable(
+    fn: Callable[[], Any],
+    warmup: int = 5,
+    iters: int = 20,
+    device: str | torch.device = "cpu",
+    cv_threshold: float = 0.1,
+    max_retries: int = 2,
+) -> TimingStats:
+    """Time `fn()`: `warmup` untimed calls, then `iters` timed calls, re-measured while the spread is high.
+
+    Args:
+        fn: the work to time, called without arguments.
+        warmup: untimed calls before the first attempt (lazy init, cudnn autotuning, compilation, caches).
+        iters: timed calls per attempt.
+        device: where `fn` runs: ``"cuda[:i]"`` uses CUDA events with synchronisation, anything else
+            ``time.perf_counter``.
+        cv_threshold: an attempt whose coefficient of variation (std / mean) exceeds this is re-measured.
+        max_retries: re-measurements allowed after the first attempt.
+
+    Returns:
+        Statistics of the attempt with the lowest CV; ``noisy`` is True if that CV is still above the threshold.
+    """
+    if warmup < 0 or iters < 1 or max_retries < 0:
+        raise ValueError(f"need warmup >= 0, iters >= 1, max_retries >= 0; got {warmup}, {iters}, {max_retries}")
+    if cv_threshold <= 0:
+        raise ValueError(f"cv_threshold must be > 0, got {cv_threshold}")
+    for _ in range(warmup):
+        fn()
+    if _is_cuda(device):
+        torch.cuda.synchronize(device)
+    best: tuple[list[float], dict[str, float]] | None = None
+    cvs: list[float] = []
+    for _ in range(max_retries + 1):
+        samples = _timed_calls(fn, iters, device)
+        stats = summarize(samples)
+        cvs.append(stats["cv"])
+        if best is None or stats["cv"] < best[1]["cv"]:
+            best = (samples, stats)
+        if stats["cv"] <= cv_threshold:
+            break
+    samples, stats = best
+    return TimingStats(
+        samples=samples,
+        **stats,
+        noisy=stats["cv"] > cv_threshold,
+        attempts=len(cvs),
+        attempt_cvs=cvs,
+        cv_threshold=cv_threshold,
+        warmup=warmup,
+        iters=iters,
+        clock="cuda.Event" if _is_cuda(device) else "perf_counter",
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def cpu_model_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str | torch.device) -> str:
+    """GPU name for a CUDA device, CPU model otherwise."""
+    if _is_cuda(device):
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_model_name()
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    ref = next(model.parameters(), None)
+    return ref.device if ref is not None else torch.device("cpu")
+
+
+def measure_latency(
+    model: nn.Module,
+    input_size: tuple[int, int],
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    warmup: int = 10,
+    iters: int = 50,
+    channels_last: bool = False,
+    compile: bool = False,
+    cv_threshold: float = 0.1,
+    max_retries: int = 2,
+) -> LatencyStats:
+    """Latency of ``model(x)`` for a random (batch_size, 3, H, W) input, under ``torch.inference_mode()``.
+
+    The model is put in eval mode and moved to `device` (and to ``channels_last`` if asked) for the measurement; its
+    device, memory format and mode are restored afterwards. On CUDA ``cudnn.benchmark`` is switched on for the
+    measurement and peak memory statistics are reset first.
+
+    Args:
+        model: the network.
+        input_size: (H, W).
+        batch_size: images per call.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        precision: ``"fp32"``, or ``"fp16"`` / ``"bf16"`` through ``torch.autocast`` (weights stay fp32).
+        warmup: untimed calls first (with ``compile=True`` the first one compiles).
+        iters: timed calls per attempt.
+        channels_last: use the NHWC memory format for weights and input.
+        compile: wrap the model in ``torch.compile`` (default mode).
+        cv_threshold: re-measure while the coefficient of variation is above this.
+        max_retries: re-measurements allowed.
+    """
+    input_size = _check_size(input_size, "input_size")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise ValueError(f"device {device} requested but CUDA is not available here: use device='cpu'")
+    if compile and warmup < 1:
+        raise ValueError("compile=True needs warmup >= 1 so that compilation is not timed")
+
+    original_device, was_training = _model_device(model), model.training
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.eval().to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, *input_size, device=device).contiguous(memory_format=memory_format)
+    runner = torch.compile(model) if compile else model
+    dtype = PRECISIONS[precision]
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+    def step() -> None:
+        with torch.inference_mode(), autocast:
+            runner(x)
+
+    try:
+        with _cudnn_benchmark(True) if cuda else contextlib.nullcontext():
+            if cuda:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            timing = time_callable(step, warmup, iters, device, cv_threshold, max_retries)
+            if cuda:
+                peak, memory_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+            else:
+                peak, memory_kind = _peak_rss_mib(), "cpu_process_peak_rss"
+    finally:
+        model.to(original_device)
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
+        model.train(was_training)
+
+    return LatencyStats(
+        **vars(timing),
+        images_per_s=batch_size * 1e3 / timing.median_ms,
+        peak_memory_mib=peak,
+        memory_kind=memory_kind,
+        threads=torch.get_num_threads(),
+        device=str(device),
+        device_name=device_name(device),
+        precision=precision,
+        input_size=input_size,
+        batch_size=batch_size,
+        channels_last=channels_last,
+        compiled=compile,
+    )
