@@ -237,7 +237,7 @@ class AllMLPDecoder(nn.Module):
             b, _, h, w = feat.shape
             x = proj(feat.flatten(2).transpose(1, 2))  # B, C_i, H, W -> B, N, C
             x = x.transpose(1, 2).reshape(b, -1, h, w)  # -> B, C, H, W
-            outs.append(_resize(x, size))
+            outs.append(_resize(x, size).contiguous())  # stage 1 skips the resize and would stay NHWC-strided
         x = self.fuse(torch.cat(outs[::-1], dim=1))  # concatenated c4, c3, c2, c1
         return self.classifier(self.dropout(x))
 
