@@ -74,13 +74,10 @@ class InferenceSpec:
 
     def protocol(self) -> dict[str, Any]:
         """The fields that change predictions (not just speed): compared when a run is resumed."""
-        return {
-            "mode": self.mode,
-            "crop": self.crop,
-            "stride": self.stride,
-            "flip": self.flip,
-            "precision": self.precision,
-        }
+        fields = (
+            ("mode", "crop", "stride", "flip", "precision") if self.mode == "slide" else ("mode", "flip", "precision")
+        )
+        return {name: getattr(self, name) for name in fields}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

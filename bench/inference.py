@@ -140,8 +140,6 @@ def predict(
         logits = F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
     if check_finite and not bool(torch.isfinite(logits).all()):
         name = getattr(getattr(model, "meta", None), "name", type(model).__name__)
-        raise NonFiniteLogitsError(
-            f"model {name} produced NaN or inf logits (precision {spec.precision}); check the weights, "
-            "or try precision fp32 if fp16 overflows"
-        )
+        hint = "check the weights and the input" if spec.precision == "fp32" else "try precision fp32 (overflow?)"
+        raise NonFiniteLogitsError(f"model {name} produced NaN or inf logits (precision {spec.precision}); {hint}")
     return logits.argmax(1)

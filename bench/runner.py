@@ -1,0 +1,482 @@
+"""The runner: expand models x conditions into cells, evaluate the missing ones, store each as soon as it finishes.
+
+    >>> from bench.config import RunConfig, InferenceSpec
+    >>> from bench.corruptions import conditions
+    >>> from bench.runner import run
+    >>> cfg = RunConfig(suite="demo", models=("segformer-b0",), weights={"segformer-b0": "ckpt.pth"},
+    ...                 data_root="/data/cityscapes", max_images=10)
+    >>> result = run(cfg, conditions(("fog",), (1, 3)), InferenceSpec(mode="slide"))   # doctest: +SKIP
+    >>> result.results_csv                                                           # doctest: +SKIP
+    PosixPath('runs/demo-20260101-120000/results.csv')
+
+Cells: for each model, an optional efficiency cell (when an `efficiency` callable is given) and one accuracy cell
+per condition. An accuracy cell streams the (sharded) dataset through `bench.inference.predict`, accumulates a
+confusion matrix on the device, all-reduces it across ranks, and rank 0 writes `cells/<cell>.json` atomically with
+the matrix, the tidy rows and the timing split (model / data / metric). A run folder that already holds a cell
+never recomputes it (`resume`). `results.csv` and `summary.csv` are gathered from the cell files.
+
+Faults: NaN/inf logits or CUDA out-of-memory fail that cell with a message saying what to change; the run goes on
+with the next cells and raises `RunFailed` at the end, listing them. Ctrl-C keeps every finished cell and prints how
+to resume.
+
+`python -m bench.runner --config cfg.json` runs a JSON-described run (RunConfig fields plus an optional
+`conditions` list such as `["clean", "fog-2"]`); it is what the distributed tests launch with torchrun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench import distributed
+from bench.config import InferenceSpec, RunConfig
+from bench.corruptions import Condition
+from bench.corruptions import conditions as expand_conditions
+from bench.inference import NonFiniteLogitsError, predict
+from bench.metrics import CITYSCAPES_CLASSES, confusion_matrix
+from bench.results import RunStore, accuracy_rows, check_resume, environment, sha256_path
+
+EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
+"""`efficiency(model, model_name) -> tidy rows` (e.g. a partial of `bench.efficiency.efficiency_sweep`)."""
+
+
+class CellError(RuntimeError):
+    """A cell could not be evaluated (non-finite logits, out of memory, ...)."""
+
+
+class RunFailed(RuntimeError):
+    """Some cells failed; the others are stored. `.result` holds the `RunResult`."""
+
+    def __init__(self, message: str, result: RunResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a model under one condition (accuracy) or the model's efficiency probe."""
+
+    model: str
+    kind: str  # "accuracy" | "efficiency"
+    condition: Condition | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}__{self.condition.name if self.kind == 'accuracy' else 'efficiency'}"
+
+
+@dataclass
+class RunResult:
+    """What a run produced. `computed` and `skipped` are cell ids; `failed` maps cell id -> error message."""
+
+    run_dir: Path
+    results_csv: Path | None
+    cells: list[str]
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    timing: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def plan_cells(models: Sequence[str], conds: Sequence[Condition], efficiency: bool, only: str | None) -> list[Cell]:
+    """Cells in run order: per model, its efficiency cell first (if any), then its conditions."""
+    cells = []
+    for model in models:
+        if efficiency and only != "accuracy":
+            cells.append(Cell(model, "efficiency"))
+        if only != "efficiency":
+            cells.extend(Cell(model, "accuracy", c) for c in conds)
+    return cells
+
+
+def _collate(items: list[dict]) -> dict:
+    shapes = {tuple(it["image"].shape) for it in items}
+    if len(shapes) > 1:
+        raise ValueError(f"images in one batch differ in size {sorted(shapes)}; use batch_size 1 for such data")
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "label": torch.stack([it["label"] for it in items]),
+        "id": [it["id"] for it in items],
+    }
+
+
+class _ModelSlot:
+    """Builds models one at a time (seeded, so random init is identical on every rank and every resume)."""
+
+    def __init__(self, config: RunConfig, device: torch.device, factory: Callable[..., nn.Module] | None):
+        self.config, self.device = config, device
+        self.factory = factory
+        self.name: str | None = None
+        self.model: nn.Module | None = None
+
+    def build(self, name: str) -> nn.Module:
+        if self.factory is None:
+            import models
+
+            self.factory = models.create_model
+        torch.manual_seed(self.config.seed)
+        model = self.factory(name, num_classes=self.config.num_classes, weights=self.config.weights.get(name))
+        info = getattr(model, "weights_info", None)
+        if (info is None or info.random) and not self.config.allow_random_weights:
+            raise ValueError(
+                f"model {name} has no trained weights (random init); give a checkpoint with weights={{{name!r}: path}} "
+                "(--weights on the command line), or allow_random_weights=True for a smoke run"
+            )
+        return model.eval()
+
+    def get(self, name: str) -> nn.Module:
+        if self.name != name:
+            self.release()
+            model = self.build(name).to(self.device)
+            if self.config.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            self.name, self.model = name, model
+        return self.model
+
+    def release(self) -> None:
+        self.name = self.model = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def weights_fingerprint(model: nn.Module, name: str, config: RunConfig) -> str:
+    """sha256 of a model's weights: the file (or folder) it was loaded from, or `random-init/seed=<seed>`."""
+    info = getattr(model, "weights_info", None)
+    if info is None or info.random:
+        return f"random-init/seed={config.seed}"
+    if info.sha256:
+        return info.sha256
+    source = info.path or config.weights.get(name)
+    if source and Path(source).exists():
+        return sha256_path(source)
+    return f"unhashed:{info.source}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _oom_message(cell: Cell, spec: InferenceSpec) -> str:
+    crop = f"crop {spec.crop[0]}x{spec.crop[1]}" if spec.mode == "slide" else "whole-image inference"
+    return (
+        f"CUDA out of memory in cell {cell.id} (batch size {spec.batch_size}, {crop}, precision {spec.precision}): "
+        "lower the batch size (--batch-size), use slide inference with a smaller crop, or fp16/bf16 precision"
+    )
+
+
+def _accuracy_cell(
+    cell: Cell,
+    model: nn.Module,
+    config: RunConfig,
+    spec: InferenceSpec,
+    ctx: distributed.DistContext,
+    label: str,
+) -> dict[str, Any]:
+    from bench.data import CityscapesDataset
+
+    start = time.perf_counter()
+    dataset = CityscapesDataset(
+        config.data_root,
+        split=config.split,
+        max_images=config.max_images,
+        condition=cell.condition,
+        base_seed=config.seed,
+        corrupted_root=config.corrupted_root,
+    )
+    shard = distributed.shard_indices(len(dataset), ctx.rank, ctx.world_size)
+    cuda = ctx.device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, shard),
+        batch_size=spec.batch_size,
+        shuffle=False,
+        num_workers=config.workers,
+        collate_fn=_collate,
+        pin_memory=cuda,
+    )
+    n = config.num_classes
+    cm = torch.zeros(n, n, dtype=torch.int64, device=ctx.device)
+    phases = torch.zeros(3, dtype=torch.float64)  # model, data, metric seconds
+    error: str | None = None
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(shard), desc=label, unit="img", disable=config.quiet or not ctx.is_main, leave=False)
+    try:
+        t = time.perf_counter()
+        for batch in loader:
+            t_data = time.perf_counter()
+            images = batch["image"].to(ctx.device, non_blocking=True)
+            labels = batch["label"].to(ctx.device, non_blocking=True)
+            pred = predict(model, images, spec, out_size=tuple(labels.shape[-2:]))
+            _sync(ctx.device)
+            t_model = time.perf_counter()
+            cm += confusion_matrix(pred, labels, n)
+            _sync(ctx.device)
+            t_metric = time.perf_counter()
+            phases += torch.tensor([t_model - t_data, t_data - t, t_metric - t_model], dtype=torch.float64)
+            bar.update(len(batch["id"]))
+            t = time.perf_counter()
+    except NonFiniteLogitsError as exc:
+        error = f"cell {cell.id}: {exc}"
+    except torch.OutOfMemoryError:
+        error = _oom_message(cell, spec)
+    finally:
+        bar.close()
+    if distributed.any_failed(error is not None, ctx):
+        raise CellError(error or f"cell {cell.id} failed on another rank (see that rank's log)")
+    distributed.all_reduce_(cm, ctx)
+    count = torch.tensor([len(shard)], dtype=torch.int64, device=ctx.device)
+    distributed.all_reduce_(count, ctx)
+    phases = distributed.all_reduce_(phases.to(ctx.device), ctx).cpu()  # summed over ranks
+    total = torch.tensor([time.perf_counter() - start], dtype=torch.float64, device=ctx.device)
+    total = float(distributed.all_reduce_(total, ctx, "max").item())
+    timing = {"total": total, "model": float(phases[0]), "data": float(phases[1]), "metric": float(phases[2])}
+    num_images = int(count.item())
+    classes = CITYSCAPES_CLASSES if n == len(CITYSCAPES_CLASSES) else tuple(f"class{i}" for i in range(n))
+    cm_cpu = cm.cpu()
+    return {
+        "cell": cell.id,
+        "kind": "accuracy",
+        "model": cell.model,
+        "condition": cell.condition.name,
+        "num_images": num_images,
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "inference": spec.to_dict(),
+        "timing": timing,
+        "class_names": list(classes),
+        "confusion_matrix": cm_cpu.tolist(),
+        "rows": accuracy_rows(cell.model, config.suite, cell.condition, cm_cpu, classes, timing, num_images),
+    }
+
+
+def _efficiency_cell(cell: Cell, model: nn.Module, config: RunConfig, efficiency: EfficiencyFn) -> dict[str, Any]:
+    start = time.perf_counter()
+    rows = efficiency(model, cell.model)
+    fixed = {"model": cell.model, "suite": config.suite, "condition": "efficiency"}
+    rows = [{"corruption": None, "category": None, "severity": None, **r, **fixed} for r in rows]
+    for r in rows:
+        if not {"metric", "value", "unit"} <= set(r):
+            raise ValueError(f"efficiency row {r} lacks metric/value/unit")
+    return {
+        "cell": cell.id,
+        "kind": "efficiency",
+        "model": cell.model,
+        "condition": "efficiency",
+        "timing": {"total": time.perf_counter() - start},
+        "rows": rows,
+    }
+
+
+def _resolve_run_dir(config: RunConfig) -> Path:
+    out = Path(config.out_dir)
+    if config.run_id:
+        run_dir = out / config.run_id
+        if config.resume and not (run_dir / "run.json").is_file():
+            raise FileNotFoundError(f"cannot resume: {run_dir} holds no run (no run.json); check out_dir and run_id")
+        if not config.resume and run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another run id")
+        return run_dir
+    if config.resume:
+        runs = sorted(
+            (p for p in out.glob(f"{config.suite}-*") if (p / "run.json").is_file()), key=lambda p: p.stat().st_mtime
+        )
+        if not runs:
+            raise FileNotFoundError(f"cannot resume: no run of suite {config.suite!r} in {out}; give run_id")
+        return runs[-1]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir, k = out / f"{config.suite}-{stamp}", 1
+    while run_dir.exists():
+        k += 1
+        run_dir = out / f"{config.suite}-{stamp}-{k}"
+    return run_dir
+
+
+def _prepare(config: RunConfig, store_dir: Path, manifest: dict, env: dict) -> set[str]:
+    """Rank 0: check or create the run folder; returns the ids of finished cells."""
+    store = RunStore(store_dir)
+    old = store.read_manifest()
+    if old is not None:
+        check_resume(old, manifest, store_dir)
+        merged = {key: {**old.get(key, {}), **manifest[key]} for key in ("weights", "protocols")}
+        manifest = {**old, **manifest, **merged, "created_at": old.get("created_at")}
+    store.write_manifest(manifest)
+    store.write_env(env)
+    return set(store.finished())
+
+
+def run(
+    config: RunConfig,
+    conditions: Sequence[Condition | str] | None = None,
+    inference: InferenceSpec | None = None,
+    efficiency: EfficiencyFn | None = None,
+    model_factory: Callable[..., nn.Module] | None = None,
+    on_cell_finished: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Evaluate every missing cell of a run and gather its results (see the module docstring).
+
+    Args:
+        config: what to run and where to write.
+        conditions: conditions of the accuracy cells (`Condition` or names such as "fog-2"); None expands
+            `config.corruptions` x `config.severities` after clean.
+        inference: the suite's inference protocol (overridden by `config.inference`; hardware knobs from `config`).
+        efficiency: efficiency probe run once per model on rank 0; None for no efficiency cells.
+        model_factory: `factory(name, num_classes=..., weights=...) -> nn.Module`; default `models.create_model`.
+        on_cell_finished: called on rank 0 with each stored cell record (progress hooks, tests).
+
+    Returns:
+        The run's `RunResult` (on every rank; only rank 0 writes files).
+
+    Raises:
+        RunFailed: some cells failed; the finished ones are stored.
+        RunMismatchError: resume against a run made with another suite version, seed, weights or protocol.
+    """
+    ctx = distributed.setup(config.device)
+    try:
+        return _run(config, conditions, inference, efficiency, model_factory, on_cell_finished, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _run(config, conditions, inference, efficiency, model_factory, on_cell_finished, ctx) -> RunResult:
+    if not config.models:
+        raise ValueError("no models to run; set RunConfig.models")
+    if conditions is None:
+        conditions = expand_conditions(config.corruptions, config.severities, clean=True)
+    conds = [Condition.parse(c) if isinstance(c, str) else c for c in conditions]
+    spec = dataclasses.replace(config.inference_spec(inference), device=str(ctx.device))
+    cells = plan_cells(config.models, conds, efficiency is not None, config.only)
+    slot = _ModelSlot(config, ctx.device, model_factory)
+
+    # Preflight: every model builds (weights found, random-init policy) before any work; hashes for the manifest.
+    weights, protocols = {}, {}
+    for name in config.models:
+        model = slot.build(name)
+        weights[name] = weights_fingerprint(model, name, config)
+        protocols[name] = spec.resolve(model.meta).protocol()
+        del model
+    manifest = {
+        "run_id": None,
+        "suite": config.suite,
+        "suite_version": config.suite_version,
+        "seed": config.seed,
+        "split": config.split,
+        "max_images": config.max_images,
+        "num_classes": config.num_classes,
+        "weights": weights,
+        "protocols": protocols,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+    }
+    run_dir = distributed.on_main(lambda: _resolve_run_dir(config), ctx)
+    manifest["run_id"] = run_dir.name
+
+    def env() -> dict:
+        return environment(
+            config.command,
+            config.seed,
+            weights,
+            config.suite,
+            config.suite_version,
+            str(ctx.device),
+            ctx.world_size,
+            extra={"run_id": run_dir.name, "inference": spec.to_dict(), "config": config.to_dict()},
+        )
+
+    done = distributed.on_main(lambda: _prepare(config, run_dir, manifest, env()), ctx)
+    store = RunStore(run_dir)
+    result = RunResult(run_dir=run_dir, results_csv=None, cells=[c.id for c in cells])
+    todo = [c for c in cells if c.id not in done]
+    result.skipped = [c.id for c in cells if c.id in done]
+    if ctx.is_main and not config.quiet:
+        print(
+            f"run {run_dir}: {len(cells)} cells, {len(result.skipped)} already done, {len(todo)} to run",
+            file=sys.stderr,
+        )
+    try:
+        for i, cell in enumerate(todo, 1):
+            label = f"[{i}/{len(todo)}] {cell.id}"
+            try:
+                model = slot.get(cell.model)
+                if cell.kind == "accuracy":
+                    record = _accuracy_cell(cell, model, config, spec.resolve(model.meta), ctx, label)
+                else:
+                    record = distributed.on_main(
+                        lambda c=cell, m=model: _efficiency_cell(c, m, config, efficiency), ctx
+                    )
+            except CellError as exc:
+                result.failed[cell.id] = str(exc)
+                if ctx.is_main:
+                    print(f"FAILED {exc}", file=sys.stderr)
+                continue
+            except torch.OutOfMemoryError:
+                result.failed[cell.id] = _oom_message(cell, spec.resolve(slot.model.meta) if slot.model else spec)
+                slot.release()
+                if ctx.is_main:
+                    print(f"FAILED {result.failed[cell.id]}", file=sys.stderr)
+                continue
+            if ctx.is_main:
+                store.write_cell({**record, "weights_sha256": weights[cell.model], "finished_at": _now()})
+                if not config.quiet:
+                    t = record["timing"]
+                    split = " ".join(f"{k} {v:.2f}s" for k, v in t.items() if k != "total")
+                    print(f"{label}: done in {t['total']:.2f}s {split}", file=sys.stderr)
+                if on_cell_finished is not None:
+                    on_cell_finished(record)
+            result.computed.append(cell.id)
+            result.timing[cell.id] = record["timing"]
+    except KeyboardInterrupt:
+        if ctx.is_main:
+            store.gather([c.id for c in cells], config.reference_model, config.suite)
+            print(
+                f"\ninterrupted: {len(store.finished())} finished cells are kept in {store.cells_dir}. Resume with "
+                f"--resume --run-id {run_dir.name} (Python: RunConfig(..., run_id={run_dir.name!r}, resume=True)).",
+                file=sys.stderr,
+            )
+        raise
+    finally:
+        slot.release()
+    distributed.barrier(ctx)
+    if ctx.is_main:
+        result.results_csv = store.gather([c.id for c in cells], config.reference_model, config.suite)
+    if result.failed:
+        lines = "\n".join(f"  {cid}: {msg}" for cid, msg in result.failed.items())
+        raise RunFailed(
+            f"{len(result.failed)} of {len(cells)} cells failed (the rest are in {run_dir}):\n{lines}", result
+        )
+    return result
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bench.runner --config run.json`: a run described by JSON (RunConfig fields + `conditions`)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="JSON file with RunConfig fields and optional 'conditions'")
+    args = parser.parse_args(argv)
+    data = json.loads(Path(args.config).read_text())
+    conds = data.pop("conditions", None)
+    data.setdefault("command", [sys.executable, "-m", "bench.runner", *(argv or sys.argv[1:])])
+    result = run(RunConfig.from_dict(data), conds)
+    if result.results_csv is not None:
+        print(result.results_csv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

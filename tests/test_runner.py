@@ -1,0 +1,247 @@
+"""Runner and results store: end to end on synthetic scenes, resume, SIGKILL, faults, provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import models
+from bench.config import InferenceSpec, RunConfig
+from bench.corruptions import Condition
+from bench.data import CityscapesDataset
+from bench.inference import predict
+from bench.metrics import confusion_matrix, mean_iou
+from bench.results import TIMING_UNITS, RunMismatchError, RunStore
+from bench.runner import RunFailed, run
+from bench.synthetic import write_synthetic_cityscapes
+from models.base import WeightsInfo
+
+REPO = Path(__file__).resolve().parents[1]
+CONDITIONS = ("clean", "fog-1", "fog-2", "gaussian_noise-1", "gaussian_noise-2")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return write_synthetic_cityscapes(tmp_path_factory.mktemp("cityscapes"), num_images=3, size=(64, 128), seed=3)
+
+
+def make_config(data_root, out, **kw) -> RunConfig:
+    base = dict(suite="test", suite_version="1", models=("segformer-tiny",), data_root=str(data_root),
+                out_dir=str(out), allow_random_weights=True, batch_size=2, quiet=True, seed=0)  # fmt: skip
+    return RunConfig(**{**base, **kw})
+
+
+def accuracy_frame(path) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    return frame[~frame["unit"].isin(TIMING_UNITS)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference_run(data_root, tmp_path_factory):
+    """The uninterrupted end-to-end run: tiny model, clean plus two corruptions at two severities."""
+    out = tmp_path_factory.mktemp("runs")
+    start = time.perf_counter()
+    result = run(make_config(data_root, out, run_id="ref"), CONDITIONS, InferenceSpec(mode="whole"))
+    wall = time.perf_counter() - start
+    split = {k: sum(t.get(k, 0.0) for t in result.timing.values()) for k in ("model", "data", "metric")}
+    print(f"\nend-to-end wall {wall:.2f}s; cells: " + ", ".join(f"{k} {v:.2f}s" for k, v in split.items()))
+    return result
+
+
+def test_end_to_end_python_api(reference_run, data_root):
+    result = reference_run
+    assert result.computed == [f"segformer-tiny__{c}" for c in CONDITIONS] and not result.failed
+    frame = pd.read_csv(result.results_csv)
+    assert list(frame.columns[:9]) == ["model", "suite", "condition", "corruption", "category", "severity",
+                                       "metric", "value", "unit"]  # fmt: skip
+    assert frame["condition"].unique().tolist() == list(CONDITIONS)
+    miou = frame[frame.metric == "miou"].set_index("condition")["value"]
+    assert ((miou >= 0) & (miou <= 100)).all()
+    fog2 = frame[(frame.condition == "fog-2") & (frame.metric == "miou")].iloc[0]
+    assert (fog2.corruption, fog2.category, fog2.severity) == ("fog", "weather", 2)
+    assert {"time_model", "time_data", "time_metric", "time_total", "throughput", "num_images"} <= set(frame.metric)
+
+    # the stored confusion matrix equals a plain loop over the dataset, image by image, and gives the row's mIoU
+    store = RunStore(result.run_dir)
+    torch.manual_seed(0)
+    model = models.create_model("segformer-tiny")
+    for name in ("clean", "fog-2"):
+        record = json.loads(store.cell_path(f"segformer-tiny__{name}").read_text())
+        cm = torch.tensor(record["confusion_matrix"])
+        expected = torch.zeros(19, 19, dtype=torch.int64)
+        for item in CityscapesDataset(data_root, condition=Condition.parse(name)):
+            pred = predict(model, item["image"][None], InferenceSpec())
+            expected += confusion_matrix(pred, item["label"][None])
+        assert torch.equal(cm, expected), name
+        assert miou[name] == pytest.approx(100 * mean_iou(cm), rel=1e-12)
+        assert record["num_images"] == 3
+
+    summary = pd.read_csv(result.run_dir / "summary.csv")
+    mpc = summary[summary.metric == "mPC"]["value"].item()
+    fog = (miou["fog-1"] + miou["fog-2"]) / 2
+    noise = (miou["gaussian_noise-1"] + miou["gaussian_noise-2"]) / 2
+    assert mpc == pytest.approx((fog + noise) / 2)
+    assert summary[summary.metric == "rPC"]["value"].item() == pytest.approx(100 * mpc / miou["clean"])
+
+    env = json.loads((result.run_dir / "env.json").read_text())
+    assert env["seed"] == 0 and env["suite"] == {"name": "test", "version": "1"}
+    assert env["weights_sha256"] == {"segformer-tiny": "random-init/seed=0"}
+    assert env["versions"]["torch"] and "git" in env and "cpu_model" in env["hardware"]
+
+
+def test_resume_skips_finished_cells_and_adds_new_ones(reference_run, data_root, tmp_path):
+    shutil.copytree(reference_run.run_dir, tmp_path / "ref")
+    cfg = make_config(data_root, tmp_path, run_id="ref", resume=True)
+    again = run(cfg, CONDITIONS, InferenceSpec())
+    assert again.computed == [] and again.skipped == reference_run.computed
+    more = run(cfg, (*CONDITIONS, "contrast-1"), InferenceSpec())
+    assert more.computed == ["segformer-tiny__contrast-1"]
+    assert "contrast-1" in set(pd.read_csv(more.results_csv).condition)
+
+
+def test_resume_refuses_other_settings(reference_run, data_root, tmp_path):
+    out = reference_run.run_dir.parent
+    with pytest.raises(RunMismatchError, match="suite_version was '1', now '2'"):
+        run(make_config(data_root, out, run_id="ref", resume=True, suite_version="2"), CONDITIONS)
+    with pytest.raises(RunMismatchError, match="seed"):
+        run(make_config(data_root, out, run_id="ref", resume=True, seed=1), CONDITIONS)
+    with pytest.raises(RunMismatchError, match="inference protocol"):
+        run(make_config(data_root, out, run_id="ref", resume=True), CONDITIONS, InferenceSpec(flip=True))
+    with pytest.raises(FileExistsError, match="resume"):
+        run(make_config(data_root, out, run_id="ref"), CONDITIONS)
+
+    def factory_for(weights_file: Path):
+        def factory(name, **kw):
+            kw.pop("weights")
+            model = models.create_model(name, **kw)
+            model.weights_info = WeightsInfo(source="file", path=str(weights_file), random=False)
+            return model
+
+        return factory
+
+    ckpt = tmp_path / "w.pth"
+    ckpt.write_bytes(b"version 1")
+    cfg = make_config(data_root, tmp_path / "runs", run_id="w", max_images=1)
+    run(cfg, ["clean"], model_factory=factory_for(ckpt))
+    ckpt.write_bytes(b"version 2")
+    with pytest.raises(RunMismatchError, match="weights of segformer-tiny changed"):
+        run(make_config(data_root, tmp_path / "runs", run_id="w", max_images=1, resume=True), ["clean"],
+            model_factory=factory_for(ckpt))  # fmt: skip
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from bench.config import InferenceSpec, RunConfig
+from bench.runner import run
+cfg = RunConfig.from_dict({config})
+def die(record):
+    os.kill(os.getpid(), signal.SIGKILL)  # as if the machine went away right after the first cell was stored
+run(cfg, {conditions}, InferenceSpec(), on_cell_finished=die)
+"""
+
+
+def test_sigkill_after_first_cell_then_resume_gives_same_results(reference_run, data_root, tmp_path):
+    cfg = make_config(data_root, tmp_path, run_id="killed")
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT.format(config=repr(cfg.to_dict()), conditions=repr(CONDITIONS)))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    store = RunStore(tmp_path / "killed")
+    assert list(store.finished()) == ["segformer-tiny__clean"]
+    assert not (store.dir / "results.csv").exists()
+
+    resumed = run(make_config(data_root, tmp_path, run_id="killed", resume=True), CONDITIONS, InferenceSpec())
+    assert resumed.skipped == ["segformer-tiny__clean"] and len(resumed.computed) == 4
+    pd.testing.assert_frame_equal(accuracy_frame(resumed.results_csv), accuracy_frame(reference_run.results_csv))
+
+
+def test_keyboard_interrupt_keeps_finished_cells(data_root, tmp_path, capsys):
+    def interrupt(record):
+        raise KeyboardInterrupt
+
+    cfg = make_config(data_root, tmp_path, run_id="int", max_images=1)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, ["clean", "fog-1"], on_cell_finished=interrupt)
+    assert "--resume --run-id int" in capsys.readouterr().err
+    assert list(RunStore(tmp_path / "int").finished()) == ["segformer-tiny__clean"]
+    done = run(make_config(data_root, tmp_path, run_id="int", max_images=1, resume=True), ["clean", "fog-1"])
+    assert done.computed == ["segformer-tiny__fog-1"]
+
+
+class _Broken(torch.nn.Module):
+    def __init__(self, fail: str):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 19, 1)
+        self.fail = fail
+        self.meta = models.ModelMeta("broken", "test", "none", "conv", 19, output_stride=1)
+        self.weights_info = WeightsInfo(random=True)
+
+    def forward(self, x):
+        if self.fail == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.conv(x) * float("nan")
+
+
+@pytest.mark.parametrize("fail, message", [("nan", "NaN or inf logits"), ("oom", "lower the batch size")])
+def test_failing_cell_raises_with_clear_message(data_root, tmp_path, fail, message):
+    cfg = make_config(data_root, tmp_path, run_id="bad", max_images=1)
+    with pytest.raises(RunFailed, match=message) as info:
+        run(cfg, ["clean"], model_factory=lambda name, **kw: _Broken(fail))
+    assert info.value.result.failed and not RunStore(tmp_path / "bad").finished()
+    assert "batch size 2" in str(info.value) or fail == "nan"
+
+
+def test_random_weights_refused_unless_allowed(data_root, tmp_path):
+    with pytest.raises(ValueError, match="no trained weights"):
+        run(make_config(data_root, tmp_path, allow_random_weights=False), ["clean"])
+
+
+def test_efficiency_cell_rows(data_root, tmp_path):
+    calls = []
+
+    def probe(model, name):
+        calls.append(name)
+        return [{"metric": "params", "value": 0.03, "unit": "M", "resolution": "64x128"}]
+
+    cfg = make_config(data_root, tmp_path, run_id="eff", only="efficiency")
+    result = run(cfg, ["clean"], efficiency=probe)
+    assert calls == ["segformer-tiny"] and result.computed == ["segformer-tiny__efficiency"]
+    frame = pd.read_csv(result.results_csv)
+    assert frame.iloc[0][["condition", "metric", "unit", "resolution"]].tolist() == [
+        "efficiency",
+        "params",
+        "M",
+        "64x128",
+    ]
+
+
+def test_json_entry_point(data_root, tmp_path):
+    cfg = make_config(data_root, tmp_path, run_id="cli", max_images=1).to_dict()
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({**cfg, "conditions": ["clean"]}))
+    from bench.runner import main
+
+    assert main(["--config", str(path)]) == 0
+    assert (tmp_path / "cli" / "results.csv").is_file()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="only"):
+        RunConfig(only="speed")
+    with pytest.raises(ValueError, match="reference_model"):
+        RunConfig(models=("a",), reference_model="b")
+    with pytest.raises(ValueError, match="unknown RunConfig fields"):
+        RunConfig.from_dict({"modles": ["a"]})
+    spec = RunConfig(device="cpu", precision="bf16", batch_size=4).inference_spec(InferenceSpec(mode="slide", crop=64))
+    assert (spec.mode, spec.crop, spec.precision, spec.batch_size) == ("slide", (64, 64), "bf16", 4)
