@@ -45,7 +45,7 @@ def hf_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub"
 
 
-def _hub_snapshot(repo_id: str) -> Path | None:
+def hub_snapshot(repo_id: str) -> Path | None:
     repo = hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
     if not repo.is_dir():
         return None
@@ -71,7 +71,7 @@ def resolve_weights(weights: str | os.PathLike) -> ResolvedWeights:
         return ResolvedWeights(path, _read_json(config) if config.is_file() else None, source)
     folder = path if path.is_dir() else None
     if folder is None and source.count("/") == 1 and not source.startswith((".", "/")):
-        folder = _hub_snapshot(source)
+        folder = hub_snapshot(source)
         if folder is None:
             raise CheckpointError(
                 f"weights {source!r}: not a file or folder, and not in the local Hugging Face cache "
