@@ -60,6 +60,8 @@ class SuiteSpec:
         synthetic: scene parameters when `data == "synthetic"`.
         reference_model: the model mCE is relative to, when it is part of the run.
         gallery: save one image under every condition with each model's prediction, for the report.
+        weights: checkpoints the suite ships for its models (the demo's synthetic-data weights), by model name.
+        tolerances: regression tolerances by metric for `compare` (absolute, in the metric's unit).
     """
 
     name: str
@@ -74,6 +76,7 @@ class SuiteSpec:
     synthetic: SyntheticData | None = None
     reference_model: str | None = None
     gallery: bool = True
+    weights: dict[str, str] = field(default_factory=dict)
     tolerances: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

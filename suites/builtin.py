@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.config import InferenceSpec
 from bench.corruptions import CORRUPTIONS, Condition
 from bench.spec import EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
 from suites import register_suite
+
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "demo_weights"  # made by scripts/train_demo.py
+DEMO_MODELS = ("segformer-b0", "deeplabv3plus-mobilenetv2")
 
 # Cityscapes evaluation as in the SegFormer and mmseg configs: 1024x1024 windows, stride 768, on 1024x2048 images.
 CITYSCAPES_SLIDE = InferenceSpec(mode="slide", crop=(1024, 1024), stride=(768, 768))
@@ -64,7 +69,8 @@ register_suite(
         conditions=(Condition(),) + tuple(Condition(c, s) for c in CORRUPTIONS for s in (1, 3, 5)),
         inference=InferenceSpec(mode="whole"),
         efficiency=EfficiencySpec(resolutions=((256, 512),), batch_sizes=(1,), warmup=2, iters=5),
-        default_models=("segformer-b0", "deeplabv3plus-mobilenetv2"),
+        default_models=DEMO_MODELS,
+        weights={m: str(DEMO_WEIGHTS / f"{m}.safetensors") for m in DEMO_MODELS},
     )
 )
 
