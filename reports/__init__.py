@@ -1,0 +1,8 @@
+"""HTML reports of benchmark runs: tables (pandas), figures (matplotlib, Agg) and one jinja2 page per run folder.
+
+Reads the run's result files only; imports neither `models` nor `bench` (nor torch).
+"""
+
+from reports.render import SECTION_IDS, render_report
+
+__all__ = ["SECTION_IDS", "render_report"]

@@ -1,0 +1,227 @@
+"""The report's figures: small matplotlib PNGs drawn on the Agg canvas (no pyplot, no global backend switch).
+
+Every function takes ready-made tables from `reports.tables`, writes one PNG atomically and returns its path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from reports.tables import CurvePoints, column_groups
+
+DPI = 80
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def plain(text: str) -> str:
+    """Text safe for matplotlib labels: `$` would start mathtext, a leading `_` hides a legend entry."""
+    text = str(text).replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
+def model_colors(models: Sequence[str]) -> dict[str, str]:
+    """One colour per model, stable across all figures of a report."""
+    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write the figure as PNG atomically (tmp file in the same folder + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def severity_curves(
+    conditions: pd.DataFrame, models: Sequence[str], labels: Mapping[str, str], path: str | Path
+) -> Path | None:
+    """Small multiples, one panel per measured corruption (paper order): mIoU against severity, one line per model;
+    severity 0 is the clean image. Returns None when no corrupted condition was measured."""
+    corrupted = conditions[conditions["corruption"] != "clean"]
+    if corrupted.empty:
+        return None
+    categories = dict(zip(corrupted["corruption"], corrupted["category"]))
+    order = [(cat, c) for cat, names in column_groups(categories, categories) for c in names if c in categories]
+    cols = min(4, len(order))
+    rows = math.ceil(len(order) / cols)
+    fig = _figure(2.7 * cols + 0.3, 2.0 * rows + 0.6)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    colors = model_colors(models)
+    clean = conditions[conditions["corruption"] == "clean"].set_index("model")["miou"]
+    top = int(corrupted["severity"].max())
+    for ax, (category, corruption) in zip(axes.flat, order):
+        for model in models:
+            sel = corrupted[(corrupted["model"] == model) & (corrupted["corruption"] == corruption)]
+            if sel.empty:
+                continue
+            sel = sel.sort_values("severity")
+            xs, ys = list(sel["severity"]), list(sel["miou"])
+            if model in clean.index:
+                xs, ys = [0, *xs], [float(clean[model]), *ys]
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=colors[model], label=labels[model])
+        ax.set_title(f"{corruption} ({category})", fontsize=9)
+        ax.set_xticks(range(0, top + 1))
+        ax.set_xticklabels(["clean", *map(str, range(1, top + 1))], fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(order) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mIoU (%)", fontsize=8)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=8, frameon=False)
+    return save(fig, path)
+
+
+def class_heatmap(matrix: pd.DataFrame, labels: Mapping[str, str], path: str | Path) -> Path | None:
+    """Models x classes heatmap of clean IoU (%), values written in the cells."""
+    if matrix.empty:
+        return None
+    values = matrix.to_numpy(dtype=float)
+    fig = _figure(0.5 * values.shape[1] + 2.8, 0.42 * values.shape[0] + 1.6)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(values.shape[1]))
+    ax.set_xticklabels([plain(c) for c in matrix.columns], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(values.shape[0]))
+    ax.set_yticklabels([labels[m] for m in matrix.index], fontsize=8)
+    for (i, j), v in np.ndenumerate(values):
+        text = "–" if math.isnan(v) else f"{v:.0f}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white" if not v > 60 else "black")
+    fig.colorbar(image, ax=ax, label="IoU (%)", shrink=0.8)
+    return save(fig, path)
+
+
+def efficiency_curve(
+    curve: CurvePoints, colors: Mapping[str, str], labels: Mapping[str, str], path: str | Path
+) -> Path | None:
+    """Clean mIoU against a cost (GMACs or latency), one bubble per model, area proportional to parameters.
+
+    Published points for matching models are drawn as hollow diamonds with their own label.
+    """
+    points = curve.points.dropna(subset=["x", "miou"])
+    if points.empty:
+        return None
+    fig = _figure(6.2, 4.6)
+    ax = fig.add_subplot()
+    all_params = pd.concat([points["params"], curve.published.get("params", pd.Series(dtype=float))]).dropna()
+    scale = 900.0 / max(float(all_params.max()), 1e-9) if len(all_params) else 0.0
+
+    def size(p: float) -> float:
+        return 40.0 if not p or math.isnan(p) else max(25.0, scale * p)
+
+    for row in points.itertuples():
+        ax.scatter(
+            row.x,
+            row.miou,
+            s=size(row.params),
+            color=colors[row.model],
+            alpha=0.6,
+            edgecolors="black",
+            linewidths=0.6,
+            label=labels[row.model],
+            zorder=3,
+        )
+        ax.annotate(labels[row.model], (row.x, row.miou), fontsize=7, xytext=(5, 5), textcoords="offset points")
+    if not curve.published.empty:
+        for row in curve.published.itertuples():
+            ax.scatter(
+                row.x,
+                row.miou,
+                s=size(row.params),
+                marker="D",
+                facecolors="none",
+                edgecolors="dimgray",
+                linewidths=1.0,
+                zorder=2,
+            )
+            ax.annotate(
+                f"{plain(row.label)} (published)",
+                (row.x, row.miou),
+                fontsize=7,
+                color="dimgray",
+                xytext=(-6, -12),
+                textcoords="offset points",
+                ha="right",
+            )
+        note = "published: " + plain(curve.published["note"].iloc[0])
+        ax.scatter([], [], marker="D", facecolors="none", edgecolors="dimgray", label=note)
+    xs = pd.concat([points["x"], curve.published.get("x", pd.Series(dtype=float))]).dropna()
+    if len(xs) and xs.min() > 0 and xs.max() / xs.min() > 20:
+        ax.set_xscale("log")
+    ax.margins(0.18)
+    ax.set_title(plain(curve.setting), fontsize=9)
+    ax.set_xlabel(plain(curve.x_label), fontsize=9)
+    ax.set_ylabel("clean mIoU (%)", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    legend = fig.legend(
+        handles,
+        names,
+        loc="outside lower center",
+        ncols=2,
+        fontsize=7,
+        frameon=False,
+        title="bubble area ~ parameters",
+        title_fontsize=7,
+    )
+    for handle in legend.legend_handles:
+        handle.set_sizes([30.0])
+    return save(fig, path)
+
+
+def history_trends(history: pd.DataFrame, path: str | Path, max_panels: int = 24) -> tuple[Path | None, list[str]]:
+    """Small multiples of each tracked metric over the history entries (x: entry, labelled by commit).
+
+    Args:
+        history: long rows `index, label, metric, value` (one per entry and metric).
+        path: PNG to write.
+        max_panels: metrics beyond this count are not drawn (their names are returned).
+
+    Returns:
+        The PNG (None without data) and the metrics left out.
+    """
+    if history.empty:
+        return None, []
+    metrics = list(dict.fromkeys(history["metric"]))
+    drawn, left_out = metrics[:max_panels], metrics[max_panels:]
+    cols = min(3, len(drawn))
+    rows = math.ceil(len(drawn) / cols)
+    fig = _figure(4.2 * cols + 0.3, 2.6 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    ticks = history.drop_duplicates("index").sort_values("index")
+    for ax, metric in zip(axes.flat, drawn):
+        sel = history[history["metric"] == metric].sort_values("index")
+        ax.plot(sel["index"], sel["value"], marker="o", markersize=3, linewidth=1.2, color=PALETTE[0])
+        ax.set_title(plain(metric), fontsize=9)
+        step = max(1, len(ticks) // 6)
+        ax.set_xticks(list(ticks["index"])[::step])
+        ax.set_xticklabels([plain(t) for t in ticks["label"]][::step], fontsize=7.5, rotation=30, ha="right")
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(drawn) :]:
+        ax.set_visible(False)
+    return save(fig, path), left_out

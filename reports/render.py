@@ -1,0 +1,814 @@
+"""Render a run folder into one offline HTML report: `run_dir/index.html` plus `run_dir/report/` (figures as PNG,
+every table also as CSV and Markdown).
+
+The reporter reads the run's files only (`results.csv` or, failing that, the rows of `cells/*.json`; `env.json`;
+`cells/*.json` for warnings; `gallery/index.json`; `history.jsonl`). Each section degrades to a one-line
+"not measured in this run" note when its inputs are absent. Templates render with autoescape on, so names from the
+results (model names, warning texts, commands) can never inject markup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from reports import figures
+from reports import tables as T
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+REPORT_DIR = "report"
+SECTION_IDS = (
+    "run-summary",
+    "models",
+    "cityscapes-c",
+    "robustness-scores",
+    "severity-curves",
+    "per-class-iou",
+    "efficiency-table",
+    "efficiency-curves",
+    "gallery",
+    "warnings",
+    "history",
+)
+"""HTML ids of the report's sections, in page order (stable: tests and links rely on them)."""
+
+OWN_SUFFIXES = (".png", ".csv", ".md")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Small records handed to the template
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelInfo:
+    """A model as the report names it, with its weights' provenance."""
+
+    name: str
+    source: str = ""
+    sha256: str = ""
+    path: str = ""
+    random: bool = False
+    synthetic: bool = False
+
+    @property
+    def flag(self) -> str:
+        """Why the model's numbers are not those of trained weights ('' when they are)."""
+        if self.random:
+            return "random weights (untrained)"
+        if self.synthetic:
+            return "synthetic-data demo weights"
+        return ""
+
+    @property
+    def badge(self) -> str:
+        """The short form of `flag` shown beside the name in tables."""
+        return "random weights" if self.random else "synthetic demo" if self.synthetic else ""
+
+    @property
+    def figure_label(self) -> str:
+        suffix = " [random]" if self.random else " [synthetic]" if self.synthetic else ""
+        return figures.plain(self.name + suffix)
+
+
+@dataclass
+class Cell:
+    text: str
+    cls: str = ""
+    title: str = ""
+
+
+@dataclass
+class Row:
+    cells: list[Cell]
+    model: str | None = None  # the first column is this model (with its weights flag) ...
+    label: str = ""  # ... or this plain label
+    cls: str = ""
+    divider: str = ""  # a full-width label row drawn above this row
+
+
+@dataclass
+class HtmlTable:
+    columns: list[str]
+    rows: list[Row]
+    groups: list[tuple[str, int]] = field(default_factory=list)  # a header row above `columns`: (label, span)
+    subheader: list[str] = field(default_factory=list)  # a header row below `columns`
+    titles: list[str] = field(default_factory=list)  # tooltips of `columns`
+    cls: str = ""
+
+
+@dataclass
+class Figure:
+    src: str
+    alt: str
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    missing: str = ""  # why the section is empty ('' when it has content)
+    notes: list[str] = field(default_factory=list)
+    tables: list[HtmlTable] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # CSV/Markdown files of its tables (relative to index.html)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading the run folder
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problems.append(f"{path.name}: unreadable ({exc.__class__.__name__}: {exc})")
+        return None
+
+
+def read_cells(run_dir: Path, problems: list[str]) -> list[dict]:
+    """The cell records of `cells/*.json` (unreadable files are noted in `problems` and skipped)."""
+    cells = []
+    for path in sorted((run_dir / "cells").glob("*.json")):
+        record = _read_json(path, problems)
+        if isinstance(record, dict):
+            cells.append({**record, "_file": path.name})
+        elif record is not None:
+            problems.append(f"cells/{path.name}: not a JSON object")
+    return cells
+
+
+def read_results(run_dir: Path, cells: list[dict]) -> tuple[pd.DataFrame, str]:
+    """`results.csv`, or the rows of the cell records when the run has not gathered them yet."""
+    csv = run_dir / "results.csv"
+    if csv.is_file():
+        try:
+            frame = pd.read_csv(csv)
+        except pd.errors.EmptyDataError:
+            frame = pd.DataFrame(columns=T.COLUMNS)
+        return T.normalize_results(frame, str(csv)), "results.csv"
+    rows = [r for c in cells for r in c.get("rows", []) if isinstance(r, dict)]
+    if not cells:
+        raise FileNotFoundError(
+            f"{run_dir}: neither results.csv nor cells/*.json found; is this a run folder (runs/<suite>-<time>)?"
+        )
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=T.COLUMNS)
+    return T.normalize_results(frame, f"{run_dir}/cells/*.json"), "cells/*.json (results.csv not gathered yet)"
+
+
+def model_infos(env: dict, models: Sequence[str]) -> dict[str, ModelInfo]:
+    """Weights provenance per model from env.json (`weights` {model: {...}} and/or `weights_sha256` {model: hash})."""
+    weights = env.get("weights") if isinstance(env.get("weights"), dict) else {}
+    hashes = env.get("weights_sha256") if isinstance(env.get("weights_sha256"), dict) else {}
+    out = {}
+    for name in dict.fromkeys([*models, *weights, *hashes]):
+        w = weights.get(name, {})
+        w = {"sha256": w} if isinstance(w, str) else w if isinstance(w, dict) else {}
+        source = str(w.get("source") or "")
+        out[name] = ModelInfo(
+            name=name,
+            source=source,
+            sha256=str(w.get("sha256") or hashes.get(name) or ""),
+            path=str(w.get("path") or ""),
+            random=bool(w.get("random")) or source.lower() in ("random", "random-init"),
+            synthetic="synthetic" in source.lower(),
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Output helpers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class Outputs:
+    """Files written under `run_dir/report/` during one render (so that stale ones can be removed afterwards)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.dir = run_dir / REPORT_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.written: set[Path] = set()
+        self.markdown: list[str] = []
+
+    def path(self, name: str) -> Path:
+        path = self.dir / name
+        self.written.add(path)
+        return path
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.run_dir).as_posix()
+
+    def table(self, frame: pd.DataFrame, stem: str, title: str, digits: int = 1) -> list[str]:
+        """Write `stem.csv` and `stem.md`; returns their paths relative to index.html."""
+        csv = atomic_write_text(self.path(f"{stem}.csv"), frame.to_csv(index=False, float_format="%.6g"))
+        md_text = T.to_markdown(frame, digits, title)
+        md = atomic_write_text(self.path(f"{stem}.md"), md_text)
+        self.markdown.append(md_text)
+        return [self.rel(csv), self.rel(md)]
+
+    def figure(self, draw, name: str, alt: str, *args) -> Figure | None:
+        path = draw(*args, self.path(name))
+        return Figure(self.rel(path), alt) if path is not None else None
+
+    def remove_stale(self) -> None:
+        for sub in (self.dir, self.dir / "gallery"):
+            if sub.is_dir():
+                for path in sub.iterdir():
+                    if path.is_file() and path.suffix in OWN_SUFFIXES and path not in self.written:
+                        path.unlink(missing_ok=True)
+
+
+def _sig(value: object) -> str:
+    """Efficiency numbers: about three significant digits."""
+    if isinstance(value, float | np.floating) and not math.isnan(value):
+        a = abs(value)
+        return f"{value:.1f}" if a >= 100 else f"{value:.2f}" if a >= 1 else f"{value:.3g}"
+    return T.format_number(value)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _provenance(env: dict | None, run_dir: Path, frame: pd.DataFrame, source: str, problems: list[str]) -> Section:
+    sec = Section("run-summary", "Run summary and provenance")
+    models = T.model_order(frame)
+    acc = frame[T.is_accuracy(frame)]
+    summary = [
+        ("Run folder", str(run_dir)),
+        ("Results read from", source),
+        ("Rows", str(len(frame))),
+        ("Models", ", ".join(models) or "none"),
+        ("Conditions", str(acc["condition"].nunique())),
+        ("Efficiency rows", str(int((frame["condition"] == "efficiency").sum()))),
+    ]
+    if env is None:
+        sec.notes.append("env.json not found or unreadable: the run's provenance is unknown.")
+        env = {}
+    suite = env.get("suite")
+    if isinstance(suite, dict):
+        summary.insert(0, ("Suite", f"{suite.get('name', '?')} (version {suite.get('version', '?')})"))
+    elif suite:
+        summary.insert(0, ("Suite", str(suite)))
+    git = env.get("git") if isinstance(env.get("git"), dict) else {"commit": env.get("git_commit") or env.get("commit")}
+    command = env.get("command")
+    provenance = [
+        ("Created", env.get("created_at")),
+        ("Command", " ".join(map(str, command)) if isinstance(command, list) else command),
+        ("Git commit", (git.get("commit") or "") + (" (uncommitted changes)" if git.get("dirty") else "")),
+        ("Device", " / ".join(str(v) for v in (env.get("device"), env.get("device_name")) if v)),
+        ("CUDA / cuDNN", " / ".join(str(v) for v in (env.get("cuda"), env.get("cudnn")) if v)),
+        ("CPU threads", env.get("threads")),
+        ("World size", env.get("world_size")),
+        ("Seed", " ".join(str(v) for v in (env.get("seed"), env.get("seed_protocol")) if v is not None)),
+        ("Python", env.get("python")),
+    ]
+    hardware = env.get("hardware") if isinstance(env.get("hardware"), dict) else {}
+    provenance += [(f"Hardware: {k}", v) for k, v in hardware.items()]
+    versions = env.get("versions") if isinstance(env.get("versions"), dict) else {}
+    provenance += [(f"Version: {k}", v) for k, v in versions.items() if v]
+    rows = [Row([Cell(str(v))], label=k) for k, v in summary]
+    rows += [Row([Cell(str(v))], label=k) for k, v in provenance if v not in (None, "")]
+    sec.tables.append(HtmlTable(["Item", "Value"], rows, cls="kv"))
+    if problems:
+        sec.notes += [f"Skipped: {p}" for p in problems]
+    return sec
+
+
+def _models(infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs) -> Section:
+    sec = Section("models", "Models and weights")
+    if not infos:
+        sec.missing = "No models in this run."
+        return sec
+    flagged = [i.name for i in infos.values() if i.flag]
+    if flagged:
+        sec.notes.append(
+            "Models marked in red were not evaluated with trained Cityscapes weights (random initialisation or "
+            "demo weights trained on synthetic scenes): their numbers show that the pipeline runs, not how good "
+            "the architecture is."
+        )
+    rows = [
+        Row(
+            [
+                Cell(i.source or "–"),
+                Cell(i.sha256[:16] + ("…" if len(i.sha256) > 16 else "") or "–", title=i.sha256),
+                Cell(i.path or "–"),
+                Cell(i.flag or "trained", "flag" if i.flag else ""),
+            ],
+            model=i.name,
+        )
+        for i in infos.values()
+    ]
+    frame = pd.DataFrame(
+        [
+            {
+                "model": i.name,
+                "source": i.source,
+                "sha256": i.sha256,
+                "path": i.path,
+                "random": i.random,
+                "synthetic": i.synthetic,
+            }
+            for i in infos.values()
+        ]
+    )
+    sec.files = out.table(frame, "models", "Models and weights")
+    sec.tables.append(HtmlTable(["Model", "Weights source", "sha256", "Path", "Status"], rows, cls="kv"))
+    return sec
+
+
+SHORT_NAMES = {
+    "motion_blur": "motion", "defocus_blur": "defocus", "glass_blur": "glass", "gaussian_blur": "gauss",
+    "gaussian_noise": "gauss", "impulse_noise": "impulse", "shot_noise": "shot", "speckle_noise": "speckle",
+    "brightness": "bright", "contrast": "contrast", "saturate": "saturate", "jpeg_compression": "jpeg",
+}  # fmt: skip
+"""Column heads of the Cityscapes-C table under their category (the full name is the tooltip), as in the paper."""
+
+
+def _table5(conditions: pd.DataFrame, models: Sequence[str], out: Outputs) -> tuple[Section, T.Table5 | None]:
+    sec = Section("cityscapes-c", "Cityscapes-C (layout of SegFormer Table 5)")
+    measured = [m for m in models if m in set(conditions["model"])]
+    if conditions.empty:
+        sec.missing = "Not measured in this run: no mIoU rows (clean or corrupted)."
+        return sec, None
+    tab = T.table5(conditions, measured)
+    sec.notes.append(
+        "mIoU (%) per corruption, averaged over severities; bold = best of this run's models in the column. "
+        + T.describe_severities(tab.severities)
+        + " The paper's protocol (Appendix D) uses the noise corruptions at severities 1-3 and the other twelve at "
+        "1-5; where this run measured other severities its averages are not directly comparable."
+    )
+    sec.notes.append(T.PUBLISHED_TABLE5)
+    groups = [("", 1), ("", 1)] + [(cat.capitalize(), len(names)) for cat, names in tab.groups]
+    corruptions = [c for _, names in tab.groups for c in names]
+    columns = ["Method", "Clean"] + [SHORT_NAMES.get(c, c.replace("_", " ")) for c in corruptions]
+    subheader = ["severities", ""] + [T._span(tab.severities.get(c, [])) or "–" for c in tab.columns[1:]]
+    rows = []
+    for model in measured:
+        cells = [
+            Cell(T.format_number(tab.values.loc[model, c]), "best" if (model, c) in tab.best else "")
+            for c in tab.columns
+        ]
+        rows.append(Row(cells, model=model))
+    for i, (method, values) in enumerate(tab.published.iterrows()):
+        divider = "Published numbers (SegFormer paper, Table 5): not measured in this run" if i == 0 else ""
+        cells = [Cell(T.format_number(values[c])) for c in tab.columns]
+        rows.append(Row(cells, label=str(method), cls="published", divider=divider))
+    titles = ["", "clean images"] + [c.replace("_", " ") for c in corruptions]
+    sec.tables.append(HtmlTable(columns, rows, groups, subheader, titles))
+    sec.files = out.table(tab.to_frame(), "cityscapes_c", "Cityscapes-C mIoU (%), averaged over severities")
+    return sec, tab
+
+
+def _scores(conditions: pd.DataFrame, models: Sequence[str], reference: str | None, out: Outputs) -> Section:
+    sec = Section("robustness-scores", "Summary scores")
+    corrupted = conditions[conditions["corruption"] != "clean"]
+    if corrupted.empty:
+        sec.missing = "Not measured in this run: no corrupted conditions, so no mPC, rPC or mCE."
+        return sec
+    measured = [m for m in models if m in set(conditions["model"])]
+    scores = T.robustness_scores(conditions, measured, reference)
+    sec.notes.append(
+        f"Reference model for mCE: {reference} (its mCE and relative mCE are 100 by definition). "
+        "mPC = mean over corruptions of the mIoU averaged over severities; rPC = mPC / clean mIoU "
+        "(Michaelis et al. 2019). CE_c = Σ_s (100 − mIoU_c,s) / Σ_s (100 − mIoU^ref_c,s), mCE = mean over "
+        "corruptions; relative CE_c = Σ_s (mIoU_clean − mIoU_c,s) / Σ_s (mIoU^ref_clean − mIoU^ref_c,s) "
+        "(Hendrycks & Dietterich, ICLR 2019, with error = 100 − mIoU). Lower mCE is better. "
+        "All computed here from results.csv over the conditions this run measured."
+    )
+    categories = [c for c in ("blur", "noise", "digital", "weather", "other") if c in scores.columns]
+    columns = ["clean", "mPC", "rPC", "mCE", "rel_mCE", *categories]
+    names = ["Model", "Clean mIoU", "mPC", "rPC (%)", "mCE (%)", "rel. mCE (%)"] + [c.capitalize() for c in categories]
+    best = {c: (scores[c].min() if c in ("mCE", "rel_mCE") else scores[c].max()) for c in columns}
+    rows = []
+    for _, row in scores.iterrows():
+        cells = []
+        for c in columns:
+            v = row[c]
+            mark = "best" if v is not None and not pd.isna(v) and len(scores) > 1 and v == best[c] else ""
+            title = f"over {row['ce_corruptions']} of {row['corruptions']} corruptions" if c == "mCE" else ""
+            cells.append(Cell(T.format_number(v), mark, title))
+        rows.append(Row(cells, model=row["model"]))
+    sec.tables.append(HtmlTable(names, rows))
+    partial = scores[scores["ce_corruptions"] < scores["corruptions"]]
+    for _, row in partial.iterrows():
+        sec.notes.append(
+            f"{row['model']}: mCE over {row['ce_corruptions']} of its {row['corruptions']} corruptions "
+            f"(the reference lacks the others)."
+        )
+    sec.files = out.table(scores.assign(reference=reference), "robustness_scores", "Robustness summary scores")
+    return sec
+
+
+def _severity(conditions: pd.DataFrame, models: Sequence[str], infos, out: Outputs) -> Section:
+    sec = Section("severity-curves", "mIoU per severity, per corruption")
+    labels = {m: infos[m].figure_label for m in models}
+    fig = out.figure(
+        figures.severity_curves,
+        "severity_curves.png",
+        "mIoU against severity per corruption",
+        conditions,
+        models,
+        labels,
+    )
+    if fig is None:
+        sec.missing = "Not measured in this run: no corrupted conditions."
+        return sec
+    sec.figures.append(fig)
+    sec.notes.append("One panel per corruption, one line per model; the first point of each line is the clean image.")
+    wide = conditions.assign(
+        condition=[c if c == "clean" else f"{c}-{s}" for c, s in zip(conditions["corruption"], conditions["severity"])]
+    )
+    sec.files = out.table(
+        wide[["model", "condition", "category", "corruption", "severity", "miou"]],
+        "miou_per_condition",
+        "mIoU (%) per condition",
+    )
+    return sec
+
+
+def _class_iou(frame: pd.DataFrame, models: Sequence[str], infos, out: Outputs) -> Section:
+    sec = Section("per-class-iou", "Per-class IoU (clean)")
+    matrix = T.class_iou(frame, models)
+    if matrix.empty:
+        sec.missing = "Not measured in this run: no clean iou_<class> rows."
+        return sec
+    labels = {m: infos[m].figure_label for m in models}
+    sec.figures.append(out.figure(figures.class_heatmap, "class_iou.png", "per-class IoU heatmap", matrix, labels))
+    sec.notes.append("IoU (%) per class on the clean images; the exact values are in the table files below.")
+    sec.files = out.table(matrix.reset_index(names="model"), "per_class_iou", "Per-class IoU (%) on clean images")
+    return sec
+
+
+EFFICIENCY_NAMES = {
+    "model": "Model",
+    "resolution": "Resolution",
+    "batch_size": "Batch",
+    "precision": "Precision",
+    "device": "Device",
+    "params_M": "Params (M)",
+    "latency_median_ms": "Latency median (ms)",
+    "latency_p90_ms": "Latency p90 (ms)",
+    "throughput_img_s": "Throughput (img/s)",
+    "peak_memory_MiB": "Peak memory (MiB)",
+}
+
+
+def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs) -> Section:
+    sec = Section("efficiency-table", "Efficiency")
+    table = T.efficiency_table(eff, models)
+    if table.empty:
+        sec.missing = "Not measured in this run: no efficiency rows (params, GMACs, latency)."
+        return sec
+    columns = [c for c in table.columns if c not in ("model", "noisy")]
+    rows = []
+    for _, row in table.iterrows():
+        cells = []
+        for c in columns:
+            text = _sig(row[c]) if c not in ("resolution", "batch_size", "precision", "device") else row[c] or "–"
+            noisy = row.get("noisy", False) and c.startswith("latency")
+            cells.append(
+                Cell(
+                    text + (" ⚠" if noisy else ""),
+                    "noisy" if noisy else "",
+                    "timing was noisy (high coefficient of variation)" if noisy else "",
+                )
+            )
+        rows.append(Row(cells, model=row["model"]))
+    sec.tables.append(HtmlTable(["Model", *[EFFICIENCY_NAMES.get(c, c) for c in columns]], rows))
+    sec.notes += ["FLOP conventions — " + n for n in T.convention_notes(eff)]
+    sec.notes.append(
+        "GMACs are per image (batch 1); latency is per batch, measured after warm-up; ⚠ marks a timing "
+        "the runner flagged as noisy."
+    )
+    sec.files = out.table(table, "efficiency", "Efficiency", digits=3)
+    return sec
+
+
+def _curves(eff: pd.DataFrame, conditions: pd.DataFrame, models: Sequence[str], infos, out: Outputs) -> Section:
+    sec = Section("efficiency-curves", "Efficiency curves")
+    clean = conditions[conditions["corruption"] == "clean"].groupby("model")["miou"].mean()
+    if clean.empty or eff.empty:
+        sec.missing = "Not measured in this run: the curves need both a clean mIoU and efficiency rows per model."
+        return sec
+    curves = T.efficiency_curves(eff, clean)
+    colors = figures.model_colors(models)
+    labels = {m: infos[m].figure_label for m in models}
+    for i, curve in enumerate(curves):
+        kind = "gmacs" if i == 0 and curve.x_label.startswith("GMACs") else "latency"
+        fig = out.figure(
+            figures.efficiency_curve,
+            f"efficiency_{kind}.png",
+            f"clean mIoU against {curve.x_label}",
+            curve,
+            colors,
+            labels,
+        )
+        if fig is not None:
+            sec.figures.append(fig)
+        if not curve.published.empty:
+            sec.notes.append(
+                f"Published points ({curve.published['note'].iloc[0]}) are drawn beside this run's for: "
+                + ", ".join(curve.published["label"])
+                + ". They are published numbers, not measured here; "
+                "a different resolution or device moves them, compare with care."
+            )
+    if not sec.figures:
+        sec.missing = "Not measured in this run: no model has both a clean mIoU and GMACs or latency rows."
+        return sec
+    sec.notes.insert(
+        0,
+        "One bubble per model, area proportional to its parameter count; x axes are logarithmic "
+        "when the values span more than a factor of 20. The SegFormer paper's 'GFLOPs' are GMACs.",
+    )
+    return sec
+
+
+def _palette_legend() -> list[tuple[str, str]]:
+    return [(name, "#{:02x}{:02x}{:02x}".format(*rgb)) for name, rgb in zip(T.CITYSCAPES_CLASSES, T.CITYSCAPES_PALETTE)]
+
+
+def _gallery_image(run_dir: Path, rel: object, out: Outputs, problems: list[str], colorize: bool) -> str | None:
+    """A gallery image's path relative to index.html; single-channel label maps are drawn in the Cityscapes palette."""
+    if not isinstance(rel, str) or not rel:
+        return None
+    path = (run_dir / rel).resolve()
+    if not path.is_relative_to(run_dir.resolve()) or not path.is_file():
+        problems.append(f"gallery image {rel!r} is missing or outside the run folder")
+        return None
+    if not colorize:
+        return Path(rel).as_posix()
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode not in ("L", "I", "I;16"):
+            return Path(rel).as_posix()
+        ids = np.asarray(image, dtype=np.int64)
+    lut = np.zeros((max(256, int(ids.max()) + 1), 3), dtype=np.uint8)
+    lut[: len(T.CITYSCAPES_PALETTE)] = T.CITYSCAPES_PALETTE
+    target = out.path(f"gallery/{hashlib.sha1(rel.encode()).hexdigest()[:16]}.png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".png")
+    os.close(fd)
+    Image.fromarray(lut[ids]).save(tmp, format="PNG")
+    os.replace(tmp, target)
+    return out.rel(target)
+
+
+def _gallery(run_dir: Path, models: Sequence[str], out: Outputs) -> Section:
+    sec = Section("gallery", "Corruption gallery")
+    index = run_dir / "gallery" / "index.json"
+    if not index.is_file():
+        sec.missing = "Not made in this run: no gallery/index.json."
+        return sec
+    problems: list[str] = []
+    data = _read_json(index, problems)
+    if not isinstance(data, dict) or not isinstance(data.get("conditions"), list):
+        sec.missing = f"gallery/index.json is not in the expected form ({'; '.join(problems) or 'no conditions list'})."
+        return sec
+    entries: dict[tuple[str, int], dict] = {}
+    for item in data["conditions"]:
+        if not isinstance(item, dict):
+            continue
+        name = str(item.get("condition", ""))
+        corruption, severity = ("clean", 0) if name == "clean" else T.split_condition(name)
+        if corruption is None:
+            problems.append(f"gallery condition {name!r} is neither 'clean' nor '<corruption>-<severity>'")
+            continue
+        preds = item.get("predictions") if isinstance(item.get("predictions"), dict) else {}
+        entries[corruption, severity] = {
+            "input": _gallery_image(run_dir, item.get("input"), out, problems, colorize=False),
+            "predictions": [
+                (m, _gallery_image(run_dir, preds.get(m), out, problems, True))
+                for m in [*[m for m in models if m in preds], *[m for m in preds if m not in models]]
+            ],
+        }
+    corruptions = [c for _, names in T.column_groups([c for c, _ in entries]) for c in names]
+    severities = sorted({s for c, s in entries if c != "clean"})
+    grid = [
+        (corruption, [entries.get((corruption, s)) for s in severities])
+        for corruption in corruptions
+        if any((corruption, s) in entries for s in severities)
+    ]
+    clean = entries.get(("clean", 0))
+    if not grid and clean is None:
+        sec.missing = "gallery/index.json lists no usable condition."
+        return sec
+    gt = _gallery_image(run_dir, data.get("ground_truth"), out, problems, True)
+    sec.extra.update(
+        image_id=str(data.get("image_id", "")),
+        clean=clean,
+        grid=grid,
+        severities=severities,
+        ground_truth=gt,
+        palette=_palette_legend(),
+    )
+    sec.notes.append(
+        "First the clean image, every model's prediction and the ground truth; then one row per corruption and one "
+        "column per severity, each cell the corrupted input with every model's prediction under it. Predictions "
+        "and ground truth are drawn in the Cityscapes palette (legend below)."
+    )
+    sec.notes += problems
+    return sec
+
+
+def _warnings(cells: list[dict], problems: list[str], out: Outputs) -> Section:
+    sec = Section("warnings", "Per-cell warnings")
+    records = []
+    for cell in cells:
+        rows = cell.get("rows") if isinstance(cell.get("rows"), list) else []
+        models = {str(r.get("model")) for r in rows if isinstance(r, dict) and r.get("model") is not None}
+        conditions = {str(r.get("condition")) for r in rows if isinstance(r, dict) and r.get("condition") is not None}
+        model = cell.get("model") or (models.pop() if len(models) == 1 else "")
+        condition = cell.get("condition") or (conditions.pop() if len(conditions) == 1 else "")
+        if isinstance(condition, dict):
+            condition = condition.get("name", "")
+        warnings = cell.get("warnings") or []
+        for w in warnings if isinstance(warnings, list) else [warnings]:
+            text = w.get("message") or json.dumps(w) if isinstance(w, dict) else str(w)
+            records.append(
+                {
+                    "cell": str(cell.get("cell", cell["_file"])),
+                    "model": str(model),
+                    "condition": str(condition),
+                    "warning": text,
+                }
+            )
+    records += [{"cell": "", "model": "", "condition": "", "warning": p} for p in problems]
+    if not cells and not problems:
+        sec.missing = "No cell records (cells/*.json) in this run folder."
+        return sec
+    sec.notes.append(f"{len(cells)} cell record(s) read; {len(records)} warning(s).")
+    if records:
+        frame = pd.DataFrame(records)
+        rows = [
+            Row(
+                [Cell(r["cell"]), Cell(r["condition"]), Cell(r["warning"], "warning")],
+                model=r["model"] or None,
+                label=r["model"] or "–",
+            )
+            for r in records
+        ]
+        sec.tables.append(HtmlTable(["Model", "Cell", "Condition", "Warning"], rows, cls="kv"))
+        sec.files = out.table(frame, "warnings", "Per-cell warnings")
+    else:
+        sec.notes.append("No cell recorded a warning.")
+    return sec
+
+
+def _history(run_dir: Path, out: Outputs) -> Section:
+    sec = Section("history", "Regression history")
+    path = run_dir / "history.jsonl"
+    if not path.is_file():
+        sec.missing = "No history.jsonl in this run folder (written by regression tracking)."
+        return sec
+    rows, bad = [], 0
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            metrics = entry["metrics"]
+            assert isinstance(metrics, dict)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            bad += 1
+            continue
+        label = str(entry.get("commit") or "")[:8] or str(entry.get("timestamp") or i)
+        for name, value in metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                rows.append(
+                    {
+                        "index": i,
+                        "label": label,
+                        "timestamp": entry.get("timestamp"),
+                        "metric": str(name),
+                        "value": float(value),
+                    }
+                )
+    history = pd.DataFrame(rows)
+    if bad:
+        sec.notes.append(f"{bad} line(s) of history.jsonl could not be read and were skipped.")
+    if history.empty:
+        sec.missing = "history.jsonl holds no numeric metrics."
+        return sec
+    png, left_out = figures.history_trends(history, out.path("history.png"))
+    sec.figures.append(Figure(out.rel(png), "metric trends over the history entries"))
+    sec.notes.append(f"{history['index'].nunique()} entries; x axis: entries in file order, labelled by commit.")
+    if left_out:
+        sec.notes.append(f"Not drawn ({len(left_out)} more metrics): " + ", ".join(left_out) + "; see history.csv.")
+    sec.files = out.table(history.drop(columns="index"), "history", "Regression history", digits=4)
+    return sec
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_report(run_dir: str | Path, reference_model: str | None = None) -> Path:
+    """Render `run_dir/index.html` and `run_dir/report/` (figures as PNG; tables as CSV and Markdown).
+
+    Args:
+        run_dir: a run folder with `results.csv` (or `cells/*.json`) and optionally `env.json`,
+            `gallery/index.json` and `history.jsonl`.
+        reference_model: the model mCE and relative mCE are measured against (default: the first model with
+            mIoU rows).
+
+    Returns:
+        The path of index.html.
+
+    Raises:
+        FileNotFoundError: `run_dir` is not a folder or holds no results.
+        ValueError: `reference_model` has no mIoU rows in the run, or results.csv is malformed.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run folder not found")
+    problems: list[str] = []
+    cells = read_cells(run_dir, problems)
+    frame, source = read_results(run_dir, cells)
+    env_path = run_dir / "env.json"
+    env = _read_json(env_path, problems) if env_path.is_file() else None
+    env = env if isinstance(env, dict) else None
+    models = T.model_order(frame)
+    infos = model_infos(env or {}, models)
+    conditions = T.miou_conditions(frame)
+    measured = list(dict.fromkeys(conditions["model"]))
+    if reference_model is not None and reference_model not in measured:
+        raise ValueError(
+            f"reference model {reference_model!r} has no mIoU rows in {run_dir}; choose one of {measured or 'none'}"
+        )
+    reference = reference_model or (measured[0] if measured else None)
+    eff = T.efficiency_rows(frame)
+
+    out = Outputs(run_dir)
+    table5_section, _ = _table5(conditions, models, out)
+    sections = [
+        _provenance(env, run_dir, frame, source, [p for p in problems if not p.startswith("cells/")]),
+        _models(infos, models, out),
+        table5_section,
+        _scores(conditions, models, reference, out),
+        _severity(conditions, models, infos, out),
+        _class_iou(frame, models, infos, out),
+        _efficiency(eff, models, out),
+        _curves(eff, conditions, models, infos, out),
+        _gallery(run_dir, models, out),
+        _warnings(cells, [p for p in problems if p.startswith("cells/")], out),
+        _history(run_dir, out),
+    ]
+    assert tuple(s.id for s in sections) == SECTION_IDS
+    markdown = "\n".join(out.markdown)
+    all_md = atomic_write_text(out.path("report.md"), f"# segbench report: {run_dir.name}\n\n{markdown}")
+    template = _environment().get_template("report.html.j2")
+    suite = (env or {}).get("suite")
+    title = f"segbench report — {suite.get('name') if isinstance(suite, dict) else suite or run_dir.name}"
+    page = template.render(
+        title=title,
+        run_name=run_dir.name,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sections=sections,
+        models=infos,
+        all_markdown=out.rel(all_md),
+    )
+    index = atomic_write_text(run_dir / "index.html", page)
+    out.remove_stale()
+    return index

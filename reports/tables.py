@@ -1,0 +1,570 @@
+"""The report's numbers: a run folder's tidy rows turned into tables (pandas only; no torch, no `bench`).
+
+The reporter reads results files only. It therefore keeps its own copy of the few facts it needs to lay tables out
+(the Cityscapes-C corruption groups, the 19 Cityscapes class names) and of the few robustness formulas it shows:
+
+* per-corruption mIoU = mean over the measured severities (Kamann & Rother, CVPR 2020; SegFormer Table 5);
+* mPC = mean over corruptions of the per-corruption mIoU, rPC = mPC / clean mIoU (Michaelis et al. 2019, Eq. 1-2);
+* CE_c = sum_s (100 - mIoU_cs) / sum_s (100 - mIoU^ref_cs), mCE = mean_c CE_c, and the relative
+  relCE_c = sum_s (mIoU_clean - mIoU_cs) / sum_s (mIoU^ref_clean - mIoU^ref_cs), relative mCE = mean_c relCE_c
+  (Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and Perturbations",
+  ICLR 2019, Sec. 3, with top-1 error replaced by 100 - mIoU).
+
+All IoU-type numbers are in percent. Published reference numbers are read from `reports/reference/*.csv`
+(copies of the SegFormer paper's Table 1 and Table 5, and of the mmseg model zoo's Cityscapes rows).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+
+COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
+REQUIRED_COLUMNS = ("model", "metric", "value")
+
+CORRUPTION_GROUPS: dict[str, tuple[str, ...]] = {
+    "blur": ("motion_blur", "defocus_blur", "glass_blur", "gaussian_blur"),
+    "noise": ("gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"),
+    "digital": ("brightness", "contrast", "saturate", "jpeg_compression"),
+    "weather": ("snow", "spatter", "fog", "frost"),
+}
+"""Cityscapes-C columns in the order of the SegFormer paper's Table 5 (also the header of `cityscapes_c_table5.csv`)."""
+
+CITYSCAPES_CLASSES: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)  # fmt: skip
+
+CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
+    (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)  # fmt: skip
+"""Colours of the 19 train ids (cityscapesscripts' label table); 255 (ignored) is drawn black."""
+
+ACCURACY_METRICS = ("miou", "pixel_acc", "mean_acc")
+FRACTION_UNITS = ("fraction", "ratio", "1")
+LATENCY_METRICS = ("latency_median", "latency_p90", "throughput", "peak_memory")
+
+CONVENTION_NOTES = {
+    "fvcore": "fvcore FlopCountAnalysis on a traced forward; one fused multiply-add = 1 MAC (GFLOPs = 2 x GMACs)",
+    "paper": "the SegFormer paper's rules (mmcv get_model_complexity_info module rules plus the attention matmuls "
+    "added by hand); one multiply-add = 1 MAC, so the paper's 'GFLOPs' column is in GMACs",
+}
+
+PUBLISHED_TABLE5 = "Xie et al., SegFormer (NeurIPS 2021), Table 5; rows other than SegFormer-B5 quoted there from "
+PUBLISHED_TABLE5 += "Kamann & Rother (CVPR 2020). Published numbers, not measured in this run."
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading and normalising the tidy rows
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def class_key(name: str) -> str:
+    """`traffic light`, `traffic_light`, `Traffic-Light` -> `traffic_light` (the key that matches IoU columns)."""
+    return re.sub(r"\W+", "_", str(name).strip().lower()).strip("_")
+
+
+_CLASS_BY_KEY = {class_key(c): c for c in CITYSCAPES_CLASSES}
+
+
+def split_condition(condition: str) -> tuple[str | None, int | None]:
+    """`fog-3` -> (`fog`, 3); `clean`/`efficiency`/anything without a trailing severity -> (None, None)."""
+    match = re.fullmatch(r"(.+)-(\d+)", str(condition))
+    return (match.group(1), int(match.group(2))) if match else (None, None)
+
+
+def category_of(corruption: str) -> str | None:
+    for category, names in CORRUPTION_GROUPS.items():
+        if corruption in names:
+            return category
+    return None
+
+
+def normalize_results(frame: pd.DataFrame, source: str = "results.csv") -> pd.DataFrame:
+    """Fill missing columns, parse conditions and put every IoU-type metric in percent.
+
+    Accuracy metrics (`miou`, `pixel_acc`, `mean_acc`, `iou_<class>`) with unit "%" are kept; with a fraction unit
+    ("fraction", "ratio", "1") they are multiplied by 100. Without a usable unit, the rows are taken as fractions
+    when every `miou` value is at most 1.0 (a percent mIoU of at most 1 is not a trained model's).
+
+    Args:
+        frame: rows as read from `results.csv`.
+        source: file name for error messages.
+
+    Raises:
+        ValueError: a required column (model, metric, value) is missing or a value is not a number.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}; expected at least {list(COLUMNS)}")
+    frame = frame.copy()
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    frame["model"] = frame["model"].astype(str)
+    frame["metric"] = frame["metric"].astype(str)
+    frame["condition"] = frame["condition"].where(frame["condition"].notna(), "").astype(str)
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    bad = frame["value"].notna() & values.isna()
+    if bad.any():
+        first = frame.loc[bad].iloc[0]
+        raise ValueError(f"{source}: value {first['value']!r} of {first['model']}/{first['metric']} is not a number")
+    frame["value"] = values
+
+    parsed = [split_condition(c) for c in frame["condition"]]
+    corruption = frame["corruption"].where(frame["corruption"].notna() & (frame["corruption"].astype(str) != ""))
+    frame["corruption"] = [c if isinstance(c, str) else p[0] for c, p in zip(corruption, parsed)]
+    severity = pd.to_numeric(frame["severity"], errors="coerce")
+    frame["severity"] = [
+        s if not math.isnan(s) else (p[1] if p[1] is not None else np.nan) for s, p in zip(severity, parsed)
+    ]
+    frame["severity"] = pd.to_numeric(frame["severity"], errors="coerce")
+    clean = frame["condition"] == "clean"
+    frame.loc[clean, "corruption"] = None
+    frame.loc[clean, "severity"] = 0
+    category = frame["category"].where(frame["category"].notna() & (frame["category"].astype(str) != ""))
+    frame["category"] = [
+        cat if isinstance(cat, str) else (category_of(cor) if isinstance(cor, str) else None)
+        for cat, cor in zip(category, frame["corruption"])
+    ]
+    frame.loc[clean, "category"] = "clean"
+
+    accuracy = is_accuracy(frame)
+    unit = frame["unit"].where(frame["unit"].notna(), "").astype(str).str.strip().str.lower()
+    fraction = accuracy & unit.isin(FRACTION_UNITS)
+    unknown = accuracy & ~unit.isin(("%", "percent", *FRACTION_UNITS))
+    if unknown.any():
+        miou = frame.loc[frame["metric"] == "miou", "value"].dropna()
+        if len(miou) and (miou <= 1.0).all():
+            fraction |= unknown
+    frame.loc[fraction, "value"] = frame.loc[fraction, "value"] * 100.0
+    frame.loc[accuracy, "unit"] = "%"
+    return frame
+
+
+def is_accuracy(frame: pd.DataFrame) -> pd.Series:
+    """Rows that hold an IoU-type accuracy metric of an accuracy cell (not efficiency)."""
+    metric = frame["metric"]
+    return (metric.isin(ACCURACY_METRICS) | metric.str.startswith("iou_")) & (frame["condition"] != "efficiency")
+
+
+def model_order(frame: pd.DataFrame) -> list[str]:
+    """Model names in order of first appearance."""
+    return list(dict.fromkeys(frame["model"]))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Accuracy: per condition, Table 5, scores, per class
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def miou_conditions(frame: pd.DataFrame) -> pd.DataFrame:
+    """mIoU per (model, corruption, severity); clean rows have corruption "clean" and severity 0.
+
+    Duplicate rows of one condition (a cell stored twice) are averaged.
+    """
+    rows = frame[(frame["metric"] == "miou") & is_accuracy(frame) & frame["value"].notna()]
+    rows = rows[(rows["condition"] == "clean") | (rows["corruption"].notna() & rows["severity"].notna())]
+    if rows.empty:
+        return pd.DataFrame(columns=["model", "corruption", "category", "severity", "miou"])
+    rows = rows.assign(corruption=rows["corruption"].where(rows["condition"] != "clean", "clean"))
+    rows = rows.assign(category=rows["category"].fillna("other"), severity=rows["severity"].astype(int))
+    out = rows.groupby(["model", "corruption", "category", "severity"], sort=False, as_index=False)["value"].mean()
+    return out.rename(columns={"value": "miou"})
+
+
+def column_groups(corruptions: Iterable[str], categories: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
+    """Table-5 column groups: the 16 Cityscapes-C corruptions in the paper's order, then any other measured one under
+    its category (from `categories`, else "other")."""
+    groups = [(cat, list(names)) for cat, names in CORRUPTION_GROUPS.items()]
+    known = {c for _, names in groups for c in names}
+    for corruption in corruptions:
+        if corruption in known or corruption == "clean":
+            continue
+        category = (categories or {}).get(corruption) or "other"
+        for cat, names in groups:
+            if cat == category:
+                names.append(corruption)
+                break
+        else:
+            groups.append((category, [corruption]))
+        known.add(corruption)
+    return groups
+
+
+@dataclass
+class Table5:
+    """The Cityscapes-C table in the layout of SegFormer's Table 5.
+
+    Attributes:
+        groups: (category, corruptions) in column order after "clean".
+        columns: "clean" then every corruption, in order.
+        values: run models x columns, mIoU averaged over the measured severities (NaN: not measured).
+        best: (model, column) pairs holding the column's best run value (ties all marked).
+        severities: per column, the severities that were averaged (empty: not measured).
+        published: the published rows (method x columns), NaN where the paper has no column.
+    """
+
+    groups: list[tuple[str, list[str]]]
+    columns: list[str]
+    values: pd.DataFrame
+    best: set[tuple[str, str]]
+    severities: dict[str, list[int]]
+    published: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        """Run rows then published rows, with a `source` column (CSV/Markdown form)."""
+        run = self.values.reset_index().rename(columns={"index": "model"})
+        run.insert(1, "source", "this run")
+        pub = self.published.reset_index().rename(columns={"method": "model"})
+        pub.insert(1, "source", "published (SegFormer Table 5)")
+        return pd.concat([run, pub], ignore_index=True)[["model", "source", *self.columns]]
+
+
+def table5(conditions: pd.DataFrame, models: Sequence[str], published: pd.DataFrame | None = None) -> Table5:
+    """Builds the Cityscapes-C table from `miou_conditions` output.
+
+    Args:
+        conditions: mIoU per (model, corruption, severity).
+        models: row order.
+        published: published rows (index: method), default `reference_table5()`.
+    """
+    categories = dict(zip(conditions["corruption"], conditions["category"]))
+    groups = column_groups(dict.fromkeys(conditions["corruption"]), categories)
+    columns = ["clean"] + [c for _, names in groups for c in names]
+    averaged = conditions.groupby(["model", "corruption"], sort=False)["miou"].mean().unstack("corruption")
+    values = averaged.reindex(index=list(models), columns=columns).astype(float)
+    best = set()
+    for column in columns:
+        col = values[column].dropna()
+        if len(col):
+            best |= {(model, column) for model in col.index[col == col.max()]}
+    severities = {
+        c: sorted({int(s) for s in conditions.loc[conditions["corruption"] == c, "severity"]}) for c in columns
+    }
+    severities["clean"] = []
+    published = reference_table5() if published is None else published
+    return Table5(groups, columns, values, best, severities, published.reindex(columns=columns))
+
+
+def describe_severities(severities: dict[str, list[int]]) -> str:
+    """One sentence that says which severities were averaged, by category where they agree."""
+    measured = {c: s for c, s in severities.items() if s}
+    if not measured:
+        return "No corrupted conditions were measured."
+    parts = []
+    for category, names in column_groups(measured):
+        sets = {tuple(measured[n]) for n in names if n in measured}
+        if not sets:
+            continue
+        if len(sets) == 1:
+            parts.append(f"{category} at severities {_span(next(iter(sets)))}")
+        else:
+            each = ", ".join(f"{n} {_span(measured[n])}" for n in names if n in measured)
+            parts.append(f"{category}: {each}")
+    return "Averaged over the severities this run measured: " + "; ".join(parts) + "."
+
+
+def _span(values: Sequence[int]) -> str:
+    values = list(values)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(str(v) for v in values)
+
+
+def robustness_scores(conditions: pd.DataFrame, models: Sequence[str], reference: str) -> pd.DataFrame:
+    """Per model: clean mIoU, mPC, rPC, mCE and relative mCE against `reference`, and per-category mIoU (percent).
+
+    CE and relative CE of a corruption sum over the severities measured for both the model and the reference;
+    corruptions the reference lacks are left out of mCE (the `ce_corruptions` column counts those kept).
+    """
+    lookup = {(r.model, r.corruption, int(r.severity)): r.miou for r in conditions.itertuples()}
+    per_model = {m: {k[1:]: v for k, v in lookup.items() if k[0] == m} for m in models}
+    ref = per_model.get(reference, {})
+    ref_clean = ref.get(("clean", 0))
+    rows = []
+    for model in models:
+        scores = {k: v for k, v in per_model[model].items() if k[0] != "clean"}
+        clean = per_model[model].get(("clean", 0))
+        row: dict[str, object] = {"model": model, "clean": clean}
+        by_corruption: dict[str, list[float]] = {}
+        for (corruption, _), value in scores.items():
+            by_corruption.setdefault(corruption, []).append(value)
+        averages = {c: float(np.mean(v)) for c, v in by_corruption.items()}
+        row["mPC"] = float(np.mean(list(averages.values()))) if averages else None
+        row["rPC"] = 100.0 * row["mPC"] / clean if row["mPC"] is not None and clean else None
+        ce, rel = [], []
+        for corruption in averages:
+            shared = [s for (c, s) in scores if c == corruption and (c, s) in ref]
+            if not shared:
+                continue
+            ref_err = sum(100.0 - ref[corruption, s] for s in shared)
+            ce.append(sum(100.0 - scores[corruption, s] for s in shared) / ref_err if ref_err else math.nan)
+            if clean is not None and ref_clean is not None:
+                ref_drop = sum(ref_clean - ref[corruption, s] for s in shared)
+                rel.append(sum(clean - scores[corruption, s] for s in shared) / ref_drop if ref_drop else math.nan)
+        row["mCE"] = 100.0 * float(np.mean(ce)) if ce else None
+        row["rel_mCE"] = 100.0 * float(np.mean(rel)) if rel else None
+        row["ce_corruptions"] = len(ce)
+        row["corruptions"] = len(averages)
+        for category, names in column_groups(averages):
+            vals = [averages[n] for n in names if n in averages]
+            row[category] = float(np.mean(vals)) if vals else None
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for column in ("clean", "mPC", "rPC", "mCE", "rel_mCE"):
+        out[column] = pd.to_numeric(out[column], errors="coerce")
+    return out
+
+
+def class_iou(frame: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """Clean per-class IoU, models x classes (Cityscapes order first, then other classes as met)."""
+    rows = frame[is_accuracy(frame) & (frame["condition"] == "clean") & frame["metric"].str.startswith("iou_")]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(cls=[class_key(m[len("iou_") :]) for m in rows["metric"]])
+    matrix = rows.groupby(["model", "cls"], sort=False)["value"].mean().unstack("cls")
+    keys = [k for k in _CLASS_BY_KEY if k in matrix.columns]
+    keys += [k for k in matrix.columns if k not in _CLASS_BY_KEY]
+    matrix = matrix.reindex(index=[m for m in models if m in matrix.index], columns=keys)
+    return matrix.rename(columns=lambda k: _CLASS_BY_KEY.get(k, k.replace("_", " ")))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Efficiency
+# --------------------------------------------------------------------------------------------------------------------
+
+EFFICIENCY_KEYS = ("model", "resolution", "batch_size", "precision", "device")
+
+
+def _text(series: pd.Series) -> pd.Series:
+    def fmt(v: object) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+
+    return series.map(fmt)
+
+
+def efficiency_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The efficiency rows (condition "efficiency") with the key columns present as text ('' when absent)."""
+    eff = frame[frame["condition"] == "efficiency"].copy()
+    for column in (*EFFICIENCY_KEYS[1:], "convention", "counter", "device_name", "noisy"):
+        eff[column] = _text(eff[column]) if column in eff.columns else ""
+    return eff[eff["value"].notna()]
+
+
+def efficiency_table(eff: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """One row per (model, resolution, batch size, precision, device): params, GMACs per convention, latency
+    median and p90, throughput, peak memory. Columns without any value are dropped."""
+    if eff.empty:
+        return pd.DataFrame()
+    params = eff[eff["metric"] == "params"].groupby("model")["value"].first()
+    macs = eff[eff["metric"].isin(("gmacs", "gmacs_sliding"))]
+    macs = macs.assign(
+        column=[
+            f"{'GMACs' if m == 'gmacs' else 'GMACs sliding'} [{c or '?'}]"
+            for m, c in zip(macs["metric"], macs["convention"])
+        ]
+    )
+    macs = macs.pivot_table(index=["model", "resolution"], columns="column", values="value", aggfunc="first")
+    timing = eff[eff["metric"].isin(LATENCY_METRICS)]
+    noisy = timing.groupby(list(EFFICIENCY_KEYS))["noisy"].agg(lambda s: any(v.lower() == "true" for v in s))
+    timing = timing.pivot_table(index=list(EFFICIENCY_KEYS), columns="metric", values="value", aggfunc="first")
+    keys = list(timing.index)
+    covered = {(k[0], k[1]) for k in keys}
+    keys += [(m, r, "", "", "") for (m, r) in macs.index if (m, r) not in covered]
+    covered |= {(k[0], k[1]) for k in keys}
+    keys += [(m, "", "", "", "") for m in params.index if not any(k[0] == m for k in covered)]
+    rank = {m: i for i, m in enumerate(models)}
+    keys.sort(key=lambda k: (rank.get(k[0], len(rank)), _pixels(k[1]), k[2].zfill(6), k[3], k[4]))
+    rows = []
+    for key in keys:
+        model, res = key[0], key[1]
+        row = dict(zip(["model", "resolution", "batch_size", "precision", "device"], key))
+        row["params_M"] = params.get(model, np.nan)
+        if (model, res) in macs.index:
+            row.update(macs.loc[(model, res)].to_dict())
+        for metric, column in (
+            ("latency_median", "latency_median_ms"),
+            ("latency_p90", "latency_p90_ms"),
+            ("throughput", "throughput_img_s"),
+            ("peak_memory", "peak_memory_MiB"),
+        ):
+            row[column] = timing.loc[key, metric] if key in timing.index and metric in timing.columns else np.nan
+        row["noisy"] = bool(noisy.get(key, False))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    keep = [c for c in out.columns if c in ("model", "noisy") or out[c].replace("", np.nan).notna().any()]
+    return out[keep]
+
+
+def _pixels(resolution: str) -> int:
+    match = re.fullmatch(r"(\d+)x(\d+)", resolution or "")
+    return int(match.group(1)) * int(match.group(2)) if match else 0
+
+
+def convention_notes(eff: pd.DataFrame) -> list[str]:
+    """What each FLOP convention of the run counts (the counter's own words where the rows carry them)."""
+    notes = []
+    for convention in dict.fromkeys(eff.loc[eff["metric"].isin(("gmacs", "gflops")), "convention"]):
+        counters = [c for c in dict.fromkeys(eff.loc[eff["convention"] == convention, "counter"]) if c]
+        text = "; ".join(counters) or CONVENTION_NOTES.get(convention, "convention not described by the run")
+        notes.append(f"[{convention or '?'}] {text}")
+    return notes
+
+
+@dataclass
+class CurvePoints:
+    """One efficiency curve: x per model (with the setting it was measured at), clean mIoU, params."""
+
+    x_label: str
+    setting: str
+    points: pd.DataFrame  # model, x, miou, params
+    published: pd.DataFrame = field(default_factory=pd.DataFrame)  # label, x, miou, params, note
+
+
+def _best_group(rows: pd.DataFrame, keys: list[str], prefer: dict[str, Sequence[str]]) -> tuple | None:
+    """The combination of `keys` (two or more) that covers most models, then the preferred values, then the largest
+    resolution."""
+    if rows.empty:
+        return None
+    coverage = rows.groupby(keys)["model"].nunique()
+
+    def rank(key: tuple) -> tuple:
+        named = dict(zip(keys, key))
+        prefs = [-(list(p).index(named[k]) if named[k] in p else len(p)) for k, p in prefer.items()]
+        return (coverage[key], *prefs, _pixels(named.get("resolution", "")))
+
+    return max(coverage.index, key=rank)
+
+
+def efficiency_curves(eff: pd.DataFrame, clean: pd.Series) -> list[CurvePoints]:
+    """Points of the two efficiency curves (mIoU vs GMACs, mIoU vs median latency), one per model with a clean mIoU.
+
+    The GMAC curve uses the convention and resolution that cover most models (the paper convention first); the
+    latency curve the (resolution, batch, precision, device) that covers most models (batch 1 first). The paper's
+    points are added for models whose names match `segformer_table1.csv` (GMACs, 1024x2048) or
+    `mmseg_segformer_cityscapes.csv` (V100 latency).
+    """
+    curves = []
+    params = eff[eff["metric"] == "params"].groupby("model")["value"].first()
+    macs = eff[(eff["metric"] == "gmacs") & eff["model"].isin(clean.index)]
+    key = _best_group(macs, ["convention", "resolution"], {"convention": ("paper", "fvcore")})
+    if key is not None:
+        convention, resolution = key
+        sel = macs[(macs["convention"] == convention) & (macs["resolution"] == resolution)]
+        points = _points(sel, clean, params)
+        pub = reference_table1()
+        pub = pub[pub.index.isin(points["model"])]
+        published = pd.DataFrame(
+            {
+                "label": pub.index,
+                "x": pub["cityscapes_gflops"],
+                "miou": pub["cityscapes_miou_ss"],
+                "params": pub["total_params_m_150cls"],
+            }
+        ).reset_index(drop=True)
+        published["note"] = "paper Table 1: 1024x2048, mmcv counter (GMACs), single-scale mIoU"
+        setting = f"{resolution or '?'}, batch 1, {convention or '?'} convention"
+        curves.append(CurvePoints(f"GMACs per image [{convention or '?'}]", setting, points, published))
+    timing = eff[(eff["metric"] == "latency_median") & eff["model"].isin(clean.index)]
+    prefer = {"batch_size": ("1",), "precision": ("fp32",)}
+    key = _best_group(timing, ["resolution", "batch_size", "precision", "device"], prefer)
+    if key is not None:
+        named = dict(zip(["resolution", "batch_size", "precision", "device"], key))
+        sel = timing[np.logical_and.reduce([timing[k] == v for k, v in named.items()])]
+        points = _points(sel, clean, params)
+        pub = reference_mmseg()
+        pub = pub[pub.index.isin(points["model"])]
+        published = pd.DataFrame(
+            {"label": pub.index, "x": pub["v100_ms_per_img"], "miou": pub["miou_ss"], "params": np.nan}
+        ).reset_index(drop=True)
+        published["note"] = "mmseg model zoo: V100, 1024x1024 sliding window on 1024x2048"
+        setting = ", ".join(f"{k.replace('_size', '')} {v}" if k == "batch_size" else v for k, v in named.items() if v)
+        curves.append(CurvePoints("median latency (ms)", setting, points, published))
+    return curves
+
+
+def _points(sel: pd.DataFrame, clean: pd.Series, params: pd.Series) -> pd.DataFrame:
+    x = sel.groupby("model", sort=False)["value"].first()
+    return pd.DataFrame(
+        {
+            "model": x.index,
+            "x": x.values,
+            "miou": clean.reindex(x.index).values,
+            "params": params.reindex(x.index).values,
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Published numbers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _read_reference(name: str, index: str) -> pd.DataFrame:
+    path = REFERENCE_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: reference table missing from the checkout (copy it from shared/reference)")
+    return pd.read_csv(path).set_index(index)
+
+
+def reference_table5() -> pd.DataFrame:
+    """SegFormer Table 5 (Cityscapes-C mIoU per corruption), index: method."""
+    return _read_reference("cityscapes_c_table5.csv", "method")
+
+
+def reference_table1() -> pd.DataFrame:
+    """SegFormer Table 1 (params, GFLOPs = GMACs, mIoU), index: variant (`segformer-b0` ...)."""
+    return _read_reference("segformer_table1.csv", "variant")
+
+
+def reference_mmseg() -> pd.DataFrame:
+    """mmseg model zoo SegFormer Cityscapes rows (mIoU, V100 ms/image), index: variant (`segformer-b0-mmseg` ...)."""
+    return _read_reference("mmseg_segformer_cityscapes.csv", "variant")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CSV and Markdown
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def format_number(value: object, digits: int = 1) -> str:
+    """Numbers with `digits` decimals, integers as such, missing values as an en dash."""
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else ""
+    if isinstance(value, int | np.integer):
+        return str(value)
+    if isinstance(value, float | np.floating):
+        return "–" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _md_cell(value: object, digits: int) -> str:
+    text = format_number(value, digits)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 1, title: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table; `<`, `>`, `&` and `|` in cells are escaped."""
+    lines = [f"### {_md_cell(title, digits)}", ""] if title else []
+    header = [_md_cell(c, digits) for c in frame.columns]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell(v, digits) for v in row) + " |")
+    return "\n".join(lines) + "\n"

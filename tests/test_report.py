@@ -1,0 +1,375 @@
+"""The HTML report: a fake run folder rendered end to end, the Table-5 layout, the scores, graceful degradation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from reports import SECTION_IDS, render_report
+from reports import tables as T
+
+EVIL = "<script>alert(1)</script>"
+MODELS = ("segformer-b0", "fcn-r18", EVIL)
+CORRUPTIONS = {"gaussian_blur": "blur", "gaussian_noise": "noise", "brightness": "digital", "fog": "weather"}
+CLEAN = {"segformer-b0": 60.0, "fcn-r18": 50.0, EVIL: 5.0}
+# mIoU = clean - drop * severity; segformer-b0 wins every column but brightness, where fcn-r18 wins.
+DROP = {
+    "segformer-b0": {"gaussian_blur": 5, "gaussian_noise": 20, "brightness": 8, "fog": 3},
+    "fcn-r18": {"gaussian_blur": 6, "gaussian_noise": 15, "brightness": 1, "fog": 4},
+    EVIL: {"gaussian_blur": 1, "gaussian_noise": 1, "brightness": 1, "fog": 1},
+}
+
+
+def _row(model, condition, metric, value, unit="%", **extra):
+    corruption, severity = T.split_condition(condition)
+    category = "clean" if condition == "clean" else "efficiency" if condition == "efficiency" else None
+    return {
+        "model": model,
+        "suite": "demo",
+        "condition": condition,
+        "corruption": corruption,
+        "category": CORRUPTIONS.get(corruption, category),
+        "severity": 0 if condition == "clean" else severity,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        **extra,
+    }
+
+
+def miou(model: str, corruption: str | None = None, severity: int = 0) -> float:
+    return CLEAN[model] - (DROP[model][corruption] * severity if corruption else 0)
+
+
+def accuracy_rows(models=MODELS, severities=(1, 2)) -> list[dict]:
+    rows = []
+    for model in models:
+        rows.append(_row(model, "clean", "miou", miou(model)))
+        rows.append(_row(model, "clean", "pixel_acc", miou(model) + 20))
+        for i, cls in enumerate(T.CITYSCAPES_CLASSES):
+            name = cls if model == "fcn-r18" else cls.replace(" ", "_")  # both spellings occur
+            rows.append(_row(model, "clean", f"iou_{name}", (miou(model) + 3 * i) % 100))
+        for corruption in CORRUPTIONS:
+            for s in severities:
+                rows.append(_row(model, f"{corruption}-{s}", "miou", miou(model, corruption, s)))
+    return rows
+
+
+def efficiency_rows(models=MODELS) -> list[dict]:
+    rows = []
+    for k, model in enumerate(models):
+        rows.append(_row(model, "efficiency", "params", 3.7 * (k + 1), "M"))
+        for convention, factor in (("fvcore", 1.0), ("paper", 1.05)):
+            extra = {
+                "resolution": "512x1024",
+                "batch_size": 1,
+                "convention": convention,
+                "counter": f"{convention} ctr",
+            }
+            rows.append(_row(model, "efficiency", "gmacs", 15.0 * (k + 1) * factor, "GMAC", **extra))
+        timing = {"resolution": "512x1024", "batch_size": 1, "precision": "fp32", "device": "cpu", "noisy": k == 1}
+        for metric, value, unit in (
+            ("latency_median", 40.0 * (k + 1), "ms"),
+            ("latency_p90", 44.0 * (k + 1), "ms"),
+            ("throughput", 25.0 / (k + 1), "img/s"),
+            ("peak_memory", 300.0, "MiB"),
+        ):
+            rows.append(_row(model, "efficiency", metric, value, unit, **timing))
+    return rows
+
+
+def _png(path: Path, array: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True) -> Path:
+    """A run folder as bench/runner.py writes it: results.csv, env.json, cells with warnings, gallery, history."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rows = accuracy_rows(models) + efficiency_rows(models)
+    pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
+    weights = {m: {"source": "synthetic-demo", "sha256": "ab" * 32, "random": False} for m in models}
+    weights[EVIL] = {"source": "random-init", "sha256": "", "random": True}
+    env = {
+        "created_at": "2026-11-25T18:00:00+00:00",
+        "command": ["run_bench.py", "--suite", "demo"],
+        "git": {"commit": "0123456789abcdef", "dirty": True},
+        "device": "cpu",
+        "device_name": "Fake CPU",
+        "seed": 0,
+        "python": "3.11",
+        "versions": {"torch": "2.x", "timm": "1.0"},
+        "suite": {"name": "demo", "version": "1"},
+        "weights": weights,
+        "hardware": {"cpu_count": 2},
+    }
+    (run_dir / "env.json").write_text(json.dumps(env))
+    cells = run_dir / "cells"
+    cells.mkdir(exist_ok=True)
+    for i, model in enumerate(models):
+        record = {
+            "cell": f"{model}|fog-2",
+            "rows": [r for r in rows if r["model"] == model and r["condition"] == "fog-2"],
+            "warnings": [f"slow <b>cell</b> {i}"] if i % 2 == 0 else [],
+        }
+        (cells / f"cell{i}.json").write_text(json.dumps(record))
+    if gallery:
+        rng = np.random.default_rng(0)
+        entries = []
+        for condition in ("clean", "fog-1", "fog-2", "gaussian_noise-1"):
+            image = _png(run_dir / f"gallery/input/{condition}.png", rng.integers(0, 255, (8, 16, 3), dtype=np.uint8))
+            preds = {}
+            for j, model in enumerate(models):
+                label = rng.integers(0, 19, (8, 16), dtype=np.uint8)  # train ids: the reporter colours them
+                preds[model] = _png(run_dir / f"gallery/pred/m{j}/{condition}.png", label)
+            rel = {m: str(Path(p).relative_to(run_dir)) for m, p in preds.items()}
+            entries.append({"condition": condition, "input": str(Path(image).relative_to(run_dir)), "predictions": rel})
+        _png(run_dir / "gallery/gt.png", rng.integers(0, 19, (8, 16), dtype=np.uint8))
+        index = {"image_id": "frankfurt_000000_000294", "conditions": entries, "ground_truth": "gallery/gt.png"}
+        (run_dir / "gallery/index.json").write_text(json.dumps(index))
+    if history:
+        lines = [
+            json.dumps(
+                {
+                    "timestamp": f"2026-11-2{i}T10:00:00",
+                    "commit": f"c{i}abcdef01",
+                    "metrics": {"segformer-b0/clean/miou": 60 + i, "segformer-b0/latency_median": 40 - i},
+                }
+            )
+            for i in range(3)
+        ]
+        (run_dir / "history.jsonl").write_text("\n".join(lines) + "\nnot json\n")
+    return run_dir
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids, self.imgs, self.links, self.tables, self.missing = set(), [], [], 0, []
+        self._section, self._in_missing = None, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "section":
+            self._section = attrs.get("id")
+        if tag == "img":
+            self.imgs.append((self._section, attrs["src"]))
+        if tag == "a" and not attrs.get("href", "#").startswith("#"):
+            self.links.append(attrs["href"])
+        if tag == "table":
+            self.tables += 1
+        if tag == "p" and attrs.get("class") == "missing":
+            self.missing.append(self._section)
+
+
+def _parse(index: Path) -> tuple[str, _Page]:
+    text = index.read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(text)
+    return text, page
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    run = make_fake_run(tmp_path_factory.mktemp("run") / "demo-run")
+    return run, render_report(run)
+
+
+def test_every_section_figure_and_table_present(rendered):
+    run, index = rendered
+    assert index == run / "index.html"
+    text, page = _parse(index)
+    assert set(SECTION_IDS) <= page.ids
+    assert page.missing == []  # every section has content in the full fake run
+    sections_with_images = {s for s, _ in page.imgs}
+    for section in ("severity-curves", "per-class-iou", "efficiency-curves", "gallery", "history"):
+        assert section in sections_with_images, section
+    for _, src in page.imgs:
+        assert (run / src).is_file() or src.startswith("data:image/png"), src
+        if src.endswith(".png"):
+            assert (run / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len([s for s, _ in page.imgs if s == "efficiency-curves"]) == 2  # mIoU vs GMACs and vs latency
+    assert page.tables >= 8
+    for link in page.links:
+        assert (run / link).is_file(), link
+    # 4 conditions x 3 models: predictions, coloured from train ids, each written once
+    assert len([s for s, src in page.imgs if s == "gallery" and src.startswith("report/gallery/")]) == 4 * 3 + 1
+
+
+def test_model_names_and_warnings_are_escaped(rendered):
+    run, index = rendered
+    text, _ = _parse(index)
+    assert "<script>alert" not in text and "<b>cell</b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "slow &lt;b&gt;cell&lt;/b&gt; 0" in text
+    warnings = pd.read_csv(run / "report" / "warnings.csv")
+    assert list(warnings["condition"]) == ["fog-2", "fog-2"] and list(warnings["model"]) == [MODELS[0], EVIL]
+    md = (run / "report" / "robustness_scores.md").read_text()
+    assert "<script>" not in md and "&lt;script&gt;" in md
+
+
+def test_random_and_synthetic_weights_are_flagged(rendered):
+    _, index = rendered
+    text, _ = _parse(index)
+    assert 'class="model flagged">&lt;script&gt;alert(1)&lt;/script&gt;</span> <span class="badge"' in text
+    assert "random weights (untrained)" in text and "synthetic-data demo weights" in text
+
+
+def test_tables_written_as_csv_and_markdown(rendered):
+    run, _ = rendered
+    for stem in (
+        "cityscapes_c",
+        "robustness_scores",
+        "per_class_iou",
+        "efficiency",
+        "miou_per_condition",
+        "warnings",
+        "models",
+        "history",
+    ):
+        assert (run / "report" / f"{stem}.csv").is_file(), stem
+        assert (run / "report" / f"{stem}.md").read_text().count("|") > 4, stem
+    table5 = pd.read_csv(run / "report" / "cityscapes_c.csv")
+    run_rows = table5[table5["source"] == "this run"].set_index("model")
+    assert run_rows.loc["segformer-b0", "fog"] == pytest.approx(60 - 3 * 1.5)
+    assert run_rows.loc["fcn-r18", "clean"] == 50.0
+    assert "SegFormer-B5" in set(table5["model"])  # the published rows travel with the table
+    eff = pd.read_csv(run / "report" / "efficiency.csv")
+    assert {"GMACs [fvcore]", "GMACs [paper]", "latency_median_ms", "latency_p90_ms", "params_M"} <= set(eff.columns)
+    assert list(eff["model"]) == list(MODELS)
+    classes = pd.read_csv(run / "report" / "per_class_iou.csv")
+    assert list(classes.columns[1:]) == list(T.CITYSCAPES_CLASSES)  # spaces and underscores both mapped
+    assert "# segbench report" in (run / "report" / "report.md").read_text()
+
+
+def test_table5_groups_columns_by_category_and_marks_best():
+    frame = T.normalize_results(pd.DataFrame(accuracy_rows(MODELS[:2])))
+    tab = T.table5(T.miou_conditions(frame), list(MODELS[:2]))
+    assert [g for g, _ in tab.groups] == ["blur", "noise", "digital", "weather"]
+    assert tab.columns[:5] == ["clean", "motion_blur", "defocus_blur", "glass_blur", "gaussian_blur"]
+    assert tab.columns[-4:] == ["snow", "spatter", "fog", "frost"] and len(tab.columns) == 17
+    assert tab.values.loc["fcn-r18", "brightness"] == pytest.approx(50 - 1.5)
+    assert np.isnan(tab.values.loc["segformer-b0", "snow"])  # not measured: kept as an empty paper column
+    assert tab.best == {("segformer-b0", c) for c in ("clean", "gaussian_blur", "gaussian_noise", "fog")} | {
+        ("fcn-r18", "brightness")
+    }
+    assert tab.severities["fog"] == [1, 2] and tab.severities["snow"] == []
+    assert list(tab.published.columns) == tab.columns and "SegFormer-B5" in tab.published.index
+    text = T.describe_severities(tab.severities)
+    assert "blur at severities 1, 2" in text and "weather at severities 1, 2" in text
+
+
+def test_table5_html_layout(rendered):
+    _, index = rendered
+    text, _ = _parse(index)
+    section = text[text.index('id="cityscapes-c"') : text.index('id="robustness-scores"')]
+    groups = [section.index(f">{g}</th>") for g in ("Blur", "Noise", "Digital", "Weather")]
+    assert groups == sorted(groups) and 'colspan="4" class="group">Blur' in section
+    assert section.count('class="best"') == 5
+    assert "Published numbers" in section and 'class="published"' in section
+
+
+def test_scores_follow_the_formulas():
+    frame = T.normalize_results(pd.DataFrame(accuracy_rows(MODELS[:2])))
+    conditions = T.miou_conditions(frame)
+    scores = T.robustness_scores(conditions, list(MODELS[:2]), reference="fcn-r18").set_index("model")
+    s, r = DROP["segformer-b0"], DROP["fcn-r18"]
+    mpc = np.mean([60 - 1.5 * d for d in s.values()])
+    assert scores.loc["segformer-b0", "mPC"] == pytest.approx(mpc)
+    assert scores.loc["segformer-b0", "rPC"] == pytest.approx(100 * mpc / 60)
+    ce = [(40 * 2 + 3 * s[c]) / (50 * 2 + 3 * r[c]) for c in CORRUPTIONS]  # sum over severities 1, 2
+    assert scores.loc["segformer-b0", "mCE"] == pytest.approx(100 * np.mean(ce))
+    rel = [s[c] / r[c] for c in CORRUPTIONS]  # drops sum to 3 * drop per severity step for both
+    assert scores.loc["segformer-b0", "rel_mCE"] == pytest.approx(100 * np.mean(rel))
+    assert scores.loc["fcn-r18", "mCE"] == pytest.approx(100.0)
+    assert scores.loc["segformer-b0", "noise"] == pytest.approx(60 - 1.5 * 20)
+
+
+def test_reference_model_argument(tmp_path):
+    run = make_fake_run(tmp_path / "run", gallery=False, history=False)
+    render_report(run, reference_model="fcn-r18")
+    scores = pd.read_csv(run / "report" / "robustness_scores.csv").set_index("model")
+    assert scores.loc["fcn-r18", "mCE"] == pytest.approx(100.0) and set(scores["reference"]) == {"fcn-r18"}
+    with pytest.raises(ValueError, match="reference model 'nope'"):
+        render_report(run, reference_model="nope")
+
+
+def test_missing_sections_degrade_and_stale_files_go(tmp_path):
+    run = make_fake_run(tmp_path / "run")
+    render_report(run)
+    assert (run / "report" / "history.png").is_file()
+    rows = [r for r in accuracy_rows(MODELS[:1]) if r["condition"] == "clean" and r["metric"] == "miou"]
+    pd.DataFrame(rows).drop(columns=["category", "severity", "unit"]).to_csv(run / "results.csv", index=False)
+    for name in ("env.json", "history.jsonl", "gallery/index.json"):
+        (run / name).unlink()
+    for cell in (run / "cells").glob("*.json"):
+        cell.unlink()
+    _, page = _parse(render_report(run))
+    assert set(SECTION_IDS) <= page.ids
+    assert set(page.missing) == {
+        "robustness-scores",
+        "severity-curves",
+        "per-class-iou",
+        "efficiency-table",
+        "efficiency-curves",
+        "gallery",
+        "warnings",
+        "history",
+    }
+    assert not (run / "report" / "history.png").exists() and not (run / "report" / "efficiency.csv").exists()
+    assert "env.json not found" in (run / "index.html").read_text()
+
+
+def test_fractions_are_shown_in_percent():
+    rows = [
+        _row("m", "clean", "miou", 0.625, unit="fraction"),
+        _row("m", "fog-1", "miou", 0.5, unit="fraction"),
+        _row("m", "clean", "iou_road", 0.9, unit=None),
+        _row("m", "efficiency", "params", 0.5, unit="M"),
+    ]
+    frame = T.normalize_results(pd.DataFrame(rows))
+    assert frame.loc[frame["metric"] == "miou", "value"].tolist() == [62.5, 50.0]
+    assert frame.loc[frame["metric"] == "iou_road", "value"].item() == pytest.approx(90.0)
+    assert frame.loc[frame["metric"] == "params", "value"].item() == 0.5  # efficiency untouched
+    no_unit = T.normalize_results(pd.DataFrame(rows).drop(columns="unit"))
+    assert no_unit.loc[no_unit["metric"] == "miou", "value"].tolist() == [62.5, 50.0]
+
+
+def test_published_points_match_model_names():
+    frame = T.normalize_results(pd.DataFrame(accuracy_rows(MODELS[:2]) + efficiency_rows(MODELS[:2])))
+    clean = T.miou_conditions(frame).query("corruption == 'clean'").set_index("model")["miou"]
+    gmacs, latency = T.efficiency_curves(T.efficiency_rows(frame), clean)
+    assert gmacs.x_label.endswith("[paper]") and gmacs.setting.startswith("512x1024")  # paper convention first
+    assert list(gmacs.published["label"]) == ["segformer-b0"] and gmacs.published["x"].item() == 125.5
+    assert latency.published.empty  # no mmseg-named model in the run
+    assert list(gmacs.points["model"]) == list(MODELS[:2])
+
+
+def test_bad_inputs_fail_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run folder not found"):
+        render_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="neither results.csv nor cells"):
+        render_report(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    pd.DataFrame({"model": ["m"], "metric": ["miou"]}).to_csv(tmp_path / "bad" / "results.csv", index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['value'\]"):
+        render_report(tmp_path / "bad")
+
+
+def test_reporter_imports_neither_torch_nor_other_rooms():
+    code = "import sys, reports; bad = [m for m in ('torch', 'models', 'bench') if m in sys.modules]; print(bad)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
