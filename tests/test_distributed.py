@@ -1,0 +1,78 @@
+"""Distributed evaluation: sharding without duplicates or skips, and 2-process gloo torchrun == 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.config import RunConfig
+from bench.distributed import DistContext, all_reduce_, any_failed, on_main, setup, shard_indices
+from bench.results import TIMING_UNITS, RunStore
+from bench.runner import run
+from bench.synthetic import write_synthetic_cityscapes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("n, world", [(7, 3), (5, 2), (2, 4), (0, 2), (9, 1)])
+def test_shards_cover_every_index_once(n, world):
+    shards = [list(shard_indices(n, r, world)) for r in range(world)]
+    flat = sorted(i for s in shards for i in s)
+    assert flat == list(range(n))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1  # uneven tails differ by at most one image
+
+
+def test_single_process_context_is_inert(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    ctx = setup("cpu")
+    assert ctx == DistContext() and not ctx.enabled and ctx.is_main
+    assert on_main(lambda: 41 + 1, ctx) == 42 and any_failed(True, ctx) and not any_failed(False, ctx)
+
+    def fail():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        on_main(fail, ctx)
+    t = torch.ones(2)
+    assert all_reduce_(t, ctx) is t and t.tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="rank 2 outside"):
+        shard_indices(3, 2, 2)
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_equals_single_process(tmp_path):
+    # 5 images over 2 ranks: an uneven tail (3 + 2), and batch size 2 leaves a partial batch on each rank
+    root = write_synthetic_cityscapes(tmp_path / "data", num_images=5, size=(64, 96), seed=5)
+    conditions = ["clean", "gaussian_noise-2"]
+    base = dict(suite="dist", models=("segformer-tiny",), data_root=str(root), out_dir=str(tmp_path / "runs"),
+                allow_random_weights=True, batch_size=2, quiet=True, seed=0)  # fmt: skip
+    single = run(RunConfig(**base, run_id="single"), conditions)
+
+    config = tmp_path / "two.json"
+    config.write_text(json.dumps({**base, "run_id": "two", "conditions": conditions}))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "bench.runner", "--config", str(config)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    two = RunStore(tmp_path / "runs" / "two")
+    for cell, record in RunStore(single.run_dir).finished().items():
+        other = two.finished()[cell]
+        assert other["world_size"] == 2 and other["num_images"] == record["num_images"] == 5
+        assert other["confusion_matrix"] == record["confusion_matrix"], cell
+
+    def accuracy(path):
+        frame = pd.read_csv(path)
+        return frame[~frame["unit"].isin(TIMING_UNITS)].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(accuracy(two.results_csv), accuracy(single.results_csv))
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["single", "two"]  # only rank 0 wrote
