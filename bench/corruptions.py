@@ -1,0 +1,232 @@
+"""Cityscapes-C corruptions (Kamann & Rother), reproducible to the byte.
+
+The 16 corruptions of Cityscapes-C and their four categories are defined here once; every other module (suites,
+runner, reports) imports them. The implementations are those of the ``imagecorruptions`` module (package
+``imagecorruptions-imaug``), called through its own ``imagecorruptions.corrupt`` entry point, so an image corrupted here
+is the image the published benchmark uses. The module's other corruptions (``zoom_blur``, ``elastic_transform``,
+``pixelate``) can be requested by name but are not in the default set.
+
+Seed protocol ``segbench-sha256-v1`` (recorded as :data:`SEED_PROTOCOL` in every run's provenance):
+
+1. One seed per (image id, corruption, severity, base seed)::
+
+       seed = int.from_bytes(sha256(f"segbench-sha256-v1/{base_seed}/{image_id}/{corruption}/{severity}").digest()[:4],
+                             "big")
+
+   i.e. the first four bytes of the SHA-256 digest, big-endian, a 32-bit unsigned integer (the range that both
+   ``numpy.random.seed`` and numba's ``np.random.seed`` accept). ``image_id`` is the Cityscapes stem, e.g.
+   ``frankfurt_000000_000294``. Python's ``hash()`` is never used: it is salted per process.
+2. Right before the module is called, numpy's global random state (which the module draws from for the noise, motion
+   blur, snow, spatter, fog, frost and elastic corruptions) is set with ``numpy.random.seed(seed)``. The corruptions
+   whose function takes a ``seed`` argument (``glass_blur``: numba's generator; ``impulse_noise``: scikit-image's
+   ``random_noise``) also get ``seed=seed``.
+3. Afterwards the caller's global random state is restored, so :func:`corrupt` has no side effect on it. A lock makes
+   the seed-call-restore sequence atomic within a process, so threads cannot interleave draws.
+
+The output therefore depends only on the pixels and on (image id, corruption, severity, base seed): never on the worker
+count, the order in which images are visited, the process, or the distributed rank. The byte identity also assumes
+the same versions of numpy, scikit-image, OpenCV and imagecorruptions; generated folders record the versions.
+
+The corruptions ``defocus_blur``, ``gaussian_blur``, ``brightness``, ``contrast``, ``saturate``, ``jpeg_compression``
+(and the extras ``zoom_blur``, ``pixelate``) draw no random numbers at all. The module requires images of at least
+32 x 32 pixels (:data:`MIN_SIZE`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "blur": ("motion_blur", "defocus_blur", "glass_blur", "gaussian_blur"),
+    "noise": ("gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"),
+    "digital": ("brightness", "contrast", "saturate", "jpeg_compression"),
+    "weather": ("snow", "spatter", "fog", "frost"),
+}
+"""The four Cityscapes-C corruption categories, in the order of the issue and the paper's tables."""
+
+CORRUPTIONS: tuple[str, ...] = tuple(name for names in CATEGORIES.values() for name in names)
+"""The 16 Cityscapes-C corruptions, grouped by category."""
+
+EXTRA_CORRUPTIONS: tuple[str, ...] = ("zoom_blur", "elastic_transform", "pixelate")
+"""The module's other corruptions: available by name, not part of Cityscapes-C."""
+
+EXTRA_CATEGORIES: dict[str, str] = {"zoom_blur": "blur", "elastic_transform": "digital", "pixelate": "digital"}
+
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+SEED_PROTOCOL: str = "segbench-sha256-v1"
+"""Versioned name of the seed protocol described in the module docstring; change it whenever the protocol changes."""
+
+MIN_SIZE: int = 32
+"""The imagecorruptions module's minimum image height and width in pixels."""
+
+_ALL = CORRUPTIONS + EXTRA_CORRUPTIONS
+_RNG_LOCK = threading.Lock()
+
+
+def _check_corruption(name: object) -> str:
+    if not isinstance(name, str) or name not in _ALL:
+        raise ValueError(
+            f"unknown corruption {name!r}; valid corruptions: {', '.join(CORRUPTIONS)} "
+            f"(extra, not in Cityscapes-C: {', '.join(EXTRA_CORRUPTIONS)})"
+        )
+    return name
+
+
+def _check_severity(severity: object) -> int:
+    if isinstance(severity, bool) or not isinstance(severity, int | np.integer) or not 1 <= severity <= 5:
+        raise ValueError(f"severity {severity!r} is outside 1-5; valid severities: 1, 2, 3, 4, 5")
+    return int(severity)
+
+
+def category_of(name: str) -> str:
+    """Returns the category (blur, noise, digital, weather) of a corruption name; "clean" for "clean"."""
+    if name == "clean":
+        return "clean"
+    _check_corruption(name)
+    for category, names in CATEGORIES.items():
+        if name in names:
+            return category
+    return EXTRA_CATEGORIES[name]
+
+
+def condition_seed(image_id: str, corruption: str, severity: int, base_seed: int) -> int:
+    """Derives the 32-bit seed of one corrupted image (step 1 of the module's seed protocol).
+
+    Args:
+        image_id: the image's Cityscapes stem, e.g. ``frankfurt_000000_000294``.
+        corruption: corruption name.
+        severity: 1-5.
+        base_seed: the run's base seed.
+
+    Returns:
+        An integer in [0, 2**32).
+    """
+    _check_corruption(corruption)
+    severity = _check_severity(severity)
+    key = f"{SEED_PROTOCOL}/{int(base_seed)}/{image_id}/{corruption}/{severity}"
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4], "big")
+
+
+def _takes_seed(name: str) -> bool:
+    import imagecorruptions
+
+    return "seed" in inspect.signature(imagecorruptions.corruption_dict[name]).parameters
+
+
+def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
+    """Corrupts one image with the imagecorruptions module, deterministically (steps 2-3 of the seed protocol).
+
+    Args:
+        image: uint8 array (H, W, 3), RGB, with H, W >= 32.
+        name: corruption name (one of :data:`CORRUPTIONS` or :data:`EXTRA_CORRUPTIONS`).
+        severity: 1-5.
+        seed: the image's seed, usually from :func:`condition_seed`; an integer in [0, 2**32).
+
+    Returns:
+        The corrupted image: uint8, same shape as ``image``.
+
+    Raises:
+        ValueError: unknown corruption, severity outside 1-5, bad seed, or an image that is not uint8 (H, W, 3) of at
+            least 32 x 32 pixels.
+    """
+    import imagecorruptions
+
+    _check_corruption(name)
+    severity = _check_severity(severity)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed {seed!r} must be an integer in [0, 2**32); derive it with condition_seed()")
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"corrupt() expects a uint8 RGB image of shape (H, W, 3), got {desc}")
+    if min(image.shape[:2]) < MIN_SIZE:
+        raise ValueError(
+            f"image of {image.shape[0]}x{image.shape[1]} px is under the corruption module's minimum of "
+            f"{MIN_SIZE} px per side"
+        )
+    kwargs = {"seed": int(seed)} if _takes_seed(name) else {}
+    image = np.ascontiguousarray(image)
+    with _RNG_LOCK:
+        saved = np.random.get_state()
+        try:
+            np.random.seed(int(seed))
+            out = imagecorruptions.corrupt(image, severity=severity, corruption_name=name, **kwargs)
+        finally:
+            np.random.set_state(saved)
+    out = np.asarray(out)
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    if out.shape != image.shape:
+        raise RuntimeError(f"imagecorruptions {name}@{severity} returned shape {out.shape} for input {image.shape}")
+    if out.dtype != np.uint8:  # the module casts with np.uint8(); keep the guarantee if a future version does not
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An evaluation condition: clean, or one corruption at one severity.
+
+    Attributes:
+        corruption: corruption name, or None for clean images.
+        severity: 1-5 for a corruption, 0 for clean.
+    """
+
+    corruption: str | None = None
+    severity: int = 0
+
+    def __post_init__(self) -> None:
+        if self.corruption is None:
+            if self.severity != 0:
+                raise ValueError(f"a clean condition has severity 0, got {self.severity!r}")
+            return
+        _check_corruption(self.corruption)
+        object.__setattr__(self, "severity", _check_severity(self.severity))
+
+    @property
+    def is_clean(self) -> bool:
+        return self.corruption is None
+
+    @property
+    def name(self) -> str:
+        """ "clean" or "<corruption>-<severity>", e.g. "gaussian_noise-3"."""
+        return "clean" if self.corruption is None else f"{self.corruption}-{self.severity}"
+
+    @property
+    def category(self) -> str:
+        """ "clean" or the corruption's category."""
+        return "clean" if self.corruption is None else category_of(self.corruption)
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        """Parses "clean" or "<corruption>-<severity>" (e.g. "fog-2")."""
+        text = text.strip()
+        if text == "clean":
+            return cls()
+        corruption, sep, severity = text.rpartition("-")
+        if not sep or not severity.isdigit():
+            raise ValueError(
+                f"cannot parse condition {text!r}: expected 'clean' or '<corruption>-<severity>', e.g. 'fog-2'"
+            )
+        return cls(corruption, int(severity))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CLEAN = Condition()
+"""The clean condition."""
+
+
+def conditions(
+    corruptions: tuple[str, ...] = CORRUPTIONS, severities: tuple[int, ...] = SEVERITIES, clean: bool = True
+) -> tuple[Condition, ...]:
+    """Returns the conditions of a benchmark: clean first (if asked), then each corruption at each severity."""
+    out = [Condition()] if clean else []
+    out += [Condition(c, s) for c in corruptions for s in severities]
+    return tuple(out)
