@@ -37,13 +37,19 @@ from bench.synthetic import write_synthetic_cityscapes  # noqa: E402
 OUT = ROOT / "suites" / "demo_weights"
 
 
-def _batches(dataset, batch_size: int, generator: torch.Generator):
+def _batches(dataset, batch_size: int, generator: torch.Generator, crop: tuple[int, int] | None = None):
     while True:
         order = torch.randperm(len(dataset), generator=generator).tolist()
         for i in range(0, len(order) - batch_size + 1, batch_size):
             items = [dataset[j] for j in order[i : i + batch_size]]
             images = torch.stack([it["image"] for it in items])
             labels = torch.stack([it["label"] for it in items]).long()
+            if crop is not None:  # one random crop per batch keeps the step cheap on a CPU
+                h, w = images.shape[2:]
+                top = int(torch.randint(0, h - crop[0] + 1, (1,), generator=generator))
+                left = int(torch.randint(0, w - crop[1] + 1, (1,), generator=generator))
+                images = images[:, :, top : top + crop[0], left : left + crop[1]]
+                labels = labels[:, top : top + crop[0], left : left + crop[1]]
             flip = torch.rand(len(items), generator=generator) < 0.5  # horizontal flip
             images[flip] = images[flip].flip(-1)
             labels[flip] = labels[flip].flip(-1)
@@ -69,6 +75,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--train-images", type=int, default=192)
     ap.add_argument("--size", default="128x256", help="HxW of the synthetic scenes (the demo suite's size)")
+    ap.add_argument("--crop", default="96x192", help="HxW random training crop ('none' for whole scenes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
@@ -89,7 +96,8 @@ def main() -> None:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1 - it / args.iters) ** 0.9)  # poly, as mmseg
         t0 = time.time()
         losses = []
-        for it, (images, labels) in enumerate(_batches(train_items, args.batch_size, gen)):
+        crop = None if args.crop == "none" else tuple(int(v) for v in args.crop.split("x"))
+        for it, (images, labels) in enumerate(_batches(train_items, args.batch_size, gen, crop)):
             if it == args.iters:
                 break
             x = normalize(images, model.meta.mean, model.meta.std)
@@ -125,6 +133,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "train_images": args.train_images,
         "size": [h, w],
+        "crop": args.crop,
         "seed": args.seed,
         "final_train_loss": sum(losses[-50:]) / len(losses[-50:]),
         "val_miou_demo_scenes": miou,
