@@ -21,6 +21,7 @@ Equality with the official Cityscapes evaluator
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Cityscapes train-id class names, in train-id order (cityscapesscripts.helpers.labels).
@@ -52,10 +53,13 @@ def confusion_matrix(
 ) -> torch.Tensor:
     """Count (ground truth, prediction) pairs over all pixels.
 
-    Computed with `torch.bincount` on the tensors' own device; no host copy of the pixels is made.
+    Each pixel's pair is encoded as one integer `target * 256 + pred` and counted with one `bincount` on the
+    tensors' own device (numpy's bincount for CPU tensors: same result, about 3x faster than torch's on CPU).
+    Every byte value gets its own bin, so out-of-range ids show up in bins outside the `num_classes` block and are
+    reported instead of being miscounted; ignored pixels land in row `ignore_index` and are dropped.
 
     Args:
-        pred: predicted train ids, any integer dtype, any shape.
+        pred: predicted train ids, any integer dtype (uint8 is fastest), any shape.
         target: ground-truth train ids, same shape as `pred`; `ignore_index` marks unlabelled pixels.
         num_classes: number of classes.
         ignore_index: ground-truth value left out of the matrix.
@@ -69,27 +73,50 @@ def confusion_matrix(
     """
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != ground-truth shape {tuple(target.shape)}")
-    if pred.dtype.is_floating_point or target.dtype.is_floating_point:
+    if pred.dtype.is_floating_point or target.dtype.is_floating_point or torch.bool in (pred.dtype, target.dtype):
         raise ValueError(f"expected integer label tensors, got {pred.dtype} and {target.dtype}")
-    pred = pred.reshape(-1).long()
-    target = target.reshape(-1).to(pred.device).long()
+    n = num_classes
+    pred = pred.reshape(-1)
+    target = target.reshape(-1).to(pred.device)
+    if n > 256 or not 0 <= ignore_index < 256:
+        return _confusion_matrix_masked(pred, target, n, ignore_index)
+    # Ids outside a byte would alias into other bins: rule them out first (argmax output is int64).
+    for values, limit in ((pred, n), (target, 256)):
+        if values.dtype != torch.uint8 and values.numel():
+            lo, hi = torch.aminmax(values)
+            if int(lo) < 0 or int(hi) >= limit:
+                _raise_range(pred, target, n, ignore_index)
+    index = torch.add(pred.to(torch.int32), target.to(torch.int32), alpha=256)  # target * 256 + pred; int32 is fastest
+    if index.device.type == "cpu":
+        counts = torch.from_numpy(np.bincount(index.numpy(), minlength=256 * 256))
+    else:
+        counts = torch.bincount(index, minlength=256 * 256)
+    full = counts.reshape(256, 256)
+    cm = full[:n, :n]
+    # every labelled pixel must fall in the class block, and ignored pixels need valid predictions too (one sync)
+    stray = full.sum() - full[ignore_index].sum() - cm.sum() + full[ignore_index, n:].sum()
+    if int(stray):
+        _raise_range(pred, target, n, ignore_index)
+    return cm.clone()
+
+
+def _confusion_matrix_masked(pred: torch.Tensor, target: torch.Tensor, n: int, ignore_index: int) -> torch.Tensor:
+    """General path (more than 256 classes or an ignore index outside a byte): mask, then bincount."""
+    pred, target = pred.long(), target.long()
     valid = target != ignore_index
-    # One host sync validates both tensors: an out-of-range id would silently land in another cell.
-    bad = (valid & ((target < 0) | (target >= num_classes))) | (pred < 0) | (pred >= num_classes)
-    if bool(bad.any()):
-        raise ValueError(
-            f"label values must lie in [0, {num_classes}) (ground truth may also be {ignore_index}); "
-            f"found prediction values {_sample_values(pred, num_classes)} / ground truth values "
-            f"{_sample_values(target[valid], num_classes)} outside that range"
-        )
-    index = target[valid] * num_classes + pred[valid]
-    counts = torch.bincount(index, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
+    if bool(((valid & ((target < 0) | (target >= n))) | (pred < 0) | (pred >= n)).any()):
+        _raise_range(pred, target, n, ignore_index)
+    return torch.bincount(target[valid] * n + pred[valid], minlength=n * n).reshape(n, n)
 
 
-def _sample_values(values: torch.Tensor, num_classes: int) -> list[int]:
-    out = values[(values < 0) | (values >= num_classes)]
-    return torch.unique(out)[:5].tolist()
+def _raise_range(pred: torch.Tensor, target: torch.Tensor, n: int, ignore_index: int) -> None:
+    pred, target = pred.long(), target.long()
+    bad_pred = torch.unique(pred[(pred < 0) | (pred >= n)])[:5].tolist()
+    bad_target = torch.unique(target[(target != ignore_index) & ((target < 0) | (target >= n))])[:5].tolist()
+    raise ValueError(
+        f"label values must lie in [0, {n}) (ground truth may also be {ignore_index}); found prediction values "
+        f"{bad_pred} / ground truth values {bad_target} outside that range"
+    )
 
 
 def _check_cm(cm: torch.Tensor) -> torch.Tensor:

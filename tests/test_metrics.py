@@ -123,6 +123,20 @@ def test_confusion_matrix_is_additive_and_on_device():
     assert both.sum() == int((g1 != 255).sum() + (g2 != 255).sum())
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
+def test_confusion_matrix_dtypes_agree_with_masked_path(dtype):
+    from bench.metrics import _confusion_matrix_masked
+
+    rng = np.random.default_rng(3)
+    p, g = random_pair(rng)
+    pred, target = torch.from_numpy(p).to(dtype), torch.from_numpy(g).to(dtype)
+    cm = confusion_matrix(pred, target)
+    assert torch.equal(cm, _confusion_matrix_masked(pred.reshape(-1), target.reshape(-1), 19, 255))
+    # an ignore index outside a byte takes the masked path and gives the same counts
+    target_300 = target.long().masked_fill(target.long() == 255, 300)
+    assert torch.equal(confusion_matrix(pred, target_300, ignore_index=300), cm)
+
+
 def test_confusion_matrix_rejects_bad_input():
     with pytest.raises(ValueError, match="shape"):
         confusion_matrix(torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long))
@@ -130,6 +144,12 @@ def test_confusion_matrix_rejects_bad_input():
         confusion_matrix(torch.tensor([19]), torch.tensor([0]))
     with pytest.raises(ValueError, match=r"\[0, 19\)"):
         confusion_matrix(torch.tensor([0]), torch.tensor([40]))
+    with pytest.raises(ValueError, match=r"\[261\]"):  # would alias to (1, 5) with a 256-wide encoding
+        confusion_matrix(torch.tensor([261, 0]), torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match=r"\[19\]"):  # a bad prediction on an ignored pixel is still bad
+        confusion_matrix(torch.tensor([19], dtype=torch.uint8), torch.tensor([255], dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\[-1\]"):
+        confusion_matrix(torch.tensor([-1]), torch.tensor([0]))
     with pytest.raises(ValueError, match="integer"):
         confusion_matrix(torch.zeros(3), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="square"):
