@@ -90,6 +90,31 @@ class RunResult:
     timing: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+def efficiency_probe(spec: Any, device: str | torch.device = "cpu", suite: str = "", channels_last: bool = False):
+    """An `EfficiencyFn` running `bench.efficiency.efficiency_sweep` with a suite's `bench.spec.EfficiencySpec`."""
+    from bench.efficiency import efficiency_sweep
+
+    def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
+        return efficiency_sweep(
+            model,
+            spec.resolutions,
+            spec.batch_sizes,
+            device,
+            spec.precisions,
+            model_name=name,
+            suite=suite,
+            conventions=spec.conventions,
+            latency=spec.latency,
+            warmup=spec.warmup,
+            iters=spec.iters,
+            cv_threshold=spec.cv_threshold,
+            max_retries=spec.max_retries,
+            channels_last=channels_last,
+        )
+
+    return probe
+
+
 def plan_cells(models: Sequence[str], conds: Sequence[Condition], efficiency: bool, only: str | None) -> list[Cell]:
     """Cells in run order: per model, its efficiency cell first (if any), then its conditions."""
     cells = []
@@ -333,7 +358,8 @@ def run(
         conditions: conditions of the accuracy cells (`Condition` or names such as "fog-2"); None expands
             `config.corruptions` x `config.severities` after clean.
         inference: the suite's inference protocol (overridden by `config.inference`; hardware knobs from `config`).
-        efficiency: efficiency probe run once per model on rank 0; None for no efficiency cells.
+        efficiency: efficiency probe run once per model on rank 0: an `EfficiencyFn`, or a suite's
+            `bench.spec.EfficiencySpec` (run through `efficiency_probe` on this rank's device); None for none.
         model_factory: `factory(name, num_classes=..., weights=...) -> nn.Module`; default `models.create_model`.
         on_cell_finished: called on rank 0 with each stored cell record (progress hooks, tests).
 
@@ -357,6 +383,8 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
     if conditions is None:
         conditions = expand_conditions(config.corruptions, config.severities, clean=True)
     conds = [Condition.parse(c) if isinstance(c, str) else c for c in conditions]
+    if efficiency is not None and not callable(efficiency):
+        efficiency = efficiency_probe(efficiency, ctx.device, config.suite, config.channels_last)
     spec = dataclasses.replace(config.inference_spec(inference), device=str(ctx.device))
     cells = plan_cells(config.models, conds, efficiency is not None, config.only)
     slot = _ModelSlot(config, ctx.device, model_factory)

@@ -226,6 +226,23 @@ def test_efficiency_cell_rows(data_root, tmp_path):
     ]
 
 
+def test_efficiency_spec_runs_the_sweep(data_root, tmp_path):
+    from bench.spec import EfficiencySpec
+
+    spec = EfficiencySpec(resolutions=((64, 128),), conventions=("fvcore",), latency=False)
+    result = run(make_config(data_root, tmp_path, run_id="sweep", only="efficiency"), ["clean"], efficiency=spec)
+    frame = pd.read_csv(result.results_csv)
+    assert set(frame.condition) == {"efficiency"} and set(frame.model) == {"segformer-tiny"}
+    assert {"params", "gmacs"} <= set(frame.metric) and set(frame.suite) == {"test"}
+
+
+def test_workers_do_not_change_results(reference_run, data_root, tmp_path):
+    result = run(make_config(data_root, tmp_path, run_id="w", workers=2, batch_size=1), ["fog-2"])
+    new = RunStore(result.run_dir).finished()["segformer-tiny__fog-2"]["confusion_matrix"]
+    ref = RunStore(reference_run.run_dir).finished()["segformer-tiny__fog-2"]["confusion_matrix"]
+    assert new == ref
+
+
 def test_json_entry_point(data_root, tmp_path):
     cfg = make_config(data_root, tmp_path, run_id="cli", max_images=1).to_dict()
     path = tmp_path / "cfg.json"
