@@ -1,0 +1,134 @@
+"""Tests for bench/generate_c.py: byte-identical output across worker counts, resume after a kill, manifest checks."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.corruptions import SEED_PROTOCOL
+from bench.data import CityscapesDataset, DataError, read_image
+from bench.generate_c import TEMP_SUFFIX, generate_c
+from bench.synthetic import write_synthetic_cityscapes
+
+REPO = Path(__file__).resolve().parents[1]
+# global-RNG corruptions, a seed-argument one and a random-free one (glass_blur's numba compile alone takes seconds)
+SUBSET = ("gaussian_noise", "impulse_noise", "frost", "fog", "contrast")
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def test_workers_do_not_change_bytes_and_match_on_the_fly(synthetic_root, tmp_path):
+    one = generate_c(synthetic_root, tmp_path / "w1", SUBSET, (1, 4), workers=1, base_seed=5, quiet=True)
+    two = generate_c(synthetic_root, tmp_path / "w2", SUBSET, (1, 4), workers=2, base_seed=5, quiet=True)
+    assert one.written == two.written == 4 * len(SUBSET) * 2 and one.skipped == 0
+    files = tree(tmp_path / "w1")
+    assert len(files) == one.written and files == tree(tmp_path / "w2")
+    assert "fog/4/leftImg8bit/val/synthtown/synthtown_000002_000019_leftImg8bit.png" in files
+    for name in ("fog-4", "impulse_noise-1"):
+        on_the_fly = CityscapesDataset(synthetic_root, condition=name, base_seed=5)
+        from_disk = CityscapesDataset(synthetic_root, condition=name, base_seed=5, corrupted_root=tmp_path / "w1")
+        for a, b in zip(on_the_fly, from_disk):
+            assert a["id"] == b["id"] and torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    manifest = json.loads((tmp_path / "w1" / "manifest.json").read_text())
+    assert manifest["seed_protocol"] == SEED_PROTOCOL and manifest["base_seed"] == 5 and manifest["split"] == "val"
+    assert {"numpy", "imagecorruptions"} <= set(manifest["versions"])
+    assert manifest["corruptions"] == ["gaussian_noise", "impulse_noise", "contrast", "fog", "frost"]  # canonical order
+    assert manifest["severities"] == [1, 4] and manifest["images_per_condition"]["frost-4"] == 4
+
+
+def test_base_seed_changes_bytes(synthetic_root, tmp_path):
+    generate_c(synthetic_root, tmp_path / "a", ("gaussian_noise",), (2,), base_seed=0, quiet=True)
+    generate_c(synthetic_root, tmp_path / "b", ("gaussian_noise",), (2,), base_seed=1, quiet=True)
+    a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
+    assert a.keys() == b.keys() and all(a[k] != b[k] for k in a)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_files(tmp_path):
+    data = write_synthetic_cityscapes(tmp_path / "data", num_images=4, size=(64, 128), seed=1)
+    corruptions = ("gaussian_noise", "snow", "spatter", "fog", "frost", "motion_blur")
+    reference = generate_c(data, tmp_path / "ref", corruptions, workers=1, base_seed=2, quiet=True)
+    assert reference.written == 4 * 6 * 5
+
+    out = tmp_path / "out"
+    code = (
+        "import sys; from bench.generate_c import generate_c; "
+        f"generate_c(sys.argv[1], sys.argv[2], {corruptions!r}, workers=1, base_seed=2, quiet=True)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(data), str(out)], cwd=REPO, env=env)
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*_leftImg8bit.png"))) < 8 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "generate-c finished or failed before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(list(out.rglob("*_leftImg8bit.png")))
+    assert 8 <= partial < reference.written
+    # what a kill in the middle of a write leaves: a half-written temporary beside the final name
+    victim = next(out.rglob("*_leftImg8bit.png"))
+    half = victim.with_name(f".{victim.name}.12345{TEMP_SUFFIX}")
+    half.write_bytes(victim.read_bytes()[:100])
+    victim.unlink()
+
+    resumed = generate_c(data, out, corruptions, workers=2, base_seed=2, quiet=True)
+    assert resumed.skipped == partial - 1 and resumed.written == reference.written - partial + 1
+    assert resumed.removed_temp >= 1
+    assert tree(out) == tree(tmp_path / "ref")
+    assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+def test_rerun_skips_complete_files(synthetic_root, tmp_path):
+    first = generate_c(synthetic_root, tmp_path / "o", ("contrast",), (1, 2), quiet=True)
+    again = generate_c(synthetic_root, tmp_path / "o", ("contrast", "fog"), (1, 2), quiet=True)
+    assert first.written == 8 and again.skipped == 8 and again.written == 8
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["corruptions"] == ["contrast", "fog"]
+
+
+def test_folder_of_another_seed_is_refused(synthetic_root, tmp_path):
+    generate_c(synthetic_root, tmp_path / "o", ("fog",), (1,), base_seed=0, quiet=True)
+    with pytest.raises(DataError, match="base_seed=0, this run has 1; files would not match: choose a new --out"):
+        generate_c(synthetic_root, tmp_path / "o", ("fog",), (1,), base_seed=1, quiet=True)
+    with pytest.raises(DataError, match="base_seed is 0 but this run needs 1"):
+        CityscapesDataset(synthetic_root, condition="fog-1", base_seed=1, corrupted_root=tmp_path / "o")
+    with pytest.raises(FileNotFoundError, match="run generate-c for fog-2"):
+        CityscapesDataset(synthetic_root, condition="fog-2", base_seed=0, corrupted_root=tmp_path / "o")
+
+
+def test_unwritable_output_folder(synthetic_root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(DataError, match=f"output folder {blocker / 'out'} is not writable.*choose another --out"):
+        generate_c(synthetic_root, blocker / "out", ("fog",), (1,), quiet=True)
+
+
+def test_bad_arguments_write_nothing(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match="unknown corruption 'smog'.*valid corruptions"):
+        generate_c(synthetic_root, tmp_path / "o", ("fog", "smog"), quiet=True)
+    with pytest.raises(ValueError, match="severity 0 is outside 1-5"):
+        generate_c(synthetic_root, tmp_path / "o", ("fog",), (0, 1), quiet=True)
+    with pytest.raises(ValueError, match="workers"):
+        generate_c(synthetic_root, tmp_path / "o", ("fog",), workers=0, quiet=True)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_image_error_reaches_the_caller(synthetic_root, tmp_path):
+    data = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    bad = next(data.rglob("synthtown_000002_000019_leftImg8bit.png"))
+    bad.write_bytes(bad.read_bytes()[:2000])  # truncated: the header still reads, the pixels do not
+    with pytest.raises(DataError, match="synthtown_000002_000019_leftImg8bit.png.*truncated or corrupt"):
+        generate_c(data, tmp_path / "o", ("contrast",), (1, 2), workers=2, quiet=True)
+    assert not list((tmp_path / "o").rglob("synthtown_000002_000019_leftImg8bit.png"))
+    assert not [p for p in (tmp_path / "o").rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+    assert np.array_equal(read_image(next(data.rglob("synthtown_000001_000019_leftImg8bit.png"))).shape, (64, 128, 3))
