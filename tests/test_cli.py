@@ -1,0 +1,108 @@
+"""run_bench.py end to end, as a user types it, on synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "SEGBENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_CACHE": str(tmp_path / "hf")}
+    full_env.pop("CITYSCAPES_DATASET", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_bench.py"), *args],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_expand_models_shorthand():
+    sys.path.insert(0, str(ROOT))
+    from run_bench import expand_models
+
+    assert expand_models("segformer-b0,b5") == ["segformer-b0", "segformer-b5"]
+    assert expand_models("deeplabv3plus-r50,r101,segformer-b2,b3-mmseg") == [
+        "deeplabv3plus-r50",
+        "deeplabv3plus-r101",
+        "segformer-b2",
+        "segformer-b3-mmseg",
+    ]
+    with pytest.raises(ValueError, match="unknown model 'b9'"):
+        expand_models("segformer-b0,b9")
+
+
+def test_list(tmp_path):
+    out = cli("list", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for text in ("segformer-b5", "deeplabv3plus-mobilenetv2", "cityscapes-c (v1)", "demo (v1)", "weather: snow"):
+        assert text in out.stdout
+
+
+@pytest.mark.slow
+def test_run_shorthand_then_resume(tmp_path):
+    run_dir = tmp_path / "runs" / "short"
+    args = ("--suite", "ci", "--models", "segformer-b0,b5", "--allow-random-weights", "--only", "accuracy",
+            "--corruptions", "fog", "--severities", "1", "--max-images", "2", "--workers", "0", "--quiet",
+            "--out", str(run_dir))  # fmt: skip
+    first = cli(*args, tmp_path=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert f"report: {run_dir / 'index.html'}" in first.stdout
+    rows = _rows(run_dir)
+    assert {r["model"] for r in rows} == {"segformer-b0", "segformer-b5"}
+    assert {r["condition"] for r in rows} == {"clean", "fog-1"}
+    assert (run_dir / "index.html").is_file() and (run_dir / "env.json").is_file()
+    before = (run_dir / "results.csv").read_text()
+
+    again = cli(*args, "--resume", tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (run_dir / "results.csv").read_text() == before
+
+
+def test_missing_data_says_where_it_looked(tmp_path):
+    out = cli("--suite", "cityscapes", "--models", "segformer-tiny", "--allow-random-weights", tmp_path=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    line = out.stderr.strip()
+    assert "\n" not in line
+    assert "CITYSCAPES_DATASET" in line and "--data" in line and "--suite demo" in line
+
+
+def test_random_weights_refused_without_flag(tmp_path):
+    out = cli("--suite", "ci", "--models", "segformer-tiny", "--max-images", "1", tmp_path=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "segformer-tiny" in out.stderr and "random" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--models", "segformer-b9"), "unknown model 'segformer-b9'; closest: "),
+        (("--suite", "cityscapes-x"), "unknown suite 'cityscapes-x'; closest: cityscapes"),
+        (("--severities", "0,6"), "--severities: '0' is not a severity"),
+        (("--corruptions", "rain"), "unknown corruption 'rain'"),
+        (("--weights", "/nonexistent/folder"), "--weights folder /nonexistent/folder does not exist"),
+        (("report", "/nonexistent/run"), "/nonexistent/run: no results.csv here"),
+    ],
+)
+def test_user_mistakes_are_one_line(tmp_path, args, message):
+    out = cli(*args, tmp_path=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
