@@ -107,6 +107,7 @@ class HtmlTable:
     subheader: list[str] = field(default_factory=list)  # a header row below `columns`
     titles: list[str] = field(default_factory=list)  # tooltips of `columns`
     cls: str = ""
+    collapsed: str = ""  # when set, the table is folded under this summary line
 
 
 @dataclass
@@ -178,11 +179,14 @@ def model_infos(env: dict, models: Sequence[str]) -> dict[str, ModelInfo]:
     for name in dict.fromkeys([*models, *weights, *hashes]):
         w = weights.get(name, {})
         w = {"sha256": w} if isinstance(w, str) else w if isinstance(w, dict) else {}
+        fingerprint = str(w.get("sha256") or hashes.get(name) or "")
         source = str(w.get("source") or "")
+        if not source and fingerprint.startswith(("random-init", "unhashed:")):  # bench's non-hash fingerprints
+            source = fingerprint.split("/")[0].removeprefix("unhashed:")
         out[name] = ModelInfo(
             name=name,
             source=source,
-            sha256=str(w.get("sha256") or hashes.get(name) or ""),
+            sha256=fingerprint,
             path=str(w.get("path") or ""),
             random=bool(w.get("random")) or source.lower() in ("random", "random-init"),
             synthetic="synthetic" in source.lower(),
@@ -291,14 +295,18 @@ def _provenance(env: dict | None, run_dir: Path, frame: pd.DataFrame, source: st
         ("World size", env.get("world_size")),
         ("Seed", " ".join(str(v) for v in (env.get("seed"), env.get("seed_protocol")) if v is not None)),
         ("Python", env.get("python")),
+        ("Inference", json.dumps(env["inference"], sort_keys=True) if isinstance(env.get("inference"), dict) else None),
+        ("Earlier sessions (resumed)", len(env["sessions"]) if isinstance(env.get("sessions"), list) else None),
     ]
     hardware = env.get("hardware") if isinstance(env.get("hardware"), dict) else {}
-    provenance += [(f"Hardware: {k}", v) for k, v in hardware.items()]
     versions = env.get("versions") if isinstance(env.get("versions"), dict) else {}
-    provenance += [(f"Version: {k}", v) for k, v in versions.items() if v]
+    details = [(f"hardware: {k}", v) for k, v in hardware.items()] + [(k, v) for k, v in versions.items() if v]
     rows = [Row([Cell(str(v))], label=k) for k, v in summary]
     rows += [Row([Cell(str(v))], label=k) for k, v in provenance if v not in (None, "")]
     sec.tables.append(HtmlTable(["Item", "Value"], rows, cls="kv"))
+    if details:
+        rows = [Row([Cell(str(v))], label=k) for k, v in details]
+        sec.tables.append(HtmlTable(["Item", "Value"], rows, cls="kv", collapsed="Library versions and hardware"))
     if problems:
         sec.notes += [f"Skipped: {p}" for p in problems]
     return sec
@@ -506,6 +514,10 @@ def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs) -> Secti
         rows.append(Row(cells, model=row["model"]))
     sec.tables.append(HtmlTable(["Model", *[EFFICIENCY_NAMES.get(c, c) for c in columns]], rows))
     sec.notes += ["FLOP conventions — " + n for n in T.convention_notes(eff)]
+    if "memory_kind" in eff.columns:
+        kinds = [str(k) for k in dict.fromkeys(eff.loc[eff["metric"] == "peak_memory", "memory_kind"]) if k]
+        if kinds:
+            sec.notes.append("Peak memory measured as: " + ", ".join(kinds) + ".")
     sec.notes.append(
         "GMACs are per image (batch 1); latency is per batch, measured after warm-up; ⚠ marks a timing "
         "the runner flagged as noisy."
@@ -663,6 +675,21 @@ def _warnings(cells: list[dict], problems: list[str], out: Outputs) -> Section:
                     "warning": text,
                 }
             )
+        for r in rows:
+            if isinstance(r, dict) and r.get("metric") == "latency_median" and str(r.get("noisy")).lower() == "true":
+                setting = ", ".join(
+                    f"{label}{r[k]}"
+                    for k, label in (("resolution", ""), ("batch_size", "batch "), ("precision", ""))
+                    if r.get(k) not in (None, "")
+                )
+                records.append(
+                    {
+                        "cell": str(cell.get("cell", cell["_file"])),
+                        "model": str(model),
+                        "condition": str(condition),
+                        "warning": f"latency timing was noisy ({setting})",
+                    }
+                )
     records += [{"cell": "", "model": "", "condition": "", "warning": p} for p in problems]
     if not cells and not problems:
         sec.missing = "No cell records (cells/*.json) in this run folder."

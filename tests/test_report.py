@@ -15,6 +15,7 @@ from PIL import Image
 
 from reports import SECTION_IDS, render_report
 from reports import tables as T
+from reports.render import model_infos
 
 EVIL = "<script>alert(1)</script>"
 MODELS = ("segformer-b0", "fcn-r18", EVIL)
@@ -92,10 +93,10 @@ def _png(path: Path, array: np.ndarray) -> str:
     return str(path)
 
 
-def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True) -> Path:
+def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True, efficiency=True) -> Path:
     """A run folder as bench/runner.py writes it: results.csv, env.json, cells with warnings, gallery, history."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    rows = accuracy_rows(models) + efficiency_rows(models)
+    rows = accuracy_rows(models) + (efficiency_rows(models) if efficiency else [])
     pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
     weights = {m: {"source": "synthetic-demo", "sha256": "ab" * 32, "random": False} for m in models}
     weights[EVIL] = {"source": "random-init", "sha256": "", "random": True}
@@ -122,6 +123,13 @@ def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True) -> P
             "warnings": [f"slow <b>cell</b> {i}"] if i % 2 == 0 else [],
         }
         (cells / f"cell{i}.json").write_text(json.dumps(record))
+        if efficiency:
+            record = {
+                "cell": f"{model}|efficiency",
+                "rows": [r for r in rows if r["model"] == model and r["condition"] == "efficiency"],
+                "warnings": [],
+            }
+            (cells / f"eff{i}.json").write_text(json.dumps(record))
     if gallery:
         rng = np.random.default_rng(0)
         entries = []
@@ -214,7 +222,9 @@ def test_model_names_and_warnings_are_escaped(rendered):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "slow &lt;b&gt;cell&lt;/b&gt; 0" in text
     warnings = pd.read_csv(run / "report" / "warnings.csv")
-    assert list(warnings["condition"]) == ["fog-2", "fog-2"] and list(warnings["model"]) == [MODELS[0], EVIL]
+    assert list(warnings["condition"]) == ["fog-2", "fog-2", "efficiency"]
+    assert list(warnings["model"]) == [MODELS[0], EVIL, "fcn-r18"]  # the last: its latency was flagged noisy
+    assert warnings["warning"].iloc[-1] == "latency timing was noisy (512x1024, batch 1, fp32)"
     md = (run / "report" / "robustness_scores.md").read_text()
     assert "<script>" not in md and "&lt;script&gt;" in md
 
@@ -224,6 +234,17 @@ def test_random_and_synthetic_weights_are_flagged(rendered):
     text, _ = _parse(index)
     assert 'class="model flagged">&lt;script&gt;alert(1)&lt;/script&gt;</span> <span class="badge"' in text
     assert "random weights (untrained)" in text and "synthetic-data demo weights" in text
+
+
+def test_weights_flags_from_env():
+    env = {"weights_sha256": {"a": "random-init/seed=0", "b": "ff" * 32, "c": "unhashed:synthetic-demo"}}
+    infos = model_infos(env, ["a", "b", "c", "d"])
+    assert infos["a"].random and infos["a"].source == "random-init"
+    assert not infos["b"].flag and infos["b"].sha256 == "ff" * 32
+    assert infos["c"].synthetic and infos["c"].flag == "synthetic-data demo weights"
+    assert infos["d"].flag == ""
+    infos = model_infos({"weights": {"a": {"source": "hf", "random": True}}}, ["a"])
+    assert infos["a"].flag == "random weights (untrained)"
 
 
 def test_tables_written_as_csv_and_markdown(rendered):
@@ -297,7 +318,7 @@ def test_scores_follow_the_formulas():
 
 
 def test_reference_model_argument(tmp_path):
-    run = make_fake_run(tmp_path / "run", gallery=False, history=False)
+    run = make_fake_run(tmp_path / "run", MODELS[:2], gallery=False, history=False, efficiency=False)
     render_report(run, reference_model="fcn-r18")
     scores = pd.read_csv(run / "report" / "robustness_scores.csv").set_index("model")
     assert scores.loc["fcn-r18", "mCE"] == pytest.approx(100.0) and set(scores["reference"]) == {"fcn-r18"}
@@ -306,12 +327,12 @@ def test_reference_model_argument(tmp_path):
 
 
 def test_missing_sections_degrade_and_stale_files_go(tmp_path):
-    run = make_fake_run(tmp_path / "run")
+    run = make_fake_run(tmp_path / "run", MODELS[:1], gallery=False, efficiency=False)
     render_report(run)
-    assert (run / "report" / "history.png").is_file()
+    assert (run / "report" / "history.png").is_file() and (run / "report" / "miou_per_condition.csv").is_file()
     rows = [r for r in accuracy_rows(MODELS[:1]) if r["condition"] == "clean" and r["metric"] == "miou"]
     pd.DataFrame(rows).drop(columns=["category", "severity", "unit"]).to_csv(run / "results.csv", index=False)
-    for name in ("env.json", "history.jsonl", "gallery/index.json"):
+    for name in ("env.json", "history.jsonl"):
         (run / name).unlink()
     for cell in (run / "cells").glob("*.json"):
         cell.unlink()
@@ -327,7 +348,7 @@ def test_missing_sections_degrade_and_stale_files_go(tmp_path):
         "warnings",
         "history",
     }
-    assert not (run / "report" / "history.png").exists() and not (run / "report" / "efficiency.csv").exists()
+    assert not (run / "report" / "history.png").exists() and not (run / "report" / "miou_per_condition.csv").exists()
     assert "env.json not found" in (run / "index.html").read_text()
 
 
