@@ -196,7 +196,10 @@ def _sync(device: torch.device) -> None:
 
 
 def _oom_message(cell: Cell, spec: InferenceSpec) -> str:
-    crop = f"crop {spec.crop[0]}x{spec.crop[1]}" if spec.mode == "slide" else "whole-image inference"
+    if spec.mode == "whole":
+        crop = "whole-image inference"
+    else:
+        crop = f"crop {spec.crop[0]}x{spec.crop[1]}" if spec.crop else "the model's default crop"
     return (
         f"CUDA out of memory in cell {cell.id} (batch size {spec.batch_size}, {crop}, precision {spec.precision}): "
         "lower the batch size (--batch-size), use slide inference with a smaller crop, or fp16/bf16 precision"
