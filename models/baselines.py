@@ -25,6 +25,7 @@ the backbone from ImageNet weights (see `models/backbones.py`); the head stays a
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -145,6 +146,16 @@ def _needed_padding(backbone: nn.Module) -> int:
     )
 
 
+def _make_head(head: str, backbone: nn.Module, num_classes: int, options: dict[str, Any]) -> nn.Module:
+    cls = HEADS[head]
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "in_channels", "strides",
+                                                                               "num_classes")]  # fmt: skip
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for the {head} head; valid: {', '.join(valid)}")
+    return cls(backbone.out_channels, backbone.strides, num_classes, **options)
+
+
 def build(
     head: str,
     backbone: str,
@@ -184,7 +195,7 @@ def build(
             head_kwargs.setdefault("embed_dim" if head == "mlp" else "channels", TINY_HEAD_WIDTH)
         elif head == "mlp":
             head_kwargs.setdefault("embed_dim", DECODER_WIDTH[variant])
-    decode_head = HEADS[head](net.out_channels, net.strides, num_classes, **head_kwargs)
+    decode_head = _make_head(head, net, num_classes, head_kwargs)
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     if not mit:
         cfg = net.body.pretrained_cfg

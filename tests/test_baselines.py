@@ -147,6 +147,8 @@ def test_unknown_names_list_the_valid_ones():
         models.create_model("pspnet-r5O")
     with pytest.raises(ValueError, match="<head>:<backbone>"):
         models.create_model("pspnet:")
+    with pytest.raises(ValueError, match="unknown option.*bogus.*valid: channels, bins, dropout"):
+        models.create_model("pspnet-mit-tiny", bogus=1)
 
 
 def test_save_load_round_trip_is_strict(tmp_path):
@@ -327,3 +329,14 @@ def test_param_counts_match_the_segformer_paper(name):
     aux_in = 96 if "mobilenetv2" in name else 1024
     aux = aux_in * 256 * 9 + 2 * 256 + 256 * classes + classes
     assert abs((n_params(model) + aux) / 1e6 - millions) <= tolerance
+
+
+@pytest.mark.slow
+def test_flops_match_the_segformer_paper():
+    # Same Table 2: DeepLabV3+ on MobileNetV2 at 512x512 (ADE20K, 150 classes), 69.4 "GFLOPs" counted by mmcv (which
+    # counts multiply-adds; segbench's "paper" convention re-implements it). Spatial sizes, dilation and every head
+    # width enter this number, so it checks the architecture beyond the parameter count.
+    from bench.flops import count_flops
+
+    model = models.create_model("deeplabv3plus-mobilenetv2", num_classes=150)
+    assert round(count_flops(model, (512, 512), "paper").gmacs, 1) == 69.4
