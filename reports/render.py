@@ -405,6 +405,8 @@ def _scores(conditions: pd.DataFrame, models: Sequence[str], reference: str | No
         return sec
     measured = [m for m in models if m in set(conditions["model"])]
     scores = T.robustness_scores(conditions, measured, reference)
+    if reference not in set(corrupted["model"]):
+        sec.notes.append(f"The reference model {reference} has no corrupted conditions: mCE cannot be computed.")
     sec.notes.append(
         f"Reference model for mCE: {reference} (its mCE and relative mCE are 100 by definition). "
         "mPC = mean over corruptions of the mIoU averaged over severities; rPC = mPC / clean mIoU "
@@ -577,13 +579,14 @@ def _gallery_image(run_dir: Path, rel: object, out: Outputs, problems: list[str]
     if not path.is_relative_to(run_dir.resolve()) or not path.is_file():
         problems.append(f"gallery image {rel!r} is missing or outside the run folder")
         return None
+    rel = path.relative_to(run_dir.resolve()).as_posix()
     if not colorize:
-        return Path(rel).as_posix()
+        return rel
     from PIL import Image
 
     with Image.open(path) as image:
         if image.mode not in ("L", "I", "I;16"):
-            return Path(rel).as_posix()
+            return rel
         ids = np.asarray(image, dtype=np.int64)
     lut = np.zeros((max(256, int(ids.max()) + 1), 3), dtype=np.uint8)
     lut[: len(T.CITYSCAPES_PALETTE)] = T.CITYSCAPES_PALETTE
@@ -804,7 +807,8 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
         raise ValueError(
             f"reference model {reference_model!r} has no mIoU rows in {run_dir}; choose one of {measured or 'none'}"
         )
-    reference = reference_model or (measured[0] if measured else None)
+    corrupted = list(dict.fromkeys(conditions.loc[conditions["corruption"] != "clean", "model"]))
+    reference = reference_model or (corrupted or measured or [None])[0]
     eff = T.efficiency_rows(frame)
 
     out = Outputs(run_dir)

@@ -394,3 +394,24 @@ def test_reporter_imports_neither_torch_nor_other_rooms():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _screenshot_module():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / "screenshot_report.py"
+    spec = importlib.util.spec_from_file_location("screenshot_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_screenshot_script_fails_clearly(tmp_path, capsys):
+    shot = _screenshot_module()
+    with pytest.raises(FileNotFoundError, match="apt-get install -y chromium"):
+        shot.find_chromium(str(tmp_path / "no-chromium"))
+    assert shot.main([str(tmp_path), "--chromium", str(tmp_path / "no-chromium")]) == 1
+    assert "index.html not found" in capsys.readouterr().err
+    (tmp_path / "index.html").write_text("<html></html>")
+    assert shot.main([str(tmp_path), "--chromium", str(tmp_path / "no-chromium")]) == 1
+    assert "Chromium not found" in capsys.readouterr().err
