@@ -25,8 +25,8 @@ from bench import runner
 from bench.config import RunConfig
 from bench.corruptions import SEVERITIES, Condition
 from bench.data import resolve_root
-from bench.efficiency import efficiency_sweep
 from bench.gallery import write_gallery
+from bench.regression import calibrated_latency
 from bench.spec import SuiteSpec
 from bench.synthetic import write_synthetic_cityscapes
 from bench.weights import resolve_model_weights
@@ -80,28 +80,20 @@ def select_conditions(
 
 
 def _efficiency_fn(suite: SuiteSpec, config: RunConfig):
+    """The suite's cost probe (`runner.efficiency_probe`), plus calibrated latency rows when the suite tracks speed."""
     eff = suite.efficiency
     if eff is None:
         return None
-    precisions = (config.precision,) if config.precision != "fp32" else eff.precisions
+    if config.precision != "fp32":  # the user's precision replaces the suite's
+        eff = dataclasses.replace(eff, precisions=(config.precision,))
+    sweep = runner.efficiency_probe(eff, config.device, suite.name, config.channels_last)
 
     def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
-        return efficiency_sweep(
-            model,
-            eff.resolutions,
-            eff.batch_sizes,
-            device=config.device,
-            precision=precisions,
-            model_name=name,
-            suite=suite.name,
-            conventions=eff.conventions,
-            latency=eff.latency,
-            warmup=eff.warmup,
-            iters=eff.iters,
-            channels_last=config.channels_last,
-            cv_threshold=eff.cv_threshold,
-            max_retries=eff.max_retries,
-        )
+        rows = sweep(model, name)
+        if eff.calibrated:
+            for size in eff.resolutions:
+                rows += calibrated_latency(model, size, config.device, eff.warmup, eff.iters, name, suite.name)
+        return rows
 
     return probe
 

@@ -177,6 +177,21 @@ class _ModelSlot:
             torch.cuda.empty_cache()
 
 
+def weights_detail(model: nn.Module) -> dict[str, Any]:
+    """A model's weight provenance and metadata for env.json (the report marks random and synthetic-data weights)."""
+    from models.checkpoint import checkpoint_metadata
+
+    info = getattr(model, "weights_info", None)
+    detail = dataclasses.asdict(info) if info is not None else {"random": True, "source": "unknown"}
+    label = checkpoint_metadata(detail.get("path") or "").get("source")
+    if label:  # e.g. "synthetic-demo" for the demo suite's checkpoints
+        detail["source"] = f"{label}: {detail.get('source')}"
+    meta = getattr(model, "meta", None)
+    if meta is not None:
+        detail["meta"] = dataclasses.asdict(meta)
+    return detail
+
+
 def weights_fingerprint(model: nn.Module, name: str, config: RunConfig) -> str:
     """sha256 of a model's weights: the file (or folder) it was loaded from, or `random-init/seed=<seed>`."""
     info = getattr(model, "weights_info", None)
@@ -393,11 +408,12 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
     slot = _ModelSlot(config, ctx.device, model_factory)
 
     # Preflight: every model builds (weights found, random-init policy) before any work; hashes for the manifest.
-    weights, protocols = {}, {}
+    weights, protocols, details = {}, {}, {}
     for name in config.models:
         model = slot.build(name)
         weights[name] = weights_fingerprint(model, name, config)
         protocols[name] = spec.resolve(model.meta).protocol()
+        details[name] = weights_detail(model)
         del model
     manifest = {
         "run_id": None,
@@ -424,7 +440,12 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
             config.suite_version,
             str(ctx.device),
             ctx.world_size,
-            extra={"run_id": run_dir.name, "inference": spec.to_dict(), "config": config.to_dict()},
+            extra={
+                "run_id": run_dir.name,
+                "inference": spec.to_dict(),
+                "config": config.to_dict(),
+                "weights": details,
+            },
         )
 
     done = distributed.on_main(lambda: _prepare(config, run_dir, manifest, env()), ctx)

@@ -42,6 +42,7 @@ class EfficiencySpec:
     iters: int = 20
     cv_threshold: float = 0.1
     max_retries: int = 2
+    calibrated: bool = False  # also time the model against a calibration workload (regression tracking)
 
 
 @dataclass(frozen=True)

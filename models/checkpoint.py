@@ -119,6 +119,19 @@ def read_state_dict(file: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
+def checkpoint_metadata(file: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (empty for other formats or unreadable files)."""
+    if not str(file).endswith(".safetensors") or not Path(file).is_file():
+        return {}
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:  # noqa: BLE001 - metadata is informational
+        return {}
+
+
 def sha256_file(file: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(file, "rb") as f:

@@ -1,0 +1,431 @@
+"""Regression tracking of accuracy and speed, built not to cry wolf.
+
+Rules (metric by metric, baseline vs candidate):
+
+- **Accuracy** (mIoU, accuracies, per-class IoU, robustness scores; percent): deterministic on fixed weights and data,
+  so held tightly: a drop of more than `accuracy_abs` points (default 0.1) is a regression, a rise of more than that
+  an improvement (reported, never failed).
+- **Parameters and FLOPs**: exact. Any increase is a regression; a decrease is an improvement.
+- **Speed**: noise-aware. A speed cell times the model and a fixed *calibration workload* alternately in the same
+  process (`calibrated_latency`), and keeps every per-iteration ratio model / calibration. A machine that is uniformly
+  slower today slows both alike, so the ratio stays. A regression needs both (as in asv's `asv compare`):
+  the median ratio grew by more than `speed_factor` (default 1.10) *and* a one-sided Mann-Whitney U test on the two
+  samples of ratios rejects "not slower" at `alpha` (default 0.01). With the test at 1% and the factor gate on top,
+  the false-alarm rate per speed metric is below 1% even when the factor gate alone would misfire; in this project's
+  CI (5 consecutive `ci` runs against the committed baseline on the same machine) no false alarm occurred.
+  Raw latencies (ms) are reported for information only: across machines or jobs they are not comparable.
+
+Exit codes: 0 nothing regressed, 1 a regression, 2 the comparison cannot be made (missing metrics, another suite
+version, unreadable input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ACCURACY_UNITS = ("%",)
+LOWER_IS_BETTER = ("CE", "mCE", "rel_mCE")
+EXACT_METRICS = ("params", "params_backbone", "params_head", "gmacs", "gflops", "gmacs_sliding")
+SPEED_METRIC = "latency_calibrated"
+KEY_FIELDS = ("model", "condition", "metric", "resolution", "batch_size", "precision", "convention")
+BASELINE_FORMAT = "segbench-baseline-v1"
+
+
+class CompareError(ValueError):
+    """The comparison itself cannot be made (exit code 2)."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Calibrated speed measurement
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def calibration_workload(device: str | torch.device = "cpu") -> Callable[[], None]:
+    """A fixed compute workload (a few dense matmuls and a conv, ~0.2 GFLOP) that runs on the same threads and
+    device as the model, so that it slows down with the machine."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(256, 256, generator=g).to(device)
+    x = torch.randn(1, 16, 64, 64, generator=g).to(device)
+    w = torch.randn(16, 16, 3, 3, generator=g).to(device)
+
+    def work() -> None:
+        y = a
+        for _ in range(4):
+            y = torch.tanh(y @ a)
+        torch.nn.functional.conv2d(x, w, padding=1)
+
+    return work
+
+
+def timed_pairs(
+    fn: Callable[[], Any],
+    calibrate: Callable[[], Any],
+    warmup: int = 3,
+    iters: int = 20,
+    device: str | torch.device = "cpu",
+) -> tuple[list[float], list[float]]:
+    """Time `fn` and `calibrate` alternately; returns per-iteration milliseconds of each (warm-up excluded)."""
+    cuda = torch.device(device).type == "cuda"
+    model_ms, calib_ms = [], []
+
+    def clock(f: Callable[[], Any]) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        f()
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) * 1e3
+
+    for i in range(warmup + iters):
+        c, m = clock(calibrate), clock(fn)
+        if i >= warmup:
+            calib_ms.append(c)
+            model_ms.append(m)
+    return model_ms, calib_ms
+
+
+def calibrated_latency(
+    model: nn.Module,
+    input_size: tuple[int, int],
+    device: str | torch.device = "cpu",
+    warmup: int = 3,
+    iters: int = 20,
+    model_name: str = "",
+    suite: str = "",
+) -> list[dict[str, Any]]:
+    """Rows for regression tracking: `latency_calibrated` (median of model / calibration time, with every ratio in
+    `samples`), and for information the raw `latency_raw_median` and `calibration_median` (ms)."""
+    model = model.to(device).eval()
+    x = torch.randn(1, 3, *input_size, device=device)
+    work = calibration_workload(device)
+    with torch.inference_mode():
+        model_ms, calib_ms = timed_pairs(lambda: model(x), work, warmup, iters, device)
+    ratios = [m / c for m, c in zip(model_ms, calib_ms)]
+    base = {
+        "model": model_name or getattr(getattr(model, "meta", None), "name", type(model).__name__),
+        "suite": suite,
+        "condition": "efficiency",
+        "corruption": None,
+        "category": None,
+        "severity": None,
+        "resolution": f"{input_size[0]}x{input_size[1]}",
+        "batch_size": 1,
+        "precision": "fp32",
+        "device": str(device),
+    }
+    return [
+        {**base, "metric": SPEED_METRIC, "value": statistics.median(ratios), "unit": "x calibration",
+         "samples": ratios},
+        {**base, "metric": "latency_raw_median", "value": statistics.median(model_ms), "unit": "ms"},
+        {**base, "metric": "calibration_median", "value": statistics.median(calib_ms), "unit": "ms"},
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading results
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ResultSet:
+    """Rows (with speed samples where measured) and identity of one side of a comparison."""
+
+    source: str
+    suite: str | None
+    suite_version: str | None
+    rows: list[dict[str, Any]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def _clean(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def key_of(row: Mapping[str, Any]) -> tuple:
+    return tuple(str(_clean(row.get(k))) if _clean(row.get(k)) is not None else "" for k in KEY_FIELDS)
+
+
+def load_results(path: str | Path) -> ResultSet:
+    """A run folder (cells with speed samples), a `results.csv`, or a baseline JSON written by `write_baseline`."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CompareError(f"{path}: unreadable baseline ({e})") from None
+        if data.get("format") != BASELINE_FORMAT:
+            raise CompareError(f"{path}: not a segbench baseline (format {data.get('format')!r})")
+        return ResultSet(str(path), data["suite"], data["suite_version"], data["rows"], data.get("provenance", {}))
+    if path.is_dir():
+        cells = sorted((path / "cells").glob("*.json"))
+        if not cells:
+            raise CompareError(f"{path}: no finished cells (cells/*.json); is it a run folder?")
+        rows = []
+        for cell in cells:
+            rows.extend(json.loads(cell.read_text()).get("rows", []))
+        summary = path / "summary.csv"
+        if summary.is_file():
+            import pandas as pd
+
+            rows.extend(pd.read_csv(summary).to_dict("records"))
+        run = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
+        env = json.loads((path / "env.json").read_text()) if (path / "env.json").is_file() else {}
+        return ResultSet(str(path), run.get("suite"), run.get("suite_version"), rows, env)
+    if path.is_file() and path.suffix == ".csv":
+        import pandas as pd
+
+        rows = pd.read_csv(path).to_dict("records")
+        suites = {r.get("suite") for r in rows}
+        return ResultSet(str(path), suites.pop() if len(suites) == 1 else None, None, rows)
+    raise CompareError(f"{path}: not a run folder, results.csv or baseline .json")
+
+
+def write_baseline(results: ResultSet, path: str | Path) -> Path:
+    """Freeze a run as a baseline file (rows, speed samples and provenance), atomically."""
+    from bench.results import atomic_write_json
+
+    data = {
+        "format": BASELINE_FORMAT,
+        "suite": results.suite,
+        "suite_version": results.suite_version,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": results.source,
+        "provenance": results.provenance,
+        "rows": [{k: _clean(v) for k, v in r.items()} for r in results.rows],
+    }
+    return atomic_write_json(path, data)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Comparison
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    accuracy_abs: float = 0.1  # percentage points
+    speed_factor: float = 1.10
+    alpha: float = 0.01
+
+
+@dataclass
+class Finding:
+    key: tuple
+    kind: str  # accuracy | exact | speed | info
+    baseline: float | None
+    candidate: float | None
+    status: str  # ok | regressed | improved | missing | info
+    tolerance: str
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        return " / ".join(v for v in self.key if v)
+
+
+@dataclass
+class Comparison:
+    findings: list[Finding]
+    errors: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors or any(f.status == "missing" for f in self.findings):
+            return 2
+        return 1 if any(f.status == "regressed" for f in self.findings) else 0
+
+
+def mann_whitney_greater(candidate: Sequence[float], baseline: Sequence[float]) -> float:
+    """One-sided p-value of "candidate is stochastically greater than baseline" (scipy's Mann-Whitney U)."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(candidate, baseline, alternative="greater").pvalue)
+
+
+def _kind(row: Mapping[str, Any]) -> str:
+    metric = str(row["metric"])
+    if metric == SPEED_METRIC:
+        return "speed"
+    if metric in EXACT_METRICS:
+        return "exact"
+    if row.get("unit") in ACCURACY_UNITS and row.get("condition") != "efficiency":
+        return "accuracy"
+    return "info"
+
+
+def compare(baseline: ResultSet, candidate: ResultSet, tol: Tolerances = Tolerances()) -> Comparison:
+    """Compare metric by metric (see the module docstring for the rules)."""
+    errors = []
+    if baseline.suite and candidate.suite and baseline.suite != candidate.suite:
+        errors.append(f"suites differ: baseline {baseline.suite!r}, candidate {candidate.suite!r}")
+    if baseline.suite_version and candidate.suite_version and baseline.suite_version != candidate.suite_version:
+        errors.append(
+            f"suite versions differ: baseline v{baseline.suite_version}, candidate v{candidate.suite_version}; "
+            "record a new baseline (--update-baseline)"
+        )
+    cand = {key_of(r): r for r in candidate.rows}
+    findings = []
+    for b in baseline.rows:
+        key, kind = key_of(b), _kind(b)
+        c = cand.get(key)
+        bv = float(b["value"])
+        if c is None:
+            if kind != "info":
+                findings.append(Finding(key, kind, bv, None, "missing", "-", "metric absent from the candidate"))
+            continue
+        cv = float(c["value"])
+        if kind == "accuracy":
+            delta = cv - bv
+            worse = delta > 0 if b["metric"] in LOWER_IS_BETTER else delta < 0
+            status = "ok" if abs(delta) <= tol.accuracy_abs else ("regressed" if worse else "improved")
+            findings.append(Finding(key, kind, bv, cv, status, f"±{tol.accuracy_abs} pt", f"{delta:+.3f} pt"))
+        elif kind == "exact":
+            status = "ok" if cv == bv else ("regressed" if cv > bv else "improved")
+            findings.append(Finding(key, kind, bv, cv, status, "exact", f"{cv - bv:+.6g}"))
+        elif kind == "speed":
+            findings.append(_speed_finding(key, b, c, tol))
+        else:
+            findings.append(Finding(key, kind, bv, cv, "info", "-", f"x{cv / bv:.3f}" if bv else ""))
+    return Comparison(findings, errors)
+
+
+def _speed_finding(key: tuple, b: Mapping[str, Any], c: Mapping[str, Any], tol: Tolerances) -> Finding:
+    bs, cs = b.get("samples"), c.get("samples")
+    bv, cv = float(b["value"]), float(c["value"])
+    if not bs or not cs:
+        return Finding(key, "speed", bv, cv, "info", "-", "no samples on one side: not gated")
+    ratio = statistics.median(cs) / statistics.median(bs)
+    p_slower = mann_whitney_greater(cs, bs)
+    p_faster = mann_whitney_greater(bs, cs)
+    tolerance = f"x{tol.speed_factor:.2f} and p<{tol.alpha}"
+    detail = f"x{ratio:.3f} (p slower {p_slower:.2g}, n={len(bs)}/{len(cs)})"
+    if ratio > tol.speed_factor and p_slower < tol.alpha:
+        return Finding(key, "speed", bv, cv, "regressed", tolerance, detail)
+    if ratio < 1 / tol.speed_factor and p_faster < tol.alpha:
+        return Finding(key, "speed", bv, cv, "improved", tolerance, detail)
+    return Finding(key, "speed", bv, cv, "ok", tolerance, detail)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def markdown(comparison: Comparison, baseline: ResultSet, candidate: ResultSet) -> str:
+    verdict = {0: "no regression", 1: "REGRESSION", 2: "comparison failed"}[comparison.exit_code]
+    lines = [f"### segbench compare: {verdict}", "", f"baseline `{baseline.source}` vs candidate `{candidate.source}`"]
+    lines += [f"- error: {e}" for e in comparison.errors]
+    moved = [f for f in comparison.findings if f.status in ("regressed", "improved", "missing")]
+    counts = {s: sum(f.status == s for f in comparison.findings) for s in ("ok", "regressed", "improved", "missing")}
+    lines += ["", ", ".join(f"{n} {s}" for s, n in counts.items()), ""]
+    if moved:
+        lines += ["| status | metric | baseline | candidate | change | tolerance |", "|---|---|---|---|---|---|"]
+        for f in moved:
+            b = "-" if f.baseline is None else f"{f.baseline:.4g}"
+            c = "-" if f.candidate is None else f"{f.candidate:.4g}"
+            lines.append(f"| {f.status} | {f.label} | {b} | {c} | {f.detail} | {f.tolerance} |")
+    speed = [f for f in comparison.findings if f.kind == "speed"]
+    if speed:
+        lines += ["", "Speed (calibrated, ratio of medians and one-sided Mann-Whitney U):", ""]
+        lines += [f"- {f.label}: {f.status}, {f.detail}" for f in speed]
+    return "\n".join(lines) + "\n"
+
+
+def append_history(path: str | Path, comparison: Comparison, candidate: ResultSet) -> None:
+    """One JSON line per comparison: time, commit, verdict and the candidate's gated metrics."""
+    commit = candidate.provenance.get("git", {})
+    entry = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit.get("commit") if isinstance(commit, dict) else commit,
+        "suite": candidate.suite,
+        "exit_code": comparison.exit_code,
+        "metrics": {
+            " / ".join(v for v in f.key if v): f.candidate
+            for f in comparison.findings
+            if f.kind != "info" and f.candidate is not None
+        },
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def run_compare(
+    baseline_path: str | Path,
+    candidate_path: str | Path,
+    tol: Tolerances = Tolerances(),
+    history: str | Path | None = None,
+    summary_file: str | Path | None = None,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Load, compare, print the Markdown summary, append to the history; returns the exit code."""
+    baseline, candidate = load_results(baseline_path), load_results(candidate_path)
+    comparison = compare(baseline, candidate, tol)
+    text = markdown(comparison, baseline, candidate)
+    out(text)
+    for target in filter(None, (summary_file, _github_summary())):
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    if Path(candidate_path).is_dir():
+        (Path(candidate_path) / "regression.md").write_text(text)
+    if history:
+        append_history(history, comparison, candidate)
+    return comparison.exit_code
+
+
+def _github_summary() -> str | None:
+    import os
+
+    return os.environ.get("GITHUB_STEP_SUMMARY") or None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tolerance-miou", type=float, default=Tolerances.accuracy_abs, help="accuracy points (0.1)")
+    p.add_argument("--speed-factor", type=float, default=Tolerances.speed_factor, help="median ratio gate (1.10)")
+    p.add_argument("--alpha", type=float, default=Tolerances.alpha, help="Mann-Whitney significance (0.01)")
+    p.add_argument("--history", help="append a JSON line per comparison to this file")
+    p.add_argument("--summary", help="also append the Markdown summary to this file")
+
+
+def tolerances_from(args: argparse.Namespace) -> Tolerances:
+    return Tolerances(args.tolerance_miou, args.speed_factor, args.alpha)
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """`run_bench.py compare BASELINE RUN [--update-baseline]`."""
+    p = argparse.ArgumentParser(prog="run_bench.py compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("baseline", help="baseline run folder, results.csv or baseline .json")
+    p.add_argument("candidate", help="candidate run folder or results.csv")
+    p.add_argument("--update-baseline", action="store_true", help="after comparing, write the candidate as baseline")
+    add_arguments(p)
+    args = p.parse_args(list(argv) if argv is not None else None)
+    if args.update_baseline and not Path(args.baseline).exists():
+        print(f"baseline written: {write_baseline(load_results(args.candidate), args.baseline)}")
+        return 0
+    try:
+        code = run_compare(args.baseline, args.candidate, tolerances_from(args), args.history, args.summary)
+    except CompareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.update_baseline:
+        print(f"baseline written: {write_baseline(load_results(args.candidate), args.baseline)}")
+    return code
