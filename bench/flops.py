@@ -134,12 +134,12 @@ def _check_convention(convention: str) -> None:
         raise ValueError(f"unknown FLOP convention {convention!r}: use one of {', '.join(CONVENTIONS)}")
 
 
-def _example_input(model: nn.Module, input_size: tuple[int, int], batch_size: int, device: Any = None) -> torch.Tensor:
+def _example_input(model: nn.Module, input_size: tuple[int, int], batch_size: int) -> torch.Tensor:
+    """A zero (B, 3, H, W) batch on the model's device, in its floating-point dtype."""
     ref = next((t for t in model.parameters() if t.is_floating_point()), None)
-    dtype = ref.dtype if ref is not None else torch.float32
-    if device is None:
-        device = ref.device if ref is not None else torch.device("cpu")
-    return torch.zeros(batch_size, 3, *input_size, dtype=dtype, device=device)
+    if ref is None:
+        return torch.zeros(batch_size, 3, *input_size)
+    return torch.zeros(batch_size, 3, *input_size, dtype=ref.dtype, device=ref.device)
 
 
 def module_groups(model: nn.Module) -> list[str]:
@@ -303,7 +303,7 @@ PAPER_RULES: dict[type, Callable[[nn.Module, tuple, Any], int]] = {
             nn.LayerNorm,
         ),
         _norm_macs,
-    ),  # fmt: skip
+    ),
     **_rules((nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6), _output_elements),
     **_rules(
         (
@@ -321,7 +321,7 @@ PAPER_RULES: dict[type, Callable[[nn.Module, tuple, Any], int]] = {
             nn.AdaptiveAvgPool3d,
         ),
         _input_elements,
-    ),  # fmt: skip
+    ),
     nn.Upsample: _output_elements,
 }
 """mmcv's module -> MACs rules, matched on the exact type (a subclass is not counted, as in mmcv)."""
@@ -347,9 +347,9 @@ def _attention_types() -> tuple[type, ...]:
 def _attention_hook(record: Callable[[int], None]) -> Callable:
     def hook(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
         # forward(x, h, w): bind by position so that the hook does not depend on the parameter names
-        params = list(inspect.signature(module.forward).parameters)
-        bound = inspect.signature(module.forward).bind(*args, **kwargs).arguments
-        x, h, w = (bound[p] for p in params[:3])
+        signature = inspect.signature(module.forward)
+        bound = signature.bind(*args, **kwargs).arguments
+        x, h, w = (bound[p] for p in list(signature.parameters)[:3])
         record(segformer_attention_macs(int(h), int(w), module.sr_ratio, module.dim, x.shape[0]))
 
     return hook

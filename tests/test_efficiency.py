@@ -475,7 +475,7 @@ BASE_COLUMNS = ["model", "suite", "condition", "corruption", "category", "severi
 def test_efficiency_sweep_rows():
     model = models.create_model("segformer-tiny", num_classes=19)
     rows = efficiency_sweep(
-        model, [(64, 128)], batch_sizes=(1, 2), precision=("fp32", "bf16"), suite="demo", warmup=1, iters=2
+        model, [(32, 64)], (1, 2), precision=("fp32", "bf16"), suite="demo", warmup=1, iters=2, max_retries=0
     )
     assert all(list(r)[:9] == BASE_COLUMNS for r in rows)
     assert {r["condition"] for r in rows} == {"efficiency"} and {r["model"] for r in rows} == {"segformer-tiny"}
@@ -495,7 +495,7 @@ def test_efficiency_sweep_rows():
     units = {r["metric"]: r["unit"] for r in rows}
     assert units["latency_p90"] == "ms" and units["throughput"] == "img/s" and units["peak_memory"] == "MiB"
     assert all(isinstance(r["value"], float) for r in rows)
-    assert "gmacs_sliding" not in by_metric  # 64x128 is smaller than the 1024x1024 eval crop
+    assert "gmacs_sliding" not in by_metric  # 32x64 is smaller than the 1024x1024 eval crop
 
 
 def test_efficiency_sweep_sliding_rows_at_eval_resolution():
@@ -530,3 +530,19 @@ def test_hardware_info():
 def test_cpu_model_name_reads_proc_cpuinfo():
     name = latency_mod.cpu_model_name()
     assert isinstance(name, str) and name
+
+
+def test_bench_efficiency_script_prints_tables(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_efficiency.py"
+    spec = importlib.util.spec_from_file_location("bench_efficiency_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = ["--models", "segformer-tiny,segformer-b0", "--resolution", "512x512", "--num-classes", "150"]
+    script.main([*args, "--no-latency"])
+    out = capsys.readouterr().out
+    assert "threads:" in out and "precision: fp32" in out
+    b0 = next(line for line in out.splitlines() if line.strip().startswith("segformer-b0") and "512x512" not in line)
+    assert "1.0029" in b0  # 512x512 with 150 classes is the paper's ADE20K setting: ratio shown
+    assert "segformer-b0    512x512" in out  # the paper-ratio table
