@@ -85,6 +85,11 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-random-weights", action="store_true", help="run models without trained weights (marked in red)"
     )
+    p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
+    p.add_argument("--update-baseline", action="store_true", help="write this run as the new --baseline file")
+    from bench.regression import add_arguments
+
+    add_arguments(p)
     return p
 
 
@@ -126,13 +131,26 @@ def cmd_run(argv: list[str]) -> int:
         reference_model=args.reference,
         command=[sys.executable, *sys.argv],
     )
+    if args.update_baseline and not args.baseline:
+        raise ValueError("--update-baseline needs --baseline FILE (where to write it)")
     result = run_suite(suite, config, weights_arg=args.weights, fast=args.fast)
-    if int(os.environ.get("RANK", "0")) == 0:
-        from reports import render_report
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    code = 0
+    if args.baseline:
+        from bench import regression
 
-        index = render_report(result.run_dir, reference_model=args.reference)
-        print(f"report: {index}")
-    return 0
+        if args.update_baseline:
+            path = regression.write_baseline(regression.load_results(result.run_dir), args.baseline)
+            print(f"baseline written: {path}")
+        else:
+            tol = regression.tolerances_from(args)
+            history = args.history or Path(result.run_dir).parent / "history.jsonl"
+            code = regression.run_compare(args.baseline, result.run_dir, tol, history, args.summary)
+    from reports import render_report
+
+    print(f"report: {render_report(result.run_dir, reference_model=args.reference)}")
+    return code
 
 
 def cmd_list(argv: list[str]) -> int:

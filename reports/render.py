@@ -717,9 +717,11 @@ def _warnings(cells: list[dict], problems: list[str], out: Outputs) -> Section:
 
 def _history(run_dir: Path, out: Outputs) -> Section:
     sec = Section("history", "Regression history")
-    path = run_dir / "history.jsonl"
+    # the run's own history, else the shared one beside the run folders (runs/history.jsonl, written by compare)
+    path = next((p for p in (run_dir / "history.jsonl", run_dir.parent / "history.jsonl") if p.is_file()),
+                run_dir / "history.jsonl")  # fmt: skip
     if not path.is_file():
-        sec.missing = "No history.jsonl in this run folder (written by regression tracking)."
+        sec.missing = "No history.jsonl in this run folder or beside it (written by regression tracking)."
         return sec
     rows, bad = [], 0
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):

@@ -1,0 +1,127 @@
+"""Regression tracking: unchanged passes, real drops and slowdowns fail, a uniformly slower machine passes."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from bench import regression
+from bench.regression import ResultSet, Tolerances, compare, timed_pairs
+
+A = torch.randn(192, 192, generator=torch.Generator().manual_seed(0))
+
+
+def work(units: int) -> None:
+    """CPU work proportional to `units` (a stand-in for a model forward, or for the calibration workload)."""
+    y = A
+    for _ in range(units):
+        y = torch.tanh(y @ A)
+
+
+def _speed_rows(model_units: int, calib_units: int, sleep_fraction: float = 0.0, iters: int = 30) -> list[dict]:
+    t0 = time.perf_counter()
+    work(model_units)
+    model_s = time.perf_counter() - t0
+
+    def model() -> None:
+        work(model_units)
+        if sleep_fraction:
+            time.sleep(sleep_fraction * model_s)  # an injected slowdown inside the timed function
+
+    model_ms, calib_ms = timed_pairs(model, lambda: work(calib_units), warmup=3, iters=iters)
+    ratios = [m / c for m, c in zip(model_ms, calib_ms)]
+    base = {"model": "m", "suite": "ci", "condition": "efficiency", "resolution": "128x256", "batch_size": 1,
+            "precision": "fp32", "convention": None}  # fmt: skip
+    return [{**base, "metric": regression.SPEED_METRIC, "value": sorted(ratios)[len(ratios) // 2],
+             "unit": "x calibration", "samples": ratios}]  # fmt: skip
+
+
+def _accuracy_rows(miou: float = 60.0) -> list[dict]:
+    rows = [{"model": "m", "suite": "ci", "condition": "clean", "metric": "miou", "value": miou, "unit": "%"},
+            {"model": "m", "suite": "ci", "condition": "fog-2", "metric": "miou", "value": miou - 10, "unit": "%"},
+            {"model": "m", "suite": "ci", "condition": "efficiency", "metric": "params", "value": 3.75, "unit": "M",
+             "convention": None},
+            {"model": "m", "suite": "ci", "condition": "efficiency", "metric": "gmacs", "value": 1.5, "unit": "GMAC",
+             "resolution": "128x256", "convention": "fvcore"}]  # fmt: skip
+    return rows
+
+
+def _set(rows, version="1") -> ResultSet:
+    return ResultSet("x", "ci", version, rows)
+
+
+def test_unchanged_run_passes():
+    base = _set(_accuracy_rows() + _speed_rows(6, 6))
+    cand = _set(_accuracy_rows() + _speed_rows(6, 6))
+    result = compare(base, cand)
+    assert result.exit_code == 0, regression.markdown(result, base, cand)
+    assert {f.status for f in result.findings} == {"ok"}
+
+
+def test_one_point_miou_drop_fails_and_rise_is_reported():
+    base = _set(_accuracy_rows(60.0))
+    result = compare(base, _set(_accuracy_rows(59.0)))
+    assert result.exit_code == 1
+    assert [f.status for f in result.findings if f.key[2] == "miou"] == ["regressed", "regressed"]
+    better = compare(base, _set(_accuracy_rows(61.0)))
+    assert better.exit_code == 0 and "improved" in {f.status for f in better.findings}
+    within = compare(base, _set(_accuracy_rows(60.05)))
+    assert within.exit_code == 0
+
+
+def test_params_and_flops_are_exact():
+    rows = _accuracy_rows()
+    more = [dict(r, value=r["value"] + 1e-6) if r["metric"] == "gmacs" else r for r in rows]
+    assert compare(_set(rows), _set(more)).exit_code == 1
+
+
+def test_fifteen_percent_slowdown_fails():
+    base = _set(_speed_rows(6, 6))
+    cand = _set(_speed_rows(6, 6, sleep_fraction=0.15))
+    result = compare(base, cand)
+    assert result.exit_code == 1, regression.markdown(result, base, cand)
+
+
+def test_uniformly_slower_machine_passes():
+    base = _set(_speed_rows(6, 6))
+    # the whole machine 40% slower: the model and the calibration workload take 40% longer alike
+    cand = _set(_speed_rows(8, 8))
+    raw_ratio = cand.rows[0]["samples"][0] / base.rows[0]["samples"][0]
+    result = compare(base, cand)
+    assert result.exit_code == 0, (raw_ratio, regression.markdown(result, base, cand))
+
+
+def test_comparison_that_cannot_be_made_exits_2():
+    base = _set(_accuracy_rows())
+    assert compare(base, _set(_accuracy_rows()[1:])).exit_code == 2  # a metric vanished
+    assert compare(base, _set(_accuracy_rows(), version="2")).exit_code == 2
+
+
+def test_baseline_file_round_trip_history_and_markdown(tmp_path):
+    rows = _accuracy_rows() + _speed_rows(4, 4, iters=10)
+    path = regression.write_baseline(ResultSet("run", "ci", "1", rows, {"git": {"commit": "abc"}}), tmp_path / "b.json")
+    loaded = regression.load_results(path)
+    assert loaded.suite == "ci" and loaded.rows[-1]["samples"] == rows[-1]["samples"]
+    cand = _set(_accuracy_rows(58.0))
+    cand.rows += _speed_rows(4, 4, iters=10)
+    lines = []
+    code = regression.run_compare(path, tmp_path / "b.json", Tolerances(), tmp_path / "h.jsonl", out=lines.append)
+    assert code == 0 and "no regression" in lines[0]
+    comparison = compare(loaded, cand)
+    regression.append_history(tmp_path / "h.jsonl", comparison, cand)
+    history = [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert [h["exit_code"] for h in history] == [0, 1]
+    md = regression.markdown(comparison, loaded, cand)
+    assert "| regressed | m / clean / miou | 60 | 58 | -2.000 pt | ±0.1 pt |" in md
+
+
+def test_unreadable_inputs(tmp_path):
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(regression.CompareError, match="unreadable baseline"):
+        regression.load_results(tmp_path / "bad.json")
+    with pytest.raises(regression.CompareError, match="not a run folder"):
+        regression.load_results(tmp_path / "nothing.txt")
+    assert regression.main([str(tmp_path / "bad.json"), str(tmp_path)]) == 2
