@@ -92,6 +92,7 @@ def test_rerun_skips_complete_files(synthetic_root, tmp_path):
     first = generate_c(synthetic_root, tmp_path / "o", ("contrast",), (1, 2), quiet=True)
     again = generate_c(synthetic_root, tmp_path / "o", ("contrast", "fog"), (1, 2), quiet=True)
     assert first.written == 8 and again.skipped == 8 and again.written == 8
+    assert "4 images x 4 conditions" in str(again) and "wrote 8 files, skipped 8 already complete" in str(again)
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["corruptions"] == ["contrast", "fog"]
 
