@@ -61,11 +61,7 @@ def _import_families() -> None:
     import importlib
 
     for module in ("models.segformer", "models.baselines"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
+        importlib.import_module(module)
 
 
 __all__ = [

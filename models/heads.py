@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.segformer import AllMLPDecoder
+from models.segformer import AllMLPDecoder, ConvBNReLU
 
 DEFAULT_CHANNELS = 512  # mmseg `channels` of every classic head at R50/R101
 LOW_LEVEL_CHANNELS = 48  # DeepLabV3+ low-level projection (Chen et al. 2018, Table 1)
@@ -56,17 +56,6 @@ def aspp_rates(stride: int) -> tuple[int, int, int]:
     """ASPP atrous rates at `stride`: (6, 12, 18) at 16, doubled at 8, scaled as 16/stride otherwise."""
     scale = 16 / stride
     return tuple(max(1, round(r * scale)) for r in (6, 12, 18))  # type: ignore[return-value]
-
-
-class ConvBNReLU(nn.Sequential):
-    """Bias-free conv, BatchNorm, ReLU (mmcv's ConvModule with BN). Padding keeps the size ('same' for odd kernels)."""
-
-    def __init__(self, cin: int, cout: int, kernel_size: int = 1, dilation: int = 1, groups: int = 1):
-        super().__init__()
-        pad = dilation * (kernel_size // 2)
-        self.conv = nn.Conv2d(cin, cout, kernel_size, padding=pad, dilation=dilation, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-        self.act = nn.ReLU(inplace=True)
 
 
 class SeparableConvBNReLU(nn.Sequential):

@@ -199,11 +199,13 @@ class MixTransformer(nn.Module):
 
 
 class ConvBNReLU(nn.Sequential):
-    """1x1 (or kxk) conv without bias, BatchNorm, ReLU: mmcv's ConvModule with a BN norm."""
+    """Bias-free conv, BatchNorm, ReLU: mmcv's ConvModule with a BN norm. Padding keeps the size for odd kernels.
+    (The baseline heads in `models/heads.py` use it too.)"""
 
-    def __init__(self, cin: int, cout: int, kernel_size: int = 1, padding: int = 0, dilation: int = 1):
+    def __init__(self, cin: int, cout: int, kernel_size: int = 1, dilation: int = 1, groups: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel_size, padding=padding, dilation=dilation, bias=False)
+        pad = dilation * (kernel_size // 2)
+        self.conv = nn.Conv2d(cin, cout, kernel_size, padding=pad, dilation=dilation, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout)
         self.act = nn.ReLU(inplace=True)
 
