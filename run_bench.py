@@ -244,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(argv)
     except KeyboardInterrupt:
-        print("interrupted: finished cells are kept; rerun the same command with --resume (and --out RUN_DIR)",
-              file=sys.stderr)  # fmt: skip
+        print("interrupted (finished cells are kept; see above for how to resume)", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - user mistakes become one line; SEGBENCH_DEBUG=1 shows the traceback
         from bench.runner import RunFailed

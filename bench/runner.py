@@ -494,8 +494,9 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
         if ctx.is_main:
             store.gather([c.id for c in cells], config.reference_model, config.suite)
             print(
-                f"\ninterrupted: {len(store.finished())} finished cells are kept in {store.cells_dir}. Resume with "
-                f"--resume --run-id {run_dir.name} (Python: RunConfig(..., run_id={run_dir.name!r}, resume=True)).",
+                f"\ninterrupted: {len(store.finished())} finished cells are kept in {store.cells_dir}. Resume: the "
+                f"same command with --out {run_dir} --resume "
+                f"(Python: RunConfig(..., run_id={run_dir.name!r}, resume=True)).",
                 file=sys.stderr,
             )
         raise

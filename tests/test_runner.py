@@ -173,7 +173,7 @@ def test_keyboard_interrupt_keeps_finished_cells(data_root, tmp_path, capsys):
     cfg = make_config(data_root, tmp_path, run_id="int", max_images=1)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, ["clean", "fog-1"], on_cell_finished=interrupt)
-    assert "--resume --run-id int" in capsys.readouterr().err
+    assert "--resume (Python: RunConfig(..., run_id='int', resume=True))" in capsys.readouterr().err
     assert list(RunStore(tmp_path / "int").finished()) == ["segformer-tiny__clean"]
     done = run(make_config(data_root, tmp_path, run_id="int", max_images=1, resume=True), ["clean", "fog-1"])
     assert done.computed == ["segformer-tiny__fog-1"]
