@@ -98,7 +98,7 @@ def cmd_run(argv: list[str]) -> int:
     import suites
     from bench.api import run_suite
     from bench.config import RunConfig
-    from bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
+    from bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS
 
     suite = suites.get_suite(args.suite)
     model_names = expand_models(args.models) if args.models else list(suite.default_models)
@@ -120,7 +120,6 @@ def cmd_run(argv: list[str]) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         corruptions=corruptions,
-        severities=_severities(args.severities) or SEVERITIES,
         max_images=args.max_images,
         only=args.only,
         resume=args.resume,
@@ -133,7 +132,8 @@ def cmd_run(argv: list[str]) -> int:
     )
     if args.update_baseline and not args.baseline:
         raise ValueError("--update-baseline needs --baseline FILE (where to write it)")
-    result = run_suite(suite, config, weights_arg=args.weights, fast=args.fast)
+    severities = _severities(args.severities) or None
+    result = run_suite(suite, config, weights_arg=args.weights, fast=args.fast, severities=severities)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     code = 0

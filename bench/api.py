@@ -104,6 +104,7 @@ def run_suite(
     weights_arg: str | None = None,
     conditions: tuple[Condition, ...] | None = None,
     fast: bool = False,
+    severities: tuple[int, ...] | None = None,
 ) -> runner.RunResult:
     """Run `suite` for `config.models` (default: the suite's) and return the runner's result.
 
@@ -113,11 +114,11 @@ def run_suite(
         weights_arg: the `--weights` text (a folder and/or `model=path` pairs); `config.weights` entries win.
         conditions: accuracy conditions (default: `select_conditions(suite, config.corruptions, severities)`).
         fast: build SegFormer models with their folded-decoder fast path (same outputs up to rounding).
+        severities: the user's severities, applied to every corruption (None: the suite's per-corruption ones).
     """
     models_ = config.models or suite.default_models
     if conditions is None:
-        severities = config.severities if config.severities != SEVERITIES else ()
-        conditions = select_conditions(suite, config.corruptions, severities)
+        conditions = select_conditions(suite, config.corruptions, severities or ())
     accuracy = config.only != "efficiency" and bool(conditions)
     if config.only == "efficiency" or not conditions:
         conditions = ()
