@@ -31,6 +31,7 @@ import gc
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -462,13 +463,16 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
         for i, cell in enumerate(todo, 1):
             label = f"[{i}/{len(todo)}] {cell.id}"
             try:
-                model = slot.get(cell.model)
-                if cell.kind == "accuracy":
-                    record = _accuracy_cell(cell, model, config, spec.resolve(model.meta), ctx, label)
-                else:
-                    record = distributed.on_main(
-                        lambda c=cell, m=model: _efficiency_cell(c, m, config, efficiency), ctx
-                    )
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    model = slot.get(cell.model)
+                    if cell.kind == "accuracy":
+                        record = _accuracy_cell(cell, model, config, spec.resolve(model.meta), ctx, label)
+                    else:
+                        record = distributed.on_main(
+                            lambda c=cell, m=model: _efficiency_cell(c, m, config, efficiency), ctx
+                        )
+                record["warnings"] = _cell_warnings(caught, record)
             except CellError as exc:
                 result.failed[cell.id] = str(exc)
                 if ctx.is_main:
@@ -511,6 +515,16 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
             f"{len(result.failed)} of {len(cells)} cells failed (the rest are in {run_dir}):\n{lines}", result
         )
     return result
+
+
+def _cell_warnings(caught: list[warnings.WarningMessage], record: dict[str, Any]) -> list[str]:
+    """What a reader of the report should know about a cell: Python warnings raised while it ran (weights notes,
+    library deprecations) and latency measurements whose spread stayed high."""
+    out = [f"{w.category.__name__}: {w.message}" for w in caught]
+    for row in record.get("rows", []):
+        if row.get("noisy") and str(row.get("metric", "")).startswith("latency_median"):
+            out.append(f"noisy timing: {row['metric']} at {row.get('resolution')} stayed above the CV threshold")
+    return list(dict.fromkeys(out))
 
 
 def _now() -> str:

@@ -262,3 +262,23 @@ def test_config_validation():
         RunConfig.from_dict({"modles": ["a"]})
     spec = RunConfig(device="cpu", precision="bf16", batch_size=4).inference_spec(InferenceSpec(mode="slide", crop=64))
     assert (spec.mode, spec.crop, spec.precision, spec.batch_size) == ("slide", (64, 64), "bf16", 4)
+
+
+def test_warnings_raised_in_a_cell_are_logged_with_it(data_root, tmp_path):
+    import warnings
+
+    class Warns(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.meta, self.weights_info = inner, inner.meta, inner.weights_info
+
+        def forward(self, x):
+            warnings.warn("odd <input> seen", UserWarning, stacklevel=1)
+            return self.inner(x)
+
+    def factory(name, **kw):
+        return Warns(models.create_model(name, **kw))
+
+    result = run(make_config(data_root, tmp_path, run_id="w", max_images=1), ["clean"], model_factory=factory)
+    cell = json.loads(next((result.run_dir / "cells").glob("*clean*.json")).read_text())
+    assert cell["warnings"] == ["UserWarning: odd <input> seen"]
