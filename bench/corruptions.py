@@ -119,6 +119,38 @@ def _takes_seed(name: str) -> bool:
     return "seed" in inspect.signature(imagecorruptions.corruption_dict[name]).parameters
 
 
+COLOUR_MAPS: frozenset[str] = frozenset({"brightness", "saturate"})
+"""Corruptions whose output pixel depends on that pixel's colour only (scikit-image's HSV round trip, elementwise)."""
+
+
+def _corrupt_colours(image: np.ndarray, name: str, severity: int) -> np.ndarray:
+    """`brightness` / `saturate` computed once per distinct colour: byte-identical to the module, and much faster.
+
+    These two spend their time in scikit-image's float64 HSV conversion of every pixel, yet are per-pixel colour maps
+    built from exactly rounded elementwise operations, so the module's own function applied to the image's distinct
+    colours (laid out as a small image) gives each pixel's output exactly. Street scenes hold far fewer distinct
+    colours than pixels; when more than half the pixels are distinct, the module runs on the image as is.
+    """
+    import imagecorruptions
+
+    flat = image.reshape(-1, 3)
+    packed = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
+    seen = np.zeros(1 << 24, dtype=bool)
+    seen[packed] = True
+    colours = np.flatnonzero(seen).astype(np.int32)
+    n, width = len(colours), 256
+    if n > flat.shape[0] // 2:
+        return np.ascontiguousarray(imagecorruptions.corrupt(image, severity=severity, corruption_name=name))
+    height = max(MIN_SIZE, -(-n // width))
+    grid = np.full(height * width, colours[0], dtype=np.int32)
+    grid[:n] = colours
+    tile = np.stack([(grid >> 16) & 255, (grid >> 8) & 255, grid & 255], axis=-1).astype(np.uint8)
+    mapped = imagecorruptions.corrupt(tile.reshape(height, width, 3), severity=severity, corruption_name=name)
+    index = np.zeros(1 << 24, dtype=np.int32)
+    index[colours] = np.arange(n, dtype=np.int32)
+    return np.ascontiguousarray(mapped.reshape(-1, 3)[:n][index[packed]].reshape(image.shape))
+
+
 def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
     """Corrupts one image with the imagecorruptions module, deterministically (steps 2-3 of the seed protocol).
 
@@ -151,6 +183,8 @@ def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarra
         )
     kwargs = {"seed": int(seed)} if _takes_seed(name) else {}
     image = np.ascontiguousarray(image)
+    if name in COLOUR_MAPS:
+        return _corrupt_colours(image, name, severity)
     with _RNG_LOCK:
         saved = np.random.get_state()
         try:

@@ -177,3 +177,15 @@ def test_condition():
     all_conditions = conditions()
     assert len(all_conditions) == 81 and all_conditions[0].is_clean
     assert [c.name for c in conditions(("fog",), (1, 5), clean=False)] == ["fog-1", "fog-5"]
+
+
+@pytest.mark.parametrize("name", ["brightness", "saturate"])
+def test_colour_map_fast_path_is_byte_identical(name):
+    from bench.synthetic import draw_scene
+
+    scene, _ = draw_scene((256, 512), seed=3, index=1)  # few distinct colours: the per-colour path runs
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)  # all distinct: the direct path
+    for image in (scene, noise):
+        for severity in range(1, 6):
+            expected = imagecorruptions.corrupt(image, severity=severity, corruption_name=name)
+            assert np.array_equal(corrupt(image, name, severity, seed=0), expected)
