@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from bench import metrics, robustness
+from models.checkpoint import sha256_file
 
 COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
 SCHEMA_VERSION = 1
@@ -351,14 +352,6 @@ def _norm(value: Any) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 # Provenance
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_path(path: str | Path) -> str:
