@@ -49,13 +49,28 @@ def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     return (x - m) / s
 
 
-def _forward(model: nn.Module, x: torch.Tensor, size: tuple[int, int], spec: InferenceSpec) -> torch.Tensor:
-    """Model logits for normalised `x`, resized to `size`, float32."""
+def _check_finite(out: torch.Tensor, model: nn.Module, spec: InferenceSpec) -> None:
+    if not bool(torch.isfinite(out).all()):
+        name = getattr(getattr(model, "meta", None), "name", type(model).__name__)
+        hint = "check the weights and the input" if spec.precision == "fp32" else "try precision fp32 (overflow?)"
+        raise NonFiniteLogitsError(f"model {name} produced NaN or inf logits (precision {spec.precision}); {hint}")
+
+
+def _forward(
+    model: nn.Module, x: torch.Tensor, size: tuple[int, int], spec: InferenceSpec, check_finite: bool = False
+) -> torch.Tensor:
+    """Model logits for normalised `x`, resized to `size`, float32.
+
+    With `check_finite`, the model's own output is checked before resizing: bilinear weights are non-negative and
+    sum to one, so the resized logits are finite exactly when the model's are, at a fraction of the cost.
+    """
     if spec.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with _autocast(spec, x.device):
         out = model(x)
     out = out.float()
+    if check_finite:
+        _check_finite(out, model, spec)
     if tuple(out.shape[-2:]) != tuple(size):
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
     return out
@@ -67,7 +82,9 @@ def window_starts(length: int, crop: int, stride: int) -> list[int]:
     return [max(min(i * stride + crop, length) - crop, 0) for i in range(grids)]
 
 
-def _slide(model: nn.Module, x: torch.Tensor, num_classes: int | None, spec: InferenceSpec) -> torch.Tensor:
+def _slide(
+    model: nn.Module, x: torch.Tensor, num_classes: int | None, spec: InferenceSpec, check_finite: bool = False
+) -> torch.Tensor:
     b, _, h, w = x.shape
     ch, cw = spec.crop
     sh, sw = spec.stride
@@ -76,7 +93,7 @@ def _slide(model: nn.Module, x: torch.Tensor, num_classes: int | None, spec: Inf
     ]
     crop_size = (boxes[0][2] - boxes[0][0], boxes[0][3] - boxes[0][1])  # every window has the same size
     crops = torch.cat([x[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in boxes])  # window-major: (n_windows * B, 3, ...)
-    outs = [_forward(model, chunk, crop_size, spec) for chunk in crops.split(spec.batch_size)]
+    outs = [_forward(model, chunk, crop_size, spec, check_finite) for chunk in crops.split(spec.batch_size)]
     logits = torch.cat(outs)
     c = logits.shape[1] if num_classes is None else num_classes
     total = x.new_zeros((b, c, h, w), dtype=torch.float32)
@@ -87,29 +104,32 @@ def _slide(model: nn.Module, x: torch.Tensor, num_classes: int | None, spec: Inf
     return total / count
 
 
-def _single(model: nn.Module, x: torch.Tensor, spec: InferenceSpec) -> torch.Tensor:
+def _single(model: nn.Module, x: torch.Tensor, spec: InferenceSpec, check_finite: bool = False) -> torch.Tensor:
     if spec.mode == "whole":
-        return _forward(model, x, tuple(x.shape[-2:]), spec)
-    return _slide(model, x, None, spec)
+        return _forward(model, x, tuple(x.shape[-2:]), spec, check_finite)
+    return _slide(model, x, None, spec, check_finite)
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, images: torch.Tensor, spec: InferenceSpec) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, spec: InferenceSpec, check_finite: bool = False
+) -> torch.Tensor:
     """Per-pixel class scores at the input resolution.
 
     Args:
         model: a segmentation model with `.meta` (mean, std, eval_crop, eval_stride), already on the images' device.
         images: uint8 RGB `(B, 3, H, W)` (or float in [0, 255]); normalised here with the model's mean/std.
         spec: inference settings; a missing crop/stride is taken from `model.meta`.
+        check_finite: raise `NonFiniteLogitsError` when the model outputs NaN or inf (one host sync per forward).
 
     Returns:
         float32 `(B, num_classes, H, W)`: logits, or with `spec.flip` the log of the flip-averaged probabilities.
     """
     spec = spec.resolve(model.meta)
     x = normalize(images, model.meta.mean, model.meta.std)
-    logits = _single(model, x, spec)
+    logits = _single(model, x, spec, check_finite)
     if spec.flip:
-        flipped = _single(model, x.flip(-1), spec).flip(-1)
+        flipped = _single(model, x.flip(-1), spec, check_finite).flip(-1)
         # log((softmax(a) + softmax(b)) / 2), computed in log space so confident pixels cannot underflow to -inf
         logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - math.log(2.0)
     return logits
@@ -135,11 +155,8 @@ def predict(
     Returns:
         int64 `(B, *out_size)` train ids.
     """
-    logits = predict_logits(model, images, spec)
+    logits = predict_logits(model, images, spec, check_finite)
     if out_size is not None and tuple(out_size) != tuple(logits.shape[-2:]):
         logits = F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
-    if check_finite and not bool(torch.isfinite(logits).all()):
-        name = getattr(getattr(model, "meta", None), "name", type(model).__name__)
-        hint = "check the weights and the input" if spec.precision == "fp32" else "try precision fp32 (overflow?)"
-        raise NonFiniteLogitsError(f"model {name} produced NaN or inf logits (precision {spec.precision}); {hint}")
-    return logits.argmax(1)
+    # max(dim).indices is argmax (first index on ties, NaN wins), and about 4x faster on CPU for a strided class dim
+    return logits.max(1).indices

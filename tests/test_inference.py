@@ -146,6 +146,27 @@ def test_bf16_on_cpu_close_to_fp32():
 def test_non_finite_logits_raise():
     with pytest.raises(NonFiniteLogitsError, match="NaN or inf"):
         predict(NaNModel().eval(), images(), InferenceSpec())
+    for spec in (InferenceSpec(mode="slide", crop=(16, 16), stride=(8, 8)), InferenceSpec(flip=True)):
+        with pytest.raises(NonFiniteLogitsError, match="NaN or inf"):
+            predict(NaNModel().eval(), images(), spec)
+    predict(NaNModel().eval(), images(), InferenceSpec(), check_finite=False)  # the caller may opt out
+
+
+class Coarse(Strided):
+    """Integer logits at stride 4: upsampled, many pixels tie between classes."""
+
+    def forward(self, x):
+        return super().forward(x).round()
+
+
+@pytest.mark.parametrize("spec", [InferenceSpec(), InferenceSpec(mode="slide", crop=(16, 16), stride=(8, 8))])
+def test_labels_are_argmax_of_resized_logits_ties_included(spec):
+    model = Coarse().eval()
+    x = images(h=41, w=67)
+    logits = torch.nn.functional.interpolate(
+        predict_logits(model, x, spec), size=(50, 80), mode="bilinear", align_corners=False
+    )
+    assert torch.equal(predict(model, x, spec, out_size=(50, 80)), logits.argmax(1))
 
 
 def test_spec_validation_and_meta_defaults():
