@@ -135,9 +135,13 @@ def _corrupt_colours(image: np.ndarray, name: str, severity: int) -> np.ndarray:
 
     flat = image.reshape(-1, 3)
     packed = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
-    seen = np.zeros(1 << 24, dtype=bool)
-    seen[packed] = True
-    colours = np.flatnonzero(seen).astype(np.int32)
+    if packed.size >= 1 << 20:  # large images: two 2**24 tables beat a sort
+        seen = np.zeros(1 << 24, dtype=bool)
+        seen[packed] = True
+        colours = np.flatnonzero(seen).astype(np.int32)
+        inverse = None
+    else:
+        colours, inverse = np.unique(packed, return_inverse=True)
     n, width = len(colours), 256
     if n > flat.shape[0] // 2:
         return np.ascontiguousarray(imagecorruptions.corrupt(image, severity=severity, corruption_name=name))
@@ -146,9 +150,11 @@ def _corrupt_colours(image: np.ndarray, name: str, severity: int) -> np.ndarray:
     grid[:n] = colours
     tile = np.stack([(grid >> 16) & 255, (grid >> 8) & 255, grid & 255], axis=-1).astype(np.uint8)
     mapped = imagecorruptions.corrupt(tile.reshape(height, width, 3), severity=severity, corruption_name=name)
-    index = np.zeros(1 << 24, dtype=np.int32)
-    index[colours] = np.arange(n, dtype=np.int32)
-    return np.ascontiguousarray(mapped.reshape(-1, 3)[:n][index[packed]].reshape(image.shape))
+    if inverse is None:
+        index = np.zeros(1 << 24, dtype=np.int32)
+        index[colours] = np.arange(n, dtype=np.int32)
+        inverse = index[packed]
+    return np.ascontiguousarray(mapped.reshape(-1, 3)[:n][inverse.ravel()].reshape(image.shape))
 
 
 def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:

@@ -183,9 +183,10 @@ def test_condition():
 def test_colour_map_fast_path_is_byte_identical(name):
     from bench.synthetic import draw_scene
 
-    scene, _ = draw_scene((256, 512), seed=3, index=1)  # few distinct colours: the per-colour path runs
+    scene, _ = draw_scene((256, 512), seed=3, index=1)  # few distinct colours: the per-colour path (sorting)
+    large, _ = draw_scene((768, 1536), seed=3, index=2)  # >= 2**20 pixels: the per-colour path (tables)
     noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)  # all distinct: the direct path
-    for image in (scene, noise):
+    for image in (scene, large, noise):
         for severity in range(1, 6):
             expected = imagecorruptions.corrupt(image, severity=severity, corruption_name=name)
             assert np.array_equal(corrupt(image, name, severity, seed=0), expected)
