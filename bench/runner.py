@@ -410,12 +410,14 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
 
     # Preflight: every model builds (weights found, random-init policy) before any work; hashes for the manifest.
     weights, protocols, details = {}, {}, {}
-    for name in config.models:
-        model = slot.build(name)
+    # In reverse order, through the slot: the first model stays loaded for the first cells instead of loading twice.
+    for name in reversed(config.models):
+        model = slot.get(name)
         weights[name] = weights_fingerprint(model, name, config)
         protocols[name] = spec.resolve(model.meta).protocol()
         details[name] = weights_detail(model)
         del model
+    weights, protocols, details = ({n: d[n] for n in config.models} for d in (weights, protocols, details))
     manifest = {
         "run_id": None,
         "suite": config.suite,

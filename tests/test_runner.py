@@ -282,3 +282,16 @@ def test_warnings_raised_in_a_cell_are_logged_with_it(data_root, tmp_path):
     result = run(make_config(data_root, tmp_path, run_id="w", max_images=1), ["clean"], model_factory=factory)
     cell = json.loads(next((result.run_dir / "cells").glob("*clean*.json")).read_text())
     assert cell["warnings"] == ["UserWarning: odd <input> seen"]
+
+
+def test_first_model_is_built_once(data_root, tmp_path):
+    built = []
+
+    def factory(name, **kw):
+        built.append(name)
+        return models.create_model(name, **kw)
+
+    cfg = make_config(data_root, tmp_path, run_id="once", max_images=1, models=("segformer-tiny", "fcn-mit-tiny"))
+    run(cfg, ["clean", "fog-1"], model_factory=factory)
+    # preflight (reverse order) leaves the first model loaded for its cells; the second is built again for its own
+    assert built == ["fcn-mit-tiny", "segformer-tiny", "fcn-mit-tiny"]
