@@ -402,7 +402,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance-miou", type=float, default=Tolerances.accuracy_abs, help="accuracy points (0.1)")
     p.add_argument("--speed-factor", type=float, default=Tolerances.speed_factor, help="median ratio gate (1.10)")
     p.add_argument("--alpha", type=float, default=Tolerances.alpha, help="Mann-Whitney significance (0.01)")
-    p.add_argument("--history", help="append a JSON line per comparison to this file")
+    p.add_argument("--history", help="append a JSON line per comparison here (default: history.jsonl beside the run)")
     p.add_argument("--summary", help="also append the Markdown summary to this file")
 
 
@@ -421,8 +421,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.update_baseline and not Path(args.baseline).exists():
         print(f"baseline written: {write_baseline(load_results(args.candidate), args.baseline)}")
         return 0
+    history = args.history or (Path(args.candidate).parent / "history.jsonl" if Path(args.candidate).is_dir() else None)
     try:
-        code = run_compare(args.baseline, args.candidate, tolerances_from(args), args.history, args.summary)
+        code = run_compare(args.baseline, args.candidate, tolerances_from(args), history, args.summary)
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
