@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from bench.config import InferenceSpec
 from bench.corruptions import Condition
 from bench.data import CityscapesDataset
+from bench.generate_c import write_png_atomic
 from bench.inference import predict
 from bench.results import atomic_write_json
 
@@ -43,9 +43,7 @@ def _safe(name: str) -> str:
 
 def _save(array: np.ndarray, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
+    write_png_atomic(array, path)
     return path.as_posix()
 
 
