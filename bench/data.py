@@ -143,6 +143,17 @@ def _check_label_header(path: Path, img: Image.Image) -> None:
         raise DataError(f"{path}: label mode {img.mode!r}, expected a single-channel 8-bit PNG of Cityscapes ids")
 
 
+def _decode(path: Path, check_header) -> np.ndarray:
+    """Open a PNG, validate its header with `check_header(path, img)`, decode it to a uint8 array (one error line)."""
+    with _open_header(path) as img:
+        check_header(path, img)
+        try:
+            img.load()
+        except (OSError, SyntaxError, ValueError, zlib.error) as exc:
+            raise _decode_error(path, exc) from None
+        return np.asarray(img, dtype=np.uint8).copy()
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Reads an 8-bit RGB PNG into a uint8 array (H, W, 3).
 
@@ -150,14 +161,7 @@ def read_image(path: str | Path) -> np.ndarray:
         DataNotFoundError: the file does not exist.
         DataError: unreadable or truncated file, not RGB (grayscale/palette/RGBA are rejected), or under 32 px.
     """
-    path = Path(path)
-    with _open_header(path) as img:
-        _check_image_header(path, img)
-        try:
-            img.load()
-        except (OSError, SyntaxError, ValueError, zlib.error) as exc:
-            raise _decode_error(path, exc) from None
-        return np.asarray(img, dtype=np.uint8).copy()
+    return _decode(Path(path), _check_image_header)
 
 
 def read_label(path: str | Path, kind: str | None = None) -> np.ndarray:
@@ -184,13 +188,7 @@ def read_label(path: str | Path, kind: str | None = None) -> np.ndarray:
             )
     if kind not in ("trainIds", "labelIds"):
         raise ValueError(f"label kind {kind!r} must be 'trainIds' or 'labelIds'")
-    with _open_header(path) as img:
-        _check_label_header(path, img)
-        try:
-            img.load()
-        except (OSError, SyntaxError, ValueError, zlib.error) as exc:
-            raise _decode_error(path, exc) from None
-        values = np.asarray(img, dtype=np.uint8).copy()
+    values = _decode(path, _check_label_header)
     valid = VALID_TRAIN_IDS if kind == "trainIds" else VALID_LABEL_IDS
     bad = ~valid[values]
     if bad.any():
