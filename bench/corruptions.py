@@ -208,6 +208,18 @@ def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarra
     return np.ascontiguousarray(out)
 
 
+def warm_up(name: str, severity: int) -> None:
+    """Runs a corruption once on a tiny image, so that processes forked afterwards inherit its first-call costs.
+
+    A corruption's first call in a process imports ``imagecorruptions`` (scipy, scikit-image, numba, OpenCV: about
+    0.4 s) and, for ``glass_blur``, JIT-compiles its numba pixel shuffle (about 2.4 s per argument signature; severity
+    3 has its own). DataLoader workers are forked per cell, so without this every worker of every corrupted cell paid
+    those seconds while the model waited for its first batch. The result is discarded; the caller's global random
+    state is left as it was (see :func:`corrupt`).
+    """
+    corrupt(np.zeros((MIN_SIZE, MIN_SIZE, 3), dtype=np.uint8), name, severity, 0)
+
+
 @dataclass(frozen=True)
 class Condition:
     """An evaluation condition: clean, or one corruption at one severity.

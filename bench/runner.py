@@ -43,7 +43,7 @@ from torch import nn
 
 from bench import distributed
 from bench.config import InferenceSpec, RunConfig
-from bench.corruptions import Condition
+from bench.corruptions import Condition, warm_up
 from bench.corruptions import conditions as expand_conditions
 from bench.inference import NonFiniteLogitsError, predict
 from bench.metrics import CITYSCAPES_CLASSES, confusion_matrix
@@ -242,6 +242,8 @@ def _accuracy_cell(
         corrupted_root=config.corrupted_root,
     )
     shard = distributed.shard_indices(len(dataset), ctx.rank, ctx.world_size)
+    if config.workers > 0 and not cell.condition.is_clean and config.corrupted_root is None:
+        warm_up(cell.condition.corruption, cell.condition.severity)  # inherited by the forked workers
     cuda = ctx.device.type == "cuda"
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, shard),

@@ -190,3 +190,24 @@ def test_colour_map_fast_path_is_byte_identical(name):
         for severity in range(1, 6):
             expected = imagecorruptions.corrupt(image, severity=severity, corruption_name=name)
             assert np.array_equal(corrupt(image, name, severity, seed=0), expected)
+
+
+def test_warm_up_compiles_glass_blur_in_the_calling_process():
+    # In a fresh interpreter (this one may have compiled it already): after warm_up the numba pixel shuffle holds a
+    # compiled signature, which forked DataLoader workers inherit; the global random state is left as it was.
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from imagecorruptions import corruptions as c\n"
+        "from bench.corruptions import warm_up\n"
+        "np.random.seed(5); before = np.random.get_state()[1].copy()\n"
+        "assert not c._shuffle_pixels_njit_glass_blur.signatures\n"
+        "warm_up('glass_blur', 1)\n"
+        "assert c._shuffle_pixels_njit_glass_blur.signatures\n"
+        "assert (np.random.get_state()[1] == before).all()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]

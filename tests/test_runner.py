@@ -295,3 +295,13 @@ def test_first_model_is_built_once(data_root, tmp_path):
     run(cfg, ["clean", "fog-1"], model_factory=factory)
     # preflight (reverse order) leaves the first model loaded for its cells; the second is built again for its own
     assert built == ["fcn-mit-tiny", "segformer-tiny", "fcn-mit-tiny"]
+
+
+def test_corrupted_cells_warm_up_the_corruption_before_forking_workers(data_root, tmp_path, monkeypatch):
+    import bench.runner as runner_module
+
+    calls = []
+    monkeypatch.setattr(runner_module, "warm_up", lambda name, severity: calls.append((name, severity)))
+    run(make_config(data_root, tmp_path, run_id="wu", max_images=1, workers=1), ["clean", "fog-2"])
+    run(make_config(data_root, tmp_path, run_id="w0", max_images=1, workers=0), ["fog-1"])
+    assert calls == [("fog", 2)]  # not for clean images, nor without workers to fork
