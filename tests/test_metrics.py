@@ -159,3 +159,33 @@ def test_confusion_matrix_rejects_bad_input():
 def test_empty_matrix_is_nan():
     cm = torch.zeros(19, 19, dtype=torch.long)
     assert math.isnan(mean_iou(cm)) and math.isnan(pixel_accuracy(cm)) and math.isnan(mean_class_accuracy(cm))
+
+
+def test_cpu_pair_count_chunks_and_layouts_agree(monkeypatch):
+    import bench.metrics as metrics
+
+    rng = np.random.default_rng(4)
+    p, g = random_pair(rng)
+    pred, target = torch.from_numpy(p), torch.from_numpy(g)
+    reference = _confusion_matrix_reference(p, g)
+    monkeypatch.setattr(metrics, "_MIN_CHUNK", 1000)  # several threads, each counting its own slice
+    with torch.inference_mode():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(3)
+        try:
+            assert torch.equal(confusion_matrix(pred, target), reference)
+            # non-contiguous views and a wider dtype take the same kernel
+            assert torch.equal(confusion_matrix(pred.t(), target.t()), reference)
+            assert torch.equal(confusion_matrix(pred.long()[:, ::2], target[:, ::2]), _confusion_matrix_reference(
+                p[:, ::2], g[:, ::2]))  # fmt: skip
+            with pytest.raises(ValueError, match=r"\[8589934592\]"):  # outside a byte in the last chunk only
+                bad = target.long().reshape(-1).clone()
+                bad[-1] = 2**33
+                confusion_matrix(pred.reshape(-1), bad)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _confusion_matrix_reference(p: np.ndarray, g: np.ndarray) -> torch.Tensor:
+    keep = g != 255
+    return torch.from_numpy(np.bincount(g[keep].astype(np.int64) * 19 + p[keep], minlength=361).reshape(19, 19))
