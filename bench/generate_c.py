@@ -39,6 +39,7 @@ from bench.corruptions import (
     Condition,
     condition_seed,
     corrupt,
+    warm_up,
 )
 from bench.data import MANIFEST, DataError, SampleRef, corrupted_image_path, find_samples, read_image, read_manifest
 
@@ -286,6 +287,9 @@ def generate_c(
         # fork: workers start at once with the modules already imported. They leave OpenCV's thread count alone:
         # cv2.setNumThreads() in a forked child deadlocks once the parent has used OpenCV's thread pool.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        if method == "fork":  # workers inherit the imports and numba's compiled glass_blur instead of each paying it
+            for corruption, severity in sorted({(t[3], s) for t in tasks for s in t[4]}):
+                warm_up(corruption, severity)
         executor = ProcessPoolExecutor(workers, multiprocessing.get_context(method))
         try:
             futures = [executor.submit(_run_task, *task) for task in tasks]  # forks the workers before tqdm's thread

@@ -133,3 +133,14 @@ def test_bad_image_error_reaches_the_caller(synthetic_root, tmp_path):
     assert not list((tmp_path / "o").rglob("synthtown_000002_000019_leftImg8bit.png"))
     assert not [p for p in (tmp_path / "o").rglob("*") if p.name.endswith(TEMP_SUFFIX)]
     assert np.array_equal(read_image(next(data.rglob("synthtown_000001_000019_leftImg8bit.png"))).shape, (64, 128, 3))
+
+
+def test_parent_warms_every_condition_up_before_forking_workers(synthetic_root, tmp_path, monkeypatch):
+    import bench.generate_c as generate_module
+
+    calls = []
+    monkeypatch.setattr(generate_module, "warm_up", lambda name, severity: calls.append((name, severity)))
+    generate_c(synthetic_root, tmp_path / "one", ("fog",), (2,), workers=1, quiet=True)
+    assert calls == []  # one process: nothing to inherit
+    generate_c(synthetic_root, tmp_path / "two", ("fog", "contrast"), (1, 3), workers=2, quiet=True)
+    assert calls == [("contrast", 1), ("contrast", 3), ("fog", 1), ("fog", 3)]
