@@ -12,6 +12,9 @@ Semantics follow mmseg's `EncoderDecoder` test path (the code SegFormer's Citysc
   so their argmax and softmax are those of the average.
 
 Logits are accumulated in float32 whatever the autocast precision.
+
+Label maps on the CPU (`predict`, whole mode without flip) never hold the full-resolution logits: they are resized
+and reduced to labels in bands of rows (see `resize_argmax`), with the same numbers as resizing everything first.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench._numba import compiled
 from bench.config import InferenceSpec
 
 
@@ -57,9 +62,9 @@ def _check_finite(out: torch.Tensor, model: nn.Module, spec: InferenceSpec) -> N
 
 
 def _forward(
-    model: nn.Module, x: torch.Tensor, size: tuple[int, int], spec: InferenceSpec, check_finite: bool = False
+    model: nn.Module, x: torch.Tensor, size: tuple[int, int] | None, spec: InferenceSpec, check_finite: bool = False
 ) -> torch.Tensor:
-    """Model logits for normalised `x`, resized to `size`, float32.
+    """Model logits for normalised `x`, resized to `size` (None: as the model returns them), float32.
 
     With `check_finite`, the model's own output is checked before resizing: bilinear weights are non-negative and
     sum to one, so the resized logits are finite exactly when the model's are, at a fraction of the cost.
@@ -71,7 +76,7 @@ def _forward(
     out = out.float()
     if check_finite:
         _check_finite(out, model, spec)
-    if tuple(out.shape[-2:]) != tuple(size):
+    if size is not None and tuple(out.shape[-2:]) != tuple(size):
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
     return out
 
@@ -135,6 +140,73 @@ def predict_logits(
     return logits
 
 
+def _argmax_rows_kernel(scores: np.ndarray, row0: int, out: np.ndarray) -> None:
+    """`out[i, r, x]` = index of the largest `scores[i, :, row0 + r, x]`: the first one on ties, the first NaN if any.
+
+    The same rule as `torch.max(dim=1).indices`. Plain Python here; compiled with numba (`bench._numba.compiled`).
+    """
+    b, c, _, w = scores.shape
+    best = np.empty(w, dtype=scores.dtype)
+    for i in range(b):
+        for r in range(out.shape[1]):
+            labels = out[i, r]
+            best[:] = scores[i, 0, row0 + r]
+            labels[:] = 0
+            for k in range(1, c):
+                row = scores[i, k, row0 + r]
+                for x in range(w):
+                    v = row[x]
+                    # v > best is False whenever either is NaN: a NaN takes over once, then nothing beats it
+                    if v > best[x] or (v != v and best[x] == best[x]):
+                        best[x] = v
+                        labels[x] = k
+
+
+BAND_ROWS = 8  # source rows resized per band: 8 x 4 output rows x 19 classes x 2048 px x 4 B = 2.5 MB, cache-sized
+
+
+def resize_argmax(logits: torch.Tensor, size: tuple[int, int], band_rows: int | None = None) -> torch.Tensor:
+    """`F.interpolate(logits, size, mode="bilinear", align_corners=False).max(1).indices`, with identical labels.
+
+    On the CPU, when the height grows by a power-of-two factor `k` (1 included; SegFormer's stride-4 logits of an
+    image whose sides divide by 4), the rows are processed in bands of `band_rows` source rows, each padded by one
+    source row on both sides. A band's output rows then see the same source rows, and (since `k` is a power of two)
+    the same float32 source coordinates and weights, as in the full resize, so every value is bit-identical. The
+    band's labels are taken right away by a compiled loop. This never materialises the full-resolution logits
+    (40 MB for 19 classes at 512x1024): no page faults for a fresh buffer, and the band stays in cache. Other cases
+    (CUDA, other factors, other dtypes, channels_last logits) take the plain path.
+
+    Args:
+        logits: `(B, C, h, w)` scores.
+        size: `(H, W)` of the label map.
+        band_rows: source rows per band (default `BAND_ROWS`).
+
+    Returns:
+        int64 `(B, H, W)` labels.
+    """
+    b, c, h, w = logits.shape
+    out_h, out_w = size
+    k = out_h // h if h and out_h % h == 0 else 0
+    plain = logits.device.type != "cpu" or logits.dtype != torch.float32 or not logits.is_contiguous()
+    if plain or k < 1 or k & (k - 1) or c == 0:
+        if (h, w) != tuple(size):
+            logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        return logits.max(1).indices
+    kernel = compiled(_argmax_rows_kernel)
+    band_rows = band_rows or BAND_ROWS
+    labels = torch.empty((b, out_h, out_w), dtype=torch.int64)
+    out = labels.numpy()
+    if (h, w) == (out_h, out_w):  # nothing to resize (F.interpolate would copy)
+        kernel(logits.numpy(), 0, out)
+        return labels
+    for start in range(0, h, band_rows):
+        stop = min(start + band_rows, h)
+        lo, hi = max(start - 1, 0), min(stop + 1, h)
+        band = F.interpolate(logits[:, :, lo:hi], size=((hi - lo) * k, out_w), mode="bilinear", align_corners=False)
+        kernel(band.numpy(), (start - lo) * k, out[:, start * k : stop * k])
+    return labels
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -155,6 +227,12 @@ def predict(
     Returns:
         int64 `(B, *out_size)` train ids.
     """
+    size = tuple(images.shape[-2:])
+    spec = spec.resolve(model.meta)
+    if spec.mode == "whole" and not spec.flip and (out_size is None or tuple(out_size) == size):
+        # the model's own logits go straight to resize_argmax: the same labels as resizing to `size` first
+        x = normalize(images, model.meta.mean, model.meta.std)
+        return resize_argmax(_forward(model, x, None, spec, check_finite), size)
     logits = predict_logits(model, images, spec, check_finite)
     if out_size is not None and tuple(out_size) != tuple(logits.shape[-2:]):
         logits = F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)

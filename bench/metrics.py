@@ -26,6 +26,8 @@ import threading
 import numpy as np
 import torch
 
+from bench._numba import compiled
+
 # Cityscapes train-id class names, in train-id order (cityscapesscripts.helpers.labels).
 CITYSCAPES_CLASSES: tuple[str, ...] = (
     "road",
@@ -108,7 +110,7 @@ def confusion_matrix(
 def _count_pairs_kernel(pred: np.ndarray, target: np.ndarray, counts: np.ndarray) -> int:
     """Adds each pixel's `target * 256 + pred` to `counts` (65536 bins); returns how many values lay outside a byte.
 
-    Plain Python here; :func:`_kernel` compiles it with numba (`nogil`, so chunks run in parallel threads).
+    Plain Python here; `bench._numba.compiled` compiles it with numba (`nogil`, so chunks run in parallel threads).
     """
     outside = 0
     for i in range(pred.size):
@@ -121,22 +123,7 @@ def _count_pairs_kernel(pred: np.ndarray, target: np.ndarray, counts: np.ndarray
     return outside
 
 
-_KERNEL = None
 _MIN_CHUNK = 1 << 19  # pixels per thread: below this, starting a thread costs more than it saves
-
-
-def _kernel():
-    global _KERNEL
-    if _KERNEL is None:
-        from numba import njit
-
-        # cache=True keeps the machine code in bench/__pycache__ (or numba's user cache), so later processes skip
-        # the ~1 s compilation; numba refuses caching when no cache folder is writable, and then compiles per process
-        try:
-            _KERNEL = njit(nogil=True, cache=True)(_count_pairs_kernel)
-        except RuntimeError:
-            _KERNEL = njit(nogil=True)(_count_pairs_kernel)
-    return _KERNEL
 
 
 def _count_pairs_cpu(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray | None:
@@ -146,7 +133,7 @@ def _count_pairs_cpu(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray | N
     bytes written and read back per pixel): about 4x faster than `np.bincount` on one core, and split into contiguous
     chunks counted by up to `torch.get_num_threads()` threads.
     """
-    kernel = _kernel()
+    kernel = compiled(_count_pairs_kernel)
     p, t = pred.numpy(), target.numpy()
     chunks = max(1, min(torch.get_num_threads(), p.size // _MIN_CHUNK))
     if chunks == 1:

@@ -7,8 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import bench.inference
 from bench.config import InferenceSpec
-from bench.inference import NonFiniteLogitsError, normalize, predict, predict_logits, window_starts
+from bench.inference import (
+    NonFiniteLogitsError,
+    normalize,
+    predict,
+    predict_logits,
+    resize_argmax,
+    window_starts,
+)
 from models.base import ModelMeta
 
 
@@ -167,6 +175,61 @@ def test_labels_are_argmax_of_resized_logits_ties_included(spec):
         predict_logits(model, x, spec), size=(50, 80), mode="bilinear", align_corners=False
     )
     assert torch.equal(predict(model, x, spec, out_size=(50, 80)), logits.argmax(1))
+
+
+def scores_with_ties_and_non_finite(b, c, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, h, w, generator=g) * 3
+    x[:, :, : h // 2] = x[:, :, : h // 2].round()  # integer scores in the top half: many exact ties after resizing
+    x[0, 1, h // 3, w // 2] = float("nan")  # a NaN spreads to its neighbours and must win there, as in torch.max
+    x[-1, 0, h - 1, 0] = float("inf")
+    x[-1, c - 1, 0, w - 1] = float("-inf")
+    return x
+
+
+@pytest.mark.parametrize(
+    "b, h, w, size, band_rows",
+    [
+        (2, 16, 24, (64, 96), 3),  # SegFormer's x4, bands not dividing the height
+        (1, 16, 24, (128, 50), 5),  # x8 in height, the width shrinks by a non-integer factor
+        (2, 9, 7, (36, 28), 1),  # one source row per band
+        (1, 10, 24, (10, 40), 3),  # x1 in height: only the width is resized
+        (2, 16, 24, (16, 24), 4),  # nothing to resize
+        (1, 16, 24, (48, 96), 4),  # x3: not a power of two, plain path
+        (1, 17, 33, (67, 130), 8),  # not a multiple, plain path
+    ],
+)
+def test_resize_argmax_equals_resizing_everything_then_argmax(b, h, w, size, band_rows):
+    x = scores_with_ties_and_non_finite(b, 5, h, w)
+    full = x if (h, w) == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    expected = full.max(1).indices
+    assert expected[:, : size[0] // 2].ne(expected[:, : size[0] // 2].roll(1, -1)).any()  # not a constant map
+    got = resize_argmax(x, size, band_rows=band_rows)
+    assert got.dtype == torch.int64 and got.shape == (b, *size)
+    assert torch.equal(got, expected)
+
+
+def test_resize_argmax_leaves_channels_last_and_cuda_layouts_to_torch():
+    x = scores_with_ties_and_non_finite(2, 5, 16, 24).contiguous(memory_format=torch.channels_last)
+    expected = F.interpolate(x, size=(64, 96), mode="bilinear", align_corners=False).max(1).indices
+    assert torch.equal(resize_argmax(x, (64, 96)), expected)
+
+
+@pytest.mark.parametrize("model", [Coarse(), NaNModel()], ids=["ties", "nan"])
+def test_predict_takes_labels_band_by_band_with_the_same_result(model, monkeypatch):
+    kernels = []
+
+    def record(fn):  # run the kernel as plain Python, and see that the banded path was taken
+        kernels.append(fn.__name__)
+        return fn
+
+    monkeypatch.setattr(bench.inference, "compiled", record)
+    monkeypatch.setattr(bench.inference, "BAND_ROWS", 3)
+    x = images(h=40, w=64)
+    expected = predict_logits(model.eval(), x, InferenceSpec()).max(1).indices
+    for out_size in (None, (40, 64)):
+        assert torch.equal(predict(model, x, InferenceSpec(), out_size=out_size, check_finite=False), expected)
+    assert kernels == ["_argmax_rows_kernel"] * 2
 
 
 def test_spec_validation_and_meta_defaults():
