@@ -241,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "compare": cmd_compare,
     }[command]
+    from bench.allocator import retain_freed_memory
+
+    retain_freed_memory()  # before any worker forks: they inherit it (SEGBENCH_MALLOC=system opts out)
     try:
         return handler(argv)
     except KeyboardInterrupt:

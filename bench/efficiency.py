@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import allocator
 from bench.flops import (
     CONVENTIONS,
     PAPER_RULES,
@@ -141,7 +142,8 @@ def hardware_info() -> dict[str, Any]:
     """The machine behind a set of numbers: CPU, GPU (when CUDA is available), library versions, threads.
 
     Keys: ``cpu_model``, ``cpu_count`` (logical cores), ``cpu_affinity`` (cores this process may use),
-    ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``cuda_available``, and when CUDA is
+    ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``allocator`` (`bench.allocator.describe`),
+    ``cuda_available``, and when CUDA is
     available ``gpu_name``, ``gpu_count``, ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version``
     (otherwise those are None).
     """
@@ -157,6 +159,7 @@ def hardware_info() -> dict[str, Any]:
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
+        "allocator": allocator.describe(),
         "cuda_available": torch.cuda.is_available(),
         "gpu_name": None,
         "gpu_count": None,

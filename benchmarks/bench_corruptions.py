@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
+from bench.allocator import retain_freed_memory  # noqa: E402
 from bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, category_of, condition_seed, corrupt  # noqa: E402
 from bench.generate_c import PNG_COMPRESS_LEVEL, library_versions  # noqa: E402
 from bench.synthetic import draw_scene  # noqa: E402
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1 or args.repeats < 1:
         p.error("--workers and --repeats must be >= 1")
     _ENCODE_PNG = args.png
+    malloc = retain_freed_memory()  # as run_bench.py does, before the workers fork; SEGBENCH_MALLOC=system: off
 
     h, w = args.size
     _IMAGES.extend(draw_scene((h, w), seed=0, index=i)[0] for i in range(min(args.repeats * args.workers, 4)))
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# corruption throughput at {h}x{w}, severities 1-5 cycled, {args.repeats} images/process/corruption")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, {versions}")
     png = f"PNG encoding (level {PNG_COMPRESS_LEVEL}) included" if args.png else "corruption only, no PNG"
-    print(f"# {png}")
+    print(f"# {png}; allocator: {malloc}")
     n = args.workers
     header = (
         f"{'corruption':<18} {'category':<8} {'1 proc img/s':>12} {'s/img':>7} {f'{n} procs img/s':>14} {'speed-up':>8}"

@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
+from bench.allocator import retain_freed_memory  # noqa: E402
 from models.segformer import DECODER_WIDTH, MIT_CONFIGS  # noqa: E402
 
 
@@ -53,10 +54,13 @@ def main() -> None:
     args = ap.parse_args()
     import transformers
 
+    malloc = retain_freed_memory()  # as run_bench.py does; SEGBENCH_MALLOC=system for the C library's default
+
     h, w = (int(v) for v in args.size.lower().split("x"))
     print(
         f"# device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} "
-        f"transformers={transformers.__version__} input=1x3x{h}x{w} fp32 warmup={args.warmup} iters={args.iters}"
+        f"transformers={transformers.__version__} input=1x3x{h}x{w} fp32 warmup={args.warmup} iters={args.iters}\n"
+        f"# allocator: {malloc}"
     )
     print(
         "variant | reference s/img | faithful s/img | fast s/img | faithful/ref speed | fast/ref speed | "

@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
+from bench.allocator import retain_freed_memory  # noqa: E402
 from bench.config import InferenceSpec, RunConfig  # noqa: E402
 from bench.data import CityscapesDataset  # noqa: E402
 from bench.inference import normalize, predict  # noqa: E402
@@ -63,10 +64,11 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table shows medians")
     args = ap.parse_args()
+    malloc = retain_freed_memory()  # as run_bench.py does, before the DataLoader forks; SEGBENCH_MALLOC=system: off
     h, w = (int(v) for v in args.size.split("x"))
     print(
         f"# model={args.model} fast={args.fast} size={h}x{w} images={args.images} workers={args.workers} "
-        f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}"
+        f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}\n# allocator: {malloc}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
