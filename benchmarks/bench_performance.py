@@ -2,7 +2,7 @@
 
 1. SegFormer: transformers' reference vs the faithful path vs the fast path (1024x2048, round-robin timing).
 2. Evaluation pipeline: end-to-end cell throughput vs forward-only, faithful and fast.
-3. Corruptions: 1 process vs N processes at 1024x2048.
+3. Corruptions: 1 process vs N processes at 1024x2048, the corruption call alone and the whole generate-c command.
 4. Metrics: the confusion-matrix mIoU vs the official Cityscapes evaluator on 20 pairs.
 
     python benchmarks/bench_performance.py            # everything (about 15 minutes on 2 CPU cores)
@@ -40,6 +40,8 @@ def main() -> int:
          ["--size", mid, "--workers", str(args.workers), "--device", args.device, "--fast"]),
         ("Corruptions: 1 vs N processes", "bench_corruptions.py",
          ["--size", big, "--repeats", "1" if args.quick else "3", "--workers", str(args.workers)]),
+        ("generate-c: 1 vs N processes, end to end", "bench_generate_c.py",
+         ["--size", big, "--images", "2" if args.quick else "8", "--workers", str(args.workers)]),
         ("Metrics: ours vs the official evaluator", "bench_metrics.py",
          ["--pairs", "4" if args.quick else "20", "--device", args.device]),
     ]  # fmt: skip
