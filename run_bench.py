@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 COMMANDS = ("run", "list", "generate-c", "report", "compare")
@@ -37,6 +38,15 @@ def _severities(text: str | None) -> tuple[int, ...]:
             raise ValueError(f"--severities: {t!r} is not a severity; use integers 1-5, e.g. --severities 1,3,5")
         out.append(int(t))
     return tuple(out)
+
+
+def _workers(text: str, auto: Callable[[], int]) -> int:
+    """`--workers`: an integer >= 0, or `auto` (then `auto()`)."""
+    if text == "auto":
+        return auto()
+    if not text.isdigit():
+        raise ValueError(f"--workers: {text!r} is not a number of processes; give an integer >= 0 or auto")
+    return int(text)
 
 
 def expand_models(text: str) -> list[str]:
@@ -70,7 +80,12 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help="DataLoader worker processes per rank (default auto: 0 on CPU, where the model already uses every "
+        "core; on CUDA the cores but one, up to 8)",
+    )
     p.add_argument("--corruptions", help="comma list narrowing the suite's corruptions")
     p.add_argument("--severities", help="comma list of severities, applied to every corruption (e.g. 1,2,3,4,5)")
     p.add_argument("--max-images", type=int, help="evaluate only the first N images")
@@ -97,7 +112,7 @@ def cmd_run(argv: list[str]) -> int:
     args = _run_parser().parse_args(argv)
     import suites
     from bench.api import run_suite
-    from bench.config import RunConfig
+    from bench.config import RunConfig, default_workers
     from bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS
 
     suite = suites.get_suite(args.suite)
@@ -118,7 +133,7 @@ def cmd_run(argv: list[str]) -> int:
         device=args.device,
         precision=args.precision,
         batch_size=args.batch_size,
-        workers=args.workers,
+        workers=_workers(args.workers, lambda: default_workers(args.device)),
         corruptions=corruptions,
         max_images=args.max_images,
         only=args.only,
@@ -188,12 +203,13 @@ def cmd_generate_c(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--corruptions", help="comma list (default: the 16 Cityscapes-C corruptions)")
     p.add_argument("--severities", help="comma list (default: 1-5)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", default="auto", help="processes (default auto: the cores this process may use)")
     p.add_argument("--split", default="val")
     p.add_argument("--max-images", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    from bench.config import usable_cores
     from bench.corruptions import CORRUPTIONS, SEVERITIES
     from bench.generate_c import generate_c
 
@@ -202,7 +218,7 @@ def cmd_generate_c(argv: list[str]) -> int:
         args.out,
         corruptions=_csv(args.corruptions) or CORRUPTIONS,
         severities=_severities(args.severities) or SEVERITIES,
-        workers=args.workers,
+        workers=_workers(args.workers, usable_cores),
         base_seed=args.seed,
         split=args.split,
         max_images=args.max_images,

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,35 @@ from typing import Any
 MODES = ("whole", "slide")
 PRECISIONS = ("fp32", "fp16", "bf16")
 ONLY = (None, "accuracy", "efficiency")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity; all logical cores where affinity is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(device: str) -> int:
+    """DataLoader worker processes per rank when the user gives no number.
+
+    * CPU: the model's intra-op threads already run on every core (`torch.get_num_threads()`), so a worker process
+      can only take a core away from the model, and then the model's parallel sections wait for the slowed thread.
+      Measured on 2 cores (fast SegFormer-B0, 512x1024, `benchmarks/bench_pipeline.py`): 0 workers beat 2 workers on
+      clean, fog-3 and gaussian_noise-3 images (3.56 vs 3.26 img/s clean) and tie on glass_blur-1. Only the cores the
+      model leaves free become workers.
+    * CUDA: the model runs on the GPU, so every core but the main process's one decodes and corrupts (up to 8).
+
+    Cores are split evenly between the ranks on this machine (`LOCAL_WORLD_SIZE`, set by torchrun).
+    """
+    import torch
+
+    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    cores = max(1, usable_cores() // local_ranks)
+    if torch.device(device).type == "cpu":
+        return max(0, min(8, cores - torch.get_num_threads()))
+    return max(1, min(8, cores - 1))
 
 
 def _pair(value: Any, name: str) -> tuple[int, int] | None:
@@ -107,7 +137,7 @@ class RunConfig:
         device: "cpu", "cuda" or "cuda:<i>" (under torchrun, each rank uses `cuda:<LOCAL_RANK>`).
         precision: "fp32", "fp16" or "bf16".
         batch_size: images per batch (crops per forward pass in slide mode).
-        workers: DataLoader worker processes.
+        workers: DataLoader worker processes (the command line's default is `default_workers(device)`).
         corruptions / severities: the corrupted conditions when the caller passes no explicit condition list.
         max_images: evaluate only the first N images (sorted by id); None for all.
         only: "accuracy" or "efficiency" to run one kind of cell; None for both.

@@ -103,6 +103,8 @@ def test_random_weights_refused_without_flag(tmp_path):
         (("--corruptions", "rain"), "unknown corruption 'rain'"),
         (("--weights", "/nonexistent/folder"), "--weights folder /nonexistent/folder does not exist"),
         (("report", "/nonexistent/run"), "/nonexistent/run: no results.csv here"),
+        (("--workers", "two"), "--workers: 'two' is not a number of processes"),
+        (("generate-c", "--out", "x", "--workers", "-1"), "--workers: '-1' is not a number of processes"),
     ],
 )
 def test_user_mistakes_are_one_line(tmp_path, args, message):

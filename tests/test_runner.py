@@ -305,3 +305,26 @@ def test_corrupted_cells_warm_up_the_corruption_before_forking_workers(data_root
     run(make_config(data_root, tmp_path, run_id="wu", max_images=1, workers=1), ["clean", "fog-2"])
     run(make_config(data_root, tmp_path, run_id="w0", max_images=1, workers=0), ["fog-1"])
     assert calls == [("fog", 2)]  # not for clean images, nor without workers to fork
+
+
+@pytest.mark.parametrize(
+    "device, cores, threads, local_ranks, expected",
+    [
+        ("cpu", 2, 2, None, 0),  # the model's threads use every core: no worker could run beside them
+        ("cpu", 16, 12, None, 4),  # the cores the model leaves free
+        ("cpu", 16, 1, "4", 3),  # torchrun on CPU: 4 cores per rank, 1 model thread each
+        ("cuda", 2, 2, None, 1),  # all cores but the main process's, at least one
+        ("cuda", 64, 64, None, 8),  # at most 8
+        ("cuda", 32, 32, "4", 7),  # 8 cores per rank
+    ],
+)
+def test_default_workers_leave_the_model_its_cores(monkeypatch, device, cores, threads, local_ranks, expected):
+    from bench import config
+
+    monkeypatch.setattr(config, "usable_cores", lambda: cores)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    if local_ranks is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_ranks)
+    assert config.default_workers(device) == expected
