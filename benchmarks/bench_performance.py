@@ -27,7 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes: checks that every part runs")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="processes for the corruption parts (the pipeline: auto)")
     args = ap.parse_args()
     big = "256x512" if args.quick else "1024x2048"
     mid = "128x256" if args.quick else "512x1024"
@@ -35,9 +35,9 @@ def main() -> int:
         ("SegFormer: reference vs faithful vs fast", "bench_fast_segformer.py",
          ["--variants", "b0" if args.quick else "b0,b2", "--size", big, "--iters", "2", "--device", args.device]),
         ("Pipeline: end-to-end vs forward-only (faithful)", "bench_pipeline.py",
-         ["--size", mid, "--workers", str(args.workers), "--device", args.device]),
+         ["--size", mid, "--device", args.device]),
         ("Pipeline: end-to-end vs forward-only (fast)", "bench_pipeline.py",
-         ["--size", mid, "--workers", str(args.workers), "--device", args.device, "--fast"]),
+         ["--size", mid, "--device", args.device, "--fast"]),
         ("Corruptions: 1 vs N processes", "bench_corruptions.py",
          ["--size", big, "--repeats", "1" if args.quick else "3", "--workers", str(args.workers)]),
         ("generate-c: 1 vs N processes, end to end", "bench_generate_c.py",

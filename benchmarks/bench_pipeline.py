@@ -1,6 +1,7 @@
 """End-to-end evaluation throughput against pure model-forward throughput, in one process, on the same images.
 
     python benchmarks/bench_pipeline.py --model segformer-b0 --size 512x1024 --images 8 --workers 2
+    python benchmarks/bench_pipeline.py --fast                 # B0's fast path, workers as run_bench.py picks them
 
 The end-to-end figure is a real runner cell (PNG decoding, the corruption, DataLoader workers, host-to-device copies,
 inference with resize and argmax, the confusion matrix); the forward-only figure runs the same model on the same
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
 from bench.allocator import retain_freed_memory  # noqa: E402
-from bench.config import InferenceSpec, RunConfig  # noqa: E402
+from bench.config import InferenceSpec, RunConfig, default_workers  # noqa: E402
 from bench.data import CityscapesDataset  # noqa: E402
 from bench.inference import normalize, predict  # noqa: E402
 from bench.runner import run  # noqa: E402
@@ -54,7 +55,7 @@ def main() -> None:
     ap.add_argument("--model", default="segformer-b0")
     ap.add_argument("--size", default="512x1024")
     ap.add_argument("--images", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, help="DataLoader workers (default: run_bench.py's auto, 0 on CPU)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument(
         "--conditions",
@@ -65,6 +66,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table shows medians")
     args = ap.parse_args()
     malloc = retain_freed_memory()  # as run_bench.py does, before the DataLoader forks; SEGBENCH_MALLOC=system: off
+    if args.workers is None:
+        args.workers = default_workers(args.device)
     h, w = (int(v) for v in args.size.split("x"))
     print(
         f"# model={args.model} fast={args.fast} size={h}x{w} images={args.images} workers={args.workers} "
