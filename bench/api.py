@@ -86,7 +86,7 @@ def _efficiency_fn(suite: SuiteSpec, config: RunConfig):
         return None
     if config.precision != "fp32":  # the user's precision replaces the suite's
         eff = dataclasses.replace(eff, precisions=(config.precision,))
-    sweep = runner.efficiency_probe(eff, config.device, suite.name, config.channels_last)
+    sweep = runner.efficiency_probe(eff, config.device, suite.name, config.channels_last, config.compile)
 
     def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
         rows = sweep(model, name)

@@ -147,6 +147,8 @@ class RunConfig:
         allow_random_weights: run models without a checkpoint (tests, smoke runs) instead of refusing.
         inference: the inference protocol; None uses the caller's (suite's) spec or `InferenceSpec()`.
         channels_last: NHWC input to the model.
+        compile: run accuracy cells through `torch.compile(model)` and time latency compiled (the first batch of
+            each input size compiles: about 40 s for SegFormer-B0 on 2 CPU cores).
         reference_model: model whose scores are the reference of CE / mCE in the run summary (must be in `models`).
         num_classes: classes of the label space.
         command: the command line recorded in env.json (None: `sys.argv`).
@@ -175,6 +177,7 @@ class RunConfig:
     allow_random_weights: bool = False
     inference: InferenceSpec | None = None
     channels_last: bool = False
+    compile: bool = False
     reference_model: str | None = None
     num_classes: int = 19
     command: list[str] | None = None

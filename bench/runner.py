@@ -91,7 +91,9 @@ class RunResult:
     timing: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def efficiency_probe(spec: Any, device: str | torch.device = "cpu", suite: str = "", channels_last: bool = False):
+def efficiency_probe(
+    spec: Any, device: str | torch.device = "cpu", suite: str = "", channels_last: bool = False, compile: bool = False
+):
     """An `EfficiencyFn` running `bench.efficiency.efficiency_sweep` with a suite's `bench.spec.EfficiencySpec`."""
     from bench.efficiency import efficiency_sweep
 
@@ -111,6 +113,7 @@ def efficiency_probe(spec: Any, device: str | torch.device = "cpu", suite: str =
             cv_threshold=spec.cv_threshold,
             max_retries=spec.max_retries,
             channels_last=channels_last,
+            compile=compile,
         )
 
     return probe
@@ -146,6 +149,7 @@ class _ModelSlot:
         self.factory = factory
         self.name: str | None = None
         self.model: nn.Module | None = None
+        self.compiled: nn.Module | None = None
 
     def build(self, name: str) -> nn.Module:
         if self.factory is None:
@@ -171,8 +175,18 @@ class _ModelSlot:
             self.name, self.model = name, model
         return self.model
 
+    def for_inference(self, name: str) -> nn.Module:
+        """The model for accuracy cells: `get(name)`, wrapped once in `torch.compile` when the config asks for it.
+        (Efficiency cells take the plain model: FLOP counters trace it, and the latency timer compiles on its own.)"""
+        model = self.get(name)
+        if not self.config.compile:
+            return model
+        if self.compiled is None:
+            self.compiled = torch.compile(model)
+        return self.compiled
+
     def release(self) -> None:
-        self.name = self.model = None
+        self.name = self.model = self.compiled = None
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -405,7 +419,7 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
         conditions = expand_conditions(config.corruptions, config.severities, clean=True)
     conds = [Condition.parse(c) if isinstance(c, str) else c for c in conditions]
     if efficiency is not None and not callable(efficiency):
-        efficiency = efficiency_probe(efficiency, ctx.device, config.suite, config.channels_last)
+        efficiency = efficiency_probe(efficiency, ctx.device, config.suite, config.channels_last, config.compile)
     spec = dataclasses.replace(config.inference_spec(inference), device=str(ctx.device))
     cells = plan_cells(config.models, conds, efficiency is not None, config.only)
     slot = _ModelSlot(config, ctx.device, model_factory)
@@ -471,7 +485,8 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
                     warnings.simplefilter("always")
                     model = slot.get(cell.model)
                     if cell.kind == "accuracy":
-                        record = _accuracy_cell(cell, model, config, spec.resolve(model.meta), ctx, label)
+                        runner = slot.for_inference(cell.model)
+                        record = _accuracy_cell(cell, runner, config, spec.resolve(model.meta), ctx, label)
                     else:
                         record = distributed.on_main(
                             lambda c=cell, m=model: _efficiency_cell(c, m, config, efficiency), ctx

@@ -328,3 +328,24 @@ def test_default_workers_leave_the_model_its_cores(monkeypatch, device, cores, t
     else:
         monkeypatch.setenv("LOCAL_WORLD_SIZE", local_ranks)
     assert config.default_workers(device) == expected
+
+
+def test_compile_runs_accuracy_cells_through_torch_compile(reference_run, data_root, tmp_path, monkeypatch):
+    wrapped = []
+    real_compile = torch.compile
+
+    def compile_eagerly(model, **kwargs):  # the real dynamo wrapper, without inductor's minutes of C++ compilation
+        wrapped.append(type(model).__name__)
+        return real_compile(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    conditions = ("clean", "fog-1")
+    result = run(make_config(data_root, tmp_path, run_id="compiled", compile=True), conditions, InferenceSpec())
+    assert wrapped == ["SegFormer"]  # once per model, shared by its cells
+    got = accuracy_frame(result.run_dir / "results.csv")
+    ref = accuracy_frame(reference_run.run_dir / "results.csv")
+    ref = ref[ref["condition"].isin(conditions)].reset_index(drop=True)
+    assert len(got) == len(ref) > 0
+    pd.testing.assert_frame_equal(got, ref)
+    env = json.loads((result.run_dir / "env.json").read_text())
+    assert env["config"]["compile"] is True
