@@ -15,9 +15,13 @@ confusion matrix on the device, all-reduces it across ranks, and rank 0 writes `
 the matrix, the tidy rows and the timing split (model / data / metric). A run folder that already holds a cell
 never recomputes it (`resume`). `results.csv` and `summary.csv` are gathered from the cell files.
 
+Order: the efficiency cells first, then the accuracy cells condition by condition. The cells of one condition run
+together: every model stays loaded, and each batch is read and corrupted once and goes through every model in turn,
+so corrupting on the fly costs the same for one model as for ten. Those cells share their data and total times.
+
 Faults: NaN/inf logits or CUDA out-of-memory fail that cell with a message saying what to change; the run goes on
-with the next cells and raises `RunFailed` at the end, listing them. Ctrl-C keeps every finished cell and prints how
-to resume.
+with the other models and the next cells and raises `RunFailed` at the end, listing them. Ctrl-C keeps every
+finished cell and prints how to resume.
 
 `python -m bench.runner --config cfg.json` runs a JSON-described run (RunConfig fields plus an optional
 `conditions` list such as `["clean", "fog-2"]`); it is what the distributed tests launch with torchrun.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import sys
@@ -120,7 +125,8 @@ def efficiency_probe(
 
 
 def plan_cells(models: Sequence[str], conds: Sequence[Condition], efficiency: bool, only: str | None) -> list[Cell]:
-    """Cells in run order: per model, its efficiency cell first (if any), then its conditions."""
+    """Cells in results order: per model, its efficiency cell first (if any), then its conditions. (They run in
+    `_group_cells` order: efficiency cells, then condition by condition.)"""
     cells = []
     for model in models:
         if efficiency and only != "accuracy":
@@ -128,6 +134,16 @@ def plan_cells(models: Sequence[str], conds: Sequence[Condition], efficiency: bo
         if only != "efficiency":
             cells.extend(Cell(model, "accuracy", c) for c in conds)
     return cells
+
+
+def _group_cells(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """Efficiency cells one by one, first; then the accuracy cells grouped by condition (in first-seen order), so that
+    each condition's images are read and corrupted once for all models (`_accuracy_cells`)."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.kind == "accuracy":
+            groups.setdefault(cell.condition.name, []).append(cell)
+    return [[c] for c in cells if c.kind != "accuracy"] + list(groups.values())
 
 
 def _collate(items: list[dict]) -> dict:
@@ -142,14 +158,17 @@ def _collate(items: list[dict]) -> dict:
 
 
 class _ModelSlot:
-    """Builds models one at a time (seeded, so random init is identical on every rank and every resume)."""
+    """Builds models (seeded, so random init is identical on every rank and every resume) and keeps them loaded.
+
+    Accuracy cells of one condition are evaluated together, every model on each batch (see `_accuracy_cells`), so
+    every model of a run stays loaded; only one runs at a time, so activations are never held for two.
+    """
 
     def __init__(self, config: RunConfig, device: torch.device, factory: Callable[..., nn.Module] | None):
         self.config, self.device = config, device
         self.factory = factory
-        self.name: str | None = None
-        self.model: nn.Module | None = None
-        self.compiled: nn.Module | None = None
+        self.models: dict[str, nn.Module] = {}
+        self.compiled: dict[str, nn.Module] = {}
 
     def build(self, name: str) -> nn.Module:
         if self.factory is None:
@@ -167,13 +186,12 @@ class _ModelSlot:
         return model.eval()
 
     def get(self, name: str) -> nn.Module:
-        if self.name != name:
-            self.release()
+        if name not in self.models:
             model = self.build(name).to(self.device)
             if self.config.channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            self.name, self.model = name, model
-        return self.model
+            self.models[name] = model
+        return self.models[name]
 
     def for_inference(self, name: str) -> nn.Module:
         """The model for accuracy cells: `get(name)`, wrapped once in `torch.compile` when the config asks for it.
@@ -181,12 +199,13 @@ class _ModelSlot:
         model = self.get(name)
         if not self.config.compile:
             return model
-        if self.compiled is None:
-            self.compiled = torch.compile(model)
-        return self.compiled
+        if name not in self.compiled:
+            self.compiled[name] = torch.compile(model)
+        return self.compiled[name]
 
     def release(self) -> None:
-        self.name = self.model = self.compiled = None
+        self.models.clear()
+        self.compiled.clear()
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -236,41 +255,50 @@ def _oom_message(cell: Cell, spec: InferenceSpec) -> str:
     )
 
 
-def _accuracy_cell(
-    cell: Cell,
-    model: nn.Module,
+def _accuracy_cells(
+    cells: Sequence[Cell],
+    runners: Sequence[nn.Module],
+    specs: Sequence[InferenceSpec],
     config: RunConfig,
-    spec: InferenceSpec,
     ctx: distributed.DistContext,
     label: str,
-) -> dict[str, Any]:
+) -> list[dict[str, Any] | CellError]:
+    """Evaluate the accuracy cells of one condition together: each batch is read (and corrupted) once and goes
+    through every model in turn, so a corruption computed on the fly costs the same for one model as for ten.
+
+    Returns one record per cell, or the `CellError` that failed it (NaN/inf logits, out of memory); a failed model
+    drops out of the loop and the others go on. Cells share the data time and the total wall time; the model and
+    metric times are each model's own.
+    """
     from bench.data import CityscapesDataset
 
+    condition = cells[0].condition
     start = time.perf_counter()
     dataset = CityscapesDataset(
         config.data_root,
         split=config.split,
         max_images=config.max_images,
-        condition=cell.condition,
+        condition=condition,
         base_seed=config.seed,
         corrupted_root=config.corrupted_root,
     )
     shard = distributed.shard_indices(len(dataset), ctx.rank, ctx.world_size)
-    if config.workers > 0 and not cell.condition.is_clean and config.corrupted_root is None:
-        warm_up(cell.condition.corruption, cell.condition.severity)  # inherited by the forked workers
+    if config.workers > 0 and not condition.is_clean and config.corrupted_root is None:
+        warm_up(condition.corruption, condition.severity)  # inherited by the forked workers
     cuda = ctx.device.type == "cuda"
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, shard),
-        batch_size=spec.batch_size,
+        batch_size=specs[0].batch_size,
         shuffle=False,
         num_workers=config.workers,
         collate_fn=_collate,
         pin_memory=cuda,
     )
     n = config.num_classes
-    cm = torch.zeros(n, n, dtype=torch.int64, device=ctx.device)
-    phases = torch.zeros(3, dtype=torch.float64)  # model, data, metric seconds
-    error: str | None = None
+    k = len(cells)
+    cms = [torch.zeros(n, n, dtype=torch.int64, device=ctx.device) for _ in cells]
+    phases = torch.zeros(k, 3, dtype=torch.float64)  # per cell: model, data, metric seconds
+    errors: list[str | None] = [None] * k
     from tqdm import tqdm
 
     bar = tqdm(total=len(shard), desc=label, unit="img", disable=config.quiet or not ctx.is_main, leave=False)
@@ -278,49 +306,66 @@ def _accuracy_cell(
         t = time.perf_counter()
         for batch in loader:
             t_data = time.perf_counter()
+            phases[:, 1] += t_data - t
             images = batch["image"].to(ctx.device, non_blocking=True)
             labels = batch["label"].to(ctx.device, non_blocking=True)
-            pred = predict(model, images, spec, out_size=tuple(labels.shape[-2:]))
-            _sync(ctx.device)
-            t_model = time.perf_counter()
-            cm += confusion_matrix(pred, labels, n)
-            _sync(ctx.device)
-            t_metric = time.perf_counter()
-            phases += torch.tensor([t_model - t_data, t_data - t, t_metric - t_model], dtype=torch.float64)
+            for i, (cell, runner, spec) in enumerate(zip(cells, runners, specs)):
+                if errors[i] is not None:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    pred = predict(runner, images, spec, out_size=tuple(labels.shape[-2:]))
+                except NonFiniteLogitsError as exc:
+                    errors[i] = f"cell {cell.id}: {exc}"
+                    continue
+                except torch.OutOfMemoryError:
+                    errors[i] = _oom_message(cell, spec)
+                    if cuda:
+                        torch.cuda.empty_cache()
+                    continue
+                _sync(ctx.device)
+                t1 = time.perf_counter()
+                cms[i] += confusion_matrix(pred, labels, n)
+                _sync(ctx.device)
+                phases[i, 0] += t1 - t0
+                phases[i, 2] += time.perf_counter() - t1
             bar.update(len(batch["id"]))
             t = time.perf_counter()
-    except NonFiniteLogitsError as exc:
-        error = f"cell {cell.id}: {exc}"
-    except torch.OutOfMemoryError:
-        error = _oom_message(cell, spec)
     finally:
         bar.close()
-    if distributed.any_failed(error is not None, ctx):
-        raise CellError(error or f"cell {cell.id} failed on another rank (see that rank's log)")
-    distributed.all_reduce_(cm, ctx)
     count = torch.tensor([len(shard)], dtype=torch.int64, device=ctx.device)
     distributed.all_reduce_(count, ctx)
-    phases = distributed.all_reduce_(phases.to(ctx.device), ctx).cpu()  # summed over ranks
+    num_images = int(count.item())
     total = torch.tensor([time.perf_counter() - start], dtype=torch.float64, device=ctx.device)
     total = float(distributed.all_reduce_(total, ctx, "max").item())
-    timing = {"total": total, "model": float(phases[0]), "data": float(phases[1]), "metric": float(phases[2])}
-    num_images = int(count.item())
     classes = CITYSCAPES_CLASSES if n == len(CITYSCAPES_CLASSES) else tuple(f"class{i}" for i in range(n))
-    cm_cpu = cm.cpu()
-    return {
-        "cell": cell.id,
-        "kind": "accuracy",
-        "model": cell.model,
-        "condition": cell.condition.name,
-        "num_images": num_images,
-        "world_size": ctx.world_size,
-        "device": str(ctx.device),
-        "inference": spec.to_dict(),
-        "timing": timing,
-        "class_names": list(classes),
-        "confusion_matrix": cm_cpu.tolist(),
-        "rows": accuracy_rows(cell.model, config.suite, cell.condition, cm_cpu, classes, timing, num_images),
-    }
+    out: list[dict[str, Any] | CellError] = []
+    for i, (cell, spec) in enumerate(zip(cells, specs)):
+        if distributed.any_failed(errors[i] is not None, ctx):
+            out.append(CellError(errors[i] or f"cell {cell.id} failed on another rank (see that rank's log)"))
+            continue
+        distributed.all_reduce_(cms[i], ctx)
+        split = distributed.all_reduce_(phases[i].to(ctx.device), ctx).cpu()  # summed over ranks
+        timing = {"total": total, "model": float(split[0]), "data": float(split[1]), "metric": float(split[2])}
+        cm_cpu = cms[i].cpu()
+        out.append(
+            {
+                "cell": cell.id,
+                "kind": "accuracy",
+                "model": cell.model,
+                "condition": condition.name,
+                "num_images": num_images,
+                "world_size": ctx.world_size,
+                "device": str(ctx.device),
+                "inference": spec.to_dict(),
+                "timing": timing,
+                "shared_with": [c.id for c in cells if c is not cell],
+                "class_names": list(classes),
+                "confusion_matrix": cm_cpu.tolist(),
+                "rows": accuracy_rows(cell.model, config.suite, condition, cm_cpu, classes, timing, num_images),
+            }
+        )
+    return out
 
 
 def _efficiency_cell(cell: Cell, model: nn.Module, config: RunConfig, efficiency: EfficiencyFn) -> dict[str, Any]:
@@ -426,8 +471,8 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
 
     # Preflight: every model builds (weights found, random-init policy) before any work; hashes for the manifest.
     weights, protocols, details = {}, {}, {}
-    # In reverse order, through the slot: the first model stays loaded for the first cells instead of loading twice.
-    for name in reversed(config.models):
+    # Through the slot, which keeps every model loaded for the cells (each is built once).
+    for name in config.models:
         model = slot.get(name)
         weights[name] = weights_fingerprint(model, name, config)
         protocols[name] = spec.resolve(model.meta).protocol()
@@ -477,42 +522,61 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
             f"run {run_dir}: {len(cells)} cells, {len(result.skipped)} already done, {len(todo)} to run",
             file=sys.stderr,
         )
+
+    def finish(cell: Cell, record: dict[str, Any], label: str) -> None:
+        if ctx.is_main:
+            store.write_cell({**record, "weights_sha256": weights[cell.model], "finished_at": _now()})
+            if not config.quiet:
+                t = record["timing"]
+                split = " ".join(f"{k} {v:.2f}s" for k, v in t.items() if k != "total")
+                print(f"{label}: done in {t['total']:.2f}s {split}", file=sys.stderr)
+            if on_cell_finished is not None:
+                on_cell_finished(record)
+        result.computed.append(cell.id)
+        result.timing[cell.id] = record["timing"]
+
+    def fail(cell: Cell, message: str) -> None:
+        result.failed[cell.id] = message
+        if ctx.is_main:
+            print(f"FAILED {message}", file=sys.stderr)
+
+    groups = _group_cells(todo)
     try:
-        for i, cell in enumerate(todo, 1):
-            label = f"[{i}/{len(todo)}] {cell.id}"
+        done_count = 0
+        for group in groups:
+            first = done_count + 1
+            done_count += len(group)
+            ids = group[0].id if len(group) == 1 else f"{group[0].condition.name} x {len(group)} models"
+            label = f"[{first}{'' if len(group) == 1 else f'-{done_count}'}/{len(todo)}] {ids}"
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    model = slot.get(cell.model)
-                    if cell.kind == "accuracy":
-                        runner = slot.for_inference(cell.model)
-                        record = _accuracy_cell(cell, runner, config, spec.resolve(model.meta), ctx, label)
+                    models = [slot.get(cell.model) for cell in group]
+                    if group[0].kind == "accuracy":
+                        runners = [slot.for_inference(cell.model) for cell in group]
+                        specs = [spec.resolve(model.meta) for model in models]
+                        records = _accuracy_cells(group, runners, specs, config, ctx, label)
                     else:
-                        record = distributed.on_main(
-                            lambda c=cell, m=model: _efficiency_cell(c, m, config, efficiency), ctx
-                        )
-                record["warnings"] = _cell_warnings(caught, record)
-            except CellError as exc:
-                result.failed[cell.id] = str(exc)
-                if ctx.is_main:
-                    print(f"FAILED {exc}", file=sys.stderr)
+                        probe = functools.partial(_efficiency_cell, group[0], models[0], config, efficiency)
+                        records = [distributed.on_main(probe, ctx)]
+                for record in records:
+                    if isinstance(record, dict):
+                        record["warnings"] = _cell_warnings(caught, record)
+            except CellError as exc:  # an efficiency probe that failed
+                fail(group[0], str(exc))
                 continue
-            except torch.OutOfMemoryError:
-                result.failed[cell.id] = _oom_message(cell, spec.resolve(slot.model.meta) if slot.model else spec)
+            except torch.OutOfMemoryError:  # building a model, or an efficiency probe
+                for cell in group:
+                    loaded = slot.models.get(cell.model)
+                    fail(cell, _oom_message(cell, spec.resolve(loaded.meta) if loaded is not None else spec))
                 slot.release()
-                if ctx.is_main:
-                    print(f"FAILED {result.failed[cell.id]}", file=sys.stderr)
                 continue
-            if ctx.is_main:
-                store.write_cell({**record, "weights_sha256": weights[cell.model], "finished_at": _now()})
-                if not config.quiet:
-                    t = record["timing"]
-                    split = " ".join(f"{k} {v:.2f}s" for k, v in t.items() if k != "total")
-                    print(f"{label}: done in {t['total']:.2f}s {split}", file=sys.stderr)
-                if on_cell_finished is not None:
-                    on_cell_finished(record)
-            result.computed.append(cell.id)
-            result.timing[cell.id] = record["timing"]
+            for cell, record in zip(group, records):
+                if isinstance(record, CellError):
+                    fail(cell, str(record))
+                else:
+                    item_label = label if len(group) == 1 else f"{label} {cell.model}"
+                    finish(cell, record, item_label)
     except KeyboardInterrupt:
         if ctx.is_main:
             store.gather([c.id for c in cells], config.reference_model, config.suite)

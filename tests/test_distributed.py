@@ -52,8 +52,10 @@ def test_two_process_torchrun_equals_single_process(tmp_path):
     # 5 images over 2 ranks: an uneven tail (3 + 2), and batch size 2 leaves a partial batch on each rank
     root = write_synthetic_cityscapes(tmp_path / "data", num_images=5, size=(64, 96), seed=5)
     conditions = ["clean", "gaussian_noise-2"]
-    base = dict(suite="dist", models=("segformer-tiny",), data_root=str(root), out_dir=str(tmp_path / "runs"),
-                allow_random_weights=True, batch_size=2, quiet=True, seed=0)  # fmt: skip
+    # two models: their cells of a condition run together, so each rank goes through both models' collectives
+    base = dict(suite="dist", models=("segformer-tiny", "fcn-mit-tiny"), data_root=str(root),
+                out_dir=str(tmp_path / "runs"), allow_random_weights=True, batch_size=2, quiet=True,
+                seed=0)  # fmt: skip
     single = run(RunConfig(**base, run_id="single"), conditions)
 
     config = tmp_path / "two.json"

@@ -202,6 +202,18 @@ def test_failing_cell_raises_with_clear_message(data_root, tmp_path, fail, messa
     assert "batch size 2" in str(info.value) or fail == "nan"
 
 
+@pytest.mark.parametrize("fail, message", [("nan", "NaN or inf logits"), ("oom", "lower the batch size")])
+def test_a_failing_model_leaves_the_other_models_cells_of_its_condition(data_root, tmp_path, fail, message):
+    def factory(name, **kw):
+        return _Broken(fail) if name == "broken" else models.create_model(name, **kw)
+
+    cfg = make_config(data_root, tmp_path, run_id="mixed", max_images=2, models=("broken", "segformer-tiny"))
+    with pytest.raises(RunFailed, match=message) as info:
+        run(cfg, ["clean", "fog-1"], model_factory=factory)
+    assert sorted(info.value.result.failed) == ["broken__clean", "broken__fog-1"]
+    assert sorted(RunStore(tmp_path / "mixed").finished()) == ["segformer-tiny__clean", "segformer-tiny__fog-1"]
+
+
 def test_random_weights_refused_unless_allowed(data_root, tmp_path):
     with pytest.raises(ValueError, match="no trained weights"):
         run(make_config(data_root, tmp_path, allow_random_weights=False), ["clean"])
@@ -284,17 +296,39 @@ def test_warnings_raised_in_a_cell_are_logged_with_it(data_root, tmp_path):
     assert cell["warnings"] == ["UserWarning: odd <input> seen"]
 
 
-def test_first_model_is_built_once(data_root, tmp_path):
-    built = []
+def test_models_share_each_conditions_images_and_are_built_once(reference_run, data_root, tmp_path, monkeypatch):
+    import bench.data
+
+    built, corrupted = [], []
+    real_corrupt = bench.data.corrupt
 
     def factory(name, **kw):
         built.append(name)
         return models.create_model(name, **kw)
 
-    cfg = make_config(data_root, tmp_path, run_id="once", max_images=1, models=("segformer-tiny", "fcn-mit-tiny"))
-    run(cfg, ["clean", "fog-1"], model_factory=factory)
-    # preflight (reverse order) leaves the first model loaded for its cells; the second is built again for its own
-    assert built == ["fcn-mit-tiny", "segformer-tiny", "fcn-mit-tiny"]
+    def counting_corrupt(image, name, severity, seed):
+        corrupted.append((name, severity, seed))
+        return real_corrupt(image, name, severity, seed)
+
+    monkeypatch.setattr(bench.data, "corrupt", counting_corrupt)
+    names = ("segformer-tiny", "fcn-mit-tiny")
+    cfg = make_config(data_root, tmp_path, run_id="shared", models=names)
+    result = run(cfg, ["clean", "fog-1"], InferenceSpec(mode="whole"), model_factory=factory)
+    assert built == list(names)  # preflight builds each model once, and it stays loaded for its cells
+    assert len(corrupted) == 3 and len(set(corrupted)) == 3  # fog-1 computed once per image, not once per model
+    assert result.computed == [f"{m}__{c}" for c in ("clean", "fog-1") for m in names]
+
+    # the same numbers as evaluating each model alone
+    got = accuracy_frame(result.run_dir / "results.csv")
+    ref = accuracy_frame(reference_run.run_dir / "results.csv")
+    ref = ref[ref["condition"].isin(("clean", "fog-1"))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[got["model"] == "segformer-tiny"].reset_index(drop=True), ref)
+    alone = run(make_config(data_root, tmp_path, run_id="fcn", models=names[1:]), ["clean", "fog-1"])
+    pd.testing.assert_frame_equal(
+        got[got["model"] == "fcn-mit-tiny"].reset_index(drop=True), accuracy_frame(alone.run_dir / "results.csv")
+    )
+    cell = json.loads((result.run_dir / "cells" / "fcn-mit-tiny__fog-1.json").read_text())
+    assert cell["shared_with"] == ["segformer-tiny__fog-1"]
 
 
 def test_corrupted_cells_warm_up_the_corruption_before_forking_workers(data_root, tmp_path, monkeypatch):
