@@ -362,15 +362,33 @@ SHORT_NAMES = {
 """Column heads of the Cityscapes-C table under their category (the full name is the tooltip), as in the paper."""
 
 
-def _table5(conditions: pd.DataFrame, models: Sequence[str], out: Outputs) -> tuple[Section, T.Table5 | None]:
+def _trained(infos: dict[str, ModelInfo], models: Sequence[str]) -> list[str]:
+    """The models that may be marked best: all but those with random (untrained) weights."""
+    return [m for m in models if not (m in infos and infos[m].random)]
+
+
+def _best_note(infos: dict[str, ModelInfo], models: Sequence[str]) -> str:
+    untrained = [m for m in models if m not in _trained(infos, models)]
+    if not untrained:
+        return "bold = best of this run's models in the column."
+    if len(untrained) == len(models):
+        return "No value is bold: every model here has random weights."
+    return "bold = best of this run's models with trained weights (random-weight models are never marked)."
+
+
+def _table5(
+    conditions: pd.DataFrame, models: Sequence[str], infos: dict[str, ModelInfo], out: Outputs
+) -> tuple[Section, T.Table5 | None]:
     sec = Section("cityscapes-c", "Cityscapes-C (layout of SegFormer Table 5)")
     measured = [m for m in models if m in set(conditions["model"])]
     if conditions.empty:
         sec.missing = "Not measured in this run: no mIoU rows (clean or corrupted)."
         return sec, None
-    tab = T.table5(conditions, measured)
+    tab = T.table5(conditions, measured, eligible=_trained(infos, measured))
     sec.notes.append(
-        "mIoU (%) per corruption, averaged over severities; bold = best of this run's models in the column. "
+        "mIoU (%) per corruption, averaged over severities; "
+        + _best_note(infos, measured)
+        + " "
         + T.describe_severities(tab.severities)
         + " The paper's protocol (Appendix D) uses the noise corruptions at severities 1-3 and the other twelve at "
         "1-5; where this run measured other severities its averages are not directly comparable."
@@ -397,7 +415,13 @@ def _table5(conditions: pd.DataFrame, models: Sequence[str], out: Outputs) -> tu
     return sec, tab
 
 
-def _scores(conditions: pd.DataFrame, models: Sequence[str], reference: str | None, out: Outputs) -> Section:
+def _scores(
+    conditions: pd.DataFrame,
+    models: Sequence[str],
+    reference: str | None,
+    infos: dict[str, ModelInfo],
+    out: Outputs,
+) -> Section:
     sec = Section("robustness-scores", "Summary scores")
     corrupted = conditions[conditions["corruption"] != "clean"]
     if corrupted.empty:
@@ -413,18 +437,20 @@ def _scores(conditions: pd.DataFrame, models: Sequence[str], reference: str | No
         "(Michaelis et al. 2019). CE_c = Σ_s (100 − mIoU_c,s) / Σ_s (100 − mIoU^ref_c,s), mCE = mean over "
         "corruptions; relative CE_c = Σ_s (mIoU_clean − mIoU_c,s) / Σ_s (mIoU^ref_clean − mIoU^ref_c,s) "
         "(Hendrycks & Dietterich, ICLR 2019, with error = 100 − mIoU). Lower mCE is better. "
-        "All computed here from results.csv over the conditions this run measured."
+        "All computed here from results.csv over the conditions this run measured. " + _best_note(infos, measured)
     )
     categories = [c for c in ("blur", "noise", "digital", "weather", "other") if c in scores.columns]
     columns = ["clean", "mPC", "rPC", "mCE", "rel_mCE", *categories]
     names = ["Model", "Clean mIoU", "mPC", "rPC (%)", "mCE (%)", "rel. mCE (%)"] + [c.capitalize() for c in categories]
-    best = {c: (scores[c].min() if c in ("mCE", "rel_mCE") else scores[c].max()) for c in columns}
+    trained = scores[scores["model"].isin(_trained(infos, measured))]
+    best = {c: (trained[c].min() if c in ("mCE", "rel_mCE") else trained[c].max()) for c in columns}
     rows = []
     for _, row in scores.iterrows():
         cells = []
         for c in columns:
             v = row[c]
-            mark = "best" if v is not None and not pd.isna(v) and len(scores) > 1 and v == best[c] else ""
+            eligible = row["model"] in set(trained["model"])
+            mark = "best" if eligible and v is not None and not pd.isna(v) and len(scores) > 1 and v == best[c] else ""
             title = f"over {row['ce_corruptions']} of {row['corruptions']} corruptions" if c == "mCE" else ""
             cells.append(Cell(T.format_number(v), mark, title))
         rows.append(Row(cells, model=row["model"]))
@@ -814,12 +840,12 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
     eff = T.efficiency_rows(frame)
 
     out = Outputs(run_dir)
-    table5_section, _ = _table5(conditions, models, out)
+    table5_section, _ = _table5(conditions, models, infos, out)
     sections = [
         _provenance(env, run_dir, frame, source, [p for p in problems if not p.startswith("cells/")]),
         _models(infos, models, out),
         table5_section,
-        _scores(conditions, models, reference, out),
+        _scores(conditions, models, reference, infos, out),
         _severity(conditions, models, infos, out),
         _class_iou(frame, models, infos, out),
         _efficiency(eff, models, out),

@@ -231,13 +231,19 @@ class Table5:
         return pd.concat([run, pub], ignore_index=True)[["model", "source", *self.columns]]
 
 
-def table5(conditions: pd.DataFrame, models: Sequence[str], published: pd.DataFrame | None = None) -> Table5:
+def table5(
+    conditions: pd.DataFrame,
+    models: Sequence[str],
+    published: pd.DataFrame | None = None,
+    eligible: Sequence[str] | None = None,
+) -> Table5:
     """Builds the Cityscapes-C table from `miou_conditions` output.
 
     Args:
         conditions: mIoU per (model, corruption, severity).
         models: row order.
         published: published rows (index: method), default `reference_table5()`.
+        eligible: the models that may be marked best (default all); the report leaves out random-weight models.
     """
     categories = dict(zip(conditions["corruption"], conditions["category"]))
     groups = column_groups(dict.fromkeys(conditions["corruption"]), categories)
@@ -245,8 +251,9 @@ def table5(conditions: pd.DataFrame, models: Sequence[str], published: pd.DataFr
     averaged = conditions.groupby(["model", "corruption"], sort=False)["miou"].mean().unstack("corruption")
     values = averaged.reindex(index=list(models), columns=columns).astype(float)
     best = set()
+    candidates = values if eligible is None else values.loc[[m for m in values.index if m in set(eligible)]]
     for column in columns:
-        col = values[column].dropna()
+        col = candidates[column].dropna()
         if len(col):
             best |= {(model, column) for model in col.index[col == col.max()]}
     severities = {

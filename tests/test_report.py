@@ -415,3 +415,30 @@ def test_screenshot_script_fails_clearly(tmp_path, capsys):
     (tmp_path / "index.html").write_text("<html></html>")
     assert shot.main([str(tmp_path), "--chromium", str(tmp_path / "no-chromium")]) == 1
     assert "Chromium not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("random_models", [("fcn-r18",), ("segformer-b0", "fcn-r18")])
+def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
+    from reports import render
+
+    frame = T.normalize_results(pd.DataFrame(accuracy_rows(MODELS[:2])))
+    conditions = T.miou_conditions(frame)
+    weights = {m: {"source": "random-init" if m in random_models else "trained.pth", "random": m in random_models}
+               for m in MODELS[:2]}  # fmt: skip
+    infos = render.model_infos({"weights": weights}, MODELS[:2])
+    out = render.Outputs(tmp_path)
+    sec, tab = render._table5(conditions, list(MODELS[:2]), infos, out)
+    scores = render._scores(conditions, list(MODELS[:2]), "segformer-b0", infos, out)
+    marked = {
+        (row.model, i)
+        for table in (sec.tables[0], scores.tables[0])
+        for row in table.rows
+        for i, cell in enumerate(row.cells)
+        if cell.cls == "best"
+    }
+    assert not {model for model, _ in marked} & set(random_models)
+    if len(random_models) == 1:  # fcn-r18 won brightness, but its weights are random: segformer-b0 takes every column
+        assert tab.best == {("segformer-b0", c) for c in tab.columns if not np.isnan(tab.values.loc["segformer-b0", c])}
+        assert "random-weight models are never marked" in " ".join(sec.notes)
+    else:
+        assert not tab.best and not marked and "every model here has random weights" in " ".join(sec.notes)
