@@ -549,9 +549,20 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
             ids = group[0].id if len(group) == 1 else f"{group[0].condition.name} x {len(group)} models"
             label = f"[{first}{'' if len(group) == 1 else f'-{done_count}'}/{len(todo)}] {ids}"
             try:
+                models, loaded = [slot.get(cell.model) for cell in group], True
+            except torch.OutOfMemoryError:
+                loaded = False
+            if distributed.any_failed(not loaded, ctx):  # all ranks skip the group: none waits in a collective alone
+                names = ", ".join(c.model for c in group)
+                where = " on another rank" if loaded else ""
+                for cell in group:
+                    fail(cell, f"CUDA out of memory{where} while loading the models of {cell.id} ({names}): run fewer "
+                         "models at once (--models) or use a GPU with more memory")  # fmt: skip
+                slot.release()
+                continue
+            try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    models = [slot.get(cell.model) for cell in group]
                     if group[0].kind == "accuracy":
                         runners = [slot.for_inference(cell.model) for cell in group]
                         specs = [spec.resolve(model.meta) for model in models]
@@ -565,7 +576,7 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
             except CellError as exc:  # an efficiency probe that failed
                 fail(group[0], str(exc))
                 continue
-            except torch.OutOfMemoryError:  # building a model, or an efficiency probe
+            except torch.OutOfMemoryError:  # an efficiency probe (raised on every rank by on_main)
                 for cell in group:
                     loaded = slot.models.get(cell.model)
                     fail(cell, _oom_message(cell, spec.resolve(loaded.meta) if loaded is not None else spec))

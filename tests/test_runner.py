@@ -214,6 +214,31 @@ def test_a_failing_model_leaves_the_other_models_cells_of_its_condition(data_roo
     assert sorted(RunStore(tmp_path / "mixed").finished()) == ["segformer-tiny__clean", "segformer-tiny__fog-1"]
 
 
+def test_out_of_memory_when_reloading_models_fails_that_groups_cells_and_goes_on(data_root, tmp_path):
+    builds = []
+
+    def factory(name, **kw):
+        builds.append(name)
+        if name == "huge" and builds.count("huge") > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return models.create_model("segformer-tiny", **kw)
+
+    def probe(model, name):  # the probe of "huge" runs out of memory: the slot releases every model
+        if name == "huge":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return [{"metric": "params", "value": 0.03, "unit": "M"}]
+
+    cfg = make_config(data_root, tmp_path, run_id="oom", max_images=1, models=("segformer-tiny", "huge"))
+    with pytest.raises(RunFailed) as info:
+        run(cfg, ["clean"], efficiency=probe, model_factory=factory)
+    failed = info.value.result.failed
+    assert sorted(failed) == ["huge__clean", "huge__efficiency", "segformer-tiny__clean"]
+    message = "CUDA out of memory while loading the models of huge__clean (segformer-tiny, huge): run fewer models"
+    assert failed["huge__clean"].startswith(message)
+    assert "lower the batch size" in failed["huge__efficiency"]
+    assert sorted(RunStore(tmp_path / "oom").finished()) == ["segformer-tiny__efficiency"]
+
+
 def test_random_weights_refused_unless_allowed(data_root, tmp_path):
     with pytest.raises(ValueError, match="no trained weights"):
         run(make_config(data_root, tmp_path, allow_random_weights=False), ["clean"])
