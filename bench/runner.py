@@ -472,6 +472,19 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
     # Preflight: every model builds (weights found, random-init policy) before any work; hashes for the manifest.
     weights, protocols, details = {}, {}, {}
     # Through the slot, which keeps every model loaded for the cells (each is built once).
+    try:
+        for name in config.models:
+            slot.get(name)
+        out_of_memory = False
+    except torch.OutOfMemoryError:
+        out_of_memory = True
+        slot.release()
+    if distributed.any_failed(out_of_memory, ctx):  # every rank stops here, with the same message
+        raise ValueError(
+            f"out of memory while loading the models {', '.join(config.models)} on {ctx.device}: a run keeps all its "
+            "models loaded (each condition's images go through every model); run fewer models at once (--models) "
+            "or use a device with more memory"
+        )
     for name in config.models:
         model = slot.get(name)
         weights[name] = weights_fingerprint(model, name, config)

@@ -239,6 +239,18 @@ def test_out_of_memory_when_reloading_models_fails_that_groups_cells_and_goes_on
     assert sorted(RunStore(tmp_path / "oom").finished()) == ["segformer-tiny__efficiency"]
 
 
+def test_out_of_memory_while_loading_the_models_is_one_clear_error(data_root, tmp_path):
+    def factory(name, **kw):
+        if name == "huge":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return models.create_model(name, **kw)
+
+    cfg = make_config(data_root, tmp_path, run_id="big", models=("segformer-tiny", "huge"))
+    with pytest.raises(ValueError, match="out of memory while loading the models segformer-tiny, huge on cpu: a run"):
+        run(cfg, ["clean"], model_factory=factory)
+    assert not (tmp_path / "big").exists()  # nothing written that could look like a run
+
+
 def test_random_weights_refused_unless_allowed(data_root, tmp_path):
     with pytest.raises(ValueError, match="no trained weights"):
         run(make_config(data_root, tmp_path, allow_random_weights=False), ["clean"])
