@@ -224,7 +224,9 @@ def efficiency_sweep(
     Every row has the nine result columns (``condition="efficiency"``; corruption, category and severity None)
     plus ``resolution`` ("HxW" or None), ``batch_size``, ``precision``, ``device`` and ``convention`` (None where
     they do not apply). Metrics: ``params``, ``params_backbone``, ``params_head`` (M); ``gmacs``, ``gflops`` per
-    convention at batch 1 (GMAC / GFLOP, with the counter's description in ``counter``); ``gmacs_sliding`` when the
+    convention at batch 1 (GMAC / GFLOP, with the counter's description in ``counter``), of the architecture as
+    published (``model.architecture()`` when the model has it); ``gmacs_executed``, ``gflops_executed`` when the
+    model runs a different graph (SegFormer's fast path); ``gmacs_sliding`` when the
     model's ``meta.eval_crop`` is smaller than the resolution (per-crop cost x windows, with ``crop``, ``stride``,
     ``num_crops``); ``latency_median``, ``latency_p90``, ``latency_p99``, ``latency_iqr`` (ms), ``latency_cv``
     (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB), with ``noisy``, ``threads``, ``device_name`` and
@@ -274,7 +276,10 @@ def efficiency_sweep(
         base.update(extra)
         return base
 
-    params = count_params(model)
+    # Parameters and FLOPs of the architecture as published; a model that runs a rewritten graph (SegFormer's fast
+    # path) says so through `architecture()`, and its executed graph's FLOPs are added as *_executed rows.
+    arch = model.architecture() if callable(getattr(model, "architecture", None)) else model
+    params = count_params(arch)
     rows = [
         row("params", params.millions("total"), "M"),
         row("params_backbone", params.millions("backbone"), "M"),
@@ -285,12 +290,16 @@ def efficiency_sweep(
     for size in resolutions:
         res = _size_str(size)
         for convention in conventions:
-            flops = count_flops(model, size, convention=convention)
+            flops = count_flops(arch, size, convention=convention)
             common = {"resolution": res, "batch_size": 1, "convention": convention, "counter": flops.counter}
             rows.append(row("gmacs", flops.gmacs, "GMAC", **common))
             rows.append(row("gflops", flops.gflops, "GFLOP", **common))
+            if arch is not model:
+                executed = count_flops(model, size, convention=convention)
+                rows.append(row("gmacs_executed", executed.gmacs, "GMAC", **common))
+                rows.append(row("gflops_executed", executed.gflops, "GFLOP", **common))
             if sliding_window and crop and stride and (size[0] > crop[0] or size[1] > crop[1]):
-                slide = sliding_window_flops(model, size, crop, stride, convention=convention)
+                slide = sliding_window_flops(arch, size, crop, stride, convention=convention)
                 extra = {"crop": _size_str(crop), "stride": _size_str(stride), "num_crops": slide.num_crops}
                 rows.append(row("gmacs_sliding", slide.gmacs, "GMAC", **common, **extra))
         if not latency:

@@ -325,6 +325,12 @@ class FoldedMLPDecoder(nn.Module):
         self.classifier = head.classifier
         self.in_channels, self.embed_dim = head.in_channels, c
 
+    def architecture(self) -> nn.Module:
+        """An unfolded decoder of the same shapes (fresh weights), for counting the published graph's FLOPs/params."""
+        cls = MMSegMLPDecoder if self.mmseg else AllMLPDecoder
+        head = cls(self.in_channels, self.embed_dim, self.classifier.out_channels)
+        return head.to(self.classifier.weight.device).eval()
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         size = features[0].shape[2:]
         out = None
@@ -354,6 +360,18 @@ class SegFormer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode_head(self.backbone(x))
+
+    def architecture(self) -> SegFormer:
+        """The model as published, for counting FLOPs and parameters comparable with papers.
+
+        Itself unless the decoder is folded (`fold_decoder`); then a model sharing this encoder with an unfolded
+        decoder of the same shapes (fresh weights: counts do not depend on them). Not for inference.
+        """
+        if not isinstance(self.decode_head, FoldedMLPDecoder):
+            return self
+        arch = SegFormer(self.backbone, self.decode_head.architecture(), self.meta)
+        arch.weights_info = self.weights_info
+        return arch.eval()
 
     def fold_decoder(self) -> SegFormer:
         """Switch to the fast inference decoder (`FoldedMLPDecoder`), in place; weights must be loaded first.

@@ -550,6 +550,11 @@ def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs) -> Secti
         "GMACs are per image (batch 1); latency is per batch, measured after warm-up; ⚠ marks a timing "
         "the runner flagged as noisy."
     )
+    if (eff["metric"] == "gmacs_executed").any():
+        sec.notes.append(
+            "GMACs and params count the architecture as published (comparable with papers); GMACs executed count "
+            "the graph that was run and timed (SegFormer's fast path folds the decoder: same outputs, fewer MACs)."
+        )
     sec.files = out.table(table, "efficiency", "Efficiency", digits=3)
     return sec
 

@@ -379,13 +379,9 @@ def efficiency_table(eff: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
     if eff.empty:
         return pd.DataFrame()
     params = eff[eff["metric"] == "params"].groupby("model")["value"].first()
-    macs = eff[eff["metric"].isin(("gmacs", "gmacs_sliding"))]
-    macs = macs.assign(
-        column=[
-            f"{'GMACs' if m == 'gmacs' else 'GMACs sliding'} [{c or '?'}]"
-            for m, c in zip(macs["metric"], macs["convention"])
-        ]
-    )
+    labels = {"gmacs": "GMACs", "gmacs_executed": "GMACs executed", "gmacs_sliding": "GMACs sliding"}
+    macs = eff[eff["metric"].isin(tuple(labels))]
+    macs = macs.assign(column=[f"{labels[m]} [{c or '?'}]" for m, c in zip(macs["metric"], macs["convention"])])
     macs = macs.pivot_table(index=["model", "resolution"], columns="column", values="value", aggfunc="first")
     timing = eff[eff["metric"].isin(LATENCY_METRICS)]
     noisy = timing.groupby(list(EFFICIENCY_KEYS))["noisy"].agg(lambda s: any(v.lower() == "true" for v in s))

@@ -546,3 +546,25 @@ def test_bench_efficiency_script_prints_tables(capsys):
     b0 = next(line for line in out.splitlines() if line.strip().startswith("segformer-b0") and "512x512" not in line)
     assert "1.0029" in b0  # 512x512 with 150 classes is the paper's ADE20K setting: ratio shown
     assert "segformer-b0    512x512" in out  # the paper-ratio table
+
+
+@pytest.mark.parametrize("name", ["segformer-tiny", "segformer-b0-mmseg"])
+def test_fast_segformer_reports_architecture_and_executed_flops(name):
+    from bench.efficiency import efficiency_sweep
+
+    faithful, fast = models.create_model(name), models.create_model(name, fast=True)
+    assert fast.architecture().backbone is fast.backbone  # shares the encoder, unfolded decoder
+    assert type(fast.architecture().decode_head) is type(faithful.decode_head)
+
+    def values(model):
+        rows = efficiency_sweep(model, [(64, 128)], conventions=("fvcore", "paper"), latency=False)
+        return {(r["metric"], r["convention"]): r["value"] for r in rows}
+
+    slow, quick = values(faithful), values(fast)
+    for key, value in slow.items():  # params and FLOPs of the published architecture, as for the faithful model
+        assert quick[key] == pytest.approx(value), key
+    for convention in ("fvcore", "paper"):
+        executed = quick[("gmacs_executed", convention)]
+        assert 0 < executed < quick[("gmacs", convention)], convention  # the folded decoder skips the 1/4-res fuse
+        assert executed == pytest.approx(count_flops(fast, (64, 128), convention=convention).gmacs)
+    assert not any(metric.endswith("_executed") for metric, _ in slow)

@@ -442,3 +442,15 @@ def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
         assert "random-weight models are never marked" in " ".join(sec.notes)
     else:
         assert not tab.best and not marked and "every model here has random weights" in " ".join(sec.notes)
+
+
+def test_efficiency_table_shows_executed_gmacs_beside_the_architectures():
+    rows = efficiency_rows(MODELS[:2])
+    extra = {"resolution": "512x1024", "batch_size": 1, "convention": "fvcore", "counter": "fvcore ctr"}
+    rows.append(_row("segformer-b0", "efficiency", "gmacs_executed", 6.0, "GMAC", **extra))
+    table = T.efficiency_table(T.efficiency_rows(T.normalize_results(pd.DataFrame(rows))), list(MODELS[:2]))
+    first = table[table["model"] == "segformer-b0"].iloc[0]
+    assert first["GMACs [fvcore]"] == 15.0 and first["GMACs executed [fvcore]"] == 6.0
+    assert np.isnan(table[table["model"] == "fcn-r18"].iloc[0]["GMACs executed [fvcore]"])
+    plain = T.efficiency_table(T.efficiency_rows(T.normalize_results(pd.DataFrame(efficiency_rows(MODELS[:2])))), [])
+    assert not any("executed" in c for c in plain.columns)  # only runs with a fast path get the column
