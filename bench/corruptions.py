@@ -157,6 +157,37 @@ def _corrupt_colours(image: np.ndarray, name: str, severity: int) -> np.ndarray:
     return np.ascontiguousarray(mapped.reshape(-1, 3)[:n][inverse.ravel()].reshape(image.shape))
 
 
+_ZOOM_RANGES = {1: (1.11, 0.01), 2: (1.16, 0.01), 3: (1.21, 0.02), 4: (1.26, 0.02), 5: (1.31, 0.03)}
+ZOOM_FACTORS: dict[int, tuple[float, ...]] = {
+    severity: tuple(np.arange(1, stop, step)) for severity, (stop, step) in _ZOOM_RANGES.items()
+}
+"""`zoom_blur`'s zoom factors per severity, as in imagecorruptions (`np.arange(1, stop, step)`)."""
+
+
+def _zoom_blur(image: np.ndarray, severity: int) -> np.ndarray:
+    """`zoom_blur` with each zoom done per channel: float-identical to the module, about 2x faster.
+
+    The module zooms the centre crop of the (H, W, 3) float32 image with `scipy.ndimage.zoom` factors (z, z, 1) at
+    order 1. Along the channel axis a factor of 1 puts every output on an input channel exactly (weights 1 and 0),
+    so the 3-D interpolation equals a 2-D zoom of each channel, which reads 4 neighbours instead of 8. The rest
+    (crop, sum over the factors, average with the image, clip, cast) follows the module step by step;
+    `tests/test_corruptions.py` checks the bytes at every severity.
+    """
+    from scipy.ndimage import zoom
+
+    x = (image / 255.0).astype(np.float32)
+    h, w = x.shape[:2]
+    out = np.zeros_like(x)
+    for z in ZOOM_FACTORS[severity]:
+        ch, cw = int(np.ceil(h / float(z))), int(np.ceil(w / float(z)))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        crop = x[top : top + ch, left : left + cw]
+        layer = np.stack([zoom(crop[:, :, k], (z, z), order=1) for k in range(3)], axis=-1)
+        out += layer[:h, :w, :]
+    x = (x + out) / (len(ZOOM_FACTORS[severity]) + 1)
+    return np.uint8(np.clip(x, 0, 1) * 255)
+
+
 def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
     """Corrupts one image with the imagecorruptions module, deterministically (steps 2-3 of the seed protocol).
 
@@ -191,6 +222,8 @@ def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarra
     image = np.ascontiguousarray(image)
     if name in COLOUR_MAPS:
         return _corrupt_colours(image, name, severity)
+    if name == "zoom_blur":
+        return np.ascontiguousarray(_zoom_blur(image, severity))
     with _RNG_LOCK:
         saved = np.random.get_state()
         try:

@@ -192,6 +192,20 @@ def test_colour_map_fast_path_is_byte_identical(name):
             assert np.array_equal(corrupt(image, name, severity, seed=0), expected)
 
 
+def test_zoom_blur_fast_path_is_byte_identical():
+    from bench.corruptions import ZOOM_FACTORS
+    from bench.synthetic import draw_scene
+
+    scene, _ = draw_scene((96, 200), seed=3, index=1)
+    noise = np.random.default_rng(1).integers(0, 256, (67, 41, 3), dtype=np.uint8)  # odd sizes, every value
+    for image in (scene, noise):
+        for severity in range(1, 6):
+            expected = imagecorruptions.corrupt(image, severity=severity, corruption_name="zoom_blur")
+            assert np.array_equal(corrupt(image, "zoom_blur", severity, seed=0), expected), severity
+    # the factors are the module's own: a wrong one would change the output above; here, their number per severity
+    assert [len(ZOOM_FACTORS[s]) for s in range(1, 6)] == [12, 16, 11, 13, 11]
+
+
 def test_warm_up_compiles_glass_blur_in_the_calling_process():
     # In a fresh interpreter (this one may have compiled it already): after warm_up the numba pixel shuffle holds a
     # compiled signature, which forked DataLoader workers inherit; the global random state is left as it was.
