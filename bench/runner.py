@@ -299,6 +299,7 @@ def _accuracy_cells(
     cms = [torch.zeros(n, n, dtype=torch.int64, device=ctx.device) for _ in cells]
     phases = torch.zeros(k, 3, dtype=torch.float64)  # per cell: model, data, metric seconds
     errors: list[str | None] = [None] * k
+    notes: list[dict[str, None]] = [{} for _ in cells]  # warnings per cell, in order, without repeats
     from tqdm import tqdm
 
     bar = tqdm(total=len(shard), desc=label, unit="img", disable=config.quiet or not ctx.is_main, leave=False)
@@ -314,7 +315,10 @@ def _accuracy_cells(
                     continue
                 t0 = time.perf_counter()
                 try:
-                    pred = predict(runner, images, spec, out_size=tuple(labels.shape[-2:]))
+                    with warnings.catch_warnings(record=True) as caught:  # each model's warnings go to its own cell
+                        warnings.simplefilter("always")
+                        pred = predict(runner, images, spec, out_size=tuple(labels.shape[-2:]))
+                    notes[i].update(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
                 except NonFiniteLogitsError as exc:
                     errors[i] = f"cell {cell.id}: {exc}"
                     continue
@@ -360,6 +364,7 @@ def _accuracy_cells(
                 "inference": spec.to_dict(),
                 "timing": timing,
                 "shared_with": [c.id for c in cells if c is not cell],
+                "model_warnings": list(notes[i]),
                 "class_names": list(classes),
                 "confusion_matrix": cm_cpu.tolist(),
                 "rows": accuracy_rows(cell.model, config.suite, condition, cm_cpu, classes, timing, num_images),
@@ -585,7 +590,8 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
                         records = [distributed.on_main(probe, ctx)]
                 for record in records:
                     if isinstance(record, dict):
-                        record["warnings"] = _cell_warnings(caught, record)
+                        record["warnings"] = _cell_warnings(caught, record) + record.pop("model_warnings", [])
+                        record["warnings"] = list(dict.fromkeys(record["warnings"]))
             except CellError as exc:  # an efficiency probe that failed
                 fail(group[0], str(exc))
                 continue

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -314,8 +315,6 @@ def test_config_validation():
 
 
 def test_warnings_raised_in_a_cell_are_logged_with_it(data_root, tmp_path):
-    import warnings
-
     class Warns(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
@@ -366,6 +365,27 @@ def test_models_share_each_conditions_images_and_are_built_once(reference_run, d
     )
     cell = json.loads((result.run_dir / "cells" / "fcn-mit-tiny__fog-1.json").read_text())
     assert cell["shared_with"] == ["segformer-tiny__fog-1"]
+
+
+def test_a_models_warnings_stay_in_its_own_cells_when_models_share_batches(data_root, tmp_path):
+    class Warns(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.meta, self.weights_info = inner, inner.meta, inner.weights_info
+
+        def forward(self, x):
+            warnings.warn("odd <input> seen", UserWarning, stacklevel=1)
+            return self.inner(x)
+
+    def factory(name, **kw):
+        model = models.create_model(name, **kw)
+        return Warns(model) if name == "fcn-mit-tiny" else model
+
+    cfg = make_config(data_root, tmp_path, run_id="w2", max_images=2, models=("segformer-tiny", "fcn-mit-tiny"))
+    result = run(cfg, ["clean"], model_factory=factory)
+    cells = {p.stem: json.loads(p.read_text()) for p in (result.run_dir / "cells").glob("*.json")}
+    assert cells["fcn-mit-tiny__clean"]["warnings"] == ["UserWarning: odd <input> seen"]
+    assert cells["segformer-tiny__clean"]["warnings"] == []
 
 
 def test_corrupted_cells_warm_up_the_corruption_before_forking_workers(data_root, tmp_path, monkeypatch):
