@@ -318,7 +318,7 @@ def _accuracy_cells(
                     with warnings.catch_warnings(record=True) as caught:  # each model's warnings go to its own cell
                         warnings.simplefilter("always")
                         pred = predict(runner, images, spec, out_size=tuple(labels.shape[-2:]))
-                    notes[i].update(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+                    notes[i].update(dict.fromkeys(map(_warning_text, caught)))
                 except NonFiniteLogitsError as exc:
                     errors[i] = f"cell {cell.id}: {exc}"
                     continue
@@ -364,7 +364,7 @@ def _accuracy_cells(
                 "inference": spec.to_dict(),
                 "timing": timing,
                 "shared_with": [c.id for c in cells if c is not cell],
-                "model_warnings": list(notes[i]),
+                "warnings": list(notes[i]),  # completed by the run loop (`_cell_warnings`)
                 "class_names": list(classes),
                 "confusion_matrix": cm_cpu.tolist(),
                 "rows": accuracy_rows(cell.model, config.suite, condition, cm_cpu, classes, timing, num_images),
@@ -590,8 +590,7 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
                         records = [distributed.on_main(probe, ctx)]
                 for record in records:
                     if isinstance(record, dict):
-                        record["warnings"] = _cell_warnings(caught, record) + record.pop("model_warnings", [])
-                        record["warnings"] = list(dict.fromkeys(record["warnings"]))
+                        record["warnings"] = _cell_warnings(caught, record)
             except CellError as exc:  # an efficiency probe that failed
                 fail(group[0], str(exc))
                 continue
@@ -630,10 +629,15 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
     return result
 
 
+def _warning_text(w: warnings.WarningMessage) -> str:
+    return f"{w.category.__name__}: {w.message}"
+
+
 def _cell_warnings(caught: list[warnings.WarningMessage], record: dict[str, Any]) -> list[str]:
     """What a reader of the report should know about a cell: Python warnings raised while it ran (weights notes,
-    library deprecations) and latency measurements whose spread stayed high."""
-    out = [f"{w.category.__name__}: {w.message}" for w in caught]
+    library deprecations), those its own model raised when models shared batches (already in `record["warnings"]`),
+    and latency measurements whose spread stayed high."""
+    out = [*map(_warning_text, caught), *record.get("warnings", [])]
     for row in record.get("rows", []):
         if row.get("noisy") and str(row.get("metric", "")).startswith("latency_median"):
             out.append(f"noisy timing: {row['metric']} at {row.get('resolution')} stayed above the CV threshold")

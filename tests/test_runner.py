@@ -314,18 +314,21 @@ def test_config_validation():
     assert (spec.mode, spec.crop, spec.precision, spec.batch_size) == ("slide", (64, 64), "bf16", 4)
 
 
+class _Warns(torch.nn.Module):
+    """Wraps a model and warns on every forward pass."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.meta, self.weights_info = inner, inner.meta, inner.weights_info
+
+    def forward(self, x):
+        warnings.warn("odd <input> seen", UserWarning, stacklevel=1)
+        return self.inner(x)
+
+
 def test_warnings_raised_in_a_cell_are_logged_with_it(data_root, tmp_path):
-    class Warns(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner, self.meta, self.weights_info = inner, inner.meta, inner.weights_info
-
-        def forward(self, x):
-            warnings.warn("odd <input> seen", UserWarning, stacklevel=1)
-            return self.inner(x)
-
     def factory(name, **kw):
-        return Warns(models.create_model(name, **kw))
+        return _Warns(models.create_model(name, **kw))
 
     result = run(make_config(data_root, tmp_path, run_id="w", max_images=1), ["clean"], model_factory=factory)
     cell = json.loads(next((result.run_dir / "cells").glob("*clean*.json")).read_text())
@@ -368,18 +371,9 @@ def test_models_share_each_conditions_images_and_are_built_once(reference_run, d
 
 
 def test_a_models_warnings_stay_in_its_own_cells_when_models_share_batches(data_root, tmp_path):
-    class Warns(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner, self.meta, self.weights_info = inner, inner.meta, inner.weights_info
-
-        def forward(self, x):
-            warnings.warn("odd <input> seen", UserWarning, stacklevel=1)
-            return self.inner(x)
-
     def factory(name, **kw):
         model = models.create_model(name, **kw)
-        return Warns(model) if name == "fcn-mit-tiny" else model
+        return _Warns(model) if name == "fcn-mit-tiny" else model
 
     cfg = make_config(data_root, tmp_path, run_id="w2", max_images=2, models=("segformer-tiny", "fcn-mit-tiny"))
     result = run(cfg, ["clean"], model_factory=factory)
