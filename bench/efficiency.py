@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bench import allocator
+from bench.config import usable_cores
 from bench.flops import (
     CONVENTIONS,
     PAPER_RULES,
@@ -147,14 +148,10 @@ def hardware_info() -> dict[str, Any]:
     available ``gpu_name``, ``gpu_count``, ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version``
     (otherwise those are None).
     """
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        affinity = os.cpu_count()
     info: dict[str, Any] = {
         "cpu_model": cpu_model_name(),
         "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
+        "cpu_affinity": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
