@@ -191,6 +191,7 @@ def resize_argmax(logits: torch.Tensor, size: tuple[int, int], band_rows: int | 
     if plain or k < 1 or k & (k - 1) or c == 0:
         if (h, w) != tuple(size):
             logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        # max(dim).indices is argmax (first index on ties, NaN wins), about 4x faster on CPU for a strided class dim
         return logits.max(1).indices
     kernel = compiled(_argmax_rows_kernel)
     band_rows = band_rows or BAND_ROWS
@@ -234,7 +235,4 @@ def predict(
         x = normalize(images, model.meta.mean, model.meta.std)
         return resize_argmax(_forward(model, x, None, spec, check_finite), size)
     logits = predict_logits(model, images, spec, check_finite)
-    if out_size is not None and tuple(out_size) != tuple(logits.shape[-2:]):
-        logits = F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
-    # max(dim).indices is argmax (first index on ties, NaN wins), and about 4x faster on CPU for a strided class dim
-    return logits.max(1).indices
+    return resize_argmax(logits, size if out_size is None else tuple(out_size))
