@@ -447,9 +447,9 @@ def _scores(
     rows = []
     for _, row in scores.iterrows():
         cells = []
+        eligible = row["model"] in set(trained["model"])
         for c in columns:
             v = row[c]
-            eligible = row["model"] in set(trained["model"])
             mark = "best" if eligible and v is not None and not pd.isna(v) and len(scores) > 1 and v == best[c] else ""
             title = f"over {row['ce_corruptions']} of {row['corruptions']} corruptions" if c == "mCE" else ""
             cells.append(Cell(T.format_number(v), mark, title))
