@@ -38,6 +38,7 @@ SECTION_IDS = (
     "per-class-iou",
     "efficiency-table",
     "efficiency-curves",
+    "evaluation-time",
     "gallery",
     "warnings",
     "history",
@@ -598,6 +599,100 @@ def _curves(eff: pd.DataFrame, conditions: pd.DataFrame, models: Sequence[str], 
     return sec
 
 
+def _timing_records(cells: list[dict]) -> pd.DataFrame:
+    """The accuracy cells' timing as a frame for `T.evaluation_time` (records without a usable timing are left out)."""
+    records = []
+    for cell in cells:
+        timing = cell.get("timing")
+        if cell.get("kind") != "accuracy" or not isinstance(timing, dict):
+            continue
+        try:
+            seconds = {f"{k}_s": float(timing[k]) for k in ("total", *T.TIME_PHASES)}
+            images, ranks = int(cell["num_images"]), int(cell.get("world_size") or 1)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not all(math.isfinite(v) and v >= 0 for v in seconds.values()) or images < 0 or ranks < 1:
+            continue
+        shared = cell.get("shared_with")
+        records.append(
+            {
+                "cell": str(cell.get("cell", cell["_file"])),
+                "model": str(cell.get("model", "")),
+                "condition": str(cell.get("condition", "")),
+                "num_images": images,
+                "world_size": ranks,
+                "shared": [str(c) for c in shared] if isinstance(shared, list) else [],
+                **seconds,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+TIME_NAMES = {
+    "condition": "Condition",
+    "models": "Models",
+    "images": "Images",
+    "wall_s": "Wall (s)",
+    "data_s": "Data (s)",
+    "data_pct": "Data (% of wall)",
+    "model_s": "Models (s)",
+    "model_pct": "Models (% of wall)",
+    "metric_s": "Metric (s)",
+    "metric_pct": "Metric (% of wall)",
+    "img_s": "Images / s",
+}
+
+
+def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Section:
+    sec = Section("evaluation-time", "Where the evaluation time went")
+    per_condition = T.evaluation_time(_timing_records(cells))
+    if per_condition.empty:
+        sec.missing = "No accuracy cell records with timing in this run folder."
+        return sec
+    total = T.evaluation_total(per_condition)
+    frame = pd.concat([per_condition, pd.DataFrame([total])], ignore_index=True)
+    columns = [c for c in frame.columns if c != "condition"]
+    rows = []
+    for i, row in frame.iterrows():
+        last = i == len(frame) - 1
+        cells_ = [Cell(f"{row[c]:.0f}%" if c.endswith("_pct") and not math.isnan(row[c]) else _sig(row[c]))
+                  for c in columns]  # fmt: skip
+        rows.append(Row(cells_, label=row["condition"], cls="total" if last else ""))
+    sec.tables.append(HtmlTable([TIME_NAMES[c] for c in frame.columns], rows))
+    sec.files = out.table(frame.rename(columns=TIME_NAMES), "evaluation_time", "Where the evaluation time went", 2)
+    config = env.get("config") if isinstance(env, dict) and isinstance(env.get("config"), dict) else {}
+    share = total["data_pct"] / 100
+    sec.notes.append(
+        f"{total['images']} images in {total['wall_s']:.1f} s of wall time over {len(per_condition)} condition(s); "
+        f"waiting for images took {100 * share:.0f}% of it, the models {total['model_pct']:.0f}%."
+    )
+    if share > T.DATA_BOUND_SHARE:
+        on_the_fly = not config.get("corrupted_root") and (per_condition["condition"] != "clean").any()
+        remedies = []
+        if on_the_fly:
+            remedies.append(
+                "write the corrupted images once with 'run_bench.py generate-c --out DIR' and pass "
+                "'--corrupted-data DIR' (the same bytes, read instead of computed)"
+            )
+        cuda = str(config.get("device", "")).startswith("cuda")
+        if cuda:
+            remedies.append("raise --workers so that the next images are prepared while the GPU computes")
+        sec.notes.append(
+            f"The pipeline, not the models, limited this run: the models waited for images for more than "
+            f"{100 * T.DATA_BOUND_SHARE:.0f}% of the wall time."
+            + (" To hide it, " + "; or ".join(remedies) + "." if remedies else "")
+            + ("" if cuda else " On a CPU the models already use every core, so DataLoader workers cannot hide it.")
+        )
+    sec.notes.append(
+        "Data is the wait for the next batch (reading and decoding PNGs, corrupting on the fly unless "
+        "--corrupted-data was given); Models is inference (normalisation, forward pass, resize to the labels, "
+        "argmax) of every listed model; Metric is the confusion matrix. Seconds are per rank; the rest of the wall "
+        "time is setup (dataset, DataLoader workers) and reductions. Models that shared a condition share one row, "
+        "as each batch went through all of them."
+    )
+    return sec
+
+
 def _palette_legend() -> list[tuple[str, str]]:
     return [(name, "#{:02x}{:02x}{:02x}".format(*rgb)) for name, rgb in zip(T.CITYSCAPES_CLASSES, T.CITYSCAPES_PALETTE)]
 
@@ -855,6 +950,7 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
         _class_iou(frame, models, infos, out),
         _efficiency(eff, models, out),
         _curves(eff, conditions, models, infos, out),
+        _evaluation_time(cells, env, out),
         _gallery(run_dir, models, out),
         _warnings(cells, [p for p in problems if p.startswith("cells/")], out),
         _history(run_dir, out),

@@ -541,6 +541,68 @@ def reference_mmseg() -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Where an accuracy run's time went
+# --------------------------------------------------------------------------------------------------------------------
+
+TIME_PHASES = ("data", "model", "metric")
+DATA_BOUND_SHARE = 0.10
+"""Above this share of the wall time spent waiting for images, the report says the pipeline limited the run."""
+
+
+def evaluation_time(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per evaluated condition: its images, wall time and the time split, from the accuracy cell records.
+
+    Args:
+        cells: one row per accuracy cell with `cell`, `model`, `condition`, `num_images`, `world_size`, `shared`
+            (the ids of the cells it shared its batches with), `total_s` (wall seconds, the slowest rank) and `data_s`,
+            `model_s`, `metric_s` (seconds summed over the ranks).
+
+    Returns:
+        `condition`, `models`, `images`, `wall_s`, and per phase `<phase>_s` (per rank: summed seconds / ranks) and
+        `<phase>_pct` (of the wall time), then `img_s` (images / wall). Cells that shared their batches are one row:
+        they share the data and wall time, and their model and metric times add up. Rows keep the cells' order.
+    """
+    columns = ["condition", "models", "images", "wall_s"]
+    columns += [f"{p}_{u}" for p in TIME_PHASES for u in ("s", "pct")] + ["img_s"]
+    if cells.empty:
+        return pd.DataFrame(columns=columns)
+    group_of: dict[str, int] = {}
+    for i, (cell, shared) in enumerate(zip(cells["cell"], cells["shared"])):
+        members = [cell, *shared]
+        group_of[cell] = next((group_of[m] for m in members if m in group_of), i)
+    rows = []
+    for _, group in cells.groupby(cells["cell"].map(group_of), sort=False):
+        ranks = group["world_size"].max()
+        wall = group["total_s"].max()
+        row = {
+            "condition": group["condition"].iloc[0],
+            "models": ", ".join(group["model"]),
+            "images": int(group["num_images"].max()),
+            "wall_s": wall,
+            "data_s": group["data_s"].max() / ranks,  # shared: every member holds the same data time
+            "model_s": group["model_s"].sum() / ranks,
+            "metric_s": group["metric_s"].sum() / ranks,
+        }
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for p in TIME_PHASES:
+        frame[f"{p}_pct"] = 100 * frame[f"{p}_s"] / frame["wall_s"].where(frame["wall_s"] > 0)
+    frame["img_s"] = frame["images"] / frame["wall_s"].where(frame["wall_s"] > 0)
+    return frame[columns]
+
+
+def evaluation_total(per_condition: pd.DataFrame) -> dict[str, float]:
+    """The whole run's line of `evaluation_time`: images and seconds summed, shares of the summed wall time."""
+    total = {"condition": "all conditions", "models": "", "images": int(per_condition["images"].sum())}
+    total |= {c: float(per_condition[c].sum()) for c in ("wall_s", *(f"{p}_s" for p in TIME_PHASES))}
+    wall = total["wall_s"]
+    for p in TIME_PHASES:
+        total[f"{p}_pct"] = 100 * total[f"{p}_s"] / wall if wall > 0 else math.nan
+    total["img_s"] = total["images"] / wall if wall > 0 else math.nan
+    return total
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # CSV and Markdown
 # --------------------------------------------------------------------------------------------------------------------
 

@@ -119,6 +119,13 @@ def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True, effi
     for i, model in enumerate(models):
         record = {
             "cell": f"{model}|fog-2",
+            "kind": "accuracy",
+            "model": model,
+            "condition": "fog-2",
+            "num_images": 10,
+            "world_size": 1,
+            "shared_with": [f"{m}|fog-2" for m in models if m != model],  # one batch through every model
+            "timing": {"total": 10.0, "data": 4.0, "model": 5.0 / len(models), "metric": 0.1},
             "rows": [r for r in rows if r["model"] == model and r["condition"] == "fog-2"],
             "warnings": [f"slow <b>cell</b> {i}"] if i % 2 == 0 else [],
         }
@@ -258,6 +265,7 @@ def test_tables_written_as_csv_and_markdown(rendered):
         "warnings",
         "models",
         "history",
+        "evaluation_time",
     ):
         assert (run / "report" / f"{stem}.csv").is_file(), stem
         assert (run / "report" / f"{stem}.md").read_text().count("|") > 4, stem
@@ -344,6 +352,7 @@ def test_missing_sections_degrade_and_stale_files_go(tmp_path):
         "per-class-iou",
         "efficiency-table",
         "efficiency-curves",
+        "evaluation-time",
         "gallery",
         "warnings",
         "history",
@@ -454,3 +463,82 @@ def test_efficiency_table_shows_executed_gmacs_beside_the_architectures():
     assert np.isnan(table[table["model"] == "fcn-r18"].iloc[0]["GMACs executed [fvcore]"])
     plain = T.efficiency_table(T.efficiency_rows(T.normalize_results(pd.DataFrame(efficiency_rows(MODELS[:2])))), [])
     assert not any("executed" in c for c in plain.columns)  # only runs with a fast path get the column
+
+
+def _timed_cell(model, condition, shared=(), ranks=1, total=10.0, data=1.0, model_s=8.0, metric=0.2, images=20):
+    return {
+        "cell": f"{model}|{condition}",
+        "model": model,
+        "condition": condition,
+        "num_images": images,
+        "world_size": ranks,
+        "shared": [f"{m}|{condition}" for m in shared],
+        "total_s": total,
+        "data_s": data,
+        "model_s": model_s,
+        "metric_s": metric,
+    }
+
+
+def test_evaluation_time_counts_a_shared_condition_once():
+    cells = pd.DataFrame(
+        [
+            # two models shared fog-1's batches on 2 ranks: data and wall once, model seconds added, per rank
+            _timed_cell("a", "fog-1", shared=["b"], ranks=2, total=10.0, data=6.0, model_s=4.0, metric=0.4),
+            _timed_cell("b", "fog-1", shared=["a"], ranks=2, total=10.0, data=6.0, model_s=8.0, metric=0.4),
+            _timed_cell("a", "clean", total=5.0, data=0.5, model_s=4.0, metric=0.1, images=10),
+        ]
+    )
+    table = T.evaluation_time(cells)
+    assert list(table["condition"]) == ["fog-1", "clean"] and list(table["models"]) == ["a, b", "a"]
+    fog = table.iloc[0]
+    assert (fog["images"], fog["wall_s"], fog["data_s"], fog["model_s"]) == (20, 10.0, 3.0, 6.0)
+    assert fog["metric_s"] == pytest.approx(0.4)
+    assert (fog["data_pct"], fog["model_pct"], fog["img_s"]) == (30.0, 60.0, 2.0)
+    total = T.evaluation_total(table)
+    assert (total["images"], total["wall_s"], total["data_s"]) == (30, 15.0, 3.5)
+    assert total["data_pct"] == pytest.approx(100 * 3.5 / 15) and total["img_s"] == 2.0
+    assert T.evaluation_time(pd.DataFrame()).empty
+
+
+def _time_run(tmp_path, data, device="cpu", corrupted_root=None, condition="fog-2"):
+    run = make_fake_run(tmp_path / "run", MODELS[:2], gallery=False, history=False, efficiency=False)
+    env = json.loads((run / "env.json").read_text())
+    env["config"] = {"device": device, "corrupted_root": corrupted_root}
+    (run / "env.json").write_text(json.dumps(env))
+    for path in (run / "cells").glob("cell*.json"):
+        record = json.loads(path.read_text())
+        record["condition"] = condition
+        record["timing"]["data"] = data
+        path.write_text(json.dumps(record))
+    bad = {"cell": "x|fog-3", "kind": "accuracy", "num_images": "many", "timing": {"total": 1.0}}
+    (run / "cells" / "zbad.json").write_text(json.dumps(bad))  # a broken record is left out, not fatal
+    render_report(run)
+    text = (run / "index.html").read_text()
+    return text[text.index('id="evaluation-time"') : text.index('id="gallery"')]
+
+
+def test_report_says_where_the_evaluation_time_went(tmp_path):
+    section = _time_run(tmp_path, data=4.0)
+    table = pd.read_csv(tmp_path / "run" / "report" / "evaluation_time.csv")
+    assert list(table["Condition"]) == ["fog-2", "all conditions"]  # both models' cells are one row
+    assert list(table["Data (% of wall)"]) == [40.0, 40.0] and list(table["Images"]) == [10, 10]
+    assert "waiting for images took 40% of it" in section
+    assert "The pipeline, not the models, limited this run" in section
+    assert "generate-c" in section and "DataLoader workers cannot hide it" in section  # CPU, corrupted on the fly
+
+
+@pytest.mark.parametrize(
+    "kw, generate_c, workers, limited",
+    [
+        ({"data": 0.5}, False, False, False),  # 5%: the models were busy
+        ({"data": 4.0, "device": "cuda:0"}, True, True, True),
+        ({"data": 4.0, "corrupted_root": "/data/cityscapes-c"}, False, False, True),  # read, not computed
+        ({"data": 4.0, "condition": "clean"}, False, False, True),
+    ],
+)
+def test_pipeline_advice_fits_the_run(tmp_path, kw, generate_c, workers, limited):
+    section = _time_run(tmp_path, **kw)
+    assert ("limited this run" in section) == limited
+    assert ("generate-c" in section) == generate_c
+    assert ("raise --workers" in section) == workers
