@@ -324,6 +324,10 @@ class FoldedMLPDecoder(nn.Module):
                 self.branch.append(conv)
         self.classifier = head.classifier
         self.in_channels, self.embed_dim = head.in_channels, c
+        # NHWC convs: the encoder's maps are NHWC already, and bilinear upsampling of a wide NHWC map is about twice
+        # as fast as of the same map NCHW (B0 at 1024x2048 on CPU: the decoder takes 115 ms instead of 200 ms)
+        self.branch_pre.to(memory_format=torch.channels_last)
+        self.branch.to(memory_format=torch.channels_last)
 
     def architecture(self) -> nn.Module:
         """An unfolded decoder of the same shapes (fresh weights), for counting the published graph's FLOPs/params."""
@@ -337,9 +341,9 @@ class FoldedMLPDecoder(nn.Module):
         for i, feat in enumerate(features):
             if self.mmseg:
                 feat = F.relu(self.branch_pre[i](feat))
-            y = _resize(self.branch[i](feat), size)
-            out = y if out is None else out + y
-        return self.classifier(F.relu(out))
+            y = _resize(self.branch[i](feat), size)  # a fresh tensor (the same-size resize returns the conv's output)
+            out = y if out is None else out.add_(y)
+        return self.classifier(out.relu_()).contiguous()  # NCHW logits, as the other decoders give
 
 
 # --------------------------------------------------------------------------------------------------------------------
