@@ -69,10 +69,12 @@ class LatencyStats(TimingStats):
 
     Attributes:
         images_per_s: ``batch_size * 1000 / median_ms``.
-        peak_memory_mib: CUDA: ``torch.cuda.max_memory_allocated`` during the measurement (peak stats reset first).
+        peak_memory_mib: CUDA: what the model's inference needs, from ``torch.cuda.max_memory_allocated`` during the
+            measurement (peak stats reset first) less the memory that other tensors held (`model_peak_bytes`):
+            weights, input, activations and workspaces, without the other tensors that live on the device.
             CPU: peak resident set size of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), a
             high-water mark since the process started, so it includes everything that ran before.
-        memory_kind: ``"cuda_max_allocated"`` or ``"cpu_process_peak_rss"``.
+        memory_kind: ``"cuda_max_allocated_model"`` or ``"cpu_process_peak_rss"``.
         threads: ``torch.get_num_threads()`` during the measurement.
         device: the torch device string; device_name: GPU or CPU model.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (the last two via autocast).
@@ -232,6 +234,13 @@ def device_name(device: str | torch.device) -> str:
     return cpu_model_name()
 
 
+def model_peak_bytes(peak_allocated: int, resident: int, own: int) -> int:
+    """The CUDA memory one model's inference needs: its weights and input (`own` bytes) plus what the measurement
+    allocated on top of the `resident` bytes at its start (activations, workspaces). Other tensors resident on the
+    device (another model of the same run, the caller's data) are left out: `peak_allocated - (resident - own)`."""
+    return peak_allocated - (resident - own)
+
+
 def _peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
@@ -247,9 +256,40 @@ def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    ref = next(model.parameters(), None)
-    return ref.device if ref is not None else torch.device("cpu")
+def _tensors(model: nn.Module) -> list[tuple[nn.Module, str, bool]]:
+    """(module, name, is_parameter) of every parameter and buffer, each tensor once."""
+    seen, out = set(), []
+    for module in model.modules():
+        for table, is_param in ((module._parameters, True), (module._buffers, False)):
+            for name, t in table.items():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    out.append((module, name, is_param))
+    return out
+
+
+def _get(module: nn.Module, name: str, is_param: bool) -> torch.Tensor:
+    return module._parameters[name] if is_param else module._buffers[name]
+
+
+@contextlib.contextmanager
+def _moved(model: nn.Module, device: torch.device, channels_last: bool) -> Iterator[int]:
+    """The model on `device` (NHWC weights with `channels_last`) for the block; afterwards every parameter and
+    buffer is its original tensor again (device, dtype and strides exactly as before: a model whose weights were
+    NHWC on purpose stays so). Yields the bytes of the model's weights and buffers on `device`."""
+    tensors = _tensors(model)
+    saved = [(m._parameters[n].data if p else m._buffers[n]) for m, n, p in tensors]
+    try:
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        yield sum(t.numel() * t.element_size() for t in (_get(m, n, p) for m, n, p in tensors) if t.device == device)
+    finally:
+        for (module, name, is_param), original in zip(tensors, saved):
+            if is_param:
+                module._parameters[name].data = original
+            else:
+                module._buffers[name] = original
 
 
 def measure_latency(
@@ -296,34 +336,32 @@ def measure_latency(
     if compile and warmup < 1:
         raise ValueError("compile=True needs warmup >= 1 so that compilation is not timed")
 
-    original_device, was_training = _model_device(model), model.training
+    was_training = model.training
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.eval().to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    x = torch.randn(batch_size, 3, *input_size, device=device).contiguous(memory_format=memory_format)
-    runner = torch.compile(model) if compile else model
     dtype = PRECISIONS[precision]
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-    def step() -> None:
-        with torch.inference_mode(), autocast:
-            runner(x)
-
     try:
-        with _cudnn_benchmark(True) if cuda else contextlib.nullcontext():
-            if cuda:
-                torch.cuda.synchronize(device)
-                torch.cuda.reset_peak_memory_stats(device)
-            timing = time_callable(step, warmup, iters, device, cv_threshold, max_retries)
-            if cuda:
-                peak, memory_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-            else:
-                peak, memory_kind = _peak_rss_mib(), "cpu_process_peak_rss"
+        with _moved(model.eval(), device, channels_last) as weight_bytes:
+            x = torch.randn(batch_size, 3, *input_size, device=device).contiguous(memory_format=memory_format)
+            runner = torch.compile(model) if compile else model
+
+            def step() -> None:
+                with torch.inference_mode(), autocast:
+                    runner(x)
+
+            with _cudnn_benchmark(True) if cuda else contextlib.nullcontext():
+                if cuda:
+                    torch.cuda.synchronize(device)
+                    resident = torch.cuda.memory_allocated(device)  # this model, its input, and whatever else
+                    torch.cuda.reset_peak_memory_stats(device)
+                timing = time_callable(step, warmup, iters, device, cv_threshold, max_retries)
+                if cuda:
+                    own = weight_bytes + x.numel() * x.element_size()
+                    peak = model_peak_bytes(torch.cuda.max_memory_allocated(device), resident, own) / 2**20
+                    memory_kind = "cuda_max_allocated_model"
+                else:
+                    peak, memory_kind = _peak_rss_mib(), "cpu_process_peak_rss"
     finally:
-        model.to(original_device)
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
 
     return LatencyStats(

@@ -30,6 +30,7 @@ from bench.efficiency import (
     summarize,
     time_callable,
 )
+from bench.latency import model_peak_bytes
 
 PAPER_TABLE = Path(__file__).parent / "data" / "segformer_paper_table1.csv"
 VARIANTS = ["b0", "b1", "b2", "b3", "b4", "b5"]
@@ -445,6 +446,27 @@ def test_measure_latency_bf16_channels_last_restores_model():
     assert conv.is_contiguous() and conv.device.type == "cpu"
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_measure_latency_gives_back_the_very_same_weights(channels_last):
+    # the fast SegFormer keeps its decoder's 1x1 convs NHWC on purpose; a latency probe must not undo that
+    model = models.create_model("segformer-tiny", num_classes=19, fast=True)
+    before = {n: (t.data_ptr(), t.stride(), t.clone()) for n, t in model.state_dict(keep_vars=True).items()}
+    assert before["decode_head.branch.1.weight"][1][2:] != (1, 1)  # NHWC strides of a 1x1 conv weight
+    measure_latency(model, (64, 64), channels_last=channels_last, warmup=1, iters=2, max_retries=0)
+    after = model.state_dict(keep_vars=True)
+    assert after.keys() == before.keys()
+    for name, (ptr, stride, value) in before.items():
+        assert (after[name].data_ptr(), after[name].stride()) == (ptr, stride), name
+        assert torch.equal(after[name], value), name
+
+
+def test_cuda_peak_memory_leaves_other_residents_out():
+    mib = 2**20
+    # 300 MiB were resident at the start, 40 of them this model's weights and input; the peak reached 500 MiB
+    assert model_peak_bytes(500 * mib, 300 * mib, 40 * mib) == 240 * mib
+    assert model_peak_bytes(500 * mib, 40 * mib, 40 * mib) == 500 * mib  # nothing else resident: the raw peak
+
+
 def test_measure_latency_rejects_bad_arguments():
     model = nn.Conv2d(3, 3, 1)
     with pytest.raises(ValueError, match="precision"):
@@ -460,9 +482,13 @@ def test_measure_latency_rejects_bad_arguments():
 def test_measure_latency_cuda_fp16():
     model = models.create_model("segformer-tiny", num_classes=19)
     stats = measure_latency(model, (128, 256), device="cuda", precision="fp16", warmup=3, iters=10)
-    assert stats.clock == "cuda.Event" and stats.memory_kind == "cuda_max_allocated"
+    assert stats.clock == "cuda.Event" and stats.memory_kind == "cuda_max_allocated_model"
     assert stats.peak_memory_mib > 0 and stats.median_ms > 0
     assert next(model.parameters()).device.type == "cpu"
+    blob = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")  # another model's weights, say
+    again = measure_latency(model, (128, 256), device="cuda", precision="fp16", warmup=3, iters=10)
+    del blob
+    assert abs(again.peak_memory_mib - stats.peak_memory_mib) < 16  # the 256 MiB resident elsewhere are left out
 
 
 # --------------------------------------------------------------------------------------------------------------------
