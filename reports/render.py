@@ -520,6 +520,15 @@ EFFICIENCY_NAMES = {
 }
 
 
+MEMORY_KINDS = {
+    "cuda_max_allocated_model": "CUDA memory the model's inference allocated at its peak (weights, input, "
+    "activations; other tensors on the device left out)",
+    "cuda_max_allocated": "torch.cuda.max_memory_allocated, including every other tensor on the device",
+    "cpu_process_peak_rss": "the process's peak resident memory on the CPU (a high-water mark that includes "
+    "everything the process ran before, other models too)",
+}
+
+
 def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs) -> Section:
     sec = Section("efficiency-table", "Efficiency")
     table = T.efficiency_table(eff, models)
@@ -546,7 +555,7 @@ def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs) -> Secti
     if "memory_kind" in eff.columns:
         kinds = [str(k) for k in dict.fromkeys(eff.loc[eff["metric"] == "peak_memory", "memory_kind"]) if k]
         if kinds:
-            sec.notes.append("Peak memory measured as: " + ", ".join(kinds) + ".")
+            sec.notes.append("Peak memory: " + "; ".join(MEMORY_KINDS.get(k, k) for k in kinds) + ".")
     sec.notes.append(
         "GMACs are per image (batch 1); latency is per batch, measured after warm-up; ⚠ marks a timing "
         "the runner flagged as noisy."
