@@ -30,6 +30,7 @@ finished cell and prints how to resume.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import functools
 import gc
@@ -59,7 +60,12 @@ EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
 
 
 class CellError(RuntimeError):
-    """A cell could not be evaluated (non-finite logits, out of memory, ...)."""
+    """A cell could not be evaluated (non-finite logits, out of memory, ...). `out_of_memory`: on some rank the
+    device ran out of memory (the run may retry such a cell with no other model loaded)."""
+
+    def __init__(self, message: str, out_of_memory: bool = False):
+        super().__init__(message)
+        self.out_of_memory = out_of_memory
 
 
 class RunFailed(RuntimeError):
@@ -136,9 +142,17 @@ def plan_cells(models: Sequence[str], conds: Sequence[Condition], efficiency: bo
     return cells
 
 
-def _group_cells(cells: Sequence[Cell]) -> list[list[Cell]]:
-    """Efficiency cells one by one, first; then the accuracy cells grouped by condition (in first-seen order), so that
-    each condition's images are read and corrupted once for all models (`_accuracy_cells`)."""
+def _group_cells(cells: Sequence[Cell], together: bool = True) -> list[list[Cell]]:
+    """The order of work, as groups of cells evaluated together.
+
+    `together`: efficiency cells one by one, first; then the accuracy cells grouped by condition (in first-seen
+    order), so that each condition's images are read and corrupted once for all models (`_accuracy_cells`).
+    Otherwise (the models do not fit on the device together): one cell at a time, model by model (its efficiency
+    cell first), so that each model is loaded once.
+    """
+    if not together:
+        order = {m: i for i, m in enumerate(dict.fromkeys(c.model for c in cells))}
+        return [[c] for c in sorted(cells, key=lambda c: (order[c.model], c.kind == "accuracy"))]
     groups: dict[str, list[Cell]] = {}
     for cell in cells:
         if cell.kind == "accuracy":
@@ -161,7 +175,8 @@ class _ModelSlot:
     """Builds models (seeded, so random init is identical on every rank and every resume) and keeps them loaded.
 
     Accuracy cells of one condition are evaluated together, every model on each batch (see `_accuracy_cells`), so
-    every model of a run stays loaded; only one runs at a time, so activations are never held for two.
+    every model of a run stays loaded; only one runs at a time, so activations are never held for two. When they do
+    not fit on the device together, the run goes one model at a time (`release(keep=...)`).
     """
 
     def __init__(self, config: RunConfig, device: torch.device, factory: Callable[..., nn.Module] | None):
@@ -203,9 +218,11 @@ class _ModelSlot:
             self.compiled[name] = torch.compile(model)
         return self.compiled[name]
 
-    def release(self) -> None:
-        self.models.clear()
-        self.compiled.clear()
+    def release(self, keep: Sequence[str] = ()) -> None:
+        """Unload every model but those named in `keep` (and give their memory back to the device)."""
+        for name in [n for n in self.models if n not in keep]:
+            del self.models[name]
+            self.compiled.pop(name, None)
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -299,6 +316,7 @@ def _accuracy_cells(
     cms = [torch.zeros(n, n, dtype=torch.int64, device=ctx.device) for _ in cells]
     phases = torch.zeros(k, 3, dtype=torch.float64)  # per cell: model, data, metric seconds
     errors: list[str | None] = [None] * k
+    out_of_memory = [False] * k
     notes: list[dict[str, None]] = [{} for _ in cells]  # warnings per cell, in order, without repeats
     from tqdm import tqdm
 
@@ -323,7 +341,7 @@ def _accuracy_cells(
                     errors[i] = f"cell {cell.id}: {exc}"
                     continue
                 except torch.OutOfMemoryError:
-                    errors[i] = _oom_message(cell, spec)
+                    errors[i], out_of_memory[i] = _oom_message(cell, spec), True
                     if cuda:
                         torch.cuda.empty_cache()
                     continue
@@ -346,7 +364,8 @@ def _accuracy_cells(
     out: list[dict[str, Any] | CellError] = []
     for i, (cell, spec) in enumerate(zip(cells, specs)):
         if distributed.any_failed(errors[i] is not None, ctx):
-            out.append(CellError(errors[i] or f"cell {cell.id} failed on another rank (see that rank's log)"))
+            message = errors[i] or f"cell {cell.id} failed on another rank (see that rank's log)"
+            out.append(CellError(message, distributed.any_failed(out_of_memory[i], ctx)))
             continue
         distributed.all_reduce_(cms[i], ctx)
         split = distributed.all_reduce_(phases[i].to(ctx.device), ctx).cpu()  # summed over ranks
@@ -476,22 +495,23 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
 
     # Preflight: every model builds (weights found, random-init policy) before any work; hashes for the manifest.
     weights, protocols, details = {}, {}, {}
-    # Through the slot, which keeps every model loaded for the cells (each is built once).
-    try:
-        for name in config.models:
-            slot.get(name)
-        out_of_memory = False
-    except torch.OutOfMemoryError:
-        out_of_memory = True
-        slot.release()
-    if distributed.any_failed(out_of_memory, ctx):  # every rank stops here, with the same message
-        raise ValueError(
-            f"out of memory while loading the models {', '.join(config.models)} on {ctx.device}: a run keeps all its "
-            "models loaded (each condition's images go through every model); run fewer models at once (--models) "
-            "or use a device with more memory"
-        )
+    # Through the slot, which keeps every model loaded for the cells (each is built once) if they fit together.
+    together = _load_together(slot, config.models, ctx)
+    if not together:
+        _note_one_at_a_time("while loading the models " + ", ".join(config.models) + " together", ctx)
     for name in config.models:
-        model = slot.get(name)
+        if not together:
+            slot.release(keep=(name,))
+        try:
+            model, fits = slot.get(name), True
+        except torch.OutOfMemoryError:
+            model, fits = None, False
+        if distributed.any_failed(not fits, ctx):  # every rank stops here, with the same message
+            slot.release()
+            raise ValueError(
+                f"out of memory while loading the model {name} on {ctx.device}, with no other model loaded: use a "
+                "device with more memory, or leave this model out (--models)"
+            )
         weights[name] = weights_fingerprint(model, name, config)
         protocols[name] = spec.resolve(model.meta).protocol()
         details[name] = weights_detail(model)
@@ -558,10 +578,24 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
         if ctx.is_main:
             print(f"FAILED {message}", file=sys.stderr)
 
-    groups = _group_cells(todo)
+    queue = collections.deque(_group_cells(todo, together))
+
+    def one_at_a_time(retry: list[Cell], what: str) -> None:
+        """From here on, one model at a time: unload every model, `retry` first, then the rest of the queue."""
+        nonlocal together, queue
+        together = False
+        slot.release()
+        queue = collections.deque(_group_cells(retry + [c for g in queue for c in g], together=False))
+        _note_one_at_a_time(what, ctx)
+
     try:
         done_count = 0
-        for group in groups:
+        while queue:
+            group = queue.popleft()
+            models = runners = probe = records = None  # the last group's references: release() must free them
+            others = together and len(config.models) > 1  # other models are loaded beside this group's
+            if not together:
+                slot.release(keep=[c.model for c in group])
             first = done_count + 1
             done_count += len(group)
             ids = group[0].id if len(group) == 1 else f"{group[0].condition.name} x {len(group)} models"
@@ -569,13 +603,18 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
             try:
                 models, loaded = [slot.get(cell.model) for cell in group], True
             except torch.OutOfMemoryError:
-                loaded = False
+                models, loaded = None, False
             if distributed.any_failed(not loaded, ctx):  # all ranks skip the group: none waits in a collective alone
+                models = None
+                if others:
+                    done_count -= len(group)
+                    one_at_a_time(list(group), f"while loading the models of {ids} beside the run's others")
+                    continue
                 names = ", ".join(c.model for c in group)
                 where = " on another rank" if loaded else ""
                 for cell in group:
-                    fail(cell, f"CUDA out of memory{where} while loading the models of {cell.id} ({names}): run fewer "
-                         "models at once (--models) or use a GPU with more memory")  # fmt: skip
+                    fail(cell, f"CUDA out of memory{where} while loading {names} for {cell.id}, with no other model "
+                         "loaded: use a GPU with more memory")  # fmt: skip
                 slot.release()
                 continue
             try:
@@ -595,17 +634,29 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
                 fail(group[0], str(exc))
                 continue
             except torch.OutOfMemoryError:  # an efficiency probe (raised on every rank by on_main)
+                models = probe = None
+                if others:
+                    done_count -= len(group)
+                    one_at_a_time(list(group), f"in {ids} with the run's other models loaded")
+                    continue
                 for cell in group:
-                    loaded = slot.models.get(cell.model)
-                    fail(cell, _oom_message(cell, spec.resolve(loaded.meta) if loaded is not None else spec))
+                    fail(cell, _oom_message(cell, spec.resolve(slot.models[cell.model].meta)))
                 slot.release()
                 continue
+            # a model that ran out of memory beside the others gets another try alone
+            retry = [c for c, r in zip(group, records) if others and isinstance(r, CellError) and r.out_of_memory]
             for cell, record in zip(group, records):
+                if cell in retry:
+                    continue
                 if isinstance(record, CellError):
                     fail(cell, str(record))
                 else:
                     item_label = label if len(group) == 1 else f"{label} {cell.model}"
                     finish(cell, record, item_label)
+            if retry:
+                models = runners = records = None
+                done_count -= len(retry)
+                one_at_a_time(retry, f"in {', '.join(c.id for c in retry)} with the run's other models loaded")
     except KeyboardInterrupt:
         if ctx.is_main:
             store.gather([c.id for c in cells], config.reference_model, config.suite)
@@ -627,6 +678,29 @@ def _run(config, conditions, inference, efficiency, model_factory, on_cell_finis
             f"{len(result.failed)} of {len(cells)} cells failed (the rest are in {run_dir}):\n{lines}", result
         )
     return result
+
+
+def _note_one_at_a_time(what: str, ctx: distributed.DistContext) -> None:
+    if ctx.is_main:
+        print(
+            f"note: out of memory on {ctx.device} {what}: going on one model at a time (each condition's images are "
+            "then read, and corrupted, once per model)",
+            file=sys.stderr,
+        )
+
+
+def _load_together(slot: _ModelSlot, names: Sequence[str], ctx: distributed.DistContext) -> bool:
+    """Load every model into the slot; False (on every rank, with the slot emptied) when they do not fit together."""
+    try:
+        for name in names:
+            slot.get(name)
+        fits = True
+    except torch.OutOfMemoryError:
+        fits = False
+    if distributed.any_failed(not fits, ctx):
+        slot.release()
+        return False
+    return True
 
 
 def _warning_text(w: warnings.WarningMessage) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -10,11 +11,13 @@ import subprocess
 import sys
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 import models
 from bench.config import InferenceSpec, RunConfig
@@ -215,29 +218,123 @@ def test_a_failing_model_leaves_the_other_models_cells_of_its_condition(data_roo
     assert sorted(RunStore(tmp_path / "mixed").finished()) == ["segformer-tiny__clean", "segformer-tiny__fog-1"]
 
 
-def test_out_of_memory_when_reloading_models_fails_that_groups_cells_and_goes_on(data_root, tmp_path):
+def _oom():
+    return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+class _Device:
+    """A fake device with room for `room` models: the factory raises out of memory beyond it. Only models that
+    something still references count, so a run that forgets to drop one is caught."""
+
+    def __init__(self, room: int = 1):
+        self.room, self.alive, self.built = room, weakref.WeakSet(), []
+
+    def count(self) -> int:
+        gc.collect()
+        return len(self.alive)
+
+    def factory(self, name, **kw):
+        if self.count() >= self.room:
+            raise _oom()
+        model = models.create_model(name, **kw)
+        self.alive.add(model)
+        self.built.append(name)
+        return model
+
+
+class _NeedsTheDeviceAlone(nn.Module):
+    """Runs out of memory in its forward while another model is loaded."""
+
+    def __init__(self, model, device: _Device):
+        super().__init__()
+        self.model, self.device, self.meta = model, device, model.meta
+
+    def forward(self, x):
+        if self.device.count() > 1:
+            raise _oom()
+        return self.model(x)
+
+
+TWO = ("segformer-tiny", "fcn-mit-tiny")
+
+
+def _by_model(frame: pd.DataFrame, model: str) -> pd.DataFrame:
+    return frame[frame["model"] == model].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def together_run(data_root, tmp_path_factory):
+    """Both models of TWO on clean and fog-1, evaluated together (the reference for the one-at-a-time runs)."""
+    result = run(make_config(data_root, tmp_path_factory.mktemp("together"), models=TWO), ["clean", "fog-1"])
+    return accuracy_frame(result.run_dir / "results.csv")
+
+
+def test_models_that_do_not_fit_together_run_one_at_a_time(data_root, tmp_path, together_run, capsys):
+    device = _Device(room=1)
+    calls = []
+
+    def probe(model, name):
+        calls.append((name, device.count()))
+        return [{"metric": "params", "value": 0.03, "unit": "M"}]
+
+    cfg = make_config(data_root, tmp_path, run_id="solo", models=TWO)
+    result = run(cfg, ["clean", "fog-1"], efficiency=probe, model_factory=device.factory)
+    err = capsys.readouterr().err
+    assert "out of memory on cpu while loading the models segformer-tiny, fcn-mit-tiny together: going on" in err
+    assert not result.failed and calls == [(TWO[0], 1), (TWO[1], 1)]
+    # model by model, each loaded once for its cells (after the preflight's fingerprints)
+    assert result.computed == [f"{m}__{c}" for m in TWO for c in ("efficiency", "clean", "fog-1")]
+    assert device.built == [TWO[0], TWO[0], TWO[1], TWO[0], TWO[1]]
+    got = accuracy_frame(result.run_dir / "results.csv")
+    got = got[got["condition"] != "efficiency"]  # (its severity column is float: efficiency rows have none)
+    for model in TWO:
+        pd.testing.assert_frame_equal(_by_model(got, model), _by_model(together_run, model), check_dtype=False)
+    cell = json.loads((result.run_dir / "cells" / "fcn-mit-tiny__fog-1.json").read_text())
+    assert cell["shared_with"] == []
+
+
+def test_a_model_out_of_memory_beside_the_others_gets_another_try_alone(data_root, tmp_path, together_run, capsys):
+    device = _Device(room=2)
+
+    def factory(name, **kw):
+        model = device.factory(name, **kw)
+        return _NeedsTheDeviceAlone(model, device) if name == TWO[1] else model
+
+    cfg = make_config(data_root, tmp_path, run_id="retry", models=TWO)
+    result = run(cfg, ["clean", "fog-1"], model_factory=factory)
+    err = capsys.readouterr().err
+    assert "out of memory on cpu in fcn-mit-tiny__clean with the run's other models loaded" in err
+    assert not result.failed
+    # the retried model goes on with its other cells while it is loaded
+    assert result.computed == ["segformer-tiny__clean", "fcn-mit-tiny__clean", "fcn-mit-tiny__fog-1",
+                               "segformer-tiny__fog-1"]  # fmt: skip
+    got = accuracy_frame(result.run_dir / "results.csv")
+    for model in TWO:
+        pd.testing.assert_frame_equal(_by_model(got, model), _by_model(together_run, model))
+
+
+def test_out_of_memory_even_alone_fails_only_that_models_cells(data_root, tmp_path):
     builds = []
 
     def factory(name, **kw):
         builds.append(name)
         if name == "huge" and builds.count("huge") > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise _oom()
         return models.create_model("segformer-tiny", **kw)
 
-    def probe(model, name):  # the probe of "huge" runs out of memory: the slot releases every model
+    def probe(model, name):  # the probe of "huge" runs out of memory: the run goes on one model at a time
         if name == "huge":
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise _oom()
         return [{"metric": "params", "value": 0.03, "unit": "M"}]
 
     cfg = make_config(data_root, tmp_path, run_id="oom", max_images=1, models=("segformer-tiny", "huge"))
     with pytest.raises(RunFailed) as info:
         run(cfg, ["clean"], efficiency=probe, model_factory=factory)
     failed = info.value.result.failed
-    assert sorted(failed) == ["huge__clean", "huge__efficiency", "segformer-tiny__clean"]
-    message = "CUDA out of memory while loading the models of huge__clean (segformer-tiny, huge): run fewer models"
+    assert sorted(failed) == ["huge__clean", "huge__efficiency"]
+    message = "CUDA out of memory while loading huge for huge__clean, with no other model loaded: use a GPU with more"
     assert failed["huge__clean"].startswith(message)
-    assert "lower the batch size" in failed["huge__efficiency"]
-    assert sorted(RunStore(tmp_path / "oom").finished()) == ["segformer-tiny__efficiency"]
+    assert sorted(RunStore(tmp_path / "oom").finished()) == ["segformer-tiny__clean", "segformer-tiny__efficiency"]
 
 
 def test_out_of_memory_while_loading_the_models_is_one_clear_error(data_root, tmp_path):
@@ -247,7 +344,7 @@ def test_out_of_memory_while_loading_the_models_is_one_clear_error(data_root, tm
         return models.create_model(name, **kw)
 
     cfg = make_config(data_root, tmp_path, run_id="big", models=("segformer-tiny", "huge"))
-    with pytest.raises(ValueError, match="out of memory while loading the models segformer-tiny, huge on cpu: a run"):
+    with pytest.raises(ValueError, match="out of memory while loading the model huge on cpu, with no other model"):
         run(cfg, ["clean"], model_factory=factory)
     assert not (tmp_path / "big").exists()  # nothing written that could look like a run
 
