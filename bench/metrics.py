@@ -52,16 +52,98 @@ CITYSCAPES_CLASSES: tuple[str, ...] = (
 )
 
 
+PAIR_BINS = 256 * 256
+"""Bins of the pair histogram: `target * 256 + pred` for every pair of byte values (one more counts the rest)."""
+
+
+class ConfusionCounter:
+    """A confusion matrix summed over batches on the labels' device, with the range check once, at the end.
+
+    Each pixel's pair is encoded as one integer `target * 256 + pred` and counted into 65536 bins: on the CPU by a
+    numba kernel that reads the label bytes once, in parallel chunks (see `_count_pairs_cpu`); elsewhere by one
+    `index_add_` on the tensors' own device, which (unlike `torch.bincount` or a range check read back per batch)
+    never waits for the device, so a GPU loop runs without a host sync. Every byte value gets its own bin, so
+    out-of-range ids show up in bins outside the `num_classes` block (values outside a byte in one extra bin) and
+    are reported by `matrix()` instead of being miscounted; ignored pixels land in row `ignore_index` and are dropped.
+
+    Args:
+        num_classes: number of classes.
+        ignore_index: ground-truth value left out of the matrix.
+        device: where the counts live (that of the labels passed to `add`).
+        cpu_kernel: count CPU tensors with the numba kernel (False: the device path, for tests).
+    """
+
+    def __init__(
+        self, num_classes: int = 19, ignore_index: int = 255, device: str | torch.device = "cpu", cpu_kernel=True
+    ):
+        self.n, self.ignore_index, self.device = num_classes, ignore_index, torch.device(device)
+        self.cpu_kernel = cpu_kernel
+        self.general = num_classes > 256 or not 0 <= ignore_index < 256  # mask and bincount (checks each batch)
+        size = num_classes * num_classes if self.general else PAIR_BINS + 1
+        if self.device.type == "cpu":  # numpy's zeros: a torch fill this size would wake torch's thread pool
+            self.counts = torch.from_numpy(np.zeros(size, dtype=np.int64))
+        else:
+            self.counts = torch.zeros(size, dtype=torch.int64, device=self.device)
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Count the pairs of one batch: predicted and ground-truth train ids of the same shape, any integer dtype
+        (uint8 is fastest)."""
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} != ground-truth shape {tuple(target.shape)}")
+        if pred.dtype.is_floating_point or target.dtype.is_floating_point or torch.bool in (pred.dtype, target.dtype):
+            raise ValueError(f"expected integer label tensors, got {pred.dtype} and {target.dtype}")
+        pred = pred.reshape(-1).to(self.device)
+        target = target.reshape(-1).to(self.device)
+        if self.general:
+            self.counts += _confusion_matrix_masked(pred, target, self.n, self.ignore_index).reshape(-1)
+        elif pred.device.type == "cpu" and self.cpu_kernel:
+            counts = self.counts.numpy()  # the same memory
+            counts[PAIR_BINS] += _count_pairs_cpu(pred, target, counts[:PAIR_BINS])
+        else:
+            index = torch.add(pred.to(torch.int32), target.to(torch.int32), alpha=256)  # target * 256 + pred
+            inside = None
+            for values in (pred, target):  # a value outside a byte would alias into another pair's bin
+                if values.dtype != torch.uint8:
+                    ok = (values >= 0) & (values < 256)
+                    inside = ok if inside is None else inside & ok
+            if inside is not None:
+                index = torch.where(inside, index, PAIR_BINS)
+            self.counts.index_add_(0, index, torch.ones((), dtype=torch.int64, device=self.device).expand_as(index))
+
+    def matrix(self) -> torch.Tensor:
+        """The `(num_classes, num_classes)` int64 matrix so far (rows ground truth, columns prediction), on `device`.
+
+        Raises:
+            ValueError: a value lay outside `[0, num_classes)` (other than `ignore_index` in the ground truth).
+        """
+        n, ignore = self.n, self.ignore_index
+        if self.general:
+            return self.counts.reshape(n, n).clone()
+        cpu = self.device.type == "cpu"
+        counts = self.counts.numpy() if cpu else self.counts  # numpy on the CPU: no torch thread-pool wake-ups
+        full, outside = counts[:PAIR_BINS].reshape(256, 256), counts[PAIR_BINS]
+        cm = full[:n, :n]
+        # every labelled pixel must fall in the class block, and ignored pixels need valid predictions too (one sync)
+        stray = outside + full.sum() - full[ignore].sum() - cm.sum() + full[ignore, n:].sum()
+        if int(stray):
+            full = torch.as_tensor(full)
+            bad_pred = (torch.nonzero(full[:, n:].sum(0)).flatten() + n)[:5].tolist()
+            rows = full[n:].sum(1) > 0  # ground-truth values n..255
+            if ignore >= n:
+                rows[ignore - n] = False
+            bad_target = (torch.nonzero(rows).flatten() + n)[:5].tolist()
+            beyond = f", and {int(outside)} values outside [0, 256)" if int(outside) else ""
+            raise ValueError(
+                f"label values must lie in [0, {n}) (ground truth may also be {ignore}); found prediction values "
+                f"{bad_pred} / ground truth values {bad_target} outside that range{beyond}"
+            )
+        return torch.from_numpy(cm.copy()) if cpu else cm.clone()
+
+
 def confusion_matrix(
     pred: torch.Tensor, target: torch.Tensor, num_classes: int = 19, ignore_index: int = 255
 ) -> torch.Tensor:
-    """Count (ground truth, prediction) pairs over all pixels.
-
-    Each pixel's pair is encoded as one integer `target * 256 + pred` and counted into 65536 bins: on the CPU by a
-    numba kernel that reads the label bytes once, in parallel chunks (see `_count_pairs_cpu`); elsewhere with one
-    `torch.bincount` on the tensors' own device.
-    Every byte value gets its own bin, so out-of-range ids show up in bins outside the `num_classes` block and are
-    reported instead of being miscounted; ignored pixels land in row `ignore_index` and are dropped.
+    """Count (ground truth, prediction) pairs over all pixels (one batch of a `ConfusionCounter`).
 
     Args:
         pred: predicted train ids, any integer dtype (uint8 is fastest), any shape.
@@ -76,35 +158,13 @@ def confusion_matrix(
         ValueError: shapes differ, or a value lies outside `[0, num_classes)` (other than `ignore_index` in
             the ground truth).
     """
-    if pred.shape != target.shape:
-        raise ValueError(f"prediction shape {tuple(pred.shape)} != ground-truth shape {tuple(target.shape)}")
-    if pred.dtype.is_floating_point or target.dtype.is_floating_point or torch.bool in (pred.dtype, target.dtype):
-        raise ValueError(f"expected integer label tensors, got {pred.dtype} and {target.dtype}")
-    n = num_classes
-    pred = pred.reshape(-1)
-    target = target.reshape(-1).to(pred.device)
-    if n > 256 or not 0 <= ignore_index < 256:
-        return _confusion_matrix_masked(pred, target, n, ignore_index)
-    if pred.device.type == "cpu":
-        counts = _count_pairs_cpu(pred, target)
-        if counts is None:  # a value outside [0, 256)
-            _raise_range(pred, target, n, ignore_index)
-    else:
-        # Ids outside a byte would alias into other bins: rule them out first (argmax output is int64).
-        for values, limit in ((pred, n), (target, 256)):
-            if values.dtype != torch.uint8 and values.numel():
-                lo, hi = torch.aminmax(values)
-                if int(lo) < 0 or int(hi) >= limit:
-                    _raise_range(pred, target, n, ignore_index)
-        index = torch.add(pred.to(torch.int32), target.to(torch.int32), alpha=256)  # target * 256 + pred
-        counts = torch.bincount(index, minlength=256 * 256)
-    full = counts.reshape(256, 256)
-    cm = full[:n, :n]
-    # every labelled pixel must fall in the class block, and ignored pixels need valid predictions too (one sync)
-    stray = full.sum() - full[ignore_index].sum() - cm.sum() + full[ignore_index, n:].sum()
-    if int(stray):
-        _raise_range(pred, target, n, ignore_index)
-    return torch.from_numpy(np.ascontiguousarray(cm)) if isinstance(cm, np.ndarray) else cm.clone()
+    counter = ConfusionCounter(num_classes, ignore_index, pred.device)
+    counter.add(pred, target)
+    try:
+        return counter.matrix()
+    except ValueError:  # name the very values, those outside a byte too
+        _raise_range(pred.reshape(-1), target.reshape(-1).to(pred.device), num_classes, ignore_index)
+        raise
 
 
 def _count_pairs_kernel(pred: np.ndarray, target: np.ndarray, counts: np.ndarray) -> int:
@@ -126,36 +186,36 @@ def _count_pairs_kernel(pred: np.ndarray, target: np.ndarray, counts: np.ndarray
 _MIN_CHUNK = 1 << 19  # pixels per thread: below this, starting a thread costs more than it saves
 
 
-def _count_pairs_cpu(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray | None:
-    """The 65536-bin pair histogram of flat CPU label tensors, or None when a value lies outside [0, 256).
+def _count_pairs_cpu(pred: torch.Tensor, target: torch.Tensor, counts: np.ndarray) -> int:
+    """Adds the pair histogram of flat CPU label tensors to `counts` (65536 bins); returns how many pixels had a
+    value outside [0, 256).
 
     One pass over the bytes with no index array (numpy's and torch's bincount need an int32/int64 index, i.e. 4-8
     bytes written and read back per pixel): about 4x faster than `np.bincount` on one core, and split into contiguous
-    chunks counted by up to `torch.get_num_threads()` threads.
+    chunks counted by up to `torch.get_num_threads()` threads. Pure numpy and numba: a torch op here would wake
+    torch's thread pool, whose spinning threads then compete with the counting threads.
     """
     kernel = compiled(_count_pairs_kernel)
     p, t = pred.numpy(), target.numpy()
     chunks = max(1, min(torch.get_num_threads(), p.size // _MIN_CHUNK))
     if chunks == 1:
-        counts = np.zeros(256 * 256, dtype=np.int64)
-        outside = kernel(p, t, counts)
-    else:
-        bounds = np.linspace(0, p.size, chunks + 1).astype(np.int64)
-        partial = np.zeros((chunks, 256 * 256), dtype=np.int64)
-        outside_per = [0] * chunks
+        return kernel(p, t, counts)
+    bounds = np.linspace(0, p.size, chunks + 1).astype(np.int64)
+    partial = np.zeros((chunks - 1, 256 * 256), dtype=np.int64)
+    outside_per = [0] * chunks
 
-        def work(k: int) -> None:
-            a, b = bounds[k], bounds[k + 1]
-            outside_per[k] = kernel(p[a:b], t[a:b], partial[k])
+    def work(k: int) -> None:
+        a, b = bounds[k], bounds[k + 1]
+        outside_per[k] = kernel(p[a:b], t[a:b], counts if k == 0 else partial[k - 1])
 
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(1, chunks)]
-        for thread in threads:
-            thread.start()
-        work(0)
-        for thread in threads:
-            thread.join()
-        counts, outside = partial.sum(0), sum(outside_per)
-    return None if outside else counts
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(1, chunks)]
+    for thread in threads:
+        thread.start()
+    work(0)
+    for thread in threads:
+        thread.join()
+    counts += partial.sum(0)
+    return sum(outside_per)
 
 
 def _confusion_matrix_masked(pred: torch.Tensor, target: torch.Tensor, n: int, ignore_index: int) -> torch.Tensor:

@@ -189,3 +189,38 @@ def test_cpu_pair_count_chunks_and_layouts_agree(monkeypatch):
 def _confusion_matrix_reference(p: np.ndarray, g: np.ndarray) -> torch.Tensor:
     keep = g != 255
     return torch.from_numpy(np.bincount(g[keep].astype(np.int64) * 19 + p[keep], minlength=361).reshape(19, 19))
+
+
+@pytest.mark.parametrize("cpu_kernel", [True, False])  # False: the device path (index_add_), run on the CPU here
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_confusion_counter_sums_batches_and_checks_once_at_the_end(cpu_kernel, dtype):
+    from bench.metrics import ConfusionCounter
+
+    rng = np.random.default_rng(5)
+    pairs = [random_pair(rng) for _ in range(3)]
+    counter = ConfusionCounter(19, cpu_kernel=cpu_kernel)
+    for p, g in pairs:
+        counter.add(torch.from_numpy(p).to(dtype), torch.from_numpy(g).to(dtype))
+    expected = sum(_confusion_matrix_reference(p, g) for p, g in pairs)
+    assert torch.equal(counter.matrix(), expected)
+
+    # bad values are counted, not raised, until matrix(): 19 predicted on an ignored pixel, 40 as ground truth,
+    # and (wider dtypes) values outside a byte, which must not alias into another pair's bin
+    counter.add(torch.tensor([19, 0, 3], dtype=dtype), torch.tensor([255, 40, 3], dtype=dtype))
+    if dtype == torch.int64:
+        counter.add(torch.tensor([261, -1]), torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match=r"prediction values \[19\] / ground truth values \[40\]") as info:
+        counter.matrix()
+    assert ("2 values outside [0, 256)" in str(info.value)) == (dtype == torch.int64)
+    counts = counter.counts[:-1].reshape(256, 256)
+    assert counts[1, 5] == expected[1, 5] and counts[1, 255] == 0  # (0, 261) and (2, -1) would alias there
+    assert counts[3, 3] == expected[3, 3] + 1
+
+
+def test_confusion_counter_with_many_classes_takes_the_masked_path():
+    from bench.metrics import ConfusionCounter
+
+    counter = ConfusionCounter(300, ignore_index=299)
+    counter.add(torch.tensor([0, 280, 5]), torch.tensor([0, 280, 299]))
+    cm = counter.matrix()
+    assert cm.shape == (300, 300) and cm[0, 0] == 1 and cm[280, 280] == 1 and cm.sum() == 2
