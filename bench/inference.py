@@ -54,11 +54,16 @@ def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     return (x - m) / s
 
 
+def nonfinite_message(model: nn.Module, spec: InferenceSpec) -> str:
+    """What `NonFiniteLogitsError` says about `model` (also for checks made later, off the host)."""
+    name = getattr(getattr(model, "meta", None), "name", type(model).__name__)
+    hint = "check the weights and the input" if spec.precision == "fp32" else "try precision fp32 (overflow?)"
+    return f"model {name} produced NaN or inf logits (precision {spec.precision}); {hint}"
+
+
 def _check_finite(out: torch.Tensor, model: nn.Module, spec: InferenceSpec) -> None:
     if not bool(torch.isfinite(out).all()):
-        name = getattr(getattr(model, "meta", None), "name", type(model).__name__)
-        hint = "check the weights and the input" if spec.precision == "fp32" else "try precision fp32 (overflow?)"
-        raise NonFiniteLogitsError(f"model {name} produced NaN or inf logits (precision {spec.precision}); {hint}")
+        raise NonFiniteLogitsError(nonfinite_message(model, spec))
 
 
 def _forward(

@@ -51,8 +51,8 @@ from bench import distributed
 from bench.config import InferenceSpec, RunConfig
 from bench.corruptions import Condition, warm_up
 from bench.corruptions import conditions as expand_conditions
-from bench.inference import NonFiniteLogitsError, predict
-from bench.metrics import CITYSCAPES_CLASSES, confusion_matrix
+from bench.inference import NonFiniteLogitsError, nonfinite_message, predict
+from bench.metrics import CITYSCAPES_CLASSES, ConfusionCounter
 from bench.results import RunStore, accuracy_rows, check_resume, environment, sha256_path
 
 EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
@@ -256,9 +256,55 @@ def weights_fingerprint(model: nn.Module, name: str, config: RunConfig) -> str:
     return f"unhashed:{info.source}"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _defers_syncs(device: torch.device) -> bool:
+    """Whether an accuracy cell's loop leaves every check and timing on the device until the cell ends (a GPU: a host
+    sync per batch would idle it between batches). On the CPU every op has finished when it returns anyway."""
+    return device.type != "cpu"
+
+
+class _Clock:
+    """Model and metric seconds of each cell of a condition: the host clock on the CPU; on a GPU, CUDA events
+    recorded into the stream and read once, at the end (`seconds`), so the loop never waits for the device."""
+
+    def __init__(self, device: torch.device, cells: int):
+        self.cuda = device.type == "cuda"
+        self.totals = torch.zeros(cells, 2, dtype=torch.float64)
+        self.pending: list[tuple[int, int, Any, Any]] = []
+
+    def mark(self) -> Any:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def add(self, cell: int, phase: int, start: Any, end: Any) -> None:
+        if self.cuda:
+            self.pending.append((cell, phase, start, end))
+        else:
+            self.totals[cell, phase] += end - start
+
+    def seconds(self) -> torch.Tensor:
+        """(cells, 2): model and metric seconds (one device sync on a GPU)."""
+        if self.pending:
+            self.pending[-1][3].synchronize()
+            for cell, phase, start, end in self.pending:
+                self.totals[cell, phase] += start.elapsed_time(end) / 1000
+            self.pending.clear()
+        return self.totals
+
+
+class _WatchFinite(nn.Module):
+    """`model`, noting in the device flag `nonfinite` whether any output had a NaN or inf, without a host sync."""
+
+    def __init__(self, model: nn.Module, nonfinite: torch.Tensor):
+        super().__init__()
+        self.model, self.meta, self.nonfinite = model, model.meta, nonfinite
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        self.nonfinite.logical_or_(~torch.isfinite(out).all())
+        return out
 
 
 def _oom_message(cell: Cell, spec: InferenceSpec) -> str:
@@ -313,8 +359,13 @@ def _accuracy_cells(
     )
     n = config.num_classes
     k = len(cells)
-    cms = [torch.zeros(n, n, dtype=torch.int64, device=ctx.device) for _ in cells]
-    phases = torch.zeros(k, 3, dtype=torch.float64)  # per cell: model, data, metric seconds
+    counters = [ConfusionCounter(n, device=ctx.device) for _ in cells]
+    clock = _Clock(ctx.device, k)  # per cell: model and metric seconds
+    data_seconds = 0.0  # the wait for each batch, shared by the cells
+    defer = _defers_syncs(ctx.device)  # NaN checks off the host too: one flag per cell, read at the end
+    nonfinite = [torch.zeros((), dtype=torch.bool, device=ctx.device) for _ in cells]
+    if defer:
+        runners = [_WatchFinite(runner, flag) for runner, flag in zip(runners, nonfinite)]
     errors: list[str | None] = [None] * k
     out_of_memory = [False] * k
     notes: list[dict[str, None]] = [{} for _ in cells]  # warnings per cell, in order, without repeats
@@ -324,18 +375,17 @@ def _accuracy_cells(
     try:
         t = time.perf_counter()
         for batch in loader:
-            t_data = time.perf_counter()
-            phases[:, 1] += t_data - t
+            data_seconds += time.perf_counter() - t
             images = batch["image"].to(ctx.device, non_blocking=True)
             labels = batch["label"].to(ctx.device, non_blocking=True)
             for i, (cell, runner, spec) in enumerate(zip(cells, runners, specs)):
                 if errors[i] is not None:
                     continue
-                t0 = time.perf_counter()
+                t0 = clock.mark()
                 try:
                     with warnings.catch_warnings(record=True) as caught:  # each model's warnings go to its own cell
                         warnings.simplefilter("always")
-                        pred = predict(runner, images, spec, out_size=tuple(labels.shape[-2:]))
+                        pred = predict(runner, images, spec, out_size=tuple(labels.shape[-2:]), check_finite=not defer)
                     notes[i].update(dict.fromkeys(map(_warning_text, caught)))
                 except NonFiniteLogitsError as exc:
                     errors[i] = f"cell {cell.id}: {exc}"
@@ -345,16 +395,18 @@ def _accuracy_cells(
                     if cuda:
                         torch.cuda.empty_cache()
                     continue
-                _sync(ctx.device)
-                t1 = time.perf_counter()
-                cms[i] += confusion_matrix(pred, labels, n)
-                _sync(ctx.device)
-                phases[i, 0] += t1 - t0
-                phases[i, 2] += time.perf_counter() - t1
+                t1 = clock.mark()
+                counters[i].add(pred, labels)
+                clock.add(i, 0, t0, t1)
+                clock.add(i, 1, t1, clock.mark())
             bar.update(len(batch["id"]))
             t = time.perf_counter()
+        seconds = clock.seconds()  # on a GPU: the one wait for the device, for the whole condition
     finally:
         bar.close()
+    for i, (runner, spec) in enumerate(zip(runners, specs)):
+        if defer and errors[i] is None and bool(nonfinite[i]):
+            errors[i] = f"cell {cells[i].id}: {nonfinite_message(runner, spec)}"
     count = torch.tensor([len(shard)], dtype=torch.int64, device=ctx.device)
     distributed.all_reduce_(count, ctx)
     num_images = int(count.item())
@@ -367,10 +419,11 @@ def _accuracy_cells(
             message = errors[i] or f"cell {cell.id} failed on another rank (see that rank's log)"
             out.append(CellError(message, distributed.any_failed(out_of_memory[i], ctx)))
             continue
-        distributed.all_reduce_(cms[i], ctx)
-        split = distributed.all_reduce_(phases[i].to(ctx.device), ctx).cpu()  # summed over ranks
+        cm = distributed.all_reduce_(counters[i].matrix(), ctx)
+        phases = torch.tensor([seconds[i, 0], data_seconds, seconds[i, 1]], dtype=torch.float64)
+        split = distributed.all_reduce_(phases.to(ctx.device), ctx).cpu()  # summed over ranks
         timing = {"total": total, "model": float(split[0]), "data": float(split[1]), "metric": float(split[2])}
-        cm_cpu = cms[i].cpu()
+        cm_cpu = cm.cpu()
         out.append(
             {
                 "cell": cell.id,

@@ -670,12 +670,13 @@ def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Secti
     sec.tables.append(HtmlTable([TIME_NAMES[c] for c in frame.columns], rows))
     sec.files = out.table(frame.rename(columns=TIME_NAMES), "evaluation_time", "Where the evaluation time went", 2)
     config = env.get("config") if isinstance(env, dict) and isinstance(env.get("config"), dict) else {}
-    share = total["data_pct"] / 100
+    busy = (total["model_pct"] + total["metric_pct"]) / 100
     sec.notes.append(
-        f"{total['images']} images in {total['wall_s']:.1f} s of wall time over {len(per_condition)} condition(s); "
-        f"waiting for images took {100 * share:.0f}% of it, the models {total['model_pct']:.0f}%."
+        f"{total['images']} images in {total['wall_s']:.1f} s of wall time over {len(per_condition)} condition(s): "
+        f"the models were busy for {100 * busy:.0f}% of it (inference {total['model_pct']:.0f}%, metric "
+        f"{total['metric_pct']:.0f}%); the loop waited for images for {total['data_pct']:.0f}%."
     )
-    if share > T.DATA_BOUND_SHARE:
+    if busy < 1 - T.IDLE_SHARE:
         on_the_fly = not config.get("corrupted_root") and (per_condition["condition"] != "clean").any()
         remedies = []
         if on_the_fly:
@@ -687,17 +688,18 @@ def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Secti
         if cuda:
             remedies.append("raise --workers so that the next images are prepared while the GPU computes")
         sec.notes.append(
-            f"The pipeline, not the models, limited this run: the models waited for images for more than "
-            f"{100 * T.DATA_BOUND_SHARE:.0f}% of the wall time."
+            f"The pipeline, not the models, limited this run: the models were idle for {100 * (1 - busy):.0f}% of "
+            "the wall time."
             + (" To hide it, " + "; or ".join(remedies) + "." if remedies else "")
             + ("" if cuda else " On a CPU the models already use every core, so DataLoader workers cannot hide it.")
         )
     sec.notes.append(
-        "Data is the wait for the next batch (reading and decoding PNGs, corrupting on the fly unless "
+        "Data is the loop's wait for the next batch (reading and decoding PNGs, corrupting on the fly unless "
         "--corrupted-data was given); Models is inference (normalisation, forward pass, resize to the labels, "
-        "argmax) of every listed model; Metric is the confusion matrix. Seconds are per rank; the rest of the wall "
-        "time is setup (dataset, DataLoader workers) and reductions. Models that shared a condition share one row, "
-        "as each batch went through all of them."
+        "argmax) of every listed model; Metric is the confusion matrix. On a GPU, Models and Metric are device time "
+        "(CUDA events) and the wait for images overlaps them. Seconds are per rank; the rest of the wall time is "
+        "setup (dataset, DataLoader workers) and reductions. Models that shared a condition share one row, as each "
+        "batch went through all of them."
     )
     return sec
 

@@ -512,6 +512,7 @@ def _time_run(tmp_path, data, device="cpu", corrupted_root=None, condition="fog-
         record = json.loads(path.read_text())
         record["condition"] = condition
         record["timing"]["data"] = data
+        record["timing"]["model"] = (10.0 - data - 0.2) / 2  # the rest of the 10 s, but for 0.1 s metric per model
         path.write_text(json.dumps(record))
     bad = {"cell": "x|fog-3", "kind": "accuracy", "num_images": "many", "timing": {"total": 1.0}}
     (run / "cells" / "zbad.json").write_text(json.dumps(bad))  # a broken record is left out, not fatal
@@ -525,7 +526,8 @@ def test_report_says_where_the_evaluation_time_went(tmp_path):
     table = pd.read_csv(tmp_path / "run" / "report" / "evaluation_time.csv")
     assert list(table["Condition"]) == ["fog-2", "all conditions"]  # both models' cells are one row
     assert list(table["Data (% of wall)"]) == [40.0, 40.0] and list(table["Images"]) == [10, 10]
-    assert "waiting for images took 40% of it" in section
+    busy = "the models were busy for 60% of it (inference 58%, metric 2%); the loop waited for images for 40%"
+    assert busy in section
     assert "The pipeline, not the models, limited this run" in section
     assert "generate-c" in section and "DataLoader workers cannot hide it" in section  # CPU, corrupted on the fly
 
@@ -541,6 +543,6 @@ def test_report_says_where_the_evaluation_time_went(tmp_path):
 )
 def test_pipeline_advice_fits_the_run(tmp_path, kw, generate_c, workers, limited):
     section = _time_run(tmp_path, **kw)
-    assert ("limited this run" in section) == limited
+    assert ("limited this run: the models were idle for" in section) == limited
     assert ("generate-c" in section) == generate_c
     assert ("raise --workers" in section) == workers

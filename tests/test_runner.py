@@ -206,8 +206,18 @@ def test_failing_cell_raises_with_clear_message(data_root, tmp_path, fail, messa
     assert "batch size 2" in str(info.value) or fail == "nan"
 
 
+@pytest.fixture(params=[False, True], ids=["checked-per-batch", "checked-at-the-end"])
+def deferred(request, monkeypatch):
+    """Both loops of `_accuracy_cells`: NaN and label checks per batch (the CPU's), or left on the device until the
+    cell ends (a GPU's; forced here on the CPU)."""
+    import bench.runner
+
+    monkeypatch.setattr(bench.runner, "_defers_syncs", lambda device: request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("fail, message", [("nan", "NaN or inf logits"), ("oom", "lower the batch size")])
-def test_a_failing_model_leaves_the_other_models_cells_of_its_condition(data_root, tmp_path, fail, message):
+def test_a_failing_model_leaves_the_other_models_cells_of_its_condition(data_root, tmp_path, fail, message, deferred):
     def factory(name, **kw):
         return _Broken(fail) if name == "broken" else models.create_model(name, **kw)
 
@@ -311,6 +321,13 @@ def test_a_model_out_of_memory_beside_the_others_gets_another_try_alone(data_roo
     got = accuracy_frame(result.run_dir / "results.csv")
     for model in TWO:
         pd.testing.assert_frame_equal(_by_model(got, model), _by_model(together_run, model))
+
+
+def test_checks_left_on_the_device_give_the_same_numbers(data_root, tmp_path, together_run, deferred):
+    result = run(make_config(data_root, tmp_path, run_id="d", models=TWO), ["clean", "fog-1"])
+    pd.testing.assert_frame_equal(accuracy_frame(result.run_dir / "results.csv"), together_run)
+    timing = result.timing["fcn-mit-tiny__fog-1"]
+    assert timing["model"] > 0 and timing["metric"] > 0 and timing["data"] > 0
 
 
 def test_out_of_memory_even_alone_fails_only_that_models_cells(data_root, tmp_path):
