@@ -331,7 +331,8 @@ def _accuracy_cells(
 
     Returns one record per cell, or the `CellError` that failed it (NaN/inf logits, out of memory); a failed model
     drops out of the loop and the others go on. Cells share the data time and the total wall time; the model and
-    metric times are each model's own.
+    metric times are each model's own. On a GPU nothing in the loop waits for the device (`_defers_syncs`), so NaN
+    logits are noticed when the condition ends rather than at the batch that had them.
     """
     from bench.data import CityscapesDataset
 
@@ -363,7 +364,7 @@ def _accuracy_cells(
     clock = _Clock(ctx.device, k)  # per cell: model and metric seconds
     data_seconds = 0.0  # the wait for each batch, shared by the cells
     defer = _defers_syncs(ctx.device)  # NaN checks off the host too: one flag per cell, read at the end
-    nonfinite = [torch.zeros((), dtype=torch.bool, device=ctx.device) for _ in cells]
+    nonfinite = [torch.zeros((), dtype=torch.bool, device=ctx.device) for _ in cells] if defer else []
     if defer:
         runners = [_WatchFinite(runner, flag) for runner, flag in zip(runners, nonfinite)]
     errors: list[str | None] = [None] * k
