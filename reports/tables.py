@@ -561,7 +561,8 @@ def evaluation_time(cells: pd.DataFrame) -> pd.DataFrame:
     Returns:
         `condition`, `models`, `images`, `wall_s`, and per phase `<phase>_s` (per rank: summed seconds / ranks) and
         `<phase>_pct` (of the wall time), then `img_s` (images / wall). Cells that shared their batches are one row:
-        they share the data and wall time, and their model and metric times add up. Rows keep the cells' order.
+        they share the data and wall time, and their model and metric times add up. Clean comes first, then the
+        corruptions in Table 5's order (others after them), each by severity.
     """
     columns = ["condition", "models", "images", "wall_s"]
     columns += [f"{p}_{u}" for p in TIME_PHASES for u in ("s", "pct")] + ["img_s"]
@@ -585,7 +586,14 @@ def evaluation_time(cells: pd.DataFrame) -> pd.DataFrame:
             "metric_s": group["metric_s"].sum() / ranks,
         }
         rows.append(row)
-    frame = pd.DataFrame(rows)
+    order = [c for _, names in column_groups(()) for c in names]
+
+    def rank(condition: str) -> tuple:
+        corruption, severity = split_condition(condition)
+        known = order.index(corruption) if corruption in order else len(order)
+        return (condition != "clean", known, corruption or condition, severity or 0)
+
+    frame = pd.DataFrame(sorted(rows, key=lambda r: rank(r["condition"])))
     for p in TIME_PHASES:
         frame[f"{p}_pct"] = 100 * frame[f"{p}_s"] / frame["wall_s"].where(frame["wall_s"] > 0)
     frame["img_s"] = frame["images"] / frame["wall_s"].where(frame["wall_s"] > 0)

@@ -492,8 +492,8 @@ def test_evaluation_time_counts_a_shared_condition_once():
         ]
     )
     table = T.evaluation_time(cells)
-    assert list(table["condition"]) == ["fog-1", "clean"] and list(table["models"]) == ["a, b", "a"]
-    fog = table.iloc[0]
+    assert list(table["condition"]) == ["clean", "fog-1"] and list(table["models"]) == ["a", "a, b"]  # clean first
+    fog = table.iloc[1]
     assert (fog["images"], fog["wall_s"], fog["data_s"], fog["model_s"]) == (20, 10.0, 3.0, 6.0)
     assert fog["metric_s"] == pytest.approx(0.4)
     assert (fog["data_pct"], fog["model_pct"], fog["img_s"]) == (30.0, 60.0, 2.0)
@@ -501,6 +501,9 @@ def test_evaluation_time_counts_a_shared_condition_once():
     assert (total["images"], total["wall_s"], total["data_s"]) == (30, 15.0, 3.5)
     assert total["data_pct"] == pytest.approx(100 * 3.5 / 15) and total["img_s"] == 2.0
     assert T.evaluation_time(pd.DataFrame()).empty
+    names = ["zoom_blur-1", "fog-2", "clean", "motion_blur-3", "fog-1"]  # Table 5's order, an extra one last
+    shuffled = pd.DataFrame([_timed_cell("a", c) for c in names])
+    assert list(T.evaluation_time(shuffled)["condition"]) == ["clean", "motion_blur-3", "fog-1", "fog-2", "zoom_blur-1"]
 
 
 def _time_run(tmp_path, data, device="cpu", corrupted_root=None, condition="fog-2"):
