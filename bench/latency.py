@@ -140,11 +140,12 @@ def _timed_calls(fn: Callable[[], Any], iters: int, device: str | torch.device) 
     if _is_cuda(device):
         torch.cuda.synchronize(device)
         times = []
+        stream = torch.cuda.current_stream(device)  # the device's own (it need not be the current device)
         for _ in range(iters):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+            start.record(stream)
             fn()
-            end.record()
+            end.record(stream)
             end.synchronize()  # wait for the GPU: the time covers the work, not just the launch
             times.append(start.elapsed_time(end))
         return times

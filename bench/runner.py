@@ -268,6 +268,7 @@ class _Clock:
 
     def __init__(self, device: torch.device, cells: int):
         self.cuda = device.type == "cuda"
+        self.stream = torch.cuda.current_stream(device) if self.cuda else None  # cuda:1 need not be the current one
         self.totals = torch.zeros(cells, 2, dtype=torch.float64)
         self.pending: list[tuple[int, int, Any, Any]] = []
 
@@ -275,7 +276,7 @@ class _Clock:
         if not self.cuda:
             return time.perf_counter()
         event = torch.cuda.Event(enable_timing=True)
-        event.record()
+        event.record(self.stream)
         return event
 
     def add(self, cell: int, phase: int, start: Any, end: Any) -> None:
