@@ -402,7 +402,8 @@ def test_time_callable_cuda_path_with_fake_events(monkeypatch):
             assert enable_timing
             self.t = None
 
-        def record(self):
+        def record(self, stream=None):
+            assert stream == ("stream of", "cuda")  # the measured device's stream, not the current device's
             self.t = time.perf_counter()
 
         def synchronize(self):
@@ -414,6 +415,7 @@ def test_time_callable_cuda_path_with_fake_events(monkeypatch):
     synced: list[str] = []
     monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append("device"))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("stream of", str(device)))
     stats = time_callable(lambda: time.sleep(0.002), warmup=1, iters=5, device="cuda", cv_threshold=10.0)
     assert stats.clock == "cuda.Event" and len(stats.samples) == 5 and stats.median_ms >= 2.0
     assert synced.count("event") == 5 and "device" in synced

@@ -548,3 +548,36 @@ def test_compile_runs_accuracy_cells_through_torch_compile(reference_run, data_r
     pd.testing.assert_frame_equal(got, ref)
     env = json.loads((result.run_dir / "env.json").read_text())
     assert env["config"]["compile"] is True
+
+
+def test_gpu_clock_reads_the_device_once_per_condition(monkeypatch):
+    """`_Clock`'s CUDA branch with stand-in events: they go on the measured device's stream, and only the last one
+    is waited for, when the condition ends."""
+    from bench.runner import _Clock
+
+    waits, now = [], iter(range(100))
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+
+        def record(self, stream=None):
+            assert stream == ("stream of", "cuda:1")
+            self.t = next(now)
+
+        def synchronize(self):
+            waits.append(self.t)
+
+        def elapsed_time(self, end):  # milliseconds
+            return 1000.0 * (end.t - self.t)
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("stream of", str(device)))
+    clock = _Clock(torch.device("cuda:1"), 2)
+    for cell in (0, 1, 0):
+        t0 = clock.mark()
+        t1 = clock.mark()
+        clock.add(cell, 0, t0, t1)
+        clock.add(cell, 1, t1, clock.mark())
+    assert waits == []  # nothing waited for the device inside the loop
+    assert clock.seconds().tolist() == [[2.0, 2.0], [1.0, 1.0]] and waits == [8]
