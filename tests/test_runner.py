@@ -183,6 +183,10 @@ def test_keyboard_interrupt_keeps_finished_cells(data_root, tmp_path, capsys):
     assert done.computed == ["segformer-tiny__fog-1"]
 
 
+def _oom():
+    return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
 class _Broken(torch.nn.Module):
     def __init__(self, fail: str):
         super().__init__()
@@ -193,7 +197,7 @@ class _Broken(torch.nn.Module):
 
     def forward(self, x):
         if self.fail == "oom":
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise _oom()
         return self.conv(x) * float("nan")
 
 
@@ -226,10 +230,6 @@ def test_a_failing_model_leaves_the_other_models_cells_of_its_condition(data_roo
         run(cfg, ["clean", "fog-1"], model_factory=factory)
     assert sorted(info.value.result.failed) == ["broken__clean", "broken__fog-1"]
     assert sorted(RunStore(tmp_path / "mixed").finished()) == ["segformer-tiny__clean", "segformer-tiny__fog-1"]
-
-
-def _oom():
-    return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
 class _Device:
@@ -357,7 +357,7 @@ def test_out_of_memory_even_alone_fails_only_that_models_cells(data_root, tmp_pa
 def test_out_of_memory_while_loading_the_models_is_one_clear_error(data_root, tmp_path):
     def factory(name, **kw):
         if name == "huge":
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise _oom()
         return models.create_model(name, **kw)
 
     cfg = make_config(data_root, tmp_path, run_id="big", models=("segformer-tiny", "huge"))
