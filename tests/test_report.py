@@ -549,3 +549,17 @@ def test_pipeline_advice_fits_the_run(tmp_path, kw, generate_c, workers, limited
     assert ("limited this run: the models were idle for" in section) == limited
     assert ("generate-c" in section) == generate_c
     assert ("raise --workers" in section) == workers
+
+
+def test_a_long_evaluation_time_table_is_folded_under_its_total(tmp_path):
+    run = make_fake_run(tmp_path / "run", MODELS[:2], gallery=False, history=False, efficiency=False)
+    for k, condition in enumerate(f"{c}-{s}" for c in ("snow", "frost", "spatter") for s in (1, 2, 3, 4, 5)):
+        record = {"cell": f"a__{condition}", "kind": "accuracy", "model": "a", "condition": condition,
+                  "num_images": 2, "world_size": 1, "shared_with": [],
+                  "timing": {"total": 1.0, "data": 0.1, "model": 0.8, "metric": 0.01}, "rows": []}  # fmt: skip
+        (run / "cells" / f"t{k}.json").write_text(json.dumps(record))
+    render_report(run)
+    text = (run / "index.html").read_text()
+    section = text[text.index('id="evaluation-time"') : text.index('id="gallery"')]
+    folded = section.index("<details><summary>Per condition (16 rows)</summary>")
+    assert section.index("all conditions") < folded  # the total stays in view, above the folded rows
