@@ -168,9 +168,12 @@ def cmd_run(argv: list[str]) -> int:
             tol = regression.tolerances_from(args)
             history = args.history or Path(result.run_dir).parent / "history.jsonl"
             code = regression.run_compare(args.baseline, result.run_dir, tol, history, args.summary)
-    from reports import render_report
+    from reports import evaluation_summary, render_report
 
     print(f"report: {render_report(result.run_dir, reference_model=args.reference)}")
+    summary = evaluation_summary(result.run_dir)
+    if summary:
+        print(summary)
     return code
 
 

@@ -678,7 +678,7 @@ def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Secti
         sec.tables.append(HtmlTable(header, rows))
     sec.files = out.table(frame.rename(columns=TIME_NAMES), "evaluation_time", "Where the evaluation time went", 2)
     config = env.get("config") if isinstance(env, dict) and isinstance(env.get("config"), dict) else {}
-    busy = (total["model_pct"] + total["metric_pct"]) / 100
+    busy = T.busy_share(total)
     sec.notes.append(
         f"{total['images']} images in {total['wall_s']:.1f} s of wall time over {len(per_condition)} condition(s): "
         f"the models were busy for {100 * busy:.0f}% of it (inference {total['model_pct']:.0f}%, metric "
@@ -710,6 +710,20 @@ def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Secti
         "batch went through all of them."
     )
     return sec
+
+
+def evaluation_summary(run_dir: str | Path) -> str | None:
+    """One console line on where a run's evaluation time went (None when no cell has timing)."""
+    per_condition = T.evaluation_time(_timing_records(read_cells(Path(run_dir), [])))
+    if per_condition.empty:
+        return None
+    total = T.evaluation_total(per_condition)
+    busy = T.busy_share(total)
+    images, wall = total["images"], total["wall_s"]
+    line = f"evaluation: {images} images in {wall:.1f} s, the models busy for {100 * busy:.0f}% of it"
+    if busy < 1 - T.IDLE_SHARE:
+        line += "; the pipeline limited this run (the report's 'Where the evaluation time went' says what to do)"
+    return line
 
 
 def _palette_legend() -> list[tuple[str, str]]:

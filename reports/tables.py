@@ -600,6 +600,11 @@ def evaluation_time(cells: pd.DataFrame) -> pd.DataFrame:
     return frame[columns]
 
 
+def busy_share(total: dict[str, float]) -> float:
+    """The share of the wall time the models worked (inference and metric), from `evaluation_total`."""
+    return (total["model_pct"] + total["metric_pct"]) / 100
+
+
 def evaluation_total(per_condition: pd.DataFrame) -> dict[str, float]:
     """The whole run's line of `evaluation_time`: images and seconds summed, shares of the summed wall time."""
     total = {"condition": "all conditions", "models": "", "images": int(per_condition["images"].sum())}

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,7 @@ def test_run_shorthand_then_resume(tmp_path):
     first = cli(*args, tmp_path=tmp_path)
     assert first.returncode == 0, first.stderr
     assert f"report: {run_dir / 'index.html'}" in first.stdout
+    assert re.search(r"^evaluation: 4 images in [\d.]+ s, the models busy for \d+% of it", first.stdout, re.M)
     rows = _rows(run_dir)
     assert {r["model"] for r in rows} == {"segformer-b0", "segformer-b5"}
     assert {r["condition"] for r in rows} == {"clean", "fog-1"}
