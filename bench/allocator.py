@@ -18,7 +18,6 @@ caching.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -50,7 +49,7 @@ def retain_freed_memory() -> str:
     elif platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         _state = "system default (not glibc)"
     else:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library this process already runs on (no library search at start-up)
         if libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
             _state = "glibc malloc, heap only (M_MMAP_MAX=0), freed memory kept (M_TRIM_THRESHOLD=2 GiB)"
         else:  # pragma: no cover - mallopt refuses only invalid values
