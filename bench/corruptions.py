@@ -223,7 +223,7 @@ def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarra
     if name in COLOUR_MAPS:
         return _corrupt_colours(image, name, severity)
     if name == "zoom_blur":
-        return np.ascontiguousarray(_zoom_blur(image, severity))
+        return _zoom_blur(image, severity)  # a fresh, contiguous uint8 array
     with _RNG_LOCK:
         saved = np.random.get_state()
         try:
