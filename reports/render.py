@@ -655,13 +655,24 @@ TIME_NAMES = {
 }
 
 
-def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Section:
-    sec = Section("evaluation-time", "Where the evaluation time went")
+def _evaluation(cells: list[dict]) -> tuple[pd.DataFrame, dict[str, float], float, bool] | None:
+    """Per-condition times, their total, the models' busy share and whether the pipeline limited the run (None when
+    no cell has timing): what the report section and the console line both say."""
     per_condition = T.evaluation_time(_timing_records(cells))
     if per_condition.empty:
+        return None
+    total = T.evaluation_total(per_condition)
+    busy = T.busy_share(total)
+    return per_condition, total, busy, busy < 1 - T.IDLE_SHARE
+
+
+def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Section:
+    sec = Section("evaluation-time", "Where the evaluation time went")
+    evaluation = _evaluation(cells)
+    if evaluation is None:
         sec.missing = "No accuracy cell records with timing in this run folder."
         return sec
-    total = T.evaluation_total(per_condition)
+    per_condition, total, busy, limited = evaluation
     frame = pd.concat([per_condition, pd.DataFrame([total])], ignore_index=True)
     columns = [c for c in frame.columns if c != "condition"]
     rows = []
@@ -678,13 +689,12 @@ def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Secti
         sec.tables.append(HtmlTable(header, rows))
     sec.files = out.table(frame.rename(columns=TIME_NAMES), "evaluation_time", "Where the evaluation time went", 2)
     config = env.get("config") if isinstance(env, dict) and isinstance(env.get("config"), dict) else {}
-    busy = T.busy_share(total)
     sec.notes.append(
         f"{total['images']} images in {total['wall_s']:.1f} s of wall time over {len(per_condition)} condition(s): "
         f"the models were busy for {100 * busy:.0f}% of it (inference {total['model_pct']:.0f}%, metric "
         f"{total['metric_pct']:.0f}%); the loop waited for images for {total['data_pct']:.0f}%."
     )
-    if busy < 1 - T.IDLE_SHARE:
+    if limited:
         on_the_fly = not config.get("corrupted_root") and (per_condition["condition"] != "clean").any()
         remedies = []
         if on_the_fly:
@@ -714,14 +724,13 @@ def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Secti
 
 def evaluation_summary(run_dir: str | Path) -> str | None:
     """One console line on where a run's evaluation time went (None when no cell has timing)."""
-    per_condition = T.evaluation_time(_timing_records(read_cells(Path(run_dir), [])))
-    if per_condition.empty:
+    evaluation = _evaluation(read_cells(Path(run_dir), []))
+    if evaluation is None:
         return None
-    total = T.evaluation_total(per_condition)
-    busy = T.busy_share(total)
+    _, total, busy, limited = evaluation
     images, wall = total["images"], total["wall_s"]
     line = f"evaluation: {images} images in {wall:.1f} s, the models busy for {100 * busy:.0f}% of it"
-    if busy < 1 - T.IDLE_SHARE:
+    if limited:
         line += "; the pipeline limited this run (the report's 'Where the evaluation time went' says what to do)"
     return line
 
