@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.allocator import retain_freed_memory  # noqa: E402
+from bench.config import usable_cores  # noqa: E402
 from bench.corruptions import CORRUPTIONS  # noqa: E402
 from bench.generate_c import generate_c  # noqa: E402
 from bench.synthetic import write_synthetic_cityscapes  # noqa: E402
@@ -43,7 +44,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--corruptions", default=",".join(CORRUPTIONS))
     ap.add_argument("--severities", default="3")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--workers", type=int, default=usable_cores(), help="processes (default: as generate-c's auto)")
     args = ap.parse_args()
     malloc = retain_freed_memory()
     h, w = (int(v) for v in args.size.lower().split("x"))
