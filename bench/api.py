@@ -1,8 +1,8 @@
 """Running a suite from Python: the same path the command line takes.
 
-    >>> import suites
-    >>> from bench.api import run_suite
-    >>> from bench.config import RunConfig
+    >>> from segbench import suites
+    >>> from segbench.bench.api import run_suite
+    >>> from segbench.bench.config import RunConfig
     >>> result = run_suite(suites.get_suite("demo"), RunConfig(models=("segformer-b0",)))  # doctest: +SKIP
 
 `run_suite` fills the run config from the suite (name, version, image budget), finds the data (generating the
@@ -21,15 +21,15 @@ from typing import Any
 
 from torch import nn
 
-from bench import runner
-from bench.config import RunConfig
-from bench.corruptions import SEVERITIES, Condition
-from bench.data import resolve_root
-from bench.gallery import write_gallery
-from bench.regression import calibrated_latency
-from bench.spec import SuiteSpec
-from bench.synthetic import write_synthetic_cityscapes
-from bench.weights import resolve_model_weights
+from segbench.bench import runner
+from segbench.bench.config import RunConfig
+from segbench.bench.corruptions import SEVERITIES, Condition
+from segbench.bench.data import resolve_root
+from segbench.bench.gallery import write_gallery
+from segbench.bench.regression import calibrated_latency
+from segbench.bench.spec import SuiteSpec
+from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.weights import resolve_model_weights
 
 
 def cache_dir() -> Path:
@@ -151,7 +151,7 @@ def run_suite(
 
 def model_factory(fast: bool = False):
     """`factory(name, **kwargs) -> model`: `models.create_model`, with SegFormer's fast path when `fast`."""
-    import models
+    from segbench import models
 
     def create(name: str, **kwargs: Any) -> nn.Module:
         if fast and models.MODELS.group_of(name) == "segformer":

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.corruptions import CLEAN, MIN_SIZE, SEED_PROTOCOL, Condition, condition_seed, corrupt
+from segbench.bench.corruptions import CLEAN, MIN_SIZE, SEED_PROTOCOL, Condition, condition_seed, corrupt
 
 ENV_VAR = "CITYSCAPES_DATASET"
 IMAGE_SUFFIX = "_leftImg8bit.png"

@@ -2,7 +2,7 @@
 
 The public API lives here; the FLOP counters are in `bench.flops` and the timing harness in `bench.latency`.
 
-    >>> from bench.efficiency import count_params, count_flops, measure_latency
+    >>> from segbench.bench.efficiency import count_params, count_flops, measure_latency
     >>> count_flops(model, (512, 512), convention="paper").gmacs          # SegFormer-B0, 150 classes: ~8.4
     >>> measure_latency(model, (512, 1024), device="cuda", precision="fp16").median_ms
 
@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import allocator
-from bench.config import usable_cores
-from bench.flops import (
+from segbench.bench import allocator
+from segbench.bench.config import usable_cores
+from segbench.bench.flops import (
     CONVENTIONS,
     PAPER_RULES,
     FlopCount,
@@ -39,7 +39,7 @@ from bench.flops import (
     sliding_window_flops,
     sliding_window_grid,
 )
-from bench.latency import (
+from segbench.bench.latency import (
     PRECISIONS,
     LatencyStats,
     TimingStats,

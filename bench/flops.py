@@ -338,7 +338,7 @@ def segformer_attention_macs(h: int, w: int, sr_ratio: int, dim: int, batch_size
 
 def _attention_types() -> tuple[type, ...]:
     try:
-        from models.segformer import EfficientSelfAttention
+        from segbench.models.segformer import EfficientSelfAttention
     except ImportError:  # models.segformer not importable: no hand-added term applies
         return ()
     return (EfficientSelfAttention,)

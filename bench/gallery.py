@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.config import InferenceSpec
-from bench.corruptions import Condition
-from bench.data import CityscapesDataset
-from bench.generate_c import write_png_atomic
-from bench.inference import predict
-from bench.results import atomic_write_json
+from segbench.bench.config import InferenceSpec
+from segbench.bench.corruptions import Condition
+from segbench.bench.data import CityscapesDataset
+from segbench.bench.generate_c import write_png_atomic
+from segbench.bench.inference import predict
+from segbench.bench.results import atomic_write_json
 
 
 def cityscapes_palette() -> np.ndarray:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.corruptions import (
+from segbench.bench.corruptions import (
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
     SEED_PROTOCOL,
@@ -41,7 +41,15 @@ from bench.corruptions import (
     corrupt,
     warm_up,
 )
-from bench.data import MANIFEST, DataError, SampleRef, corrupted_image_path, find_samples, read_image, read_manifest
+from segbench.bench.data import (
+    MANIFEST,
+    DataError,
+    SampleRef,
+    corrupted_image_path,
+    find_samples,
+    read_image,
+    read_manifest,
+)
 
 TEMP_SUFFIX = ".segbench-tmp"
 MANIFEST_FORMAT = "segbench-cityscapes-c/1"

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench._numba import compiled
-from bench.config import InferenceSpec
+from segbench.bench._numba import compiled
+from segbench.bench.config import InferenceSpec
 
 
 class NonFiniteLogitsError(RuntimeError):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.flops import _check_size
+from segbench.bench.flops import _check_size
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 

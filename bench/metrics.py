@@ -26,7 +26,7 @@ import threading
 import numpy as np
 import torch
 
-from bench._numba import compiled
+from segbench.bench._numba import compiled
 
 # Cityscapes train-id class names, in train-id order (cityscapesscripts.helpers.labels).
 CITYSCAPES_CLASSES: tuple[str, ...] = (

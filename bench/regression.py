@@ -200,7 +200,7 @@ def load_results(path: str | Path) -> ResultSet:
 
 def write_baseline(results: ResultSet, path: str | Path) -> Path:
     """Freeze a run as a baseline file (rows, speed samples and provenance), atomically."""
-    from bench.results import atomic_write_json
+    from segbench.bench.results import atomic_write_json
 
     data = {
         "format": BASELINE_FORMAT,
@@ -410,9 +410,9 @@ def tolerances_from(args: argparse.Namespace) -> Tolerances:
     return Tolerances(args.tolerance_miou, args.speed_factor, args.alpha)
 
 
-def main(argv: Iterable[str] | None = None) -> int:
-    """`run_bench.py compare BASELINE RUN [--update-baseline]`."""
-    p = argparse.ArgumentParser(prog="run_bench.py compare", description=__doc__.split("\n\n")[0])
+def main(argv: Iterable[str] | None = None, prog: str = "segbench compare") -> int:
+    """`segbench compare BASELINE RUN [--update-baseline]`."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("baseline", help="baseline run folder, results.csv or baseline .json")
     p.add_argument("candidate", help="candidate run folder or results.csv")
     p.add_argument("--update-baseline", action="store_true", help="after comparing, write the candidate as baseline")

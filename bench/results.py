@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from bench import metrics, robustness
-from models.checkpoint import sha256_file
+from segbench.bench import metrics, robustness
+from segbench.models.checkpoint import sha256_file
 
 COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
 SCHEMA_VERSION = 1
@@ -200,7 +200,7 @@ def summary_rows(
     for the corrupted set (condition "corrupted") `mPC`, `rPC`, and against `reference_model` `mCE`, `rel_mCE`
     and per-corruption `CE`. Models without corrupted cells are skipped.
     """
-    from bench.corruptions import category_of
+    from segbench.bench.corruptions import category_of
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     ref_clean, ref_scores = condition_scores(rows, reference_model) if reference_model else (None, {})
@@ -406,11 +406,11 @@ def environment(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Provenance of a run (env.json): command line, git commit, versions, hardware, seed, weight hashes, suite."""
-    from bench.efficiency import hardware_info
+    from segbench.bench.efficiency import hardware_info
 
     hardware = hardware_info()
     try:
-        from bench.corruptions import SEED_PROTOCOL
+        from segbench.bench.corruptions import SEED_PROTOCOL
     except ImportError:  # pragma: no cover - corruptions is part of bench
         SEED_PROTOCOL = None
     dev = torch.device(device)

@@ -1,8 +1,8 @@
 """The runner: expand models x conditions into cells, evaluate the missing ones, store each as soon as it finishes.
 
-    >>> from bench.config import RunConfig, InferenceSpec
-    >>> from bench.corruptions import conditions
-    >>> from bench.runner import run
+    >>> from segbench.bench.config import RunConfig, InferenceSpec
+    >>> from segbench.bench.corruptions import conditions
+    >>> from segbench.bench.runner import run
     >>> cfg = RunConfig(suite="demo", models=("segformer-b0",), weights={"segformer-b0": "ckpt.pth"},
     ...                 data_root="/data/cityscapes", max_images=10)
     >>> result = run(cfg, conditions(("fog",), (1, 3)), InferenceSpec(mode="slide"))   # doctest: +SKIP
@@ -47,13 +47,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import distributed
-from bench.config import InferenceSpec, RunConfig
-from bench.corruptions import Condition, warm_up
-from bench.corruptions import conditions as expand_conditions
-from bench.inference import NonFiniteLogitsError, nonfinite_message, predict
-from bench.metrics import CITYSCAPES_CLASSES, ConfusionCounter
-from bench.results import RunStore, accuracy_rows, check_resume, environment, sha256_path
+from segbench.bench import distributed
+from segbench.bench.config import InferenceSpec, RunConfig
+from segbench.bench.corruptions import Condition, warm_up
+from segbench.bench.corruptions import conditions as expand_conditions
+from segbench.bench.inference import NonFiniteLogitsError, nonfinite_message, predict
+from segbench.bench.metrics import CITYSCAPES_CLASSES, ConfusionCounter
+from segbench.bench.results import RunStore, accuracy_rows, check_resume, environment, sha256_path
 
 EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
 """`efficiency(model, model_name) -> tidy rows` (e.g. a partial of `bench.efficiency.efficiency_sweep`)."""
@@ -106,7 +106,7 @@ def efficiency_probe(
     spec: Any, device: str | torch.device = "cpu", suite: str = "", channels_last: bool = False, compile: bool = False
 ):
     """An `EfficiencyFn` running `bench.efficiency.efficiency_sweep` with a suite's `bench.spec.EfficiencySpec`."""
-    from bench.efficiency import efficiency_sweep
+    from segbench.bench.efficiency import efficiency_sweep
 
     def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
         return efficiency_sweep(
@@ -187,7 +187,7 @@ class _ModelSlot:
 
     def build(self, name: str) -> nn.Module:
         if self.factory is None:
-            import models
+            from segbench import models
 
             self.factory = models.create_model
         torch.manual_seed(self.config.seed)
@@ -230,7 +230,7 @@ class _ModelSlot:
 
 def weights_detail(model: nn.Module) -> dict[str, Any]:
     """A model's weight provenance and metadata for env.json (the report marks random and synthetic-data weights)."""
-    from models.checkpoint import checkpoint_metadata
+    from segbench.models.checkpoint import checkpoint_metadata
 
     info = getattr(model, "weights_info", None)
     detail = dataclasses.asdict(info) if info is not None else {"random": True, "source": "unknown"}
@@ -335,7 +335,7 @@ def _accuracy_cells(
     metric times are each model's own. On a GPU nothing in the loop waits for the device (`_defers_syncs`), so NaN
     logits are noticed when the condition ends rather than at the batch that had them.
     """
-    from bench.data import CityscapesDataset
+    from segbench.bench.data import CityscapesDataset
 
     condition = cells[0].condition
     start = time.perf_counter()
@@ -784,7 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = json.loads(Path(args.config).read_text())
     conds = data.pop("conditions", None)
-    data.setdefault("command", [sys.executable, "-m", "bench.runner", *(argv or sys.argv[1:])])
+    data.setdefault("command", [sys.executable, "-m", "segbench.bench.runner", *(argv or sys.argv[1:])])
     result = run(RunConfig.from_dict(data), conds)
     if result.results_csv is not None:
         print(result.results_csv)

@@ -9,8 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.config import InferenceSpec
-from bench.corruptions import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
+from segbench.bench.config import InferenceSpec
+from segbench.bench.corruptions import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
 
 NOISE = CATEGORIES["noise"]
 DATA_KINDS = ("cityscapes", "synthetic", "none")

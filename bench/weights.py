@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.checkpoint import HF_WEIGHT_FILES, hub_snapshot
+from segbench.models.checkpoint import HF_WEIGHT_FILES, hub_snapshot
 
 # The authors' Cityscapes checkpoints on the Hugging Face hub, used when they are already in the local cache.
 HF_CITYSCAPES_IDS = {f"segformer-b{i}": f"nvidia/segformer-b{i}-finetuned-cityscapes-1024-1024" for i in range(6)}

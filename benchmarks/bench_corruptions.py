@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
-from bench.allocator import retain_freed_memory  # noqa: E402
-from bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, category_of, condition_seed, corrupt  # noqa: E402
-from bench.generate_c import PNG_COMPRESS_LEVEL, library_versions  # noqa: E402
-from bench.synthetic import draw_scene  # noqa: E402
+from segbench.bench.allocator import retain_freed_memory  # noqa: E402
+from segbench.bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, category_of, condition_seed, corrupt  # noqa: E402
+from segbench.bench.generate_c import PNG_COMPRESS_LEVEL, library_versions  # noqa: E402
+from segbench.bench.synthetic import draw_scene  # noqa: E402
 
 _IMAGES: list[np.ndarray] = []  # filled before the workers fork; they read it, nothing is pickled
 _ENCODE_PNG = False

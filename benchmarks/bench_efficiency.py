@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
-import models  # noqa: E402
-from bench.efficiency import (  # noqa: E402
+from segbench import models  # noqa: E402
+from segbench.bench.efficiency import (  # noqa: E402
     count_flops,
     count_params,
     hardware_info,

@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models  # noqa: E402
-from bench.allocator import retain_freed_memory  # noqa: E402
-from models.segformer import DECODER_WIDTH, MIT_CONFIGS  # noqa: E402
+from segbench import models  # noqa: E402
+from segbench.bench.allocator import retain_freed_memory  # noqa: E402
+from segbench.models.segformer import DECODER_WIDTH, MIT_CONFIGS  # noqa: E402
 
 
 def _time_interleaved(fns: list, x: torch.Tensor, warmup: int, iters: int, device: str) -> list[tuple[float, object]]:

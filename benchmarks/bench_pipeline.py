@@ -22,15 +22,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models  # noqa: E402
-from bench.allocator import retain_freed_memory  # noqa: E402
-from bench.config import InferenceSpec, RunConfig, default_workers, usable_cores  # noqa: E402
-from bench.corruptions import Condition  # noqa: E402
-from bench.data import CityscapesDataset  # noqa: E402
-from bench.generate_c import generate_c  # noqa: E402
-from bench.inference import normalize, predict  # noqa: E402
-from bench.runner import run  # noqa: E402
-from bench.synthetic import write_synthetic_cityscapes  # noqa: E402
+from segbench import models  # noqa: E402
+from segbench.bench.allocator import retain_freed_memory  # noqa: E402
+from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores  # noqa: E402
+from segbench.bench.corruptions import Condition  # noqa: E402
+from segbench.bench.data import CityscapesDataset  # noqa: E402
+from segbench.bench.generate_c import generate_c  # noqa: E402
+from segbench.bench.inference import normalize, predict  # noqa: E402
+from segbench.bench.runner import run  # noqa: E402
+from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
 
 
 def _time_model(model, xs, device: str) -> tuple[float, float]:

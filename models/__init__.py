@@ -1,6 +1,6 @@
 """What is measured: segmentation networks, the name registry and checkpoint formats.
 
->>> import models
+>>> from segbench import models
 >>> model = models.create_model("segformer-b0", num_classes=19, weights=None)
 >>> model.meta.output_stride
 4
@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
-from models.registry import Registry
+from segbench.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
+from segbench.models.registry import Registry
 
 MODELS: Registry = Registry("model")
 register_model = MODELS.register
@@ -41,7 +41,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """
     _import_families()
     if ":" in name:
-        from models.baselines import create_composed
+        from segbench.models.baselines import create_composed
 
         model = create_composed(name, **kwargs)
     else:
@@ -60,7 +60,7 @@ def _import_families() -> None:
     _IMPORTED = True
     import importlib
 
-    for module in ("models.segformer", "models.baselines"):
+    for module in ("segbench.models.segformer", "segbench.models.baselines"):
         importlib.import_module(module)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
+from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
 
 MIT_PREFIX = "mit-"
 
@@ -91,7 +91,7 @@ def check_timm_name(name: str) -> None:
 
 
 def mit_names_hint() -> str:
-    from models.segformer import MIT_CONFIGS
+    from segbench.models.segformer import MIT_CONFIGS
 
     return ", ".join(MIT_PREFIX + v for v in MIT_CONFIGS)
 
@@ -108,7 +108,7 @@ def create_backbone(name: str, output_stride: int = 32, weights: str | Path | No
         The backbone and a provenance record (`source`, `path`, `format`, `sha256`) for its weights (empty if none).
     """
     if name.startswith(MIT_PREFIX):
-        from models.segformer import MIT_CONFIGS, mit_encoder
+        from segbench.models.segformer import MIT_CONFIGS, mit_encoder
 
         variant = name[len(MIT_PREFIX) :]
         if variant not in MIT_CONFIGS:
@@ -170,7 +170,7 @@ def load_timm_weights(backbone: TimmBackbone, weights: str | Path) -> dict:
 
 def load_mit_weights(encoder: nn.Module, weights: str | Path) -> dict:
     """Load MiT encoder weights (any format the SegFormer loader knows: HF, NVlabs, mmseg, ImageNet encoder files)."""
-    from models import segformer
+    from segbench.models import segformer
 
     file = resolve_weights(weights).file
     sd = read_state_dict(file)

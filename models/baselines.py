@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import register_model
-from models.backbones import MIT_PREFIX, DilationUnsupported, create_backbone
-from models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
-from models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
-from models.heads import HEADS
+from segbench.models import register_model
+from segbench.models.backbones import MIT_PREFIX, DilationUnsupported, create_backbone
+from segbench.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
+from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
+from segbench.models.heads import HEADS
 
 PAPERS = {
     "fcn": "Long et al. 2015, arXiv 1411.4038",
@@ -188,7 +188,7 @@ def build(
         net, info = create_backbone(spec.network, 32, backbone_weights)
     mit = spec.network.startswith(MIT_PREFIX)
     if mit:
-        from models.segformer import DECODER_WIDTH
+        from segbench.models.segformer import DECODER_WIDTH
 
         variant = spec.network[len(MIT_PREFIX) :]
         if variant == "tiny":

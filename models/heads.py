@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.segformer import AllMLPDecoder, ConvBNReLU
+from segbench.models.segformer import AllMLPDecoder, ConvBNReLU
 
 DEFAULT_CHANNELS = 512  # mmseg `channels` of every classic head at R50/R101
 LOW_LEVEL_CHANNELS = 48  # DeepLabV3+ low-level projection (Chen et al. 2018, Table 1)

@@ -3,6 +3,6 @@
 Reads the run's result files only; imports neither `models` nor `bench` (nor torch).
 """
 
-from reports.render import SECTION_IDS, evaluation_summary, render_report
+from segbench.reports.render import SECTION_IDS, evaluation_summary, render_report
 
 __all__ = ["SECTION_IDS", "evaluation_summary", "render_report"]

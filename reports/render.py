@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from reports import figures
-from reports import tables as T
+from segbench.reports import figures
+from segbench.reports import tables as T
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_DIR = "report"

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.render:
             sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from reports import render_report
+            from segbench.reports import render_report
 
             render_report(args.run_dir)
         out = args.out or args.run_dir / "screenshot.png"

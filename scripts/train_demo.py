@@ -28,11 +28,11 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import models  # noqa: E402
-from bench.data import CityscapesDataset  # noqa: E402
-from bench.inference import normalize  # noqa: E402
-from bench.metrics import confusion_matrix, mean_iou  # noqa: E402
-from bench.synthetic import write_synthetic_cityscapes  # noqa: E402
+from segbench import models  # noqa: E402
+from segbench.bench.data import CityscapesDataset  # noqa: E402
+from segbench.bench.inference import normalize  # noqa: E402
+from segbench.bench.metrics import confusion_matrix, mean_iou  # noqa: E402
+from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
 
 OUT = ROOT / "suites" / "demo_weights"
 

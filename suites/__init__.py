@@ -1,14 +1,14 @@
 """Which measurements make up a named benchmark: frozen, versioned `SuiteSpec`s registered by name.
 
->>> import suites
+>>> from segbench import suites
 >>> suites.get_suite("cityscapes-c").version
 '1'
 """
 
 from __future__ import annotations
 
-from bench.spec import SuiteSpec
-from models.registry import Registry
+from segbench.bench.spec import SuiteSpec
+from segbench.models.registry import Registry
 
 SUITES: Registry = Registry("suite")
 
@@ -27,6 +27,6 @@ def list_suites(pattern: str = "*") -> list[str]:
     return SUITES.list(pattern)
 
 
-from suites import builtin  # noqa: E402,F401  (registers the built-in suites)
+from segbench.suites import builtin  # noqa: E402,F401  (registers the built-in suites)
 
 __all__ = ["SUITES", "get_suite", "list_suites", "register_suite"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.config import InferenceSpec
-from bench.corruptions import CORRUPTIONS, Condition
-from bench.spec import EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
-from suites import register_suite
+from segbench.bench.config import InferenceSpec
+from segbench.bench.corruptions import CORRUPTIONS, Condition
+from segbench.bench.spec import EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
+from segbench.suites import register_suite
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "demo_weights"  # made by scripts/train_demo.py
 DEMO_MODELS = ("segformer-b0", "deeplabv3plus-mobilenetv2")

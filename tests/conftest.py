@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.synthetic import write_synthetic_cityscapes
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 CHILD = """
 import json, multiprocessing, resource, sys
 import numpy as np
-from bench.allocator import describe, retain_freed_memory
+from segbench.bench.allocator import describe, retain_freed_memory
 
 def faults():
     np.ones(2**25)  # allocated, written, freed

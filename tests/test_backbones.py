@@ -6,8 +6,8 @@ import pytest
 import timm
 import torch
 
-from models.backbones import TimmBackbone, create_backbone
-from models.checkpoint import CheckpointError
+from segbench.models.backbones import TimmBackbone, create_backbone
+from segbench.models.checkpoint import CheckpointError
 
 
 def run(backbone, size=(65, 97)):
@@ -94,8 +94,8 @@ def test_timm_default_weights_come_only_from_the_local_cache(tmp_path, monkeypat
 
 
 def test_mit_weights_from_a_segformer_checkpoint(tmp_path):
-    import models
-    from models.checkpoint import save_checkpoint
+    from segbench import models
+    from segbench.models.checkpoint import save_checkpoint
 
     seg = models.create_model("segformer-tiny")
     file = save_checkpoint(seg, tmp_path / "seg.safetensors")

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-import models
-from models.baselines import REGISTERED, convert_mmseg
-from models.checkpoint import CheckpointError, save_checkpoint
+from segbench import models
+from segbench.models.baselines import REGISTERED, convert_mmseg
+from segbench.models.checkpoint import CheckpointError, save_checkpoint
 
 SIZE = (65, 97)  # not a multiple of 32 (nor of 8)
 REAL_SIZES = [(33, 49), (32, 64)]  # real forward passes: odd and even, small to keep CPU time low
@@ -276,13 +276,13 @@ def test_mmseg_release_checkpoints_map_onto_the_r50_models(tmp_path, head):
     if head == "pspnet":  # the whole path once: a file as mmseg writes it (meta + state_dict), format detection
         file = tmp_path / "mmseg.pth"
         torch.save({"meta": {"mmseg_version": "0.20.2", "CLASSES": ["road"]}, "state_dict": sd}, file)
-        from models.baselines import load_baseline_weights
+        from segbench.models.baselines import load_baseline_weights
 
         load_baseline_weights(model, file)
         assert model.weights_info.format == "mmseg" and not model.weights_info.random
         assert "auxiliary" in model.weights_info.notes[0]
     else:
-        from models.checkpoint import load_strict
+        from segbench.models.checkpoint import load_strict
 
         load_strict(model, convert_mmseg(sd)[0], "mmseg")
     own = model.state_dict()
@@ -336,7 +336,7 @@ def test_flops_match_the_segformer_paper():
     # Same Table 2: DeepLabV3+ on MobileNetV2 at 512x512 (ADE20K, 150 classes), 69.4 "GFLOPs" counted by mmcv (which
     # counts multiply-adds; segbench's "paper" convention re-implements it). Spatial sizes, dilation and every head
     # width enter this number, so it checks the architecture beyond the parameter count.
-    from bench.flops import count_flops
+    from segbench.bench.flops import count_flops
 
     model = models.create_model("deeplabv3plus-mobilenetv2", num_classes=150)
     assert round(count_flops(model, (512, 512), "paper").gmacs, 1) == 69.4

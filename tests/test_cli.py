@@ -36,8 +36,7 @@ def _rows(run_dir: Path) -> list[dict]:
 
 
 def test_expand_models_shorthand():
-    sys.path.insert(0, str(ROOT))
-    from run_bench import expand_models
+    from segbench.cli import expand_models
 
     assert expand_models("segformer-b0,b5") == ["segformer-b0", "segformer-b5"]
     assert expand_models("deeplabv3plus-r50,r101,segformer-b2,b3-mmseg") == [

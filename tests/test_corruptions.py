@@ -8,7 +8,7 @@ import imagecorruptions
 import numpy as np
 import pytest
 
-from bench.corruptions import (
+from segbench.bench.corruptions import (
     CATEGORIES,
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
@@ -37,7 +37,7 @@ RANDOM = tuple(c for c in CORRUPTIONS + EXTRA_CORRUPTIONS if c not in RANDOM_FRE
 
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
-    from bench.synthetic import draw_scene
+    from segbench.bench.synthetic import draw_scene
 
     return draw_scene((64, 128), seed=1)[0]
 
@@ -181,7 +181,7 @@ def test_condition():
 
 @pytest.mark.parametrize("name", ["brightness", "saturate"])
 def test_colour_map_fast_path_is_byte_identical(name):
-    from bench.synthetic import draw_scene
+    from segbench.bench.synthetic import draw_scene
 
     scene, _ = draw_scene((256, 512), seed=3, index=1)  # few distinct colours: the per-colour path (sorting)
     large, _ = draw_scene((768, 1536), seed=3, index=2)  # >= 2**20 pixels: the per-colour path (tables)
@@ -193,8 +193,8 @@ def test_colour_map_fast_path_is_byte_identical(name):
 
 
 def test_zoom_blur_fast_path_is_byte_identical():
-    from bench.corruptions import ZOOM_FACTORS
-    from bench.synthetic import draw_scene
+    from segbench.bench.corruptions import ZOOM_FACTORS
+    from segbench.bench.synthetic import draw_scene
 
     scene, _ = draw_scene((96, 200), seed=3, index=1)
     noise = np.random.default_rng(1).integers(0, 256, (67, 41, 3), dtype=np.uint8)  # odd sizes, every value

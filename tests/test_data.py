@@ -10,8 +10,8 @@ import torch
 from cityscapesscripts.helpers.labels import labels
 from PIL import Image
 
-from bench.corruptions import SEED_PROTOCOL, Condition, condition_seed, corrupt
-from bench.data import (
+from segbench.bench.corruptions import SEED_PROTOCOL, Condition, condition_seed, corrupt
+from segbench.bench.data import (
     ID_TO_TRAIN_ID,
     CityscapesDataset,
     DataError,
@@ -187,7 +187,7 @@ def test_non_rgb_image_is_rejected(root, mode):
 
 
 def test_image_under_32_px(tmp_path):
-    from bench.synthetic import write_synthetic_cityscapes
+    from segbench.bench.synthetic import write_synthetic_cityscapes
 
     root = write_synthetic_cityscapes(tmp_path, num_images=1, size=(31, 64))
     with pytest.raises(DataError, match="31x64 px is under the minimum of 32 px"):

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.config import RunConfig
-from bench.distributed import DistContext, all_reduce_, any_failed, on_main, setup, shard_indices
-from bench.results import TIMING_UNITS, RunStore
-from bench.runner import run
-from bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.config import RunConfig
+from segbench.bench.distributed import DistContext, all_reduce_, any_failed, on_main, setup, shard_indices
+from segbench.bench.results import TIMING_UNITS, RunStore
+from segbench.bench.runner import run
+from segbench.bench.synthetic import write_synthetic_cityscapes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_two_process_torchrun_equals_single_process(tmp_path):
     config.write_text(json.dumps({**base, "run_id": "two", "conditions": conditions}))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "bench.runner", "--config", str(config)]  # fmt: skip
+           "-m", "segbench.bench.runner", "--config", str(config)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

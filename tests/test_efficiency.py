@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import models
-from bench import flops as flops_mod
-from bench import latency as latency_mod
-from bench.efficiency import (
+from segbench import models
+from segbench.bench import flops as flops_mod
+from segbench.bench import latency as latency_mod
+from segbench.bench.efficiency import (
     cityscapes_resolutions,
     count_flops,
     count_params,
@@ -30,7 +30,7 @@ from bench.efficiency import (
     summarize,
     time_callable,
 )
-from bench.latency import model_peak_bytes
+from segbench.bench.latency import model_peak_bytes
 
 PAPER_TABLE = Path(__file__).parent / "data" / "segformer_paper_table1.csv"
 VARIANTS = ["b0", "b1", "b2", "b3", "b4", "b5"]
@@ -578,7 +578,7 @@ def test_bench_efficiency_script_prints_tables(capsys):
 
 @pytest.mark.parametrize("name", ["segformer-tiny", "segformer-b0-mmseg"])
 def test_fast_segformer_reports_architecture_and_executed_flops(name):
-    from bench.efficiency import efficiency_sweep
+    from segbench.bench.efficiency import efficiency_sweep
 
     faithful, fast = models.create_model(name), models.create_model(name, fast=True)
     assert fast.architecture().backbone is fast.backbone  # shares the encoder, unfolded decoder

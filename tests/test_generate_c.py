@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.corruptions import SEED_PROTOCOL
-from bench.data import CityscapesDataset, DataError, read_image
-from bench.generate_c import TEMP_SUFFIX, generate_c
-from bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.corruptions import SEED_PROTOCOL
+from segbench.bench.data import CityscapesDataset, DataError, read_image
+from segbench.bench.generate_c import TEMP_SUFFIX, generate_c
+from segbench.bench.synthetic import write_synthetic_cityscapes
 
 REPO = Path(__file__).resolve().parents[1]
 # global-RNG corruptions, a seed-argument one and a random-free one (glass_blur's numba compile alone takes seconds)
@@ -136,7 +136,7 @@ def test_bad_image_error_reaches_the_caller(synthetic_root, tmp_path):
 
 
 def test_parent_warms_every_condition_up_before_forking_workers(synthetic_root, tmp_path, monkeypatch):
-    import bench.generate_c as generate_module
+    import segbench.bench.generate_c as generate_module
 
     calls = []
     monkeypatch.setattr(generate_module, "warm_up", lambda name, severity: calls.append((name, severity)))

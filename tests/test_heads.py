@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from models.heads import HEADS, ASPPHead, DeepLabV3PlusHead, FCNHead, PSPHead, UPerHead, aspp_rates, low_level_index
+from segbench.models.heads import (
+    HEADS,
+    ASPPHead,
+    DeepLabV3PlusHead,
+    FCNHead,
+    PSPHead,
+    UPerHead,
+    aspp_rates,
+    low_level_index,
+)
 
 CHANNELS = [8, 16, 24, 32]
 

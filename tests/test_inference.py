@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import bench.inference
-from bench.config import InferenceSpec
-from bench.inference import (
+import segbench.bench.inference as inference_module
+from segbench.bench.config import InferenceSpec
+from segbench.bench.inference import (
     NonFiniteLogitsError,
     normalize,
     predict,
@@ -17,7 +17,7 @@ from bench.inference import (
     resize_argmax,
     window_starts,
 )
-from models.base import ModelMeta
+from segbench.models.base import ModelMeta
 
 
 class Pointwise(nn.Module):
@@ -128,7 +128,7 @@ def test_flip_averages_probabilities():
 
 @pytest.mark.parametrize("size", [(50, 70), (33, 97), (64, 64)])
 def test_label_shape_on_odd_sizes(size):
-    import models
+    from segbench import models
 
     torch.manual_seed(0)
     model = models.create_model("segformer-tiny")
@@ -223,8 +223,8 @@ def test_predict_takes_labels_band_by_band_with_the_same_result(model, monkeypat
         kernels.append(fn.__name__)
         return fn
 
-    monkeypatch.setattr(bench.inference, "compiled", record)
-    monkeypatch.setattr(bench.inference, "BAND_ROWS", 3)
+    monkeypatch.setattr(inference_module, "compiled", record)
+    monkeypatch.setattr(inference_module, "BAND_ROWS", 3)
     x = images(h=40, w=64)
     expected = predict_logits(model.eval(), x, InferenceSpec()).max(1).indices
     for out_size in (None, (40, 64)):

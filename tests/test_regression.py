@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from bench import regression
-from bench.regression import ResultSet, Tolerances, compare, timed_pairs
+from segbench.bench import regression
+from segbench.bench.regression import ResultSet, Tolerances, compare, timed_pairs
 
 A = torch.randn(192, 192, generator=torch.Generator().manual_seed(0))
 

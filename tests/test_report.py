@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from reports import SECTION_IDS, render_report
-from reports import tables as T
-from reports.render import model_infos
+from segbench.reports import SECTION_IDS, render_report
+from segbench.reports import tables as T
+from segbench.reports.render import model_infos
 
 EVIL = "<script>alert(1)</script>"
 MODELS = ("segformer-b0", "fcn-r18", EVIL)
@@ -430,7 +430,7 @@ def test_screenshot_script_fails_clearly(tmp_path, capsys):
 
 @pytest.mark.parametrize("random_models", [("fcn-r18",), ("segformer-b0", "fcn-r18")])
 def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
-    from reports import render
+    from segbench.reports import render
 
     frame = T.normalize_results(pd.DataFrame(accuracy_rows(MODELS[:2])))
     conditions = T.miou_conditions(frame)

@@ -19,16 +19,16 @@ import pytest
 import torch
 from torch import nn
 
-import models
-from bench.config import InferenceSpec, RunConfig
-from bench.corruptions import Condition
-from bench.data import CityscapesDataset
-from bench.inference import predict
-from bench.metrics import confusion_matrix, mean_iou
-from bench.results import TIMING_UNITS, RunMismatchError, RunStore
-from bench.runner import RunFailed, run
-from bench.synthetic import write_synthetic_cityscapes
-from models.base import WeightsInfo
+from segbench import models
+from segbench.bench.config import InferenceSpec, RunConfig
+from segbench.bench.corruptions import Condition
+from segbench.bench.data import CityscapesDataset
+from segbench.bench.inference import predict
+from segbench.bench.metrics import confusion_matrix, mean_iou
+from segbench.bench.results import TIMING_UNITS, RunMismatchError, RunStore
+from segbench.bench.runner import RunFailed, run
+from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.models.base import WeightsInfo
 
 REPO = Path(__file__).resolve().parents[1]
 CONDITIONS = ("clean", "fog-1", "fog-2", "gaussian_noise-1", "gaussian_noise-2")
@@ -145,8 +145,8 @@ def test_resume_refuses_other_settings(reference_run, data_root, tmp_path):
 
 KILL_SCRIPT = """
 import os, signal, sys
-from bench.config import InferenceSpec, RunConfig
-from bench.runner import run
+from segbench.bench.config import InferenceSpec, RunConfig
+from segbench.bench.runner import run
 cfg = RunConfig.from_dict({config})
 def die(record):
     os.kill(os.getpid(), signal.SIGKILL)  # as if the machine went away right after the first cell was stored
@@ -214,9 +214,9 @@ def test_failing_cell_raises_with_clear_message(data_root, tmp_path, fail, messa
 def deferred(request, monkeypatch):
     """Both loops of `_accuracy_cells`: NaN and label checks per batch (the CPU's), or left on the device until the
     cell ends (a GPU's; forced here on the CPU)."""
-    import bench.runner
+    import segbench.bench.runner as runner_module
 
-    monkeypatch.setattr(bench.runner, "_defers_syncs", lambda device: request.param)
+    monkeypatch.setattr(runner_module, "_defers_syncs", lambda device: request.param)
     return request.param
 
 
@@ -391,7 +391,7 @@ def test_efficiency_cell_rows(data_root, tmp_path):
 
 
 def test_efficiency_spec_runs_the_sweep(data_root, tmp_path):
-    from bench.spec import EfficiencySpec
+    from segbench.bench.spec import EfficiencySpec
 
     spec = EfficiencySpec(resolutions=((64, 128),), conventions=("fvcore",), latency=False)
     result = run(make_config(data_root, tmp_path, run_id="sweep", only="efficiency"), ["clean"], efficiency=spec)
@@ -411,7 +411,7 @@ def test_json_entry_point(data_root, tmp_path):
     cfg = make_config(data_root, tmp_path, run_id="cli", max_images=1).to_dict()
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps({**cfg, "conditions": ["clean"]}))
-    from bench.runner import main
+    from segbench.bench.runner import main
 
     assert main(["--config", str(path)]) == 0
     assert (tmp_path / "cli" / "results.csv").is_file()
@@ -450,10 +450,10 @@ def test_warnings_raised_in_a_cell_are_logged_with_it(data_root, tmp_path):
 
 
 def test_models_share_each_conditions_images_and_are_built_once(reference_run, data_root, tmp_path, monkeypatch):
-    import bench.data
+    import segbench.bench.data as data_module
 
     built, corrupted = [], []
-    real_corrupt = bench.data.corrupt
+    real_corrupt = data_module.corrupt
 
     def factory(name, **kw):
         built.append(name)
@@ -463,7 +463,7 @@ def test_models_share_each_conditions_images_and_are_built_once(reference_run, d
         corrupted.append((name, severity, seed))
         return real_corrupt(image, name, severity, seed)
 
-    monkeypatch.setattr(bench.data, "corrupt", counting_corrupt)
+    monkeypatch.setattr(data_module, "corrupt", counting_corrupt)
     names = ("segformer-tiny", "fcn-mit-tiny")
     cfg = make_config(data_root, tmp_path, run_id="shared", models=names)
     result = run(cfg, ["clean", "fog-1"], InferenceSpec(mode="whole"), model_factory=factory)
@@ -497,7 +497,7 @@ def test_a_models_warnings_stay_in_its_own_cells_when_models_share_batches(data_
 
 
 def test_corrupted_cells_warm_up_the_corruption_before_forking_workers(data_root, tmp_path, monkeypatch):
-    import bench.runner as runner_module
+    import segbench.bench.runner as runner_module
 
     calls = []
     monkeypatch.setattr(runner_module, "warm_up", lambda name, severity: calls.append((name, severity)))
@@ -518,7 +518,7 @@ def test_corrupted_cells_warm_up_the_corruption_before_forking_workers(data_root
     ],
 )
 def test_default_workers_leave_the_model_its_cores(monkeypatch, device, cores, threads, local_ranks, expected):
-    from bench import config
+    from segbench.bench import config
 
     monkeypatch.setattr(config, "usable_cores", lambda: cores)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
@@ -553,7 +553,7 @@ def test_compile_runs_accuracy_cells_through_torch_compile(reference_run, data_r
 def test_gpu_clock_reads_the_device_once_per_condition(monkeypatch):
     """`_Clock`'s CUDA branch with stand-in events: they go on the measured device's stream, and only the last one
     is waited for, when the condition ends."""
-    from bench.runner import _Clock
+    from segbench.bench.runner import _Clock
 
     waits, now = [], iter(range(100))
 

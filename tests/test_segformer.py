@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models
-from models.checkpoint import CheckpointError
-from models.segformer import DECODER_WIDTH, MIT_CONFIGS, detect_format
+from segbench import models
+from segbench.models.checkpoint import CheckpointError
+from segbench.models.segformer import DECODER_WIDTH, MIT_CONFIGS, detect_format
 
 transformers = pytest.importorskip("transformers")
 
@@ -351,7 +351,7 @@ def test_hub_id_from_local_cache_only(tmp_path, monkeypatch, hf_checkpoints):
 
 
 def test_saved_native_checkpoint_round_trips(tmp_path):
-    from models.checkpoint import save_checkpoint
+    from segbench.models.checkpoint import save_checkpoint
 
     model = models.create_model("segformer-tiny")
     save_checkpoint(model, tmp_path / "tiny.safetensors")

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-import suites
-from bench.api import select_conditions
-from bench.corruptions import CATEGORIES, CORRUPTIONS
-from bench.spec import SuiteSpec
+from segbench import suites
+from segbench.bench.api import select_conditions
+from segbench.bench.corruptions import CATEGORIES, CORRUPTIONS
+from segbench.bench.spec import SuiteSpec
 
 
 def test_builtin_suites_are_registered_and_frozen():

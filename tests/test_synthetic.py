@@ -7,7 +7,7 @@ import pytest
 from cityscapesscripts.helpers.labels import id2label, labels
 from PIL import Image
 
-from bench.synthetic import draw_scene, write_synthetic_cityscapes
+from segbench.bench.synthetic import draw_scene, write_synthetic_cityscapes
 
 TRAIN_ID = {lab.id: (lab.trainId if lab.trainId in range(19) else 255) for lab in labels if lab.id >= 0}
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.config import InferenceSpec
-from bench.corruptions import Condition
-from bench.gallery import cityscapes_palette, write_gallery
-from bench.weights import HF_CITYSCAPES_IDS, WeightsError, resolve_model_weights
+from segbench.bench.config import InferenceSpec
+from segbench.bench.corruptions import Condition
+from segbench.bench.gallery import cityscapes_palette, write_gallery
+from segbench.bench.weights import HF_CITYSCAPES_IDS, WeightsError, resolve_model_weights
 
 
 def test_weights_precedence(tmp_path, monkeypatch):
@@ -46,7 +46,7 @@ def test_bad_weights_arguments(arg, message):
 
 
 def test_gallery_has_every_condition_and_model(synthetic_root, tmp_path):
-    import models
+    from segbench import models
 
     conds = [Condition(), Condition("fog", 3), Condition("gaussian_noise", 1)]
     names = ["segformer-tiny", "fcn-mit-tiny"]

@@ -1,0 +1,69 @@
+"""segbench: how robust is a semantic-segmentation model, and what does it cost?
+
+The four rooms of the repository are sub-packages of this one namespace, so that their generic names never collide
+with another project's `models` or `bench` in a shared environment:
+
+* `segbench.models`: what is measured (networks, the name registry, checkpoint formats);
+* `segbench.bench`: how it is measured (data, corruptions, inference, metrics, efficiency, the runner, results);
+* `segbench.suites`: which measurements make up a named benchmark;
+* `segbench.reports`: how it is shown (HTML, figures), from a run folder only (no torch).
+
+The public Python API (lazily imported, so that `import segbench.reports` stays torch-free)::
+
+    >>> import segbench
+    >>> result = segbench.run("ci", segbench.RunConfig(models=("segformer-b0",)))  # doctest: +SKIP
+    >>> result.frame()  # doctest: +SKIP
+    >>> run = segbench.read_run("runs/ci-20261202-120000")  # doctest: +SKIP
+
+In a wheel the rooms are installed under `segbench/`; in a checkout they stay at the repository root (the layout of
+the design card), and this package reaches them by adding the root to its own search path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "bench" / "__init__.py").is_file():
+    __path__.append(str(_ROOT))  # a checkout: segbench.bench is <root>/bench, and so on
+
+try:
+    __version__ = metadata.version("segbench")
+except metadata.PackageNotFoundError:  # a checkout that was never installed
+    __version__ = "0+unknown"
+
+# public name -> module that defines it (imported on first use)
+_API = {
+    "RunConfig": "segbench.bench.config",
+    "InferenceSpec": "segbench.bench.config",
+    "RunResult": "segbench.bench.runner",
+    "run": "segbench.bench.api",
+    "run_suite": "segbench.bench.api",
+    "read_run": "segbench.bench.contract",
+    "RunFolder": "segbench.bench.contract",
+    "register_model": "segbench.models",
+    "create_model": "segbench.models",
+    "list_models": "segbench.models",
+    "get_suite": "segbench.suites",
+    "list_suites": "segbench.suites",
+    "register_suite": "segbench.suites",
+    "render_report": "segbench.reports",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'segbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
+
+__all__ = sorted(_API)

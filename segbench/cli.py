@@ -1,0 +1,290 @@
+"""segbench: how robust is a segmentation model, and what does it cost?
+
+The `segbench` command (from a checkout, `python run_bench.py` is the same command). Examples:
+  python run_bench.py                                    # the demo suite: synthetic scenes, runs anywhere
+  python run_bench.py --suite cityscapes-c --models segformer-b0,b5 --data /data/cityscapes --device cuda
+  python run_bench.py --suite cityscapes-c --models segformer-b2 --weights segformer-b2=ckpt/segformer.b2.pth
+  python run_bench.py --suite efficiency --models segformer-b0,b1,b2 --device cuda --precision fp16
+  python run_bench.py --suite cityscapes-c --out runs/my-run --resume   # continue an interrupted run
+  torchrun --nproc_per_node 4 run_bench.py --suite cityscapes-c --models segformer-b5 --device cuda
+  python run_bench.py list models
+  python run_bench.py generate-c --data /data/cityscapes --out /data/cityscapes-c --workers 8
+  python run_bench.py report runs/demo-20261125-120000
+  python run_bench.py compare runs/baseline runs/candidate
+
+`--models` takes a comma list; a bare variant inherits the family of the name before it (`segformer-b0,b5`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+COMMANDS = ("run", "list", "generate-c", "report", "compare")
+PROG = "run_bench.py" if Path(sys.argv[0]).name == "run_bench.py" else "segbench"
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
+
+
+def _severities(text: str | None) -> tuple[int, ...]:
+    out = []
+    for t in _csv(text):
+        if not t.isdigit() or not 1 <= int(t) <= 5:
+            raise ValueError(f"--severities: {t!r} is not a severity; use integers 1-5, e.g. --severities 1,3,5")
+        out.append(int(t))
+    return tuple(out)
+
+
+def _workers(text: str, auto: Callable[[], int]) -> int:
+    """`--workers`: an integer >= 0, or `auto` (then `auto()`)."""
+    if text == "auto":
+        return auto()
+    if not text.isdigit():
+        raise ValueError(f"--workers: {text!r} is not a number of processes; give an integer >= 0 or auto")
+    return int(text)
+
+
+def expand_models(text: str) -> list[str]:
+    """`segformer-b0,b5` -> `segformer-b0, segformer-b5`: a name that is not registered inherits the family (the
+    part before the first `-`) of the name before it."""
+    from segbench import models
+
+    known = set(models.list_models())
+    out: list[str] = []
+    for token in _csv(text):
+        name = token
+        if token not in known and ":" not in token and out:
+            candidate = f"{out[-1].split('-')[0]}-{token}"
+            if candidate in known:
+                name = candidate
+        if name not in known and ":" not in name:
+            raise ValueError(models.MODELS.unknown_message(token))
+        out.append(name)
+    return out
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", default="demo", help="suite name (see `list suites`); default: demo")
+    p.add_argument("--models", help="comma list of models (default: the suite's)")
+    p.add_argument("--data", help="Cityscapes root (default: $CITYSCAPES_DATASET)")
+    p.add_argument("--corrupted-data", help="a generate-c output folder to read corrupted images from")
+    p.add_argument("--weights", help="a folder of checkpoints and/or model=path pairs (default: the local HF cache)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help="DataLoader worker processes per rank (default auto: 0 on CPU, where the model already uses every "
+        "core; on CUDA the cores but one, up to 8)",
+    )
+    p.add_argument("--corruptions", help="comma list narrowing the suite's corruptions")
+    p.add_argument("--severities", help="comma list of severities, applied to every corruption (e.g. 1,2,3,4,5)")
+    p.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    p.add_argument("--only", choices=("accuracy", "efficiency"), help="run only one kind of measurement")
+    p.add_argument("--out", help="run folder (default: runs/<suite>-<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the suite's latest)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the corruptions (default: 0)")
+    p.add_argument("--fast", action="store_true", help="SegFormer's folded-decoder fast path (same outputs)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (each input size compiles once: about 40 s for SegFormer-B0 on 2 CPU cores)",
+    )
+    p.add_argument("--reference", help="reference model for mCE (one of --models)")
+    p.add_argument(
+        "--allow-random-weights", action="store_true", help="run models without trained weights (marked in red)"
+    )
+    p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
+    p.add_argument("--update-baseline", action="store_true", help="write this run as the new --baseline file")
+    from segbench.bench.regression import add_arguments
+
+    add_arguments(p)
+    return p
+
+
+def cmd_run(argv: list[str]) -> int:
+    args = _run_parser().parse_args(argv)
+    from segbench import suites
+    from segbench.bench.api import run_suite
+    from segbench.bench.config import RunConfig, default_workers
+    from segbench.bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS
+
+    suite = suites.get_suite(args.suite)
+    model_names = expand_models(args.models) if args.models else list(suite.default_models)
+    corruptions = _csv(args.corruptions)
+    for c in corruptions:
+        if c not in CORRUPTIONS + EXTRA_CORRUPTIONS:
+            raise ValueError(f"--corruptions: unknown corruption {c!r}; valid: {', '.join(CORRUPTIONS)}")
+    out_dir, run_id = "runs", None
+    if args.out:
+        out_dir, run_id = str(Path(args.out).parent), Path(args.out).name
+    config = RunConfig(
+        models=tuple(model_names),
+        data_root=args.data,
+        corrupted_root=args.corrupted_data,
+        out_dir=out_dir,
+        run_id=run_id,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        workers=_workers(args.workers, lambda: default_workers(args.device)),
+        corruptions=corruptions,
+        max_images=args.max_images,
+        only=args.only,
+        resume=args.resume,
+        quiet=args.quiet,
+        seed=args.seed,
+        allow_random_weights=args.allow_random_weights,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        reference_model=args.reference,
+        command=[sys.executable, *sys.argv],
+    )
+    if args.update_baseline and not args.baseline:
+        raise ValueError("--update-baseline needs --baseline FILE (where to write it)")
+    severities = _severities(args.severities) or None
+    result = run_suite(suite, config, weights_arg=args.weights, fast=args.fast, severities=severities)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    code = 0
+    if args.baseline:
+        from segbench.bench import regression
+
+        if args.update_baseline:
+            path = regression.write_baseline(regression.load_results(result.run_dir), args.baseline)
+            print(f"baseline written: {path}")
+        else:
+            tol = regression.tolerances_from(args)
+            history = args.history or Path(result.run_dir).parent / "history.jsonl"
+            code = regression.run_compare(args.baseline, result.run_dir, tol, history, args.summary)
+    from segbench.reports import evaluation_summary, render_report
+
+    print(f"report: {render_report(result.run_dir, reference_model=args.reference)}")
+    summary = evaluation_summary(result.run_dir)
+    if summary:
+        print(summary)
+    return code
+
+
+def cmd_list(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog=f"{PROG} list", description="list models, suites or corruptions")
+    p.add_argument("what", nargs="?", choices=("models", "suites", "corruptions"), default=None)
+    args = p.parse_args(argv)
+    if args.what in (None, "models"):
+        from segbench import models
+
+        print("models (by family; also <head>:<timm model>, e.g. deeplabv3plus:convnext_tiny):")
+        for family, names in models.list_models_grouped().items():
+            print(f"  {family}: {', '.join(names)}")
+    if args.what in (None, "suites"):
+        from segbench import suites
+
+        print("suites:")
+        for name in suites.list_suites():
+            s = suites.get_suite(name)
+            print(f"  {name} (v{s.version}): {s.description}")
+    if args.what in (None, "corruptions"):
+        from segbench.bench.corruptions import CATEGORIES, EXTRA_CORRUPTIONS
+
+        print("corruptions (severities 1-5):")
+        for cat, names in CATEGORIES.items():
+            print(f"  {cat}: {', '.join(names)}")
+        print(f"  extra (not in Cityscapes-C): {', '.join(EXTRA_CORRUPTIONS)}")
+    return 0
+
+
+def cmd_generate_c(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} generate-c", description="write Cityscapes-C to disk (atomic files, resumable)"
+    )
+    p.add_argument("--data", help="Cityscapes root (default: $CITYSCAPES_DATASET)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--corruptions", help="comma list (default: the 16 Cityscapes-C corruptions)")
+    p.add_argument("--severities", help="comma list (default: 1-5)")
+    p.add_argument("--workers", default="auto", help="processes (default auto: the cores this process may use)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--max-images", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    from segbench.bench.config import usable_cores
+    from segbench.bench.corruptions import CORRUPTIONS, SEVERITIES
+    from segbench.bench.generate_c import generate_c
+
+    report = generate_c(
+        args.data,
+        args.out,
+        corruptions=_csv(args.corruptions) or CORRUPTIONS,
+        severities=_severities(args.severities) or SEVERITIES,
+        workers=_workers(args.workers, usable_cores),
+        base_seed=args.seed,
+        split=args.split,
+        max_images=args.max_images,
+        quiet=args.quiet,
+    )
+    print(report)
+    return 0
+
+
+def cmd_report(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog=f"{PROG} report", description="re-render a run folder's HTML report")
+    p.add_argument("run_dir")
+    p.add_argument("--reference", help="reference model for mCE")
+    args = p.parse_args(argv)
+    if not (Path(args.run_dir) / "results.csv").is_file():
+        raise FileNotFoundError(f"{args.run_dir}: no results.csv here; give a run folder made by run_bench.py")
+    from segbench.reports import render_report
+
+    print(f"report: {render_report(args.run_dir, reference_model=args.reference)}")
+    return 0
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from segbench.bench.regression import main as compare_main
+
+    return compare_main(argv, prog=f"{PROG} compare")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
+    handler = {
+        "run": cmd_run,
+        "list": cmd_list,
+        "generate-c": cmd_generate_c,
+        "report": cmd_report,
+        "compare": cmd_compare,
+    }[command]
+    from segbench.bench.allocator import retain_freed_memory
+
+    retain_freed_memory()  # before any worker forks: they inherit it (SEGBENCH_MALLOC=system opts out)
+    try:
+        return handler(argv)
+    except KeyboardInterrupt:
+        print("interrupted (finished cells are kept; see above for how to resume)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - user mistakes become one line; SEGBENCH_DEBUG=1 shows the traceback
+        from segbench.bench.runner import RunFailed
+
+        if os.environ.get("SEGBENCH_DEBUG"):
+            raise
+        if isinstance(exc, RunFailed):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, ValueError | FileNotFoundError | FileExistsError | PermissionError | NotADirectoryError):
+            print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

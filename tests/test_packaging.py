@@ -1,0 +1,132 @@
+"""The distribution: the wheel holds the code under one `segbench` namespace, and it runs from outside the checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+ROOMS = ("models", "bench", "suites", "reports")
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_sub_package_is_listed():
+    """A sub-package missing from pyproject's list would be left out of the wheel (and fail only when installed)."""
+    setuptools = _pyproject()["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    package_dir = setuptools["package-dir"]
+    found = {"segbench"}
+    for room in ROOMS:
+        assert package_dir[f"segbench.{room}"] == room
+        for init in (ROOT / room).rglob("__init__.py"):
+            if "__pycache__" in init.parts:
+                continue
+            rel = init.parent.relative_to(ROOT / room)
+            found.add(".".join(("segbench", room, *rel.parts)))
+    assert listed == found
+
+
+def test_rooms_are_reached_through_the_namespace():
+    import segbench
+    import segbench.bench.config
+    import segbench.models
+
+    assert Path(segbench.models.__file__).parent == ROOT / "models"
+    assert segbench.RunConfig is segbench.bench.config.RunConfig
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        segbench.nope  # noqa: B018
+
+
+@pytest.fixture(scope="module")
+def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the wheel from this checkout and install it alone (no dependencies, no checkout) into a fresh folder."""
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "source"  # a copy, so that no stale build/ folder of the checkout can end up in the wheel
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", "build", "dist", "runs", "*.egg-info", "__pycache__", ".*_cache"),
+    )
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist"),
+         str(source)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    wheels = list((work / "dist").glob("segbench-*.whl"))
+    assert len(wheels) == 1, wheels
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    for expected in (
+        "segbench/__init__.py",
+        "segbench/cli.py",
+        "segbench/bench/runner.py",
+        "segbench/models/segformer.py",
+        "segbench/suites/builtin.py",
+        "segbench/reports/render.py",
+        "segbench/reports/templates/report.html.j2",
+        "segbench/reports/reference/cityscapes_c_table5.csv",
+        "segbench/suites/demo_weights/segformer-b0.safetensors",
+    ):
+        assert expected in names, f"{expected} missing from the wheel"
+    assert not [n for n in names if n.split("/")[0] in ROOMS], "a room installed as a top-level package"
+    target = work / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheels[0])],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr
+    return target
+
+
+def _outside(target: Path, tmp_path: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command in a folder outside the checkout, with the installed wheel first on the path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CITYSCAPES_DATASET")}
+    env.update(
+        PYTHONPATH=str(target), PATH=f"{target / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        SEGBENCH_CACHE=str(tmp_path / "cache"), HF_HUB_CACHE=str(tmp_path / "hf"), PYTHONSAFEPATH="1",
+    )  # fmt: skip
+    return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_wheel_runs_outside_the_checkout(wheel_install: Path, tmp_path: Path):
+    where = _outside(
+        wheel_install, tmp_path, sys.executable, "-c",
+        "import segbench, segbench.bench.runner as r, segbench.reports as p; print(segbench.__file__, r.__file__, "
+        "p.__file__)",
+    )  # fmt: skip
+    assert where.returncode == 0, where.stderr
+    for path in where.stdout.split():
+        assert Path(path).is_relative_to(wheel_install), where.stdout
+
+    listing = _outside(wheel_install, tmp_path, "segbench", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert "segformer-b5" in listing.stdout and "ci (v" in listing.stdout
+
+    run = _outside(wheel_install, tmp_path, "segbench", "--suite", "ci", "--quiet", "--out", str(tmp_path / "run"))
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "run" / "results.csv").is_file()
+    assert (tmp_path / "run" / "index.html").is_file()
+    assert "report:" in run.stdout
+
+
+@pytest.mark.slow
+def test_wheel_under_torchrun_no_python(wheel_install: Path, tmp_path: Path):
+    """`torchrun --no-python segbench ...`: the console command is an executable torchrun can launch."""
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    out = _outside(
+        wheel_install, tmp_path, torchrun, "--standalone", "--nproc_per_node", "1", "--no-python", "segbench", "list",
+        "suites",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "cityscapes-c (v" in out.stdout
