@@ -23,10 +23,10 @@ from torch import nn
 
 from segbench.bench import runner
 from segbench.bench.config import RunConfig
-from segbench.bench.corruptions import SEVERITIES, Condition
 from segbench.bench.data import resolve_root
 from segbench.bench.gallery import write_gallery
 from segbench.bench.regression import calibrated_latency
+from segbench.bench.results import SEVERITIES, Condition
 from segbench.bench.spec import SuiteSpec
 from segbench.bench.synthetic import write_synthetic_cityscapes
 from segbench.bench.weights import resolve_model_weights

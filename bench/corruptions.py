@@ -1,7 +1,9 @@
 """Cityscapes-C corruptions (Kamann & Rother), reproducible to the byte.
 
-The 16 corruptions of Cityscapes-C and their four categories are defined here once; every other module (suites,
-runner, reports) imports them. The implementations are those of the ``imagecorruptions`` module (package
+The 16 corruptions of Cityscapes-C, their four categories and the `Condition` type are defined once, in the results
+contract (`bench.results`), which the report reads without torch.
+
+The implementations are those of the ``imagecorruptions`` module (package
 ``imagecorruptions-imaug``), called through its own ``imagecorruptions.corrupt`` entry point, so an image corrupted here
 is the image the published benchmark uses. The module's other corruptions (``zoom_blur``, ``elastic_transform``,
 ``pixelate``) can be requested by name but are not in the default set.
@@ -37,27 +39,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "blur": ("motion_blur", "defocus_blur", "glass_blur", "gaussian_blur"),
-    "noise": ("gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"),
-    "digital": ("brightness", "contrast", "saturate", "jpeg_compression"),
-    "weather": ("snow", "spatter", "fog", "frost"),
-}
-"""The four Cityscapes-C corruption categories, in the order of the issue and the paper's tables."""
-
-CORRUPTIONS: tuple[str, ...] = tuple(name for names in CATEGORIES.values() for name in names)
-"""The 16 Cityscapes-C corruptions, grouped by category."""
-
-EXTRA_CORRUPTIONS: tuple[str, ...] = ("zoom_blur", "elastic_transform", "pixelate")
-"""The module's other corruptions: available by name, not part of Cityscapes-C."""
-
-EXTRA_CATEGORIES: dict[str, str] = {"zoom_blur": "blur", "elastic_transform": "digital", "pixelate": "digital"}
-
-SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+from segbench.bench.results import _check_corruption, _check_severity
 
 SEED_PROTOCOL: str = "segbench-sha256-v1"
 """Versioned name of the seed protocol described in the module docstring; change it whenever the protocol changes."""
@@ -65,34 +50,7 @@ SEED_PROTOCOL: str = "segbench-sha256-v1"
 MIN_SIZE: int = 32
 """The imagecorruptions module's minimum image height and width in pixels."""
 
-_ALL = CORRUPTIONS + EXTRA_CORRUPTIONS
 _RNG_LOCK = threading.Lock()
-
-
-def _check_corruption(name: object) -> str:
-    if not isinstance(name, str) or name not in _ALL:
-        raise ValueError(
-            f"unknown corruption {name!r}; valid corruptions: {', '.join(CORRUPTIONS)} "
-            f"(extra, not in Cityscapes-C: {', '.join(EXTRA_CORRUPTIONS)})"
-        )
-    return name
-
-
-def _check_severity(severity: object) -> int:
-    if isinstance(severity, bool) or not isinstance(severity, int | np.integer) or not 1 <= severity <= 5:
-        raise ValueError(f"severity {severity!r} is outside 1-5; valid severities: 1, 2, 3, 4, 5")
-    return int(severity)
-
-
-def category_of(name: str) -> str:
-    """Returns the category (blur, noise, digital, weather) of a corruption name; "clean" for "clean"."""
-    if name == "clean":
-        return "clean"
-    _check_corruption(name)
-    for category, names in CATEGORIES.items():
-        if name in names:
-            return category
-    return EXTRA_CATEGORIES[name]
 
 
 def condition_seed(image_id: str, corruption: str, severity: int, base_seed: int) -> int:
@@ -251,67 +209,3 @@ def warm_up(name: str, severity: int) -> None:
     state is left as it was (see :func:`corrupt`).
     """
     corrupt(np.zeros((MIN_SIZE, MIN_SIZE, 3), dtype=np.uint8), name, severity, 0)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """An evaluation condition: clean, or one corruption at one severity.
-
-    Attributes:
-        corruption: corruption name, or None for clean images.
-        severity: 1-5 for a corruption, 0 for clean.
-    """
-
-    corruption: str | None = None
-    severity: int = 0
-
-    def __post_init__(self) -> None:
-        if self.corruption is None:
-            if self.severity != 0:
-                raise ValueError(f"a clean condition has severity 0, got {self.severity!r}")
-            return
-        _check_corruption(self.corruption)
-        object.__setattr__(self, "severity", _check_severity(self.severity))
-
-    @property
-    def is_clean(self) -> bool:
-        return self.corruption is None
-
-    @property
-    def name(self) -> str:
-        """ "clean" or "<corruption>-<severity>", e.g. "gaussian_noise-3"."""
-        return "clean" if self.corruption is None else f"{self.corruption}-{self.severity}"
-
-    @property
-    def category(self) -> str:
-        """ "clean" or the corruption's category."""
-        return "clean" if self.corruption is None else category_of(self.corruption)
-
-    @classmethod
-    def parse(cls, text: str) -> Condition:
-        """Parses "clean" or "<corruption>-<severity>" (e.g. "fog-2")."""
-        text = text.strip()
-        if text == "clean":
-            return cls()
-        corruption, sep, severity = text.rpartition("-")
-        if not sep or not severity.isdigit():
-            raise ValueError(
-                f"cannot parse condition {text!r}: expected 'clean' or '<corruption>-<severity>', e.g. 'fog-2'"
-            )
-        return cls(corruption, int(severity))
-
-    def __str__(self) -> str:
-        return self.name
-
-
-CLEAN = Condition()
-"""The clean condition."""
-
-
-def conditions(
-    corruptions: tuple[str, ...] = CORRUPTIONS, severities: tuple[int, ...] = SEVERITIES, clean: bool = True
-) -> tuple[Condition, ...]:
-    """Returns the conditions of a benchmark: clean first (if asked), then each corruption at each severity."""
-    out = [Condition()] if clean else []
-    out += [Condition(c, s) for c in corruptions for s in severities]
-    return tuple(out)

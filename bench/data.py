@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segbench.bench.corruptions import CLEAN, MIN_SIZE, SEED_PROTOCOL, Condition, condition_seed, corrupt
+from segbench.bench.corruptions import MIN_SIZE, SEED_PROTOCOL, condition_seed, corrupt
+from segbench.bench.results import CLEAN, Condition
 
 ENV_VAR = "CITYSCAPES_DATASET"
 IMAGE_SUFFIX = "_leftImg8bit.png"

@@ -19,11 +19,10 @@ import torch
 from torch import nn
 
 from segbench.bench.config import InferenceSpec
-from segbench.bench.corruptions import Condition
 from segbench.bench.data import CityscapesDataset
 from segbench.bench.generate_c import write_png_atomic
 from segbench.bench.inference import predict
-from segbench.bench.results import atomic_write_json
+from segbench.bench.results import Condition, atomic_write_json
 
 
 def cityscapes_palette() -> np.ndarray:

@@ -31,16 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segbench.bench.corruptions import (
-    CORRUPTIONS,
-    EXTRA_CORRUPTIONS,
-    SEED_PROTOCOL,
-    SEVERITIES,
-    Condition,
-    condition_seed,
-    corrupt,
-    warm_up,
-)
+from segbench.bench.corruptions import SEED_PROTOCOL, condition_seed, corrupt, warm_up
 from segbench.bench.data import (
     MANIFEST,
     DataError,
@@ -50,6 +41,7 @@ from segbench.bench.data import (
     read_image,
     read_manifest,
 )
+from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, Condition
 
 TEMP_SUFFIX = ".segbench-tmp"
 MANIFEST_FORMAT = "segbench-cityscapes-c/1"

@@ -22,35 +22,14 @@ Equality with the official Cityscapes evaluator
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from segbench.bench._numba import compiled
-
-# Cityscapes train-id class names, in train-id order (cityscapesscripts.helpers.labels).
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
-
+from segbench.bench.results import CITYSCAPES_CLASSES, class_metric_name
 
 PAIR_BINS = 256 * 256
 """Bins of the pair histogram: `target * 256 + pred` for every pair of byte values (one more counts the rest)."""
@@ -289,3 +268,52 @@ def mean_class_accuracy(cm: torch.Tensor) -> float:
 def _nanmean(values: torch.Tensor) -> float:
     defined = values[~torch.isnan(values)]
     return float(defined.mean()) if defined.numel() else float("nan")
+
+
+def accuracy_rows(
+    model: str,
+    suite: str,
+    condition: Any,
+    cm: torch.Tensor,
+    class_names: Sequence[str] = CITYSCAPES_CLASSES,
+    timing: Mapping[str, float] | None = None,
+    num_images: int | None = None,
+) -> list[dict[str, Any]]:
+    """Tidy rows of an accuracy cell: miou, pixel_acc, mean_acc, iou_<class> (percent), num_images, timing.
+
+    Args:
+        model: model name.
+        suite: suite name.
+        condition: a `bench.corruptions.Condition` (name, corruption, severity, category).
+        cm: the cell's confusion matrix.
+        class_names: class names in train-id order (length = matrix size).
+        timing: seconds per phase (`model`, `data`, `metric`, `total`).
+        num_images: images evaluated.
+    """
+    if len(class_names) != cm.shape[0]:
+        raise ValueError(f"{len(class_names)} class names for a {cm.shape[0]}-class confusion matrix")
+    base = {
+        "model": model,
+        "suite": suite,
+        "condition": condition.name,
+        "corruption": condition.corruption,
+        "category": condition.category,
+        "severity": condition.severity,
+    }
+
+    def row(metric: str, value: float, unit: str) -> dict[str, Any]:
+        return {**base, "metric": metric, "value": float(value), "unit": unit}
+
+    rows = [
+        row("miou", 100 * mean_iou(cm), "%"),
+        row("pixel_acc", 100 * pixel_accuracy(cm), "%"),
+        row("mean_acc", 100 * mean_class_accuracy(cm), "%"),
+    ]
+    rows += [row(class_metric_name(n), 100 * float(v), "%") for n, v in zip(class_names, iou_per_class(cm))]
+    if num_images is not None:
+        rows.append(row("num_images", num_images, "count"))
+    for phase, seconds in (timing or {}).items():
+        rows.append(row(f"time_{phase}", seconds, "s"))
+    if timing and num_images and timing.get("total"):
+        rows.append(row("throughput", num_images / timing["total"], "img/s"))
+    return rows

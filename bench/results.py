@@ -19,41 +19,165 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
-import platform
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
-from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from segbench.bench import metrics, robustness
-from segbench.models.checkpoint import sha256_file
+from segbench.bench import robustness
 
 COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
 SCHEMA_VERSION = 1
 TIMING_UNITS = ("s", "img/s")
-VERSIONED_PACKAGES = (
-    "torch",
-    "torchvision",
-    "timm",
-    "fvcore",
-    "numpy",
-    "imagecorruptions-imaug",
-    "imagecorruptions",
-    "scikit-image",
-    "opencv-python",
-    "opencv-python-headless",
-    "cityscapesscripts",
-    "pandas",
-    "safetensors",
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The axes: corruptions, severities, conditions, classes
+# --------------------------------------------------------------------------------------------------------------------
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "blur": ("motion_blur", "defocus_blur", "glass_blur", "gaussian_blur"),
+    "noise": ("gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"),
+    "digital": ("brightness", "contrast", "saturate", "jpeg_compression"),
+    "weather": ("snow", "spatter", "fog", "frost"),
+}
+"""The four Cityscapes-C corruption categories, in the order of the issue and the paper's tables."""
+
+CORRUPTIONS: tuple[str, ...] = tuple(name for names in CATEGORIES.values() for name in names)
+"""The 16 Cityscapes-C corruptions, grouped by category."""
+
+EXTRA_CORRUPTIONS: tuple[str, ...] = ("zoom_blur", "elastic_transform", "pixelate")
+"""The module's other corruptions: available by name, not part of Cityscapes-C."""
+
+EXTRA_CATEGORIES: dict[str, str] = {"zoom_blur": "blur", "elastic_transform": "digital", "pixelate": "digital"}
+
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+def _check_corruption(name: object) -> str:
+    if not isinstance(name, str) or name not in CORRUPTIONS + EXTRA_CORRUPTIONS:
+        raise ValueError(
+            f"unknown corruption {name!r}; valid corruptions: {', '.join(CORRUPTIONS)} "
+            f"(extra, not in Cityscapes-C: {', '.join(EXTRA_CORRUPTIONS)})"
+        )
+    return name
+
+
+def _check_severity(severity: object) -> int:
+    if isinstance(severity, bool) or not isinstance(severity, numbers.Integral) or not 1 <= severity <= 5:
+        raise ValueError(f"severity {severity!r} is outside 1-5; valid severities: 1, 2, 3, 4, 5")
+    return int(severity)
+
+
+def category_of(name: str) -> str:
+    """Returns the category (blur, noise, digital, weather) of a corruption name; "clean" for "clean"."""
+    if name == "clean":
+        return "clean"
+    _check_corruption(name)
+    for category, names in CATEGORIES.items():
+        if name in names:
+            return category
+    return EXTRA_CATEGORIES[name]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An evaluation condition: clean, or one corruption at one severity.
+
+    Attributes:
+        corruption: corruption name, or None for clean images.
+        severity: 1-5 for a corruption, 0 for clean.
+    """
+
+    corruption: str | None = None
+    severity: int = 0
+
+    def __post_init__(self) -> None:
+        if self.corruption is None:
+            if self.severity != 0:
+                raise ValueError(f"a clean condition has severity 0, got {self.severity!r}")
+            return
+        _check_corruption(self.corruption)
+        object.__setattr__(self, "severity", _check_severity(self.severity))
+
+    @property
+    def is_clean(self) -> bool:
+        return self.corruption is None
+
+    @property
+    def name(self) -> str:
+        """ "clean" or "<corruption>-<severity>", e.g. "gaussian_noise-3"."""
+        return "clean" if self.corruption is None else f"{self.corruption}-{self.severity}"
+
+    @property
+    def category(self) -> str:
+        """ "clean" or the corruption's category."""
+        return "clean" if self.corruption is None else category_of(self.corruption)
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        """Parses "clean" or "<corruption>-<severity>" (e.g. "fog-2")."""
+        text = text.strip()
+        if text == "clean":
+            return cls()
+        corruption, sep, severity = text.rpartition("-")
+        if not sep or not severity.isdigit():
+            raise ValueError(
+                f"cannot parse condition {text!r}: expected 'clean' or '<corruption>-<severity>', e.g. 'fog-2'"
+            )
+        return cls(corruption, int(severity))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CLEAN = Condition()
+"""The clean condition."""
+
+
+def conditions(
+    corruptions: tuple[str, ...] = CORRUPTIONS, severities: tuple[int, ...] = SEVERITIES, clean: bool = True
+) -> tuple[Condition, ...]:
+    """Returns the conditions of a benchmark: clean first (if asked), then each corruption at each severity."""
+    out = [Condition()] if clean else []
+    out += [Condition(c, s) for c in corruptions for s in severities]
+    return tuple(out)
+
+
+# Cityscapes train-id class names, in train-id order (cityscapesscripts.helpers.labels).
+CITYSCAPES_CLASSES: tuple[str, ...] = (
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
 )
+
+CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
+    (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)  # fmt: skip
+"""Colours of the 19 train ids, in train-id order (cityscapesscripts' label table); 255 (ignored) is drawn black."""
 
 
 class RunMismatchError(ValueError):
@@ -107,55 +231,6 @@ def class_metric_name(class_name: str) -> str:
     return "iou_" + re.sub(r"\W+", "_", class_name).strip("_")
 
 
-def accuracy_rows(
-    model: str,
-    suite: str,
-    condition: Any,
-    cm: torch.Tensor,
-    class_names: Sequence[str] = metrics.CITYSCAPES_CLASSES,
-    timing: Mapping[str, float] | None = None,
-    num_images: int | None = None,
-) -> list[dict[str, Any]]:
-    """Tidy rows of an accuracy cell: miou, pixel_acc, mean_acc, iou_<class> (percent), num_images, timing.
-
-    Args:
-        model: model name.
-        suite: suite name.
-        condition: a `bench.corruptions.Condition` (name, corruption, severity, category).
-        cm: the cell's confusion matrix.
-        class_names: class names in train-id order (length = matrix size).
-        timing: seconds per phase (`model`, `data`, `metric`, `total`).
-        num_images: images evaluated.
-    """
-    if len(class_names) != cm.shape[0]:
-        raise ValueError(f"{len(class_names)} class names for a {cm.shape[0]}-class confusion matrix")
-    base = {
-        "model": model,
-        "suite": suite,
-        "condition": condition.name,
-        "corruption": condition.corruption,
-        "category": condition.category,
-        "severity": condition.severity,
-    }
-
-    def row(metric: str, value: float, unit: str) -> dict[str, Any]:
-        return {**base, "metric": metric, "value": float(value), "unit": unit}
-
-    rows = [
-        row("miou", 100 * metrics.mean_iou(cm), "%"),
-        row("pixel_acc", 100 * metrics.pixel_accuracy(cm), "%"),
-        row("mean_acc", 100 * metrics.mean_class_accuracy(cm), "%"),
-    ]
-    rows += [row(class_metric_name(n), 100 * float(v), "%") for n, v in zip(class_names, metrics.iou_per_class(cm))]
-    if num_images is not None:
-        rows.append(row("num_images", num_images, "count"))
-    for phase, seconds in (timing or {}).items():
-        rows.append(row(f"time_{phase}", seconds, "s"))
-    if timing and num_images and timing.get("total"):
-        rows.append(row("throughput", num_images / timing["total"], "img/s"))
-    return rows
-
-
 def write_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Tidy rows -> CSV (the nine columns first, extra columns after, sorted); numbers at full precision."""
     import pandas as pd
@@ -200,7 +275,6 @@ def summary_rows(
     for the corrupted set (condition "corrupted") `mPC`, `rPC`, and against `reference_model` `mCE`, `rel_mCE`
     and per-corruption `CE`. Models without corrupted cells are skipped.
     """
-    from segbench.bench.corruptions import category_of
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     ref_clean, ref_scores = condition_scores(rows, reference_model) if reference_model else (None, {})
@@ -347,89 +421,3 @@ def check_resume(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | 
 
 def _norm(value: Any) -> str:
     return json.dumps(_json_safe(value), sort_keys=True)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Provenance
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def sha256_path(path: str | Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents, sorted), e.g. a Hugging Face snapshot."""
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
-    return h.hexdigest()
-
-
-def package_versions(names: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str | None]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_commit(repo: str | Path | None = None) -> dict[str, Any]:
-    """HEAD commit of the checkout holding this code, and whether the working tree has changes."""
-    repo = Path(repo) if repo else Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if commit.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
-def environment(
-    command: Sequence[str] | None,
-    seed: int,
-    weights: Mapping[str, str],
-    suite: str,
-    suite_version: str,
-    device: str,
-    world_size: int = 1,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Provenance of a run (env.json): command line, git commit, versions, hardware, seed, weight hashes, suite."""
-    from segbench.bench.efficiency import hardware_info
-
-    hardware = hardware_info()
-    try:
-        from segbench.bench.corruptions import SEED_PROTOCOL
-    except ImportError:  # pragma: no cover - corruptions is part of bench
-        SEED_PROTOCOL = None
-    dev = torch.device(device)
-    return {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": list(command) if command is not None else list(sys.argv),
-        "git": git_commit(),
-        "python": platform.python_version(),
-        "versions": package_versions(),
-        "hardware": hardware,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else hardware["cpu_model"],
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "threads": torch.get_num_threads(),
-        "world_size": world_size,
-        "seed": seed,
-        "seed_protocol": SEED_PROTOCOL,
-        "weights_sha256": dict(weights),
-        "suite": {"name": suite, "version": suite_version},
-        **(extra or {}),
-    }

@@ -59,7 +59,7 @@ def per_category(scores: Scores, categories: Mapping[str, tuple[str, ...]] | Non
     Source: the category grouping of Hendrycks & Dietterich (ICLR 2019), used by Kamann & Rother (CVPR 2020).
     """
     if categories is None:
-        from segbench.bench.corruptions import CATEGORIES as categories
+        from segbench.bench.results import CATEGORIES as categories
     by_corruption = per_corruption(scores)
     known = {c for names in categories.values() for c in names}
     unknown = sorted(set(by_corruption) - known)

@@ -49,11 +49,12 @@ from torch import nn
 
 from segbench.bench import distributed
 from segbench.bench.config import InferenceSpec, RunConfig
-from segbench.bench.corruptions import Condition, warm_up
-from segbench.bench.corruptions import conditions as expand_conditions
+from segbench.bench.corruptions import warm_up
 from segbench.bench.inference import NonFiniteLogitsError, nonfinite_message, predict
-from segbench.bench.metrics import CITYSCAPES_CLASSES, ConfusionCounter
-from segbench.bench.results import RunStore, accuracy_rows, check_resume, environment, sha256_path
+from segbench.bench.metrics import ConfusionCounter, accuracy_rows
+from segbench.bench.provenance import environment, sha256_path
+from segbench.bench.results import CITYSCAPES_CLASSES, Condition, RunStore, check_resume
+from segbench.bench.results import conditions as expand_conditions
 
 EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
 """`efficiency(model, model_name) -> tidy rows` (e.g. a partial of `bench.efficiency.efficiency_sweep`)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.bench.config import InferenceSpec
-from segbench.bench.corruptions import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
+from segbench.bench.results import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
 
 NOISE = CATEGORIES["noise"]
 DATA_KINDS = ("cityscapes", "synthetic", "none")

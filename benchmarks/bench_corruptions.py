@@ -32,8 +32,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
 from segbench.bench.allocator import retain_freed_memory  # noqa: E402
-from segbench.bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, category_of, condition_seed, corrupt  # noqa: E402
+from segbench.bench.corruptions import condition_seed, corrupt  # noqa: E402
 from segbench.bench.generate_c import PNG_COMPRESS_LEVEL, library_versions  # noqa: E402
+from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, category_of  # noqa: E402
 from segbench.bench.synthetic import draw_scene  # noqa: E402
 
 _IMAGES: list[np.ndarray] = []  # filled before the workers fork; they read it, nothing is pickled

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segbench.bench.allocator import retain_freed_memory  # noqa: E402
 from segbench.bench.config import usable_cores  # noqa: E402
-from segbench.bench.corruptions import CORRUPTIONS  # noqa: E402
 from segbench.bench.generate_c import generate_c  # noqa: E402
+from segbench.bench.results import CORRUPTIONS  # noqa: E402
 from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
 
 

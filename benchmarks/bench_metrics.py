@@ -26,7 +26,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segbench.bench.metrics import CITYSCAPES_CLASSES, confusion_matrix, iou_per_class, mean_iou  # noqa: E402
+from segbench.bench.metrics import confusion_matrix, iou_per_class, mean_iou  # noqa: E402
+from segbench.bench.results import CITYSCAPES_CLASSES  # noqa: E402
 
 
 def make_pairs(n: int, size: tuple[int, int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segbench import models  # noqa: E402
 from segbench.bench.allocator import retain_freed_memory  # noqa: E402
 from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores  # noqa: E402
-from segbench.bench.corruptions import Condition  # noqa: E402
 from segbench.bench.data import CityscapesDataset  # noqa: E402
 from segbench.bench.generate_c import generate_c  # noqa: E402
 from segbench.bench.inference import normalize, predict  # noqa: E402
+from segbench.bench.results import Condition  # noqa: E402
 from segbench.bench.runner import run  # noqa: E402
 from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
 

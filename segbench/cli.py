@@ -116,7 +116,7 @@ def cmd_run(argv: list[str]) -> int:
     from segbench import suites
     from segbench.bench.api import run_suite
     from segbench.bench.config import RunConfig, default_workers
-    from segbench.bench.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS
+    from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS
 
     suite = suites.get_suite(args.suite)
     model_names = expand_models(args.models) if args.models else list(suite.default_models)
@@ -193,7 +193,7 @@ def cmd_list(argv: list[str]) -> int:
             s = suites.get_suite(name)
             print(f"  {name} (v{s.version}): {s.description}")
     if args.what in (None, "corruptions"):
-        from segbench.bench.corruptions import CATEGORIES, EXTRA_CORRUPTIONS
+        from segbench.bench.results import CATEGORIES, EXTRA_CORRUPTIONS
 
         print("corruptions (severities 1-5):")
         for cat, names in CATEGORIES.items():
@@ -217,8 +217,8 @@ def cmd_generate_c(argv: list[str]) -> int:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     from segbench.bench.config import usable_cores
-    from segbench.bench.corruptions import CORRUPTIONS, SEVERITIES
     from segbench.bench.generate_c import generate_c
+    from segbench.bench.results import CORRUPTIONS, SEVERITIES
 
     report = generate_c(
         args.data,

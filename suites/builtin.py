@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segbench.bench.config import InferenceSpec
-from segbench.bench.corruptions import CORRUPTIONS, Condition
+from segbench.bench.results import CORRUPTIONS, Condition
 from segbench.bench.spec import EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
 from segbench.suites import register_suite
 

@@ -8,17 +8,15 @@ import imagecorruptions
 import numpy as np
 import pytest
 
-from segbench.bench.corruptions import (
+from segbench.bench.corruptions import SEED_PROTOCOL, condition_seed, corrupt
+from segbench.bench.results import (
     CATEGORIES,
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
-    SEED_PROTOCOL,
     SEVERITIES,
     Condition,
     category_of,
-    condition_seed,
     conditions,
-    corrupt,
 )
 
 # From reading imagecorruptions/corruptions.py: these functions call neither numpy.random nor a seed argument.

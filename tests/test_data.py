@@ -10,7 +10,7 @@ import torch
 from cityscapesscripts.helpers.labels import labels
 from PIL import Image
 
-from segbench.bench.corruptions import SEED_PROTOCOL, Condition, condition_seed, corrupt
+from segbench.bench.corruptions import SEED_PROTOCOL, condition_seed, corrupt
 from segbench.bench.data import (
     ID_TO_TRAIN_ID,
     CityscapesDataset,
@@ -21,6 +21,7 @@ from segbench.bench.data import (
     read_label,
     resolve_root,
 )
+from segbench.bench.results import Condition
 
 
 def official_id_to_train_id() -> dict[int, int]:

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from segbench.bench.metrics import (
-    CITYSCAPES_CLASSES,
     class_accuracy,
     confusion_matrix,
     iou_per_class,
@@ -20,6 +19,7 @@ from segbench.bench.metrics import (
     mean_iou,
     pixel_accuracy,
 )
+from segbench.bench.results import CITYSCAPES_CLASSES
 
 cs_eval = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
 from cityscapesscripts.helpers.labels import labels as CS_LABELS  # noqa: E402

@@ -21,11 +21,10 @@ from torch import nn
 
 from segbench import models
 from segbench.bench.config import InferenceSpec, RunConfig
-from segbench.bench.corruptions import Condition
 from segbench.bench.data import CityscapesDataset
 from segbench.bench.inference import predict
 from segbench.bench.metrics import confusion_matrix, mean_iou
-from segbench.bench.results import TIMING_UNITS, RunMismatchError, RunStore
+from segbench.bench.results import TIMING_UNITS, Condition, RunMismatchError, RunStore
 from segbench.bench.runner import RunFailed, run
 from segbench.bench.synthetic import write_synthetic_cityscapes
 from segbench.models.base import WeightsInfo

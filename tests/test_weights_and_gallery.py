@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from segbench.bench.config import InferenceSpec
-from segbench.bench.corruptions import Condition
 from segbench.bench.gallery import cityscapes_palette, write_gallery
+from segbench.bench.results import Condition
 from segbench.bench.weights import HF_CITYSCAPES_IDS, WeightsError, resolve_model_weights
 
 
