@@ -24,15 +24,16 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from segbench.bench import robustness
 
 COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
 SCHEMA_VERSION = 1
+TEMP_SUFFIX = ".tmp"
 TIMING_UNITS = ("s", "img/s")
 
 
@@ -189,14 +190,19 @@ class RunMismatchError(ValueError):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` so that readers see the old file or the whole new one, never a part (tmp + replace)."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file so that readers see the old file or the whole new one, never a part.
+
+    `write(f)` fills a temporary file (binary) in the same folder; it is synced and renamed over `path`. The
+    temporary file is `.<name>.<random>.tmp`; it is removed if anything fails, an interruption included. This is the
+    one atomic writer of the project: JSON, CSV, PNG, checkpoints and generated images all go through it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -204,6 +210,22 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def is_temp_file(path: str | Path) -> bool:
+    """Whether `path` is a temporary file of `atomic_write` (a hidden `.<name>.<random>.tmp`)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically (see `atomic_write`)."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text atomically (see `atomic_write`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
