@@ -86,6 +86,17 @@ def category_of(name: str) -> str:
     return EXTRA_CATEGORIES[name]
 
 
+def split_condition(text: str) -> tuple[str | None, int | None]:
+    """`fog-3` -> (`fog`, 3); `clean`, `efficiency` or anything without a trailing severity -> (None, None).
+
+    Lenient (any name): the reader of results files uses it; `Condition.parse` adds the checks.
+    """
+    corruption, sep, severity = str(text).strip().rpartition("-")
+    if not sep or not corruption or not severity.isdigit():
+        return None, None
+    return corruption, int(severity)
+
+
 @dataclass(frozen=True)
 class Condition:
     """An evaluation condition: clean, or one corruption at one severity.
@@ -126,12 +137,12 @@ class Condition:
         text = text.strip()
         if text == "clean":
             return cls()
-        corruption, sep, severity = text.rpartition("-")
-        if not sep or not severity.isdigit():
+        corruption, severity = split_condition(text)
+        if corruption is None:
             raise ValueError(
                 f"cannot parse condition {text!r}: expected 'clean' or '<corruption>-<severity>', e.g. 'fog-2'"
             )
-        return cls(corruption, int(severity))
+        return cls(corruption, severity)
 
     def __str__(self) -> str:
         return self.name
@@ -253,51 +264,105 @@ def class_metric_name(class_name: str) -> str:
     return "iou_" + re.sub(r"\W+", "_", class_name).strip("_")
 
 
+JSON_COLUMNS = ("samples",)
+"""Row columns that hold a list (a speed cell's per-run samples): stored as JSON text in the CSV, decoded on read."""
+
+SUMMARY_METRICS = ("miou_avg", "mPC", "rPC", "CE", "mCE", "rel_mCE", "mCE_corruptions")
+REFERENCE_METRICS = ("CE", "mCE", "rel_mCE", "mCE_corruptions")
+"""Summary metrics measured against a reference model (their rows name it in the `reference` column)."""
+
+
 def write_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Tidy rows -> CSV (the nine columns first, extra columns after, sorted); numbers at full precision."""
+    """Tidy rows -> CSV (the nine columns first, extra columns after, sorted); numbers at full precision.
+
+    List values (`JSON_COLUMNS`) are written as JSON text, so that `read_rows` gives them back as lists.
+    """
     import pandas as pd
 
-    rows = list(rows)
+    rows = [{k: json.dumps(v) if isinstance(v, list | tuple) else v for k, v in r.items()} for r in rows]
     extras = sorted({k for r in rows for k in r} - set(COLUMNS))
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *extras])
     return atomic_write_text(path, frame.to_csv(index=False, float_format="%.17g"))
 
 
-def read_results(path: str | Path):
-    """`results.csv` (or a run folder) -> pandas DataFrame."""
+def _decode_json_columns(frame):
+    for column in JSON_COLUMNS:
+        if column in frame.columns:
+            frame[column] = [json.loads(v) if isinstance(v, str) and v.startswith("[") else None for v in frame[column]]
+    return frame
+
+
+def read_rows(path: str | Path):
+    """A `results.csv` or `summary.csv` (or a run folder's results.csv) -> pandas DataFrame, lists decoded."""
     import pandas as pd
 
     path = Path(path)
     if path.is_dir():
         path = path / "results.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results file; has the run finished a cell yet?")
-    return pd.read_csv(path)
+        raise FileNotFoundError(f"{path}: no results file; give a run folder or its results.csv")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame(columns=list(COLUMNS))
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a segbench results CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ("model", "metric", "value") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not a segbench results CSV (no column {', '.join(missing)})")
+    return _decode_json_columns(frame)
 
 
 def condition_scores(rows: Iterable[Mapping[str, Any]], model: str, metric: str = "miou") -> tuple[float | None, dict]:
-    """A model's clean score and `{(corruption, severity): score}` from tidy rows (the input of `bench.robustness`)."""
+    """A model's clean score and `{(corruption, severity): score}` from tidy rows (the input of `bench.robustness`).
+
+    A condition stored twice (duplicate rows) keeps its last value.
+    """
     clean, scores = None, {}
     for r in rows:
-        if r["model"] != model or r["metric"] != metric:
+        if r["model"] != model or r["metric"] != metric or _missing(r.get("value")):
             continue
         if r["condition"] == "clean":
             clean = float(r["value"])
-        elif r.get("corruption"):
+        elif isinstance(r.get("corruption"), str) and not _missing(r.get("severity")):
             scores[(r["corruption"], int(r["severity"]))] = float(r["value"])
     return clean, scores
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def default_reference(rows: Sequence[Mapping[str, Any]], requested: str | None = None) -> str | None:
+    """The reference model of CE / mCE: `requested`, else the first model with corrupted mIoU rows (None if none).
+
+    The one rule, used by the run when it writes summary.csv and by the report when it is re-rendered.
+
+    Raises:
+        ValueError: `requested` has no mIoU rows in `rows`.
+    """
+    measured = list(dict.fromkeys(r["model"] for r in rows if r["metric"] == "miou"))
+    if requested is not None:
+        if requested not in measured:
+            raise ValueError(f"reference model {requested!r} has no mIoU rows in this run; choose one of {measured}")
+        return requested
+    corrupted = [m for m in measured if condition_scores(rows, m)[1]]
+    return corrupted[0] if corrupted else None
 
 
 def summary_rows(
     rows: Sequence[Mapping[str, Any]], suite: str, reference_model: str | None = None
 ) -> list[dict[str, Any]]:
-    """Robustness scores per model (see `bench.robustness`) as tidy rows, all in percent.
+    """Robustness scores per model (formulas in `bench.robustness`) as tidy rows, all in percent.
 
     Per corruption `miou_avg` (condition = corruption name), per category `miou_avg` (condition = category), and
-    for the corrupted set (condition "corrupted") `mPC`, `rPC`, and against `reference_model` `mCE`, `rel_mCE`
-    and per-corruption `CE`. Models without corrupted cells are skipped.
+    for the corrupted set (condition "corrupted") `mPC` and `rPC`. Against `reference_model` (the reference's own
+    rows included: 100 by definition): per-corruption `CE`, `mCE`, `rel_mCE`, and `mCE_corruptions`, the number of
+    corruptions they average. CE of a corruption sums over the severities measured for both the model and the
+    reference; corruptions the reference lacks are left out. A relative CE whose reference does not degrade is
+    undefined and left out of relative mCE. Models without corrupted cells are skipped.
     """
-
+    rows = list(rows)
     models = list(dict.fromkeys(r["model"] for r in rows))
     ref_clean, ref_scores = condition_scores(rows, reference_model) if reference_model else (None, {})
     out: list[dict[str, Any]] = []
@@ -308,30 +373,51 @@ def summary_rows(
 
         def row(condition, corruption, category, metric, value, unit="%", model=model):
             return {"model": model, "suite": suite, "condition": condition, "corruption": corruption,
-                    "category": category, "severity": None, "metric": metric, "value": value, "unit": unit}  # fmt: skip
+                    "category": category, "severity": None, "metric": metric, "value": value, "unit": unit,
+                    "reference": reference_model if metric in REFERENCE_METRICS else None}  # fmt: skip
 
+        categories: dict[str, tuple[str, ...]] = {}
         for corruption, value in robustness.per_corruption(scores).items():
             out.append(row(corruption, corruption, category_of(corruption), "miou_avg", value))
-        for category, value in robustness.per_category(scores).items():
+            categories[category_of(corruption)] = (*categories.get(category_of(corruption), ()), corruption)
+        ordered = {k: categories[k] for k in [*CATEGORIES, *categories] if k in categories}
+        for category, value in robustness.per_category(scores, ordered).items():
             out.append(row(category, None, category, "miou_avg", value))
         out.append(row("corrupted", None, None, "mPC", robustness.mean_pc(scores)))
         if clean:
             out.append(row("corrupted", None, None, "rPC", 100 * robustness.relative_pc(scores, clean)))
-        if reference_model and ref_scores and set(scores) <= set(ref_scores):
-            for corruption, value in robustness.corruption_errors(scores, ref_scores).items():
-                out.append({**row(corruption, corruption, category_of(corruption), "CE", 100 * value)})
-            out.append(row("corrupted", None, None, "mCE", 100 * robustness.mean_corruption_error(scores, ref_scores)))
-            if clean is not None and ref_clean is not None and model != reference_model:
-                rel = robustness.relative_mce(scores, clean, ref_scores, ref_clean)
-                out.append(row("corrupted", None, None, "rel_mCE", 100 * rel))
-    for r in out:
-        r["reference"] = reference_model if r["metric"] in ("CE", "mCE", "rel_mCE") else None
+        shared = {k: v for k, v in scores.items() if k in ref_scores}
+        if not shared:
+            continue
+        reference = {k: ref_scores[k] for k in shared}
+        ce = robustness.corruption_errors(shared, reference)
+        for corruption, value in ce.items():
+            out.append(row(corruption, corruption, category_of(corruption), "CE", 100 * value))
+        out.append(row("corrupted", None, None, "mCE", 100 * robustness.mean_corruption_error(shared, reference)))
+        out.append(row("corrupted", None, None, "mCE_corruptions", len(ce), unit="count"))
+        if clean is not None and ref_clean is not None:
+            rel = _relative_errors(shared, clean, reference, ref_clean)
+            if rel:
+                out.append(row("corrupted", None, None, "rel_mCE", 100 * sum(rel) / len(rel)))
     return out
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Run folder
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def _relative_errors(scores: dict, clean: float, reference: dict, reference_clean: float) -> list[float]:
+    """Relative CE per corruption (`bench.robustness`), leaving out the corruptions where it is undefined."""
+    out = []
+    for corruption in dict.fromkeys(c for c, _ in scores):
+        mine = {k: v for k, v in scores.items() if k[0] == corruption}
+        try:
+            rel = robustness.relative_corruption_errors(mine, clean, {k: reference[k] for k in mine}, reference_clean)
+        except ValueError:  # the reference does not degrade on this corruption
+            continue
+        out.append(rel[corruption])
+    return out
 
 
 def cell_filename(cell_id: str) -> str:
@@ -401,7 +487,7 @@ class RunStore:
 
         Args:
             order: cell ids in plan order (others follow, sorted); makes the CSV independent of finishing order.
-            reference_model: reference of CE / mCE in summary.csv.
+            reference_model: reference of CE / mCE in summary.csv (None: `default_reference`).
             suite: suite name for the summary rows.
         """
         cells = self.finished()
@@ -409,10 +495,107 @@ class RunStore:
         ids = sorted(cells, key=lambda c: (rank.get(c, len(rank)), c))
         rows = [r for c in ids for r in cells[c]["rows"]]
         write_csv(rows, self.results_csv)
-        summary = summary_rows(rows, suite, reference_model)
+        self.write_summary(rows, suite, reference_model)
+        return self.results_csv
+
+    def write_summary(self, rows: Sequence[Mapping[str, Any]], suite: str, reference_model: str | None) -> list[dict]:
+        """Write summary.csv (robustness scores against `default_reference(rows, reference_model)`); returns it."""
+        summary = summary_rows(rows, suite, default_reference(rows, reference_model))
         if summary:
             write_csv(summary, self.summary_csv)
-        return self.results_csv
+        else:
+            self.summary_csv.unlink(missing_ok=True)
+        return summary
+
+
+class RunFolder:
+    """A finished (or running) run folder, read through the contract: what the report and the regression check use.
+
+    Attributes:
+        dir: the folder.
+        problems: unreadable files met while reading (one line each), for the report to show.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        if not self.dir.is_dir():
+            raise FileNotFoundError(f"{self.dir}: run folder not found")
+        self.problems: list[str] = []
+        self._cells: list[dict] | None = None
+
+    def read_json(self, name: str) -> Any:
+        """A JSON file of the folder (`name` relative to it); None when missing (noted in problems when unreadable)."""
+        path = self.dir / name
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self.problems.append(f"{name}: unreadable ({exc.__class__.__name__}: {exc})")
+            return None
+
+    @property
+    def manifest(self) -> dict:
+        """run.json (what the run is), or {}."""
+        data = self.read_json("run.json")
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def env(self) -> dict | None:
+        """env.json (provenance), or None when missing or unreadable."""
+        data = self.read_json("env.json")
+        return data if isinstance(data, dict) else None
+
+    def cells(self) -> list[dict]:
+        """The cell records of `cells/*.json`, each with its file name under `_file` (unreadable ones in problems)."""
+        if self._cells is None:
+            self._cells = []
+            for path in sorted((self.dir / "cells").glob("*.json")):
+                record = self.read_json(f"cells/{path.name}")
+                if isinstance(record, dict):
+                    self._cells.append({**record, "_file": path.name})
+                elif record is not None:
+                    self.problems.append(f"cells/{path.name}: not a JSON object")
+        return self._cells
+
+    def rows(self) -> tuple[Any, str]:
+        """(DataFrame of the tidy rows, where they came from): results.csv, else the cells' rows (a running run)."""
+        import pandas as pd
+
+        csv = self.dir / "results.csv"
+        if csv.is_file():
+            return read_rows(csv), "results.csv"
+        cells = self.cells()
+        if not cells:
+            raise FileNotFoundError(
+                f"{self.dir}: neither results.csv nor cells/*.json found; is this a run folder (runs/<suite>-<time>)?"
+            )
+        rows = [r for c in cells for r in c.get("rows", []) if isinstance(r, dict)]
+        frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(COLUMNS))
+        return frame, "cells/*.json (results.csv not gathered yet)"
+
+    def summary(self, reference_model: str | None = None):
+        """summary.csv as a DataFrame, against `reference_model` (None: the one the run used).
+
+        When another reference is asked for (or the file is missing), summary.csv is rewritten first with the
+        contract's own `summary_rows`, so the file always holds what a report built from it shows.
+        """
+        import pandas as pd
+
+        path = self.dir / "summary.csv"
+        current = read_rows(path) if path.is_file() else None
+        if current is not None and "reference" in current.columns:
+            used = current["reference"].dropna()
+            used = used.iloc[0] if len(used) else None
+            if reference_model is None or reference_model == used:
+                return current
+        frame, _ = self.rows()
+        rows = frame.to_dict("records")
+        suite = str(
+            self.manifest.get("suite") or next((r["suite"] for r in rows if isinstance(r.get("suite"), str)), "")
+        )
+        summary = RunStore(self.dir).write_summary(rows, suite, reference_model)
+        return pd.DataFrame(summary) if summary else pd.DataFrame(columns=[*COLUMNS, "reference"])
 
 
 def check_resume(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | Path) -> None:

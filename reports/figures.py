@@ -6,8 +6,6 @@ Every function takes ready-made tables from `reports.tables`, writes one PNG ato
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from segbench.bench.results import atomic_write
 from segbench.reports.tables import CurvePoints, column_groups
 
 DPI = 80
@@ -40,18 +39,8 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    """Write the figure as PNG atomically (tmp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the figure as PNG atomically (`bench.results.atomic_write`)."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None}))
 
 
 def severity_curves(

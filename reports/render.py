@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +22,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from segbench.bench.results import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, RunFolder, atomic_write, atomic_write_text
 from segbench.reports import figures
 from segbench.reports import tables as T
 
@@ -134,44 +133,6 @@ class Section:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path, problems: list[str]) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        problems.append(f"{path.name}: unreadable ({exc.__class__.__name__}: {exc})")
-        return None
-
-
-def read_cells(run_dir: Path, problems: list[str]) -> list[dict]:
-    """The cell records of `cells/*.json` (unreadable files are noted in `problems` and skipped)."""
-    cells = []
-    for path in sorted((run_dir / "cells").glob("*.json")):
-        record = _read_json(path, problems)
-        if isinstance(record, dict):
-            cells.append({**record, "_file": path.name})
-        elif record is not None:
-            problems.append(f"cells/{path.name}: not a JSON object")
-    return cells
-
-
-def read_results(run_dir: Path, cells: list[dict]) -> tuple[pd.DataFrame, str]:
-    """`results.csv`, or the rows of the cell records when the run has not gathered them yet."""
-    csv = run_dir / "results.csv"
-    if csv.is_file():
-        try:
-            frame = pd.read_csv(csv)
-        except pd.errors.EmptyDataError:
-            frame = pd.DataFrame(columns=T.COLUMNS)
-        return T.normalize_results(frame, str(csv)), "results.csv"
-    rows = [r for c in cells for r in c.get("rows", []) if isinstance(r, dict)]
-    if not cells:
-        raise FileNotFoundError(
-            f"{run_dir}: neither results.csv nor cells/*.json found; is this a run folder (runs/<suite>-<time>)?"
-        )
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=T.COLUMNS)
-    return T.normalize_results(frame, f"{run_dir}/cells/*.json"), "cells/*.json (results.csv not gathered yet)"
-
-
 def model_infos(env: dict, models: Sequence[str]) -> dict[str, ModelInfo]:
     """Weights provenance per model from env.json (`weights` {model: {...}} and/or `weights_sha256` {model: hash})."""
     weights = env.get("weights") if isinstance(env.get("weights"), dict) else {}
@@ -198,19 +159,6 @@ def model_infos(env: dict, models: Sequence[str]) -> dict[str, ModelInfo]:
 # --------------------------------------------------------------------------------------------------------------------
 # Output helpers
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class Outputs:
@@ -378,14 +326,14 @@ def _best_note(infos: dict[str, ModelInfo], models: Sequence[str]) -> str:
 
 
 def _table5(
-    conditions: pd.DataFrame, models: Sequence[str], infos: dict[str, ModelInfo], out: Outputs
+    conditions: pd.DataFrame, summary: pd.DataFrame, models: Sequence[str], infos: dict[str, ModelInfo], out: Outputs
 ) -> tuple[Section, T.Table5 | None]:
     sec = Section("cityscapes-c", "Cityscapes-C (layout of SegFormer Table 5)")
     measured = [m for m in models if m in set(conditions["model"])]
     if conditions.empty:
         sec.missing = "Not measured in this run: no mIoU rows (clean or corrupted)."
         return sec, None
-    tab = T.table5(conditions, measured, eligible=_trained(infos, measured))
+    tab = T.table5(conditions, measured, summary, eligible=_trained(infos, measured))
     sec.notes.append(
         "mIoU (%) per corruption, averaged over severities; "
         + _best_note(infos, measured)
@@ -418,6 +366,7 @@ def _table5(
 
 def _scores(
     conditions: pd.DataFrame,
+    summary: pd.DataFrame,
     models: Sequence[str],
     reference: str | None,
     infos: dict[str, ModelInfo],
@@ -425,44 +374,52 @@ def _scores(
 ) -> Section:
     sec = Section("robustness-scores", "Summary scores")
     corrupted = conditions[conditions["corruption"] != "clean"]
-    if corrupted.empty:
+    if corrupted.empty or summary.empty:
         sec.missing = "Not measured in this run: no corrupted conditions, so no mPC, rPC or mCE."
         return sec
-    measured = [m for m in models if m in set(conditions["model"])]
-    scores = T.robustness_scores(conditions, measured, reference)
-    if reference not in set(corrupted["model"]):
-        sec.notes.append(f"The reference model {reference} has no corrupted conditions: mCE cannot be computed.")
+    measured = [m for m in models if m in set(summary["model"])]
+    corrupted_rows = summary[summary["condition"] == "corrupted"]
+    scores = corrupted_rows.pivot_table(index="model", columns="metric", values="value", aggfunc="last", sort=False)
+    categories_wide = T.summary_wide(summary[summary["corruption"].isna()], "miou_avg")
+    categories = [c for c in ("blur", "noise", "digital", "weather", "other") if c in categories_wide.columns]
+    clean = conditions[conditions["corruption"] == "clean"].groupby("model", sort=False)["miou"].mean()
+    scores = scores.reindex(index=measured, columns=["mPC", "rPC", "mCE", "rel_mCE", "mCE_corruptions"])
+    scores.insert(0, "clean", clean.reindex(measured))
+    for c in categories:
+        scores[c] = categories_wide[c].reindex(measured)
+    n_corruptions = summary[(summary["metric"] == "miou_avg") & summary["corruption"].notna()].groupby("model").size()
+    if reference is None:
+        sec.notes.append("No reference model has corrupted conditions: mCE cannot be computed.")
     sec.notes.append(
         f"Reference model for mCE: {reference} (its mCE and relative mCE are 100 by definition). "
         "mPC = mean over corruptions of the mIoU averaged over severities; rPC = mPC / clean mIoU "
         "(Michaelis et al. 2019). CE_c = Σ_s (100 − mIoU_c,s) / Σ_s (100 − mIoU^ref_c,s), mCE = mean over "
         "corruptions; relative CE_c = Σ_s (mIoU_clean − mIoU_c,s) / Σ_s (mIoU^ref_clean − mIoU^ref_c,s) "
         "(Hendrycks & Dietterich, ICLR 2019, with error = 100 − mIoU). Lower mCE is better. "
-        "All computed here from results.csv over the conditions this run measured. " + _best_note(infos, measured)
+        "Read from the run's summary.csv (the same numbers, to the last digit). " + _best_note(infos, measured)
     )
-    categories = [c for c in ("blur", "noise", "digital", "weather", "other") if c in scores.columns]
     columns = ["clean", "mPC", "rPC", "mCE", "rel_mCE", *categories]
     names = ["Model", "Clean mIoU", "mPC", "rPC (%)", "mCE (%)", "rel. mCE (%)"] + [c.capitalize() for c in categories]
-    trained = scores[scores["model"].isin(_trained(infos, measured))]
+    trained = scores.loc[[m for m in _trained(infos, measured) if m in scores.index]]
     best = {c: (trained[c].min() if c in ("mCE", "rel_mCE") else trained[c].max()) for c in columns}
     rows = []
-    for _, row in scores.iterrows():
+    for model, row in scores.iterrows():
         cells = []
-        eligible = row["model"] in set(trained["model"])
+        eligible = model in trained.index
+        kept, total = row["mCE_corruptions"], n_corruptions.get(model, 0)
         for c in columns:
             v = row[c]
-            mark = "best" if eligible and v is not None and not pd.isna(v) and len(scores) > 1 and v == best[c] else ""
-            title = f"over {row['ce_corruptions']} of {row['corruptions']} corruptions" if c == "mCE" else ""
+            mark = "best" if eligible and not pd.isna(v) and len(scores) > 1 and v == best[c] else ""
+            title = f"over {kept:.0f} of {total} corruptions" if c == "mCE" and not pd.isna(kept) else ""
             cells.append(Cell(T.format_number(v), mark, title))
-        rows.append(Row(cells, model=row["model"]))
+        rows.append(Row(cells, model=model))
+        if not pd.isna(kept) and kept < total:
+            sec.notes.append(
+                f"{model}: mCE over {kept:.0f} of its {total} corruptions (the reference lacks the others)."
+            )
     sec.tables.append(HtmlTable(names, rows))
-    partial = scores[scores["ce_corruptions"] < scores["corruptions"]]
-    for _, row in partial.iterrows():
-        sec.notes.append(
-            f"{row['model']}: mCE over {row['ce_corruptions']} of its {row['corruptions']} corruptions "
-            f"(the reference lacks the others)."
-        )
-    sec.files = out.table(scores.assign(reference=reference), "robustness_scores", "Robustness summary scores")
+    frame = scores.reset_index().rename(columns={"index": "model"}).assign(reference=reference)
+    sec.files = out.table(frame, "robustness_scores", "Robustness summary scores")
     return sec
 
 
@@ -724,7 +681,7 @@ def _evaluation_time(cells: list[dict], env: dict | None, out: Outputs) -> Secti
 
 def evaluation_summary(run_dir: str | Path) -> str | None:
     """One console line on where a run's evaluation time went (None when no cell has timing)."""
-    evaluation = _evaluation(read_cells(Path(run_dir), []))
+    evaluation = _evaluation(RunFolder(run_dir).cells())
     if evaluation is None:
         return None
     _, total, busy, limited = evaluation
@@ -736,7 +693,7 @@ def evaluation_summary(run_dir: str | Path) -> str | None:
 
 
 def _palette_legend() -> list[tuple[str, str]]:
-    return [(name, "#{:02x}{:02x}{:02x}".format(*rgb)) for name, rgb in zip(T.CITYSCAPES_CLASSES, T.CITYSCAPES_PALETTE)]
+    return [(name, "#{:02x}{:02x}{:02x}".format(*rgb)) for name, rgb in zip(CITYSCAPES_CLASSES, CITYSCAPES_PALETTE)]
 
 
 def _gallery_image(run_dir: Path, rel: object, out: Outputs, problems: list[str], colorize: bool) -> str | None:
@@ -757,13 +714,9 @@ def _gallery_image(run_dir: Path, rel: object, out: Outputs, problems: list[str]
             return rel
         ids = np.asarray(image, dtype=np.int64)
     lut = np.zeros((max(256, int(ids.max()) + 1), 3), dtype=np.uint8)
-    lut[: len(T.CITYSCAPES_PALETTE)] = T.CITYSCAPES_PALETTE
+    lut[: len(CITYSCAPES_PALETTE)] = CITYSCAPES_PALETTE
     target = out.path(f"gallery/{hashlib.sha1(rel.encode()).hexdigest()[:16]}.png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".png")
-    os.close(fd)
-    Image.fromarray(lut[ids]).save(tmp, format="PNG")
-    os.replace(tmp, target)
+    atomic_write(target, lambda f: Image.fromarray(lut[ids]).save(f, format="PNG"))
     return out.rel(target)
 
 
@@ -773,8 +726,9 @@ def _gallery(run_dir: Path, models: Sequence[str], out: Outputs) -> Section:
     if not index.is_file():
         sec.missing = "Not made in this run: no gallery/index.json."
         return sec
-    problems: list[str] = []
-    data = _read_json(index, problems)
+    folder = RunFolder(run_dir)
+    data = folder.read_json("gallery/index.json")
+    problems = folder.problems
     if not isinstance(data, dict) or not isinstance(data.get("conditions"), list):
         sec.missing = f"gallery/index.json is not in the expected form ({'; '.join(problems) or 'no conditions list'})."
         return sec
@@ -961,33 +915,27 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
         ValueError: `reference_model` has no mIoU rows in the run, or results.csv is malformed.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: run folder not found")
-    problems: list[str] = []
-    cells = read_cells(run_dir, problems)
-    frame, source = read_results(run_dir, cells)
-    env_path = run_dir / "env.json"
-    env = _read_json(env_path, problems) if env_path.is_file() else None
-    env = env if isinstance(env, dict) else None
+    folder = RunFolder(run_dir)
+    cells = folder.cells()
+    raw, source = folder.rows()
+    frame = T.normalize_results(raw, source)
+    env = folder.env
+    summary = folder.summary(reference_model)  # rewritten first if another reference is asked for
+    problems = folder.problems
     models = T.model_order(frame)
     infos = model_infos(env or {}, models)
     conditions = T.miou_conditions(frame)
-    measured = list(dict.fromkeys(conditions["model"]))
-    if reference_model is not None and reference_model not in measured:
-        raise ValueError(
-            f"reference model {reference_model!r} has no mIoU rows in {run_dir}; choose one of {measured or 'none'}"
-        )
-    corrupted = list(dict.fromkeys(conditions.loc[conditions["corruption"] != "clean", "model"]))
-    reference = reference_model or (corrupted or measured or [None])[0]
+    used = summary["reference"].dropna() if "reference" in summary.columns else summary.iloc[0:0]
+    reference = used.iloc[0] if len(used) else None
     eff = T.efficiency_rows(frame)
 
     out = Outputs(run_dir)
-    table5_section, _ = _table5(conditions, models, infos, out)
+    table5_section, _ = _table5(conditions, summary, models, infos, out)
     sections = [
         _provenance(env, run_dir, frame, source, [p for p in problems if not p.startswith("cells/")]),
         _models(infos, models, out),
         table5_section,
-        _scores(conditions, models, reference, infos, out),
+        _scores(conditions, summary, models, reference, infos, out),
         _severity(conditions, models, infos, out),
         _class_iou(frame, models, infos, out),
         _efficiency(eff, models, out),

@@ -1,17 +1,11 @@
-"""The report's numbers: a run folder's tidy rows turned into tables (pandas only; no torch, no `bench`).
+"""The report's numbers: a run folder's tidy rows turned into tables (pandas only; no torch).
 
-The reporter reads results files only. It therefore keeps its own copy of the few facts it needs to lay tables out
-(the Cityscapes-C corruption groups, the 19 Cityscapes class names) and of the few robustness formulas it shows:
-
-* per-corruption mIoU = mean over the measured severities (Kamann & Rother, CVPR 2020; SegFormer Table 5);
-* mPC = mean over corruptions of the per-corruption mIoU, rPC = mPC / clean mIoU (Michaelis et al. 2019, Eq. 1-2);
-* CE_c = sum_s (100 - mIoU_cs) / sum_s (100 - mIoU^ref_cs), mCE = mean_c CE_c, and the relative
-  relCE_c = sum_s (mIoU_clean - mIoU_cs) / sum_s (mIoU^ref_clean - mIoU^ref_cs), relative mCE = mean_c relCE_c
-  (Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and Perturbations",
-  ICLR 2019, Sec. 3, with top-1 error replaced by 100 - mIoU).
-
-All IoU-type numbers are in percent. Published reference numbers are read from `reports/reference/*.csv`
-(copies of the SegFormer paper's Table 1 and Table 5, and of the mmseg model zoo's Cityscapes rows).
+The reporter computes no score of its own. The corruption axes, class names and palette come from the results
+contract (`segbench.bench.results`), and every robustness score it shows (per-corruption and per-category mIoU
+averages, mPC, rPC, CE, mCE, relative mCE) is a row of the run's `summary.csv`, written by the contract from the
+formulas in `bench.robustness`. All IoU-type numbers are in percent. Published reference numbers are read from
+`reports/reference/*.csv` (copies of the SegFormer paper's Table 1 and Table 5, and of the mmseg model zoo's
+Cityscapes rows).
 """
 
 from __future__ import annotations
@@ -25,30 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from segbench.bench.results import CATEGORIES, CITYSCAPES_CLASSES, COLUMNS, split_condition
+from segbench.bench.results import category_of as _contract_category
+
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
-COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
 REQUIRED_COLUMNS = ("model", "metric", "value")
-
-CORRUPTION_GROUPS: dict[str, tuple[str, ...]] = {
-    "blur": ("motion_blur", "defocus_blur", "glass_blur", "gaussian_blur"),
-    "noise": ("gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"),
-    "digital": ("brightness", "contrast", "saturate", "jpeg_compression"),
-    "weather": ("snow", "spatter", "fog", "frost"),
-}
-"""Cityscapes-C columns in the order of the SegFormer paper's Table 5 (also the header of `cityscapes_c_table5.csv`)."""
-
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
-
-CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
-    (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-)  # fmt: skip
-"""Colours of the 19 train ids (cityscapesscripts' label table); 255 (ignored) is drawn black."""
 
 ACCURACY_METRICS = ("miou", "pixel_acc", "mean_acc")
 FRACTION_UNITS = ("fraction", "ratio", "1")
@@ -77,17 +53,12 @@ def class_key(name: str) -> str:
 _CLASS_BY_KEY = {class_key(c): c for c in CITYSCAPES_CLASSES}
 
 
-def split_condition(condition: str) -> tuple[str | None, int | None]:
-    """`fog-3` -> (`fog`, 3); `clean`/`efficiency`/anything without a trailing severity -> (None, None)."""
-    match = re.fullmatch(r"(.+)-(\d+)", str(condition))
-    return (match.group(1), int(match.group(2))) if match else (None, None)
-
-
 def category_of(corruption: str) -> str | None:
-    for category, names in CORRUPTION_GROUPS.items():
-        if corruption in names:
-            return category
-    return None
+    """The contract's category of a corruption; None for a name the contract does not know."""
+    try:
+        return _contract_category(corruption)
+    except ValueError:
+        return None
 
 
 def normalize_results(frame: pd.DataFrame, source: str = "results.csv") -> pd.DataFrame:
@@ -186,7 +157,7 @@ def miou_conditions(frame: pd.DataFrame) -> pd.DataFrame:
 def column_groups(corruptions: Iterable[str], categories: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
     """Table-5 column groups: the 16 Cityscapes-C corruptions in the paper's order, then any other measured one under
     its category (from `categories`, else "other")."""
-    groups = [(cat, list(names)) for cat, names in CORRUPTION_GROUPS.items()]
+    groups = [(cat, list(names)) for cat, names in CATEGORIES.items()]
     known = {c for _, names in groups for c in names}
     for corruption in corruptions:
         if corruption in known or corruption == "clean":
@@ -231,25 +202,38 @@ class Table5:
         return pd.concat([run, pub], ignore_index=True)[["model", "source", *self.columns]]
 
 
+def summary_wide(summary: pd.DataFrame, metric: str, by: str = "condition") -> pd.DataFrame:
+    """One metric of summary.csv as models x `by` (e.g. `miou_avg` per corruption, or `mPC` per "corrupted")."""
+    if summary.empty:
+        return pd.DataFrame()
+    rows = summary[summary["metric"] == metric]
+    return rows.pivot_table(index="model", columns=by, values="value", aggfunc="last", sort=False)
+
+
 def table5(
     conditions: pd.DataFrame,
     models: Sequence[str],
+    summary: pd.DataFrame,
     published: pd.DataFrame | None = None,
     eligible: Sequence[str] | None = None,
 ) -> Table5:
-    """Builds the Cityscapes-C table from `miou_conditions` output.
+    """Builds the Cityscapes-C table: clean mIoU from the rows, per-corruption averages from summary.csv.
 
     Args:
-        conditions: mIoU per (model, corruption, severity).
+        conditions: mIoU per (model, corruption, severity) (`miou_conditions`): the clean column and the
+            severities each average covers.
         models: row order.
+        summary: the run's summary.csv (its per-corruption `miou_avg` rows are the table's values).
         published: published rows (index: method), default `reference_table5()`.
         eligible: the models that may be marked best (default all); the report leaves out random-weight models.
     """
     categories = dict(zip(conditions["corruption"], conditions["category"]))
     groups = column_groups(dict.fromkeys(conditions["corruption"]), categories)
     columns = ["clean"] + [c for _, names in groups for c in names]
-    averaged = conditions.groupby(["model", "corruption"], sort=False)["miou"].mean().unstack("corruption")
-    values = averaged.reindex(index=list(models), columns=columns).astype(float)
+    averages = summary_wide(summary[summary["corruption"].notna()] if not summary.empty else summary, "miou_avg")
+    clean = conditions[conditions["corruption"] == "clean"].groupby("model", sort=False)["miou"].mean()
+    values = averages.reindex(index=list(models), columns=columns).astype(float)
+    values["clean"] = clean.reindex(list(models)).astype(float)
     best = set()
     candidates = values if eligible is None else values.loc[[m for m in values.index if m in set(eligible)]]
     for column in columns:
@@ -287,51 +271,6 @@ def _span(values: Sequence[int]) -> str:
     if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
         return f"{values[0]}-{values[-1]}"
     return ", ".join(str(v) for v in values)
-
-
-def robustness_scores(conditions: pd.DataFrame, models: Sequence[str], reference: str) -> pd.DataFrame:
-    """Per model: clean mIoU, mPC, rPC, mCE and relative mCE against `reference`, and per-category mIoU (percent).
-
-    CE and relative CE of a corruption sum over the severities measured for both the model and the reference;
-    corruptions the reference lacks are left out of mCE (the `ce_corruptions` column counts those kept).
-    """
-    lookup = {(r.model, r.corruption, int(r.severity)): r.miou for r in conditions.itertuples()}
-    per_model = {m: {k[1:]: v for k, v in lookup.items() if k[0] == m} for m in models}
-    ref = per_model.get(reference, {})
-    ref_clean = ref.get(("clean", 0))
-    rows = []
-    for model in models:
-        scores = {k: v for k, v in per_model[model].items() if k[0] != "clean"}
-        clean = per_model[model].get(("clean", 0))
-        row: dict[str, object] = {"model": model, "clean": clean}
-        by_corruption: dict[str, list[float]] = {}
-        for (corruption, _), value in scores.items():
-            by_corruption.setdefault(corruption, []).append(value)
-        averages = {c: float(np.mean(v)) for c, v in by_corruption.items()}
-        row["mPC"] = float(np.mean(list(averages.values()))) if averages else None
-        row["rPC"] = 100.0 * row["mPC"] / clean if row["mPC"] is not None and clean else None
-        ce, rel = [], []
-        for corruption in averages:
-            shared = [s for (c, s) in scores if c == corruption and (c, s) in ref]
-            if not shared:
-                continue
-            ref_err = sum(100.0 - ref[corruption, s] for s in shared)
-            ce.append(sum(100.0 - scores[corruption, s] for s in shared) / ref_err if ref_err else math.nan)
-            if clean is not None and ref_clean is not None:
-                ref_drop = sum(ref_clean - ref[corruption, s] for s in shared)
-                rel.append(sum(clean - scores[corruption, s] for s in shared) / ref_drop if ref_drop else math.nan)
-        row["mCE"] = 100.0 * float(np.mean(ce)) if ce else None
-        row["rel_mCE"] = 100.0 * float(np.mean(rel)) if rel else None
-        row["ce_corruptions"] = len(ce)
-        row["corruptions"] = len(averages)
-        for category, names in column_groups(averages):
-            vals = [averages[n] for n in names if n in averages]
-            row[category] = float(np.mean(vals)) if vals else None
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    for column in ("clean", "mPC", "rPC", "mCE", "rel_mCE"):
-        out[column] = pd.to_numeric(out[column], errors="coerce")
-    return out
 
 
 def class_iou(frame: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:

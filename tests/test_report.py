@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from segbench.bench.results import summary_rows
 from segbench.reports import SECTION_IDS, render_report
 from segbench.reports import tables as T
 from segbench.reports.render import model_infos
@@ -285,8 +286,9 @@ def test_tables_written_as_csv_and_markdown(rendered):
 
 
 def test_table5_groups_columns_by_category_and_marks_best():
-    frame = T.normalize_results(pd.DataFrame(accuracy_rows(MODELS[:2])))
-    tab = T.table5(T.miou_conditions(frame), list(MODELS[:2]))
+    rows = accuracy_rows(MODELS[:2])
+    frame = T.normalize_results(pd.DataFrame(rows))
+    tab = T.table5(T.miou_conditions(frame), list(MODELS[:2]), pd.DataFrame(summary_rows(rows, "demo")))
     assert [g for g, _ in tab.groups] == ["blur", "noise", "digital", "weather"]
     assert tab.columns[:5] == ["clean", "motion_blur", "defocus_blur", "glass_blur", "gaussian_blur"]
     assert tab.columns[-4:] == ["snow", "spatter", "fog", "frost"] and len(tab.columns) == 17
@@ -312,9 +314,10 @@ def test_table5_html_layout(rendered):
 
 
 def test_scores_follow_the_formulas():
-    frame = T.normalize_results(pd.DataFrame(accuracy_rows(MODELS[:2])))
-    conditions = T.miou_conditions(frame)
-    scores = T.robustness_scores(conditions, list(MODELS[:2]), reference="fcn-r18").set_index("model")
+    """The contract's summary rows (what summary.csv holds and the report shows) follow the published formulas."""
+    rows = accuracy_rows(MODELS[:2])
+    summary = pd.DataFrame(summary_rows(rows, "demo", reference_model="fcn-r18"))
+    scores = summary[summary["condition"] == "corrupted"].pivot(index="model", columns="metric", values="value")
     s, r = DROP["segformer-b0"], DROP["fcn-r18"]
     mpc = np.mean([60 - 1.5 * d for d in s.values()])
     assert scores.loc["segformer-b0", "mPC"] == pytest.approx(mpc)
@@ -323,8 +326,26 @@ def test_scores_follow_the_formulas():
     assert scores.loc["segformer-b0", "mCE"] == pytest.approx(100 * np.mean(ce))
     rel = [s[c] / r[c] for c in CORRUPTIONS]  # drops sum to 3 * drop per severity step for both
     assert scores.loc["segformer-b0", "rel_mCE"] == pytest.approx(100 * np.mean(rel))
-    assert scores.loc["fcn-r18", "mCE"] == pytest.approx(100.0)
-    assert scores.loc["segformer-b0", "noise"] == pytest.approx(60 - 1.5 * 20)
+    assert scores.loc["fcn-r18", "mCE"] == pytest.approx(100.0)  # the reference's own scores are rows too
+    assert scores.loc["fcn-r18", "rel_mCE"] == pytest.approx(100.0)
+    noise = summary[(summary["condition"] == "noise") & (summary["model"] == "segformer-b0")]["value"]
+    assert noise.item() == pytest.approx(60 - 1.5 * 20)
+
+
+@pytest.mark.parametrize("reference", [None, "fcn-r18", "segformer-b0"])
+def test_report_shows_exactly_what_summary_csv_holds(tmp_path, reference):
+    """Whatever reference the report uses (the run's default or another one), summary.csv holds the same scores."""
+    run = make_fake_run(tmp_path / "run", MODELS[:2], gallery=False, history=False, efficiency=False)
+    render_report(run, reference_model=reference)
+    shown = pd.read_csv(run / "report" / "robustness_scores.csv").set_index("model")
+    stored = pd.read_csv(run / "summary.csv")
+    used = set(stored["reference"].dropna())
+    assert used == {reference or MODELS[0]} and set(shown["reference"]) == used
+    overall = stored[stored["condition"] == "corrupted"].pivot(index="model", columns="metric", values="value")
+    for model in MODELS[:2]:
+        for metric in ("mPC", "rPC", "mCE", "rel_mCE"):
+            assert shown.loc[model, metric] == pytest.approx(overall.loc[model, metric], rel=1e-5), (model, metric)
+    assert overall.loc[reference or MODELS[0], "mCE"] == pytest.approx(100.0)
 
 
 def test_reference_model_argument(tmp_path):
@@ -396,7 +417,7 @@ def test_bad_inputs_fail_clearly(tmp_path):
         render_report(tmp_path / "empty")
     (tmp_path / "bad").mkdir()
     pd.DataFrame({"model": ["m"], "metric": ["miou"]}).to_csv(tmp_path / "bad" / "results.csv", index=False)
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['value'\]"):
+    with pytest.raises(ValueError, match=r"not a segbench results CSV \(no column value\)"):
         render_report(tmp_path / "bad")
 
 
@@ -432,14 +453,16 @@ def test_screenshot_script_fails_clearly(tmp_path, capsys):
 def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
     from segbench.reports import render
 
-    frame = T.normalize_results(pd.DataFrame(accuracy_rows(MODELS[:2])))
+    rows = accuracy_rows(MODELS[:2])
+    frame = T.normalize_results(pd.DataFrame(rows))
     conditions = T.miou_conditions(frame)
+    summary = pd.DataFrame(summary_rows(rows, "demo", reference_model="segformer-b0"))
     weights = {m: {"source": "random-init" if m in random_models else "trained.pth", "random": m in random_models}
                for m in MODELS[:2]}  # fmt: skip
     infos = render.model_infos({"weights": weights}, MODELS[:2])
     out = render.Outputs(tmp_path)
-    sec, tab = render._table5(conditions, list(MODELS[:2]), infos, out)
-    scores = render._scores(conditions, list(MODELS[:2]), "segformer-b0", infos, out)
+    sec, tab = render._table5(conditions, summary, list(MODELS[:2]), infos, out)
+    scores = render._scores(conditions, summary, list(MODELS[:2]), "segformer-b0", infos, out)
     marked = {
         (row.model, i)
         for table in (sec.tables[0], scores.tables[0])

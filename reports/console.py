@@ -1,0 +1,86 @@
+"""The results table printed at the end of a run (as lm-evaluation-harness prints its table), from the run folder.
+
+One row per model: clean mIoU, mPC, rPC, mCE (from summary.csv, as the report shows them), parameters, GMACs and
+latency (from results.csv). The efficiency columns name their resolution, batch size, counter and device in the
+header, since a number without them says little.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from segbench.bench.results import RunFolder
+from segbench.reports import tables as T
+
+LATENCY_METRICS = ("latency_median", "latency_raw_median")
+"""Latency rows the table takes, in order of preference (the plain timing; the calibrated probe's raw median)."""
+
+
+def _largest_resolution(rows: pd.DataFrame) -> str | None:
+    sizes = [r for r in rows["resolution"].dropna().unique() if isinstance(r, str) and "x" in r]
+    return max(sizes, key=lambda r: int(r.split("x")[0]) * int(r.split("x")[1]), default=None)
+
+
+def _efficiency_columns(eff: pd.DataFrame, models: list[str]) -> dict[str, pd.Series]:
+    """Params (M), GMACs and latency (ms) per model, at the largest resolution timed, batch 1."""
+    out: dict[str, pd.Series] = {}
+    params = eff[eff["metric"] == "params"].groupby("model", sort=False)["value"].last()
+    if len(params):
+        out["Params (M)"] = params.reindex(models)
+    latency = eff[eff["metric"].isin(LATENCY_METRICS) & (pd.to_numeric(eff["batch_size"], errors="coerce") == 1)]
+    size = _largest_resolution(latency) or _largest_resolution(eff[eff["metric"] == "gmacs"])
+    gmacs = eff[(eff["metric"] == "gmacs") & (eff["resolution"] == size)]
+    if len(gmacs):
+        preferred = gmacs[gmacs["convention"] == "fvcore"] if (gmacs["convention"] == "fvcore").any() else gmacs
+        convention = preferred["convention"].iloc[0] or "?"
+        out[f"GMACs [{convention}, {size}]"] = preferred.groupby("model", sort=False)["value"].first().reindex(models)
+    latency = latency[latency["resolution"] == size]
+    for metric in LATENCY_METRICS:
+        rows = latency[latency["metric"] == metric]
+        if len(rows):
+            first = rows.iloc[0]
+            label = f"Latency ms [{first.get('device')}, {first.get('precision')}, {size}, batch 1]"
+            out[label] = rows.groupby("model", sort=False)["value"].first().reindex(models)
+            break
+    return out
+
+
+def results_table(run_dir: str | Path) -> pd.DataFrame:
+    """Per model: clean mIoU, mPC, rPC, mCE (reference named), params, GMACs and latency; empty columns dropped."""
+    folder = RunFolder(run_dir)
+    raw, source = folder.rows()
+    frame = T.normalize_results(raw, source)
+    models = T.model_order(frame)
+    table = pd.DataFrame(index=pd.Index(models, name="Model"))
+    conditions = T.miou_conditions(frame)
+    clean = conditions[conditions["corruption"] == "clean"].groupby("model", sort=False)["miou"].mean()
+    table["Clean mIoU"] = clean.reindex(models)
+    summary = folder.summary()
+    if not summary.empty:
+        overall = summary[summary["condition"] == "corrupted"]
+        wide = overall.pivot_table(index="model", columns="metric", values="value", aggfunc="last", sort=False)
+        reference = summary["reference"].dropna()
+        labels = {"mPC": "mPC", "rPC": "rPC (%)", "mCE": f"mCE (%, vs {reference.iloc[0]})" if len(reference) else ""}
+        for metric, label in labels.items():
+            if metric in wide.columns and label:
+                table[label] = wide[metric].reindex(models)
+    for label, values in _efficiency_columns(T.efficiency_rows(frame), models).items():
+        table[label] = values
+    return table.dropna(axis=1, how="all")
+
+
+def console_table(run_dir: str | Path) -> str | None:
+    """`results_table` as aligned plain-text columns (pipes between them), or None when there is nothing to show."""
+    table = results_table(run_dir)
+    if table.empty or not len(table.columns):
+        return None
+    table = table.reset_index()
+    cells = [[str(c) for c in table.columns]]
+    cells += [[str(v) if isinstance(v, str) else T.format_number(v, 2) for v in row] for row in table.itertuples(False)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |"
+             for row in cells]  # fmt: skip
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""The results contract (bench/results.py): torch-free, one reader and writer of run folders, one set of formulas."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from segbench.bench.results import (
+    CATEGORIES,
+    CORRUPTIONS,
+    Condition,
+    RunFolder,
+    RunStore,
+    default_reference,
+    read_rows,
+    split_condition,
+    summary_rows,
+    write_csv,
+)
+from segbench.reports.console import console_table, results_table
+
+
+def _rows(model: str, clean: float, drop: float, corruptions=("fog", "snow"), severities=(1, 2)) -> list[dict]:
+    base = {"model": model, "suite": "t", "metric": "miou", "unit": "%"}
+    rows = [{**base, "condition": "clean", "corruption": None, "category": "clean", "severity": 0, "value": clean}]
+    for c in corruptions:
+        for s in severities:
+            rows.append({**base, "condition": f"{c}-{s}", "corruption": c, "category": "weather", "severity": s,
+                         "value": clean - drop * s})  # fmt: skip
+    return rows
+
+
+def test_the_contract_and_the_report_import_no_torch():
+    code = (
+        "import sys; import segbench.bench.results, segbench.reports, segbench.reports.console, "
+        "segbench.bench.regression; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_axes_are_defined_once():
+    assert len(CORRUPTIONS) == 16 and set(CORRUPTIONS) == {c for names in CATEGORIES.values() for c in names}
+    from segbench.bench import corruptions
+    from segbench.reports import tables
+
+    assert tables.CATEGORIES is CATEGORIES and not hasattr(tables, "CORRUPTION_GROUPS")
+    assert not hasattr(corruptions, "CATEGORIES")  # the corruptions module imports what it needs, no second copy
+
+
+def test_palette_matches_the_official_label_table():
+    from cityscapesscripts.helpers.labels import labels
+
+    from segbench.bench.results import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+
+    official = {label.trainId: (label.name, tuple(label.color)) for label in labels if 0 <= label.trainId < 255}
+    assert [official[i][0] for i in range(19)] == list(CITYSCAPES_CLASSES)
+    assert [official[i][1] for i in range(19)] == list(CITYSCAPES_PALETTE)
+
+
+def test_condition_parsing():
+    assert split_condition("gaussian_noise-3") == ("gaussian_noise", 3)
+    assert split_condition("clean") == (None, None) and split_condition("efficiency") == (None, None)
+    assert Condition.parse("fog-2") == Condition("fog", 2) and Condition.parse(" clean ") == Condition()
+    with pytest.raises(ValueError, match="cannot parse condition 'fog'"):
+        Condition.parse("fog")
+    with pytest.raises(ValueError, match="unknown corruption 'mist'"):
+        Condition.parse("mist-2")
+
+
+def test_list_columns_round_trip_through_csv(tmp_path):
+    rows = [{"model": "m", "suite": "t", "condition": "efficiency", "metric": "latency_calibrated", "value": 2.0,
+             "unit": "x calibration", "samples": [1.5, 2.0, 2.5]}]  # fmt: skip
+    write_csv(rows, tmp_path / "results.csv")
+    back = read_rows(tmp_path).to_dict("records")
+    assert back[0]["samples"] == [1.5, 2.0, 2.5] and back[0]["value"] == 2.0
+
+
+def test_read_rows_refuses_other_files(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="x.csv: not a segbench results CSV"):
+        read_rows(tmp_path / "x.csv")
+    with pytest.raises(FileNotFoundError, match="no results file"):
+        read_rows(tmp_path / "missing")
+
+
+def test_default_reference_is_the_first_corrupted_model():
+    rows = _rows("clean-only", 70, 0, corruptions=()) + _rows("a", 60, 5) + _rows("b", 50, 3)
+    assert default_reference(rows) == "a"
+    assert default_reference(rows, "b") == "b"
+    with pytest.raises(ValueError, match="reference model 'nope' has no mIoU rows"):
+        default_reference(rows, "nope")
+    assert default_reference(_rows("a", 60, 0, corruptions=())) is None
+
+
+def test_summary_holds_the_reference_and_the_shared_severities():
+    rows = _rows("a", 60, 5) + _rows("b", 50, 3, severities=(1, 2, 3))
+    summary = pd.DataFrame(summary_rows(rows, "t", reference_model="a"))
+    overall = summary[summary["condition"] == "corrupted"].pivot(index="model", columns="metric", values="value")
+    assert overall.loc["a", "mCE"] == pytest.approx(100.0) and overall.loc["a", "rel_mCE"] == pytest.approx(100.0)
+    # b's CE uses the severities both measured (1, 2): errors (53 + 56) / (45 + 50)
+    assert overall.loc["b", "mCE"] == pytest.approx(100 * (53 + 56) / (45 + 50))
+    assert overall.loc["b", "mCE_corruptions"] == 2
+    # b's mPC averages its own three severities
+    assert overall.loc["b", "mPC"] == pytest.approx(50 - 3 * 2)
+    assert set(summary.loc[summary["metric"].isin(["CE", "mCE", "rel_mCE"]), "reference"]) == {"a"}
+    assert summary.loc[summary["metric"] == "mPC", "reference"].isna().all()
+
+
+def test_run_folder_rewrites_summary_for_another_reference(tmp_path):
+    store = RunStore(tmp_path)
+    rows = _rows("a", 60, 5) + _rows("b", 50, 3)
+    for model in ("a", "b"):
+        store.write_cell({"cell": f"{model}|all", "rows": [r for r in rows if r["model"] == model]})
+    store.gather(order=["a|all", "b|all"], suite="t")
+    folder = RunFolder(tmp_path)
+    assert set(folder.summary()["reference"].dropna()) == {"a"}
+    assert set(folder.summary("b")["reference"].dropna()) == {"b"}
+    assert set(pd.read_csv(tmp_path / "summary.csv")["reference"].dropna()) == {"b"}  # the file follows
+
+
+def test_run_folder_reports_unreadable_cells(tmp_path):
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "bad.json").write_text("{")
+    (tmp_path / "cells" / "list.json").write_text(json.dumps([1]))
+    folder = RunFolder(tmp_path)
+    assert folder.cells() == [] and len(folder.problems) == 2
+    with pytest.raises(FileNotFoundError, match="neither results.csv nor cells"):
+        folder.rows()
+    with pytest.raises(FileNotFoundError, match="run folder not found"):
+        RunFolder(tmp_path / "nope")
+
+
+def test_console_table(tmp_path):
+    store = RunStore(tmp_path)
+    rows = _rows("a", 60, 5) + _rows("b", 50, 3)
+    eff = {"suite": "t", "condition": "efficiency", "corruption": None, "category": None, "severity": None}
+    for model, ms in (("a", 12.5), ("b", 30.0)):
+        rows += [
+            {**eff, "model": model, "metric": "params", "value": 3.7, "unit": "M"},
+            {**eff, "model": model, "metric": "gmacs", "value": 8.0, "unit": "GMAC", "resolution": "512x1024",
+             "batch_size": 1, "convention": "fvcore"},
+            {**eff, "model": model, "metric": "latency_median", "value": ms, "unit": "ms", "resolution": "512x1024",
+             "batch_size": 1, "precision": "fp32", "device": "cpu"},
+        ]  # fmt: skip
+    store.write_cell({"cell": "all", "rows": rows})
+    store.gather(suite="t")
+    table = results_table(tmp_path)
+    assert table.loc["a", "Clean mIoU"] == 60 and table.loc["b", "mCE (%, vs a)"] == pytest.approx(
+        pd.read_csv(tmp_path / "summary.csv").query("model == 'b' and metric == 'mCE'")["value"].item()
+    )
+    assert table.loc["b", "Latency ms [cpu, fp32, 512x1024, batch 1]"] == 30.0
+    text = console_table(tmp_path)
+    assert "GMACs [fvcore, 512x1024]" in text and text.count("\n") == 3
