@@ -6,27 +6,37 @@ byte-identical to what :class:`bench.data.CityscapesDataset` computes on the fly
 
 * **Parallel:** one task per (image, corruption) covering all requested severities (the image is decoded once), run
   in ``workers`` processes.
-* **Atomic and resumable:** each file is written under a temporary name (``.<name>.<pid>.segbench-tmp``) in its final
-  folder, flushed to disk, then renamed over the final name. A file with the final name is therefore complete, and a
-  rerun skips it; temporaries left by a killed run are deleted at the start of the next. Run one generate-c per
-  output folder at a time.
+* **Sharded:** with ``shard=(I, N)`` (``--shard I/N``), or under torchrun (``RANK`` of ``WORLD_SIZE``), a process
+  writes only the images ``I, I + N, I + 2N, ...`` of the sorted split, so N processes, on one machine or several
+  sharing the folder, together write exactly the files of one unsharded run, byte for byte.
+* **Atomic and resumable:** each file is written by :func:`bench.results.atomic_write` (a temporary name in its final
+  folder, flushed to disk, renamed over the final name). A file with the final name is therefore complete, and a
+  rerun skips it; temporaries left by a killed run are deleted at the start of the next run of the same share.
+* **Locked:** a run holds the lock of its share of the folder (:func:`bench.locks.folder_lock`; one lock per shard),
+  so a second run of the same share fails at once with a message naming the first, while the shards of one folder
+  run side by side. A run deletes only temporaries of files in its own share, and none that a live run of another
+  sharding (another N) covers, so it never deletes the temporary file of a live process.
 * **Manifest:** ``OUT/manifest.json`` records the seed protocol, base seed, split, the versions of the libraries the
   bytes depend on, the corruptions and severities, and per condition how many images are present
   (``images_per_condition``). It is written before any image, so a rerun with another seed, protocol, split or
   library version into the same folder is refused instead of mixing files; the evaluator refuses a folder whose seed
-  or protocol differ from its own.
+  or protocol differ from its own. Shards read and write it under a short lock of its own, at the start and at the
+  end; the last shard to finish leaves the same manifest as one unsharded run.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
+import re
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -41,14 +51,33 @@ from segbench.bench.data import (
     read_image,
     read_manifest,
 )
-from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, Condition
+from segbench.bench.locks import FolderBusyError, folder_lock
+from segbench.bench.results import (
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    SEVERITIES,
+    TEMP_SUFFIX,
+    Condition,
+    atomic_write,
+    atomic_write_json,
+    is_temp_file,
+)
 
-TEMP_SUFFIX = ".segbench-tmp"
 MANIFEST_FORMAT = "segbench-cityscapes-c/1"
 PNG_COMPRESS_LEVEL = 1
 """zlib level of the written PNGs. Measured at 1024x2048: level 1 encodes smooth results (blur, fog, contrast) 3-5x
 faster than the default level 6 (0.1-0.14 s vs 0.35-0.73 s) for files 10-35% larger, and noise results equally fast;
 PNG is lossless either way."""
+
+LOCK_WHAT = "generate-c output folder"
+MANIFEST_LOCK = "generate-c.manifest"
+MANIFEST_LOCK_WAIT_S = 120.0
+"""How long a run waits for another shard to finish reading or writing the manifest (it takes well under a second)."""
+
+_SHARD_LOCK = re.compile(r"\.generate-c(?:\.shard-(\d+)-of-(\d+))?\.lock")
+
+Shard = tuple[int, int]
+"""(I, N): the I-th (0-based) of N shares of the images."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +93,8 @@ class GenerateReport:
         skipped: files already complete from an earlier run.
         removed_temp: temporary files of an interrupted run that were deleted.
         seconds: wall time.
+        shard: (I, N) when this run wrote share I of N; None when it wrote every image.
+        shard_images: images in this run's share (``images`` when unsharded).
     """
 
     out: Path
@@ -74,12 +105,20 @@ class GenerateReport:
     skipped: int
     removed_temp: int
     seconds: float
+    shard: Shard | None = None
+    shard_images: int | None = None
 
     def __str__(self) -> str:
         temps = f", removed {self.removed_temp} temporary files of an interrupted run" if self.removed_temp else ""
+        if self.shard is None:
+            what = f"generate-c: {self.images} images"
+        else:
+            i, n = self.shard
+            mine = self.images if self.shard_images is None else self.shard_images
+            what = f"generate-c shard {i}/{n}: {mine} of {self.images} images (#{i}, #{i + n}, ...)"
         return (
-            f"generate-c: {self.images} images x {self.conditions} conditions -> {self.out}: wrote {self.written} "
-            f"files, skipped {self.skipped} already complete{temps}, {self.seconds:.1f} s (manifest: {self.manifest})"
+            f"{what} x {self.conditions} conditions -> {self.out}: wrote {self.written} files, skipped "
+            f"{self.skipped} already complete{temps}, {self.seconds:.1f} s (manifest: {self.manifest})"
         )
 
 
@@ -104,44 +143,194 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def write_png_atomic(image: np.ndarray, path: str | Path) -> None:
+    """Writes an image as PNG atomically (:func:`bench.results.atomic_write`), at :data:`PNG_COMPRESS_LEVEL`.
 
+    Raises:
+        DataError: the file cannot be written (names it).
+    """
 
-def write_png_atomic(image: np.ndarray, path: Path) -> None:
-    """Writes a PNG under a temporary name in the same folder, flushes it to disk, then renames it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+    def encode(f: BinaryIO) -> None:
+        Image.fromarray(image).save(f, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+
     try:
-        with open(tmp, "wb") as f:
-            Image.fromarray(image).save(f, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, encode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write {path}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Shards
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def parse_shard(text: str) -> Shard:
+    """``--shard I/N`` -> (I, N).
+
+    Raises:
+        ValueError: not two integers with 0 <= I < N (one line, naming the option).
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not int(match[1]) < int(match[2]):
+        raise ValueError(
+            f"--shard: {text!r} is not a shard; use I/N with 0 <= I < N (e.g. 0/2 and 1/2 for two processes)"
+        )
+    return int(match[1]), int(match[2])
+
+
+def _check_shard(shard: object) -> Shard:
+    ok = (
+        isinstance(shard, tuple | list)
+        and len(shard) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        and 0 <= shard[0] < shard[1]
+    )
+    if not ok:
+        raise ValueError(f"shard must be (I, N) with 0 <= I < N, got {shard!r}")
+    return int(shard[0]), int(shard[1])
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
+
+
+def shard_from_env() -> Shard | None:
+    """(RANK, WORLD_SIZE) under torchrun (WORLD_SIZE > 1), else None.
+
+    Raises:
+        ValueError: a non-integer variable, or RANK outside 0..WORLD_SIZE-1.
+    """
+    world = _env_int("WORLD_SIZE")
+    if world is None or world <= 1:
+        return None
+    rank = _env_int("RANK")
+    if rank is None or not 0 <= rank < world:
+        raise ValueError(f"RANK={os.environ.get('RANK')!r} with WORLD_SIZE={world}: RANK must be 0-{world - 1}")
+    return rank, world
+
+
+def shard_lock_name(shard: Shard | None) -> str:
+    """Name of the lock (see :func:`bench.locks.folder_lock`) of a share of the output folder."""
+    return "generate-c" if shard is None else f"generate-c.shard-{shard[0]}-of-{shard[1]}"
+
+
+def _in_share(index: int, shard: Shard | None) -> bool:
+    return shard is None or index % shard[1] == shard[0]
+
+
+def _lock_is_held(path: Path) -> bool:
+    """Whether a live process holds the lock file ``path`` (probed without waiting; released at once if free)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def _live_other_shardings(out: Path, shard: Shard | None) -> list[Shard]:
+    """The shares, held by live runs, of every other sharding (another N) of the folder: their files may overlap ours.
+
+    Shares of the same N never overlap ours, and our own is ours: neither is probed (so concurrent shards of one
+    sharding never touch each other's locks).
+    """
+    mine = shard or (0, 1)
+    live = []
+    for path in out.glob(".generate-c*.lock"):
+        match = _SHARD_LOCK.fullmatch(path.name)
+        if not match:
+            continue
+        other = (int(match[1]), int(match[2])) if match[1] else (0, 1)
+        if other[1] != mine[1] and other[1] > 0 and _lock_is_held(path):
+            live.append(other)
+    return live
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Folder, manifest, stale temporaries
+# --------------------------------------------------------------------------------------------------------------------
 
 
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe.{os.getpid()}{TEMP_SUFFIX}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe.", suffix=TEMP_SUFFIX):
+            pass
     except OSError as exc:
         raise DataError(f"output folder {out} is not writable ({exc.strerror or exc}); choose another --out") from None
 
 
-def _remove_stale_temps(out: Path) -> int:
+def _final_name(temp: Path) -> str:
+    """``.<name>.<random>.tmp`` (a temporary file of atomic_write) -> ``<name>``."""
+    return temp.name[1 : -len(TEMP_SUFFIX)].rsplit(".", 1)[0]
+
+
+@contextmanager
+def _manifest_lock(out: Path) -> Iterator[None]:
+    """Holds the manifest's lock, waiting up to :data:`MANIFEST_LOCK_WAIT_S` for another shard to release it."""
+    deadline = time.monotonic() + MANIFEST_LOCK_WAIT_S
+    with ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(folder_lock(out, name=MANIFEST_LOCK, what=f"{LOCK_WHAT}'s manifest"))
+                break
+            except FolderBusyError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield
+
+
+def _remove_stale_manifest_temps(out: Path) -> int:
+    """Deletes temporaries of manifest.json (call with the manifest's lock held: only its holder writes them)."""
     removed = 0
+    for path in out.glob(f".{MANIFEST}.*{TEMP_SUFFIX}"):
+        if is_temp_file(path) and _final_name(path) == MANIFEST:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _remove_stale_temps(out: Path, split: str, shard: Shard | None, list_split: Callable[[], list[SampleRef]]) -> int:
+    """Deletes the temporary image files of killed runs in this run's share (call with the share's lock held).
+
+    A temporary file belongs to the image its final name names; it is deleted only when that image is in our share and
+    in no share held by a live run of another sharding. Temporaries outside the split's image folders (lock notes,
+    the manifest's) are left alone.
+
+    Args:
+        out: the output folder.
+        split: dataset split.
+        shard: our share (None: every image).
+        list_split: the split's samples in sorted order (called only when there are temporaries).
+    """
+    temps = []
     for path in out.rglob(f"*{TEMP_SUFFIX}"):
-        path.unlink(missing_ok=True)
+        parts = path.relative_to(out).parts  # <corruption>/<severity>/leftImg8bit/<split>/<city>/<temp>
+        if len(parts) == 6 and parts[2] == "leftImg8bit" and parts[3] == split and is_temp_file(path):
+            temps.append(path)
+    if not temps:
+        return 0
+    index = {(s.city, s.image.name): i for i, s in enumerate(list_split())}
+    others = _live_other_shardings(out, shard)  # after listing: a run that starts later made none of the listed temps
+    removed = 0
+    for path in temps:
+        i = index.get((path.parent.name, _final_name(path)))
+        if i is None or not _in_share(i, shard) or any(_in_share(i, other) for other in others):
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:  # its run finished it after all
+            continue
         removed += 1
     return removed
 
@@ -170,6 +359,39 @@ def _prepare_manifest(out: Path, base_seed: int, split: str, versions: dict[str,
     return manifest
 
 
+def _update_manifest(
+    out: Path,
+    base_seed: int,
+    split: str,
+    versions: dict[str, str],
+    corruptions: list[str],
+    severities: list[int],
+    count: Iterable[Condition] = (),
+    samples: list[SampleRef] | None = None,
+) -> int:
+    """Checks the manifest and adds this run's conditions, under the manifest's lock; returns the temps removed.
+
+    The manifest is read again under the lock, so what concurrent shards added is kept. ``count``: conditions whose
+    ``images_per_condition`` is recounted from the files present (of ``samples``).
+    """
+    with _manifest_lock(out):
+        manifest = _prepare_manifest(out, base_seed, split, versions)
+        removed = _remove_stale_manifest_temps(out)
+        requested = set(manifest["corruptions"]) | set(corruptions)
+        manifest["corruptions"] = [c for c in CORRUPTIONS + EXTRA_CORRUPTIONS if c in requested]
+        manifest["severities"] = sorted(set(manifest["severities"]) | {int(s) for s in severities})
+        for condition in count:
+            present = sum(corrupted_image_path(out, condition, split, s).is_file() for s in samples or ())
+            manifest["images_per_condition"][condition.name] = present
+        atomic_write_json(out / MANIFEST, manifest)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------------------------
+
+
 def _run_task(
     image_path: str,
     city: str,
@@ -191,92 +413,11 @@ def _run_task(
     return len(severities)
 
 
-def _unique(values: Iterable, kind: str) -> list:
-    if isinstance(values, str | int):
-        values = [values]
-    out = list(dict.fromkeys(values))
-    if not out:
-        raise ValueError(f"no {kind} requested")
-    return out
-
-
-def generate_c(
-    data_root: str | Path | None,
-    out: str | Path,
-    corruptions: Iterable[str] = CORRUPTIONS,
-    severities: Iterable[int] = SEVERITIES,
-    workers: int = 1,
-    base_seed: int = 0,
-    split: str = "val",
-    max_images: int | None = None,
-    quiet: bool = False,
-) -> GenerateReport:
-    """Writes the corrupted images of a split to disk, in parallel, resumably.
-
-    Args:
-        data_root: Cityscapes root (None: ``CITYSCAPES_DATASET``).
-        out: output folder (created if needed).
-        corruptions: corruption names; default the 16 of Cityscapes-C.
-        severities: severities 1-5; default all.
-        workers: number of processes (1: run in this process).
-        base_seed: base seed of the seed protocol.
-        split: dataset split.
-        max_images: only the first N images in sorted order (see :func:`bench.data.find_samples`).
-        quiet: no progress bar.
-
-    Returns:
-        A :class:`GenerateReport`.
-
-    Raises:
-        ValueError: unknown corruption, severity outside 1-5, workers < 1.
-        DataError: bad dataset, unwritable output folder, or an output folder generated with another seed, protocol,
-            split or library versions.
-    """
+def _run_tasks(tasks: list[tuple], workers: int, total: int, skipped: int, quiet: bool) -> int:
+    """Runs the tasks in this process or in ``workers`` processes, with a progress bar; returns the files written."""
     from tqdm import tqdm
 
-    start = time.perf_counter()
-    corruptions = _unique(corruptions, "corruptions")
-    severities = _unique(severities, "severities")
-    conditions = [Condition(c, s) for c in corruptions for s in severities]  # validates names and severities
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    samples = find_samples(data_root, split, max_images)
-    out = Path(out)
-    _check_writable(out)
-    manifest = _prepare_manifest(out, base_seed, split, library_versions())
-    removed = _remove_stale_temps(out)
-    requested = set(manifest["corruptions"]) | set(corruptions)
-    manifest["corruptions"] = [c for c in CORRUPTIONS + EXTRA_CORRUPTIONS if c in requested]
-    manifest["severities"] = sorted(set(manifest["severities"]) | {int(s) for s in severities})
-    _write_json_atomic(out / MANIFEST, manifest)
-
-    tasks, skipped = [], 0
-    for sample in samples:
-        for corruption in corruptions:
-            todo = []
-            for severity in severities:
-                path = corrupted_image_path(out, Condition(corruption, severity), split, sample)
-                if path.is_file():
-                    skipped += 1
-                else:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    todo.append(int(severity))
-            if todo:
-                tasks.append(
-                    (
-                        str(sample.image),
-                        sample.city,
-                        sample.id,
-                        corruption,
-                        tuple(todo),
-                        str(out),
-                        split,
-                        int(base_seed),
-                    )
-                )
-
     written = 0
-    total = len(samples) * len(conditions)
     if tasks and workers == 1:
         with tqdm(total=total, initial=skipped, unit="img", desc="generate-c", disable=quiet) as bar:
             for task in tasks:
@@ -303,11 +444,99 @@ def generate_c(
                         bar.update(n)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+    return written
 
-    for condition in conditions:
-        present = sum(corrupted_image_path(out, condition, split, s).is_file() for s in samples)
-        manifest["images_per_condition"][condition.name] = present
-    _write_json_atomic(out / MANIFEST, manifest)
+
+def _unique(values: Iterable, kind: str) -> list:
+    if isinstance(values, str | int):
+        values = [values]
+    out = list(dict.fromkeys(values))
+    if not out:
+        raise ValueError(f"no {kind} requested")
+    return out
+
+
+def generate_c(
+    data_root: str | Path | None,
+    out: str | Path,
+    corruptions: Iterable[str] = CORRUPTIONS,
+    severities: Iterable[int] = SEVERITIES,
+    workers: int = 1,
+    base_seed: int = 0,
+    split: str = "val",
+    max_images: int | None = None,
+    quiet: bool = False,
+    shard: Shard | None = None,
+) -> GenerateReport:
+    """Writes the corrupted images of a split (or of one share of it) to disk, in parallel, resumably.
+
+    Args:
+        data_root: Cityscapes root (None: ``CITYSCAPES_DATASET``).
+        out: output folder (created if needed).
+        corruptions: corruption names; default the 16 of Cityscapes-C.
+        severities: severities 1-5; default all.
+        workers: number of processes (1: run in this process).
+        base_seed: base seed of the seed protocol.
+        split: dataset split.
+        max_images: only the first N images in sorted order (see :func:`bench.data.find_samples`).
+        quiet: no progress bar.
+        shard: (I, N): write only images I, I + N, I + 2N, ... of the sorted split (0-based I). None: under torchrun
+            (``WORLD_SIZE`` > 1) the share ``(RANK, WORLD_SIZE)``, else every image. The N shares together write
+            exactly the files of one unsharded run; they may run at the same time, into the same folder.
+
+    Returns:
+        A :class:`GenerateReport`.
+
+    Raises:
+        ValueError: unknown corruption, severity outside 1-5, workers < 1, a bad shard (or RANK / WORLD_SIZE).
+        DataError: bad dataset, unwritable output folder, or an output folder generated with another seed, protocol,
+            split or library versions.
+        FolderBusyError: another live run holds this share of the folder (the message names it).
+    """
+    start = time.perf_counter()
+    corruptions = _unique(corruptions, "corruptions")
+    severities = _unique(severities, "severities")
+    conditions = [Condition(c, s) for c in corruptions for s in severities]  # validates names and severities
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    shard = shard_from_env() if shard is None else _check_shard(shard)
+    if shard == (0, 1):
+        shard = None
+    samples = find_samples(data_root, split, max_images)
+    mine = [s for i, s in enumerate(samples) if _in_share(i, shard)]
+    out = Path(out)
+    _check_writable(out)
+    what = LOCK_WHAT if shard is None else f"{LOCK_WHAT} (shard {shard[0]}/{shard[1]})"
+    versions, seed = library_versions(), int(base_seed)
+    with folder_lock(out, name=shard_lock_name(shard), what=what):
+        removed = _update_manifest(out, base_seed, split, versions, corruptions, severities)
+        removed += _remove_stale_temps(out, split, shard, lambda: find_samples(data_root, split, validate=False))
+
+        tasks, skipped = [], 0
+        for sample in mine:
+            for corruption in corruptions:
+                todo = []
+                for severity in severities:
+                    if corrupted_image_path(out, Condition(corruption, severity), split, sample).is_file():
+                        skipped += 1
+                    else:
+                        todo.append(int(severity))
+                if todo:
+                    tasks.append(
+                        (str(sample.image), sample.city, sample.id, corruption, tuple(todo), str(out), split, seed)
+                    )
+
+        written = _run_tasks(tasks, workers, len(mine) * len(conditions), skipped, quiet)
+        removed += _update_manifest(out, base_seed, split, versions, corruptions, severities, conditions, samples)
     return GenerateReport(
-        out, out / MANIFEST, len(samples), len(conditions), written, skipped, removed, time.perf_counter() - start
+        out,
+        out / MANIFEST,
+        len(samples),
+        len(conditions),
+        written,
+        skipped,
+        removed,
+        time.perf_counter() - start,
+        shard=shard,
+        shard_images=len(mine),
     )
