@@ -1,9 +1,10 @@
 """Latency, throughput and peak memory, measured the way timings can be trusted.
 
-`time_callable` is the clock: warm-up calls (not timed), then timed calls; on CUDA each call is bracketed by
-``torch.cuda.Event`` records and synchronised, on CPU by ``time.perf_counter``. When the coefficient of variation of
-the timed calls is above a threshold it measures again (up to `max_retries` times), keeps the steadiest attempt and
-flags the result ``noisy`` if even that one stays above the threshold.
+`time_callable` times calls with the one clock, `bench.clock.Clock`: warm-up calls (not timed), then timed calls; on
+CUDA each call is bracketed by ``torch.cuda.Event`` records on the measured device's stream and waited for, on CPU by
+``time.perf_counter``. When the coefficient of variation of the timed calls is above a threshold it measures again (up
+to `max_retries` times), keeps the steadiest attempt and flags the result ``noisy`` if even that one stays above the
+threshold.
 
 `measure_latency` runs a model through that clock under ``torch.inference_mode()``, with optional autocast
 (fp16/bf16), ``channels_last`` and ``torch.compile``, and records what the number means: device, precision, input
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from segbench.bench.clock import Clock
 from segbench.bench.flops import _check_size
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -128,33 +130,8 @@ def summarize(samples: list[float]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# The clock
+# Timing a callable
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def _is_cuda(device: str | torch.device) -> bool:
-    return torch.device(device).type == "cuda"
-
-
-def _timed_calls(fn: Callable[[], Any], iters: int, device: str | torch.device) -> list[float]:
-    if _is_cuda(device):
-        torch.cuda.synchronize(device)
-        times = []
-        stream = torch.cuda.current_stream(device)  # the device's own (it need not be the current device)
-        for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(stream)
-            fn()
-            end.record(stream)
-            end.synchronize()  # wait for the GPU: the time covers the work, not just the launch
-            times.append(start.elapsed_time(end))
-        return times
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
 
 
 def time_callable(
@@ -183,14 +160,14 @@ def time_callable(
         raise ValueError(f"need warmup >= 0, iters >= 1, max_retries >= 0; got {warmup}, {iters}, {max_retries}")
     if cv_threshold <= 0:
         raise ValueError(f"cv_threshold must be > 0, got {cv_threshold}")
+    clock = Clock(device, timer=time.perf_counter)  # this module's `time`, which tests may stand in for
     for _ in range(warmup):
         fn()
-    if _is_cuda(device):
-        torch.cuda.synchronize(device)
     best: tuple[list[float], dict[str, float]] | None = None
     cvs: list[float] = []
     for _ in range(max_retries + 1):
-        samples = _timed_calls(fn, iters, device)
+        clock.synchronize()  # the first start mark comes after all the device's queued work, not before it
+        samples = [clock.time_ms(fn) for _ in range(iters)]
         stats = summarize(samples)
         cvs.append(stats["cv"])
         if best is None or stats["cv"] < best[1]["cv"]:
@@ -207,7 +184,7 @@ def time_callable(
         cv_threshold=cv_threshold,
         warmup=warmup,
         iters=iters,
-        clock="cuda.Event" if _is_cuda(device) else "perf_counter",
+        clock=clock.kind,
     )
 
 
@@ -230,7 +207,7 @@ def cpu_model_name() -> str:
 
 def device_name(device: str | torch.device) -> str:
     """GPU name for a CUDA device, CPU model otherwise."""
-    if _is_cuda(device):
+    if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
     return cpu_model_name()
 

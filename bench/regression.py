@@ -26,7 +26,6 @@ import json
 import math
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,6 +34,9 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from segbench.bench.clock import Clock
+from segbench.bench.results import RunFolder, atomic_write_json, read_rows
 
 ACCURACY_UNITS = ("%",)
 LOWER_IS_BETTER = ("CE", "mCE", "rel_mCE")
@@ -77,21 +79,16 @@ def timed_pairs(
     iters: int = 20,
     device: str | torch.device = "cpu",
 ) -> tuple[list[float], list[float]]:
-    """Time `fn` and `calibrate` alternately; returns per-iteration milliseconds of each (warm-up excluded)."""
-    cuda = torch.device(device).type == "cuda"
+    """Time `fn` and `calibrate` alternately; returns per-iteration milliseconds of each (warm-up excluded).
+
+    Both are timed by the same `bench.clock.Clock` as `measure_latency`: on CUDA, events on `device`'s stream, each
+    call waited for before the next one starts.
+    """
+    clock = Clock(device)
     model_ms, calib_ms = [], []
-
-    def clock(f: Callable[[], Any]) -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        f()
-        if cuda:
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t0) * 1e3
-
+    clock.synchronize()
     for i in range(warmup + iters):
-        c, m = clock(calibrate), clock(fn)
+        c, m = clock.time_ms(calibrate), clock.time_ms(fn)
         if i >= warmup:
             calib_ms.append(c)
             model_ms.append(m)
@@ -175,24 +172,20 @@ def load_results(path: str | Path) -> ResultSet:
             raise CompareError(f"{path}: not a segbench baseline (format {data.get('format')!r})")
         return ResultSet(str(path), data["suite"], data["suite_version"], data["rows"], data.get("provenance", {}))
     if path.is_dir():
-        cells = sorted((path / "cells").glob("*.json"))
+        folder = RunFolder(path)
+        cells = folder.cells()
         if not cells:
             raise CompareError(f"{path}: no finished cells (cells/*.json); is it a run folder?")
-        rows = []
-        for cell in cells:
-            rows.extend(json.loads(cell.read_text()).get("rows", []))
-        summary = path / "summary.csv"
-        if summary.is_file():
-            import pandas as pd
-
-            rows.extend(pd.read_csv(summary).to_dict("records"))
-        run = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-        env = json.loads((path / "env.json").read_text()) if (path / "env.json").is_file() else {}
-        return ResultSet(str(path), run.get("suite"), run.get("suite_version"), rows, env)
+        rows = [r for cell in cells for r in cell.get("rows", [])]
+        if (path / "summary.csv").is_file():
+            rows.extend(folder.summary().to_dict("records"))
+        run = folder.manifest
+        return ResultSet(str(path), run.get("suite"), run.get("suite_version"), rows, folder.env or {})
     if path.is_file() and path.suffix == ".csv":
-        import pandas as pd
-
-        rows = pd.read_csv(path).to_dict("records")
+        try:
+            rows = read_rows(path).to_dict("records")
+        except ValueError as exc:
+            raise CompareError(str(exc)) from None
         suites = {r.get("suite") for r in rows}
         return ResultSet(str(path), suites.pop() if len(suites) == 1 else None, None, rows)
     raise CompareError(f"{path}: not a run folder, results.csv or baseline .json")
@@ -200,8 +193,6 @@ def load_results(path: str | Path) -> ResultSet:
 
 def write_baseline(results: ResultSet, path: str | Path) -> Path:
     """Freeze a run as a baseline file (rows, speed samples and provenance), atomically."""
-    from segbench.bench.results import atomic_write_json
-
     data = {
         "format": BASELINE_FORMAT,
         "suite": results.suite,

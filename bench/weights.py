@@ -20,7 +20,9 @@ class WeightsError(ValueError):
 def parse_weights_arg(text: str | None, models: list[str]) -> tuple[dict[str, str], Path | None]:
     """Split `--weights` into explicit `model=path` pairs and an optional folder.
 
-    Accepted: `FOLDER`, `model=path[,model=path...]`, or both (`FOLDER,model=path`).
+    Accepted: `FOLDER`, `model=path[,model=path...]`, or both (`FOLDER,model=path`). A path may also be a Hugging Face
+    hub id in the local cache, `org/name` or `org/name@revision` (a branch, tag or commit hash), resolved when the
+    model is built (`models.checkpoint.resolve_weights`).
     """
     pairs: dict[str, str] = {}
     folder = None
@@ -60,7 +62,8 @@ def resolve_model_weights(
     """The checkpoint for each model (None: none found, the model would run at random init).
 
     Order: an explicit `model=path`, then the `--weights` folder, then the suite's own weights (the demo's synthetic
-    checkpoints), then the authors' checkpoint in the local Hugging Face cache.
+    checkpoints), then the authors' checkpoint in the local Hugging Face cache (its default branch, looked up through
+    `huggingface_hub` with local files only).
     """
     pairs, folder = parse_weights_arg(weights_arg, models)
     out: dict[str, str | None] = {}

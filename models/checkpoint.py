@@ -2,7 +2,8 @@
 
 Formats read: safetensors, and torch pickles through `torch.load(..., weights_only=True)` only (never arbitrary
 unpickling). A checkpoint may be a file, a Hugging Face model folder (`config.json` + `model.safetensors` or
-`pytorch_model.bin`), or a Hugging Face hub id that is already in the local cache: nothing here reaches the network.
+`pytorch_model.bin`), or a Hugging Face hub id (`org/name`, `org/name@revision`) that is already in the local cache,
+looked up through `huggingface_hub` itself with local files only: nothing here reaches the network.
 
 Family-specific key conversion lives beside each model (a pure `state_dict -> state_dict` function); this module
 only finds, reads, hashes and strictly loads.
@@ -37,29 +38,102 @@ HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def hf_cache_dir() -> Path:
-    """The local Hugging Face hub cache, following the hub library's environment variables."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub"
+    """The local Hugging Face hub cache, found the way `huggingface_hub` finds it, from the environment as it is now.
+
+    `huggingface_hub` reads its variables once, when it is imported: `HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`,
+    else `HF_HOME`/hub, else `XDG_CACHE_HOME`/huggingface/hub, else ~/.cache/huggingface/hub, with `~` and `$VAR`
+    expanded. To follow a variable set after that import (by a launcher or a test) without hand-copying those rules,
+    this runs a private copy of the installed `huggingface_hub.constants` (module-level reads of the environment,
+    nothing else) and takes its `HF_HUB_CACHE`; the imported module is left as it is, so a value patched into it in
+    this process is not seen. Should that copy fail, the imported `huggingface_hub.constants.HF_HUB_CACHE` is used.
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("huggingface_hub.constants")
+        fresh = importlib.util.module_from_spec(spec)  # not entered in sys.modules
+        spec.loader.exec_module(fresh)
+        return Path(fresh.HF_HUB_CACHE)
+    except Exception:  # noqa: BLE001 - an unusual install: the hub's own import-time value
+        from huggingface_hub import constants
+
+        return Path(constants.HF_HUB_CACHE)
 
 
-def hub_snapshot(repo_id: str) -> Path | None:
-    repo = hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
-    if not repo.is_dir():
+def split_hub_id(source: str) -> tuple[str, str | None] | None:
+    """`org/name` or `org/name@revision` as (repo id, revision or None); None when `source` is no hub id.
+
+    The revision is a branch, a tag or a full commit hash, as `huggingface_hub` takes them (it may hold `/`, as
+    `refs/pr/1` does). Only the repo id is checked here; whether the revision is cached is for `hub_snapshot` to say.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    repo_id, at, revision = source.partition("@")
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or (at and not revision.strip()):
         return None
-    ref = repo / "refs" / "main"
-    if ref.is_file():
-        snap = repo / "snapshots" / ref.read_text().strip()
-        if snap.is_dir():
-            return snap
-    snaps = sorted((repo / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
-    return snaps[-1] if snaps else None
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return None
+    return repo_id, revision.strip() or None
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The snapshot folder of `repo_id` at `revision` in the local Hugging Face cache, or None; never downloads.
+
+    Looked up by `huggingface_hub.snapshot_download(..., local_files_only=True)`, so exactly as the hub does offline:
+    a branch or tag through `refs/<revision>` (`main` when `revision` is None), a 40-hex commit hash directly, and
+    a snapshot the hub knows to be incomplete counts as missing.
+
+    Args:
+        repo_id: ``org/name``.
+        revision: a branch, tag or commit hash; None for the default branch.
+        cache_dir: the hub cache; None for `hf_cache_dir()`.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision, cache_dir=cache_dir or hf_cache_dir(), local_files_only=True
+        )
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError, an incomplete snapshot), or a bad id
+        return None
+    return Path(folder)
+
+
+def _cached_revisions(repo_id: str, cache_dir: Path) -> str:
+    """What the cache holds of `repo_id`, for an error message: ``main, v1 -> <commit>; <commit>`` (or "")."""
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        repos = [r for r in scan_cache_dir(cache_dir).repos if r.repo_id == repo_id and r.repo_type == "model"]
+    except Exception:  # noqa: BLE001 - only a hint: no cache folder, or one the hub cannot read
+        return ""
+    shown = []
+    for rev in sorted((rev for repo in repos for rev in repo.revisions), key=lambda r: (not r.refs, r.commit_hash)):
+        shown.append(f"{', '.join(sorted(rev.refs))} -> {rev.commit_hash}" if rev.refs else rev.commit_hash)
+    return "; ".join(shown)
+
+
+def _hub_error(source: str, repo_id: str, revision: str | None) -> CheckpointError:
+    cache = hf_cache_dir()
+    where = f"{repo_id} at revision {revision!r}" if revision else repo_id
+    cached = _cached_revisions(repo_id, cache)
+    held = f" (it holds {repo_id} at: {cached}; pick one with {repo_id}@REVISION)" if cached else ""
+    fetch = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
+    return CheckpointError(
+        f"weights {source!r}: not a file or folder, and {where} is not in the local Hugging Face cache "
+        f"({cache}){held}; segbench never downloads: on a machine with network run `{fetch}` (`huggingface-cli "
+        "download` with an older huggingface_hub) and bring that cache here (HF_HUB_CACHE or HF_HOME), or pass a "
+        "local folder or file"
+    )
 
 
 def resolve_weights(weights: str | os.PathLike) -> ResolvedWeights:
     """Find a checkpoint: a file, a Hugging Face model folder, or a hub id in the local cache (offline).
+
+    A hub id is ``org/name`` (the default branch) or ``org/name@revision`` (a branch, tag or commit hash that the
+    local cache holds), looked up as `huggingface_hub` does (`hub_snapshot`).
 
     Raises:
         CheckpointError: nothing usable there; the message says where it looked and how to supply the file.
@@ -70,14 +144,11 @@ def resolve_weights(weights: str | os.PathLike) -> ResolvedWeights:
         config = path.parent / "config.json"
         return ResolvedWeights(path, _read_json(config) if config.is_file() else None, source)
     folder = path if path.is_dir() else None
-    if folder is None and source.count("/") == 1 and not source.startswith((".", "/")):
-        folder = hub_snapshot(source)
+    hub = split_hub_id(source) if folder is None else None
+    if hub is not None:
+        folder = hub_snapshot(*hub)
         if folder is None:
-            raise CheckpointError(
-                f"weights {source!r}: not a file or folder, and not in the local Hugging Face cache "
-                f"({hf_cache_dir()}); segbench never downloads: fetch it yourself "
-                f"(`huggingface-cli download {source}`) or pass a local path"
-            )
+            raise _hub_error(source, *hub)
     if folder is None:
         raise CheckpointError(f"weights {source!r}: no such file or folder")
     for name in HF_WEIGHT_FILES:

@@ -125,3 +125,21 @@ def test_unreadable_inputs(tmp_path):
     with pytest.raises(regression.CompareError, match="not a run folder"):
         regression.load_results(tmp_path / "nothing.txt")
     assert regression.main([str(tmp_path / "bad.json"), str(tmp_path)]) == 2
+
+
+def test_compare_two_results_csv_with_speed_cells(tmp_path):
+    """`compare A/results.csv B/results.csv` of runs with speed cells: the samples come back as numbers, not text."""
+    from segbench.bench.results import write_csv
+
+    rows = _accuracy_rows() + _speed_rows(4, 4, iters=10)
+    for name in ("a", "b"):
+        write_csv(rows, tmp_path / name / "results.csv")
+    loaded = regression.load_results(tmp_path / "a" / "results.csv")
+    assert loaded.rows[-1]["samples"] == pytest.approx(rows[-1]["samples"], rel=1e-15)
+    lines = []
+    code = regression.run_compare(
+        tmp_path / "a" / "results.csv", tmp_path / "b" / "results.csv", Tolerances(), tmp_path / "h.jsonl",
+        out=lines.append,
+    )  # fmt: skip
+    assert code == 0 and "no regression" in lines[0]
+    assert regression.main([str(tmp_path / "a" / "results.csv"), str(tmp_path / "b" / "results.csv")]) == 0

@@ -31,8 +31,11 @@ def test_weights_precedence(tmp_path, monkeypatch):
         "segformer-b2": None,  # nothing anywhere: random init (the runner refuses it for accuracy)
         "segformer-b3": "/explicit.pth",
     }
-    snap = tmp_path / "hub" / "models--nvidia--segformer-b2-finetuned-cityscapes-1024-1024" / "snapshots" / "r1"
-    snap.mkdir(parents=True)
+    repo = tmp_path / "hub" / "models--nvidia--segformer-b2-finetuned-cityscapes-1024-1024"
+    (repo / "snapshots" / "r1").mkdir(parents=True)
+    assert resolve_model_weights(["segformer-b2"])["segformer-b2"] is None  # no ref names it: the hub skips it too
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("r1")
     assert resolve_model_weights(["segformer-b2"])["segformer-b2"] == HF_CITYSCAPES_IDS["segformer-b2"]
 
 
