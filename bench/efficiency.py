@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from segbench.bench import allocator
-from segbench.bench.config import usable_cores
+from segbench.bench.config import PRECISIONS, usable_cores
 from segbench.bench.flops import (
     CONVENTIONS,
     PAPER_RULES,
@@ -40,7 +40,6 @@ from segbench.bench.flops import (
     sliding_window_grid,
 )
 from segbench.bench.latency import (
-    PRECISIONS,
     LatencyStats,
     TimingStats,
     cpu_model_name,

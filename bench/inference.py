@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.bench._numba import compiled
-from segbench.bench.config import InferenceSpec
+from segbench.bench.config import InferenceSpec, autocast_dtype, check_precision
 
 
 class NonFiniteLogitsError(RuntimeError):
@@ -36,12 +36,8 @@ class NonFiniteLogitsError(RuntimeError):
 
 
 def _autocast(spec: InferenceSpec, device: torch.device) -> contextlib.AbstractContextManager:
-    if spec.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if spec.precision == "fp16" else torch.bfloat16
-    if spec.precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    dtype = autocast_dtype(check_precision(spec.precision, device=str(device)))
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from segbench.bench.clock import Clock
+from segbench.bench.config import autocast_dtype
 from segbench.bench.flops import _check_size
-
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+from segbench.bench.regression import SPEED_METRIC
 
 
 @dataclass
@@ -303,8 +303,7 @@ def measure_latency(
         max_retries: re-measurements allowed.
     """
     input_size = _check_size(input_size, "input_size")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    dtype = autocast_dtype(precision)  # raises on an unknown precision
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device)
@@ -316,7 +315,6 @@ def measure_latency(
 
     was_training = model.training
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    dtype = PRECISIONS[precision]
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     try:
         with _moved(model.eval(), device, channels_last) as weight_bytes:
@@ -356,3 +354,85 @@ def measure_latency(
         channels_last=channels_last,
         compiled=compile,
     )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Calibrated speed measurement (what bench.regression gates: model time / calibration time, same process)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def calibration_workload(device: str | torch.device = "cpu") -> Callable[[], None]:
+    """A fixed compute workload (a few dense matmuls and a conv, ~0.2 GFLOP) that runs on the same threads and
+    device as the model, so that it slows down with the machine."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(256, 256, generator=g).to(device)
+    x = torch.randn(1, 16, 64, 64, generator=g).to(device)
+    w = torch.randn(16, 16, 3, 3, generator=g).to(device)
+
+    def work() -> None:
+        y = a
+        for _ in range(4):
+            y = torch.tanh(y @ a)
+        torch.nn.functional.conv2d(x, w, padding=1)
+
+    return work
+
+
+def timed_pairs(
+    fn: Callable[[], Any],
+    calibrate: Callable[[], Any],
+    warmup: int = 3,
+    iters: int = 20,
+    device: str | torch.device = "cpu",
+) -> tuple[list[float], list[float]]:
+    """Time `fn` and `calibrate` alternately; returns per-iteration milliseconds of each (warm-up excluded).
+
+    Both are timed by the same `bench.clock.Clock` as `measure_latency`: on CUDA, events on `device`'s stream, each
+    call waited for before the next one starts.
+    """
+    clock = Clock(device)
+    model_ms, calib_ms = [], []
+    clock.synchronize()
+    for i in range(warmup + iters):
+        c, m = clock.time_ms(calibrate), clock.time_ms(fn)
+        if i >= warmup:
+            calib_ms.append(c)
+            model_ms.append(m)
+    return model_ms, calib_ms
+
+
+def calibrated_latency(
+    model: nn.Module,
+    input_size: tuple[int, int],
+    device: str | torch.device = "cpu",
+    warmup: int = 3,
+    iters: int = 20,
+    model_name: str = "",
+    suite: str = "",
+) -> list[dict[str, Any]]:
+    """Rows for regression tracking: `latency_calibrated` (median of model / calibration time, with every ratio in
+    `samples`), and for information the raw `latency_raw_median` and `calibration_median` (ms)."""
+    model = model.to(device).eval()
+    x = torch.randn(1, 3, *input_size, device=device)
+    work = calibration_workload(device)
+    with torch.inference_mode():
+        model_ms, calib_ms = timed_pairs(lambda: model(x), work, warmup, iters, device)
+    ratios = [m / c for m, c in zip(model_ms, calib_ms)]
+    base = {
+        "model": model_name or getattr(getattr(model, "meta", None), "name", type(model).__name__),
+        "suite": suite,
+        "condition": "efficiency",
+        "corruption": None,
+        "category": None,
+        "severity": None,
+        "resolution": f"{input_size[0]}x{input_size[1]}",
+        "batch_size": 1,
+        "precision": "fp32",
+        "device": str(device),
+    }
+    return [
+        {**base, "metric": SPEED_METRIC, "value": statistics.median(ratios), "unit": "x calibration",
+         "samples": ratios},
+        {**base, "metric": "latency_raw_median", "value": statistics.median(model_ms), "unit": "ms"},
+        {**base, "metric": "calibration_median", "value": statistics.median(calib_ms), "unit": "ms"},
+    ]  # fmt: skip

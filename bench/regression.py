@@ -7,13 +7,16 @@ Rules (metric by metric, baseline vs candidate):
   an improvement (reported, never failed).
 - **Parameters and FLOPs**: exact. Any increase is a regression; a decrease is an improvement.
 - **Speed**: noise-aware. A speed cell times the model and a fixed *calibration workload* alternately in the same
-  process (`calibrated_latency`), and keeps every per-iteration ratio model / calibration. A machine that is uniformly
-  slower today slows both alike, so the ratio stays. A regression needs both (as in asv's `asv compare`):
-  the median ratio grew by more than `speed_factor` (default 1.10) *and* a one-sided Mann-Whitney U test on the two
-  samples of ratios rejects "not slower" at `alpha` (default 0.01). With the test at 1% and the factor gate on top,
-  the false-alarm rate per speed metric is below 1% even when the factor gate alone would misfire; in this project's
-  CI (5 consecutive `ci` runs against the committed baseline on the same machine) no false alarm occurred.
+  process (`bench.latency.calibrated_latency`), and keeps every per-iteration ratio model / calibration. A machine
+  that is uniformly slower today slows both alike, so the ratio stays. A regression needs both (as in asv's `asv
+  compare`): the median ratio grew by more than `speed_factor` (default 1.10) *and* a one-sided Mann-Whitney U test on
+  the two samples of ratios rejects "not slower" at `alpha` (default 0.01). With the test at 1% and the factor gate on
+  top, the false-alarm rate per speed metric is below 1% even when the factor gate alone would misfire; in this
+  project's CI (5 consecutive `ci` runs against the committed baseline on the same machine) no false alarm occurred.
   Raw latencies (ms) are reported for information only: across machines or jobs they are not comparable.
+
+This module only compares: it reads run folders through the results contract (`bench.results`) and imports no
+torch. The measurement it gates lives in `bench.latency`.
 
 Exit codes: 0 nothing regressed, 1 a regression, 2 the comparison cannot be made (missing metrics, another suite
 version, unreadable input).
@@ -32,10 +35,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from segbench.bench.clock import Clock
 from segbench.bench.results import RunFolder, atomic_write_json, read_rows
 
 ACCURACY_UNITS = ("%",)
@@ -48,88 +47,6 @@ BASELINE_FORMAT = "segbench-baseline-v1"
 
 class CompareError(ValueError):
     """The comparison itself cannot be made (exit code 2)."""
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Calibrated speed measurement
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def calibration_workload(device: str | torch.device = "cpu") -> Callable[[], None]:
-    """A fixed compute workload (a few dense matmuls and a conv, ~0.2 GFLOP) that runs on the same threads and
-    device as the model, so that it slows down with the machine."""
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(256, 256, generator=g).to(device)
-    x = torch.randn(1, 16, 64, 64, generator=g).to(device)
-    w = torch.randn(16, 16, 3, 3, generator=g).to(device)
-
-    def work() -> None:
-        y = a
-        for _ in range(4):
-            y = torch.tanh(y @ a)
-        torch.nn.functional.conv2d(x, w, padding=1)
-
-    return work
-
-
-def timed_pairs(
-    fn: Callable[[], Any],
-    calibrate: Callable[[], Any],
-    warmup: int = 3,
-    iters: int = 20,
-    device: str | torch.device = "cpu",
-) -> tuple[list[float], list[float]]:
-    """Time `fn` and `calibrate` alternately; returns per-iteration milliseconds of each (warm-up excluded).
-
-    Both are timed by the same `bench.clock.Clock` as `measure_latency`: on CUDA, events on `device`'s stream, each
-    call waited for before the next one starts.
-    """
-    clock = Clock(device)
-    model_ms, calib_ms = [], []
-    clock.synchronize()
-    for i in range(warmup + iters):
-        c, m = clock.time_ms(calibrate), clock.time_ms(fn)
-        if i >= warmup:
-            calib_ms.append(c)
-            model_ms.append(m)
-    return model_ms, calib_ms
-
-
-def calibrated_latency(
-    model: nn.Module,
-    input_size: tuple[int, int],
-    device: str | torch.device = "cpu",
-    warmup: int = 3,
-    iters: int = 20,
-    model_name: str = "",
-    suite: str = "",
-) -> list[dict[str, Any]]:
-    """Rows for regression tracking: `latency_calibrated` (median of model / calibration time, with every ratio in
-    `samples`), and for information the raw `latency_raw_median` and `calibration_median` (ms)."""
-    model = model.to(device).eval()
-    x = torch.randn(1, 3, *input_size, device=device)
-    work = calibration_workload(device)
-    with torch.inference_mode():
-        model_ms, calib_ms = timed_pairs(lambda: model(x), work, warmup, iters, device)
-    ratios = [m / c for m, c in zip(model_ms, calib_ms)]
-    base = {
-        "model": model_name or getattr(getattr(model, "meta", None), "name", type(model).__name__),
-        "suite": suite,
-        "condition": "efficiency",
-        "corruption": None,
-        "category": None,
-        "severity": None,
-        "resolution": f"{input_size[0]}x{input_size[1]}",
-        "batch_size": 1,
-        "precision": "fp32",
-        "device": str(device),
-    }
-    return [
-        {**base, "metric": SPEED_METRIC, "value": statistics.median(ratios), "unit": "x calibration",
-         "samples": ratios},
-        {**base, "metric": "latency_raw_median", "value": statistics.median(model_ms), "unit": "ms"},
-        {**base, "metric": "calibration_median", "value": statistics.median(calib_ms), "unit": "ms"},
-    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------------------

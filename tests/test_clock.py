@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from segbench.bench import latency, regression
+from segbench.bench import latency
 from segbench.bench.clock import Clock
 
 
@@ -115,7 +115,7 @@ def test_latency_and_calibrated_pairs_use_the_measured_device(monkeypatch):
     assert fake.streams() == {("stream of", "cuda:1")}
     assert {w for w in fake.waits() if w[0] == "device sync"} == {("device sync", "cuda:1")}
     fake.log.clear()
-    model_ms, calib_ms = regression.timed_pairs(lambda: None, lambda: None, warmup=1, iters=2, device="cuda:1")
+    model_ms, calib_ms = latency.timed_pairs(lambda: None, lambda: None, warmup=1, iters=2, device="cuda:1")
     assert model_ms == calib_ms == [1.0, 1.0]
     assert fake.streams() == {("stream of", "cuda:1")}
     waits = fake.waits()

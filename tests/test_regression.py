@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from segbench.bench import regression
-from segbench.bench.regression import ResultSet, Tolerances, compare, timed_pairs
+from segbench.bench.latency import timed_pairs
+from segbench.bench.regression import ResultSet, Tolerances, compare
 
 A = torch.randn(192, 192, generator=torch.Generator().manual_seed(0))
 
