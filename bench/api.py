@@ -5,9 +5,10 @@
     >>> from segbench.bench.config import RunConfig
     >>> result = run_suite(suites.get_suite("demo"), RunConfig(models=("segformer-b0",)))  # doctest: +SKIP
 
-`run_suite` fills the run config from the suite (name, version, image budget), finds the data (generating the
-synthetic scenes of a synthetic suite on first use), resolves each model's weights, runs the cells through
-`bench.runner.run`, and writes the corruption gallery. Rendering the report is the caller's step (`reports/`).
+`run_suite` takes every setting from the run config (the command line fills the same config), completes it from the
+suite (name, version, default models, image budget), finds the data (generating the synthetic scenes of a synthetic
+suite on first use), resolves each model's weights, runs the cells through `bench.runner.run`, and writes the
+corruption gallery. Rendering the report is the caller's step (`reports/`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,13 @@ from segbench.bench import runner
 from segbench.bench.config import RunConfig
 from segbench.bench.data import resolve_root
 from segbench.bench.gallery import write_gallery
-from segbench.bench.regression import calibrated_latency
+from segbench.bench.latency import calibrated_latency
 from segbench.bench.results import SEVERITIES, Condition
+from segbench.bench.run.efficiency_cells import EfficiencyFn, efficiency_probe
+from segbench.bench.run.outcome import RunResult
+from segbench.bench.run.residency import model_factory, resolve_weights
 from segbench.bench.spec import SuiteSpec
 from segbench.bench.synthetic import write_synthetic_cityscapes
-from segbench.bench.weights import resolve_model_weights
 
 
 def cache_dir() -> Path:
@@ -79,14 +83,14 @@ def select_conditions(
     return tuple(out)
 
 
-def _efficiency_fn(suite: SuiteSpec, config: RunConfig):
-    """The suite's cost probe (`runner.efficiency_probe`), plus calibrated latency rows when the suite tracks speed."""
+def _efficiency_fn(suite: SuiteSpec, config: RunConfig) -> EfficiencyFn | None:
+    """The suite's cost probe (`efficiency_probe`), plus calibrated latency rows when the suite tracks speed."""
     eff = suite.efficiency
     if eff is None:
         return None
     if config.precision != "fp32":  # the user's precision replaces the suite's
         eff = dataclasses.replace(eff, precisions=(config.precision,))
-    sweep = runner.efficiency_probe(eff, config.device, suite.name, config.channels_last, config.compile)
+    sweep = efficiency_probe(eff, config.device, suite.name, config.channels_last, config.compile)
 
     def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
         rows = sweep(model, name)
@@ -98,73 +102,54 @@ def _efficiency_fn(suite: SuiteSpec, config: RunConfig):
     return probe
 
 
-def run_suite(
-    suite: SuiteSpec,
-    config: RunConfig,
-    weights_arg: str | None = None,
-    conditions: tuple[Condition, ...] | None = None,
-    fast: bool = False,
-    severities: tuple[int, ...] | None = None,
-) -> runner.RunResult:
-    """Run `suite` for `config.models` (default: the suite's) and return the runner's result.
-
-    Args:
-        suite: the benchmark.
-        config: models, data, hardware and output settings; suite name and version are taken from `suite`.
-        weights_arg: the `--weights` text (a folder and/or `model=path` pairs); `config.weights` entries win.
-        conditions: accuracy conditions (default: `select_conditions(suite, config.corruptions, severities)`).
-        fast: build SegFormer models with their folded-decoder fast path (same outputs up to rounding).
-        severities: the user's severities, applied to every corruption (None: the suite's per-corruption ones).
-    """
-    models_ = config.models or suite.default_models
-    if conditions is None:
-        conditions = select_conditions(suite, config.corruptions, severities or ())
-    accuracy = config.only != "efficiency" and bool(conditions)
-    if config.only == "efficiency" or not conditions:
-        conditions = ()
-    data_root = config.data_root
-    if accuracy:
-        if suite.data == "synthetic":
-            data_root = str(synthetic_root(suite))
-        elif suite.data == "cityscapes":
-            data_root = str(resolve_root(config.data_root))
-    weights = resolve_model_weights(list(models_), weights_arg, suite.weights)
-    weights = {m: w for m, w in weights.items() if w is not None} | dict(config.weights)
+def suite_config(suite: SuiteSpec, config: RunConfig, accuracy: bool) -> RunConfig:
+    """`config` completed by the suite: its name and version, default models, reference model, image budget, data
+    (synthetic scenes written on first use) and the checkpoints of its models."""
+    models = config.models or suite.default_models
     config = dataclasses.replace(
         config,
         suite=suite.name,
         suite_version=suite.version,
-        models=tuple(models_),
-        weights=weights,
-        data_root=data_root,
+        models=tuple(models),
         max_images=config.max_images or suite.max_images,
-        reference_model=config.reference_model or (suite.reference_model if suite.reference_model in models_ else None),
+        reference_model=config.reference_model or (suite.reference_model if suite.reference_model in models else None),
         allow_random_weights=config.allow_random_weights or not accuracy,
     )
+    data_root = config.data_root
+    if accuracy and suite.data == "synthetic":
+        data_root = str(synthetic_root(suite))
+    elif accuracy and suite.data == "cityscapes":
+        data_root = str(resolve_root(config.data_root))
+    return dataclasses.replace(config, data_root=data_root, weights=resolve_weights(config, suite.weights))
+
+
+def run_suite(suite: SuiteSpec, config: RunConfig, conditions: Sequence[Condition] | None = None) -> RunResult:
+    """Run `suite` with the settings of `config` and return the runner's result.
+
+    Args:
+        suite: the benchmark.
+        config: every setting of the run (models, weights, data, conditions, hardware, output); the suite fills what
+            it leaves open (`suite_config`), and sets the suite name and version.
+        conditions: the accuracy conditions, replacing the selection `select_conditions(suite, config.corruptions,
+            config.severities)` (tests, custom protocols).
+    """
+    if conditions is None:
+        conditions = select_conditions(suite, config.corruptions, config.severities)
+    conditions = tuple(conditions)
+    accuracy = config.only != "efficiency" and bool(conditions)
+    config = suite_config(suite, config, accuracy)
     efficiency = _efficiency_fn(suite, config) if config.only != "accuracy" else None
-    factory = model_factory(fast)
-    result = runner.run(config, conditions, suite.inference, efficiency, model_factory=factory)
+    result = runner.run(config, conditions, suite.inference, efficiency)
     if accuracy and suite.gallery and result.run_dir is not None:
-        _gallery(result.run_dir, suite, config, conditions, factory)
+        _gallery(result.run_dir, suite, config, conditions)
     return result
 
 
-def model_factory(fast: bool = False):
-    """`factory(name, **kwargs) -> model`: `models.create_model`, with SegFormer's fast path when `fast`."""
-    from segbench import models
-
-    def create(name: str, **kwargs: Any) -> nn.Module:
-        if fast and models.MODELS.group_of(name) == "segformer":
-            kwargs["fast"] = True
-        return models.create_model(name, **kwargs)
-
-    return create
-
-
-def _gallery(run_dir: Path, suite: SuiteSpec, config: RunConfig, conditions, factory) -> None:
+def _gallery(run_dir: Path, suite: SuiteSpec, config: RunConfig, conditions: Sequence[Condition]) -> None:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 writes the gallery
         return
     spec = config.inference_spec(suite.inference)
+    factory = model_factory(config.fast)
 
     def build(name: str) -> nn.Module:
         model = factory(name, num_classes=config.num_classes, weights=config.weights.get(name))

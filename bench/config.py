@@ -3,19 +3,136 @@
 `InferenceSpec` says how a model turns an image into a label map (the evaluation protocol plus the hardware knobs);
 `RunConfig` says what a run measures and where it writes. Both are plain dataclasses that round-trip through JSON
 (`to_dict` / `from_dict`), so a run folder records exactly what produced it.
+
+This module is the one place where a run's values are checked: `RunConfig` validates every field when it is made (from
+Python or from the command line, which hands it its text as typed: `models="segformer-b0,b5"`, `severities="1,3"`,
+`workers="auto"`). A bad value raises `ConfigError`, which names the field; the command line names the flag instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
+
 MODES = ("whole", "slide")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS: dict[str, str | None] = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
+"""Precision name -> the torch dtype (by name) that `torch.autocast` runs in; None: no autocast (float32)."""
 ONLY = (None, "accuracy", "efficiency")
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
+
+
+class ConfigError(ValueError):
+    """A run setting with a value that cannot be used. `field` names the `RunConfig` field, `problem` says what is
+    wrong with it (the command line prints the flag of the field, then the problem)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+def autocast_dtype(precision: str) -> Any:
+    """The `torch.dtype` that `torch.autocast` runs in for `precision` ("fp16", "bf16"); None for "fp32"."""
+    check_precision(precision)
+    name = PRECISIONS[precision]
+    if name is None:
+        return None
+    import torch
+
+    return getattr(torch, name)
+
+
+def check_precision(precision: str, device: str | None = None, field: str = "precision") -> str:
+    """`precision` if it is one of `PRECISIONS` (and, given a device, one that device runs: fp16 needs CUDA)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(field, f"{precision!r} is not a precision; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device is not None and not str(device).startswith("cuda"):
+        raise ConfigError(field, "fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    return precision
+
+
+def check_device(device: str, field: str = "device") -> str:
+    """`device` if it reads "cpu", "cuda" or "cuda:<i>" (whether CUDA is there is checked when a run starts)."""
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise ConfigError(field, f"{device!r} is not a device; use cpu, cuda or cuda:N (e.g. cuda:1)")
+    return device
+
+
+def split_list(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A comma list as typed on the command line (`"fog, snow"`), or a sequence, as a tuple of stripped names."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def parse_severities(value: str | Sequence[int | str] | None, field: str = "severities") -> tuple[int, ...]:
+    """Severities 1-5 from a comma list (`"1,3,5"`) or a sequence; () when none are given."""
+    out = []
+    for item in split_list(value) if isinstance(value, str) else (value or ()):
+        text = str(item).strip()
+        if isinstance(item, bool) or not text.isdigit() or int(text) not in SEVERITIES:
+            raise ConfigError(field, f"{item!r} is not a severity; use integers 1-5, e.g. 1,3,5")
+        out.append(int(text))
+    return tuple(out)
+
+
+def parse_corruptions(value: str | Sequence[str] | None, field: str = "corruptions") -> tuple[str, ...]:
+    """Corruption names from a comma list or a sequence, each one of the Cityscapes-C ones or the extra ones."""
+    names = split_list(value)
+    for name in names:
+        if name not in CORRUPTIONS + EXTRA_CORRUPTIONS:
+            raise ConfigError(
+                field,
+                f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)} (extra, not in Cityscapes-C: "
+                f"{', '.join(EXTRA_CORRUPTIONS)})",
+            )
+    return names
+
+
+def parse_workers(value: int | str, auto: Callable[[], int], field: str = "workers") -> int:
+    """A number of worker processes: an integer >= 0 (or its text), or "auto" (then `auto()`)."""
+    if value == "auto":
+        return auto()
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise ConfigError(field, f"{value!r} is not a number of processes; give an integer >= 0 or auto")
+    return int(text)
+
+
+def expand_models(value: str | Sequence[str] | None, field: str = "models") -> tuple[str, ...]:
+    """Model names from a comma list, with the shorthand of the command line (`segformer-b0,b5` -> `segformer-b0,
+    segformer-b5`: a name that is not registered inherits the family, the part before the first `-`, of the name
+    before it). Every name must be registered, or a `<head>:<backbone>` composition.
+    """
+    from segbench import models
+
+    known = set(models.list_models())
+    tokens = split_list(value)
+    if not tokens:
+        raise ConfigError(field, f"no model names in {value!r}; give a comma list such as segformer-b0,b5")
+    out: list[str] = []
+    for token in tokens:
+        name = token
+        if token not in known and ":" not in token and out:
+            candidate = f"{out[-1].split('-')[0]}-{token}"
+            if candidate in known:
+                name = candidate
+        if name not in known and ":" not in name:
+            raise ConfigError(field, models.MODELS.unknown_message(token))
+        out.append(name)
+    return tuple(out)
+
+
+def _positive_int(value: Any, field: str, what: str = "a positive integer") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(field, f"must be {what}, got {value!r}")
+    return value
 
 
 def usable_cores() -> int:
@@ -84,15 +201,12 @@ class InferenceSpec:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"inference mode {self.mode!r} unknown; choose one of {MODES}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} unknown; choose one of {PRECISIONS}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+            raise ConfigError("mode", f"inference mode {self.mode!r} unknown; choose one of {', '.join(MODES)}")
+        check_device(self.device)
+        check_precision(self.precision, self.device)
+        _positive_int(self.batch_size, "batch_size")
         object.__setattr__(self, "crop", _pair(self.crop, "crop"))
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
-        if self.precision == "fp16" and not str(self.device).startswith("cuda"):
-            raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
 
     def resolve(self, meta: Any) -> InferenceSpec:
         """Fill a missing crop/stride from a model's `ModelMeta` (`eval_crop`, `eval_stride`)."""
@@ -119,33 +233,41 @@ class InferenceSpec:
 
 @dataclass
 class RunConfig:
-    """What a run measures and where it writes. The CLI fills one of these; so can Python code.
+    """What a run measures and where it writes: every setting that can change a number is here, and recorded in the
+    run folder. The command line fills one of these; so can Python code. Every field is checked when the config is
+    made (`ConfigError` names the field).
 
-    `device`, `precision` and `batch_size` are the hardware knobs: they override those fields of the inference spec
-    (the suite's protocol: mode, crop, stride, flip).
+    `device`, `precision`, `batch_size` and `channels_last` are the hardware knobs: they override those fields of the
+    inference spec (the suite's protocol: mode, crop, stride, flip).
 
     Attributes:
         suite: suite name, recorded in every row.
         suite_version: suite version; a resume against a run of another version refuses.
-        models: registered model names.
-        weights: model name -> checkpoint path or Hugging Face id; a model without an entry gets `weights=None`.
+        models: model names (a comma list is expanded as on the command line: `"segformer-b0,b5"`, every name
+            registered); () takes the suite's default models.
+        weights: model name -> checkpoint path or Hugging Face id; these entries win over `weights_text`.
+        weights_text: the command line's `--weights`: a folder of checkpoints and/or `model=path` pairs. The runner
+            resolves it per model (explicit pair, folder, the suite's shipped weights, the local Hugging Face cache).
         data_root: Cityscapes root (None: the `CITYSCAPES_DATASET` environment variable).
         split: dataset split.
         corrupted_root: optional folder of pre-generated corrupted images.
         out_dir: folder that holds run folders (`<out_dir>/<run_id>/`).
         run_id: run folder name; None makes `<suite>-<UTC time>` (or, with `resume`, picks the latest run of the suite).
         device: "cpu", "cuda" or "cuda:<i>" (under torchrun, each rank uses `cuda:<LOCAL_RANK>`).
-        precision: "fp32", "fp16" or "bf16".
+        precision: one of `PRECISIONS` ("fp32", "fp16", "bf16"); fp16 needs CUDA.
         batch_size: images per batch (crops per forward pass in slide mode).
-        workers: DataLoader worker processes (the command line's default is `default_workers(device)`).
-        corruptions / severities: the corrupted conditions when the caller passes no explicit condition list.
+        workers: DataLoader worker processes, or "auto" (`default_workers(device)`).
+        corruptions: corruption names (or a comma list) narrowing the suite's; () keeps the suite's.
+        severities: severities 1-5 (or a comma list) applied to every corruption; () keeps each corruption's
+            severities in the suite (1-5 for a run without a suite).
         max_images: evaluate only the first N images (sorted by id); None for all.
         only: "accuracy" or "efficiency" to run one kind of cell; None for both.
         resume: continue an existing run folder; finished cells are kept and not recomputed.
-        quiet: no progress bars (CI logs).
+        quiet: no progress bars or progress lines (CI logs).
         seed: base seed of the corruptions and of random initialisation.
         allow_random_weights: run models without a checkpoint (tests, smoke runs) instead of refusing.
         inference: the inference protocol; None uses the caller's (suite's) spec or `InferenceSpec()`.
+        fast: build SegFormer models with their folded-decoder fast path (same function up to rounding).
         channels_last: NHWC input to the model.
         compile: run accuracy cells through `torch.compile(model)` and time latency compiled (the first batch of
             each input size compiles: about 40 s for SegFormer-B0 on 2 CPU cores).
@@ -158,6 +280,7 @@ class RunConfig:
     suite_version: str = "0"
     models: tuple[str, ...] = ()
     weights: dict[str, str] = field(default_factory=dict)
+    weights_text: str | None = None
     data_root: str | None = None
     split: str = "val"
     corrupted_root: str | None = None
@@ -168,7 +291,7 @@ class RunConfig:
     batch_size: int = 1
     workers: int = 0
     corruptions: tuple[str, ...] = ()
-    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    severities: tuple[int, ...] = ()
     max_images: int | None = None
     only: str | None = None
     resume: bool = False
@@ -176,6 +299,7 @@ class RunConfig:
     seed: int = 0
     allow_random_weights: bool = False
     inference: InferenceSpec | None = None
+    fast: bool = False
     channels_last: bool = False
     compile: bool = False
     reference_model: str | None = None
@@ -183,19 +307,28 @@ class RunConfig:
     command: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.models = tuple(self.models)
-        self.corruptions = tuple(self.corruptions)
-        self.severities = tuple(int(s) for s in self.severities)
+        self.models = expand_models(self.models) if isinstance(self.models, str) else split_list(self.models)
+        twice = sorted({m for m in self.models if self.models.count(m) > 1})
+        if twice:
+            raise ConfigError("models", f"{', '.join(twice)} listed more than once")
+        self.corruptions = parse_corruptions(self.corruptions)
+        self.severities = parse_severities(self.severities)
+        check_device(self.device)
+        check_precision(self.precision, self.device)
+        _positive_int(self.batch_size, "batch_size")
+        _positive_int(self.num_classes, "num_classes")
+        self.workers = parse_workers(self.workers, lambda: default_workers(self.device))
         if self.only not in ONLY:
-            raise ValueError(f"only={self.only!r} unknown; choose one of {ONLY}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.max_images is not None and self.max_images < 1:
-            raise ValueError(f"max_images must be a positive integer or None, got {self.max_images}")
-        if self.reference_model is not None and self.reference_model not in self.models:
-            raise ValueError(f"reference_model {self.reference_model!r} is not among the models {list(self.models)}")
+            raise ConfigError("only", f"{self.only!r} unknown; choose one of {', '.join(map(str, ONLY[1:]))} or None")
+        if self.max_images is not None:
+            _positive_int(self.max_images, "max_images", "a positive integer or None")
+        if self.reference_model is not None and self.models and self.reference_model not in self.models:
+            raise ConfigError(
+                "reference_model", f"{self.reference_model!r} is not among the models ({', '.join(self.models)})"
+            )
         if isinstance(self.inference, Mapping):
             self.inference = InferenceSpec.from_dict(self.inference)
+        self.weights = dict(self.weights)
 
     def inference_spec(self, protocol: InferenceSpec | None = None) -> InferenceSpec:
         """The spec a run uses: the protocol (`self.inference`, else `protocol`, else defaults) with this config's
@@ -208,6 +341,17 @@ class RunConfig:
             batch_size=self.batch_size,
             channels_last=self.channels_last or base.channels_last,
         )
+
+    def settings(self) -> dict[str, Any]:
+        """The settings beside the inference protocol and the weights that can change a number, as the run folder
+        records them (`run.json`) and a resume compares them."""
+        return {
+            "fast": self.fast,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+            "batch_size": self.batch_size,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -574,6 +574,10 @@ class RunFolder:
         frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(COLUMNS))
         return frame, "cells/*.json (results.csv not gathered yet)"
 
+    def frame(self):
+        """The tidy rows as a DataFrame (one value per row; see `COLUMNS`)."""
+        return self.rows()[0]
+
     def summary(self, reference_model: str | None = None):
         """summary.csv as a DataFrame, against `reference_model` (None: the one the run used).
 
@@ -598,12 +602,21 @@ class RunFolder:
         return pd.DataFrame(summary) if summary else pd.DataFrame(columns=[*COLUMNS, "reference"])
 
 
+def read_run(run_dir: str | Path) -> RunFolder:
+    """Open a finished run folder for reading (`segbench.read_run`): `.frame()`, `.summary()`, `.env`, `.cells()`."""
+    folder = RunFolder(run_dir)
+    if not (folder.dir / "results.csv").is_file() and not (folder.dir / "cells").is_dir():
+        raise FileNotFoundError(f"{folder.dir}: no results.csv or cells/ here; give a run folder made by segbench")
+    return folder
+
+
 def check_resume(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | Path) -> None:
     """Refuse to resume when what defines the numbers differs between the stored manifest and this run.
 
-    Compared: suite, suite version, seed, split, max_images, number of classes, and for every model present in both
-    its weight hash and inference protocol (mode, crop, stride, flip, precision). Device, batch size and worker count
-    may change.
+    Compared: suite, suite version, seed, split, max_images, number of classes, every entry of `settings` (the fast
+    path, precision, channels-last, compile, batch size, the conditions run, ...), and for every model present in
+    both its weight hash and inference protocol (mode, crop, stride, flip, precision). Device and worker count may
+    change.
     """
     problems = []
     for key in ("suite", "suite_version", "seed", "split", "max_images", "num_classes"):
@@ -613,6 +626,11 @@ def check_resume(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | 
         before = old.get("weights", {}).get(model)
         if before is not None and before != digest:
             problems.append(f"weights of {model} changed (sha256 {before[:16]}... -> {digest[:16]}...)")
+    old_settings, new_settings = old.get("settings"), new.get("settings") or {}
+    if isinstance(old_settings, Mapping):  # runs made before settings were recorded have none to compare
+        for key in sorted(set(old_settings) | set(new_settings)):
+            if _norm(old_settings.get(key)) != _norm(new_settings.get(key)):
+                problems.append(f"{key} was {_short(old_settings.get(key))}, now {_short(new_settings.get(key))}")
     for model, protocol in new.get("protocols", {}).items():
         before = old.get("protocols", {}).get(model)
         if before is not None and _norm(before) != _norm(protocol):
@@ -622,6 +640,11 @@ def check_resume(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | 
             f"cannot resume {run_dir}: " + "; ".join(problems) + ". Start a new run (without resume) or use the "
             "settings the run was made with."
         )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _norm(value: Any) -> str:

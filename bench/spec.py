@@ -62,7 +62,6 @@ class SuiteSpec:
         reference_model: the model mCE is relative to, when it is part of the run.
         gallery: save one image under every condition with each model's prediction, for the report.
         weights: checkpoints the suite ships for its models (the demo's synthetic-data weights), by model name.
-        tolerances: regression tolerances by metric for `compare` (absolute, in the metric's unit).
     """
 
     name: str
@@ -78,7 +77,6 @@ class SuiteSpec:
     reference_model: str | None = None
     gallery: bool = True
     weights: dict[str, str] = field(default_factory=dict)
-    tolerances: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.data not in DATA_KINDS:

@@ -11,7 +11,7 @@ with another project's `models` or `bench` in a shared environment:
 The public Python API (lazily imported, so that `import segbench.reports` stays torch-free)::
 
     >>> import segbench
-    >>> result = segbench.run("ci", segbench.RunConfig(models=("segformer-b0",)))  # doctest: +SKIP
+    >>> result = segbench.run("ci", segbench.RunConfig(models="segformer-b0"))  # doctest: +SKIP
     >>> result.frame()  # doctest: +SKIP
     >>> run = segbench.read_run("runs/ci-20261202-120000")  # doctest: +SKIP
 
@@ -39,11 +39,10 @@ except metadata.PackageNotFoundError:  # a checkout that was never installed
 _API = {
     "RunConfig": "segbench.bench.config",
     "InferenceSpec": "segbench.bench.config",
-    "RunResult": "segbench.bench.runner",
-    "run": "segbench.bench.api",
+    "RunResult": "segbench.bench.run.outcome",
     "run_suite": "segbench.bench.api",
-    "read_run": "segbench.bench.contract",
-    "RunFolder": "segbench.bench.contract",
+    "read_run": "segbench.bench.results",
+    "RunFolder": "segbench.bench.results",
     "register_model": "segbench.models",
     "create_model": "segbench.models",
     "list_models": "segbench.models",
@@ -52,6 +51,21 @@ _API = {
     "register_suite": "segbench.suites",
     "render_report": "segbench.reports",
 }
+
+
+def run(suite: Any, config: Any = None) -> Any:
+    """Run a suite and return its `RunResult` (`.frame()`: the tidy rows as a DataFrame; `.summary()`; `.run_dir`).
+
+    Args:
+        suite: a registered suite name (`segbench.list_suites()`) or a `SuiteSpec`.
+        config: a `RunConfig` (the same one the command line fills); None for the suite's defaults.
+    """
+    from segbench import suites
+    from segbench.bench.api import run_suite
+    from segbench.bench.config import RunConfig
+
+    spec = suites.get_suite(suite) if isinstance(suite, str) else suite
+    return run_suite(spec, config if config is not None else RunConfig())
 
 
 def __getattr__(name: str) -> Any:
@@ -66,4 +80,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_API])
 
 
-__all__ = sorted(_API)
+__all__ = sorted([*_API, "run"])

@@ -22,61 +22,72 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segbench.bench.config import RunConfig
 
 COMMANDS = ("run", "list", "generate-c", "report", "compare")
 PROG = "run_bench.py" if Path(sys.argv[0]).name == "run_bench.py" else "segbench"
 
 
+FLAGS = {
+    "data_root": "--data",
+    "corrupted_root": "--corrupted-data",
+    "weights_text": "--weights",
+    "out_dir": "--out",
+    "run_id": "--out",
+    "reference_model": "--reference",
+}
+"""`RunConfig` fields whose flag is not `--<field with dashes>`."""
+
+
+class UsageError(ValueError):
+    """A command line that does not parse (unknown flag, missing value, ...)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one-line errors (exit 2), as every other user mistake is."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def flag(field: str) -> str:
+    """The command-line flag of a `RunConfig` field (`data_root` -> `--data`, `batch_size` -> `--batch-size`)."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
 def _csv(text: str | None) -> tuple[str, ...]:
-    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
+    from segbench.bench.config import split_list
+
+    return split_list(text)
 
 
 def _severities(text: str | None) -> tuple[int, ...]:
-    out = []
-    for t in _csv(text):
-        if not t.isdigit() or not 1 <= int(t) <= 5:
-            raise ValueError(f"--severities: {t!r} is not a severity; use integers 1-5, e.g. --severities 1,3,5")
-        out.append(int(t))
-    return tuple(out)
+    from segbench.bench.config import parse_severities
+
+    return parse_severities(text)
 
 
 def _workers(text: str, auto: Callable[[], int]) -> int:
     """`--workers`: an integer >= 0, or `auto` (then `auto()`)."""
-    if text == "auto":
-        return auto()
-    if not text.isdigit():
-        raise ValueError(f"--workers: {text!r} is not a number of processes; give an integer >= 0 or auto")
-    return int(text)
+    from segbench.bench.config import parse_workers
 
-
-def expand_models(text: str) -> list[str]:
-    """`segformer-b0,b5` -> `segformer-b0, segformer-b5`: a name that is not registered inherits the family (the
-    part before the first `-`) of the name before it."""
-    from segbench import models
-
-    known = set(models.list_models())
-    out: list[str] = []
-    for token in _csv(text):
-        name = token
-        if token not in known and ":" not in token and out:
-            candidate = f"{out[-1].split('-')[0]}-{token}"
-            if candidate in known:
-                name = candidate
-        if name not in known and ":" not in name:
-            raise ValueError(models.MODELS.unknown_message(token))
-        out.append(name)
-    return out
+    return parse_workers(text, auto)
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from segbench.bench.config import PRECISIONS
+
+    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="demo", help="suite name (see `list suites`); default: demo")
     p.add_argument("--models", help="comma list of models (default: the suite's)")
     p.add_argument("--data", help="Cityscapes root (default: $CITYSCAPES_DATASET)")
     p.add_argument("--corrupted-data", help="a generate-c output folder to read corrupted images from")
     p.add_argument("--weights", help="a folder of checkpoints and/or model=path pairs (default: the local HF cache)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} (default: fp32; fp16 needs CUDA)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument(
         "--workers",
@@ -87,7 +98,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--corruptions", help="comma list narrowing the suite's corruptions")
     p.add_argument("--severities", help="comma list of severities, applied to every corruption (e.g. 1,2,3,4,5)")
     p.add_argument("--max-images", type=int, help="evaluate only the first N images")
-    p.add_argument("--only", choices=("accuracy", "efficiency"), help="run only one kind of measurement")
+    p.add_argument("--only", help="accuracy or efficiency: run only one kind of measurement")
     p.add_argument("--out", help="run folder (default: runs/<suite>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the suite's latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
@@ -111,24 +122,17 @@ def _run_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_run(argv: list[str]) -> int:
-    args = _run_parser().parse_args(argv)
-    from segbench import suites
-    from segbench.bench.api import run_suite
-    from segbench.bench.config import RunConfig, default_workers
-    from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The `RunConfig` of `run`'s arguments. Values go over as typed (`--models segformer-b0,b5`, `--workers auto`):
+    `RunConfig` is the one place that checks them, and its `ConfigError` names the field (`flag` gives the flag)."""
+    from segbench.bench.config import RunConfig
 
-    suite = suites.get_suite(args.suite)
-    model_names = expand_models(args.models) if args.models else list(suite.default_models)
-    corruptions = _csv(args.corruptions)
-    for c in corruptions:
-        if c not in CORRUPTIONS + EXTRA_CORRUPTIONS:
-            raise ValueError(f"--corruptions: unknown corruption {c!r}; valid: {', '.join(CORRUPTIONS)}")
     out_dir, run_id = "runs", None
     if args.out:
         out_dir, run_id = str(Path(args.out).parent), Path(args.out).name
-    config = RunConfig(
-        models=tuple(model_names),
+    return RunConfig(
+        models=() if args.models is None else args.models,
+        weights_text=args.weights,
         data_root=args.data,
         corrupted_root=args.corrupted_data,
         out_dir=out_dir,
@@ -136,23 +140,32 @@ def cmd_run(argv: list[str]) -> int:
         device=args.device,
         precision=args.precision,
         batch_size=args.batch_size,
-        workers=_workers(args.workers, lambda: default_workers(args.device)),
-        corruptions=corruptions,
+        workers=args.workers,
+        corruptions=args.corruptions,
+        severities=args.severities,
         max_images=args.max_images,
         only=args.only,
         resume=args.resume,
         quiet=args.quiet,
         seed=args.seed,
         allow_random_weights=args.allow_random_weights,
+        fast=args.fast,
         channels_last=args.channels_last,
         compile=args.compile,
         reference_model=args.reference,
         command=[sys.executable, *sys.argv],
     )
+
+
+def cmd_run(argv: list[str]) -> int:
+    args = _run_parser().parse_args(argv)
     if args.update_baseline and not args.baseline:
-        raise ValueError("--update-baseline needs --baseline FILE (where to write it)")
-    severities = _severities(args.severities) or None
-    result = run_suite(suite, config, weights_arg=args.weights, fast=args.fast, severities=severities)
+        raise UsageError("--update-baseline needs --baseline FILE (where to write it)")
+    from segbench import suites
+    from segbench.bench.api import run_suite
+
+    suite = suites.get_suite(args.suite)
+    result = run_suite(suite, run_config(args))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     code = 0
@@ -167,8 +180,13 @@ def cmd_run(argv: list[str]) -> int:
             history = args.history or Path(result.run_dir).parent / "history.jsonl"
             code = regression.run_compare(args.baseline, result.run_dir, tol, history, args.summary)
     from segbench.reports import evaluation_summary, render_report
+    from segbench.reports.console import console_table
 
-    print(f"report: {render_report(result.run_dir, reference_model=args.reference)}")
+    report = render_report(result.run_dir, reference_model=args.reference)
+    table = console_table(result.run_dir)
+    if table:
+        print(table)
+    print(f"report: {report}")
     summary = evaluation_summary(result.run_dir)
     if summary:
         print(summary)
@@ -176,7 +194,7 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_list(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog=f"{PROG} list", description="list models, suites or corruptions")
+    p = _Parser(prog=f"{PROG} list", description="list models, suites or corruptions")
     p.add_argument("what", nargs="?", choices=("models", "suites", "corruptions"), default=None)
     args = p.parse_args(argv)
     if args.what in (None, "models"):
@@ -214,12 +232,19 @@ def cmd_generate_c(argv: list[str]) -> int:
     p.add_argument("--split", default="val")
     p.add_argument("--max-images", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="write only share I of N (0-based: images I, I+N, ...), so that N processes or machines fill one folder "
+        "together (default under torchrun: RANK/WORLD_SIZE)",
+    )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     from segbench.bench.config import usable_cores
-    from segbench.bench.generate_c import generate_c
+    from segbench.bench.generate_c import generate_c, parse_shard
     from segbench.bench.results import CORRUPTIONS, SEVERITIES
 
+    shard = None if args.shard is None else parse_shard(args.shard)
     report = generate_c(
         args.data,
         args.out,
@@ -230,13 +255,14 @@ def cmd_generate_c(argv: list[str]) -> int:
         split=args.split,
         max_images=args.max_images,
         quiet=args.quiet,
+        shard=shard,
     )
     print(report)
     return 0
 
 
 def cmd_report(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog=f"{PROG} report", description="re-render a run folder's HTML report")
+    p = _Parser(prog=f"{PROG} report", description="re-render a run folder's HTML report")
     p.add_argument("run_dir")
     p.add_argument("--reference", help="reference model for mCE")
     args = p.parse_args(argv)
@@ -273,14 +299,19 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted (finished cells are kept; see above for how to resume)", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - user mistakes become one line; SEGBENCH_DEBUG=1 shows the traceback
-        from segbench.bench.runner import RunFailed
+        from segbench.bench.config import ConfigError
+        from segbench.bench.locks import FolderBusyError
+        from segbench.bench.run.outcome import RunFailed
 
         if os.environ.get("SEGBENCH_DEBUG"):
             raise
         if isinstance(exc, RunFailed):
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        if isinstance(exc, ValueError | FileNotFoundError | FileExistsError | PermissionError | NotADirectoryError):
+        if isinstance(exc, ConfigError):
+            exc = ValueError(f"{flag(exc.field)}: {exc.problem}")
+        mistakes = ValueError | FileNotFoundError | FileExistsError | PermissionError | NotADirectoryError
+        if isinstance(exc, mistakes | FolderBusyError):
             print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
             return 2
         raise

@@ -35,20 +35,6 @@ def _rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_expand_models_shorthand():
-    from segbench.cli import expand_models
-
-    assert expand_models("segformer-b0,b5") == ["segformer-b0", "segformer-b5"]
-    assert expand_models("deeplabv3plus-r50,r101,segformer-b2,b3-mmseg") == [
-        "deeplabv3plus-r50",
-        "deeplabv3plus-r101",
-        "segformer-b2",
-        "segformer-b3-mmseg",
-    ]
-    with pytest.raises(ValueError, match="unknown model 'b9'"):
-        expand_models("segformer-b0,b9")
-
-
 def test_list(tmp_path):
     out = cli("list", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -106,6 +92,17 @@ def test_random_weights_refused_without_flag(tmp_path):
         (("report", "/nonexistent/run"), "/nonexistent/run: no results.csv here"),
         (("--workers", "two"), "--workers: 'two' is not a number of processes"),
         (("generate-c", "--out", "x", "--workers", "-1"), "--workers: '-1' is not a number of processes"),
+        (("--models", ","), "--models: no model names in ','"),
+        (("--device", "tpu"), "--device: 'tpu' is not a device; use cpu, cuda or cuda:N"),
+        (("--precision", "fp64"), "--precision: 'fp64' is not a precision; choose one of fp32, fp16, bf16"),
+        (("--precision", "fp16"), "--precision: fp16 needs a CUDA device"),
+        (("--batch-size", "0"), "--batch-size: must be a positive integer, got 0"),
+        (("--batch-size", "two"), "argument --batch-size: invalid int value: 'two'"),
+        (("--only", "speed"), "--only: 'speed' unknown"),
+        (("--max-images", "0"), "--max-images: must be a positive integer or None, got 0"),
+        (("--reference", "segformer-b5"), "--reference: 'segformer-b5' is not among the models (segformer-b0, "),
+        (("--nope",), "unrecognized arguments: --nope"),
+        (("list", "everything"), "argument what: invalid choice: 'everything'"),
     ],
 )
 def test_user_mistakes_are_one_line(tmp_path, args, message):
@@ -114,3 +111,17 @@ def test_user_mistakes_are_one_line(tmp_path, args, message):
     assert "Traceback" not in out.stderr
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_folder_in_use_by_another_process_is_one_line(tmp_path):
+    from segbench.bench.locks import folder_lock
+
+    run_dir = tmp_path / "runs" / "busy"
+    args = ("--suite", "ci", "--models", "segformer-tiny", "--allow-random-weights", "--only", "accuracy",
+            "--max-images", "1", "--quiet", "--out", str(run_dir))  # fmt: skip
+    with folder_lock(run_dir, what="run folder"):  # as a first run (or resume) of this folder holds it
+        out = cli(*args, tmp_path=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert f"{run_dir}: this run folder is in use by process {os.getpid()} on " in out.stderr
+    assert not (run_dir / "run.json").exists()

@@ -157,3 +157,15 @@ def test_console_table(tmp_path):
     assert table.loc["b", "Latency ms [cpu, fp32, 512x1024, batch 1]"] == 30.0
     text = console_table(tmp_path)
     assert "GMACs [fvcore, 512x1024]" in text and text.count("\n") == 3
+
+
+def test_resume_refuses_a_different_setting_in_one_line(tmp_path):
+    from segbench.bench.results import RunMismatchError, check_resume
+
+    old = {"suite": "t", "settings": {"fast": False, "precision": "fp32", "conditions": ["clean", "fog-1"]}}
+    check_resume(old, old, tmp_path)
+    new = {"suite": "t", "settings": {"fast": True, "precision": "fp32", "conditions": ["clean", "fog-1"]}}
+    with pytest.raises(RunMismatchError, match=r"^cannot resume .*: fast was False, now True\. Start a new run") as e:
+        check_resume(old, new, tmp_path)
+    assert "\n" not in str(e.value)
+    check_resume({"suite": "t"}, new, tmp_path)  # a run folder from before settings were recorded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,9 +24,12 @@ from segbench import models
 from segbench.bench.config import InferenceSpec, RunConfig
 from segbench.bench.data import CityscapesDataset
 from segbench.bench.inference import predict
+from segbench.bench.locks import FolderBusyError, folder_lock
 from segbench.bench.metrics import confusion_matrix, mean_iou
 from segbench.bench.results import TIMING_UNITS, Condition, RunMismatchError, RunStore
-from segbench.bench.runner import RunFailed, run
+from segbench.bench.run.outcome import RunFailed
+from segbench.bench.run.residency import model_factory
+from segbench.bench.runner import run
 from segbench.bench.synthetic import write_synthetic_cityscapes
 from segbench.models.base import WeightsInfo
 
@@ -102,14 +106,65 @@ def test_end_to_end_python_api(reference_run, data_root):
     assert env["versions"]["torch"] and "git" in env and "cpu_model" in env["hardware"]
 
 
-def test_resume_skips_finished_cells_and_adds_new_ones(reference_run, data_root, tmp_path):
+def test_resume_skips_finished_cells(reference_run, data_root, tmp_path):
     shutil.copytree(reference_run.run_dir, tmp_path / "ref")
     cfg = make_config(data_root, tmp_path, run_id="ref", resume=True)
     again = run(cfg, CONDITIONS, InferenceSpec())
     assert again.computed == [] and again.skipped == reference_run.computed
-    more = run(cfg, (*CONDITIONS, "contrast-1"), InferenceSpec())
-    assert more.computed == ["segformer-tiny__contrast-1"]
-    assert "contrast-1" in set(pd.read_csv(more.results_csv).condition)
+
+
+def test_run_json_records_every_setting_that_can_change_a_number(reference_run):
+    manifest = json.loads((reference_run.run_dir / "run.json").read_text())
+    assert manifest["settings"] == {"fast": False, "precision": "fp32", "channels_last": False, "compile": False,
+                                    "batch_size": 2, "conditions": list(CONDITIONS)}  # fmt: skip
+    assert manifest["config"]["fast"] is False and manifest["config"]["weights_text"] is None
+
+
+@pytest.mark.parametrize(
+    "change, conditions, setting",
+    [
+        ({"fast": True}, CONDITIONS, "fast"),
+        ({"batch_size": 1}, CONDITIONS, "batch_size"),
+        ({"channels_last": True}, CONDITIONS, "channels_last"),
+        ({"compile": True}, CONDITIONS, "compile"),
+        ({}, (*CONDITIONS, "contrast-1"), "conditions"),
+        ({}, CONDITIONS[:-1], "conditions"),
+    ],
+)
+def test_resume_refuses_a_different_setting_naming_it(reference_run, data_root, tmp_path, change, conditions, setting):
+    shutil.copytree(reference_run.run_dir, tmp_path / "ref")
+    cfg = make_config(data_root, tmp_path, run_id="ref", resume=True, **change)
+    with pytest.raises(RunMismatchError) as info:
+        run(cfg, conditions, InferenceSpec())
+    message = str(info.value).replace(str(tmp_path), "<run>")
+    assert setting in message and len(message.splitlines()) == 1
+    assert sorted(RunStore(tmp_path / "ref").finished()) == sorted(reference_run.computed)  # nothing computed
+
+
+def test_a_second_process_on_a_run_folder_is_refused(reference_run, data_root, tmp_path):
+    shutil.copytree(reference_run.run_dir, tmp_path / "ref")
+    with folder_lock(tmp_path / "ref", what="run folder"):  # as if another run were going on in it
+        with pytest.raises(FolderBusyError, match=f"run folder is in use by process {os.getpid()} on "):
+            run(make_config(data_root, tmp_path, run_id="ref", resume=True), CONDITIONS, InferenceSpec())
+    with folder_lock(tmp_path / "new", what="run folder"):  # another run has just taken this new folder
+        with pytest.raises(FolderBusyError, match="in use by process"):
+            run(make_config(data_root, tmp_path, run_id="new", max_images=1), ["clean"])
+    again = run(make_config(data_root, tmp_path, run_id="ref", resume=True), CONDITIONS, InferenceSpec())
+    assert again.skipped == reference_run.computed  # the lock is the other process's only: free again, it resumes
+
+
+def test_fast_path_is_a_run_setting_for_every_family(data_root, tmp_path):
+    """`RunConfig.fast` reaches the runner's own factory: SegFormer folds its decoder, a `<head>:<backbone>`
+    composition (no fast path) is built as it is."""
+    cfg = make_config(data_root, tmp_path, run_id="fast", max_images=1, fast=True,
+                      models=("segformer-tiny", "deeplabv3plus:resnet18"))  # fmt: skip
+    result = run(cfg, ["clean"])
+    assert sorted(result.computed) == ["deeplabv3plus:resnet18__clean", "segformer-tiny__clean"]
+    env = json.loads((result.run_dir / "env.json").read_text())
+    assert env["config"]["fast"] is True
+    factory = model_factory(fast=True)
+    assert type(factory("segformer-tiny").decode_head).__name__ == "FoldedMLPDecoder"
+    assert type(model_factory(fast=False)("segformer-tiny").decode_head).__name__ != "FoldedMLPDecoder"
 
 
 def test_resume_refuses_other_settings(reference_run, data_root, tmp_path):
@@ -213,9 +268,9 @@ def test_failing_cell_raises_with_clear_message(data_root, tmp_path, fail, messa
 def deferred(request, monkeypatch):
     """Both loops of `_accuracy_cells`: NaN and label checks per batch (the CPU's), or left on the device until the
     cell ends (a GPU's; forced here on the CPU)."""
-    import segbench.bench.runner as runner_module
+    from segbench.bench.run import accuracy
 
-    monkeypatch.setattr(runner_module, "_defers_syncs", lambda device: request.param)
+    monkeypatch.setattr(accuracy, "defers_syncs", lambda device: request.param)
     return request.param
 
 
@@ -320,6 +375,31 @@ def test_a_model_out_of_memory_beside_the_others_gets_another_try_alone(data_roo
     got = accuracy_frame(result.run_dir / "results.csv")
     for model in TWO:
         pd.testing.assert_frame_equal(_by_model(got, model), _by_model(together_run, model))
+
+
+def test_progress_counts_each_cell_of_the_whole_run_once(data_root, tmp_path, capsys):
+    """A cell tried again alone (out of memory beside the other model) is counted once, when it settles."""
+    device = _Device(room=2)
+
+    def factory(name, **kw):
+        model = device.factory(name, **kw)
+        return _NeedsTheDeviceAlone(model, device) if name == TWO[1] else model
+
+    cfg = make_config(data_root, tmp_path, run_id="progress", models=TWO, quiet=False)
+    run(cfg, ["clean", "fog-1"], model_factory=factory)
+    err = capsys.readouterr().err
+    progress = re.findall(r"^progress: (\d+)/4 cells, (.+) elapsed, ETA (.+)$", err, re.M)
+    assert [int(p[0]) for p in progress] == [1, 2, 3, 4]
+    assert all(re.fullmatch(r"\d+ s|\d+ min \d\d s", p[1]) for p in progress), progress
+    assert progress[-1][2] == "0 s"
+    labels = re.findall(r"(\[[\d-]+/4\] [^\r\n:]+): done in", err)  # (after the \r of a progress bar)
+    assert labels == ["[1-2/4] clean x 2 models segformer-tiny", "[2/4] fcn-mit-tiny__clean",
+                      "[3/4] fcn-mit-tiny__fog-1", "[4/4] segformer-tiny__fog-1"]  # fmt: skip
+
+    resumed = make_config(data_root, tmp_path, run_id="progress", models=TWO, quiet=False, resume=True)
+    run(resumed, ["clean", "fog-1"])
+    err = capsys.readouterr().err
+    assert "4 cells, 4 already done, 0 to run" in err and not re.search("^progress:", err, re.M)
 
 
 def test_checks_left_on_the_device_give_the_same_numbers(data_root, tmp_path, together_run, deferred):
@@ -496,10 +576,10 @@ def test_a_models_warnings_stay_in_its_own_cells_when_models_share_batches(data_
 
 
 def test_corrupted_cells_warm_up_the_corruption_before_forking_workers(data_root, tmp_path, monkeypatch):
-    import segbench.bench.runner as runner_module
+    from segbench.bench.run import accuracy
 
     calls = []
-    monkeypatch.setattr(runner_module, "warm_up", lambda name, severity: calls.append((name, severity)))
+    monkeypatch.setattr(accuracy, "warm_up", lambda name, severity: calls.append((name, severity)))
     run(make_config(data_root, tmp_path, run_id="wu", max_images=1, workers=1), ["clean", "fog-2"])
     run(make_config(data_root, tmp_path, run_id="w0", max_images=1, workers=0), ["fog-1"])
     assert calls == [("fog", 2)]  # not for clean images, nor without workers to fork
@@ -550,9 +630,9 @@ def test_compile_runs_accuracy_cells_through_torch_compile(reference_run, data_r
 
 
 def test_gpu_clock_reads_the_device_once_per_condition(monkeypatch):
-    """`_Clock`'s CUDA branch with stand-in events: they go on the measured device's stream, and only the last one
-    is waited for, when the condition ends."""
-    from segbench.bench.runner import _Clock
+    """The clock of the accuracy loop (`bench.clock.Clock`) with stand-in events: they go on the measured device's
+    stream, and only the last one is waited for, when the condition ends."""
+    from segbench.bench.clock import Clock
 
     waits, now = [], iter(range(100))
 
@@ -572,11 +652,12 @@ def test_gpu_clock_reads_the_device_once_per_condition(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("stream of", str(device)))
-    clock = _Clock(torch.device("cuda:1"), 2)
+    clock = Clock(torch.device("cuda:1"))
     for cell in (0, 1, 0):
         t0 = clock.mark()
         t1 = clock.mark()
-        clock.add(cell, 0, t0, t1)
-        clock.add(cell, 1, t1, clock.mark())
+        clock.add((cell, 0), t0, t1)
+        clock.add((cell, 1), t1, clock.mark())
     assert waits == []  # nothing waited for the device inside the loop
-    assert clock.seconds().tolist() == [[2.0, 2.0], [1.0, 1.0]] and waits == [8]
+    s = clock.seconds()
+    assert [[s[i, p] for p in (0, 1)] for i in range(2)] == [[2.0, 2.0], [1.0, 1.0]] and waits == [8]

@@ -1,0 +1,168 @@
+"""Model residency: which models are loaded on the device, and the out-of-memory policy.
+
+Accuracy cells of one condition are evaluated together, every model on each batch, so every model of a run stays
+loaded (built once, seeded, so random init is identical on every rank and every resume); only one runs at a time, so
+activations are never held for two. The policy when memory runs out:
+
+1. the models do not fit together (while loading them, or a model runs out of memory beside the others): go on one
+   model at a time (`Residency.alone`), the cell that ran out tried again first;
+2. a model does not fit even alone: its cells fail with a message saying what to change; the run goes on.
+
+Every decision is taken on every rank alike (`distributed.any_failed`), so that no rank waits in a collective alone.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from segbench.bench import distributed
+from segbench.bench.config import RunConfig
+from segbench.bench.run.outcome import CellError
+
+T = TypeVar("T")
+ModelFactory = Callable[..., nn.Module]
+"""`factory(name, num_classes=..., weights=...) -> nn.Module`."""
+
+
+def model_factory(fast: bool = False) -> ModelFactory:
+    """`factory(name, **kwargs) -> model`: `models.create_model`, with SegFormer's folded-decoder fast path when
+    `fast` (other families, `<head>:<backbone>` compositions included, have none and are built as they are)."""
+    from segbench import models
+
+    def create(name: str, **kwargs: Any) -> nn.Module:
+        if fast and name in models.list_models_grouped().get("segformer", ()):
+            kwargs["fast"] = True
+        return models.create_model(name, **kwargs)
+
+    return create
+
+
+def resolve_weights(config: RunConfig, shipped: dict[str, str] | None = None) -> dict[str, str]:
+    """The checkpoint of each model of `config` that has one: `config.weights`, else what `config.weights_text`
+    names, else `shipped` (a suite's own weights), else the authors' checkpoint in the local Hugging Face cache."""
+    from segbench.bench.weights import resolve_model_weights
+
+    found = resolve_model_weights(list(config.models), config.weights_text, shipped)
+    return {m: w for m, w in found.items() if w is not None} | config.weights
+
+
+class ModelSlot:
+    """Builds models (seeded) and keeps them loaded on the device, each built once until released."""
+
+    def __init__(self, config: RunConfig, device: torch.device, factory: ModelFactory | None = None):
+        self.config, self.device = config, device
+        self.factory = factory or model_factory(config.fast)
+        self.models: dict[str, nn.Module] = {}
+        self.compiled: dict[str, nn.Module] = {}
+
+    def build(self, name: str) -> nn.Module:
+        torch.manual_seed(self.config.seed)
+        model = self.factory(name, num_classes=self.config.num_classes, weights=self.config.weights.get(name))
+        info = getattr(model, "weights_info", None)
+        if (info is None or info.random) and not self.config.allow_random_weights:
+            raise ValueError(
+                f"model {name} has no trained weights (random init); give a checkpoint with weights={{{name!r}: path}} "
+                "(--weights on the command line), or allow_random_weights=True for a smoke run"
+            )
+        return model.eval()
+
+    def get(self, name: str) -> nn.Module:
+        if name not in self.models:
+            model = self.build(name).to(self.device)
+            if self.config.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            self.models[name] = model
+        return self.models[name]
+
+    def for_inference(self, name: str) -> nn.Module:
+        """The model for accuracy cells: `get(name)`, wrapped once in `torch.compile` when the config asks for it.
+        (Efficiency cells take the plain model: FLOP counters trace it, and the latency timer compiles on its own.)"""
+        model = self.get(name)
+        if not self.config.compile:
+            return model
+        if name not in self.compiled:
+            self.compiled[name] = torch.compile(model)
+        return self.compiled[name]
+
+    def release(self, keep: Sequence[str] = ()) -> None:
+        """Unload every model but those named in `keep` (and give their memory back to the device)."""
+        for name in [n for n in self.models if n not in keep]:
+            del self.models[name]
+            self.compiled.pop(name, None)
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class Residency:
+    """What is loaded: every model of the run together while they fit (`together`), else one model at a time."""
+
+    def __init__(self, slot: ModelSlot, names: Sequence[str], ctx: distributed.DistContext):
+        self.slot, self.names, self.ctx = slot, tuple(names), ctx
+        self.together = True
+        self.ran_out_elsewhere = False  # the last load that did not fit ran out of memory on another rank only
+
+    @property
+    def beside_others(self) -> bool:
+        """Whether a model runs with the run's other models loaded (so out of memory may be theirs, not its own)."""
+        return self.together and len(self.names) > 1
+
+    def load_all(self) -> None:
+        """Load every model of the run; when they do not fit together, go on one model at a time."""
+        if not self._fits(lambda: [self.slot.get(name) for name in self.names]):
+            self.alone("while loading the models " + ", ".join(self.names) + " together")
+
+    def with_model(self, name: str, use: Callable[[nn.Module], T]) -> T:
+        """`use(model)` with `name` loaded (alone when the models do not fit together).
+
+        Raises:
+            ValueError: the model does not fit on the device even alone (on every rank).
+        """
+        if not self.together:
+            self.slot.release(keep=(name,))
+        if not self._fits(lambda: self.slot.get(name)):
+            raise ValueError(
+                f"out of memory while loading the model {name} on {self.ctx.device}, with no other model loaded: use "
+                "a device with more memory, or leave this model out (--models)"
+            )
+        return use(self.slot.get(name))
+
+    def load(self, names: Sequence[str]) -> list[nn.Module] | CellError:
+        """The models of a group, loaded (the others unloaded first when one model at a time); on every rank, a
+        `CellError` (out of memory while loading) when they do not fit on some rank."""
+        if not self.together:
+            self.slot.release(keep=names)
+        if not self._fits(lambda: [self.slot.get(name) for name in names]):
+            where = " on another rank" if self.ran_out_elsewhere else ""
+            return CellError(f"CUDA out of memory{where} while loading {', '.join(names)}", True, loading=True)
+        return [self.slot.get(name) for name in names]
+
+    def alone(self, what: str) -> None:
+        """From here on one model at a time (each condition's images are then read, and corrupted, once per model)."""
+        self.together = False
+        self.slot.release()
+        if self.ctx.is_main:
+            print(
+                f"note: out of memory on {self.ctx.device} {what}: going on one model at a time (each condition's "
+                "images are then read, and corrupted, once per model)",
+                file=sys.stderr,
+            )
+
+    def _fits(self, load: Callable[[], Any]) -> bool:
+        """Run `load`; False on every rank (with every model unloaded) when it ran out of memory on any rank."""
+        try:
+            load()
+            fits = True
+        except torch.OutOfMemoryError:
+            fits = False
+        self.ran_out_elsewhere = fits
+        if distributed.any_failed(not fits, self.ctx):
+            self.slot.release()
+            return False
+        return True

@@ -1,0 +1,84 @@
+"""The run config: the one place where a run's settings are checked, for the command line and the Python API alike."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from segbench.bench import config as config_module
+from segbench.bench.config import PRECISIONS, ConfigError, InferenceSpec, RunConfig, autocast_dtype, expand_models
+
+
+def test_expand_models_shorthand():
+    assert expand_models("segformer-b0,b5") == ("segformer-b0", "segformer-b5")
+    assert expand_models("deeplabv3plus-r50,r101,segformer-b2,b3-mmseg") == (
+        "deeplabv3plus-r50",
+        "deeplabv3plus-r101",
+        "segformer-b2",
+        "segformer-b3-mmseg",
+    )
+    assert expand_models("deeplabv3plus:resnet18") == ("deeplabv3plus:resnet18",)  # compositions are not registered
+    with pytest.raises(ConfigError, match="unknown model 'b9'"):
+        expand_models("segformer-b0,b9")
+
+
+@pytest.mark.parametrize(
+    "fields, field, problem",
+    [
+        ({"device": "tpu"}, "device", "'tpu' is not a device; use cpu, cuda or cuda:N"),
+        ({"device": "cuda:x"}, "device", "'cuda:x' is not a device"),
+        ({"models": ","}, "models", "no model names in ','"),
+        ({"models": ""}, "models", "no model names in ''"),
+        ({"models": "segformer-b0,b9"}, "models", "unknown model 'b9'"),
+        ({"models": ("a", "b", "a")}, "models", "a listed more than once"),
+        ({"severities": "0,6"}, "severities", "'0' is not a severity; use integers 1-5"),
+        ({"severities": (1, 7)}, "severities", "7 is not a severity"),
+        ({"severities": (True,)}, "severities", "True is not a severity"),
+        ({"corruptions": "fog,rain"}, "corruptions", "unknown corruption 'rain'"),
+        ({"workers": "two"}, "workers", "'two' is not a number of processes"),
+        ({"workers": -1}, "workers", "-1 is not a number of processes"),
+        ({"precision": "fp64"}, "precision", "'fp64' is not a precision; choose one of fp32, fp16, bf16"),
+        ({"precision": "fp16"}, "precision", "fp16 needs a CUDA device"),
+        ({"batch_size": 0}, "batch_size", "must be a positive integer, got 0"),
+        ({"max_images": 0}, "max_images", "must be a positive integer or None, got 0"),
+        ({"num_classes": 0}, "num_classes", "must be a positive integer"),
+        ({"only": "speed"}, "only", "'speed' unknown"),
+        ({"models": ("a",), "reference_model": "b"}, "reference_model", "'b' is not among the models (a)"),
+    ],
+)
+def test_each_setting_is_checked_when_the_config_is_made(fields, field, problem):
+    with pytest.raises(ConfigError) as info:
+        RunConfig(**fields)
+    assert info.value.field == field and problem in info.value.problem
+    assert str(info.value) == f"{field}: {info.value.problem}"
+
+
+def test_values_are_taken_as_the_command_line_types_them(monkeypatch):
+    cfg = RunConfig(models="segformer-b0,b5", corruptions="fog, snow", severities="1,3", workers="2", device="cuda:1",
+                    precision="fp16")  # fmt: skip
+    assert cfg.models == ("segformer-b0", "segformer-b5") and cfg.corruptions == ("fog", "snow")
+    assert cfg.severities == (1, 3) and cfg.workers == 2
+    monkeypatch.setattr(config_module, "default_workers", lambda device: 7)
+    assert RunConfig(workers="auto").workers == 7
+    # the models a suite fills in are checked against the reference when the suite has filled them
+    assert RunConfig(reference_model="segformer-b0").reference_model == "segformer-b0"
+
+
+def test_one_precision_table():
+    assert list(PRECISIONS) == ["fp32", "fp16", "bf16"]
+    assert autocast_dtype("fp32") is None
+    assert autocast_dtype("fp16") is torch.float16 and autocast_dtype("bf16") is torch.bfloat16
+    with pytest.raises(ConfigError, match="'fp8' is not a precision"):
+        autocast_dtype("fp8")
+    with pytest.raises(ConfigError, match="precision: fp16 needs a CUDA device"):
+        InferenceSpec(precision="fp16", device="cpu")
+
+
+def test_config_round_trips_through_json():
+    cfg = RunConfig(models=("segformer-b0",), weights_text="ckpt/", fast=True, severities=(1, 3), corruptions=("fog",),
+                    inference=InferenceSpec(mode="slide", crop=64))  # fmt: skip
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.settings() == {"fast": True, "precision": "fp32", "channels_last": False, "compile": False,
+                              "batch_size": 1}  # fmt: skip
