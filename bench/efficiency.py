@@ -13,11 +13,12 @@ machine the numbers came from.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,93 +250,85 @@ def efficiency_sweep(
     for c in conventions:
         if c not in CONVENTIONS:
             raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
-    name = model_name or _model_name(model)
+    row = functools.partial(_row, model_name or _model_name(model), suite)
     device = str(torch.device(device))
-
-    def row(metric: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
-        base = {
-            "model": name,
-            "suite": suite,
-            "condition": "efficiency",
-            "corruption": None,
-            "category": None,
-            "severity": None,
-            "metric": metric,
-            "value": float(value),
-            "unit": unit,
-            "resolution": None,
-            "batch_size": None,
-            "precision": None,
-            "device": None,
-            "convention": None,
-        }
-        base.update(extra)
-        return base
-
     # Parameters and FLOPs of the architecture as published; a model that runs a rewritten graph (SegFormer's fast
     # path) says so through `architecture()`, and its executed graph's FLOPs are added as *_executed rows.
     arch = model.architecture() if callable(getattr(model, "architecture", None)) else model
     params = count_params(arch)
     rows = [
-        row("params", params.millions("total"), "M"),
-        row("params_backbone", params.millions("backbone"), "M"),
-        row("params_head", params.millions("head"), "M"),
+        row(f"params{part}", params.millions(part.strip("_") or "total"), "M") for part in ("", "_backbone", "_head")
     ]
+    timing = {"warmup": warmup, "iters": iters, "channels_last": channels_last, "compile": compile,
+              "cv_threshold": cv_threshold, "max_retries": max_retries}  # fmt: skip
+    for size in resolutions:
+        rows += _cost_rows(row, model, arch, size, conventions, sliding_window)
+        if latency:
+            for batch in batch_sizes:
+                for prec in precisions:
+                    rows += _latency_rows(row, model, size, batch, prec, device, timing)
+    return rows
+
+
+def _row(model: str, suite: str, metric: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
+    """One efficiency row: the nine result columns (condition "efficiency") plus its keys (None where unused)."""
+    base = {"model": model, "suite": suite, "condition": "efficiency", "corruption": None, "category": None,
+            "severity": None, "metric": metric, "value": float(value), "unit": unit, "resolution": None,
+            "batch_size": None, "precision": None, "device": None, "convention": None}  # fmt: skip
+    return {**base, **extra}
+
+
+def _cost_rows(
+    row: Callable[..., dict[str, Any]],
+    model: nn.Module,
+    arch: nn.Module,
+    size: tuple[int, int],
+    conventions: Sequence[str],
+    sliding_window: bool,
+) -> list[dict[str, Any]]:
+    """FLOPs at one resolution, per convention: the architecture's, the executed graph's, the sliding window's."""
     meta = getattr(model, "meta", None)
     crop, stride = getattr(meta, "eval_crop", None), getattr(meta, "eval_stride", None)
-    for size in resolutions:
-        res = _size_str(size)
-        for convention in conventions:
-            flops = count_flops(arch, size, convention=convention)
-            common = {"resolution": res, "batch_size": 1, "convention": convention, "counter": flops.counter}
-            rows.append(row("gmacs", flops.gmacs, "GMAC", **common))
-            rows.append(row("gflops", flops.gflops, "GFLOP", **common))
-            if arch is not model:
-                executed = count_flops(model, size, convention=convention)
-                rows.append(row("gmacs_executed", executed.gmacs, "GMAC", **common))
-                rows.append(row("gflops_executed", executed.gflops, "GFLOP", **common))
-            if sliding_window and crop and stride and (size[0] > crop[0] or size[1] > crop[1]):
-                slide = sliding_window_flops(arch, size, crop, stride, convention=convention)
-                extra = {"crop": _size_str(crop), "stride": _size_str(stride), "num_crops": slide.num_crops}
-                rows.append(row("gmacs_sliding", slide.gmacs, "GMAC", **common, **extra))
-        if not latency:
-            continue
-        for batch in batch_sizes:
-            for prec in precisions:
-                stats = measure_latency(
-                    model,
-                    size,
-                    batch_size=batch,
-                    device=device,
-                    precision=prec,
-                    warmup=warmup,
-                    iters=iters,
-                    channels_last=channels_last,
-                    compile=compile,
-                    cv_threshold=cv_threshold,
-                    max_retries=max_retries,
-                )
-                common = {
-                    "resolution": res,
-                    "batch_size": batch,
-                    "precision": prec,
-                    "device": device,
-                    "device_name": stats.device_name,
-                    "threads": stats.threads,
-                    "noisy": stats.noisy,
-                    "channels_last": channels_last,
-                    "compiled": compile,
-                }
-                rows += [
-                    row("latency_median", stats.median_ms, "ms", **common),
-                    row("latency_p90", stats.p90_ms, "ms", **common),
-                    row("latency_p99", stats.p99_ms, "ms", **common),
-                    row("latency_iqr", stats.iqr_ms, "ms", **common),
-                    row("latency_cv", stats.cv, "ratio", **common),
-                    row("throughput", stats.images_per_s, "img/s", **common),
-                    row("peak_memory", stats.peak_memory_mib, "MiB", **common, memory_kind=stats.memory_kind),
-                ]
+    rows = []
+    for convention in conventions:
+        flops = count_flops(arch, size, convention=convention)
+        common = {"resolution": _size_str(size), "batch_size": 1, "convention": convention, "counter": flops.counter}
+        rows.append(row("gmacs", flops.gmacs, "GMAC", **common))
+        rows.append(row("gflops", flops.gflops, "GFLOP", **common))
+        if arch is not model:
+            executed = count_flops(model, size, convention=convention)
+            rows.append(row("gmacs_executed", executed.gmacs, "GMAC", **common))
+            rows.append(row("gflops_executed", executed.gflops, "GFLOP", **common))
+        if sliding_window and crop and stride and (size[0] > crop[0] or size[1] > crop[1]):
+            slide = sliding_window_flops(arch, size, crop, stride, convention=convention)
+            extra = {"crop": _size_str(crop), "stride": _size_str(stride), "num_crops": slide.num_crops}
+            rows.append(row("gmacs_sliding", slide.gmacs, "GMAC", **common, **extra))
     return rows
+
+
+def _latency_rows(
+    row: Callable[..., dict[str, Any]],
+    model: nn.Module,
+    size: tuple[int, int],
+    batch: int,
+    precision: str,
+    device: str,
+    timing: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Latency distribution, throughput and peak memory of one (resolution, batch size, precision)."""
+    stats = measure_latency(model, size, batch_size=batch, device=device, precision=precision, **timing)
+    common = {"resolution": _size_str(size), "batch_size": batch, "precision": precision, "device": device,
+              "device_name": stats.device_name, "threads": stats.threads, "noisy": stats.noisy,
+              "channels_last": timing["channels_last"], "compiled": timing["compile"]}  # fmt: skip
+    return [
+        row("latency_median", stats.median_ms, "ms", **common),
+        row("latency_p90", stats.p90_ms, "ms", **common),
+        row("latency_p99", stats.p99_ms, "ms", **common),
+        row("latency_iqr", stats.iqr_ms, "ms", **common),
+        row("latency_cv", stats.cv, "ratio", **common),
+        row("throughput", stats.images_per_s, "img/s", **common),
+        row("peak_memory", stats.peak_memory_mib, "MiB", **common, memory_kind=stats.memory_kind),
+    ]
 
 
 __all__ = [
