@@ -318,9 +318,13 @@ def tolerances_from(args: argparse.Namespace) -> Tolerances:
     return Tolerances(args.tolerance_miou, args.speed_factor, args.alpha)
 
 
-def main(argv: Iterable[str] | None = None, prog: str = "segbench compare") -> int:
-    """`segbench compare BASELINE RUN [--update-baseline]`."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+def main(
+    argv: Iterable[str] | None = None,
+    prog: str = "segbench compare",
+    parser: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+) -> int:
+    """`segbench compare BASELINE RUN [--update-baseline]` (`parser`: the CLI's, whose mistakes are one line)."""
+    p = parser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("baseline", help="baseline run folder, results.csv or baseline .json")
     p.add_argument("candidate", help="candidate run folder or results.csv")
     p.add_argument("--update-baseline", action="store_true", help="after comparing, write the candidate as baseline")

@@ -221,9 +221,7 @@ def cmd_list(argv: list[str]) -> int:
 
 
 def cmd_generate_c(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog=f"{PROG} generate-c", description="write Cityscapes-C to disk (atomic files, resumable)"
-    )
+    p = _Parser(prog=f"{PROG} generate-c", description="write Cityscapes-C to disk (atomic files, resumable)")
     p.add_argument("--data", help="Cityscapes root (default: $CITYSCAPES_DATASET)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--corruptions", help="comma list (default: the 16 Cityscapes-C corruptions)")
@@ -277,7 +275,7 @@ def cmd_report(argv: list[str]) -> int:
 def cmd_compare(argv: list[str]) -> int:
     from segbench.bench.regression import main as compare_main
 
-    return compare_main(argv, prog=f"{PROG} compare")
+    return compare_main(argv, prog=f"{PROG} compare", parser=_Parser)
 
 
 def main(argv: list[str] | None = None) -> int:

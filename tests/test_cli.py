@@ -103,6 +103,10 @@ def test_random_weights_refused_without_flag(tmp_path):
         (("--reference", "segformer-b5"), "--reference: 'segformer-b5' is not among the models (segformer-b0, "),
         (("--nope",), "unrecognized arguments: --nope"),
         (("list", "everything"), "argument what: invalid choice: 'everything'"),
+        (("generate-c",), "the following arguments are required: --out"),
+        (("generate-c", "--out", "x", "--nope"), "unrecognized arguments: --nope"),
+        (("compare", "--nope"), "the following arguments are required: baseline, candidate"),
+        (("compare", "/nonexistent/a", "/nonexistent/b"), "/nonexistent/a: not a run folder, results.csv or baseline"),
     ],
 )
 def test_user_mistakes_are_one_line(tmp_path, args, message):
