@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from segbench.bench import results
 from segbench.bench.results import RunFolder, atomic_write_json, read_rows
 
 ACCURACY_UNITS = ("%",)
@@ -271,10 +272,7 @@ def append_history(path: str | Path, comparison: Comparison, candidate: ResultSe
             if f.kind != "info" and f.candidate is not None
         },
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
+    results.append_history(path, entry)
 
 
 def run_compare(

@@ -602,6 +602,46 @@ class RunFolder:
         return pd.DataFrame(summary) if summary else pd.DataFrame(columns=[*COLUMNS, "reference"])
 
 
+HISTORY = "history.jsonl"
+"""The regression history: one JSON line per comparison, in a run folder or beside the run folders."""
+
+
+def append_history(path: str | Path, entry: Mapping[str, Any]) -> Path:
+    """Add one comparison to a history file (one line, appended in one write, so concurrent writers never interleave
+    a line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(_json_safe(entry), allow_nan=False) + "\n")
+    return path
+
+
+def read_history(run_dir: str | Path) -> tuple[Path | None, list[dict], int]:
+    """The run's own history, else the shared one beside the run folders (`runs/history.jsonl`).
+
+    Returns:
+        (the file or None, its entries that carry a `metrics` mapping, the number of lines that did not parse).
+    """
+    run_dir = Path(run_dir)
+    path = next((p for p in (run_dir / HISTORY, run_dir.parent / HISTORY) if p.is_file()), None)
+    if path is None:
+        return None, [], 0
+    entries, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict):
+            entries.append(entry)
+        else:
+            bad += 1
+    return path, entries, bad
+
+
 def read_run(run_dir: str | Path) -> RunFolder:
     """Open a finished run folder for reading (`segbench.read_run`): `.frame()`, `.summary()`, `.env`, `.cells()`."""
     folder = RunFolder(run_dir)

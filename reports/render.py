@@ -22,7 +22,14 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from segbench.bench.results import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, RunFolder, atomic_write, atomic_write_text
+from segbench.bench.results import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    RunFolder,
+    atomic_write,
+    atomic_write_text,
+    read_history,
+)
 from segbench.reports import figures
 from segbench.reports import tables as T
 
@@ -839,35 +846,17 @@ def _warnings(cells: list[dict], problems: list[str], out: Outputs) -> Section:
 
 def _history(run_dir: Path, out: Outputs) -> Section:
     sec = Section("history", "Regression history")
-    # the run's own history, else the shared one beside the run folders (runs/history.jsonl, written by compare)
-    path = next((p for p in (run_dir / "history.jsonl", run_dir.parent / "history.jsonl") if p.is_file()),
-                run_dir / "history.jsonl")  # fmt: skip
-    if not path.is_file():
+    path, entries, bad = read_history(run_dir)  # the run's own, else runs/history.jsonl (written by compare)
+    if path is None:
         sec.missing = "No history.jsonl in this run folder or beside it (written by regression tracking)."
         return sec
-    rows, bad = [], 0
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            metrics = entry["metrics"]
-            assert isinstance(metrics, dict)
-        except (ValueError, KeyError, TypeError, AssertionError):
-            bad += 1
-            continue
+    rows = []
+    for i, entry in enumerate(entries):
         label = str(entry.get("commit") or "")[:8] or str(entry.get("timestamp") or i)
-        for name, value in metrics.items():
+        for name, value in entry["metrics"].items():
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                rows.append(
-                    {
-                        "index": i,
-                        "label": label,
-                        "timestamp": entry.get("timestamp"),
-                        "metric": str(name),
-                        "value": float(value),
-                    }
-                )
+                rows.append({"index": i, "label": label, "timestamp": entry.get("timestamp"), "metric": str(name),
+                             "value": float(value)})  # fmt: skip
     history = pd.DataFrame(rows)
     if bad:
         sec.notes.append(f"{bad} line(s) of history.jsonl could not be read and were skipped.")
