@@ -1,0 +1,220 @@
+"""Where a model comes from: the registry, a Hugging Face model, the user's own code, or an exported file.
+
+One `--models` syntax names them all (the same text in the Python API)::
+
+    segformer-b0                                   a registered name (also `<head>:<timm model>`)
+    hf:nvidia/segformer-b0-finetuned-cityscapes... a transformers segmentation model: a folder, or an id in the
+                                                   local Hugging Face cache (never downloaded)
+    py:./my_model.py:build  py:mypkg.models:build  the user's factory, called with `num_classes` and --model-args
+    torchscript:/deploy/model.pt                   a TorchScript file
+    onnx:/deploy/model.onnx                        an ONNX file, run by ONNX Runtime
+
+An optional `NAME=` prefix names the model in results and the report (`mynet=py:./my_model.py:build`).
+
+Whatever the source, the runner gets the same thing: an `nn.Module` whose forward takes a normalised float image
+batch `(B, 3, H, W)` and returns class scores `(B, num_classes, h, w)` in the dataset's class order, at any stride,
+and which carries
+* `meta` (`ModelMeta`): normalisation (RGB mean/std of images scaled to [0, 1]), output stride, sliding window;
+* `weights_info` (`WeightsInfo`): where the weights came from, their hash, whether they are trained;
+* `source_info` (`SourceInfo`): the source's provenance, recorded in run.json and shown in the report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+SOURCE_KINDS = ("hf", "py", "torchscript", "onnx")
+"""The prefixes of the sources beside the registry (`<kind>:<target>`)."""
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+"""What a `NAME=` prefix (or a name derived from a source) may be: it becomes a results value and part of file names.
+Registry names also take `:` (`<head>:<timm model>`)."""
+
+
+class SourceError(ValueError):
+    """A model source that cannot be used (one line: what and where, and what to do)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of `--models`.
+
+    Attributes:
+        name: the name in results (the `NAME=` prefix, else the registry name or a name derived from the target).
+        kind: "registry" or one of `SOURCE_KINDS`.
+        target: the registry name, or what follows `<kind>:`.
+    """
+
+    name: str
+    kind: str
+    target: str
+
+    @property
+    def text(self) -> str:
+        """The spec as the user would type it (for provenance and messages)."""
+        body = self.target if self.kind == "registry" else f"{self.kind}:{self.target}"
+        return body if self.name == self._default_name() else f"{self.name}={body}"
+
+    def _default_name(self) -> str:
+        return self.target if self.kind == "registry" else default_name(self.kind, self.target)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Provenance of a model's source, recorded in run.json / env.json and shown in the report.
+
+    Attributes:
+        kind: "registry", "hf", "py", "entry-point", "torchscript", "onnx" or "module" (an in-memory module).
+        target: what was named (registry name, hub id or folder, module and factory, file).
+        detail: source-specific facts (architecture, model type, revision, file hash, label mapping, library versions).
+        flop_conventions: the FLOP conventions that apply ("paper" only for the registry's SegFormer family).
+    """
+
+    kind: str
+    target: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    flop_conventions: tuple[str, ...] = ("fvcore",)
+
+
+def default_name(kind: str, target: str) -> str:
+    """A results name for a source without `NAME=`: the last path or id component, without its suffix."""
+    last = re.split(r"[/\\:]", target.rstrip("/\\"))[-1] or target
+    stem = re.sub(r"\.(py|pt|pth|ts|onnx)$", "", last)
+    clean = re.sub(r"[^A-Za-z0-9._+-]+", "-", stem).strip("-") or kind
+    return clean
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """`[NAME=]SOURCE` -> `ModelSpec` (the registry is checked by the caller; sources are checked when built).
+
+    Raises:
+        SourceError: an empty target, or a `NAME=` prefix that is not a plain name.
+    """
+    text = text.strip()
+    name, eq, body = text.partition("=")
+    if not eq or ":" in name or "/" in name:  # `=` inside a path or an id is not a name prefix
+        name, body = "", text
+    kind, colon, target = body.partition(":")
+    if colon and kind in SOURCE_KINDS:
+        if not target.strip():
+            raise SourceError(f"{text!r}: nothing after '{kind}:'; e.g. {EXAMPLES[kind]}")
+        spec_name = name or default_name(kind, target)
+        spec = ModelSpec(spec_name, kind, target.strip())
+    else:
+        spec = ModelSpec(name or body, "registry", body)
+    if not NAME_PATTERN.fullmatch(spec.name.replace(":", "-") if spec.kind == "registry" and not name else spec.name):
+        raise SourceError(f"{text!r}: model name {spec.name!r} must be letters, digits and . _ + - (NAME=SOURCE)")
+    return spec
+
+
+EXAMPLES = {
+    "hf": "hf:/ckpt/upernet-convnext-small or hf:openmmlab/upernet-convnext-small (in the local cache)",
+    "py": "py:./my_model.py:build or py:mypkg.models:build",
+    "torchscript": "torchscript:/deploy/model.pt",
+    "onnx": "onnx:/deploy/model.onnx",
+}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a source loader is given.
+
+    Attributes:
+        spec: the parsed `--models` entry.
+        num_classes: classes of the dataset's label space.
+        class_names: the dataset's class names in train-id order (sources map their labels onto these by name).
+        weights: a checkpoint for the model (`--weights`), or None.
+        model_args: `--model-args` (the user's factory's keyword arguments).
+        label_map: dataset class name -> the model's label name (`--label-map FILE`), or None.
+        meta: normalisation and input declaration for exported files (`--model-meta` / a sidecar), or None.
+    """
+
+    spec: ModelSpec
+    num_classes: int
+    class_names: Sequence[str]
+    weights: str | None = None
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    label_map: Mapping[str, str] | None = None
+    meta: Mapping[str, Any] | None = None
+
+
+Loader = Callable[[BuildRequest], nn.Module]
+
+
+def _loaders() -> dict[str, Loader]:
+    # imported on use: transformers and onnxruntime are optional extras
+    def hf(request: BuildRequest) -> nn.Module:
+        from segbench.models.hf import load_hf
+
+        return load_hf(request)
+
+    def py(request: BuildRequest) -> nn.Module:
+        from segbench.models.user import load_py
+
+        return load_py(request)
+
+    def torchscript(request: BuildRequest) -> nn.Module:
+        from segbench.models.exported import load_torchscript
+
+        return load_torchscript(request)
+
+    def onnx(request: BuildRequest) -> nn.Module:
+        from segbench.models.exported import load_onnx
+
+        return load_onnx(request)
+
+    return {"hf": hf, "py": py, "torchscript": torchscript, "onnx": onnx}
+
+
+def build_from_source(request: BuildRequest) -> nn.Module:
+    """Build a model of a non-registry source (`request.spec.kind` in `SOURCE_KINDS`), in eval mode."""
+    return _loaders()[request.spec.kind](request).eval()
+
+
+def label_key(name: str) -> str:
+    """`Traffic Light`, `traffic_light`, `traffic-light` -> `trafficlight`: how labels are matched by name."""
+    return re.sub(r"[^a-z0-9]+", "", str(name).lower())
+
+
+def map_labels(
+    model_labels: Sequence[str],
+    dataset_classes: Sequence[str],
+    label_map: Mapping[str, str] | None = None,
+    what: str = "the model",
+) -> list[int]:
+    """For each dataset class (in train-id order) the index of the model's output channel that scores it.
+
+    Matched by name (`label_key`), so a model whose classes come in another order still scores right. `label_map`
+    (dataset class -> model label) overrides or completes the matching. The model's labels that match no dataset
+    class are left out of the scores (a pixel it gives them goes to its best dataset class).
+
+    Raises:
+        SourceError: a dataset class with no model label (naming them, and `--label-map FILE`), or a label map that
+            names labels the model does not have.
+    """
+    index = {}
+    for i, label in enumerate(model_labels):
+        index.setdefault(label_key(label), i)
+    given = {label_key(k): v for k, v in (label_map or {}).items()}
+    unknown = sorted(v for v in given.values() if label_key(v) not in index)
+    if unknown:
+        raise SourceError(f"{what}: --label-map names labels it does not have: {', '.join(unknown)}")
+    out, missing = [], []
+    for name in dataset_classes:
+        target = given.get(label_key(name), name)
+        if label_key(target) in index:
+            out.append(index[label_key(target)])
+        else:
+            missing.append(name)
+    if missing:
+        shown = ", ".join(list(model_labels)[:12]) + (" ..." if len(model_labels) > 12 else "")
+        raise SourceError(
+            f"{what}: its labels do not cover the dataset's classes {', '.join(missing)} (its labels: {shown}); "
+            "pass --label-map FILE (JSON: dataset class -> the model's label) if they go by other names"
+        )
+    return out
