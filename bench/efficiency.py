@@ -14,10 +14,12 @@ machine the numbers came from.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import platform
 import shutil
 import subprocess
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,10 +46,13 @@ from segbench.bench.latency import (
     LatencyStats,
     TimingStats,
     cpu_model_name,
+    device_name,
     measure_latency,
+    resolve_device,
     summarize,
     time_callable,
 )
+from segbench.bench.oom import is_out_of_memory
 
 CITYSCAPES_SHORT_SIDES = (512, 640, 768, 1024)
 """Short sides of the efficiency curves (Cityscapes' 1:2 aspect; 1024 is the full evaluation resolution)."""
@@ -139,14 +144,17 @@ def _gpu_driver() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
 
 
-def hardware_info() -> dict[str, Any]:
+def hardware_info(device: str | torch.device | None = None) -> dict[str, Any]:
     """The machine behind a set of numbers: CPU, GPU (when CUDA is available), library versions, threads.
+
+    Args:
+        device: the device measured: its GPU is the one described (``"cuda"`` and None: the current GPU; a CPU
+            device: the current GPU too, as part of the machine).
 
     Keys: ``cpu_model``, ``cpu_count`` (logical cores), ``cpu_affinity`` (cores this process may use),
     ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``allocator`` (`bench.allocator.describe`),
-    ``cuda_available``, and when CUDA is
-    available ``gpu_name``, ``gpu_count``, ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version``
-    (otherwise those are None).
+    ``cuda_available``, and when CUDA is available ``gpu_index`` (the GPU described), ``gpu_name``, ``gpu_count``,
+    ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version`` (otherwise those are None).
     """
     info: dict[str, Any] = {
         "cpu_model": cpu_model_name(),
@@ -158,6 +166,7 @@ def hardware_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "allocator": allocator.describe(),
         "cuda_available": torch.cuda.is_available(),
+        "gpu_index": None,
         "gpu_name": None,
         "gpu_count": None,
         "gpu_memory_mib": None,
@@ -166,9 +175,11 @@ def hardware_info() -> dict[str, Any]:
         "cudnn_version": None,
     }
     if info["cuda_available"]:
-        props = torch.cuda.get_device_properties(0)
+        gpu = resolve_device(device if device is not None and torch.device(device).type == "cuda" else "cuda")
+        props = torch.cuda.get_device_properties(gpu)
         info.update(
-            gpu_name=torch.cuda.get_device_name(0),
+            gpu_index=gpu.index,
+            gpu_name=torch.cuda.get_device_name(gpu),
             gpu_count=torch.cuda.device_count(),
             gpu_memory_mib=props.total_memory / 2**20,
             gpu_driver=_gpu_driver(),
@@ -226,8 +237,12 @@ def efficiency_sweep(
     model runs a different graph (SegFormer's fast path); ``gmacs_sliding`` when the
     model's ``meta.eval_crop`` is smaller than the resolution (per-crop cost x windows, with ``crop``, ``stride``,
     ``num_crops``); ``latency_median``, ``latency_p90``, ``latency_p99``, ``latency_iqr`` (ms), ``latency_cv``
-    (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB), with ``noisy``, ``threads``, ``device_name`` and
-    ``memory_kind``.
+    (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB, with ``memory_kind``). Latency rows also carry
+    ``device_name``, ``threads``, ``noisy``, ``channels_last``, ``compiled``, ``dynamo_recompiles`` and
+    ``dynamo_eager_fallback`` (None when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and ``sdpa_backend``
+    (`bench.latency.LatencyStats`); ``device`` has its index (``"cuda:0"``). A (resolution, batch size, precision)
+    that runs out of memory (`bench.oom.is_out_of_memory`) gives one ``oom`` row (value 1, unit "flag") with the
+    same keys, the measured ones None, and a warning; the sweep goes on with the next configuration.
 
     Args:
         model: the network.
@@ -251,7 +266,7 @@ def efficiency_sweep(
         if c not in CONVENTIONS:
             raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
     row = functools.partial(_row, model_name or _model_name(model), suite)
-    device = str(torch.device(device))
+    device = str(resolve_device(device))
     # Parameters and FLOPs of the architecture as published; a model that runs a rewritten graph (SegFormer's fast
     # path) says so through `architecture()`, and its executed graph's FLOPs are added as *_executed rows.
     arch = model.architecture() if callable(getattr(model, "architecture", None)) else model
@@ -315,20 +330,58 @@ def _latency_rows(
     device: str,
     timing: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Latency distribution, throughput and peak memory of one (resolution, batch size, precision)."""
-    stats = measure_latency(model, size, batch_size=batch, device=device, precision=precision, **timing)
-    common = {"resolution": _size_str(size), "batch_size": batch, "precision": precision, "device": device,
-              "device_name": stats.device_name, "threads": stats.threads, "noisy": stats.noisy,
-              "channels_last": timing["channels_last"], "compiled": timing["compile"]}  # fmt: skip
-    return [
-        row("latency_median", stats.median_ms, "ms", **common),
-        row("latency_p90", stats.p90_ms, "ms", **common),
-        row("latency_p99", stats.p99_ms, "ms", **common),
-        row("latency_iqr", stats.iqr_ms, "ms", **common),
-        row("latency_cv", stats.cv, "ratio", **common),
-        row("throughput", stats.images_per_s, "img/s", **common),
-        row("peak_memory", stats.peak_memory_mib, "MiB", **common, memory_kind=stats.memory_kind),
-    ]
+    """Latency distribution, throughput and peak memory of one (resolution, batch size, precision), or one ``oom`` row
+    when it runs out of memory (any other error is raised)."""
+    keys = {"resolution": _size_str(size), "batch_size": batch, "precision": precision, "device": device}
+    try:
+        stats = measure_latency(model, size, batch_size=batch, device=device, precision=precision, **timing)
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+        if not is_out_of_memory(exc):
+            raise
+        error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+    else:
+        common = {**keys, **{key: getattr(stats, key) for key in _LATENCY_KEYS}}
+        return [
+            row("latency_median", stats.median_ms, "ms", **common),
+            row("latency_p90", stats.p90_ms, "ms", **common),
+            row("latency_p99", stats.p99_ms, "ms", **common),
+            row("latency_iqr", stats.iqr_ms, "ms", **common),
+            row("latency_cv", stats.cv, "ratio", **common),
+            row("throughput", stats.images_per_s, "img/s", **common),
+            row("peak_memory", stats.peak_memory_mib, "MiB", **common, memory_kind=stats.memory_kind),
+        ]
+    # Out of memory. Out of the except block, the traceback and the failed call's frames (its activations) are gone:
+    # collect what they left in reference cycles, then give the cached blocks back for the next configuration.
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+    known = {"device_name": device_name(device), "threads": torch.get_num_threads(),
+             "channels_last": timing["channels_last"], "compiled": timing["compile"]}  # fmt: skip
+    common = {**keys, **dict.fromkeys(_LATENCY_KEYS), **known}  # the measured keys None
+    oom = row("oom", 1.0, "flag", **common, memory_kind=None)
+    warnings.warn(
+        f"{oom['model']}: out of memory at {keys['resolution']}, batch {batch}, {precision} on {device} ({error}); "
+        "recorded as an oom row, the other configurations still run",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return [oom]
+
+
+_LATENCY_KEYS = (
+    "device_name",
+    "threads",
+    "noisy",
+    "channels_last",
+    "compiled",
+    "dynamo_recompiles",
+    "dynamo_eager_fallback",
+    "tf32_matmul",
+    "tf32_cudnn",
+    "sdpa_backend",
+)
+"""`LatencyStats` fields every latency row carries besides its configuration (resolution, batch size, precision,
+device)."""
 
 
 __all__ = [

@@ -7,8 +7,9 @@ to `max_retries` times), keeps the steadiest attempt and flags the result ``nois
 threshold.
 
 `measure_latency` runs a model through that clock under ``torch.inference_mode()``, with optional autocast
-(fp16/bf16), ``channels_last`` and ``torch.compile``, and records what the number means: device, precision, input
-and batch size, thread count and peak memory.
+(fp16/bf16), ``channels_last`` and ``torch.compile``, and records what the number means: device (with its index),
+precision, input and batch size, thread count, peak memory, the TF32 settings (always off: fp32 means IEEE fp32), the
+SDPA kernel the model's attention ran, and for a compiled model Dynamo's recompilations and any fall-back to eager.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import resource
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from segbench.bench.clock import Clock
 from segbench.bench.config import autocast_dtype
@@ -72,15 +76,27 @@ class LatencyStats(TimingStats):
     Attributes:
         images_per_s: ``batch_size * 1000 / median_ms``.
         peak_memory_mib: CUDA: what the model's inference needs, from ``torch.cuda.max_memory_allocated`` during the
-            measurement (peak stats reset first) less the memory that other tensors held (`model_peak_bytes`):
-            weights, input, activations and workspaces, without the other tensors that live on the device.
+            timed calls (peak stats reset after the warm-up, so cudnn.benchmark trials and compilation workspaces are
+            not in it) less the memory that other tensors held when they started (`model_peak_bytes`): weights,
+            input, activations and workspaces, without the other tensors that live on the device (nor a library's
+            workspace that stays allocated once created, such as cuBLAS's, whichever model created it).
             CPU: peak resident set size of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), a
             high-water mark since the process started, so it includes everything that ran before.
         memory_kind: ``"cuda_max_allocated_model"`` or ``"cpu_process_peak_rss"``.
         threads: ``torch.get_num_threads()`` during the measurement.
-        device: the torch device string; device_name: GPU or CPU model.
+        device: the torch device string with its index (``"cuda:0"``, never ``"cuda"``); device_name: GPU or CPU model.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (the last two via autocast).
         input_size: (H, W); batch_size; channels_last; compiled: whether ``torch.compile`` was applied.
+        dynamo_recompiles: compilations of an already compiled frame during the measurement (guard failures), 0 when
+            the timed calls ran the one graph compiled in warm-up; None without ``torch.compile``.
+        dynamo_eager_fallback: whether Dynamo gave up on a frame (recompile limit hit, or a frame it could not
+            compile), which then ran eagerly although `compiled` is True; None without ``torch.compile``.
+        tf32_matmul, tf32_cudnn: whether TF32 was allowed for fp32 cuBLAS matmuls / cuDNN convolutions during the
+            measurement (`tf32_flags`); `measure_latency` turns both off, so fp32 is IEEE fp32.
+        sdpa_backend: the kernel ``scaled_dot_product_attention`` chose for the model's calls (`SDPBackend` names,
+            lower case, "+"-joined when calls differ: ``"flash_attention"``, ``"efficient_attention"``,
+            ``"cudnn_attention"``, ``"math"``; on the CPU ``"flash_attention"`` is ATen's CPU flash kernel); None when
+            the model calls no SDPA.
     """
 
     images_per_s: float = 0.0
@@ -94,6 +110,11 @@ class LatencyStats(TimingStats):
     batch_size: int = 1
     channels_last: bool = False
     compiled: bool = False
+    dynamo_recompiles: int | None = None
+    dynamo_eager_fallback: bool | None = None
+    tf32_matmul: bool = False
+    tf32_cudnn: bool = False
+    sdpa_backend: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -141,6 +162,7 @@ def time_callable(
     device: str | torch.device = "cpu",
     cv_threshold: float = 0.1,
     max_retries: int = 2,
+    after_warmup: Callable[[], None] | None = None,
 ) -> TimingStats:
     """Time `fn()`: `warmup` untimed calls, then `iters` timed calls, re-measured while the spread is high.
 
@@ -152,6 +174,8 @@ def time_callable(
             ``time.perf_counter``.
         cv_threshold: an attempt whose coefficient of variation (std / mean) exceeds this is re-measured.
         max_retries: re-measurements allowed after the first attempt.
+        after_warmup: called once between the warm-up and the first timed call (e.g. to reset peak-memory stats, so
+            that warm-up's autotuning and compilation workspaces are not counted).
 
     Returns:
         Statistics of the attempt with the lowest CV; ``noisy`` is True if that CV is still above the threshold.
@@ -163,6 +187,8 @@ def time_callable(
     clock = Clock(device, timer=time.perf_counter)  # this module's `time`, which tests may stand in for
     for _ in range(warmup):
         fn()
+    if after_warmup is not None:
+        after_warmup()
     best: tuple[list[float], dict[str, float]] | None = None
     cvs: list[float] = []
     for _ in range(max_retries + 1):
@@ -186,6 +212,162 @@ def time_callable(
         iters=iters,
         clock=clock.kind,
     )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# What a measurement runs on: the device's index, fp32 numerics, the SDPA kernel, Dynamo
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`device` with its index: ``"cuda"`` becomes ``cuda:<current device>``, the GPU PyTorch would use; any other
+    device is returned as it is.
+
+    Tensors always carry their index and ``torch.device("cuda:0") != torch.device("cuda")``, so devices are compared
+    and recorded in this form. Without CUDA, ``"cuda"`` stays as it is (for the caller to report).
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+FP32_PRECISION_SETTINGS = (
+    "cuda.matmul",
+    "cudnn",
+    "cudnn.conv",
+    "cudnn.rnn",
+    "mkldnn",
+    "mkldnn.matmul",
+    "mkldnn.conv",
+    "mkldnn.rnn",
+)
+"""The ``torch.backends`` objects whose ``fp32_precision`` decides whether fp32 matmuls and convolutions may run in
+TF32 (cuBLAS, cuDNN) or in TF32/bf16 (oneDNN on the CPU), each parent before its operators."""
+
+
+def _backend(path: str) -> Any:
+    obj = torch.backends
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def fp32_precision() -> dict[str, str]:
+    """``fp32_precision`` of each of `FP32_PRECISION_SETTINGS` (``"ieee"``, ``"tf32"``, ``"bf16"`` or ``"none"``).
+
+    The newer API reads without error even where a process mixed it with the legacy flags (``allow_tf32``,
+    ``torch.set_float32_matmul_precision``), whose getters then raise.
+    """
+    return {path: _backend(path).fp32_precision for path in FP32_PRECISION_SETTINGS}
+
+
+def tf32_flags() -> dict[str, bool]:
+    """Whether fp32 cuBLAS matmuls (``tf32_matmul``) and cuDNN convolutions (``tf32_cudnn``) may use TF32 now.
+
+    What the legacy ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32`` say (PyTorch's
+    defaults: False and True: "fp32" convolutions on Ampere and later are TF32 unless turned off), read through
+    ``fp32_precision``, which never raises.
+    """
+    return {
+        "tf32_matmul": torch.backends.cuda.matmul.fp32_precision == "tf32",
+        "tf32_cudnn": torch.backends.cudnn.conv.fp32_precision == "tf32",
+    }
+
+
+@contextlib.contextmanager
+def _strict_fp32() -> Iterator[None]:
+    """fp32 as IEEE fp32 for the block (no TF32 in cuBLAS or cuDNN, no TF32 or bf16 in oneDNN); afterwards every
+    setting is as before.
+
+    Turned off through the legacy flags first, which keeps them readable (PyTorch raises on reading a legacy flag that
+    disagrees with the newer setting), then through every ``fp32_precision`` of `FP32_PRECISION_SETTINGS`, which also
+    covers a process-wide ``torch.backends.fp32_precision = "tf32"`` that the legacy flags leave in place.
+    """
+    saved = fp32_precision()
+    legacy: dict[str, Any] = {}
+    with contextlib.suppress(RuntimeError):  # raises where the process mixed the two APIs: nothing to restore there
+        legacy["matmul"] = torch.get_float32_matmul_precision()
+    with contextlib.suppress(RuntimeError):
+        legacy["cudnn"] = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        for path in FP32_PRECISION_SETTINGS:
+            _backend(path).fp32_precision = "ieee"
+        yield
+    finally:
+        if "matmul" in legacy:
+            torch.set_float32_matmul_precision(legacy["matmul"])
+        if "cudnn" in legacy:
+            torch.backends.cudnn.allow_tf32 = legacy["cudnn"]
+        for path, value in saved.items():
+            _backend(path).fp32_precision = value
+
+
+def sdpa_enabled() -> dict[str, bool]:
+    """Which kernels ``scaled_dot_product_attention`` may choose from (``torch.backends.cuda.*_sdp_enabled()``).
+
+    ``flash``, ``mem_efficient`` and ``cudnn`` are CUDA kernels and ``math`` the composite fallback. The CPU has two,
+    switched by the same flags: ATen's CPU flash kernel (``flash``) and ``math``.
+    """
+    cuda = torch.backends.cuda
+    return {
+        "flash": cuda.flash_sdp_enabled(),
+        "mem_efficient": cuda.mem_efficient_sdp_enabled(),
+        "cudnn": cuda.cudnn_sdp_enabled(),
+        "math": cuda.math_sdp_enabled(),
+    }
+
+
+class _SdpaProbe(TorchDispatchMode):
+    """Records the kernel every ``scaled_dot_product_attention`` call selects, by asking ATen's own selector,
+    ``torch._fused_sdp_choice``, with the call's arguments (as autocast has cast them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels: set[str] = set()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.ops.aten.scaled_dot_product_attention.default:
+            self.kernels.add(SDPBackend(torch._fused_sdp_choice(*args, **kwargs)).name.lower())
+        return func(*args, **kwargs)
+
+
+def sdpa_backend(fn: Callable[[], Any]) -> str | None:
+    """Call `fn()` once and name the kernel its ``scaled_dot_product_attention`` calls selected (`SDPBackend` names in
+    lower case, sorted and "+"-joined when calls differ); None when it made no such call.
+
+    `fn` must run its model under ``torch.inference_mode()``: there the dispatcher shows the SDPA call itself (with
+    autograd on, it shows the chosen kernel, or for math the matmuls it decomposes into).
+    """
+    with _SdpaProbe() as probe:
+        fn()
+    return "+".join(sorted(probe.kernels)) or None
+
+
+def _compile(model: nn.Module) -> Callable[..., Any]:
+    """``torch.compile`` for one measured configuration, after ``torch._dynamo.reset()``: static shapes
+    (``dynamic=False``, so a graph specialised to this input size, never a symbolic-shape one), and no cache entries of
+    earlier configurations, which would make sizes symbolic or count towards the recompile limit (8 per frame, past
+    which Dynamo runs the frame eagerly). The reset is process-wide: other compiled models compile again on their next
+    call."""
+    from torch._dynamo.utils import clear_compilation_metrics
+
+    torch._dynamo.reset()
+    clear_compilation_metrics()
+    return torch.compile(model, dynamic=False)
+
+
+def _dynamo_outcome() -> tuple[int, bool]:
+    """(recompilations, fell back to eager) since `_compile`, from Dynamo's record of each compilation: one with a
+    ``recompile_reason`` compiled an already compiled frame again because a guard failed; one with a ``fail_type`` is a
+    frame Dynamo gave up on (recompile limit hit, or code it cannot compile), which then runs eagerly."""
+    from torch._dynamo.utils import get_compilation_metrics
+
+    metrics = get_compilation_metrics()
+    return sum(m.recompile_reason is not None for m in metrics), any(m.fail_type is not None for m in metrics)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -213,9 +395,10 @@ def device_name(device: str | torch.device) -> str:
 
 
 def model_peak_bytes(peak_allocated: int, resident: int, own: int) -> int:
-    """The CUDA memory one model's inference needs: its weights and input (`own` bytes) plus what the measurement
-    allocated on top of the `resident` bytes at its start (activations, workspaces). Other tensors resident on the
-    device (another model of the same run, the caller's data) are left out: `peak_allocated - (resident - own)`."""
+    """The CUDA memory one model's inference needs: its weights and input (`own` bytes) plus what the timed calls
+    allocated on top of the `resident` bytes at their start (activations, workspaces). Other tensors resident on the
+    device (another model of the same run, the caller's data, a library's persistent workspace) are left out:
+    `peak_allocated - (resident - own)`."""
     return peak_allocated - (resident - own)
 
 
@@ -254,14 +437,15 @@ def _get(module: nn.Module, name: str, is_param: bool) -> torch.Tensor:
 def _moved(model: nn.Module, device: torch.device, channels_last: bool) -> Iterator[int]:
     """The model on `device` (NHWC weights with `channels_last`) for the block; afterwards every parameter and
     buffer is its original tensor again (device, dtype and strides exactly as before: a model whose weights were
-    NHWC on purpose stays so). Yields the bytes of the model's weights and buffers on `device`."""
+    NHWC on purpose stays so). Yields the bytes of the model's weights and buffers, which are all on `device` then
+    (counted without comparing devices: a tensor's ``cuda:0`` is not equal to ``torch.device("cuda")``)."""
     tensors = _tensors(model)
     saved = [(m._parameters[n].data if p else m._buffers[n]) for m, n, p in tensors]
     try:
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        yield sum(t.numel() * t.element_size() for t in (_get(m, n, p) for m, n, p in tensors) if t.device == device)
+        yield sum(t.numel() * t.element_size() for t in (_get(m, n, p) for m, n, p in tensors))
     finally:
         for (module, name, is_param), original in zip(tensors, saved):
             if is_param:
@@ -286,19 +470,23 @@ def measure_latency(
     """Latency of ``model(x)`` for a random (batch_size, 3, H, W) input, under ``torch.inference_mode()``.
 
     The model is put in eval mode and moved to `device` (and to ``channels_last`` if asked) for the measurement; its
-    device, memory format and mode are restored afterwards. On CUDA ``cudnn.benchmark`` is switched on for the
-    measurement and peak memory statistics are reset first.
+    device, memory format and mode are restored afterwards. So are the global settings the measurement changes: TF32
+    is off (`_strict_fp32`: "fp32" is IEEE fp32, and so are the ops autocast leaves in fp32), and on CUDA
+    ``cudnn.benchmark`` is on. Before the warm-up, one untimed call names the SDPA kernel (`sdpa_backend`). With
+    `compile`, Dynamo is reset and the model compiled for this one input size (`_compile`), and recompilations or a
+    fall-back to eager are recorded and warned about. On CUDA the peak-memory statistics are reset after the warm-up,
+    so that cudnn.benchmark trials and compilation or autotuning workspaces do not count.
 
     Args:
         model: the network.
         input_size: (H, W).
         batch_size: images per call.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        device: ``"cpu"``, ``"cuda"`` (the current GPU, recorded with its index), ``"cuda:1"``...
         precision: ``"fp32"``, or ``"fp16"`` / ``"bf16"`` through ``torch.autocast`` (weights stay fp32).
         warmup: untimed calls first (with ``compile=True`` the first one compiles).
         iters: timed calls per attempt.
         channels_last: use the NHWC memory format for weights and input.
-        compile: wrap the model in ``torch.compile`` (default mode).
+        compile: wrap the model in ``torch.compile`` (default mode, static shapes).
         cv_threshold: re-measure while the coefficient of variation is above this.
         max_retries: re-measurements allowed.
     """
@@ -306,40 +494,57 @@ def measure_latency(
     dtype = autocast_dtype(precision)  # raises on an unknown precision
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = torch.device(device)
-    cuda = device.type == "cuda"
+    cuda = torch.device(device).type == "cuda"
     if cuda and not torch.cuda.is_available():
         raise ValueError(f"device {device} requested but CUDA is not available here: use device='cpu'")
+    device = resolve_device(device)
     if compile and warmup < 1:
         raise ValueError("compile=True needs warmup >= 1 so that compilation is not timed")
 
     was_training = model.training
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    settings = _cudnn_benchmark(True) if cuda else contextlib.nullcontext()
+    resident = 0  # CUDA: bytes allocated when the timed calls start
+
+    def on(module: Callable[..., Any], x: torch.Tensor) -> Callable[[], None]:
+        def step() -> None:
+            with torch.inference_mode(), autocast:
+                module(x)
+
+        return step
+
+    def reset_peak() -> None:
+        nonlocal resident
+        torch.cuda.synchronize(device)
+        resident = torch.cuda.memory_allocated(device)  # this model, its input, and whatever else stays allocated
+        torch.cuda.reset_peak_memory_stats(device)
+
     try:
-        with _moved(model.eval(), device, channels_last) as weight_bytes:
+        with _moved(model.eval(), device, channels_last) as weight_bytes, _strict_fp32(), settings:
             x = torch.randn(batch_size, 3, *input_size, device=device).contiguous(memory_format=memory_format)
-            runner = torch.compile(model) if compile else model
-
-            def step() -> None:
-                with torch.inference_mode(), autocast:
-                    runner(x)
-
-            with _cudnn_benchmark(True) if cuda else contextlib.nullcontext():
-                if cuda:
-                    torch.cuda.synchronize(device)
-                    resident = torch.cuda.memory_allocated(device)  # this model, its input, and whatever else
-                    torch.cuda.reset_peak_memory_stats(device)
-                timing = time_callable(step, warmup, iters, device, cv_threshold, max_retries)
-                if cuda:
-                    own = weight_bytes + x.numel() * x.element_size()
-                    peak = model_peak_bytes(torch.cuda.max_memory_allocated(device), resident, own) / 2**20
-                    memory_kind = "cuda_max_allocated_model"
-                else:
-                    peak, memory_kind = _peak_rss_mib(), "cpu_process_peak_rss"
+            numerics = tf32_flags()
+            sdpa = sdpa_backend(on(model, x))
+            runner = _compile(model) if compile else model
+            after_warmup = reset_peak if cuda else None
+            timing = time_callable(on(runner, x), warmup, iters, device, cv_threshold, max_retries, after_warmup)
+            if cuda:
+                own = weight_bytes + x.numel() * x.element_size()
+                peak = model_peak_bytes(torch.cuda.max_memory_allocated(device), resident, own) / 2**20
+                memory_kind = "cuda_max_allocated_model"
+            else:
+                peak, memory_kind = _peak_rss_mib(), "cpu_process_peak_rss"
     finally:
         model.train(was_training)
 
+    recompiles, fallback = _dynamo_outcome() if compile else (None, None)
+    if recompiles or fallback:
+        warnings.warn(
+            f"torch.compile at {input_size[0]}x{input_size[1]}, batch {batch_size}, {precision}: {recompiles} "
+            f"recompilation(s){' and a fall-back to eager' if fallback else ''} during the measurement",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return LatencyStats(
         **vars(timing),
         images_per_s=batch_size * 1e3 / timing.median_ms,
@@ -353,6 +558,10 @@ def measure_latency(
         batch_size=batch_size,
         channels_last=channels_last,
         compiled=compile,
+        dynamo_recompiles=recompiles,
+        dynamo_eager_fallback=fallback,
+        sdpa_backend=sdpa,
+        **numerics,
     )
 
 

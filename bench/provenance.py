@@ -96,15 +96,21 @@ def environment(
     world_size: int = 1,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Provenance of a run (env.json): command line, git commit, versions, hardware, seed, weight hashes, suite."""
-    from segbench.bench.efficiency import hardware_info
+    """Provenance of a run (env.json): command line, git commit, versions, hardware, seed, weight hashes, suite.
 
-    hardware = hardware_info()
+    Also the numerics the run's processes start with (the accuracy cells run under them; latency measurements turn
+    TF32 off and record that in their rows): ``tf32`` (``tf32_matmul``, ``tf32_cudnn``), ``fp32_precision`` (each
+    ``torch.backends`` setting) and ``sdpa_enabled`` (the SDPA kernels allowed). ``device`` carries its index.
+    """
+    from segbench.bench.efficiency import hardware_info
+    from segbench.bench.latency import fp32_precision, resolve_device, sdpa_enabled, tf32_flags
+
+    dev = resolve_device(device)
+    hardware = hardware_info(dev)
     try:
         from segbench.bench.corruptions import SEED_PROTOCOL
     except ImportError:  # pragma: no cover - corruptions is part of bench
         SEED_PROTOCOL = None
-    dev = torch.device(device)
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": list(command) if command is not None else list(sys.argv),
@@ -118,6 +124,9 @@ def environment(
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "threads": torch.get_num_threads(),
+        "tf32": tf32_flags(),
+        "fp32_precision": fp32_precision(),
+        "sdpa_enabled": sdpa_enabled(),
         "world_size": world_size,
         "seed": seed,
         "seed_protocol": SEED_PROTOCOL,

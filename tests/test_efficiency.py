@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench import models
+from segbench.bench import efficiency as efficiency_mod
 from segbench.bench import flops as flops_mod
 from segbench.bench import latency as latency_mod
 from segbench.bench.efficiency import (
@@ -524,6 +526,11 @@ def test_efficiency_sweep_rows():
     assert units["latency_p90"] == "ms" and units["throughput"] == "img/s" and units["peak_memory"] == "MiB"
     assert all(isinstance(r["value"], float) for r in rows)
     assert "gmacs_sliding" not in by_metric  # 32x64 is smaller than the 1024x1024 eval crop
+    for r in by_metric["latency_median"]:  # what each number ran under (issue 16, items 3 and 8)
+        assert r["device"] == "cpu" and r["compiled"] is False
+        assert r["dynamo_recompiles"] is None and r["dynamo_eager_fallback"] is None
+        assert r["tf32_matmul"] is False and r["tf32_cudnn"] is False
+        assert r["sdpa_backend"] in ("flash_attention", "math")  # SegFormer's attention is SDPA
 
 
 def test_efficiency_sweep_sliding_rows_at_eval_resolution():
@@ -541,6 +548,81 @@ def test_efficiency_sweep_sliding_rows_at_eval_resolution():
 
 def test_cityscapes_resolutions():
     assert cityscapes_resolutions() == [(512, 1024), (640, 1280), (768, 1536), (1024, 2048)]
+
+
+def test_efficiency_sweep_records_an_oom_and_goes_on(monkeypatch):
+    """One configuration out of memory (here batch 2 at the first resolution) gives one `oom` row with the latency
+    rows' keys and a warning; every other configuration is still measured, and the CUDA cache is emptied once the
+    exception (and the activations its traceback holds) is gone."""
+    real = efficiency_mod.measure_latency
+    emptied: list = []
+
+    def measure(model, size, batch_size, device, **kwargs):
+        if (size, batch_size) == ((32, 64), 2):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has 80 GiB")
+        return real(model, size, batch_size, device="cpu", **kwargs)
+
+    monkeypatch.setattr(efficiency_mod, "measure_latency", measure)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(sys.exc_info()[1]))
+    model = models.create_model("segformer-tiny", num_classes=19)
+    with pytest.warns(RuntimeWarning, match=r"out of memory at 32x64, batch 2, fp32 on cuda:0"):
+        rows = efficiency_sweep(model, [(32, 64), (32, 32)], (1, 2), device="cuda", warmup=1, iters=2, max_retries=0)
+    assert emptied == [None]  # called once, outside the except block
+    oom = [r for r in rows if r["metric"] == "oom"]
+    assert len(oom) == 1 and oom[0]["value"] == 1.0 and oom[0]["unit"] == "flag"
+    assert (oom[0]["resolution"], oom[0]["batch_size"], oom[0]["device"]) == ("32x64", 2, "cuda:0")
+    peak = next(r for r in rows if r["metric"] == "peak_memory")
+    assert list(oom[0]) == list(peak)  # the same columns, in the same order
+    assert oom[0]["noisy"] is None and oom[0]["memory_kind"] is None and oom[0]["device_name"] == "Fake GPU"
+    measured = {(r["resolution"], r["batch_size"]) for r in rows if r["metric"] == "latency_median"}
+    assert measured == {("32x64", 1), ("32x32", 1), ("32x32", 2)}  # the sweep went on after the failure
+
+
+def test_efficiency_sweep_raises_other_errors(monkeypatch):
+    def measure(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(efficiency_mod, "measure_latency", measure)
+    with pytest.raises(RuntimeError, match="shapes"):
+        efficiency_sweep(nn.Conv2d(3, 3, 1), [(8, 8)], conventions=())
+
+
+def test_hardware_info_describes_the_measured_gpu(monkeypatch):
+    class Props:
+        def __init__(self, index):
+            self.total_memory = (index + 1) * 2**30
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props(torch.device(device).index))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU {torch.device(device).index}")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+    monkeypatch.setattr(efficiency_mod, "_gpu_driver", lambda: "580.00")
+    for device, index in (("cuda:0", 0), ("cuda:1", 1), ("cuda", 1), (None, 1), ("cpu", 1)):
+        info = hardware_info(device)
+        assert (info["gpu_index"], info["gpu_name"], info["gpu_count"]) == (index, f"GPU {index}", 2)
+        assert info["gpu_memory_mib"] == 1024 * (index + 1)
+
+
+def test_environment_records_numerics_and_the_device_index(monkeypatch):
+    from segbench.bench.provenance import environment
+
+    env = environment(["segbench"], 0, {}, "demo", "1", "cpu")
+    assert env["device"] == "cpu"
+    assert env["tf32"] == latency_mod.tf32_flags() and set(env["tf32"]) == {"tf32_matmul", "tf32_cudnn"}
+    assert env["fp32_precision"] == latency_mod.fp32_precision()
+    assert env["sdpa_enabled"] == latency_mod.sdpa_enabled()
+    assert set(env["sdpa_enabled"]) == {"flash", "mem_efficient", "cudnn", "math"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(efficiency_mod, "hardware_info", lambda device=None: {"gpu_index": torch.device(device).index})
+    env = environment(["segbench"], 0, {}, "demo", "1", "cuda")
+    assert env["device"] == "cuda:1" and env["hardware"] == {"gpu_index": 1}
 
 
 def test_hardware_info():
