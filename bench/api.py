@@ -19,7 +19,6 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
@@ -27,12 +26,10 @@ from segbench.bench import runner
 from segbench.bench.config import RunConfig
 from segbench.bench.data import resolve_root
 from segbench.bench.gallery import write_gallery
-from segbench.bench.latency import calibrated_latency
 from segbench.bench.results import SEVERITIES, Condition
-from segbench.bench.run.efficiency_cells import EfficiencyFn, efficiency_probe
 from segbench.bench.run.outcome import RunResult
 from segbench.bench.run.residency import model_factory, resolve_weights
-from segbench.bench.spec import SuiteSpec
+from segbench.bench.spec import EfficiencySpec, SuiteSpec
 from segbench.bench.synthetic import write_synthetic_cityscapes
 
 
@@ -83,23 +80,16 @@ def select_conditions(
     return tuple(out)
 
 
-def _efficiency_fn(suite: SuiteSpec, config: RunConfig) -> EfficiencyFn | None:
-    """The suite's cost probe (`efficiency_probe`), plus calibrated latency rows when the suite tracks speed."""
+def efficiency_spec(suite: SuiteSpec, config: RunConfig) -> EfficiencySpec | None:
+    """The suite's cost probe with the user's precision (when not fp32) in place of the suite's; None for none.
+
+    The runner turns it into the probe (`bench.run.efficiency_cells.efficiency_probe`) on each rank's own device:
+    under torchrun `config.device` is not the device of every rank.
+    """
     eff = suite.efficiency
-    if eff is None:
-        return None
-    if config.precision != "fp32":  # the user's precision replaces the suite's
+    if eff is not None and config.precision != "fp32":
         eff = dataclasses.replace(eff, precisions=(config.precision,))
-    sweep = efficiency_probe(eff, config.device, suite.name, config.channels_last, config.compile)
-
-    def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
-        rows = sweep(model, name)
-        if eff.calibrated:
-            for size in eff.resolutions:
-                rows += calibrated_latency(model, size, config.device, eff.warmup, eff.iters, name, suite.name)
-        return rows
-
-    return probe
+    return eff
 
 
 def suite_config(suite: SuiteSpec, config: RunConfig, accuracy: bool) -> RunConfig:
@@ -138,7 +128,7 @@ def run_suite(suite: SuiteSpec, config: RunConfig, conditions: Sequence[Conditio
     conditions = tuple(conditions)
     accuracy = config.only != "efficiency" and bool(conditions)
     config = suite_config(suite, config, accuracy)
-    efficiency = _efficiency_fn(suite, config) if config.only != "accuracy" else None
+    efficiency = efficiency_spec(suite, config) if config.only != "accuracy" else None
     result = runner.run(config, conditions, suite.inference, efficiency)
     if accuracy and suite.gallery and result.run_dir is not None:
         _gallery(result.run_dir, suite, config, conditions)

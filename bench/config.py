@@ -56,6 +56,22 @@ def check_precision(precision: str, device: str | None = None, field: str = "pre
     return precision
 
 
+def check_precision_supported(precision: str, device: Any, field: str = "precision") -> str:
+    """`precision` if the GPU `device` runs it: bf16 needs one that supports bfloat16 (what `torch.autocast` checks,
+    on the run's own device). Called when a run starts, with the device each rank runs on; CPU devices pass."""
+    import torch
+
+    device = torch.device(device)
+    if precision != "bf16" or device.type != "cuda" or not torch.cuda.is_available():
+        return precision
+    with torch.cuda.device(device):  # `is_bf16_supported` asks about the current device
+        supported = torch.cuda.is_bf16_supported()
+    if not supported:
+        name = torch.cuda.get_device_name(device)
+        raise ConfigError(field, f"bf16 is not supported on {device} ({name}); use fp16 or fp32")
+    return precision
+
+
 def check_device(device: str, field: str = "device") -> str:
     """`device` if it reads "cpu", "cuda" or "cuda:<i>" (whether CUDA is there is checked when a run starts)."""
     if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
@@ -253,7 +269,7 @@ class RunConfig:
         corrupted_root: optional folder of pre-generated corrupted images.
         out_dir: folder that holds run folders (`<out_dir>/<run_id>/`).
         run_id: run folder name; None makes `<suite>-<UTC time>` (or, with `resume`, picks the latest run of the suite).
-        device: "cpu", "cuda" or "cuda:<i>" (under torchrun, each rank uses `cuda:<LOCAL_RANK>`).
+        device: "cpu", "cuda" or "cuda:<i>" (under torchrun, each rank uses `cuda:<LOCAL_RANK % visible GPUs>`).
         precision: one of `PRECISIONS` ("fp32", "fp16", "bf16"); fp16 needs CUDA.
         batch_size: images per batch (crops per forward pass in slide mode).
         workers: DataLoader worker processes, or "auto" (`default_workers(device)`).

@@ -4,7 +4,11 @@ Launch any run with the standard launcher, e.g. `torchrun --nproc_per_node 4 run
 with `--nnodes` and a rendezvous endpoint). The launcher sets `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; without them
 everything here degrades to a single process and never touches `torch.distributed`.
 
-* Backend: NCCL when the device is CUDA (rank `r` uses `cuda:LOCAL_RANK`), gloo on CPU.
+* Backend: NCCL when the device is CUDA, gloo on CPU. Rank `r` uses `cuda:(LOCAL_RANK % visible GPUs)`: the local
+  rank itself on a node whose ranks all see every GPU, `cuda:0` where each task sees only its own GPU (SLURM).
+* Timeout: rank 0 runs the efficiency cells alone (FLOP tracing, compiles, several resolutions) while the other ranks
+  wait in a collective, so the group's timeout is long: `SEGBENCH_DIST_TIMEOUT_MIN` minutes (default
+  `DEFAULT_TIMEOUT_MIN`), not NCCL's 10 minutes, after which the NCCL watchdog would abort the waiting ranks.
 * Sharding: rank `r` of `W` takes images `r, r + W, r + 2W, ...`. Every image is evaluated exactly once, uneven
   tails included (unlike `DistributedSampler`, which pads by repeating images).
 * Confusion matrices are integer and additive, so `all_reduce(SUM)` of the per-rank matrices equals the matrix of a
@@ -13,6 +17,7 @@ everything here degrades to a single process and never touches `torch.distribute
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +27,10 @@ import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+
+DEFAULT_TIMEOUT_MIN = 240.0
+"""Minutes a rank may wait in one collective (`SEGBENCH_DIST_TIMEOUT_MIN` overrides): longer than rank 0's longest
+efficiency sweep (a large model's FLOP tracing, compiles and timings at four resolutions)."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,38 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
 
 
+def collective_timeout() -> datetime.timedelta:
+    """How long a rank waits in one collective before the group gives up: `SEGBENCH_DIST_TIMEOUT_MIN` minutes, else
+    `DEFAULT_TIMEOUT_MIN`."""
+    value = os.environ.get("SEGBENCH_DIST_TIMEOUT_MIN")
+    if value is None:
+        return datetime.timedelta(minutes=DEFAULT_TIMEOUT_MIN)
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = float("nan")
+    if not minutes > 0 or minutes == float("inf"):
+        raise ValueError(f"environment variable SEGBENCH_DIST_TIMEOUT_MIN={value!r} is not a number of minutes > 0")
+    return datetime.timedelta(minutes=minutes)
+
+
+def rank_device(device: torch.device, local_rank: int) -> torch.device:
+    """This rank's GPU: `cuda:(local_rank % visible GPUs)` (every rank of a node sees all its GPUs, or each sees only
+    its own, as under SLURM with one GPU per task); `device` itself when it is not CUDA."""
+    if device.type != "cuda":
+        return device
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
 def setup(device: str = "cpu") -> DistContext:
     """Join the process group that `torchrun` describes in the environment (if any) and pick this rank's device.
 
     Args:
-        device: "cpu", "cuda" or "cuda:<i>". Under torchrun with CUDA, the rank uses `cuda:LOCAL_RANK`.
+        device: "cpu", "cuda" or "cuda:<i>". Under torchrun with CUDA, the rank uses `rank_device` (its local rank
+            among the GPUs it sees).
+
+    Raises:
+        ValueError: CUDA asked for but not there; a malformed torchrun or `SEGBENCH_DIST_TIMEOUT_MIN` variable.
     """
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
@@ -67,13 +103,14 @@ def setup(device: str = "cpu") -> DistContext:
         raise ValueError(f"device {device!r} requested but CUDA is not available; use device 'cpu'")
     if world <= 1:
         return DistContext(device=dev)
+    timeout = collective_timeout()
+    dev = rank_device(dev, local_rank)
     if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     here = False
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=timeout)
         here = True
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev, initialized_here=here)
 

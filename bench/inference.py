@@ -20,6 +20,7 @@ and reduced to labels in bands of rows (see `resize_argmax`), with the same numb
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import numpy as np
@@ -40,13 +41,30 @@ def _autocast(spec: InferenceSpec, device: torch.device) -> contextlib.AbstractC
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@functools.lru_cache(maxsize=64)
+def _scaled_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`mean * 255` and `std * 255` as `(1, 3, 1, 1)` tensors on `device`, made once per (values, device, dtype).
+
+    Making them is a pageable host-to-device copy, which waits for the device; cached, a GPU loop that normalises every
+    batch never waits here. Made outside inference mode, so that they also serve code that records autograd.
+    """
+    with torch.inference_mode(False):
+        m = torch.tensor(mean, dtype=dtype).view(1, 3, 1, 1) * 255.0
+        s = torch.tensor(std, dtype=dtype).view(1, 3, 1, 1) * 255.0
+        return m.to(device), s.to(device)
+
+
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 RGB `(B, 3, H, W)` in [0, 255] (or float already in [0, 255]) -> `(img / 255 - mean) / std`, float32."""
+    """uint8 RGB `(B, 3, H, W)` in [0, 255] (or float already in [0, 255]) -> `(img / 255 - mean) / std`, float32.
+
+    The mean and std tensors are made on the images' device once and reused (`_scaled_stats`): no host sync per call.
+    """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
     x = images.float()
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) * 255.0
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) * 255.0
+    m, s = _scaled_stats(tuple(map(float, mean)), tuple(map(float, std)), x.device, x.dtype)
     return (x - m) / s
 
 

@@ -22,9 +22,10 @@ A run, in the order of its parts (`bench/run/`):
    atomically; a cell already there is never recomputed (`resume`);
 5. `results.csv` and `summary.csv`, gathered from the cell files.
 
-Faults: NaN/inf logits or CUDA out-of-memory fail that cell with a message saying what to change; the run goes on
-with the other models and the next cells and raises `RunFailed` at the end, listing them. Ctrl-C keeps every
-finished cell and prints how to resume.
+Faults: NaN/inf logits or out of memory (`bench.oom.is_out_of_memory`: cuBLAS and cuDNN allocation failures too)
+fail that cell with a message saying what to change; the run goes on with the other models and the next cells and
+raises `RunFailed` at the end, listing them. Any other error stops the run. Ctrl-C keeps every finished cell and
+prints how to resume.
 
 `python -m segbench.bench.runner --config cfg.json` runs a JSON-described run (RunConfig fields plus an optional
 `conditions` list such as `["clean", "fog-2"]`); it is what the distributed tests launch with torchrun.
@@ -43,12 +44,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from segbench.bench import distributed
-from segbench.bench.config import InferenceSpec, RunConfig
+from segbench.bench.config import InferenceSpec, RunConfig, check_precision_supported
 from segbench.bench.locks import folder_lock
+from segbench.bench.oom import is_out_of_memory
 from segbench.bench.results import SEVERITIES, Condition, RunStore
 from segbench.bench.results import conditions as expand_conditions
 from segbench.bench.run.accuracy import accuracy_cells, oom_message
@@ -121,6 +122,10 @@ class _Run:
             conditions = expand_conditions(config.corruptions, config.severities or SEVERITIES, clean=True)
         self.conds = [Condition.parse(c) if isinstance(c, str) else c for c in conditions]
         self.config = config = dataclasses.replace(config, weights=resolve_weights(config))
+        probe = efficiency is not None and not callable(efficiency) and config.only != "accuracy"
+        probe_precisions = tuple(efficiency.precisions) if probe else ()
+        for precision in dict.fromkeys((config.precision, *probe_precisions)):
+            check_precision_supported(precision, ctx.device)  # before any model is built: one line, not a traceback
         if efficiency is not None and not callable(efficiency):
             efficiency = efficiency_probe(efficiency, ctx.device, config.suite, config.channels_last, config.compile)
         self.efficiency, self.on_cell_finished, self.ctx = efficiency, on_cell_finished, ctx
@@ -183,7 +188,9 @@ class _Run:
                 outcomes = self._cells(group, models, label)
         except CellError as exc:  # an efficiency probe that failed
             return [exc]
-        except torch.OutOfMemoryError:  # an efficiency probe (raised on every rank by on_main)
+        except Exception as exc:  # an efficiency probe out of memory in any form (raised on every rank by on_main)
+            if not is_out_of_memory(exc):
+                raise
             specs = [self.spec.resolve(model.meta) for model in models]
             return [CellError(oom_message(c, s), out_of_memory=True) for c, s in zip(group, specs)]
         for outcome in outcomes:

@@ -29,15 +29,16 @@ def _time_interleaved(fns: list, x: torch.Tensor, warmup: int, iters: int, devic
     """Median seconds per call of each function, timed round-robin so that background load hits all alike."""
     times: list[list[float]] = [[] for _ in fns]
     outs: list[object] = [None] * len(fns)
+    cuda = torch.device(device).type == "cuda"  # "cuda", "cuda:1", ...: the host clock waits for the GPU's work
     with torch.inference_mode():
         for it in range(warmup + iters):
             for i, fn in enumerate(fns):
-                if device == "cuda":
-                    torch.cuda.synchronize()
+                if cuda:
+                    torch.cuda.synchronize(device)
                 t0 = time.perf_counter()
                 outs[i] = fn(x)
-                if device == "cuda":
-                    torch.cuda.synchronize()
+                if cuda:
+                    torch.cuda.synchronize(device)
                 if it >= warmup:
                     times[i].append(time.perf_counter() - t0)
     return [(statistics.median(t), o) for t, o in zip(times, outs)]

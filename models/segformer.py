@@ -299,6 +299,7 @@ class FoldedMLPDecoder(nn.Module):
         n = len(head.in_channels)
         s, t = _bn_affine(head.fuse.bn)
         w_fuse = head.fuse.conv.weight.detach()[:, :, 0, 0]  # C, n*C
+        like = {"device": w_fuse.device, "dtype": w_fuse.dtype}  # the new convs live where the decoder does
         self.mmseg = isinstance(head, MMSegMLPDecoder)
         self.branch_pre = nn.ModuleList()  # mmseg only: the per-stage conv + BN (+ ReLU in forward)
         self.branch = nn.ModuleList()
@@ -307,18 +308,18 @@ class FoldedMLPDecoder(nn.Module):
                 if self.mmseg:
                     block = w_fuse[:, i * c : (i + 1) * c]  # concatenated c1..c4
                     bs, bt = _bn_affine(head.convs[i].bn)
-                    pre = nn.Conv2d(cin, c, 1)
+                    pre = nn.Conv2d(cin, c, 1, **like)
                     pre.weight.copy_(head.convs[i].conv.weight * bs[:, None, None, None])
                     pre.bias.copy_(bt)
                     self.branch_pre.append(pre)
-                    weight, bias = s[:, None] * block, torch.zeros(c)
+                    weight, bias = s[:, None] * block, torch.zeros(c, **like)
                 else:
                     block = w_fuse[:, (n - 1 - i) * c : (n - i) * c]  # concatenated c4, c3, c2, c1
                     proj = head.proj[i]
                     weight, bias = s[:, None] * (block @ proj.weight), s * (block @ proj.bias)
                 if i == 0:
                     bias = bias + t  # the BN shift is a constant: add it once, at full decoder resolution
-                conv = nn.Conv2d(cin if not self.mmseg else c, c, 1)
+                conv = nn.Conv2d(cin if not self.mmseg else c, c, 1, **like)
                 conv.weight.copy_(weight[:, :, None, None])
                 conv.bias.copy_(bias)
                 self.branch.append(conv)

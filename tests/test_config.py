@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
 import torch
 
 from segbench.bench import config as config_module
-from segbench.bench.config import PRECISIONS, ConfigError, InferenceSpec, RunConfig, autocast_dtype, expand_models
+from segbench.bench.config import (
+    PRECISIONS,
+    ConfigError,
+    InferenceSpec,
+    RunConfig,
+    autocast_dtype,
+    check_precision_supported,
+    expand_models,
+)
 
 
 def test_expand_models_shorthand():
@@ -82,3 +91,36 @@ def test_config_round_trips_through_json():
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.settings() == {"fast": True, "precision": "fp32", "channels_last": False, "compile": False,
                               "batch_size": 1}  # fmt: skip
+
+
+class StandInGpus:
+    """Stand-ins for the `torch.cuda` calls of the bf16 check: GPUs by index, `(name, supports bf16)`, with a current
+    device that `torch.cuda.device(...)` switches (as `is_bf16_supported` asks about the current device only)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, gpus: dict[int, tuple[str, bool]]):
+        self.gpus, self.current = gpus, 0
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device", self.device)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: self.gpus[self.current][1])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: self.gpus[torch.device(device).index][0])
+
+    @contextlib.contextmanager
+    def device(self, device):
+        before, self.current = self.current, torch.device(device).index
+        try:
+            yield
+        finally:
+            self.current = before
+
+
+def test_bf16_on_a_gpu_without_it_is_refused_in_one_line(monkeypatch):
+    """`torch.autocast` would raise on the first batch, after the preflight; the run refuses first, naming the GPU.
+    The GPU asked about is the run's own, not the current one."""
+    StandInGpus(monkeypatch, {0: ("NVIDIA A100-SXM4-80GB", True), 1: ("Tesla V100-SXM2-16GB", False)})
+    with pytest.raises(ConfigError) as info:
+        check_precision_supported("bf16", "cuda:1")
+    assert str(info.value) == "precision: bf16 is not supported on cuda:1 (Tesla V100-SXM2-16GB); use fp16 or fp32"
+    assert info.value.field == "precision"
+    assert check_precision_supported("bf16", "cuda:0") == "bf16"
+    assert check_precision_supported("fp16", "cuda:1") == "fp16" and check_precision_supported("fp32", "cuda:1")
+    assert check_precision_supported("bf16", "cpu") == "bf16"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from segbench.bench import distributed
 from segbench.bench.config import RunConfig
 from segbench.bench.distributed import DistContext, all_reduce_, any_failed, on_main, setup, shard_indices
 from segbench.bench.results import TIMING_UNITS, RunStore
@@ -45,6 +47,56 @@ def test_single_process_context_is_inert(monkeypatch):
     assert all_reduce_(t, ctx) is t and t.tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="rank 2 outside"):
         shard_indices(3, 2, 2)
+
+
+class _Launch:
+    """The environment torchrun gives one rank, with stand-ins for the CUDA and process-group calls `setup` makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, local_rank: int, gpus: int = 0):
+        for var, value in (("WORLD_SIZE", "4"), ("RANK", str(local_rank)), ("LOCAL_RANK", str(local_rank))):
+            monkeypatch.setenv(var, value)
+        monkeypatch.delenv("SEGBENCH_DIST_TIMEOUT_MIN", raising=False)
+        self.joined: list[dict] = []
+        self.current: list[torch.device] = []
+        monkeypatch.setattr(distributed.dist, "is_initialized", lambda: bool(self.joined))
+        monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: self.joined.append(kw))
+        if gpus:
+            monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+            monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+            monkeypatch.setattr(torch.cuda, "set_device", self.current.append)
+
+
+def test_the_group_waits_hours_not_nccls_ten_minutes(monkeypatch):
+    """Ranks past 0 wait in a collective while rank 0 runs the efficiency cells alone: NCCL's default 10 minutes
+    would abort them, so the group gets `DEFAULT_TIMEOUT_MIN`, or `SEGBENCH_DIST_TIMEOUT_MIN`."""
+    launch = _Launch(monkeypatch, local_rank=1)
+    ctx = setup("cpu")
+    assert ctx.initialized_here and (ctx.rank, ctx.world_size) == (1, 4)
+    (joined,) = launch.joined
+    assert joined["backend"] == "gloo" and joined["timeout"] == datetime.timedelta(hours=4)
+    assert joined["timeout"] == datetime.timedelta(minutes=distributed.DEFAULT_TIMEOUT_MIN)
+
+    launch = _Launch(monkeypatch, local_rank=1)
+    monkeypatch.setenv("SEGBENCH_DIST_TIMEOUT_MIN", "90.5")
+    setup("cpu")
+    assert launch.joined[0]["timeout"] == datetime.timedelta(minutes=90.5)
+    for bad in ("soon", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv("SEGBENCH_DIST_TIMEOUT_MIN", bad)
+        with pytest.raises(ValueError, match=f"SEGBENCH_DIST_TIMEOUT_MIN='{bad}' is not a number of minutes > 0"):
+            setup("cpu")
+
+
+@pytest.mark.parametrize(
+    "gpus, local_rank, expected",
+    [(1, 3, "cuda:0"), (1, 0, "cuda:0"), (4, 3, "cuda:3"), (2, 3, "cuda:1"), (8, 5, "cuda:5")],
+    ids=["one-gpu-per-task", "rank-0", "a-node-of-4", "two-ranks-per-gpu", "a-node-of-8"],
+)
+def test_each_rank_takes_a_gpu_it_can_see(monkeypatch, gpus, local_rank, expected):
+    """With one visible GPU per task (SLURM), `cuda:LOCAL_RANK` is an invalid device ordinal on every rank past 0."""
+    launch = _Launch(monkeypatch, local_rank, gpus=gpus)
+    ctx = setup("cuda:2")  # under torchrun the rank's own GPU wins over the index given
+    assert ctx.device == torch.device(expected) and launch.current == [torch.device(expected)]
+    assert launch.joined[0]["backend"] == "nccl" and ctx.local_rank == local_rank
 
 
 @pytest.mark.slow

@@ -74,6 +74,40 @@ def test_normalize_uses_meta_mean_std():
     assert out[0, :, 0, 0].tolist() == pytest.approx([2.0, 1.0, 0.5])
 
 
+def test_normalize_makes_its_mean_and_std_tensors_once(monkeypatch):
+    """Making the mean/std tensors is a host-to-device copy, which on a GPU waits for the device: the second call with
+    the same values, device and dtype reuses them, so a GPU loop never waits in `normalize`."""
+    made = []
+    real_tensor = torch.tensor
+
+    def counting_tensor(*args, **kwargs):
+        made.append(args)
+        return real_tensor(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "tensor", counting_tensor)
+    mean, std = (0.125, 0.25, 0.375), (0.5, 0.625, 0.75)  # values no other test uses: nothing cached before
+    img = images(b=1, h=3, w=4)
+    first = normalize(img, mean, std)
+    made_first = len(made)
+    again = normalize(img, list(mean), list(std))  # a list of the same values is the same key
+    assert made_first > 0 and len(made) == made_first  # no new tensor the second time
+    assert torch.equal(first, again)
+    expected = (img.float() / 255 - real_tensor(mean).view(1, 3, 1, 1)) / real_tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(first, expected, atol=1e-5)
+    normalize(img, mean, (0.5, 0.625, 0.5))  # other values get their own pair
+    assert len(made) > made_first
+
+
+def test_normalize_serves_code_that_records_autograd():
+    """Tensors cached inside `predict` (inference mode) also work in a training loop (scripts/train_demo.py)."""
+    mean, std = (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)
+    img = images(b=1, h=3, w=4).float().requires_grad_()
+    with torch.inference_mode():
+        normalize(img.detach(), mean, std)
+    normalize(img, mean, std).sum().backward()
+    assert img.grad is not None
+
+
 def test_slide_with_one_window_equals_whole():
     torch.manual_seed(0)
     model = Strided().eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -241,6 +242,15 @@ def _oom():
     return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
+def _cublas_oom():
+    """How cuBLAS says it could not allocate its workspace: a plain RuntimeError, not `torch.OutOfMemoryError`."""
+    return RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+
+
+OUT_OF_MEMORY = {"oom": _oom, "cublas": _cublas_oom}
+OOM_KINDS = pytest.mark.parametrize("error", [_oom, _cublas_oom], ids=["OutOfMemoryError", "cuBLAS"])
+
+
 class _Broken(torch.nn.Module):
     def __init__(self, fail: str):
         super().__init__()
@@ -250,12 +260,17 @@ class _Broken(torch.nn.Module):
         self.weights_info = WeightsInfo(random=True)
 
     def forward(self, x):
-        if self.fail == "oom":
-            raise _oom()
+        if self.fail in OUT_OF_MEMORY:
+            raise OUT_OF_MEMORY[self.fail]()
+        if self.fail == "crash":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return self.conv(x) * float("nan")
 
 
-@pytest.mark.parametrize("fail, message", [("nan", "NaN or inf logits"), ("oom", "lower the batch size")])
+FAILURES = [("nan", "NaN or inf logits"), ("oom", "lower the batch size"), ("cublas", "lower the batch size")]
+
+
+@pytest.mark.parametrize("fail, message", FAILURES)
 def test_failing_cell_raises_with_clear_message(data_root, tmp_path, fail, message):
     cfg = make_config(data_root, tmp_path, run_id="bad", max_images=1)
     with pytest.raises(RunFailed, match=message) as info:
@@ -274,7 +289,7 @@ def deferred(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("fail, message", [("nan", "NaN or inf logits"), ("oom", "lower the batch size")])
+@pytest.mark.parametrize("fail, message", FAILURES)
 def test_a_failing_model_leaves_the_other_models_cells_of_its_condition(data_root, tmp_path, fail, message, deferred):
     def factory(name, **kw):
         return _Broken(fail) if name == "broken" else models.create_model(name, **kw)
@@ -290,8 +305,8 @@ class _Device:
     """A fake device with room for `room` models: the factory raises out of memory beyond it. Only models that
     something still references count, so a run that forgets to drop one is caught."""
 
-    def __init__(self, room: int = 1):
-        self.room, self.alive, self.built = room, weakref.WeakSet(), []
+    def __init__(self, room: int = 1, error=_oom):
+        self.room, self.error, self.alive, self.built = room, error, weakref.WeakSet(), []
 
     def count(self) -> int:
         gc.collect()
@@ -299,7 +314,7 @@ class _Device:
 
     def factory(self, name, **kw):
         if self.count() >= self.room:
-            raise _oom()
+            raise self.error()
         model = models.create_model(name, **kw)
         self.alive.add(model)
         self.built.append(name)
@@ -315,7 +330,7 @@ class _NeedsTheDeviceAlone(nn.Module):
 
     def forward(self, x):
         if self.device.count() > 1:
-            raise _oom()
+            raise self.device.error()
         return self.model(x)
 
 
@@ -357,8 +372,11 @@ def test_models_that_do_not_fit_together_run_one_at_a_time(data_root, tmp_path, 
     assert cell["shared_with"] == []
 
 
-def test_a_model_out_of_memory_beside_the_others_gets_another_try_alone(data_root, tmp_path, together_run, capsys):
-    device = _Device(room=2)
+@OOM_KINDS
+def test_a_model_out_of_memory_beside_the_others_gets_another_try_alone(
+    data_root, tmp_path, together_run, capsys, error
+):
+    device = _Device(room=2, error=error)
 
     def factory(name, **kw):
         model = device.factory(name, **kw)
@@ -409,18 +427,19 @@ def test_checks_left_on_the_device_give_the_same_numbers(data_root, tmp_path, to
     assert timing["model"] > 0 and timing["metric"] > 0 and timing["data"] > 0
 
 
-def test_out_of_memory_even_alone_fails_only_that_models_cells(data_root, tmp_path):
+@OOM_KINDS
+def test_out_of_memory_even_alone_fails_only_that_models_cells(data_root, tmp_path, error):
     builds = []
 
     def factory(name, **kw):
         builds.append(name)
         if name == "huge" and builds.count("huge") > 1:
-            raise _oom()
+            raise error()
         return models.create_model("segformer-tiny", **kw)
 
     def probe(model, name):  # the probe of "huge" runs out of memory: the run goes on one model at a time
         if name == "huge":
-            raise _oom()
+            raise error()
         return [{"metric": "params", "value": 0.03, "unit": "M"}]
 
     cfg = make_config(data_root, tmp_path, run_id="oom", max_images=1, models=("segformer-tiny", "huge"))
@@ -433,16 +452,65 @@ def test_out_of_memory_even_alone_fails_only_that_models_cells(data_root, tmp_pa
     assert sorted(RunStore(tmp_path / "oom").finished()) == ["segformer-tiny__clean", "segformer-tiny__efficiency"]
 
 
-def test_out_of_memory_while_loading_the_models_is_one_clear_error(data_root, tmp_path):
+@OOM_KINDS
+def test_out_of_memory_while_loading_the_models_is_one_clear_error(data_root, tmp_path, error):
     def factory(name, **kw):
         if name == "huge":
-            raise _oom()
+            raise error()
         return models.create_model(name, **kw)
 
     cfg = make_config(data_root, tmp_path, run_id="big", models=("segformer-tiny", "huge"))
     with pytest.raises(ValueError, match="out of memory while loading the model huge on cpu, with no other model"):
         run(cfg, ["clean"], model_factory=factory)
     assert not (tmp_path / "big").exists()  # nothing written that could look like a run
+
+
+def test_an_error_that_is_not_out_of_memory_stops_the_run(data_root, tmp_path):
+    """Only out of memory becomes a failed cell; any other error (a CUDA fault, a bug) stops the run as it is."""
+    cfg = make_config(data_root, tmp_path, run_id="crash", max_images=1)
+    with pytest.raises(RuntimeError, match="illegal memory access") as info:
+        run(cfg, ["clean"], model_factory=lambda name, **kw: _Broken("crash"))
+    assert not isinstance(info.value, RunFailed)
+
+
+class _HoldsActivations(nn.Module):
+    """Runs out of memory in its forward after making an activation that only the failed call's frame holds."""
+
+    def __init__(self, model: nn.Module, error):
+        super().__init__()
+        self.model, self.meta, self.error, self.activations = model, model.meta, error, []
+
+    def forward(self, x):
+        activation = self.model(x)
+        self.activations.append(weakref.ref(activation))
+        raise self.error()
+
+
+@OOM_KINDS
+def test_device_memory_is_given_back_once_the_failed_forward_is_gone(data_root, tmp_path, monkeypatch, error, deferred):
+    """`empty_cache` inside the `except` block frees nothing the failed forward held: its traceback still holds
+    them. It runs after the block, when no exception is being handled and the activations are gone."""
+    failing: list[_HoldsActivations] = []
+    calls = []
+
+    def factory(name, **kw):
+        model = models.create_model("segformer-tiny", **kw)
+        if name == "huge":
+            failing.append(_HoldsActivations(model, error))
+            return failing[-1]
+        return model
+
+    def empty_cache():
+        activations = failing[-1].activations if failing else []
+        calls.append((sys.exc_info()[0], [ref() is None for ref in activations]))
+
+    monkeypatch.setattr(torch.cuda, "empty_cache", empty_cache)
+    cfg = make_config(data_root, tmp_path, run_id="free", max_images=1, models=("huge",))
+    with pytest.raises(RunFailed, match="lower the batch size"):
+        run(cfg, ["clean"], model_factory=factory)
+    after_forward = [c for c in calls if c[1]]
+    assert after_forward, calls  # the memory is given back after the failed forward (on the CPU too: a no-op there)
+    assert all(handled is None and all(gone) for handled, gone in after_forward), calls
 
 
 def test_random_weights_refused_unless_allowed(data_root, tmp_path):
@@ -477,6 +545,75 @@ def test_efficiency_spec_runs_the_sweep(data_root, tmp_path):
     frame = pd.read_csv(result.results_csv)
     assert set(frame.condition) == {"efficiency"} and set(frame.model) == {"segformer-tiny"}
     assert {"params", "gmacs"} <= set(frame.metric) and set(frame.suite) == {"test"}
+
+
+def test_a_suites_efficiency_probe_measures_on_the_ranks_device_and_leaves_the_model_there(tmp_path, monkeypatch):
+    """Under torchrun with `--device cuda:K` every rank has its own device (`distributed.setup`), not `config.device`:
+    rank 0's probe measures on its device, and its model is back there for the accuracy cells that follow
+    (`calibrated_latency` moves the model to the device it is given)."""
+    from segbench import suites
+    from segbench.bench import distributed, efficiency, latency
+    from segbench.bench.api import run_suite
+
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(distributed, "setup", lambda device: distributed.DistContext(device=torch.device("cpu")))
+    measured, probed = [], []
+
+    def sweep(model, resolutions, batch_sizes, device, *args, **kwargs):
+        measured.append(("sweep", str(device)))
+        return [{"metric": "params", "value": 0.03, "unit": "M"}]
+
+    def calibrated(model, size, device, warmup, iters, name, suite):
+        measured.append(("calibrated", str(device)))
+        probed.append(model)
+        model.to("meta")  # like the real one: the model goes to the device given, and stays there
+        return [{"metric": "latency_calibrated", "value": 1.0, "unit": "x calibration"}]
+
+    monkeypatch.setattr(efficiency, "efficiency_sweep", sweep)
+    monkeypatch.setattr(latency, "calibrated_latency", calibrated)
+    config = RunConfig(models="segformer-tiny", device="cuda:1", allow_random_weights=True, quiet=True, max_images=1,
+                       out_dir=str(tmp_path), run_id="rank")  # fmt: skip
+    result = run_suite(suites.get_suite("ci"), config, conditions=[Condition()])
+    assert measured == [("sweep", "cpu"), ("calibrated", "cpu")]
+    assert result.computed == ["segformer-tiny__efficiency", "segformer-tiny__clean"] and not result.failed
+    (model,) = probed
+    assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"cpu"}
+
+
+def test_bf16_on_a_gpu_without_it_is_refused_before_any_work(data_root, tmp_path, monkeypatch, capsys):
+    """The rank's GPU is asked before any model is built (`torch.autocast` would raise on the first batch instead),
+    for the run's precision and the efficiency probe's; the command line says so in one line."""
+    from segbench import cli
+    from segbench.bench import distributed
+    from segbench.bench.config import ConfigError
+    from segbench.bench.spec import EfficiencySpec
+
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(distributed, "setup", lambda device: distributed.DistContext(device=torch.device("cuda:1")))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Tesla V100-SXM2-16GB")
+    built = []
+
+    def factory(name, **kw):
+        built.append(name)
+        return models.create_model(name, **kw)
+
+    problem = "bf16 is not supported on cuda:1 (Tesla V100-SXM2-16GB); use fp16 or fp32"
+    with pytest.raises(ConfigError, match=re.escape(f"precision: {problem}")):
+        run(make_config(data_root, tmp_path, device="cuda:1", precision="bf16"), ["clean"], model_factory=factory)
+    probe = EfficiencySpec(precisions=("fp32", "bf16"))
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        run(make_config(data_root, tmp_path, device="cuda:1"), ["clean"], efficiency=probe, model_factory=factory)
+    assert built == [] and list(tmp_path.iterdir()) == []
+
+    out = str(tmp_path / "runs" / "bf16")
+    args = ["--suite", "ci", "--models", "segformer-tiny", "--allow-random-weights", "--device", "cuda:1",
+            "--precision", "bf16", "--only", "efficiency", "--quiet", "--out", out]  # fmt: skip
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --precision: {problem}\n"
 
 
 def test_workers_do_not_change_results(reference_run, data_root, tmp_path):

@@ -421,3 +421,45 @@ def test_fast_path_mmseg_matches_independent_forward(tmp_path):
     x = torch.randn(1, 3, 70, 100)
     with torch.no_grad():
         _close(fast(x), _mmseg_forward(sd, "b0", x))
+
+
+@pytest.mark.parametrize("name", ["segformer-tiny", "segformer-tiny-mmseg"])
+def test_folding_keeps_the_decoder_on_its_device_and_dtype(name):
+    """`fold_decoder()` on a model already moved (to CUDA, to float64) makes its new convs there too: the folded
+    weights of a float64 model are float64 (and the fold is then exact to float64 rounding), and a model on the
+    'meta' device (a stand-in for a GPU here) folds without touching another device."""
+    torch.manual_seed(0)
+    model = models.create_model(name).to(torch.float64).eval()
+    with torch.no_grad():
+        for bn in (m for m in model.decode_head.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x)
+        model.fold_decoder()
+        assert {p.dtype for p in model.parameters()} == {torch.float64}
+        err = (model(x) - ref).abs().max().item()
+    assert err <= 1e-12 * ref.abs().max().item()
+
+    meta = models.create_model(name).to("meta").fold_decoder()
+    assert type(meta.decode_head).__name__ == "FoldedMLPDecoder"
+    assert {t.device.type for t in [*meta.parameters(), *meta.buffers()]} == {"meta"}
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:1"])
+def test_fast_segformer_benchmark_waits_for_any_cuda_device(device, monkeypatch):
+    """benchmarks/bench_fast_segformer.py brackets each call with a CUDA sync for every CUDA device spelling, not
+    only "cuda" (with "cuda:0" the host clock would time the kernel launches, not the work)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fast_segformer.py"
+    spec = importlib.util.spec_from_file_location("bench_fast_segformer_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    waits = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waits.append(device))
+    out = script._time_interleaved([lambda t: t + 1, lambda t: t * 2], torch.ones(2), warmup=1, iters=2, device=device)
+    assert len(out) == 2 and len(waits) == 2 * 2 * 3  # before and after each call of each function
+    assert set(waits) == {device}

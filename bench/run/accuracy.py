@@ -23,9 +23,11 @@ from segbench.bench.config import InferenceSpec, RunConfig
 from segbench.bench.corruptions import warm_up
 from segbench.bench.inference import NonFiniteLogitsError, nonfinite_message, predict
 from segbench.bench.metrics import ConfusionCounter, accuracy_rows
+from segbench.bench.oom import is_out_of_memory
 from segbench.bench.results import CITYSCAPES_CLASSES, Condition
 from segbench.bench.run.outcome import CellError, warning_text
 from segbench.bench.run.plan import Cell
+from segbench.bench.run.residency import free_device_memory
 
 
 def defers_syncs(device: torch.device) -> bool:
@@ -151,10 +153,12 @@ class _ConditionPass:
         except NonFiniteLogitsError as exc:
             self.errors[i] = f"cell {cell.id}: {exc}"
             return
-        except torch.OutOfMemoryError:
+        except Exception as exc:  # out of memory in any form (cuBLAS, cuDNN...); anything else goes on up
+            if not is_out_of_memory(exc):
+                raise
             self.errors[i], self.out_of_memory[i] = oom_message(cell, spec), True
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+        if self.out_of_memory[i]:
+            free_device_memory()  # here, past the except block: its traceback held the failed forward's activations
             return
         t1 = self.clock.mark()
         self.counters[i].add(pred, labels)

@@ -1,9 +1,14 @@
-"""Efficiency cells: a suite's cost probe (parameters, FLOPs, latency, memory) run once per model, on rank 0."""
+"""Efficiency cells: a suite's cost probe (parameters, FLOPs, latency, memory) run once per model, on rank 0.
+
+The probe measures on the rank's own device (the one its models are loaded on) and leaves every model where it found
+it, so that the accuracy cells after it find their model on their device.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -16,13 +21,46 @@ EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
 """`efficiency(model, model_name) -> tidy rows` (e.g. a partial of `bench.efficiency.efficiency_sweep`)."""
 
 
+@contextlib.contextmanager
+def kept_in_place(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` for the block; afterwards each of its parameters and buffers is its original tensor again (device,
+    dtype, strides), whatever the block did to them (a timer that moves the model to its device leaves it there)."""
+    params = [(m, name, p, p.data) for m in model.modules() for name, p in m._parameters.items() if p is not None]
+    buffers = [(m, name, b) for m in model.modules() for name, b in m._buffers.items() if b is not None]
+    try:
+        yield model
+    finally:
+        for module, name, param, data in params:
+            module._parameters[name] = param  # `Module.to` swaps in a new Parameter where it cannot reset `.data`
+            param.data = data
+        for module, name, buffer in buffers:
+            module._buffers[name] = buffer
+
+
 def efficiency_probe(
     spec: Any, device: str | torch.device = "cpu", suite: str = "", channels_last: bool = False, compile: bool = False
 ) -> EfficiencyFn:
-    """An `EfficiencyFn` running `bench.efficiency.efficiency_sweep` with a suite's `bench.spec.EfficiencySpec`."""
+    """An `EfficiencyFn` for a suite's `bench.spec.EfficiencySpec`: `bench.efficiency.efficiency_sweep`, plus
+    `bench.latency.calibrated_latency` rows at each resolution when `spec.calibrated` (regression tracking).
+
+    Args:
+        spec: the suite's efficiency spec.
+        device: where latency is measured: the rank's device, the one the run's models are on.
+        suite: suite name for the rows.
+        channels_last, compile: the run's settings, passed to the sweep's timer.
+    """
     from segbench.bench.efficiency import efficiency_sweep
+    from segbench.bench.latency import calibrated_latency
 
     def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
+        with kept_in_place(model):
+            rows = sweep(model, name)
+            if spec.calibrated:
+                for size in spec.resolutions:
+                    rows += calibrated_latency(model, size, device, spec.warmup, spec.iters, name, suite)
+        return rows
+
+    def sweep(model: nn.Module, name: str) -> list[dict[str, Any]]:
         return efficiency_sweep(
             model,
             spec.resolutions,

@@ -8,6 +8,10 @@ activations are never held for two. The policy when memory runs out:
    model at a time (`Residency.alone`), the cell that ran out tried again first;
 2. a model does not fit even alone: its cells fail with a message saying what to change; the run goes on.
 
+Out of memory is any error `bench.oom.is_out_of_memory` says it is (cuBLAS and cuDNN report theirs as plain
+`RuntimeError`s); any other error goes on up. The device's cache is emptied after the `except` block
+(`free_device_memory`), once the error's traceback no longer holds the failed call's tensors.
+
 Every decision is taken on every rank alike (`distributed.any_failed`), so that no rank waits in a collective alone.
 """
 
@@ -23,6 +27,7 @@ from torch import nn
 
 from segbench.bench import distributed
 from segbench.bench.config import RunConfig
+from segbench.bench.oom import is_out_of_memory
 from segbench.bench.run.outcome import CellError
 
 T = TypeVar("T")
@@ -41,6 +46,16 @@ def model_factory(fast: bool = False) -> ModelFactory:
         return models.create_model(name, **kwargs)
 
     return create
+
+
+def free_device_memory() -> None:
+    """Give the device's cached blocks back (a no-op where CUDA never started).
+
+    Call it after the `except` block of an out-of-memory error, never inside: until the block ends, the error's
+    traceback holds the frames of the failed call, and with them its activations, so their memory cannot go back.
+    """
+    gc.collect()
+    torch.cuda.empty_cache()
 
 
 def resolve_weights(config: RunConfig, shipped: dict[str, str] | None = None) -> dict[str, str]:
@@ -95,9 +110,7 @@ class ModelSlot:
         for name in [n for n in self.models if n not in keep]:
             del self.models[name]
             self.compiled.pop(name, None)
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        free_device_memory()
 
 
 class Residency:
@@ -159,7 +172,9 @@ class Residency:
         try:
             load()
             fits = True
-        except torch.OutOfMemoryError:
+        except Exception as exc:  # out of memory in any form (cuBLAS, cuDNN...); anything else goes on up
+            if not is_out_of_memory(exc):
+                raise
             fits = False
         self.ran_out_elsewhere = fits
         if distributed.any_failed(not fits, self.ctx):
