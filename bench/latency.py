@@ -276,7 +276,7 @@ def tf32_flags() -> dict[str, bool]:
 
 
 @contextlib.contextmanager
-def _strict_fp32() -> Iterator[None]:
+def strict_fp32() -> Iterator[None]:
     """fp32 as IEEE fp32 for the block (no TF32 in cuBLAS or cuDNN, no TF32 or bf16 in oneDNN); afterwards every
     setting is as before.
 
@@ -417,41 +417,34 @@ def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous
 
 
-def _tensors(model: nn.Module) -> list[tuple[nn.Module, str, bool]]:
-    """(module, name, is_parameter) of every parameter and buffer, each tensor once."""
-    seen, out = set(), []
-    for module in model.modules():
-        for table, is_param in ((module._parameters, True), (module._buffers, False)):
-            for name, t in table.items():
-                if t is not None and id(t) not in seen:
-                    seen.add(id(t))
-                    out.append((module, name, is_param))
-    return out
-
-
-def _get(module: nn.Module, name: str, is_param: bool) -> torch.Tensor:
-    return module._parameters[name] if is_param else module._buffers[name]
+@contextlib.contextmanager
+def restored(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` for the block; afterwards each of its parameters and buffers is its original tensor again (device,
+    dtype and strides exactly as before, so a model whose weights were NHWC on purpose stays so), whatever the block
+    did to them: a timer that moved the model to its device leaves nothing behind."""
+    params = [(m, name, p, p.data) for m in model.modules() for name, p in m._parameters.items() if p is not None]
+    buffers = [(m, name, b) for m in model.modules() for name, b in m._buffers.items() if b is not None]
+    try:
+        yield model
+    finally:
+        for module, name, param, data in params:
+            module._parameters[name] = param  # `Module.to` swaps in a new Parameter where it cannot reset `.data`
+            param.data = data
+        for module, name, buffer in buffers:
+            module._buffers[name] = buffer
 
 
 @contextlib.contextmanager
 def _moved(model: nn.Module, device: torch.device, channels_last: bool) -> Iterator[int]:
-    """The model on `device` (NHWC weights with `channels_last`) for the block; afterwards every parameter and
-    buffer is its original tensor again (device, dtype and strides exactly as before: a model whose weights were
-    NHWC on purpose stays so). Yields the bytes of the model's weights and buffers, which are all on `device` then
-    (counted without comparing devices: a tensor's ``cuda:0`` is not equal to ``torch.device("cuda")``)."""
-    tensors = _tensors(model)
-    saved = [(m._parameters[n].data if p else m._buffers[n]) for m, n, p in tensors]
-    try:
+    """The model on `device` (NHWC weights with `channels_last`) for the block, `restored` afterwards. Yields the
+    bytes of the model's weights and buffers, which are all on `device` then (counted without comparing devices: a
+    tensor's ``cuda:0`` is not equal to ``torch.device("cuda")``)."""
+    with restored(model):
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        yield sum(t.numel() * t.element_size() for t in (_get(m, n, p) for m, n, p in tensors))
-    finally:
-        for (module, name, is_param), original in zip(tensors, saved):
-            if is_param:
-                module._parameters[name].data = original
-            else:
-                module._buffers[name] = original
+        tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}.values()
+        yield sum(t.numel() * t.element_size() for t in tensors)
 
 
 def measure_latency(
@@ -471,7 +464,7 @@ def measure_latency(
 
     The model is put in eval mode and moved to `device` (and to ``channels_last`` if asked) for the measurement; its
     device, memory format and mode are restored afterwards. So are the global settings the measurement changes: TF32
-    is off (`_strict_fp32`: "fp32" is IEEE fp32, and so are the ops autocast leaves in fp32), and on CUDA
+    is off (`strict_fp32`: "fp32" is IEEE fp32, and so are the ops autocast leaves in fp32), and on CUDA
     ``cudnn.benchmark`` is on. Before the warm-up, one untimed call names the SDPA kernel (`sdpa_backend`). With
     `compile`, Dynamo is reset and the model compiled for this one input size (`_compile`), and recompilations or a
     fall-back to eager are recorded and warned about. On CUDA the peak-memory statistics are reset after the warm-up,
@@ -521,7 +514,7 @@ def measure_latency(
         torch.cuda.reset_peak_memory_stats(device)
 
     try:
-        with _moved(model.eval(), device, channels_last) as weight_bytes, _strict_fp32(), settings:
+        with _moved(model.eval(), device, channels_last) as weight_bytes, strict_fp32(), settings:
             x = torch.randn(batch_size, 3, *input_size, device=device).contiguous(memory_format=memory_format)
             numerics = tf32_flags()
             sdpa = sdpa_backend(on(model, x))
@@ -620,11 +613,14 @@ def calibrated_latency(
     suite: str = "",
 ) -> list[dict[str, Any]]:
     """Rows for regression tracking: `latency_calibrated` (median of model / calibration time, with every ratio in
-    `samples`), and for information the raw `latency_raw_median` and `calibration_median` (ms)."""
-    model = model.to(device).eval()
-    x = torch.randn(1, 3, *input_size, device=device)
-    work = calibration_workload(device)
-    with torch.inference_mode():
+    `samples`), and for information the raw `latency_raw_median` and `calibration_median` (ms).
+
+    As `measure_latency`: the device with its index, strict fp32 (no TF32), and the model's tensors put back after.
+    """
+    device = resolve_device(device)
+    with _moved(model.eval(), device, channels_last=False), strict_fp32(), torch.inference_mode():
+        x = torch.randn(1, 3, *input_size, device=device)
+        work = calibration_workload(device)
         model_ms, calib_ms = timed_pairs(lambda: model(x), work, warmup, iters, device)
     ratios = [m / c for m, c in zip(model_ms, calib_ms)]
     base = {

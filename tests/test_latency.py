@@ -221,9 +221,9 @@ def test_fp32_is_strict_during_a_measurement_and_restored_after(turn_on, keep_nu
     assert fp32_precision() == before and tf32_flags() == {"tf32_matmul": True, "tf32_cudnn": True}
 
 
-def test_strict_fp32_turns_off_every_setting(keep_numerics):
+def teststrict_fp32_turns_off_every_setting(keep_numerics):
     torch.backends.fp32_precision = "tf32"
-    with latency._strict_fp32():
+    with latency.strict_fp32():
         assert set(fp32_precision().values()) == {"ieee"} and set(FP32_PRECISION_SETTINGS) == set(fp32_precision())
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32  # readable
         assert torch.get_float32_matmul_precision() == "highest"
@@ -332,3 +332,28 @@ def test_inductor_compiled_latency_on_cpu():
         assert stats.compiled and stats.dynamo_recompiles == 0 and stats.dynamo_eager_fallback is False
         assert len(stats.samples) == 3 and stats.median_ms > 0
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_calibrated_latency_is_measured_like_measure_latency(monkeypatch):
+    """The calibrated probe: the device with its index, strict fp32 during the timing, the model's tensors back."""
+    from segbench.bench import latency
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    model.to(memory_format=torch.channels_last)
+    before = [(t, t.data_ptr(), t.stride()) for t in (*model.parameters(), *model.buffers())]
+    seen = []
+    real = latency.timed_pairs
+
+    def spy(fn, calibrate, warmup, iters, device):
+        seen.append((str(device), latency.tf32_flags()))
+        return real(fn, calibrate, warmup, iters, device)
+
+    monkeypatch.setattr(latency, "timed_pairs", spy)
+    torch.backends.cudnn.allow_tf32 = True
+    rows = latency.calibrated_latency(model, (16, 16), "cpu", warmup=1, iters=3)
+    assert seen == [("cpu", {"tf32_matmul": False, "tf32_cudnn": False})]
+    assert torch.backends.cudnn.allow_tf32  # restored afterwards
+    assert {r["device"] for r in rows} == {"cpu"} and rows[0]["samples"]
+    after = [(t, t.data_ptr(), t.stride()) for t in (*model.parameters(), *model.buffers())]
+    assert all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(before, after))
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)

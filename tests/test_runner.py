@@ -798,3 +798,25 @@ def test_gpu_clock_reads_the_device_once_per_condition(monkeypatch):
     assert waits == []  # nothing waited for the device inside the loop
     s = clock.seconds()
     assert [[s[i, p] for p in (0, 1)] for i in range(2)] == [[2.0, 2.0], [1.0, 1.0]] and waits == [8]
+
+
+def test_accuracy_cells_run_strict_fp32_whatever_the_process_default(data_root, tmp_path, monkeypatch):
+    """PyTorch's default lets cuDNN run "fp32" convolutions in TF32; accuracy cells turn it off, record it, and
+    leave the process setting as it was."""
+    import segbench.bench.run.accuracy as accuracy_module
+    from segbench.bench.latency import tf32_flags
+
+    seen = []
+    real = accuracy_module._ConditionPass.stream
+
+    def spy(self, loader, bar):
+        seen.append(tf32_flags())
+        return real(self, loader, bar)
+
+    monkeypatch.setattr(accuracy_module._ConditionPass, "stream", spy)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    result = run(make_config(data_root, tmp_path, run_id="strict"), ("clean",), InferenceSpec())
+    assert seen == [{"tf32_matmul": False, "tf32_cudnn": False}]
+    assert torch.backends.cudnn.allow_tf32
+    record = json.loads(next((result.run_dir / "cells").glob("*clean*.json")).read_text())
+    assert record["tf32"] == {"tf32_matmul": False, "tf32_cudnn": False}

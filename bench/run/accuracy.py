@@ -22,6 +22,7 @@ from segbench.bench.clock import Clock
 from segbench.bench.config import InferenceSpec, RunConfig
 from segbench.bench.corruptions import warm_up
 from segbench.bench.inference import NonFiniteLogitsError, nonfinite_message, predict
+from segbench.bench.latency import strict_fp32, tf32_flags
 from segbench.bench.metrics import ConfusionCounter, accuracy_rows
 from segbench.bench.oom import is_out_of_memory
 from segbench.bench.results import CITYSCAPES_CLASSES, Condition
@@ -119,6 +120,7 @@ class _ConditionPass:
         self.counters = [ConfusionCounter(config.num_classes, device=ctx.device) for _ in cells]
         self.clock = Clock(ctx.device)  # model and metric seconds per cell; on a GPU read once per condition
         self.data_seconds = 0.0  # the wait for each batch, shared by the cells
+        self.tf32: dict[str, bool] = {}  # the TF32 settings the pass ran under (`bench.latency.tf32_flags`)
         self.errors: list[str | None] = [None] * len(cells)
         self.out_of_memory = [False] * len(cells)
         self.notes: list[dict[str, None]] = [{} for _ in cells]
@@ -186,7 +188,9 @@ def accuracy_cells(
     work = _ConditionPass(cells, runners, specs, config, ctx)
     bar = tqdm(total=shard_size, desc=label, unit="img", disable=config.quiet or not ctx.is_main, leave=False)
     try:
-        seconds = work.stream(loader, bar)
+        with strict_fp32():  # "fp32" is IEEE fp32 (no TF32 convolutions on Ampere and later), as in the latency cells
+            seconds = work.stream(loader, bar)
+            work.tf32 = tf32_flags()
     finally:
         bar.close()
     count = distributed.all_reduce_(torch.tensor([shard_size], dtype=torch.int64, device=ctx.device), ctx)
@@ -228,6 +232,7 @@ def _record(
         "world_size": ctx.world_size,
         "device": str(ctx.device),
         "inference": spec.to_dict(),
+        "tf32": work.tf32,  # as the cell ran: off (strict fp32), whatever the process default
         "timing": timing,
         "shared_with": [c.id for c in work.cells if c is not cell],
         "warnings": list(work.notes[i]),  # completed by the run loop (`cell_warnings`)

@@ -6,9 +6,8 @@ it, so that the accuracy cells after it find their model on their device.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,22 +18,6 @@ from segbench.bench.run.plan import Cell
 
 EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
 """`efficiency(model, model_name) -> tidy rows` (e.g. a partial of `bench.efficiency.efficiency_sweep`)."""
-
-
-@contextlib.contextmanager
-def kept_in_place(model: nn.Module) -> Iterator[nn.Module]:
-    """`model` for the block; afterwards each of its parameters and buffers is its original tensor again (device,
-    dtype, strides), whatever the block did to them (a timer that moves the model to its device leaves it there)."""
-    params = [(m, name, p, p.data) for m in model.modules() for name, p in m._parameters.items() if p is not None]
-    buffers = [(m, name, b) for m in model.modules() for name, b in m._buffers.items() if b is not None]
-    try:
-        yield model
-    finally:
-        for module, name, param, data in params:
-            module._parameters[name] = param  # `Module.to` swaps in a new Parameter where it cannot reset `.data`
-            param.data = data
-        for module, name, buffer in buffers:
-            module._buffers[name] = buffer
 
 
 def efficiency_probe(
@@ -50,10 +33,10 @@ def efficiency_probe(
         channels_last, compile: the run's settings, passed to the sweep's timer.
     """
     from segbench.bench.efficiency import efficiency_sweep
-    from segbench.bench.latency import calibrated_latency
+    from segbench.bench.latency import calibrated_latency, restored
 
     def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
-        with kept_in_place(model):
+        with restored(model):
             rows = sweep(model, name)
             if spec.calibrated:
                 for size in spec.resolutions:
