@@ -17,18 +17,18 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from torch import nn
 
 from segbench.bench import runner
-from segbench.bench.config import RunConfig
+from segbench.bench.config import ConfigError, RunConfig
 from segbench.bench.data import resolve_root
 from segbench.bench.gallery import write_gallery
 from segbench.bench.results import SEVERITIES, Condition
 from segbench.bench.run.outcome import RunResult
-from segbench.bench.run.residency import model_factory, resolve_weights
+from segbench.bench.run.residency import ModelFactory, model_factory, resolve_weights
 from segbench.bench.spec import EfficiencySpec, SuiteSpec
 from segbench.bench.synthetic import write_synthetic_cityscapes
 
@@ -113,7 +113,12 @@ def suite_config(suite: SuiteSpec, config: RunConfig, accuracy: bool) -> RunConf
     return dataclasses.replace(config, data_root=data_root, weights=resolve_weights(config, suite.weights))
 
 
-def run_suite(suite: SuiteSpec, config: RunConfig, conditions: Sequence[Condition] | None = None) -> RunResult:
+def run_suite(
+    suite: SuiteSpec,
+    config: RunConfig,
+    conditions: Sequence[Condition] | None = None,
+    modules: Mapping[str, nn.Module] | None = None,
+) -> RunResult:
     """Run `suite` with the settings of `config` and return the runner's result.
 
     Args:
@@ -122,24 +127,33 @@ def run_suite(suite: SuiteSpec, config: RunConfig, conditions: Sequence[Conditio
             it leaves open (`suite_config`), and sets the suite name and version.
         conditions: the accuracy conditions, replacing the selection `select_conditions(suite, config.corruptions,
             config.severities)` (tests, custom protocols).
+        modules: in-memory models by name (`nn.Module`s, under the declaration contract of `segbench.models.user`:
+            normalisation and a trained flag in their `segbench_meta`); their names join `config.models`.
     """
+    if modules:
+        clash = sorted(set(modules) & set(config.models))
+        if clash:
+            raise ConfigError("models", f"{', '.join(clash)} given both in models and as in-memory modules")
+        config = dataclasses.replace(config, models=(*config.models, *modules))
     if conditions is None:
         conditions = select_conditions(suite, config.corruptions, config.severities)
     conditions = tuple(conditions)
     accuracy = config.only != "efficiency" and bool(conditions)
     config = suite_config(suite, config, accuracy)
     efficiency = efficiency_spec(suite, config) if config.only != "accuracy" else None
-    result = runner.run(config, conditions, suite.inference, efficiency)
+    factory = model_factory(config, modules)
+    result = runner.run(config, conditions, suite.inference, efficiency, model_factory=factory)
     if accuracy and suite.gallery and result.run_dir is not None:
-        _gallery(result.run_dir, suite, config, conditions)
+        _gallery(result.run_dir, suite, config, conditions, factory)
     return result
 
 
-def _gallery(run_dir: Path, suite: SuiteSpec, config: RunConfig, conditions: Sequence[Condition]) -> None:
+def _gallery(
+    run_dir: Path, suite: SuiteSpec, config: RunConfig, conditions: Sequence[Condition], factory: ModelFactory
+) -> None:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 writes the gallery
         return
     spec = config.inference_spec(suite.inference)
-    factory = model_factory(config.fast)
 
     def build(name: str) -> nn.Module:
         model = factory(name, num_classes=config.num_classes, weights=config.weights.get(name))

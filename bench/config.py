@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
@@ -122,27 +123,61 @@ def parse_workers(value: int | str, auto: Callable[[], int], field: str = "worke
 
 
 def expand_models(value: str | Sequence[str] | None, field: str = "models") -> tuple[str, ...]:
-    """Model names from a comma list, with the shorthand of the command line (`segformer-b0,b5` -> `segformer-b0,
-    segformer-b5`: a name that is not registered inherits the family, the part before the first `-`, of the name
-    before it). Every name must be registered, or a `<head>:<backbone>` composition.
+    """`--models` entries from a comma list, with the shorthand of the command line (`segformer-b0,b5` ->
+    `segformer-b0, segformer-b5`: a name that is not registered inherits the family, the part before the first `-`,
+    of the name before it). A registry entry must be registered (or an entry-point plugin, or a `<head>:<backbone>`
+    composition); a source entry (`[NAME=]hf:...`, `py:...`, `torchscript:...`, `onnx:...`) is kept as typed and
+    checked when it is built (`segbench.models.sources`).
     """
     from segbench import models
+    from segbench.models.sources import SourceError, parse_model_spec
 
-    known = set(models.list_models())
+    known = set(models.list_models()) | set(models.list_plugin_models())
     tokens = split_list(value)
     if not tokens:
         raise ConfigError(field, f"no model names in {value!r}; give a comma list such as segformer-b0,b5")
     out: list[str] = []
+    previous = None
     for token in tokens:
-        name = token
-        if token not in known and ":" not in token and out:
-            candidate = f"{out[-1].split('-')[0]}-{token}"
+        try:
+            spec = parse_model_spec(token)
+        except SourceError as e:
+            raise ConfigError(field, str(e)) from None
+        if spec.kind != "registry":
+            out.append(token)
+            continue
+        name = spec.target
+        if name not in known and ":" not in name and previous:
+            candidate = f"{previous.split('-')[0]}-{name}"
             if candidate in known:
                 name = candidate
         if name not in known and ":" not in name:
-            raise ConfigError(field, models.MODELS.unknown_message(token))
-        out.append(name)
+            raise ConfigError(field, models.MODELS.unknown_message(spec.target))
+        previous = name
+        out.append(name if spec.name == spec.target else f"{spec.name}={name}")
     return tuple(out)
+
+
+def split_sources(entries: Sequence[str], sources: Mapping[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """`--models` entries -> (model names, {name: source} for every entry that is not a plain registry name).
+
+    A source is `<kind>:<target>` (`hf:`, `py:`, `torchscript:`, `onnx:`) or a registry name given another name
+    (`b0=segformer-b0`). Names already in `sources` (a config read back from run.json) keep their source.
+    """
+    from segbench.models.sources import SourceError, parse_model_spec
+
+    names, out = [], dict(sources)
+    for entry in entries:
+        try:
+            spec = parse_model_spec(entry)
+        except SourceError as e:
+            raise ConfigError("models", str(e)) from None
+        names.append(spec.name)
+        if spec.kind != "registry":
+            out[spec.name] = f"{spec.kind}:{spec.target}"
+        elif spec.name != spec.target:
+            out[spec.name] = spec.target
+    return tuple(names), out
 
 
 def _positive_int(value: Any, field: str, what: str = "a positive integer") -> int:
@@ -289,6 +324,14 @@ class RunConfig:
             each input size compiles: about 40 s for SegFormer-B0 on 2 CPU cores).
         reference_model: model whose scores are the reference of CE / mCE in the run summary (must be in `models`).
         num_classes: classes of the label space.
+        sources: model name -> where it comes from, for every model that is not a plain registry name:
+            `hf:<folder or id>`, `py:<module or file>:<factory>`, `torchscript:<file>`, `onnx:<file>`, or the
+            registry name of an aliased model. Filled from `[NAME=]SOURCE` entries of `models`.
+        model_args: keyword arguments of `py:` factories (a `k=v,...` text is parsed as on the command line).
+        label_map: a JSON file mapping the dataset's class names to a model's label names (`hf:`, and sources that
+            declare class names).
+        model_meta: a JSON file declaring normalisation, input range and a trained flag for `py:`, `torchscript:`
+            and `onnx:` models (see `segbench.models.user`).
         command: the command line recorded in env.json (None: `sys.argv`).
     """
 
@@ -320,10 +363,20 @@ class RunConfig:
     compile: bool = False
     reference_model: str | None = None
     num_classes: int = 19
+    sources: dict[str, str] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict)
+    label_map: str | None = None
+    model_meta: str | None = None
     command: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.models = expand_models(self.models) if isinstance(self.models, str) else split_list(self.models)
+        entries = expand_models(self.models) if isinstance(self.models, str) else split_list(self.models)
+        self.models, self.sources = split_sources(entries, self.sources)
+        self.model_args = parse_model_args_field(self.model_args)
+        for name in ("label_map", "model_meta"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(name, f"{path}: no such file; give a JSON file")
         twice = sorted({m for m in self.models if self.models.count(m) > 1})
         if twice:
             raise ConfigError("models", f"{', '.join(twice)} listed more than once")
@@ -367,6 +420,10 @@ class RunConfig:
             "channels_last": self.channels_last,
             "compile": self.compile,
             "batch_size": self.batch_size,
+            "sources": dict(self.sources),
+            "model_args": dict(self.model_args),
+            "label_map": _file_digest(self.label_map),
+            "model_meta": _file_digest(self.model_meta),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -377,6 +434,28 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         return cls(**_known(cls, data))
+
+
+def parse_model_args_field(value: Any) -> dict[str, Any]:
+    """`model_args` as a dict: a mapping as it is, a `k=v,...` text parsed as on the command line."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    from segbench.models.sources import SourceError
+    from segbench.models.user import parse_model_args
+
+    try:
+        return parse_model_args(value)
+    except SourceError as e:
+        raise ConfigError("model_args", str(e)) from None
+
+
+def _file_digest(path: str | None) -> str | None:
+    """sha256 of a small settings file (a label map, a model declaration), so that a resume sees a changed file."""
+    if path is None:
+        return None
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:

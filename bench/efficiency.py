@@ -98,8 +98,12 @@ def _numel(params: Iterable[nn.Parameter]) -> int:
 
 
 def count_params(model: nn.Module) -> ParamCount:
-    """Count the parameters of `model` in total, in its backbone, in its head(s) and per top-level module."""
-    total = _numel(model.parameters())
+    """Count the parameters of `model` in total, in its backbone, in its head(s) and per top-level module.
+
+    A model that holds its weights outside torch (an ONNX graph run by ONNX Runtime) says how many it has in a
+    `num_parameters` attribute, which is taken when the module itself has none.
+    """
+    total = _numel(model.parameters()) or int(getattr(model, "num_parameters", 0) or 0)
     backbone_module = getattr(model, "backbone", None)
     backbone = _numel(backbone_module.parameters()) if isinstance(backbone_module, nn.Module) else 0
     return ParamCount(
@@ -265,6 +269,9 @@ def efficiency_sweep(
     for c in conventions:
         if c not in CONVENTIONS:
             raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
+    source = getattr(model, "source_info", None)  # a model from hf:/py:/torchscript:/onnx: says which counters apply
+    if source is not None:
+        conventions = [c for c in conventions if c in source.flop_conventions]
     row = functools.partial(_row, model_name or _model_name(model), suite)
     device = str(resolve_device(device))
     # Parameters and FLOPs of the architecture as published; a model that runs a rewritten graph (SegFormer's fast

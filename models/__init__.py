@@ -35,7 +35,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model (or a `head:timm_backbone` composition) in eval mode.
 
     Args:
-        name: a registered name such as `segformer-b2`, or `<head>:<timm model name>`.
+        name: a registered name such as `segformer-b2`, `<head>:<timm model name>`, or a model an installed package
+            registers in the `segbench.models` entry-point group.
         **kwargs: `num_classes` (default 19), `weights` (None for random init, or a checkpoint path / HF id),
             and family-specific options.
     """
@@ -44,9 +45,21 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         from segbench.models.baselines import create_composed
 
         model = create_composed(name, **kwargs)
+    elif name in MODELS or name not in list_plugin_models():
+        model = MODELS.create(name, **kwargs)  # an unknown name raises with the closest registered ones
     else:
-        model = MODELS.create(name, **kwargs)
+        from segbench.models.user import create_entry_point_model
+
+        model = create_entry_point_model(name, **kwargs)
     return model.eval()
+
+
+def list_plugin_models(pattern: str = "*") -> list[str]:
+    """Models that installed packages register in the `segbench.models` entry-point group (built-in names win)."""
+    from segbench.models.user import list_entry_point_models
+
+    _import_families()
+    return [n for n in list_entry_point_models(pattern) if n not in MODELS]
 
 
 _IMPORTED = False
@@ -73,5 +86,6 @@ __all__ = [
     "create_model",
     "list_models",
     "list_models_grouped",
+    "list_plugin_models",
     "register_model",
 ]

@@ -629,7 +629,9 @@ def build_user_model(
     with _on_path(folder):
         model = _call_factory(factory, request, factory_name, label)
     declaration = _declaration(request, model, module, where)
-    target = f"{request.spec.kind}:{request.spec.target}" if kind == "py" else f"entry point {request.spec.target}"
+    target = {"py": f"py:{request.spec.target}", "module": f"in-memory module {request.spec.name}"}.get(
+        kind, f"entry point {request.spec.target}"
+    )
     if request.weights is not None:
         weights_info = load_weights_file(model, request.weights, label)
     elif declaration.trained:
@@ -782,6 +784,7 @@ __all__ = [
     "entry_point_models",
     "list_entry_point_models",
     "load_entry_point",
+    "load_module",
     "load_py",
     "load_weights_file",
     "parse_declaration",
@@ -790,3 +793,14 @@ __all__ = [
     "state_dict_sha256",
     "wrap",
 ]
+
+
+def load_module(model: nn.Module, request: BuildRequest) -> SourceModel:
+    """An in-memory module from the Python API (`segbench.run(..., modules={name: module})`), wrapped under the same
+    declaration contract as a `py:` factory's model (its `segbench_meta`, or its own `meta`; `--weights` applies).
+    The module itself is used, not a copy."""
+    detail = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    return build_user_model(
+        lambda **_: model, request, kind="module", factory_name="(in-memory module)", module=None,
+        where="the in-memory module", detail=detail,
+    )  # fmt: skip

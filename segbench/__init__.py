@@ -53,19 +53,21 @@ _API = {
 }
 
 
-def run(suite: Any, config: Any = None) -> Any:
+def run(suite: Any, config: Any = None, modules: Any = None) -> Any:
     """Run a suite and return its `RunResult` (`.frame()`: the tidy rows as a DataFrame; `.summary()`; `.run_dir`).
 
     Args:
         suite: a registered suite name (`segbench.list_suites()`) or a `SuiteSpec`.
         config: a `RunConfig` (the same one the command line fills); None for the suite's defaults.
+        modules: in-memory `nn.Module`s by name, measured beside `config.models` (their normalisation and trained
+            flag in a `segbench_meta` attribute; see `segbench.models.user`).
     """
     from segbench import suites
     from segbench.bench.api import run_suite
     from segbench.bench.config import RunConfig
 
     spec = suites.get_suite(suite) if isinstance(suite, str) else suite
-    return run_suite(spec, config if config is not None else RunConfig())
+    return run_suite(spec, config if config is not None else RunConfig(), modules=modules)
 
 
 def __getattr__(name: str) -> Any:

@@ -82,7 +82,16 @@ def _run_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="demo", help="suite name (see `list suites`); default: demo")
-    p.add_argument("--models", help="comma list of models (default: the suite's)")
+    p.add_argument(
+        "--models",
+        help="comma list of [NAME=]SOURCE (default: the suite's): a registered name, hf:FOLDER_OR_ID, "
+        "py:MODULE_OR_FILE:FACTORY, torchscript:FILE or onnx:FILE",
+    )
+    p.add_argument("--model-args", help="keyword arguments of py: factories, k=v,... (e.g. depth=18,pretrained=False)")
+    p.add_argument(
+        "--model-meta", help="JSON declaring normalisation, input range and trained for py:/torchscript:/onnx: models"
+    )
+    p.add_argument("--label-map", help="JSON mapping the dataset's class names to a model's label names")
     p.add_argument("--data", help="Cityscapes root (default: $CITYSCAPES_DATASET)")
     p.add_argument("--corrupted-data", help="a generate-c output folder to read corrupted images from")
     p.add_argument("--weights", help="a folder of checkpoints and/or model=path pairs (default: the local HF cache)")
@@ -153,6 +162,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         channels_last=args.channels_last,
         compile=args.compile,
         reference_model=args.reference,
+        model_args=args.model_args or {},
+        model_meta=args.model_meta,
+        label_map=args.label_map,
         command=[sys.executable, *sys.argv],
     )
 
@@ -203,6 +215,12 @@ def cmd_list(argv: list[str]) -> int:
         print("models (by family; also <head>:<timm model>, e.g. deeplabv3plus:convnext_tiny):")
         for family, names in models.list_models_grouped().items():
             print(f"  {family}: {', '.join(names)}")
+        plugins = models.list_plugin_models()
+        if plugins:
+            print(f"  plugins (segbench.models entry points): {', '.join(plugins)}")
+        print(
+            "  other sources: hf:FOLDER_OR_ID, py:MODULE_OR_FILE:FACTORY, torchscript:FILE, onnx:FILE ([NAME=]SOURCE)"
+        )
     if args.what in (None, "suites"):
         from segbench import suites
 

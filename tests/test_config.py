@@ -90,7 +90,36 @@ def test_config_round_trips_through_json():
                     inference=InferenceSpec(mode="slide", crop=64))  # fmt: skip
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.settings() == {"fast": True, "precision": "fp32", "channels_last": False, "compile": False,
-                              "batch_size": 1}  # fmt: skip
+                              "batch_size": 1, "sources": {}, "model_args": {}, "label_map": None,
+                              "model_meta": None}  # fmt: skip
+
+
+def test_models_take_every_source_with_an_optional_name(tmp_path):
+    label_map = tmp_path / "map.json"
+    label_map.write_text('{"vegetation": "tree"}')
+    cfg = RunConfig(
+        models="segformer-b0,b1,mynet=py:./my_model.py:build,py:mypkg.models:build_large,hf:/ckpt/upernet,"
+        "onnx:/deploy/model.onnx,b0=segformer-b0",
+        model_args="depth=18,pretrained=False,name=x",
+        label_map=str(label_map),
+    )
+    assert cfg.models == ("segformer-b0", "segformer-b1", "mynet", "build_large", "upernet", "model", "b0")
+    assert cfg.sources == {
+        "mynet": "py:./my_model.py:build",
+        "build_large": "py:mypkg.models:build_large",
+        "upernet": "hf:/ckpt/upernet",
+        "model": "onnx:/deploy/model.onnx",
+        "b0": "segformer-b0",
+    }
+    assert cfg.model_args == {"depth": 18, "pretrained": False, "name": "x"}
+    assert len(cfg.settings()["label_map"]) == 64  # a resume sees a changed map
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="models: mynet listed more than once"):
+        RunConfig(models="mynet=py:a.py:f,mynet=onnx:b.onnx")
+    with pytest.raises(ConfigError, match="label_map: /nope.json: no such file"):
+        RunConfig(models="segformer-b0", label_map="/nope.json")
+    with pytest.raises(ConfigError, match="nothing after 'hf:'"):
+        RunConfig(models="hf:")
 
 
 class StandInGpus:

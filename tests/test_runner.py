@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -117,7 +118,8 @@ def test_resume_skips_finished_cells(reference_run, data_root, tmp_path):
 def test_run_json_records_every_setting_that_can_change_a_number(reference_run):
     manifest = json.loads((reference_run.run_dir / "run.json").read_text())
     assert manifest["settings"] == {"fast": False, "precision": "fp32", "channels_last": False, "compile": False,
-                                    "batch_size": 2, "conditions": list(CONDITIONS)}  # fmt: skip
+                                    "batch_size": 2, "sources": {}, "model_args": {}, "label_map": None,
+                                    "model_meta": None, "conditions": list(CONDITIONS)}  # fmt: skip
     assert manifest["config"]["fast"] is False and manifest["config"]["weights_text"] is None
 
 
@@ -163,9 +165,10 @@ def test_fast_path_is_a_run_setting_for_every_family(data_root, tmp_path):
     assert sorted(result.computed) == ["deeplabv3plus:resnet18__clean", "segformer-tiny__clean"]
     env = json.loads((result.run_dir / "env.json").read_text())
     assert env["config"]["fast"] is True
-    factory = model_factory(fast=True)
+    factory = model_factory(cfg)
     assert type(factory("segformer-tiny").decode_head).__name__ == "FoldedMLPDecoder"
-    assert type(model_factory(fast=False)("segformer-tiny").decode_head).__name__ != "FoldedMLPDecoder"
+    plain = model_factory(dataclasses.replace(cfg, fast=False))
+    assert type(plain("segformer-tiny").decode_head).__name__ != "FoldedMLPDecoder"
 
 
 def test_resume_refuses_other_settings(reference_run, data_root, tmp_path):

@@ -40,6 +40,8 @@ def weights_detail(model: nn.Module) -> dict[str, Any]:
     meta = getattr(model, "meta", None)
     if meta is not None:
         detail["meta"] = dataclasses.asdict(meta)
+    source = getattr(model, "source_info", None)  # hf:, py:, torchscript:, onnx: and in-memory modules
+    detail["model_source"] = dataclasses.asdict(source) if source is not None else {"kind": "registry"}
     return detail
 
 

@@ -18,8 +18,10 @@ Every decision is taken on every rank alike (`distributed.any_failed`), so that 
 from __future__ import annotations
 
 import gc
+import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -28,24 +30,56 @@ from torch import nn
 from segbench.bench import distributed
 from segbench.bench.config import RunConfig
 from segbench.bench.oom import is_out_of_memory
+from segbench.bench.results import CITYSCAPES_CLASSES
 from segbench.bench.run.outcome import CellError
+from segbench.models.sources import parse_model_spec
 
 T = TypeVar("T")
 ModelFactory = Callable[..., nn.Module]
 """`factory(name, num_classes=..., weights=...) -> nn.Module`."""
 
 
-def model_factory(fast: bool = False) -> ModelFactory:
-    """`factory(name, **kwargs) -> model`: `models.create_model`, with SegFormer's folded-decoder fast path when
-    `fast` (other families, `<head>:<backbone>` compositions included, have none and are built as they are)."""
+def model_factory(config: RunConfig, modules: Mapping[str, nn.Module] | None = None) -> ModelFactory:
+    """`factory(name, **kwargs) -> model` for the models of `config`, whatever their source.
+
+    A registry name goes to `models.create_model` (with SegFormer's folded-decoder fast path when `config.fast`;
+    other families have none and are built as they are); a name in `config.sources` to its source
+    (`segbench.models.sources`: `hf:`, `py:`, `torchscript:`, `onnx:`, or an aliased registry name); a name in
+    `modules` (the Python API's in-memory modules) is that very module, under the `py:` declaration contract.
+    """
     from segbench import models
 
     def create(name: str, **kwargs: Any) -> nn.Module:
-        if fast and name in models.list_models_grouped().get("segformer", ()):
+        if modules and name in modules:
+            return _from_source(name, "module", config, kwargs, module=modules[name])
+        source = config.sources.get(name)
+        if source is not None and parse_model_spec(source).kind != "registry":
+            return _from_source(name, source, config, kwargs)
+        registry = source or name
+        if config.fast and registry in models.list_models_grouped().get("segformer", ()):
             kwargs["fast"] = True
-        return models.create_model(name, **kwargs)
+        return models.create_model(registry, **kwargs)
 
     return create
+
+
+def _from_source(
+    name: str, source: str, config: RunConfig, kwargs: dict[str, Any], module: nn.Module | None = None
+) -> nn.Module:
+    from segbench.models.sources import BuildRequest, ModelSpec, build_from_source
+    from segbench.models.user import load_module, read_declaration_file
+
+    spec = ModelSpec(name, "py", "(in-memory)") if module is not None else parse_model_spec(f"{name}={source}")
+    request = BuildRequest(
+        spec=spec,
+        num_classes=kwargs.get("num_classes", config.num_classes),
+        class_names=CITYSCAPES_CLASSES if config.num_classes == len(CITYSCAPES_CLASSES) else (),
+        weights=kwargs.get("weights"),
+        model_args=config.model_args,
+        label_map=json.loads(Path(config.label_map).read_text()) if config.label_map else None,
+        meta=read_declaration_file(config.model_meta) if config.model_meta else None,
+    )
+    return load_module(module, request).eval() if module is not None else build_from_source(request)
 
 
 def free_device_memory() -> None:
@@ -72,7 +106,7 @@ class ModelSlot:
 
     def __init__(self, config: RunConfig, device: torch.device, factory: ModelFactory | None = None):
         self.config, self.device = config, device
-        self.factory = factory or model_factory(config.fast)
+        self.factory = factory or model_factory(config)
         self.models: dict[str, nn.Module] = {}
         self.compiled: dict[str, nn.Module] = {}
 
@@ -81,9 +115,10 @@ class ModelSlot:
         model = self.factory(name, num_classes=self.config.num_classes, weights=self.config.weights.get(name))
         info = getattr(model, "weights_info", None)
         if (info is None or info.random) and not self.config.allow_random_weights:
+            notes = "".join(f"; {note}" for note in getattr(info, "notes", ()))  # e.g. how a py: model says trained
             raise ValueError(
                 f"model {name} has no trained weights (random init); give a checkpoint with weights={{{name!r}: path}} "
-                "(--weights on the command line), or allow_random_weights=True for a smoke run"
+                f"(--weights on the command line), or allow_random_weights=True for a smoke run{notes}"
             )
         return model.eval()
 
