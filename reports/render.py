@@ -69,6 +69,9 @@ class ModelInfo:
     path: str = ""
     random: bool = False
     synthetic: bool = False
+    model_source: str = "registry"
+    """Where the model itself came from: "registry", or `<kind>: <target>` (hf, py, entry-point, torchscript, onnx,
+    module), with the FLOP counters that apply to it when they differ from the registry's."""
 
     @property
     def flag(self) -> str:
@@ -152,8 +155,15 @@ def model_infos(env: dict, models: Sequence[str]) -> dict[str, ModelInfo]:
         source = str(w.get("source") or "")
         if not source and fingerprint.startswith(("random-init", "unhashed:")):  # bench's non-hash fingerprints
             source = fingerprint.split("/")[0].removeprefix("unhashed:")
+        origin = w.get("model_source") if isinstance(w.get("model_source"), dict) else {}
+        kind = str(origin.get("kind") or "registry")
+        described = kind if kind == "registry" else f"{kind}: {origin.get('target', '')}"
+        if kind != "registry":
+            counters = origin.get("flop_conventions") or ()
+            described += f" (FLOPs: {', '.join(counters)} only)" if counters else " (FLOPs not counted: no counter)"
         out[name] = ModelInfo(
             name=name,
+            model_source=described,
             source=source,
             sha256=fingerprint,
             path=str(w.get("path") or ""),
@@ -283,6 +293,7 @@ def _models(infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs) ->
     rows = [
         Row(
             [
+                Cell(i.model_source),
                 Cell(i.source or "–"),
                 Cell(i.sha256[:16] + ("…" if len(i.sha256) > 16 else "") or "–", title=i.sha256),
                 Cell(i.path or "–"),
@@ -296,6 +307,7 @@ def _models(infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs) ->
         [
             {
                 "model": i.name,
+                "model_source": i.model_source,
                 "source": i.source,
                 "sha256": i.sha256,
                 "path": i.path,
@@ -306,7 +318,9 @@ def _models(infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs) ->
         ]
     )
     sec.files = out.table(frame, "models", "Models and weights")
-    sec.tables.append(HtmlTable(["Model", "Weights source", "sha256", "Path", "Status"], rows, cls="kv"))
+    sec.tables.append(
+        HtmlTable(["Model", "Model source", "Weights source", "sha256", "Path", "Status"], rows, cls="kv")
+    )
     return sec
 
 

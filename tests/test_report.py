@@ -586,3 +586,20 @@ def test_a_long_evaluation_time_table_is_folded_under_its_total(tmp_path):
     section = text[text.index('id="evaluation-time"') : text.index('id="gallery"')]
     folded = section.index("<details><summary>Per condition (16 rows)</summary>")
     assert section.index("all conditions") < folded  # the total stays in view, above the folded rows
+
+
+def test_models_section_names_each_models_source(tmp_path):
+    run = make_fake_run(tmp_path / "run", MODELS[:2], gallery=False, history=False, efficiency=False)
+    env = json.loads((run / "env.json").read_text())
+    env["weights"][MODELS[0]]["model_source"] = {
+        "kind": "hf",
+        "target": "/ckpt/upernet",
+        "flop_conventions": ["fvcore"],
+    }
+    env["weights"][MODELS[1]]["model_source"] = {"kind": "onnx", "target": "/deploy/m.onnx", "flop_conventions": []}
+    (run / "env.json").write_text(json.dumps(env))
+    render_report(run)
+    models = pd.read_csv(run / "report" / "models.csv").set_index("model")
+    assert models.loc[MODELS[0], "model_source"] == "hf: /ckpt/upernet (FLOPs: fvcore only)"
+    assert models.loc[MODELS[1], "model_source"] == "onnx: /deploy/m.onnx (FLOPs not counted: no counter)"
+    assert models.loc[EVIL, "model_source"] == "registry"
