@@ -516,6 +516,12 @@ def load_hf(request: BuildRequest) -> nn.Module:
     norm = read_normalisation(transformers, folder, arch, target)
     task_inputs = _task_inputs(transformers, folder, config, target) if model_type == "oneformer" else None
     model, weights = _load_model(transformers, arch, config, folder, request, target)
+    # The auxiliary FCN head (UperNet, DPT, BEiT, Data2Vec) is a training loss only: it would run on every forward
+    # and count in params and latency, never in the prediction. Loaded strictly first, then dropped for evaluation.
+    auxiliary = getattr(model, "auxiliary_head", None)
+    dropped = sum(p.numel() for p in auxiliary.parameters()) if isinstance(auxiliary, nn.Module) else 0
+    if auxiliary is not None:
+        model.auxiliary_head = None
 
     image_size = _pair(config.image_size) if arch.input == "fixed" or arch.window_at_image_size else None
     fixed = image_size if arch.input == "fixed" else None
@@ -551,6 +557,7 @@ def load_hf(request: BuildRequest) -> nn.Module:
             "input": f"exactly {fixed[0]}x{fixed[1]}" if fixed else arch.input + " size",
             **({"mask_logits_resized_to": list(arch.mask_size)} if arch.mask_size else {}),
             **({"task_text": ONEFORMER_TASK} if task_inputs is not None else {}),
+            **({"auxiliary_head": f"dropped for evaluation ({dropped} parameters)"} if dropped else {}),
         },
         flop_conventions=FLOP_CONVENTIONS,
     )

@@ -293,11 +293,18 @@ def test_same_labels_as_transformers(name: str, saved) -> None:
 
 
 def test_count_params_equals_the_transformers_model(saved) -> None:
+    """Params are the evaluated model's: the transformers model's, less its auxiliary head (a training loss that
+    would otherwise run on every forward and count in params and latency)."""
     for name in ("segformer", "upernet-swin", "mask2former"):
         folder, hf_model = saved(name)
         model = build(folder)
         params = count_params(model)
-        assert params.total == sum(p.numel() for p in hf_model.parameters())
+        auxiliary = getattr(hf_model, "auxiliary_head", None)
+        dropped = sum(p.numel() for p in auxiliary.parameters()) if auxiliary is not None else 0
+        assert params.total == sum(p.numel() for p in hf_model.parameters()) - dropped
+        assert (dropped > 0) == (name == "upernet-swin")  # UperNet's configs default to use_auxiliary_head=True
+        if dropped:
+            assert model.source_info.detail["auxiliary_head"] == f"dropped for evaluation ({dropped} parameters)"
         assert 0 < params.backbone < params.total
         assert params.backbone == sum(p.numel() for p in model.backbone.parameters())
 
