@@ -117,8 +117,8 @@ class ModelSlot:
         if (info is None or info.random) and not self.config.allow_random_weights:
             notes = "".join(f"; {note}" for note in getattr(info, "notes", ()))  # e.g. how a py: model says trained
             raise ValueError(
-                f"model {name} has no trained weights (random init); give a checkpoint with weights={{{name!r}: path}} "
-                f"(--weights on the command line), or allow_random_weights=True for a smoke run{notes}"
+                f"model {name} has no trained weights (random init); give a checkpoint (--weights {name}=PATH, or "
+                f"RunConfig.weights), or run it untrained for a smoke run (--allow-random-weights){notes}"
             )
         return model.eval()
 
