@@ -71,6 +71,15 @@ def results_table(run_dir: str | Path) -> pd.DataFrame:
     return table.dropna(axis=1, how="all")
 
 
+def _cell(value: object) -> str:
+    """Two decimals, or three significant digits for a small non-zero number (a 0.0007 M model is not 0.00)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value == value and 0 < abs(value) < 0.1:
+        return f"{value:.3g}"
+    return T.format_number(value, 2)
+
+
 def console_table(run_dir: str | Path) -> str | None:
     """`results_table` as aligned plain-text columns (pipes between them), or None when there is nothing to show."""
     table = results_table(run_dir)
@@ -78,7 +87,7 @@ def console_table(run_dir: str | Path) -> str | None:
         return None
     table = table.reset_index()
     cells = [[str(c) for c in table.columns]]
-    cells += [[str(v) if isinstance(v, str) else T.format_number(v, 2) for v in row] for row in table.itertuples(False)]
+    cells += [[_cell(v) for v in row] for row in table.itertuples(False)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |"
              for row in cells]  # fmt: skip

@@ -173,3 +173,12 @@ def test_resume_refuses_a_different_setting_in_one_line(tmp_path):
         check_resume(old, new, tmp_path)
     assert "\n" not in str(e.value)
     check_resume({"suite": "t"}, new, tmp_path)  # a run folder from before settings were recorded
+
+
+def test_console_table_keeps_small_numbers_readable(tmp_path):
+    store = RunStore(tmp_path)
+    eff = {"suite": "t", "condition": "efficiency", "corruption": None, "category": None, "severity": None}
+    rows = _rows("a", 60, 5) + [{**eff, "model": "a", "metric": "params", "value": 0.00071, "unit": "M"}]
+    store.write_cell({"cell": "all", "rows": rows})
+    store.gather(suite="t")
+    assert "0.00071" in console_table(tmp_path) and "60.00" in console_table(tmp_path)
