@@ -31,6 +31,7 @@ from segbench.bench import allocator
 from segbench.bench.config import PRECISIONS, usable_cores
 from segbench.bench.flops import (
     CONVENTIONS,
+    DEFAULT_CONVENTIONS,
     PAPER_RULES,
     FlopCount,
     SlidingWindowFlops,
@@ -221,7 +222,7 @@ def efficiency_sweep(
     *,
     model_name: str | None = None,
     suite: str = "",
-    conventions: Sequence[str] = CONVENTIONS,
+    conventions: Sequence[str] = DEFAULT_CONVENTIONS,
     latency: bool = True,
     sliding_window: bool = True,
     warmup: int = 5,
@@ -256,7 +257,8 @@ def efficiency_sweep(
         precision: one precision or several (``"fp32"``, ``"fp16"``, ``"bf16"``).
         model_name: name for the rows (default: ``model.meta.name`` or the class name).
         suite: suite name for the rows.
-        conventions: FLOP conventions to count ("fvcore", "paper"); empty to skip FLOPs.
+        conventions: FLOP conventions to count (`bench.flops.CONVENTIONS`); empty to skip FLOPs. A model from a
+            source other than the registry counts with the ones its `source_info` allows instead.
         latency: measure latency (False: parameters and FLOPs only).
         sliding_window: add the sliding-window cost where the model's eval crop is smaller than the image.
         warmup, iters, channels_last, compile, cv_threshold, max_retries: passed to `measure_latency`.
@@ -270,8 +272,8 @@ def efficiency_sweep(
         if c not in CONVENTIONS:
             raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
     source = getattr(model, "source_info", None)  # a model from hf:/py:/torchscript:/onnx: says which counters apply
-    if source is not None:
-        conventions = [c for c in conventions if c in source.flop_conventions]
+    if source is not None and conventions:  # (fvcore and torch's counter; no paper convention outside the registry)
+        conventions = list(source.flop_conventions)
     row = functools.partial(_row, model_name or _model_name(model), suite)
     device = str(resolve_device(device))
     # Parameters and FLOPs of the architecture as published; a model that runs a rewritten graph (SegFormer's fast

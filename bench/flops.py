@@ -1,12 +1,17 @@
-"""FLOP counting with a stated convention: fvcore's tracer, or the rules behind the SegFormer paper's table.
+"""FLOP counting with a stated convention: fvcore's tracer, torch's own counter, or the SegFormer paper's rules.
 
-Two conventions, both reported in multiply-accumulates (one fused multiply-add = 1 MAC; GFLOPs = 2 x GMACs):
+Three conventions, all reported in multiply-accumulates (one fused multiply-add = 1 MAC; GFLOPs = 2 x GMACs):
 
 - ``"fvcore"``: fvcore's ``FlopCountAnalysis`` on a traced forward. It counts matmuls, linears and convolutions
   (without bias), norms (elements x 2 with affine at inference) and bilinear/nearest upsampling, and reports
   everything else (softmax, GELU, elementwise ops) in ``unsupported_ops``. fvcore has no rule for
   ``aten::scaled_dot_product_attention``; this module adds one, ``B * heads * Nq * Nk * (d + dv)``, i.e. the two
   matmuls ``q k^T`` and ``attn v`` exactly as fvcore would count them written out by hand.
+- ``"torch"``: ``torch.utils.flop_counter.FlopCounterMode`` on a real forward: PyTorch's own formulas for the
+  matmul, convolution and attention kernels it dispatches (elementwise ops, norms and upsampling uncounted), which
+  report FLOPs (2 per multiply-add); halved here into MACs. It needs no tracing, so it counts models fvcore cannot
+  trace; it runs without autograd, and with it only for the models whose modules take parameters as inputs
+  (OneFormer), where the counter's module tracker needs it.
 - ``"paper"``: the rules of mmcv's ``get_model_complexity_info`` (the counter behind the SegFormer paper's Table 1),
   re-implemented here with forward hooks keyed on the *exact* module type, as mmcv does:
 
@@ -52,7 +57,9 @@ from typing import Any
 import torch
 from torch import nn
 
-CONVENTIONS = ("fvcore", "paper")
+CONVENTIONS = ("fvcore", "paper", "torch")
+DEFAULT_CONVENTIONS = ("fvcore", "paper")
+"""What a sweep counts for the registry's models unless told otherwise (a suite's `EfficiencySpec.conventions`)."""
 
 
 @dataclass
@@ -243,6 +250,26 @@ def _count_fvcore(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, flo
     return total, by_module, unsupported
 
 
+def _torch_version() -> str:
+    return torch.__version__
+
+
+def _count_torch(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, float], dict[str, int]]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as mode:
+            model(x)
+    except RuntimeError:  # its module tracker fails without autograd on modules that take a parameter as an input
+        with FlopCounterMode(display=False) as mode:  # (OneFormer): count again with grad mode on
+            model(x)
+    root = type(model).__name__
+    per_module = {name: sum(ops.values()) for name, ops in mode.get_flop_counts().items()}  # cumulative per module
+    total = int(mode.get_total_flops()) // 2
+    by_module = _group(model, lambda g: int(per_module.get(f"{root}.{g}", 0)) // 2, total)
+    return total, by_module, {}
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Paper convention (mmcv get_model_complexity_info rules + SegFormer's hand-added attention)
 # --------------------------------------------------------------------------------------------------------------------
@@ -410,6 +437,9 @@ def _count_paper(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, floa
 _COUNTERS = {
     "fvcore": "fvcore {version} FlopCountAnalysis, 1 fused multiply-add = 1 flop (reported as GMACs), "
     "+ aten::scaled_dot_product_attention handle B*heads*Nq*Nk*(d+dv); elementwise ops, softmax, GELU uncounted",
+    "torch": "torch {torch_version} torch.utils.flop_counter.FlopCounterMode on a real forward (matmul, conv and "
+    "attention kernels by PyTorch's own formulas; elementwise ops, norms and upsampling uncounted); its FLOPs halved "
+    "into GMACs",
     "paper": "paper convention: mmcv get_model_complexity_info module rules re-implemented in segbench "
     "(1 multiply-add = 1, conv bias counted, norms/activations by elements, functional ops and attention matmuls "
     "uncounted) + SegFormer's hand-added attention 2*h*w*(h//r)*(w//r)*dim per block; reported as GMACs",
@@ -424,8 +454,9 @@ def count_flops(
     Args:
         model: an image model taking (B, 3, H, W). It is run in eval mode (its mode is restored afterwards).
         input_size: (H, W) of the input.
-        convention: ``"fvcore"`` (traced, real forward) or ``"paper"`` (mmcv rules + SegFormer attention term,
-            shapes-only forward). See the module docstring for exactly what each counts.
+        convention: ``"fvcore"`` (traced, real forward), ``"torch"`` (PyTorch's FlopCounterMode, real forward) or
+            ``"paper"`` (mmcv rules + SegFormer attention term, shapes-only forward). See the module docstring for
+            exactly what each counts.
         batch_size: batch size of the input; totals are for the whole batch.
 
     Returns:
@@ -439,17 +470,15 @@ def count_flops(
     was_training = model.training
     model.eval()
     try:
-        if convention == "fvcore":
-            total, by_module, uncounted = _count_fvcore(model, x)
-        else:
-            total, by_module, uncounted = _count_paper(model, x)
+        count = {"fvcore": _count_fvcore, "torch": _count_torch, "paper": _count_paper}[convention]
+        total, by_module, uncounted = count(model, x)
     finally:
         model.train(was_training)
     return FlopCount(
         gmacs=total / 1e9,
         by_module=by_module,
         uncounted=uncounted,
-        counter=_COUNTERS[convention].format(version=_fvcore_version()),
+        counter=_COUNTERS[convention].format(version=_fvcore_version(), torch_version=_torch_version()),
         convention=convention,
         input_size=input_size,
         batch_size=batch_size,

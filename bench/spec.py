@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.bench.config import InferenceSpec
+from segbench.bench.flops import DEFAULT_CONVENTIONS
 from segbench.bench.results import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
 
 NOISE = CATEGORIES["noise"]
@@ -36,7 +37,7 @@ class EfficiencySpec:
     resolutions: tuple[tuple[int, int], ...] = ((1024, 2048),)
     batch_sizes: tuple[int, ...] = (1,)
     precisions: tuple[str, ...] = ("fp32",)
-    conventions: tuple[str, ...] = ("fvcore", "paper")
+    conventions: tuple[str, ...] = DEFAULT_CONVENTIONS
     latency: bool = True
     warmup: int = 5
     iters: int = 20

@@ -62,7 +62,7 @@ from segbench.models.sources import BuildRequest, SourceError, SourceInfo, map_l
 
 INSTALL_HINT = "hf: needs the transformers package: pip install 'segbench[hf]' (or pip install transformers)"
 
-FLOP_CONVENTIONS = ("fvcore",)
+FLOP_CONVENTIONS = ("fvcore", "torch")
 """FLOP conventions that apply to `hf:` models: counted on the real forward; there is no paper convention for them."""
 
 ONEFORMER_TASK = "the task is semantic"

@@ -72,13 +72,14 @@ class SourceInfo:
         kind: "registry", "hf", "py", "entry-point", "torchscript", "onnx" or "module" (an in-memory module).
         target: what was named (registry name, hub id or folder, module and factory, file).
         detail: source-specific facts (architecture, model type, revision, file hash, label mapping, library versions).
-        flop_conventions: the FLOP conventions that apply ("paper" only for the registry's SegFormer family).
+        flop_conventions: the FLOP counters that apply to it (`bench.flops`: "fvcore" and "torch" for a module that
+            runs in PyTorch; none for an exported file; "paper" only for the registry's SegFormer family).
     """
 
     kind: str
     target: str
     detail: dict[str, Any] = field(default_factory=dict)
-    flop_conventions: tuple[str, ...] = ("fvcore",)
+    flop_conventions: tuple[str, ...] = ("fvcore", "torch")
 
 
 def default_name(kind: str, target: str) -> str:

@@ -34,6 +34,8 @@ CONVENTION_NOTES = {
     "fvcore": "fvcore FlopCountAnalysis on a traced forward; one fused multiply-add = 1 MAC (GFLOPs = 2 x GMACs)",
     "paper": "the SegFormer paper's rules (mmcv get_model_complexity_info module rules plus the attention matmuls "
     "added by hand); one multiply-add = 1 MAC, so the paper's 'GFLOPs' column is in GMACs",
+    "torch": "PyTorch's torch.utils.flop_counter.FlopCounterMode on a real forward (matmul, conv and attention "
+    "kernels); its FLOPs halved into MACs. Counted for models from hf:/py: sources and in-memory modules",
 }
 
 PUBLISHED_TABLE5 = "Xie et al., SegFormer (NeurIPS 2021), Table 5; rows other than SegFormer-B5 quoted there from "

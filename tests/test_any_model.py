@@ -127,7 +127,7 @@ def test_onnx_and_hf_through_the_command_line(tmp_path):
     assert _params(frame, "tiny") == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6)
     assert _params(frame, "seg") == pytest.approx(sum(p.numel() for p in hf_model.parameters()) / 1e6)
     conventions = set(frame.query("model == 'seg' and metric == 'gmacs'")["convention"])
-    assert conventions == {"fvcore"}  # no paper convention for a Hugging Face model
+    assert conventions == {"fvcore", "torch"}  # fvcore and torch's counter; no paper convention for a hf: model
     assert "| seg " in out.stdout and "| tiny " in out.stdout  # the console table
 
 

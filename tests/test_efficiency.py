@@ -678,3 +678,14 @@ def test_fast_segformer_reports_architecture_and_executed_flops(name):
         assert 0 < executed < quick[("gmacs", convention)], convention  # the folded decoder skips the 1/4-res fuse
         assert executed == pytest.approx(count_flops(fast, (64, 128), convention=convention).gmacs)
     assert not any(metric.endswith("_executed") for metric, _ in slow)
+
+
+def test_torch_counter_convention_counts_the_dispatched_kernels():
+    """The "torch" convention: PyTorch's FlopCounterMode, halved into MACs; a conv's count is its textbook formula."""
+    from segbench.bench.flops import count_flops
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)).eval()
+    count = count_flops(conv, (16, 32), convention="torch")
+    assert count.gmacs * 1e9 == 3 * 9 * 8 * 16 * 32  # C_in * k*k * C_out * output positions
+    assert count.convention == "torch" and "FlopCounterMode" in count.counter
+    assert count_flops(conv, (16, 32), convention="fvcore").gmacs == count.gmacs

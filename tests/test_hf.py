@@ -287,7 +287,7 @@ def test_same_labels_as_transformers(name: str, saved) -> None:
     info = model.source_info
     assert (info.kind, info.detail["model_type"]) == ("hf", _model_type(name))
     assert info.detail["architecture"] == type(hf_model).__name__ == model.meta.head
-    assert info.flop_conventions == ("fvcore",)
+    assert info.flop_conventions == ("fvcore", "torch")
     assert model.weights_info.random is False
     assert model.weights_info.sha256 == sha256_file(folder / "model.safetensors")
 
