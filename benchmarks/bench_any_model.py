@@ -68,6 +68,7 @@ from segbench.bench.inference import normalize, predict  # noqa: E402
 from segbench.bench.latency import cpu_model_name, measure_latency  # noqa: E402
 from segbench.bench.results import CITYSCAPES_CLASSES  # noqa: E402
 from segbench.bench.synthetic import draw_scene  # noqa: E402
+from segbench.models.hf_tiny import calibrate_classifiers, liven, make_processor, model_type  # noqa: E402
 from segbench.models.sources import BuildRequest, build_from_source, parse_model_spec  # noqa: E402
 
 CLASSES = tuple(CITYSCAPES_CLASSES)
@@ -85,7 +86,7 @@ def first_line(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Tiny transformers models (after tests/test_hf.py, wider: 16-64 channels, a few layers per stage)
+# Tiny transformers models (wider than tests/test_hf.py's: 16-64 channels, a few layers per stage)
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -155,85 +156,6 @@ def configs(transformers: Any) -> dict[str, Callable[[], Any]]:
             dim_feedforward=128, query_dec_layers=1, task_seq_len=8, text_encoder_context_length=8,
         ),
     }  # fmt: skip
-
-
-PROCESSORS = {
-    "segformer": "SegformerImageProcessor",
-    "upernet": "SegformerImageProcessor",
-    "dpt": "DPTImageProcessor",
-    "beit": "BeitImageProcessor",
-    "data2vec-vision": "BeitImageProcessor",
-    "mobilenet_v2": "MobileNetV2ImageProcessor",
-    "mobilevit": "MobileViTImageProcessor",
-    "mobilevitv2": "MobileViTImageProcessor",
-    "mask2former": "Mask2FormerImageProcessor",
-    "maskformer": "MaskFormerImageProcessor",
-    "oneformer": "OneFormerImageProcessor",
-}
-
-
-def model_type(name: str) -> str:
-    return name.split("-")[0] if name.startswith("upernet") else name
-
-
-def tiny_tokenizer(transformers: Any) -> Any:
-    """A CLIP tokenizer over single letters (no merges): enough to tokenize OneFormer's task text offline."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {tok: i for i, tok in enumerate([*letters, *(c + "</w>" for c in letters)])}
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    return transformers.CLIPTokenizer(vocab=vocab, merges=[])
-
-
-def make_processor(transformers: Any, mtype: str, task_seq_len: int = 8) -> Any:
-    cls = getattr(transformers, PROCESSORS[mtype])
-    image_processor = cls() if mtype.startswith("mobilevit") else cls(image_mean=MEAN, image_std=STD)
-    if mtype == "oneformer":
-        return transformers.OneFormerProcessor(image_processor, tiny_tokenizer(transformers),
-                                               task_seq_length=task_seq_len)  # fmt: skip
-    return image_processor
-
-
-NORMS = (torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm)
-
-
-def liven(model: torch.nn.Module) -> torch.nn.Module:
-    """Weights of unit gain and non-trivial norms, so that a random model's signal survives its depth."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, NORMS) and module.weight is not None:
-                module.weight.normal_(1.0, 0.1)
-                module.bias.normal_(0.0, 0.1)
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0.0, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-        for p in model.parameters():
-            if p.ndim > 1:
-                p.normal_(0.0, p[0].numel() ** -0.5)
-        for module in model.modules():
-            if isinstance(module, torch.nn.Embedding):
-                module.weight.normal_(0.0, 1.0)
-    return model
-
-
-def calibrate_classifiers(model: torch.nn.Module, run: Callable[[], Any], num_labels: int) -> None:
-    """Standardise the outputs of class-score and mask-embedding layers over one `run()` of `model` (see
-    tests/test_hf.py): zero mean and unit spread per output, so that the winning class changes across the image."""
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None]
-    mask_embedders = {m for name, m in model.named_modules() if "mask_embed" in name}
-    layers = [m for m in layers if m.weight.shape[0] in (num_labels, num_labels + 1) or m in mask_embedders]
-    seen: dict[torch.nn.Module, list[torch.Tensor]] = {m: [] for m in layers}
-    hooks = [m.register_forward_hook(lambda m, args, out: seen[m].append(out)) for m in layers]
-    with torch.no_grad():
-        run()
-        for h in hooks:
-            h.remove()
-        for m, outs in seen.items():
-            dim = 1 if isinstance(m, torch.nn.Conv2d) else -1
-            flat = torch.cat([o.movedim(dim, -1).reshape(-1, o.shape[dim]) for o in outs])
-            gain = 4.0 if m.weight.shape[0] == num_labels + 1 else 1.0
-            mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6) / gain
-            m.weight.div_(std.view(-1, *[1] * (m.weight.ndim - 1)))
-            m.bias.sub_(mean).div_(std)
 
 
 def scenes(size: tuple[int, int], first: int, count: int = 2) -> torch.Tensor:
@@ -349,7 +271,7 @@ def hf_builder(transformers: Any, name: str, root: Path) -> Callable[[], Built]:
         config = configs(transformers)[name]()
         config.id2label = dict(enumerate(CLASSES))
         config.label2id = {label: i for i, label in enumerate(CLASSES)}
-        processor = make_processor(transformers, mtype, getattr(config, "task_seq_len", 8))
+        processor = make_processor(transformers, mtype, MEAN, STD, getattr(config, "task_seq_len", 8))
         square = mtype in ("dpt", "data2vec-vision")
         check = (VIT_IMAGE_SIZE, VIT_IMAGE_SIZE) if square else CHECK_SIZE
         torch.manual_seed(0)

@@ -30,6 +30,8 @@ from segbench.models.sources import BuildRequest, SourceError, build_from_source
 transformers = pytest.importorskip("transformers")
 
 from segbench.models.hf import INSTALL_HINT, SUPPORTED  # noqa: E402 - after the importorskip
+from segbench.models.hf_tiny import calibrate_classifiers, liven, make_processor  # noqa: E402
+from segbench.models.hf_tiny import model_type as tiny_model_type  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -109,93 +111,9 @@ CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
     ),
 }  # fmt: skip
 
-PROCESSORS = {
-    "segformer": "SegformerImageProcessor",
-    "upernet": "SegformerImageProcessor",
-    "dpt": "DPTImageProcessor",
-    "beit": "BeitImageProcessor",
-    "data2vec-vision": "BeitImageProcessor",
-    "mobilenet_v2": "MobileNetV2ImageProcessor",
-    "mobilevit": "MobileViTImageProcessor",
-    "mobilevitv2": "MobileViTImageProcessor",
-    "mask2former": "Mask2FormerImageProcessor",
-    "maskformer": "MaskFormerImageProcessor",
-    "oneformer": "OneFormerImageProcessor",
-}
 
-
-def _model_type(name: str) -> str:
-    return name.split("-")[0] if name.startswith("upernet") else name
-
-
-def _tiny_tokenizer() -> transformers.PreTrainedTokenizerBase:
-    """A CLIP tokenizer over single letters (no merges): enough to tokenize OneFormer's task text offline."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {tok: i for i, tok in enumerate([*letters, *(c + "</w>" for c in letters)])}
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    return transformers.CLIPTokenizer(vocab=vocab, merges=[])
-
-
-def _processor(model_type: str):
-    cls = getattr(transformers, PROCESSORS[model_type])
-    image_processor = cls() if model_type.startswith("mobilevit") else cls(image_mean=MEAN, image_std=STD)
-    if model_type == "oneformer":
-        config = CONFIGS["oneformer"]()
-        return transformers.OneFormerProcessor(image_processor, _tiny_tokenizer(), task_seq_length=config.task_seq_len)
-    return image_processor
-
-
-NORMS = (torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm)
-
-
-def _liven(model: torch.nn.Module) -> torch.nn.Module:
-    """Weights of unit gain (1/sqrt(fan-in)) and non-trivial norms, so that tiny random models predict many classes.
-
-    transformers' own initialisation (std 0.02, and near-zero BatchNorm weights in some families) lets the signal
-    die out in a random model; labels that are one class everywhere would test little.
-    """
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, NORMS) and module.weight is not None:
-                module.weight.normal_(1.0, 0.1)
-                module.bias.normal_(0.0, 0.1)
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0.0, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-        for p in model.parameters():
-            if p.ndim > 1:
-                p.normal_(0.0, p[0].numel() ** -0.5)
-        for module in model.modules():  # distinct queries (and other embeddings) at unit scale
-            if isinstance(module, torch.nn.Embedding):
-                module.weight.normal_(0.0, 1.0)
-    return model
-
-
-def _calibrate_classifiers(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> None:
-    """Standardise the outputs of class-score and mask-embedding layers on `inputs`: zero mean, unit spread each.
-
-    In a random network a constant offset per class outweighs the spatial variation (one class wins everywhere),
-    and the queries of a mask-classification model are near copies (one mask, one class). Standardised, the winner
-    changes across the image. Layers: every Conv2d / Linear with `num_labels` outputs (semantic heads, auxiliary heads
-    included) or `num_labels + 1` (query classifiers, made peaked by a gain of 4), and the mask-embedding MLPs.
-    """
-    num_labels = model.config.num_labels
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None]
-    mask_embedders = {m for name, m in model.named_modules() if "mask_embed" in name}
-    layers = [m for m in layers if m.weight.shape[0] in (num_labels, num_labels + 1) or m in mask_embedders]
-    seen: dict[torch.nn.Module, list[torch.Tensor]] = {m: [] for m in layers}
-    hooks = [m.register_forward_hook(lambda m, args, out: seen[m].append(out)) for m in layers]
-    with torch.no_grad():
-        model(**inputs)
-        for h in hooks:
-            h.remove()
-        for m, outs in seen.items():
-            dim = 1 if isinstance(m, torch.nn.Conv2d) else -1
-            flat = torch.cat([o.movedim(dim, -1).reshape(-1, o.shape[dim]) for o in outs])
-            gain = 4.0 if m.weight.shape[0] == num_labels + 1 else 1.0  # peaked class probabilities per query
-            mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6) / gain
-            m.weight.div_(std.view(-1, *[1] * (m.weight.ndim - 1)))
-            m.bias.sub_(mean).div_(std)
+def _processor(mtype: str):
+    return make_processor(transformers, mtype, MEAN, STD, CONFIGS["oneformer"]().task_seq_len)
 
 
 def save_tiny(folder: Path, name: str, labels=CLASSES, seed: int = 0, processor: bool = True) -> torch.nn.Module:
@@ -203,10 +121,11 @@ def save_tiny(folder: Path, name: str, labels=CLASSES, seed: int = 0, processor:
     config = CONFIGS[name]()
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
-    model_type = _model_type(name)
+    model_type = tiny_model_type(name)
     torch.manual_seed(seed)
-    model = _liven(getattr(transformers, SUPPORTED[model_type].model_class)(config).eval())
-    _calibrate_classifiers(model, model_inputs(name, images_for(name, seed=seed + 100)))
+    model = liven(getattr(transformers, SUPPORTED[model_type].model_class)(config).eval())
+    inputs = model_inputs(name, images_for(name, seed=seed + 100))
+    calibrate_classifiers(model, lambda: model(**inputs), model.config.num_labels)
     model.save_pretrained(folder)
     if processor:
         _processor(model_type).save_pretrained(folder)
@@ -243,7 +162,7 @@ def images_for(name: str, batch: int = 2, seed: int = 0) -> torch.Tensor:
 
 def model_inputs(name: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
     """What transformers' own processor makes of `images` for model `name` (no resizing or cropping)."""
-    model_type = _model_type(name)
+    model_type = tiny_model_type(name)
     kwargs = {"do_resize": False}
     if model_type in ("mobilenet_v2", "mobilevit", "mobilevitv2"):
         kwargs["do_center_crop"] = False
@@ -259,7 +178,7 @@ def reference(name: str, model: torch.nn.Module, images: torch.Tensor) -> tuple[
     with torch.no_grad():
         outputs = model(**inputs)
     sizes = [tuple(images.shape[-2:])] * len(images)
-    labels = _processor(_model_type(name)).post_process_semantic_segmentation(outputs, target_sizes=sizes)
+    labels = _processor(tiny_model_type(name)).post_process_semantic_segmentation(outputs, target_sizes=sizes)
     return inputs["pixel_values"], torch.stack(labels), outputs
 
 
@@ -285,7 +204,7 @@ def test_same_labels_as_transformers(name: str, saved) -> None:
     assert torch.equal(labels, ref_labels)
 
     info = model.source_info
-    assert (info.kind, info.detail["model_type"]) == ("hf", _model_type(name))
+    assert (info.kind, info.detail["model_type"]) == ("hf", tiny_model_type(name))
     assert info.detail["architecture"] == type(hf_model).__name__ == model.meta.head
     assert info.flop_conventions == ("fvcore", "torch")
     assert model.weights_info.random is False
