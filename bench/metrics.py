@@ -284,7 +284,8 @@ def accuracy_rows(
     Args:
         model: model name.
         suite: suite name.
-        condition: a `bench.corruptions.Condition` (name, corruption, severity, category).
+        condition: a `bench.results.Condition` (name, corruption, severity, category); a real-world condition's
+            rows have no severity.
         cm: the cell's confusion matrix.
         class_names: class names in train-id order (length = matrix size).
         timing: seconds per phase (`model`, `data`, `metric`, `total`).
@@ -298,7 +299,7 @@ def accuracy_rows(
         "condition": condition.name,
         "corruption": condition.corruption,
         "category": condition.category,
-        "severity": condition.severity,
+        "severity": None if condition.is_real else condition.severity,
     }
 
     def row(metric: str, value: float, unit: str) -> dict[str, Any]:

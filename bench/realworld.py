@@ -54,18 +54,18 @@ from segbench.bench.data import (
     _open_header,
     read_label,
 )
+from segbench.bench.results import FOGGY_BETAS, REAL_WORLD, REAL_WORLD_NAMES, beta_name
 from segbench.bench.synthetic import _TRAIN_OF_ID, _save_png, draw_scene
 
 ACDC = "acdc"
 DARK_ZURICH = "dark_zurich"
 FOGGY_CITYSCAPES = "foggy_cityscapes"
-DATASETS = (ACDC, DARK_ZURICH, FOGGY_CITYSCAPES)
+DATASETS = tuple(REAL_WORLD)
 
 ENV_VARS = {ACDC: "ACDC_DATASET", DARK_ZURICH: "DARK_ZURICH_DATASET", FOGGY_CITYSCAPES: CITYSCAPES_ENV_VAR}
 """Environment variable of each dataset's root (Foggy Cityscapes sits inside the Cityscapes root)."""
 
-ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
-FOGGY_BETAS = (0.005, 0.01, 0.02)
+ACDC_CONDITIONS = REAL_WORLD[ACDC]
 ACDC_SIZE = (1080, 1920)
 """(H, W) of ACDC and Dark Zurich images."""
 
@@ -86,7 +86,7 @@ _LAYOUTS = {
     DARK_ZURICH: "ROOT/rgb_anon/<split>/night/<sequence>/*_rgb_anon.png and ROOT/gt/<split>/night/<sequence>/",
     FOGGY_CITYSCAPES: f"ROOT/{FOGGY_FOLDER}/<split>/<city>/*{FOGGY_INFIX}<beta>.png and ROOT/gtFine/<split>/<city>/",
 }
-_NAMES = {ACDC: "ACDC", DARK_ZURICH: "Dark Zurich", FOGGY_CITYSCAPES: "Foggy Cityscapes"}
+_NAMES = REAL_WORLD_NAMES
 
 
 @dataclass(frozen=True)
@@ -256,11 +256,6 @@ def find_dark_zurich(root: str | Path | None, split: str = "val", validate: bool
         )
     samples = _collect_rgb_anon(DARK_ZURICH, "night", image_dir, root / "gt" / split / "night")
     return _finish(samples, validate)
-
-
-def beta_name(beta: float | str) -> str:
-    """The beta as written in Foggy Cityscapes file names: 0.005 -> "0.005", 0.01 -> "0.01", 0.02 -> "0.02"."""
-    return f"{float(beta):g}"
 
 
 def _foggy_betas_found(image_dir: Path) -> list[str]:

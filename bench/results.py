@@ -86,6 +86,36 @@ def category_of(name: str) -> str:
     return EXTRA_CATEGORIES[name]
 
 
+REAL_WORLD: dict[str, tuple[str, ...]] = {
+    "acdc": ("fog", "night", "rain", "snow"),
+    "dark_zurich": ("night",),
+    "foggy_cityscapes": ("beta_0.005", "beta_0.01", "beta_0.02"),
+}
+"""The real adverse-condition datasets and their conditions ("domains"), all labelled in Cityscapes' 19 classes:
+ACDC (Sakaridis et al., ICCV 2021), Dark Zurich (Sakaridis et al., ICCV 2019) and Foggy Cityscapes-DBF (Sakaridis
+et al., IJCV 2018 / ECCV 2018), whose domains are the fog densities beta (attenuation coefficient, 1/m)."""
+
+REAL_WORLD_NAMES: dict[str, str] = {
+    "acdc": "ACDC",
+    "dark_zurich": "Dark Zurich",
+    "foggy_cityscapes": "Foggy Cityscapes",
+}
+REAL_WORLD_CATEGORY = "real-world"
+"""The `category` of a real-world condition's rows."""
+
+FOGGY_BETAS: tuple[float, ...] = (0.005, 0.01, 0.02)
+
+
+def beta_name(beta: float | str) -> str:
+    """A fog density as Foggy Cityscapes writes it in file names: 0.005 -> "0.005", 0.01 -> "0.01"."""
+    return f"{float(beta):g}"
+
+
+def dataset_key(name: str) -> str:
+    """A dataset name as the contract spells it: `dark-zurich` and `Dark_Zurich` -> `dark_zurich`."""
+    return str(name).strip().lower().replace("-", "_")
+
+
 def split_condition(text: str) -> tuple[str | None, int | None]:
     """`fog-3` -> (`fog`, 3); `clean`, `efficiency` or anything without a trailing severity -> (None, None).
 
@@ -99,17 +129,45 @@ def split_condition(text: str) -> tuple[str | None, int | None]:
 
 @dataclass(frozen=True)
 class Condition:
-    """An evaluation condition: clean, or one corruption at one severity.
+    """An evaluation condition: clean Cityscapes, one Cityscapes-C corruption at one severity, or one condition of a
+    real adverse-condition dataset.
 
     Attributes:
-        corruption: corruption name, or None for clean images.
-        severity: 1-5 for a corruption, 0 for clean.
+        corruption: corruption name, or None (clean or real-world).
+        severity: 1-5 for a corruption, 0 otherwise.
+        dataset: a `REAL_WORLD` dataset ("acdc", "dark_zurich", "foggy_cityscapes"), or None.
+        domain: the dataset's condition ("fog", "night", "beta_0.01", ...) when `dataset` is set.
+
+    Names: "clean", "<corruption>-<severity>" (e.g. "fog-3") and "<dataset>:<domain>" (e.g. "acdc:night").
     """
 
     corruption: str | None = None
     severity: int = 0
+    dataset: str | None = None
+    domain: str | None = None
 
     def __post_init__(self) -> None:
+        if self.dataset is not None:
+            if self.corruption is not None or self.severity != 0:
+                raise ValueError("a real-world condition has no corruption and severity 0")
+            dataset = dataset_key(self.dataset)
+            if dataset not in REAL_WORLD:
+                raise ValueError(
+                    f"unknown real-world dataset {self.dataset!r}; valid datasets: {', '.join(REAL_WORLD)}"
+                )
+            domain = self.domain
+            if dataset == "foggy_cityscapes" and domain is not None and not str(domain).startswith("beta_"):
+                domain = f"beta_{beta_name(domain)}" if _is_number(domain) else domain
+            if domain not in REAL_WORLD[dataset]:
+                raise ValueError(
+                    f"{REAL_WORLD_NAMES[dataset]} has no condition {self.domain!r}; valid: "
+                    f"{', '.join(REAL_WORLD[dataset])}"
+                )
+            object.__setattr__(self, "dataset", dataset)
+            object.__setattr__(self, "domain", domain)
+            return
+        if self.domain is not None:
+            raise ValueError(f"domain {self.domain!r} given without a real-world dataset")
         if self.corruption is None:
             if self.severity != 0:
                 raise ValueError(f"a clean condition has severity 0, got {self.severity!r}")
@@ -117,35 +175,85 @@ class Condition:
         _check_corruption(self.corruption)
         object.__setattr__(self, "severity", _check_severity(self.severity))
 
+    @classmethod
+    def real(cls, dataset: str, domain: str) -> Condition:
+        """A real-world condition, e.g. `Condition.real("acdc", "fog")`."""
+        return cls(dataset=dataset, domain=domain)
+
     @property
     def is_clean(self) -> bool:
-        return self.corruption is None
+        """Clean Cityscapes (neither corrupted nor from a real-world dataset)."""
+        return self.corruption is None and self.dataset is None
+
+    @property
+    def is_real(self) -> bool:
+        """A condition of a real adverse-condition dataset (ACDC, Dark Zurich, Foggy Cityscapes)."""
+        return self.dataset is not None
 
     @property
     def name(self) -> str:
-        """ "clean" or "<corruption>-<severity>", e.g. "gaussian_noise-3"."""
+        """ "clean", "<corruption>-<severity>" (e.g. "gaussian_noise-3") or "<dataset>:<domain>" (e.g. "acdc:fog")."""
+        if self.dataset is not None:
+            return f"{self.dataset}:{self.domain}"
         return "clean" if self.corruption is None else f"{self.corruption}-{self.severity}"
 
     @property
     def category(self) -> str:
-        """ "clean" or the corruption's category."""
+        """ "clean", the corruption's category, or "real-world"."""
+        if self.dataset is not None:
+            return REAL_WORLD_CATEGORY
         return "clean" if self.corruption is None else category_of(self.corruption)
+
+    @property
+    def label(self) -> str:
+        """How a person reads the condition: "clean", "fog-3", "ACDC fog", "Foggy Cityscapes beta 0.01"."""
+        if self.dataset is None:
+            return self.name
+        return f"{REAL_WORLD_NAMES[self.dataset]} {str(self.domain).replace('_', ' ')}"
 
     @classmethod
     def parse(cls, text: str) -> Condition:
-        """Parses "clean" or "<corruption>-<severity>" (e.g. "fog-2")."""
+        """Parses "clean", "<corruption>-<severity>" (e.g. "fog-2") or "<dataset>:<domain>" (e.g. "acdc:night")."""
         text = text.strip()
         if text == "clean":
             return cls()
+        if ":" in text:
+            dataset, _, domain = text.partition(":")
+            return cls(dataset=dataset.strip(), domain=domain.strip())
         corruption, severity = split_condition(text)
         if corruption is None:
             raise ValueError(
-                f"cannot parse condition {text!r}: expected 'clean' or '<corruption>-<severity>', e.g. 'fog-2'"
+                f"cannot parse condition {text!r}: expected 'clean', '<corruption>-<severity>' (e.g. 'fog-2') or "
+                "'<dataset>:<condition>' (e.g. 'acdc:night')"
             )
         return cls(corruption, severity)
 
     def __str__(self) -> str:
         return self.name
+
+
+def _is_number(text: object) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def real_condition(name: object) -> Condition | None:
+    """The real-world `Condition` a row's condition name stands for, or None (clean, corrupted, a summary name)."""
+    if not isinstance(name, str) or ":" not in name:
+        return None
+    try:
+        return Condition.parse(name)
+    except ValueError:
+        return None
+
+
+def real_conditions(datasets: Sequence[str] = tuple(REAL_WORLD)) -> tuple[Condition, ...]:
+    """Every condition of the given real-world datasets, in `REAL_WORLD` order."""
+    keys = [dataset_key(d) for d in datasets]
+    return tuple(Condition.real(d, domain) for d in REAL_WORLD if d in keys for domain in REAL_WORLD[d])
 
 
 CLEAN = Condition()
@@ -267,7 +375,7 @@ def class_metric_name(class_name: str) -> str:
 JSON_COLUMNS = ("samples",)
 """Row columns that hold a list (a speed cell's per-run samples): stored as JSON text in the CSV, decoded on read."""
 
-SUMMARY_METRICS = ("miou_avg", "mPC", "rPC", "CE", "mCE", "rel_mCE", "mCE_corruptions")
+SUMMARY_METRICS = ("miou_avg", "mPC", "rPC", "CE", "mCE", "rel_mCE", "mCE_corruptions", "drop")
 REFERENCE_METRICS = ("CE", "mCE", "rel_mCE", "mCE_corruptions")
 """Summary metrics measured against a reference model (their rows name it in the `reference` column)."""
 
@@ -360,13 +468,17 @@ def summary_rows(
     rows included: 100 by definition): per-corruption `CE`, `mCE`, `rel_mCE`, and `mCE_corruptions`, the number of
     corruptions they average. CE of a corruption sums over the severities measured for both the model and the
     reference; corruptions the reference lacks are left out. A relative CE whose reference does not degrade is
-    undefined and left out of relative mCE. Models without corrupted cells are skipped.
+    undefined and left out of relative mCE. Models without corrupted cells get no corruption scores.
+
+    Real-world conditions (`REAL_WORLD`): per condition its `drop` from clean (percentage points, unit "pp"), per
+    dataset the `miou_avg` over its measured conditions and that average's `drop` (`real_world_scores`).
     """
     rows = list(rows)
     models = list(dict.fromkeys(r["model"] for r in rows))
     ref_clean, ref_scores = condition_scores(rows, reference_model) if reference_model else (None, {})
     out: list[dict[str, Any]] = []
     for model in models:
+        out += _real_world_summary(rows, model, suite)
         clean, scores = condition_scores(rows, model)
         if not scores:
             continue
@@ -399,6 +511,114 @@ def summary_rows(
             rel = _relative_errors(shared, clean, reference, ref_clean)
             if rel:
                 out.append(row("corrupted", None, None, "rel_mCE", 100 * sum(rel) / len(rel)))
+    return out
+
+
+def real_world_scores(rows: Iterable[Mapping[str, Any]], model: str) -> dict[str, float]:
+    """A model's mIoU per real-world condition (`acdc:fog`, ...) and per dataset (`acdc`: the mean over its measured
+    conditions), from tidy rows. A condition stored twice keeps its last value."""
+    per_condition: dict[str, float] = {}
+    for r in rows:
+        if r["model"] == model and r["metric"] == "miou" and not _missing(r.get("value")):
+            condition = real_condition(r["condition"])
+            if condition is not None:
+                per_condition[condition.name] = float(r["value"])
+    out = dict(per_condition)
+    for dataset in REAL_WORLD:
+        values = [v for k, v in per_condition.items() if k.startswith(f"{dataset}:")]
+        if values:
+            out[dataset] = sum(values) / len(values)
+    return out
+
+
+def _real_world_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: str) -> list[dict[str, Any]]:
+    scores = real_world_scores(rows, model)
+    clean, _ = condition_scores(rows, model)
+    out = []
+    for name, value in scores.items():
+        condition = real_condition(name)
+        base = {"model": model, "suite": suite, "condition": name, "corruption": None,
+                "category": REAL_WORLD_CATEGORY, "severity": None, "reference": None}  # fmt: skip
+        if condition is None:  # a dataset's average
+            out.append({**base, "metric": "miou_avg", "value": value, "unit": "%"})
+        if clean is not None:
+            out.append({**base, "metric": "drop", "value": robustness.drop(clean, value), "unit": "pp"})
+    return out
+
+
+@dataclass(frozen=True)
+class PredictionPair:
+    """A synthetic corruption score set beside the real condition it stands in for.
+
+    Attributes:
+        synthetic: Cityscapes-C corruptions whose per-corruption averages are averaged, or ("mPC",).
+        real: a real-world condition name (`acdc:fog`) or a dataset (`acdc`: its mean over conditions).
+    """
+
+    synthetic: tuple[str, ...]
+    real: str
+
+    @property
+    def label(self) -> str:
+        real = real_condition(self.real)
+        where = real.label if real is not None else f"{REAL_WORLD_NAMES[self.real]} (mean)"
+        return f"{' + '.join(self.synthetic)} \u2192 {where}"
+
+
+PREDICTION_PAIRS: tuple[PredictionPair, ...] = (
+    PredictionPair(("fog",), "foggy_cityscapes"),
+    PredictionPair(("fog",), "acdc:fog"),
+    PredictionPair(("snow",), "acdc:snow"),
+    PredictionPair(("brightness", "contrast"), "acdc:night"),
+    PredictionPair(("brightness", "contrast"), "dark_zurich:night"),
+    PredictionPair(("spatter",), "acdc:rain"),
+    PredictionPair(("mPC",), "acdc"),
+)
+"""Which synthetic corruption is read as a predictor of which real condition (issue 18's matched pairs)."""
+
+
+def prediction_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """For each `PREDICTION_PAIRS` entry the run can fill: per model the synthetic score (x) and the real one (y),
+    in mIoU % and relative to the model's clean mIoU, with Pearson and Spearman correlations across models
+    (`bench.robustness.correlation`; None below three models).
+
+    Returns:
+        One dict per pair with `label`, `synthetic`, `real`, `models`, `x`, `y` (mIoU %), `x_rel`, `y_rel`
+        (fractions of clean; empty when a model has no clean mIoU), `n`, `pearson`, `spearman`, `pearson_rel`,
+        `spearman_rel`. Pairs that no model fills are left out.
+    """
+    rows = list(rows)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    per_model = {}
+    for model in models:
+        clean, scores = condition_scores(rows, model)
+        synthetic = robustness.per_corruption(scores) if scores else {}
+        if scores:
+            synthetic["mPC"] = robustness.mean_pc(scores)
+        per_model[model] = (clean, synthetic, real_world_scores(rows, model))
+    out = []
+    for pair in PREDICTION_PAIRS:
+        entry: dict[str, Any] = {"label": pair.label, "synthetic": pair.synthetic, "real": pair.real,
+                                 "models": [], "x": [], "y": [], "x_rel": [], "y_rel": []}  # fmt: skip
+        for model, (clean, synthetic, real) in per_model.items():
+            if pair.real not in real or not all(c in synthetic for c in pair.synthetic):
+                continue
+            x = sum(synthetic[c] for c in pair.synthetic) / len(pair.synthetic)
+            entry["models"].append(model)
+            entry["x"].append(x)
+            entry["y"].append(real[pair.real])
+            if clean:
+                entry["x_rel"].append(x / clean)
+                entry["y_rel"].append(real[pair.real] / clean)
+        if not entry["models"]:
+            continue
+        entry.update(robustness.correlation(entry["x"], entry["y"]))
+        complete = len(entry["x_rel"]) == len(entry["models"])
+        rel = robustness.correlation(entry["x_rel"], entry["y_rel"]) if complete else {}
+        entry["pearson_rel"], entry["spearman_rel"] = rel.get("pearson"), rel.get("spearman")
+        if not complete:
+            entry["x_rel"], entry["y_rel"] = [], []
+        out.append(entry)
     return out
 
 

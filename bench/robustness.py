@@ -185,3 +185,34 @@ def summary(
             rel = relative_corruption_errors(scores, clean, reference, reference_clean)
             out.update({f"rel_CE/{c}": v for c, v in rel.items()})
     return out
+
+
+def drop(clean: float, value: float) -> float:
+    """The drop from clean in percentage points: `clean mIoU - mIoU under the condition` (positive: worse)."""
+    _check_value(clean, "clean mIoU")
+    _check_value(value, "mIoU")
+    return clean - value
+
+
+def correlation(x: list[float], y: list[float]) -> dict[str, float | int | None]:
+    """Pearson's r and Spearman's rank correlation of paired samples, with the sample size.
+
+    Computed by pandas (`Series.corr`; Spearman ranks ties by their average rank, as `scipy.stats.spearmanr` does).
+    Fewer than three pairs, or a side without spread, gives None for both: no correlation can be read from them.
+
+    Returns:
+        `{"n": pairs, "pearson": r or None, "spearman": rho or None}`.
+    """
+    import pandas as pd
+
+    if len(x) != len(y):
+        raise ValueError(f"correlation of {len(x)} against {len(y)} values: give one pair per model")
+    n = len(x)
+    out: dict[str, float | int | None] = {"n": n, "pearson": None, "spearman": None}
+    if n < 3:
+        return out
+    a, b = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
+    for method in ("pearson", "spearman"):
+        value = a.corr(b, method=method)
+        out[method] = float(value) if math.isfinite(value) else None
+    return out
