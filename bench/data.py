@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def _decode_error(path: Path, exc: BaseException) -> DataError:
     return DataError(f"{path}: cannot read PNG ({exc}); the file is truncated or corrupt, re-extract or regenerate it")
 
 
-def _open_header(path: Path) -> Image.Image:
+def open_header(path: Path) -> Image.Image:
     try:
         return Image.open(path)
     except FileNotFoundError:
@@ -128,7 +129,7 @@ def _open_header(path: Path) -> Image.Image:
         raise _decode_error(path, exc) from None
 
 
-def _check_image_header(path: Path, img: Image.Image) -> None:
+def check_image_header(path: Path, img: Image.Image) -> None:
     if img.mode != "RGB":
         raise DataError(
             f"{path}: image mode {img.mode!r}, expected 8-bit RGB; grayscale, palette and RGBA images are rejected, "
@@ -139,14 +140,14 @@ def _check_image_header(path: Path, img: Image.Image) -> None:
         raise DataError(f"{path}: image of {height}x{width} px is under the minimum of {MIN_SIZE} px per side")
 
 
-def _check_label_header(path: Path, img: Image.Image) -> None:
+def check_label_header(path: Path, img: Image.Image) -> None:
     if img.mode not in ("L", "P"):
         raise DataError(f"{path}: label mode {img.mode!r}, expected a single-channel 8-bit PNG of Cityscapes ids")
 
 
-def _decode(path: Path, check_header) -> np.ndarray:
+def decode_png(path: Path, check_header) -> np.ndarray:
     """Open a PNG, validate its header with `check_header(path, img)`, decode it to a uint8 array (one error line)."""
-    with _open_header(path) as img:
+    with open_header(path) as img:
         check_header(path, img)
         try:
             img.load()
@@ -162,7 +163,7 @@ def read_image(path: str | Path) -> np.ndarray:
         DataNotFoundError: the file does not exist.
         DataError: unreadable or truncated file, not RGB (grayscale/palette/RGBA are rejected), or under 32 px.
     """
-    return _decode(Path(path), _check_image_header)
+    return decode_png(Path(path), check_image_header)
 
 
 def read_label(path: str | Path, kind: str | None = None) -> np.ndarray:
@@ -189,7 +190,7 @@ def read_label(path: str | Path, kind: str | None = None) -> np.ndarray:
             )
     if kind not in ("trainIds", "labelIds"):
         raise ValueError(f"label kind {kind!r} must be 'trainIds' or 'labelIds'")
-    values = _decode(path, _check_label_header)
+    values = decode_png(path, check_label_header)
     valid = VALID_TRAIN_IDS if kind == "trainIds" else VALID_LABEL_IDS
     bad = ~valid[values]
     if bad.any():
@@ -202,7 +203,7 @@ def read_label(path: str | Path, kind: str | None = None) -> np.ndarray:
     return values if kind == "trainIds" else ID_TO_TRAIN_ID[values]
 
 
-def _label_for(root: Path, split: str, city: str, stem: str, image: Path) -> tuple[Path, str]:
+def cityscapes_label_for(root: Path, split: str, city: str, stem: str, image: Path) -> tuple[Path, str]:
     folder = root / "gtFine" / split / city
     train_ids = folder / f"{stem}{TRAIN_ID_SUFFIX}"
     if train_ids.is_file():
@@ -213,23 +214,33 @@ def _label_for(root: Path, split: str, city: str, stem: str, image: Path) -> tup
     raise DataNotFoundError(f"{image}: missing label: neither {train_ids} nor {label_ids} exists")
 
 
+def check_files(image: Path, others: Sequence[Path]) -> None:
+    """Checks the PNG headers of one image and the label-like files that go with it (labels, masks): readable, RGB
+    image of at least 32 px, single-channel 8-bit others, all of the image's size.
+
+    Raises:
+        DataError: naming the first bad file and what is wrong with it.
+    """
+    with open_header(image) as img:
+        check_image_header(image, img)
+        size = img.size
+    for path in others:
+        with open_header(path) as other:
+            check_label_header(path, other)
+            if other.size != size:
+                raise DataError(
+                    f"{path}: {other.size[1]}x{other.size[0]} px but its image {image.name} is "
+                    f"{size[1]}x{size[0]} px; the two must be the same size"
+                )
+
+
 def check_sample(sample: SampleRef) -> None:
     """Checks the PNG headers of one sample (readable, RGB image, 8-bit label, >= 32 px, same size).
 
     Raises:
         DataError: naming the first bad file and what is wrong with it.
     """
-    with _open_header(sample.image) as img:
-        _check_image_header(sample.image, img)
-        image_size = img.size
-    with _open_header(sample.label) as lab:
-        _check_label_header(sample.label, lab)
-        label_size = lab.size
-    if image_size != label_size:
-        raise DataError(
-            f"{sample.label}: label is {label_size[1]}x{label_size[0]} px but its image {sample.image.name} is "
-            f"{image_size[1]}x{image_size[0]} px"
-        )
+    check_files(sample.image, [sample.label])
 
 
 def find_samples(
@@ -264,7 +275,7 @@ def find_samples(
     for city_dir in sorted(p for p in image_dir.iterdir() if p.is_dir()):
         for image in sorted(city_dir.glob(f"*{IMAGE_SUFFIX}")):
             stem = image.name[: -len(IMAGE_SUFFIX)]
-            label, kind = _label_for(root, split, city_dir.name, stem, image)
+            label, kind = cityscapes_label_for(root, split, city_dir.name, stem, image)
             samples.append(SampleRef(stem, city_dir.name, image, label, kind))
     if not samples:
         raise DataNotFoundError(f"{image_dir}: no <city>/*{IMAGE_SUFFIX} images found")

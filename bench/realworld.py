@@ -39,23 +39,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from segbench.bench.data import (
     ENV_VAR as CITYSCAPES_ENV_VAR,
 )
 from segbench.bench.data import (
     IGNORE_INDEX,
+    IMAGE_SUFFIX,
     DataError,
     DataNotFoundError,
-    _check_image_header,
-    _check_label_header,
-    _decode,
-    _label_for,
-    _open_header,
+    check_files,
+    check_label_header,
+    cityscapes_label_for,
+    decode_png,
+    read_image,
     read_label,
 )
-from segbench.bench.results import FOGGY_BETAS, REAL_WORLD, REAL_WORLD_NAMES, beta_name
-from segbench.bench.synthetic import _TRAIN_OF_ID, _save_png, draw_scene
+from segbench.bench.results import (
+    FOGGY_BETAS,
+    INVALID_REGION_NOTE,
+    REAL_WORLD,
+    REAL_WORLD_NAMES,
+    Condition,
+    beta_name,
+)
+from segbench.bench.synthetic import TRAIN_OF_ID, draw_scene, save_png
 
 ACDC = "acdc"
 DARK_ZURICH = "dark_zurich"
@@ -76,10 +85,6 @@ GT_INVALID_SUFFIX = "_gt_invIds.png"
 FOGGY_FOLDER = "leftImg8bit_foggyDBF"
 FOGGY_INFIX = "_leftImg8bit_foggy_beta_"
 
-INVALID_REGION_NOTE = (
-    "pixels marked invalid in the dataset's invIds masks are ignored (set to 255) in addition to the void classes"
-)
-"""How the report describes the use of invalid-region masks."""
 
 _LAYOUTS = {
     ACDC: "ROOT/rgb_anon/<condition>/<split>/<sequence>/*_rgb_anon.png and ROOT/gt/<condition>/<split>/<sequence>/",
@@ -134,7 +139,7 @@ def resolve_realworld_root(name: str, given: str | Path | None) -> Path:
         env = os.environ.get(var, "")
         if not env:
             raise DataNotFoundError(
-                f"no {label} root given: pass it on the command line or set {var}=ROOT ({_LAYOUTS[name]})"
+                f"no {label} root given: pass --data {name.replace('_', '-')}=ROOT or set {var}=ROOT ({_LAYOUTS[name]})"
             )
         given, source = env, f"${var}"
     path = Path(given).expanduser()
@@ -185,18 +190,7 @@ def check_realworld_sample(sample: RealWorldSample) -> None:
     Raises:
         DataError: naming the first bad file and what is wrong with it.
     """
-    with _open_header(sample.image) as img:
-        _check_image_header(sample.image, img)
-        size = img.size
-    others = [sample.label] + ([sample.invalid_mask] if sample.invalid_mask is not None else [])
-    for path in others:
-        with _open_header(path) as other:
-            _check_label_header(path, other)
-            if other.size != size:
-                raise DataError(
-                    f"{path}: is {other.size[1]}x{other.size[0]} px but its image {sample.image.name} is "
-                    f"{size[1]}x{size[0]} px"
-                )
+    check_files(sample.image, [sample.label] + ([sample.invalid_mask] if sample.invalid_mask is not None else []))
 
 
 def _finish(samples: list[RealWorldSample], validate: bool) -> list[RealWorldSample]:
@@ -295,7 +289,7 @@ def find_foggy_cityscapes(
     for city_dir in sorted(p for p in image_dir.iterdir() if p.is_dir()):
         for image in sorted(city_dir.glob(f"*{suffix}")):
             stem = image.name[: -len(suffix)]
-            label, kind = _label_for(root, split, city_dir.name, stem, image)
+            label, kind = cityscapes_label_for(root, split, city_dir.name, stem, image)
             samples.append(
                 RealWorldSample(FOGGY_CITYSCAPES, f"beta_{name}", stem, city_dir.name, image, label, kind, None)
             )
@@ -316,7 +310,7 @@ def read_invalid_mask(path: str | Path) -> np.ndarray:
         DataError: unreadable file, not single-channel 8-bit, or values other than 0, 1 and 255.
     """
     path = Path(path)
-    values = _decode(path, _check_label_header)
+    values = decode_png(path, check_label_header)
     bad = (values != 0) & (values != 1) & (values != 255)
     if bad.any():
         raise DataError(
@@ -364,6 +358,59 @@ def describe_samples(samples: list[RealWorldSample]) -> str:
     if masks:
         return f"{line}; invalid-region masks for {masks} of {len(samples)} ({INVALID_REGION_NOTE})"
     return f"{line}; no invalid-region masks"
+
+
+def find_condition(
+    root: str | Path | None, condition: Condition, split: str = "val", max_images: int | None = None
+) -> list[RealWorldSample]:
+    """The samples of one real-world `Condition` (`acdc:fog`, `dark_zurich:night`, `foggy_cityscapes:beta_0.01`),
+    sorted as their dataset's reader sorts them; `max_images` keeps the first N, and only those are validated.
+
+    Raises:
+        DataNotFoundError / DataError: as the dataset's reader (one line naming the folder or file).
+    """
+    if not condition.is_real:
+        raise ValueError(f"{condition.name} is not a real-world condition")
+    if condition.dataset == ACDC:
+        samples = find_acdc(root, condition.domain, split, validate=False)
+    elif condition.dataset == DARK_ZURICH:
+        samples = find_dark_zurich(root, split, validate=False)
+    else:
+        samples = find_foggy_cityscapes(root, str(condition.domain).removeprefix("beta_"), split, validate=False)
+    if max_images:
+        samples = samples[:max_images]
+    return _finish(samples, validate=True)
+
+
+class RealWorldDataset(torch.utils.data.Dataset):
+    """The images of one real-world condition with train-id labels (invalid regions set to 255, see
+    :func:`read_realworld_label`). Items are those of :class:`bench.data.CityscapesDataset`:
+    ``dict(image=uint8 tensor (3, H, W) RGB, label=uint8 tensor (H, W), id=stem)``.
+    """
+
+    def __init__(
+        self, root: str | Path | None, condition: Condition, split: str = "val", max_images: int | None = None
+    ) -> None:
+        self.condition = condition
+        self.samples = find_condition(root, condition, split, max_images)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        image = read_image(sample.image)
+        label = read_realworld_label(sample)
+        if image.shape[:2] != label.shape:
+            raise DataError(
+                f"{sample.label}: label is {label.shape[0]}x{label.shape[1]} px but the image is "
+                f"{image.shape[0]}x{image.shape[1]} px"
+            )
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "label": torch.from_numpy(label),
+            "id": sample.id,
+        }
 
 
 # ---------------------------------------------------------------------------------------------------------- writers
@@ -425,13 +472,13 @@ def _write_rgb_anon_sample(
     rng = np.random.default_rng([seed, index, 2])
     image_dir.mkdir(parents=True, exist_ok=True)
     gt_dir.mkdir(parents=True, exist_ok=True)
-    _save_png(_weather(image, condition, rng), image_dir / f"{stem}{RGB_SUFFIX}")
+    save_png(_weather(image, condition, rng), image_dir / f"{stem}{RGB_SUFFIX}")
     if "labelTrainIds" in label_files:
-        _save_png(_TRAIN_OF_ID[label_ids], gt_dir / f"{stem}{GT_TRAIN_ID_SUFFIX}")
+        save_png(TRAIN_OF_ID[label_ids], gt_dir / f"{stem}{GT_TRAIN_ID_SUFFIX}")
     if "labelIds" in label_files:
-        _save_png(label_ids, gt_dir / f"{stem}{GT_LABEL_ID_SUFFIX}")
+        save_png(label_ids, gt_dir / f"{stem}{GT_LABEL_ID_SUFFIX}")
     if inv_mask:
-        _save_png(_invalid_region(label_ids.shape, rng), gt_dir / f"{stem}{GT_INVALID_SUFFIX}")
+        save_png(_invalid_region(label_ids.shape, rng), gt_dir / f"{stem}{GT_INVALID_SUFFIX}")
 
 
 def _check_label_files(label_files: tuple[str, ...]) -> None:
@@ -560,8 +607,6 @@ def write_synthetic_foggy_cityscapes(
     Raises:
         DataNotFoundError: no leftImg8bit/<split> images under the root.
     """
-    from segbench.bench.data import IMAGE_SUFFIX, read_image
-
     root = Path(root_with_cityscapes)
     source = root / "leftImg8bit" / split
     images = sorted(source.glob(f"*/*{IMAGE_SUFFIX}")) if source.is_dir() else []
@@ -575,5 +620,5 @@ def write_synthetic_foggy_cityscapes(
         for beta in betas:
             t = float(np.exp(-float(beta) * FOGGY_PATH_LENGTH_M))
             foggy = np.clip(_haze(clear, t, airlight), 0, 255).astype(np.uint8)
-            _save_png(foggy, out_dir / f"{stem}{FOGGY_INFIX}{beta_name(beta)}.png")
+            save_png(foggy, out_dir / f"{stem}{FOGGY_INFIX}{beta_name(beta)}.png")
     return root

@@ -46,7 +46,7 @@ def _label_tables() -> tuple[dict[str, int], np.ndarray, np.ndarray]:
     return ids, train, color
 
 
-_IDS, _TRAIN_OF_ID, _COLOR_OF_ID = _label_tables()
+_IDS, TRAIN_OF_ID, _COLOR_OF_ID = _label_tables()
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -531,7 +531,7 @@ def draw_scene(size: tuple[int, int], seed: int = 0, index: int = 0) -> tuple[np
     return image, canvas.label
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
+def save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, compress_level=PNG_COMPRESS_LEVEL)  # mode from the array: RGB, L or RGBA
 
 
@@ -573,8 +573,8 @@ def write_synthetic_cityscapes(
         stem = f"{city}_{index:06d}_{19:06d}"
         if alpha is None:
             alpha = np.full(label_ids.shape + (1,), 255, dtype=np.uint8)
-        _save_png(image, image_dir / f"{stem}_leftImg8bit.png")
-        _save_png(label_ids, label_dir / f"{stem}_gtFine_labelIds.png")
-        _save_png(_TRAIN_OF_ID[label_ids], label_dir / f"{stem}_gtFine_labelTrainIds.png")
-        _save_png(np.concatenate([_COLOR_OF_ID[label_ids], alpha], axis=2), label_dir / f"{stem}_gtFine_color.png")
+        save_png(image, image_dir / f"{stem}_leftImg8bit.png")
+        save_png(label_ids, label_dir / f"{stem}_gtFine_labelIds.png")
+        save_png(TRAIN_OF_ID[label_ids], label_dir / f"{stem}_gtFine_labelTrainIds.png")
+        save_png(np.concatenate([_COLOR_OF_ID[label_ids], alpha], axis=2), label_dir / f"{stem}_gtFine_color.png")
     return root

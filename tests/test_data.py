@@ -157,7 +157,7 @@ def test_missing_label(root):
 
 def test_size_mismatch(root):
     Image.fromarray(np.zeros((64, 120), np.uint8)).save(label_file(root, 1))
-    with pytest.raises(DataError, match="synthtown_000001_000019_gtFine_labelTrainIds.png: label is 64x120 px"):
+    with pytest.raises(DataError, match="synthtown_000001_000019_gtFine_labelTrainIds.png: 64x120 px but its image"):
         find_samples(root)
 
 

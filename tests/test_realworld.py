@@ -126,7 +126,7 @@ def test_mismatched_label_size_is_one_line(acdc_root: Path, tmp_path: Path) -> N
     copy = Path(shutil.copytree(acdc_root, tmp_path / "copy"))
     sample = find_acdc(copy, "fog")[0]
     Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(sample.label)
-    with pytest.raises(DataError, match=r"_gt_labelTrainIds\.png: is 40x40 px but its image") as err:
+    with pytest.raises(DataError, match=r"_gt_labelTrainIds\.png: 40x40 px but its image") as err:
         find_acdc(copy, "fog")
     assert "\n" not in str(err.value)
 
