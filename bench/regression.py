@@ -195,12 +195,18 @@ def compare(baseline: ResultSet, candidate: ResultSet, tol: Tolerances = Toleran
     for b in baseline.rows:
         key, kind = key_of(b), _kind(b)
         c = cand.get(key)
-        bv = float(b["value"])
+        bv = _clean(b.get("value"))
         if c is None:
-            if kind != "info":
+            if kind != "info" and bv is not None:
                 findings.append(Finding(key, kind, bv, None, "missing", "-", "metric absent from the candidate"))
             continue
-        cv = float(c["value"])
+        cv = _clean(c.get("value"))
+        if bv is None or cv is None:  # undefined (an IoU of a class in neither labels nor predictions): no number
+            if bv is not None or cv is not None:
+                detail = f"undefined in the {'baseline' if bv is None else 'candidate'}"
+                findings.append(Finding(key, kind, bv, cv, "info", "-", detail))
+            continue
+        bv, cv = float(bv), float(cv)
         if kind == "accuracy":
             delta = cv - bv
             worse = delta > 0 if b["metric"] in LOWER_IS_BETTER else delta < 0
