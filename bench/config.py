@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
+from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, REAL_WORLD, SEVERITIES, dataset_key
 
 MODES = ("whole", "slide")
 PRECISIONS: dict[str, str | None] = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
@@ -110,6 +110,51 @@ def parse_corruptions(value: str | Sequence[str] | None, field: str = "corruptio
                 f"{', '.join(EXTRA_CORRUPTIONS)})",
             )
     return names
+
+
+DATA_NAMES = ("cityscapes", *REAL_WORLD)
+"""Datasets a run reads, by the name `--data name=path,...` gives them (`dark-zurich` is read as `dark_zurich`)."""
+
+
+def parse_data(
+    text: str | None, roots: Mapping[str, str] | None = None, field: str = "data_root"
+) -> tuple[str | None, dict[str, str]]:
+    """`--data`: a bare PATH, or `name=path,...` over `DATA_NAMES` -> (Cityscapes root or None, {real-world dataset:
+    root}). `roots` (the Python API's `data_roots`) are checked the same way; `text` entries win.
+
+    A bare PATH is returned as the first element; the suite decides which dataset it is (`bench.api.suite_config`).
+    """
+    out: dict[str, str] = {}
+    for name, path in (roots or {}).items():
+        out[_data_name(name, field)] = str(path)
+    if text is None or str(text).strip() == "":
+        return out.pop("cityscapes", None), out
+    text = str(text).strip()
+    head = text.split(",", 1)[0]
+    if "=" not in head or "/" in head.split("=", 1)[0]:
+        return text, out  # a bare path (which may itself hold '=' or ',' after its first '/')
+    cityscapes = None
+    for entry in split_list(text):
+        name, sep, path = entry.partition("=")
+        key = _data_name(name, field)
+        if not sep or not path.strip():
+            raise ConfigError(field, f"{entry!r} has no path; write {name.strip()}=PATH")
+        if key == "cityscapes":
+            cityscapes = path.strip()
+        else:
+            out[key] = path.strip()
+    return cityscapes or out.pop("cityscapes", None), out
+
+
+def _data_name(name: str, field: str) -> str:
+    key = dataset_key(name)
+    if key not in DATA_NAMES:
+        raise ConfigError(
+            field,
+            f"unknown dataset {name.strip()!r}; name one of {', '.join(n.replace('_', '-') for n in DATA_NAMES)} "
+            "(e.g. --data cityscapes=/data/cityscapes,acdc=/data/acdc), or give one bare PATH",
+        )
+    return key
 
 
 def parse_workers(value: int | str, auto: Callable[[], int], field: str = "workers") -> int:
@@ -299,7 +344,12 @@ class RunConfig:
         weights: model name -> checkpoint path or Hugging Face id; these entries win over `weights_text`.
         weights_text: the command line's `--weights`: a folder of checkpoints and/or `model=path` pairs. The runner
             resolves it per model (explicit pair, folder, the suite's shipped weights, the local Hugging Face cache).
-        data_root: Cityscapes root (None: the `CITYSCAPES_DATASET` environment variable).
+        data_root: Cityscapes root (None: the `CITYSCAPES_DATASET` environment variable), or the command line's
+            `name=path,...` text over `DATA_NAMES` (split into this field and `data_roots`). A bare path is the
+            Cityscapes root, except for a suite that reads no Cityscapes: then it is that suite's one dataset.
+        data_roots: roots of the real-world datasets by name (`acdc`, `dark_zurich`, `foggy_cityscapes`; None or
+            missing: their environment variables `ACDC_DATASET`, `DARK_ZURICH_DATASET`; Foggy Cityscapes lies in the
+            Cityscapes root).
         split: dataset split.
         corrupted_root: optional folder of pre-generated corrupted images.
         out_dir: folder that holds run folders (`<out_dir>/<run_id>/`).
@@ -341,6 +391,7 @@ class RunConfig:
     weights: dict[str, str] = field(default_factory=dict)
     weights_text: str | None = None
     data_root: str | None = None
+    data_roots: dict[str, str] = field(default_factory=dict)
     split: str = "val"
     corrupted_root: str | None = None
     out_dir: str = "runs"
@@ -380,6 +431,7 @@ class RunConfig:
         twice = sorted({m for m in self.models if self.models.count(m) > 1})
         if twice:
             raise ConfigError("models", f"{', '.join(twice)} listed more than once")
+        self.data_root, self.data_roots = parse_data(self.data_root, self.data_roots)
         self.corruptions = parse_corruptions(self.corruptions)
         self.severities = parse_severities(self.severities)
         check_device(self.device)
@@ -398,6 +450,13 @@ class RunConfig:
         if isinstance(self.inference, Mapping):
             self.inference = InferenceSpec.from_dict(self.inference)
         self.weights = dict(self.weights)
+
+    def root_of(self, dataset: str) -> str | None:
+        """The root given for `dataset` ("cityscapes" or a real-world one); None: its environment variable decides.
+        Foggy Cityscapes lies in the Cityscapes root unless given its own."""
+        if dataset == "cityscapes":
+            return self.data_root
+        return self.data_roots.get(dataset) or (self.data_root if dataset == "foggy_cityscapes" else None)
 
     def inference_spec(self, protocol: InferenceSpec | None = None) -> InferenceSpec:
         """The spec a run uses: the protocol (`self.inference`, else `protocol`, else defaults) with this config's

@@ -105,6 +105,12 @@ REAL_WORLD_CATEGORY = "real-world"
 
 FOGGY_BETAS: tuple[float, ...] = (0.005, 0.01, 0.02)
 
+INVALID_REGION_NOTE = (
+    "pixels marked invalid in the dataset's invIds masks are ignored (set to 255) in addition to the void classes"
+)
+"""How ACDC's and Dark Zurich's invalid-region masks (`_gt_invIds.png`) are used: `bench.realworld` applies them, the
+report states it in these words."""
+
 
 def beta_name(beta: float | str) -> str:
     """A fog density as Foggy Cityscapes writes it in file names: 0.005 -> "0.005", 0.01 -> "0.01"."""
@@ -253,6 +259,9 @@ def real_condition(name: object) -> Condition | None:
 def real_conditions(datasets: Sequence[str] = tuple(REAL_WORLD)) -> tuple[Condition, ...]:
     """Every condition of the given real-world datasets, in `REAL_WORLD` order."""
     keys = [dataset_key(d) for d in datasets]
+    unknown = [d for d, k in zip(datasets, keys) if k not in REAL_WORLD]
+    if unknown:
+        raise ValueError(f"unknown real-world dataset {unknown[0]!r}; valid datasets: {', '.join(REAL_WORLD)}")
     return tuple(Condition.real(d, domain) for d in REAL_WORLD if d in keys for domain in REAL_WORLD[d])
 
 

@@ -19,11 +19,18 @@ DATA_KINDS = ("cityscapes", "synthetic", "none")
 
 @dataclass(frozen=True)
 class SyntheticData:
-    """Synthetic scenes in the Cityscapes layout, written on first use into a cache folder."""
+    """Synthetic scenes in the Cityscapes layout, written on first use into a cache folder; for a suite with real-world
+    conditions also in the ACDC, Dark Zurich and Foggy Cityscapes layouts (`bench.realworld` writers).
+
+    `real_images` are the images per ACDC condition and of Dark Zurich, at `real_size` (H, W); Foggy Cityscapes fogs
+    every synthetic Cityscapes image.
+    """
 
     num_images: int = 8
     size: tuple[int, int] = (128, 256)
     seed: int = 0
+    real_images: int = 2
+    real_size: tuple[int, int] = (108, 192)
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class SuiteSpec:
         name, version, description: identity; every result row and the run's provenance carry name and version.
         data: "cityscapes" (a Cityscapes root from --data / CITYSCAPES_DATASET), "synthetic" (generated scenes)
             or "none" (efficiency only).
-        conditions: clean and corrupted conditions evaluated for accuracy (empty: no accuracy cells).
+        conditions: clean, corrupted and real-world conditions evaluated for accuracy (empty: no accuracy cells).
         inference: the prediction protocol (whole image or sliding window, crop, stride, flip).
         efficiency: the cost probe, or None.
         default_models: models run when the user names none.
@@ -85,6 +92,11 @@ class SuiteSpec:
         if self.data == "synthetic" and self.synthetic is None:
             object.__setattr__(self, "synthetic", SyntheticData())
 
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The datasets the suite's conditions read: "cityscapes" (clean and Cityscapes-C), then the real-world ones."""
+        return datasets_of(self.conditions)
+
     def with_conditions(self, conditions: tuple[Condition, ...]) -> SuiteSpec:
         return dataclasses.replace(self, conditions=tuple(conditions))
 
@@ -108,3 +120,10 @@ def paper_conditions(
                 continue
             out.append(Condition(c, s))
     return tuple(out)
+
+
+def datasets_of(conditions: tuple[Condition, ...] | list[Condition]) -> tuple[str, ...]:
+    """The datasets `conditions` read, in order: "cityscapes" when any is clean or corrupted, then each real-world
+    dataset (`bench.results.REAL_WORLD` names)."""
+    out = ["cityscapes"] if any(not c.is_real for c in conditions) else []
+    return tuple(dict.fromkeys([*out, *(c.dataset for c in conditions if c.is_real)]))

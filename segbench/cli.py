@@ -33,6 +33,7 @@ PROG = "run_bench.py" if Path(sys.argv[0]).name == "run_bench.py" else "segbench
 
 FLAGS = {
     "data_root": "--data",
+    "data_roots": "--data",
     "corrupted_root": "--corrupted-data",
     "weights_text": "--weights",
     "out_dir": "--out",
@@ -92,7 +93,12 @@ def _run_parser() -> argparse.ArgumentParser:
         "--model-meta", help="JSON declaring normalisation, input range and trained for py:/torchscript:/onnx: models"
     )
     p.add_argument("--label-map", help="JSON mapping the dataset's class names to a model's label names")
-    p.add_argument("--data", help="Cityscapes root (default: $CITYSCAPES_DATASET)")
+    p.add_argument(
+        "--data",
+        help="dataset root: a bare PATH (the Cityscapes root, or the one dataset of a suite without Cityscapes), or "
+        "name=PATH,... over cityscapes, acdc, dark-zurich, foggy-cityscapes (default: $CITYSCAPES_DATASET, "
+        "$ACDC_DATASET, $DARK_ZURICH_DATASET; Foggy Cityscapes lies in the Cityscapes root)",
+    )
     p.add_argument("--corrupted-data", help="a generate-c output folder to read corrupted images from")
     p.add_argument("--weights", help="a folder of checkpoints and/or model=path pairs (default: the local HF cache)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
@@ -240,7 +246,12 @@ def cmd_list(argv: list[str]) -> int:
 
 def cmd_generate_c(argv: list[str]) -> int:
     p = _Parser(prog=f"{PROG} generate-c", description="write Cityscapes-C to disk (atomic files, resumable)")
-    p.add_argument("--data", help="Cityscapes root (default: $CITYSCAPES_DATASET)")
+    p.add_argument(
+        "--data",
+        help="dataset root: a bare PATH (the Cityscapes root, or the one dataset of a suite without Cityscapes), or "
+        "name=PATH,... over cityscapes, acdc, dark-zurich, foggy-cityscapes (default: $CITYSCAPES_DATASET, "
+        "$ACDC_DATASET, $DARK_ZURICH_DATASET; Foggy Cityscapes lies in the Cityscapes root)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--corruptions", help="comma list (default: the 16 Cityscapes-C corruptions)")
     p.add_argument("--severities", help="comma list (default: 1-5)")

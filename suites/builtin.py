@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segbench.bench.config import InferenceSpec
-from segbench.bench.results import CORRUPTIONS, Condition
+from segbench.bench.results import CORRUPTIONS, Condition, real_conditions
 from segbench.bench.spec import EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
 from segbench.suites import register_suite
 
@@ -44,6 +44,64 @@ register_suite(
     )
 )
 
+# The real adverse-condition datasets, labelled in Cityscapes' 19 classes, evaluated with the Cityscapes protocol (a
+# Cityscapes-trained model needs no retraining). Clean Cityscapes val is the reference point of each condition's drop.
+register_suite(
+    SuiteSpec(
+        name="acdc",
+        version="1",
+        description="ACDC val under real fog, night, rain and snow (1080x1920), plus clean Cityscapes val as the "
+        "reference for the drops; sliding-window inference. Roots: --data cityscapes=PATH,acdc=PATH or "
+        "CITYSCAPES_DATASET and ACDC_DATASET.",
+        data="cityscapes",
+        conditions=(Condition(),) + real_conditions(("acdc",)),
+        inference=CITYSCAPES_SLIDE,
+        default_models=("segformer-b0",),
+    )
+)
+
+register_suite(
+    SuiteSpec(
+        name="dark-zurich",
+        version="1",
+        description="Dark Zurich val (night, 1080x1920), sliding-window inference. Root: --data PATH or "
+        "DARK_ZURICH_DATASET.",
+        data="cityscapes",
+        conditions=real_conditions(("dark_zurich",)),
+        inference=CITYSCAPES_SLIDE,
+        default_models=("segformer-b0",),
+    )
+)
+
+register_suite(
+    SuiteSpec(
+        name="foggy-cityscapes",
+        version="1",
+        description="Foggy Cityscapes-DBF val at fog densities beta 0.005, 0.01 and 0.02, plus clean Cityscapes val; "
+        "sliding-window inference. Root: the Cityscapes root holding leftImg8bit_foggyDBF/ (--data PATH or "
+        "CITYSCAPES_DATASET).",
+        data="cityscapes",
+        conditions=(Condition(),) + real_conditions(("foggy_cityscapes",)),
+        inference=CITYSCAPES_SLIDE,
+        default_models=("segformer-b0",),
+    )
+)
+
+register_suite(
+    SuiteSpec(
+        name="robustness",
+        version="1",
+        description="Synthetic and real robustness in one run, sharing the loaded models and the clean reference: "
+        "Cityscapes-C (as the cityscapes-c suite), ACDC and Foggy Cityscapes, plus the cost probe at 1024x2048. "
+        "Roots: --data cityscapes=PATH,acdc=PATH (or the environment variables).",
+        data="cityscapes",
+        conditions=paper_conditions() + real_conditions(("acdc", "foggy_cityscapes")),
+        inference=CITYSCAPES_SLIDE,
+        efficiency=EfficiencySpec(resolutions=((1024, 2048),), batch_sizes=(1,), warmup=3, iters=10),
+        default_models=("segformer-b0",),
+    )
+)
+
 register_suite(
     SuiteSpec(
         name="efficiency",
@@ -60,13 +118,14 @@ register_suite(
 register_suite(
     SuiteSpec(
         name="demo",
-        version="1",
+        version="2",
         description="Runs anywhere in minutes: synthetic scenes in the Cityscapes layout, all 16 corruptions at "
-        "severities 1, 3 and 5, a small cost probe; SegFormer-B0 and DeepLabV3+ (MobileNetV2) with demo weights "
-        "trained on synthetic scenes (not Cityscapes numbers).",
+        "severities 1, 3 and 5, synthetic scenes in the ACDC, Dark Zurich and Foggy Cityscapes layouts, a small cost "
+        "probe; SegFormer-B0 and DeepLabV3+ (MobileNetV2) with demo weights trained on synthetic scenes (not "
+        "Cityscapes numbers; the adverse conditions are simple renderings, not the real datasets' appearance).",
         data="synthetic",
-        synthetic=SyntheticData(num_images=8, size=(128, 256), seed=0),
-        conditions=(Condition(),) + tuple(Condition(c, s) for c in CORRUPTIONS for s in (1, 3, 5)),
+        synthetic=SyntheticData(num_images=8, size=(128, 256), seed=0, real_images=2, real_size=(108, 192)),
+        conditions=(Condition(),) + tuple(Condition(c, s) for c in CORRUPTIONS for s in (1, 3, 5)) + real_conditions(),
         inference=InferenceSpec(mode="whole"),
         efficiency=EfficiencySpec(resolutions=((256, 512),), batch_sizes=(1,), warmup=2, iters=5),
         default_models=DEMO_MODELS,

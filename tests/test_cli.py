@@ -38,7 +38,7 @@ def _rows(run_dir: Path) -> list[dict]:
 def test_list(tmp_path):
     out = cli("list", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr
-    for text in ("segformer-b5", "deeplabv3plus-mobilenetv2", "cityscapes-c (v1)", "demo (v1)", "weather: snow"):
+    for text in ("segformer-b5", "deeplabv3plus-mobilenetv2", "cityscapes-c (v1)", "demo (v2)", "weather: snow"):
         assert text in out.stdout
 
 

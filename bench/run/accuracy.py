@@ -78,17 +78,22 @@ def _loader(
 ) -> tuple[torch.utils.data.DataLoader, int]:
     """This rank's shard of the condition's images, as a DataLoader; returns (loader, number of images)."""
     from segbench.bench.data import CityscapesDataset
+    from segbench.bench.realworld import RealWorldDataset
 
-    dataset = CityscapesDataset(
-        config.data_root,
-        split=config.split,
-        max_images=config.max_images,
-        condition=condition,
-        base_seed=config.seed,
-        corrupted_root=config.corrupted_root,
-    )
+    if condition.is_real:
+        root = config.root_of(condition.dataset)
+        dataset = RealWorldDataset(root, condition, split=config.split, max_images=config.max_images)
+    else:
+        dataset = CityscapesDataset(
+            config.data_root,
+            split=config.split,
+            max_images=config.max_images,
+            condition=condition,
+            base_seed=config.seed,
+            corrupted_root=config.corrupted_root,
+        )
     shard = distributed.shard_indices(len(dataset), ctx.rank, ctx.world_size)
-    if config.workers > 0 and not condition.is_clean and config.corrupted_root is None:
+    if config.workers > 0 and condition.corruption is not None and config.corrupted_root is None:
         warm_up(condition.corruption, condition.severity)  # inherited by the forked workers
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, shard),
