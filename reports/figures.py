@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from segbench.bench.results import atomic_write
+from segbench.reports.realworld import pair_names
 from segbench.reports.tables import CurvePoints, column_groups
 
 DPI = 80
@@ -100,6 +101,42 @@ def class_heatmap(matrix: pd.DataFrame, labels: Mapping[str, str], path: str | P
         text = "–" if math.isnan(v) else f"{v:.0f}"
         ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white" if not v > 60 else "black")
     fig.colorbar(image, ax=ax, label="IoU (%)", shrink=0.8)
+    return save(fig, path)
+
+
+def prediction_scatter(
+    pairs: Sequence[Mapping], colors: Mapping[str, str], labels: Mapping[str, str], path: str | Path
+) -> Path | None:
+    """Small multiples, one panel per synthetic/real pair (`bench.results.prediction_table`): each model's
+    Cityscapes-C mIoU (x) against its mIoU under the real condition (y), points labelled by model; the title gives
+    the number of models and the correlations (a dash where none can be read). Returns None without pairs."""
+    if not pairs:
+        return None
+    cols = min(3, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig = _figure(3.5 * cols + 0.3, 3.1 * rows + 0.3)
+    axes = fig.subplots(rows, cols, squeeze=False)
+
+    def corr(value: float | None) -> str:
+        return "\u2014" if value is None else f"{value:.2f}"
+
+    for ax, entry in zip(axes.flat, pairs):
+        synthetic, real = pair_names(entry)
+        for model, x, y in zip(entry["models"], entry["x"], entry["y"]):
+            color = colors.get(model, PALETTE[0])
+            ax.scatter(x, y, s=36, color=color, edgecolors="black", linewidths=0.5, zorder=3)
+            label = labels.get(model, plain(model))
+            ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        stats = f"n = {entry['n']}, r = {corr(entry['pearson'])}, \u03c1 = {corr(entry['spearman'])}"
+        ax.set_title(f"{plain(entry['label'])}\n{stats}", fontsize=8.5)
+        what = "mPC, mIoU" if synthetic == "mPC" else f"{synthetic} mIoU"
+        ax.set_xlabel(plain(f"Cityscapes-C {what} (%)"), fontsize=8)
+        ax.set_ylabel(plain(f"{real} mIoU (%)"), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.margins(0.25)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(pairs) :]:
+        ax.set_visible(False)
     return save(fig, path)
 
 

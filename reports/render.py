@@ -25,12 +25,16 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from segbench.bench.results import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
+    INVALID_REGION_NOTE,
+    REAL_WORLD_NAMES,
     RunFolder,
     atomic_write,
     atomic_write_text,
+    prediction_table,
     read_history,
 )
 from segbench.reports import figures
+from segbench.reports import realworld as RW
 from segbench.reports import tables as T
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -41,6 +45,8 @@ SECTION_IDS = (
     "cityscapes-c",
     "robustness-scores",
     "severity-curves",
+    "real-world",
+    "prediction",
     "per-class-iou",
     "efficiency-table",
     "efficiency-curves",
@@ -398,8 +404,8 @@ def _scores(
     if corrupted.empty or summary.empty:
         sec.missing = "Not measured in this run: no corrupted conditions, so no mPC, rPC or mCE."
         return sec
-    measured = [m for m in models if m in set(summary["model"])]
     corrupted_rows = summary[summary["condition"] == "corrupted"]
+    measured = [m for m in models if m in set(corrupted_rows["model"])]  # not the models with real-world rows only
     scores = corrupted_rows.pivot_table(index="model", columns="metric", values="value", aggfunc="last", sort=False)
     categories_wide = T.summary_wide(summary[summary["corruption"].isna()], "miou_avg")
     categories = [c for c in ("blur", "noise", "digital", "weather", "other") if c in categories_wide.columns]
@@ -468,6 +474,151 @@ def _severity(conditions: pd.DataFrame, models: Sequence[str], infos, out: Outpu
         "miou_per_condition",
         "mIoU (%) per condition",
     )
+    return sec
+
+
+def _real_world(
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    conditions: pd.DataFrame,
+    models: Sequence[str],
+    infos: dict[str, ModelInfo],
+    out: Outputs,
+) -> Section:
+    sec = Section("real-world", "Real-world conditions")
+    clean = conditions[conditions["corruption"] == "clean"].groupby("model", sort=False)["miou"].mean()
+    tab = RW.real_world_table(frame, summary, models, clean)
+    if tab is None:
+        sec.missing = (
+            "Not measured in this run: no real-world rows (ACDC, Dark Zurich, Foggy Cityscapes); the suites "
+            + ", ".join(RW.REAL_WORLD_SUITES)
+            + " measure them."
+        )
+        return sec
+    shown = list(tab.values.index)
+    trained = tab.values.loc[_trained(infos, shown)]
+    best = {c: trained[c].max() for c in tab.columns} if len(shown) > 1 else {}
+    sec.notes.append(
+        "mIoU (%) under each real adverse condition, and in brackets its change from the model's clean mIoU in "
+        "percentage points (pp; \u2212 = lower than clean), as the run's summary.csv holds it. A dataset's mean "
+        "averages the conditions measured for that model. " + (_best_note(infos, shown) if best else "")
+    )
+    no_clean = [m for m in shown if pd.isna(tab.values.loc[m, "clean"])]
+    if no_clean:
+        sec.notes.append(
+            f"No clean mIoU in this run for {', '.join(no_clean)}: no drop from clean can be shown (the dark-zurich "
+            "suite has no clean condition; the acdc, foggy-cityscapes and robustness suites have)."
+        )
+    masked = [RW.REAL_WORLD_NAMES[d] for d, _ in tab.groups if d in RW.MASKED_DATASETS]
+    if masked:
+        sec.notes.append(f"Invalid regions ({' and '.join(masked)}): {INVALID_REGION_NOTE}.")
+    sec.notes += RW.published_notes(tab)
+    groups = [("", 1), ("", 1)] + [(REAL_WORLD_NAMES[d], len(names)) for d, names in tab.groups]
+    columns = ["Model", "Clean"] + [RW.short_label(c) for c in tab.columns[1:]]
+    titles = ["", "clean Cityscapes images"] + [RW.long_label(c) for c in tab.columns[1:]]
+    subheader = ["images"] + [tab.images.get(c, "") for c in tab.columns]
+    rows = []
+    for model in shown:
+        cells = []
+        for c in tab.columns:
+            value = tab.values.loc[model, c]
+            drop = tab.drops.loc[model, c] if c != "clean" else float("nan")
+            text = T.format_number(value) + (f" ({RW.format_drop(drop)})" if not pd.isna(drop) else "")
+            mark = "best" if model in trained.index and not pd.isna(value) and value == best.get(c) else ""
+            cells.append(Cell(text, mark))
+        rows.append(Row(cells, model=model))
+    for i, (match, values) in enumerate(tab.published.iterrows()):
+        divider = f"Published numbers ({RW.SEMSEGBENCH}): not measured in this run" if i == 0 else ""
+        cells = [Cell(T.format_number(values[c])) for c in tab.columns]
+        rows.append(Row(cells, label=f"{match} (SemSegBench)", cls="published", divider=divider))
+    sec.tables.append(HtmlTable(columns, rows, groups, subheader, titles))
+    sec.files = out.table(tab.to_frame(), "real_world", "Real-world conditions: mIoU (%) and drop from clean (pp)")
+    matrix = RW.real_class_iou(frame, models)
+    if not matrix.empty:
+        names = [f"{infos[m].figure_label} \u00b7 {RW.long_label(c)}" for m, c in matrix.index]
+        heat = matrix.set_axis(names, axis=0)
+        fig = out.figure(
+            figures.class_heatmap,
+            "real_world_class_iou.png",
+            "per-class IoU heatmap under each real condition",
+            heat,
+            {n: n for n in names},
+        )
+        sec.figures.append(fig)
+        sec.notes.append(
+            "Per-class IoU (%) under each real condition in the heatmap (one row per model and condition); the "
+            "exact values are in the real_world_class_iou table files below."
+        )
+        sec.files += out.table(
+            matrix.reset_index(), "real_world_class_iou", "Per-class IoU (%) under each real-world condition"
+        )
+    return sec
+
+
+def _corr(value: float) -> Cell:
+    if pd.isna(value):
+        return Cell("\u2014", title="no correlation: fewer than three models, or a side without spread")
+    return Cell(f"{value:.3f}")
+
+
+def _prediction(frame: pd.DataFrame, models: Sequence[str], infos: dict[str, ModelInfo], out: Outputs) -> Section:
+    sec = Section("prediction", "Does Cityscapes-C predict the real world?")
+    accuracy = frame[T.is_accuracy(frame) & (frame["metric"] == "miou") & frame["value"].notna()]
+    pairs = prediction_table(accuracy.to_dict("records"))
+    if not pairs:
+        sec.missing = (
+            "Not measured in this run: it needs Cityscapes-C corruptions and the matching real-world conditions "
+            "for the same models; the robustness suite runs Cityscapes-C, ACDC and Foggy Cityscapes in one run."
+        )
+        return sec
+    summary = RW.prediction_summary(pairs)
+    points = RW.prediction_points(pairs)
+    small = sorted({int(n) for n in summary["n"] if n < 3})
+    if small:
+        counts = " or ".join(f"n = {n} model{'s' if n != 1 else ''}" for n in small)
+        where = "" if (summary["n"] < 3).all() else " (" + "; ".join(summary.loc[summary["n"] < 3, "pair"]) + ")"
+        sec.notes.append(f"{counts}{where}: no correlation can be read; run three or more models.")
+    sec.notes += [RW.rank_agreement(entry) for entry in pairs]
+    sec.notes.append(
+        "Method: each point is one model of this run. Synthetic score: the model's Cityscapes-C mIoU for the "
+        "corruption, averaged over the severities measured (two corruptions: their mean; mPC: the mean over all "
+        "measured corruptions); real score: its mIoU under the real condition (a dataset: the mean over its "
+        "measured conditions). Correlations are computed across the run's models: Pearson's r on the values, "
+        "Spearman's \u03c1 on their ranks (ties get their average rank); the sample size n is the number of "
+        "models, so with few models a correlation is fragile: read it with care. 'rel.' uses each score as a "
+        "fraction of the model's clean mIoU."
+    )
+    rows = [
+        Row(
+            [Cell(str(r.n))] + [_corr(getattr(r, c)) for c in RW.PREDICTION_COLUMNS],
+            label=r.pair,
+        )
+        for r in summary.itertuples()
+    ]
+    header = ["Pair", "n (models)", "Pearson r", "Spearman \u03c1", "Pearson r (rel.)", "Spearman \u03c1 (rel.)"]
+    sec.tables.append(HtmlTable(header, rows))
+    point_rows = []
+    for pair, group in points.groupby("pair", sort=False):
+        for i, r in enumerate(group.itertuples()):
+            cells = [Cell(T.format_number(r.synthetic_miou)), Cell(T.format_number(r.real_miou))]
+            cells += [Cell(T.format_number(r.synthetic_rel, 3)), Cell(T.format_number(r.real_rel, 3))]
+            point_rows.append(Row(cells, model=r.model, divider=pair if i == 0 else ""))
+    point_header = ["Model", "Synthetic mIoU (%)", "Real mIoU (%)", "Synthetic / clean", "Real / clean"]
+    folded = f"The values behind each panel ({len(points)} rows)" if len(points) > FOLD_ROWS else ""
+    sec.tables.append(HtmlTable(point_header, point_rows, collapsed=folded))
+    labels = {m: infos[m].figure_label for m in models if m in infos}
+    fig = out.figure(
+        figures.prediction_scatter,
+        "prediction.png",
+        "synthetic (Cityscapes-C) mIoU against real-world mIoU, one panel per pair",
+        pairs,
+        figures.model_colors(models),
+        labels,
+    )
+    if fig is not None:
+        sec.figures.append(fig)
+    sec.files = out.table(summary, "prediction", "Does Cityscapes-C predict the real world? (correlations)", 3)
+    sec.files += out.table(points, "prediction_points", "Synthetic and real mIoU (%) per pair and model", 3)
     return sec
 
 
@@ -940,6 +1091,8 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
         table5_section,
         _scores(conditions, summary, models, reference, infos, out),
         _severity(conditions, models, infos, out),
+        _real_world(frame, summary, conditions, models, infos, out),
+        _prediction(frame, models, infos, out),
         _class_iou(frame, models, infos, out),
         _efficiency(eff, models, out),
         _curves(eff, conditions, models, infos, out),

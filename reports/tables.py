@@ -4,8 +4,10 @@ The reporter computes no score of its own. The corruption axes, class names and 
 contract (`segbench.bench.results`), and every robustness score it shows (per-corruption and per-category mIoU
 averages, mPC, rPC, CE, mCE, relative mCE) is a row of the run's `summary.csv`, written by the contract from the
 formulas in `bench.robustness`. All IoU-type numbers are in percent. Published reference numbers are read from
-`reports/reference/*.csv` (copies of the SegFormer paper's Table 1 and Table 5, and of the mmseg model zoo's
-Cityscapes rows).
+`reports/reference/*.csv` (copies of the SegFormer paper's Table 1 and Table 5, of the mmseg model zoo's
+Cityscapes rows and of SemSegBench's Cityscapes table). Real-world conditions (ACDC, Dark Zurich, Foggy
+Cityscapes) have their own tables in `reports.realworld`; the tables here leave them out (they are neither clean nor
+a corruption).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segbench.bench.results import CATEGORIES, CITYSCAPES_CLASSES, COLUMNS, split_condition
+from segbench.bench.results import CATEGORIES, CITYSCAPES_CLASSES, COLUMNS, real_conditions, split_condition
 from segbench.bench.results import category_of as _contract_category
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -282,10 +284,15 @@ def class_iou(frame: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame()
     rows = rows.assign(cls=[class_key(m[len("iou_") :]) for m in rows["metric"]])
     matrix = rows.groupby(["model", "cls"], sort=False)["value"].mean().unstack("cls")
+    return class_columns(matrix.reindex(index=[m for m in models if m in matrix.index]))
+
+
+def class_columns(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Class-key columns (`traffic_light`) put in Cityscapes order (other classes after, as met) and renamed to the
+    class names (`traffic light`)."""
     keys = [k for k in _CLASS_BY_KEY if k in matrix.columns]
     keys += [k for k in matrix.columns if k not in _CLASS_BY_KEY]
-    matrix = matrix.reindex(index=[m for m in models if m in matrix.index], columns=keys)
-    return matrix.rename(columns=lambda k: _CLASS_BY_KEY.get(k, k.replace("_", " ")))
+    return matrix.reindex(columns=keys).rename(columns=lambda k: _CLASS_BY_KEY.get(k, k.replace("_", " ")))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -503,7 +510,8 @@ def evaluation_time(cells: pd.DataFrame) -> pd.DataFrame:
         `condition`, `models`, `images`, `wall_s`, and per phase `<phase>_s` (per rank: summed seconds / ranks) and
         `<phase>_pct` (of the wall time), then `img_s` (images / wall). Cells that shared their batches are one row:
         they share the data and wall time, and their model and metric times add up. Clean comes first, then the
-        corruptions in Table 5's order (others after them), each by severity.
+        corruptions in Table 5's order (others after them), each by severity, then the real-world conditions in
+        `REAL_WORLD` order.
     """
     columns = ["condition", "models", "images", "wall_s"]
     columns += [f"{p}_{u}" for p in TIME_PHASES for u in ("s", "pct")] + ["img_s"]
@@ -528,11 +536,14 @@ def evaluation_time(cells: pd.DataFrame) -> pd.DataFrame:
         }
         rows.append(row)
     order = [c for _, names in column_groups(()) for c in names]
+    real = [c.name for c in real_conditions()]
 
     def rank(condition: str) -> tuple:
+        if condition in real:
+            return (2, real.index(condition), condition, 0)
         corruption, severity = split_condition(condition)
         known = order.index(corruption) if corruption in order else len(order)
-        return (condition != "clean", known, corruption or condition, severity or 0)
+        return (int(condition != "clean"), known, corruption or condition, severity or 0)
 
     frame = pd.DataFrame(sorted(rows, key=lambda r: rank(r["condition"])))
     for p in TIME_PHASES:
