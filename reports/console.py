@@ -1,8 +1,8 @@
 """The results table printed at the end of a run (as lm-evaluation-harness prints its table), from the run folder.
 
-One row per model: clean mIoU, mPC, rPC, mCE (from summary.csv, as the report shows them), parameters, GMACs and
-latency (from results.csv). The efficiency columns name their resolution, batch size, counter and device in the
-header, since a number without them says little.
+One row per model: clean mIoU, mPC, rPC, mCE and each real-world dataset's mean mIoU (from summary.csv, as the
+report shows them), parameters, GMACs and latency (from results.csv). The efficiency columns name their resolution,
+batch size, counter and device in the header, since a number without them says little.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from segbench.bench.results import RunFolder
+from segbench.bench.results import REAL_WORLD, REAL_WORLD_NAMES, RunFolder
 from segbench.reports import tables as T
 
 LATENCY_METRICS = ("latency_median", "latency_raw_median")
@@ -66,6 +66,10 @@ def results_table(run_dir: str | Path) -> pd.DataFrame:
         for metric, label in labels.items():
             if metric in wide.columns and label:
                 table[label] = wide[metric].reindex(models)
+        means = summary[(summary["metric"] == "miou_avg") & summary["condition"].isin(list(REAL_WORLD))]
+        for dataset, rows in means.groupby("condition", sort=False):
+            values = rows.groupby("model", sort=False)["value"].last()
+            table[f"{REAL_WORLD_NAMES[dataset]} mIoU"] = values.reindex(models)
     for label, values in _efficiency_columns(T.efficiency_rows(frame), models).items():
         table[label] = values
     return table.dropna(axis=1, how="all")

@@ -161,6 +161,18 @@ def test_console_table(tmp_path):
     assert table.loc["b", "Latency ms [cpu, fp32, 512x1024, batch 1]"] == 30.0
     text = console_table(tmp_path)
     assert "GMACs [fvcore, 512x1024]" in text and text.count("\n") == 3
+    assert "ACDC mIoU" not in table.columns
+
+
+def test_console_table_shows_each_real_world_dataset_mean(tmp_path):
+    store = RunStore(tmp_path)
+    real = {"suite": "t", "corruption": None, "category": "real-world", "severity": None, "metric": "miou", "unit": "%"}
+    rows = _rows("a", 60, 5)
+    rows += [{**real, "model": "a", "condition": c, "value": v} for c, v in (("acdc:fog", 40), ("acdc:night", 20))]
+    store.write_cell({"cell": "all", "rows": rows})
+    store.gather(suite="t")
+    table = results_table(tmp_path)
+    assert table.loc["a", "ACDC mIoU"] == pytest.approx(30) and "Dark Zurich mIoU" not in table.columns
 
 
 def test_resume_refuses_a_different_setting_in_one_line(tmp_path):
