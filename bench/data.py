@@ -378,13 +378,19 @@ class CityscapesDataset(torch.utils.data.Dataset):
         else:
             seed = condition_seed(sample.id, condition.corruption, condition.severity, self.base_seed)
             image = corrupt(read_image(sample.image), condition.corruption, condition.severity, seed)
-        if image.shape[:2] != label.shape:
-            raise DataError(
-                f"{sample.label}: label is {label.shape[0]}x{label.shape[1]} px but the image is "
-                f"{image.shape[0]}x{image.shape[1]} px"
-            )
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "label": torch.from_numpy(label),
-            "id": sample.id,
-        }
+        return dataset_item(image, label, sample.id, sample.label)
+
+
+def dataset_item(image: np.ndarray, label: np.ndarray, sample_id: str, label_path: Path) -> dict:
+    """A dataset item: `dict(image=uint8 tensor (3, H, W) RGB, label=uint8 tensor (H, W), id=...)`; an image and
+    label of different sizes are a `DataError` naming the label file."""
+    if image.shape[:2] != label.shape:
+        raise DataError(
+            f"{label_path}: label is {label.shape[0]}x{label.shape[1]} px but the image is "
+            f"{image.shape[0]}x{image.shape[1]} px"
+        )
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        "label": torch.from_numpy(label),
+        "id": sample_id,
+    }

@@ -52,6 +52,7 @@ from segbench.bench.data import (
     check_files,
     check_label_header,
     cityscapes_label_for,
+    dataset_item,
     decode_png,
     read_image,
     read_label,
@@ -399,18 +400,7 @@ class RealWorldDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        image = read_image(sample.image)
-        label = read_realworld_label(sample)
-        if image.shape[:2] != label.shape:
-            raise DataError(
-                f"{sample.label}: label is {label.shape[0]}x{label.shape[1]} px but the image is "
-                f"{image.shape[0]}x{image.shape[1]} px"
-            )
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "label": torch.from_numpy(label),
-            "id": sample.id,
-        }
+        return dataset_item(read_image(sample.image), read_realworld_label(sample), sample.id, sample.label)
 
 
 # ---------------------------------------------------------------------------------------------------------- writers

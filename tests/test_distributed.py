@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -100,7 +96,7 @@ def test_each_rank_takes_a_gpu_it_can_see(monkeypatch, gpus, local_rank, expecte
 
 
 @pytest.mark.slow
-def test_two_process_torchrun_equals_single_process(tmp_path):
+def test_two_process_torchrun_equals_single_process(tmp_path, torchrun_runner):
     # 5 images over 2 ranks: an uneven tail (3 + 2), and batch size 2 leaves a partial batch on each rank
     root = write_synthetic_cityscapes(tmp_path / "data", num_images=5, size=(64, 96), seed=5)
     conditions = ["clean", "gaussian_noise-2"]
@@ -110,13 +106,7 @@ def test_two_process_torchrun_equals_single_process(tmp_path):
                 seed=0)  # fmt: skip
     single = run(RunConfig(**base, run_id="single"), conditions)
 
-    config = tmp_path / "two.json"
-    config.write_text(json.dumps({**base, "run_id": "two", "conditions": conditions}))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "segbench.bench.runner", "--config", str(config)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_runner({**base, "run_id": "two", "conditions": conditions}, tmp_path / "two.json")
 
     two = RunStore(tmp_path / "runs" / "two")
     for cell, record in RunStore(single.run_dir).finished().items():

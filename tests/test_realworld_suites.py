@@ -5,10 +5,7 @@ of model source), and the invalid-region masks in the confusion matrix."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -264,19 +261,13 @@ def test_cli_errors_for_real_world_data_are_one_line(roots, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_two_process_torchrun_equals_single_process_on_real_world_data(roots, tmp_path):
+def test_two_process_torchrun_equals_single_process_on_real_world_data(roots, tmp_path, torchrun_runner):
     conditions = ["clean", "acdc:fog", "dark_zurich:night", "foggy_cityscapes:beta_0.02"]
     base = dict(suite="dist", models=("segformer-tiny",), data_root=str(roots["cityscapes"]),
                 data_roots={"acdc": str(roots["acdc"]), "dark_zurich": str(roots["dark_zurich"])},
                 out_dir=str(tmp_path / "runs"), allow_random_weights=True, quiet=True, seed=0)  # fmt: skip
     single = run(RunConfig(**base, run_id="single"), conditions)
-    config = tmp_path / "two.json"
-    config.write_text(json.dumps({**base, "run_id": "two", "conditions": conditions}))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "segbench.bench.runner", "--config", str(config)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_runner({**base, "run_id": "two", "conditions": conditions}, tmp_path / "two.json")
     two = RunStore(tmp_path / "runs" / "two").finished()
     for cell, record in RunStore(single.run_dir).finished().items():
         assert two[cell]["world_size"] == 2 and two[cell]["num_images"] == record["num_images"] == 2
