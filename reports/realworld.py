@@ -126,7 +126,11 @@ class RealWorldTable:
 
 
 def real_world_table(
-    frame: pd.DataFrame, summary: pd.DataFrame, models: Sequence[str], clean: pd.Series
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    models: Sequence[str],
+    clean: pd.Series,
+    compare: Sequence[str] | None = None,
 ) -> RealWorldTable | None:
     """The real-world table of a run (None when it has no real-world mIoU rows).
 
@@ -135,6 +139,8 @@ def real_world_table(
         summary: summary.csv (its real-world `miou_avg` and `drop` rows).
         models: row order.
         clean: clean mIoU per model.
+        compare: the models held against published figures (None: all); the report leaves out models with random
+            or synthetic-demo weights, whose numbers say nothing about the published checkpoints.
     """
     rows = real_rows(frame)
     miou = rows[rows["metric"] == "miou"]
@@ -169,17 +175,17 @@ def real_world_table(
         high = counted.max()[name]
         images[name] = f"{low:.0f}" if low == high else f"{low:.0f}-{high:.0f}"
     table = RealWorldTable(groups, columns, values, drops, images)
-    _add_published(table)
+    _add_published(table, table.values.index if compare is None else [m for m in compare if m in table.values.index])
     return table
 
 
-def _add_published(table: RealWorldTable) -> None:
+def _add_published(table: RealWorldTable, models: Sequence[str]) -> None:
     """SemSegBench rows for the run's models that match one: its clean and ACDC figures, and per-condition ACDC
     figures where published. A published row is kept only when one of its real-world figures has a column here."""
     published = reference_semsegbench()
     per_condition = reference_semsegbench_conditions()
     rows = {}
-    for model in table.values.index:
+    for model in models:
         match = semsegbench_match(model, list(published.index))
         if match is None or match in rows:
             continue

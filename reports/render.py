@@ -487,7 +487,8 @@ def _real_world(
 ) -> Section:
     sec = Section("real-world", "Real-world conditions")
     clean = conditions[conditions["corruption"] == "clean"].groupby("model", sort=False)["miou"].mean()
-    tab = RW.real_world_table(frame, summary, models, clean)
+    real_weights = [m for m in models if not (m in infos and infos[m].flag)]  # published figures: trained models only
+    tab = RW.real_world_table(frame, summary, models, clean, compare=real_weights)
     if tab is None:
         sec.missing = (
             "Not measured in this run: no real-world rows (ACDC, Dark Zurich, Foggy Cityscapes); the suites "

@@ -435,3 +435,15 @@ def test_a_run_without_clean_shows_values_without_drops(tmp_path):
     assert table["dark_zurich:night_drop_pp"].isna().all()
     _, page = _parse(index)
     assert "prediction" in page.missing
+
+
+def test_no_published_figures_beside_demo_or_random_weights(tmp_path):
+    """SemSegBench's Cityscapes-trained checkpoints say nothing about synthetic-demo or random weights: no row."""
+    run = make_real_run(tmp_path / "run", ("segformer-b5", "segformer-b0"))
+    env = json.loads((run / "env.json").read_text())
+    env["weights"] = {"segformer-b5": {"source": "synthetic-demo"}, "segformer-b0": {"source": "random-init"}}
+    (run / "env.json").write_text(json.dumps(env))
+    render_report(run)
+    table = pd.read_csv(run / "report" / "real_world.csv")
+    assert set(table["source"]) == {"this run"}
+    assert "SemSegBench" not in section_text(run / "index.html", "real-world")
