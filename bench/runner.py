@@ -71,6 +71,8 @@ def run(
     efficiency: EfficiencyFn | Any | None = None,
     model_factory: ModelFactory | None = None,
     on_cell_finished: Callable[[dict[str, Any]], None] | None = None,
+    records: Sequence[dict[str, Any]] = (),
+    notes: Sequence[str] = (),
 ) -> RunResult:
     """Evaluate every missing cell of a run and gather its results (see the module docstring).
 
@@ -84,6 +86,9 @@ def run(
         model_factory: `factory(name, num_classes=..., weights=...) -> nn.Module`; default `models.create_model`
             (with SegFormer's fast path when `config.fast`).
         on_cell_finished: called on rank 0 with each stored cell record (progress hooks, tests).
+        records: cell records made before the run (the deployment grid's `deploy` cells), stored with the others
+            unless the folder has them already.
+        notes: lines printed on rank 0 once the models are built (unless quiet), e.g. what data was found.
 
     Returns:
         The run's `RunResult` (on every rank; only rank 0 writes files).
@@ -98,6 +103,7 @@ def run(
     try:
         with contextlib.ExitStack() as held:
             session = _Run(config, conditions, inference, efficiency, model_factory, on_cell_finished, ctx)
+            session.records, session.notes = list(records), list(notes)
             return session.execute(held)
     finally:
         distributed.teardown(ctx)
@@ -132,12 +138,17 @@ class _Run:
         self.spec = dataclasses.replace(config.inference_spec(inference), device=str(ctx.device))
         self.cells = plan_cells(config.models, self.conds, efficiency is not None, config.only)
         self.residency = Residency(ModelSlot(config, ctx.device, factory), config.models, ctx)
+        self.records: list[dict[str, Any]] = []
+        self.notes: list[str] = []
 
     def execute(self, held: contextlib.ExitStack) -> RunResult:
         """Preflight, take the run folder (its lock stays in `held`), run the missing cells, gather the tables."""
         config, ctx = self.config, self.ctx
         self.residency.load_all()
         described = describe_models(self.residency, config, self.spec)
+        if ctx.is_main and not config.quiet:
+            for line in self.notes:
+                print(line, file=sys.stderr)
         self.weights = described["weights"]
         run_dir = distributed.on_main(lambda: resolve_run_dir(config), ctx)
         distributed.on_main(lambda: held.enter_context(folder_lock(run_dir, what="run folder")), ctx)
@@ -145,7 +156,11 @@ class _Run:
         self.store = RunStore(run_dir)
         env = functools.partial(run_environment, config, run_dir, self.spec, described, ctx)
         done = distributed.on_main(lambda: prepare(self.store, record, env()), ctx)
-        ids = [c.id for c in self.cells]
+        if ctx.is_main:
+            for made in self.records:  # cells measured before the run (the deployment grid's checks)
+                if made["cell"] not in done:
+                    self.store.write_cell({**made, "finished_at": now()})
+        ids = [r["cell"] for r in self.records] + [c.id for c in self.cells]
         self.result = RunResult(run_dir, None, ids, skipped=[i for i in ids if i in done])
         self.progress = Progress(self.result, ctx.is_main, config.quiet)
         self.progress.plan(run_dir)
