@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -228,16 +227,62 @@ def run_suite(
     conditions = tuple(conditions)
     accuracy = config.only != "efficiency" and bool(conditions)
     config = suite_config(suite, config, conditions if accuracy else ())
-    found = describe_data(config, conditions) if accuracy else []
-    if not config.quiet and int(os.environ.get("RANK", "0")) == 0:
-        for line in found:
-            print(f"data: {line}", file=sys.stderr)
+    found = describe_data(config, conditions) if accuracy else []  # before any run folder is made
     efficiency = efficiency_spec(suite, config) if config.only != "accuracy" else None
     factory = model_factory(config, modules)
-    result = runner.run(config, conditions, suite.inference, efficiency, model_factory=factory)
+    records: list[dict] = []
+    if suite.deploy is not None:
+        config, factory, records = _deployment_grid(suite, config, factory)
+    notes = [f"data: {line}" for line in found]
+    result = runner.run(
+        config, conditions, suite.inference, efficiency, model_factory=factory, records=records, notes=notes
+    )
     if accuracy and suite.gallery and result.run_dir is not None:
         _gallery(result.run_dir, suite, config, conditions, factory)
     return result
+
+
+def _deployment_grid(
+    suite: SuiteSpec, config: RunConfig, factory: ModelFactory
+) -> tuple[RunConfig, ModelFactory, list[dict]]:
+    """Build and check the suite's deployment grid (`bench.deploy.grid.prepare_grid`) for the run's models, on the
+    suite's first clean images; returns the config with the variants as its models, their factory, and the grid's
+    `deploy` cell records."""
+    from segbench.bench.data import CityscapesDataset
+    from segbench.bench.deploy.grid import prepare_grid
+    from segbench.bench.inference import normalize
+
+    spec = suite.deploy
+    count = max(spec.calibration_images, spec.agreement_images)
+    dataset = CityscapesDataset(config.data_root, split=config.split, max_images=count)
+    raw = [dataset[i]["image"].unsqueeze(0) for i in range(len(dataset))]
+
+    def images(model: nn.Module) -> list:
+        return [normalize(x, model.meta.mean, model.meta.std).to(config.device) for x in raw]
+
+    grid = prepare_grid(
+        config.models,
+        factory,
+        images,
+        config.backends or spec.backends,
+        config.deploy_precisions or spec.precisions,
+        num_classes=config.num_classes,
+        weights=config.weights,
+        device=config.device,
+        calibration=spec.calibration_images,
+        agreement=spec.agreement_images,
+        suite=config.suite,
+        quiet=config.quiet,
+    )
+    from segbench.bench.results import deploy_variant
+
+    weights = {v: config.weights[deploy_variant(v)[0]] for v in grid.variants if deploy_variant(v)[0] in config.weights}
+    config = dataclasses.replace(config, models=tuple(grid.variants), weights=weights, reference_model=None)
+
+    def variant(name: str, **_: object) -> nn.Module:
+        return grid.variants[name]
+
+    return config, variant, grid.records
 
 
 def _gallery(

@@ -157,6 +157,23 @@ def _data_name(name: str, field: str) -> str:
     return key
 
 
+def parse_grid(backends: Any, precisions: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`backends` and `deploy_precisions` as tuples of known names (a comma list is split)."""
+    from segbench.bench.results import DEPLOY_BACKENDS, DEPLOY_PRECISIONS
+
+    names = split_list(backends)
+    for name in names:
+        if name not in DEPLOY_BACKENDS:
+            raise ConfigError("backends", f"{name!r} is not a backend; choose from {', '.join(DEPLOY_BACKENDS)}")
+    chosen = split_list(precisions)
+    for name in chosen:
+        if name not in DEPLOY_PRECISIONS:
+            raise ConfigError(
+                "deploy_precisions", f"{name!r} is not a precision; choose from {', '.join(DEPLOY_PRECISIONS)}"
+            )
+    return names, chosen
+
+
 def parse_workers(value: int | str, auto: Callable[[], int], field: str = "workers") -> int:
     """A number of worker processes: an integer >= 0 (or its text), or "auto" (then `auto()`)."""
     if value == "auto":
@@ -382,6 +399,8 @@ class RunConfig:
             declare class names).
         model_meta: a JSON file declaring normalisation, input range and a trained flag for `py:`, `torchscript:`
             and `onnx:` models (see `segbench.models.user`).
+        backends: deployment backends (or a comma list) narrowing a deploy suite's grid; () keeps the suite's.
+        deploy_precisions: deployment precisions (fp32, bf16, fp16, int8; or a comma list) narrowing the grid.
         command: the command line recorded in env.json (None: `sys.argv`).
     """
 
@@ -418,6 +437,8 @@ class RunConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     label_map: str | None = None
     model_meta: str | None = None
+    backends: tuple[str, ...] = ()
+    deploy_precisions: tuple[str, ...] = ()
     command: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -434,6 +455,7 @@ class RunConfig:
         self.data_root, self.data_roots = parse_data(self.data_root, self.data_roots)
         self.corruptions = parse_corruptions(self.corruptions)
         self.severities = parse_severities(self.severities)
+        self.backends, self.deploy_precisions = parse_grid(self.backends, self.deploy_precisions)
         check_device(self.device)
         check_precision(self.precision, self.device)
         _positive_int(self.batch_size, "batch_size")
@@ -483,6 +505,8 @@ class RunConfig:
             "model_args": dict(self.model_args),
             "label_map": _file_digest(self.label_map),
             "model_meta": _file_digest(self.model_meta),
+            "backends": list(self.backends),
+            "deploy_precisions": list(self.deploy_precisions),
         }
 
     def to_dict(self) -> dict[str, Any]:

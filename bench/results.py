@@ -122,6 +122,33 @@ def dataset_key(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
+DEPLOY_BACKENDS: tuple[str, ...] = ("eager", "fast", "compile", "onnxruntime", "tensorrt")
+"""Deployment backends (`bench.deploy.backends` registers one of each): the model as written, SegFormer's fast path,
+`torch.compile`, ONNX Runtime (CPU, CUDA and TensorRT execution providers) and TensorRT."""
+
+DEPLOY_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+"""Deployment precisions: autocast's (fp32, bf16, fp16) plus int8 (static quantisation of an exported graph)."""
+
+DEPLOY_REFERENCE = ("eager", "fp32")
+"""The (backend, precision) every deployment variant is compared with: the model as written, in IEEE fp32."""
+
+
+def variant_name(model: str, backend: str, precision: str) -> str:
+    """The name a deployment variant carries in every row: `segformer-b0@onnxruntime-int8`."""
+    return f"{model}@{backend}-{precision}"
+
+
+def deploy_variant(name: object) -> tuple[str, str, str] | None:
+    """`segformer-b0@onnxruntime-int8` -> ("segformer-b0", "onnxruntime", "int8"); None for a plain model name."""
+    if not isinstance(name, str) or "@" not in name:
+        return None
+    model, _, rest = name.rpartition("@")
+    backend, sep, precision = rest.rpartition("-")
+    if not model or not sep or not backend or precision not in DEPLOY_PRECISIONS:
+        return None
+    return model, backend, precision
+
+
 def split_condition(text: str) -> tuple[str | None, int | None]:
     """`fog-3` -> (`fog`, 3); `clean`, `efficiency` or anything without a trailing severity -> (None, None).
 
@@ -384,7 +411,18 @@ def class_metric_name(class_name: str) -> str:
 JSON_COLUMNS = ("samples",)
 """Row columns that hold a list (a speed cell's per-run samples): stored as JSON text in the CSV, decoded on read."""
 
-SUMMARY_METRICS = ("miou_avg", "mPC", "rPC", "CE", "mCE", "rel_mCE", "mCE_corruptions", "drop")
+SUMMARY_METRICS = (
+    "miou_avg",
+    "mPC",
+    "rPC",
+    "CE",
+    "mCE",
+    "rel_mCE",
+    "mCE_corruptions",
+    "drop",
+    "delta_miou",
+    "delta_mPC",
+)
 REFERENCE_METRICS = ("CE", "mCE", "rel_mCE", "mCE_corruptions")
 """Summary metrics measured against a reference model (their rows name it in the `reference` column)."""
 
@@ -479,6 +517,9 @@ def summary_rows(
     reference; corruptions the reference lacks are left out. A relative CE whose reference does not degrade is
     undefined and left out of relative mCE. Models without corrupted cells get no corruption scores.
 
+    Deployment variants (`deploy_variant`): `delta_miou` (clean) and `delta_mPC` (corrupted, over the conditions
+    both measured) against the model's eager fp32 variant (`DEPLOY_REFERENCE`), in percentage points.
+
     Real-world conditions (`REAL_WORLD`): per condition its `drop` from clean (percentage points, unit "pp"), per
     dataset the `miou_avg` over its measured conditions and that average's `drop` (`real_world_scores`).
     """
@@ -488,6 +529,7 @@ def summary_rows(
     out: list[dict[str, Any]] = []
     for model in models:
         out += _real_world_summary(rows, model, suite)
+        out += _deploy_summary(rows, model, suite)
         clean, scores = condition_scores(rows, model)
         if not scores:
             continue
@@ -552,6 +594,35 @@ def _real_world_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: st
             out.append({**base, "metric": "miou_avg", "value": value, "unit": "%"})
         if clean is not None:
             out.append({**base, "metric": "drop", "value": robustness.drop(clean, value), "unit": "pp"})
+    return out
+
+
+def _deploy_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: str) -> list[dict[str, Any]]:
+    variant = deploy_variant(model)
+    if variant is None or variant[1:] == DEPLOY_REFERENCE:
+        return []
+    reference = variant_name(variant[0], *DEPLOY_REFERENCE)
+    clean, scores = condition_scores(rows, model)
+    ref_clean, ref_scores = condition_scores(rows, reference)
+    base = {
+        "model": model,
+        "suite": suite,
+        "corruption": None,
+        "severity": None,
+        "unit": "pp",
+        "reference": None,
+        "compared_with": reference,
+    }  # fmt: skip  (`reference` names the mCE reference only)
+    out = []
+    if clean is not None and ref_clean is not None:
+        out.append(
+            {**base, "condition": "clean", "category": "clean", "metric": "delta_miou", "value": clean - ref_clean}
+        )
+    shared = [k for k in scores if k in ref_scores]
+    if shared:
+        mine, theirs = ({k: s[k] for k in shared} for s in (scores, ref_scores))
+        delta = robustness.mean_pc(mine) - robustness.mean_pc(theirs)
+        out.append({**base, "condition": "corrupted", "category": None, "metric": "delta_mPC", "value": delta})
     return out
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from segbench.bench.config import InferenceSpec
 from segbench.bench.flops import DEFAULT_CONVENTIONS
-from segbench.bench.results import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
+from segbench.bench.results import CATEGORIES, CORRUPTIONS, DEPLOY_BACKENDS, DEPLOY_PRECISIONS, SEVERITIES, Condition
 
 NOISE = CATEGORIES["noise"]
 DATA_KINDS = ("cityscapes", "synthetic", "none")
@@ -54,6 +54,21 @@ class EfficiencySpec:
 
 
 @dataclass(frozen=True)
+class DeploySpec:
+    """The deployment grid (`bench.deploy.grid`): every model at each backend x precision, each checked against eager
+    fp32 and then measured as a model of its own (accuracy on the suite's conditions, the cost probe).
+
+    `calibration_images` calibrate int8; `agreement_images` are where logits are compared with eager fp32 (both the
+    suite's first clean images). `--backends` and `--precisions` narrow the grid; eager fp32 is always in it.
+    """
+
+    backends: tuple[str, ...] = DEPLOY_BACKENDS
+    precisions: tuple[str, ...] = DEPLOY_PRECISIONS
+    calibration_images: int = 8
+    agreement_images: int = 2
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     """A named, versioned benchmark. Bump `version` whenever a change alters its numbers.
 
@@ -70,6 +85,7 @@ class SuiteSpec:
         reference_model: the model mCE is relative to, when it is part of the run.
         gallery: save one image under every condition with each model's prediction, for the report.
         weights: checkpoints the suite ships for its models (the demo's synthetic-data weights), by model name.
+        deploy: the deployment grid (each model at each backend x precision), or None.
     """
 
     name: str
@@ -85,6 +101,7 @@ class SuiteSpec:
     reference_model: str | None = None
     gallery: bool = True
     weights: dict[str, str] = field(default_factory=dict)
+    deploy: DeploySpec | None = None
 
     def __post_init__(self) -> None:
         if self.data not in DATA_KINDS:

@@ -31,9 +31,10 @@ from torch import nn
 SOURCE_KINDS = ("hf", "py", "torchscript", "onnx")
 """The prefixes of the sources beside the registry (`<kind>:<target>`)."""
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*(@[A-Za-z0-9._+-]+)?")
 """What a `NAME=` prefix (or a name derived from a source) may be: it becomes a results value and part of file names.
-Registry names also take `:` (`<head>:<timm model>`)."""
+Registry names also take `:` (`<head>:<timm model>`); a deployment variant is `<name>@<backend>-<precision>`
+(`bench.results.variant_name`)."""
 
 
 class SourceError(ValueError):

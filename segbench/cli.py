@@ -39,6 +39,7 @@ FLAGS = {
     "out_dir": "--out",
     "run_id": "--out",
     "reference_model": "--reference",
+    "deploy_precisions": "--precisions",
 }
 """`RunConfig` fields whose flag is not `--<field with dashes>`."""
 
@@ -127,6 +128,11 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reference", help="reference model for mCE (one of --models)")
     p.add_argument(
+        "--backends",
+        help="deploy suite: comma list narrowing the backends (eager, fast, compile, onnxruntime, tensorrt)",
+    )
+    p.add_argument("--precisions", help="deploy suite: comma list narrowing the precisions (fp32, bf16, fp16, int8)")
+    p.add_argument(
         "--allow-random-weights", action="store_true", help="run models without trained weights (marked in red)"
     )
     p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
@@ -171,6 +177,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         model_args=args.model_args or {},
         model_meta=args.model_meta,
         label_map=args.label_map,
+        backends=args.backends or (),
+        deploy_precisions=args.precisions or (),
         command=[sys.executable, *sys.argv],
     )
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from segbench.bench.config import InferenceSpec
 from segbench.bench.results import CORRUPTIONS, Condition, real_conditions
-from segbench.bench.spec import EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
+from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
 from segbench.suites import register_suite
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "demo_weights"  # made by scripts/train_demo.py
@@ -99,6 +99,31 @@ register_suite(
         inference=CITYSCAPES_SLIDE,
         efficiency=EfficiencySpec(resolutions=((1024, 2048),), batch_sizes=(1,), warmup=3, iters=10),
         default_models=("segformer-b0",),
+    )
+)
+
+# Every backend and precision a user would ship, each re-measured for accuracy. Whole-image inference: exported
+# engines run the image they were built for (sliding windows are the accuracy suites' protocol).
+DEPLOY_CONDITIONS = (Condition(),) + tuple(
+    Condition(c, 3) for c in ("gaussian_noise", "motion_blur", "fog", "jpeg_compression")
+)
+
+register_suite(
+    SuiteSpec(
+        name="deploy",
+        version="1",
+        description="The deployment grid: each model under eager, SegFormer's fast path, torch.compile, ONNX Runtime "
+        "and TensorRT at fp32, bf16, fp16 and int8 where the machine runs them; each checked against eager fp32 on "
+        "the first images, then timed at 1024x2048 and re-measured (clean mIoU, and mPC over four corruptions at "
+        "severity 3) on the first 50 Cityscapes val images. --backends and --precisions narrow it.",
+        data="cityscapes",
+        conditions=DEPLOY_CONDITIONS,
+        inference=InferenceSpec(mode="whole"),
+        efficiency=EfficiencySpec(resolutions=((1024, 2048),), batch_sizes=(1,), conventions=(), warmup=3, iters=20),
+        default_models=("segformer-b0",),
+        max_images=50,
+        gallery=False,
+        deploy=DeploySpec(),
     )
 )
 

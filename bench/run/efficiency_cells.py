@@ -41,6 +41,10 @@ def efficiency_probe(
             if spec.calibrated:
                 for size in spec.resolutions:
                     rows += calibrated_latency(model, size, device, spec.warmup, spec.iters, name, suite)
+        deployed = getattr(model, "deployment", None)  # a deployment variant runs its own precision and backend
+        if deployed is not None:
+            rows = [{**r, "backend": deployed.backend, "precision": deployed.precision if r.get("precision") else None}
+                    for r in rows]  # fmt: skip
         return rows
 
     def sweep(model: nn.Module, name: str) -> list[dict[str, Any]]:

@@ -1,0 +1,164 @@
+"""The deployment grid of a run: every model x backend x precision, built and checked before the run, then measured
+by the runner like any other model.
+
+Each cell of the grid becomes a *variant*, a model of its own named `<model>@<backend>-<precision>`
+(`bench.results.variant_name`), so the runner measures it with the same clock, memory accounting, resume, torchrun
+and regression check as the rest: its accuracy cells re-measure clean mIoU and mPC on the suite's subset, its
+efficiency cell times it (latency distribution, throughput, peak memory; parameters and FLOPs are the architecture's,
+not the backend's). The contract's summary adds each variant's `delta_miou` and `delta_mPC` against the model's eager
+fp32 variant, which every grid includes.
+
+Before the run, `prepare_grid` builds each variant (`bench.deploy.check_deployment`: export, quantisation, engine, with
+the artifact cache) and compares it with eager fp32 on the suite's first images. What it found is stored as one
+`deploy` cell per variant (`deploy_record`): its build time, file size and agreement, or the one line that says why it
+could not be built here (a missing package or device: `unavailable`; an export that failed: `failed`). Those variants
+are left out of the run; the others go on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from segbench.bench.deploy.agreement import reference_logits
+from segbench.bench.deploy.backends import DeploymentCheck, check_deployment
+from segbench.bench.deploy.cache import ArtifactCache
+from segbench.bench.results import DEPLOY_REFERENCE, variant_name
+
+ModelFactory = Callable[..., nn.Module]
+
+
+class DeployedModel(nn.Module):
+    """A variant: the built module (taking a normalised NCHW batch) with the original model's metadata and weights
+    provenance, and `architecture()` = the original network (its parameters and FLOPs are the variant's)."""
+
+    def __init__(self, check: DeploymentCheck, original: nn.Module):
+        super().__init__()
+        self.deployment = check
+        self.built = check.built.module
+        self.meta = original.meta
+        self.weights_info = getattr(original, "weights_info", None)
+        self._original = [original]  # not a submodule: the variant's own state is the built module's
+
+    def architecture(self) -> nn.Module:
+        return self._original[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.built(x)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What `prepare_grid` made: the variants to run (name -> module), in grid order, and the `deploy` cell records
+    of every grid cell (the run stores them)."""
+
+    variants: dict[str, DeployedModel]
+    records: list[dict[str, Any]]
+
+
+def grid_cells(models: Sequence[str], backends: Sequence[str], precisions: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(model, backend, precision) of the grid, per model: eager fp32 (the reference) first, then each backend at
+    each precision it offers at all (eager int8 is no such thing; what this machine lacks stays in, to be reported)."""
+    from segbench.bench.deploy.backends import get_backend
+
+    pairs = [DEPLOY_REFERENCE] + [
+        (b, p)
+        for b in backends
+        for p in precisions
+        if (b, p) != DEPLOY_REFERENCE and p not in get_backend(b).unsupported
+    ]
+    return [(m, b, p) for m in models for b, p in pairs]
+
+
+def prepare_grid(
+    models: Sequence[str],
+    factory: ModelFactory,
+    images: Callable[[nn.Module], list[torch.Tensor]],
+    backends: Sequence[str],
+    precisions: Sequence[str],
+    *,
+    num_classes: int,
+    weights: Mapping[str, str],
+    device: str | torch.device = "cpu",
+    calibration: int = 8,
+    agreement: int = 2,
+    suite: str = "",
+    cache: ArtifactCache | None = None,
+    quiet: bool = False,
+) -> Grid:
+    """Build and check every grid cell (see the module docstring).
+
+    Args:
+        models: the run's model names; factory: builds one (`factory(name, num_classes=..., weights=...)`).
+        images: `images(model)` -> normalised NCHW batches (one image each) of the suite's data, for that model.
+        backends, precisions: the grid (eager fp32 is always added: it is what every variant is compared with).
+        calibration: images that calibrate int8; agreement: images the agreement is measured on.
+        device: where the variants run.
+    """
+    cache = cache or ArtifactCache()
+    variants: dict[str, DeployedModel] = {}
+    records = []
+    for name in models:
+        model = factory(name, num_classes=num_classes, weights=weights.get(name)).eval().to(device)
+        batches = images(model)
+        shown = batches[:agreement]
+        references = reference_logits(model, shown, device)  # eager fp32, once for every cell of the model
+        for _, backend, precision in grid_cells([name], backends, precisions):
+            variant = variant_name(name, backend, precision)
+            start = time.perf_counter()
+            check = check_deployment(
+                backend, model, shown, precision, cache, device=device, references=references,
+                calibration=batches[:calibration] if precision == "int8" else None, name=name,
+            )  # fmt: skip
+            records.append(deploy_record(variant, check, suite, time.perf_counter() - start))
+            if check.built is not None:
+                variants[variant] = DeployedModel(check, model)
+            elif not quiet:
+                print(f"deploy: {variant} {check.status}: {check.reason}", file=sys.stderr)
+    return Grid(variants, records)
+
+
+def deploy_record(variant: str, check: DeploymentCheck, suite: str, seconds: float) -> dict[str, Any]:
+    """The stored `deploy` cell of one grid cell: rows `build_time` (s), `artifact_size` (MB), `agreement_max_abs`,
+    `agreement_max_rel`, `argmax_agreement` (%) and `agrees` (flag), each with the cell's backend, precision, device,
+    status and reason; an unavailable or failed cell has one `unavailable` / `failed` row (flag) with its reason."""
+    from segbench.bench.results import deploy_variant
+
+    _, backend, precision = deploy_variant(variant)
+    keys = {"model": variant, "suite": suite, "condition": "deploy", "corruption": None, "category": None,
+            "severity": None, "backend": backend, "precision": precision, "device": check.device,
+            "status": check.status, "reason": check.reason or None}  # fmt: skip
+    built, agreement = check.built, check.agreement
+    if built is None:
+        rows = [{**keys, "metric": check.status, "value": 1.0, "unit": "flag"}]
+    else:
+        rows = [{**keys, "metric": "build_time", "value": float(built.build_s), "unit": "s",
+                 "cache_hit": built.cache_hit, "artifact_build_s": built.artifact_build_s}]  # fmt: skip
+        if built.artifact_bytes is not None:
+            rows.append({**keys, "metric": "artifact_size", "value": built.artifact_bytes / 2**20, "unit": "MiB"})
+    if agreement is not None:
+        tol = agreement.tolerance
+        extra = {"images": agreement.images, "tolerance_rel": tol.max_rel, "tolerance_argmax": tol.min_argmax}
+        rows += [
+            {**keys, **extra, "metric": "agreement_max_abs", "value": float(agreement.max_abs), "unit": "logit"},
+            {**keys, **extra, "metric": "agreement_max_rel", "value": float(agreement.max_rel), "unit": "ratio"},
+            {**keys, **extra, "metric": "argmax_agreement", "value": float(agreement.argmax_agreement), "unit": "%"},
+            {**keys, **extra, "metric": "agrees", "value": float(agreement.agrees), "unit": "flag"},
+        ]
+    return {
+        "cell": f"{variant}__deploy",
+        "kind": "deploy",
+        "model": variant,
+        "condition": "deploy",
+        "status": check.status,
+        "reason": check.reason,
+        "detail": dict(built.detail) if built is not None else {},
+        "timing": {"total": seconds},
+        "rows": rows,
+    }

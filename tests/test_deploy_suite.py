@@ -1,0 +1,137 @@
+"""The deployment grid through the runner: every backend x precision a variant of its own, built and checked before
+the run, measured like any model (accuracy re-measured, latency), what the machine lacks reported in one line, and
+the accuracy delta from eager fp32 computed from two real cells."""
+
+from __future__ import annotations
+
+import pytest
+
+from segbench import suites
+from segbench.bench.api import run_suite
+from segbench.bench.config import ConfigError, InferenceSpec, RunConfig
+from segbench.bench.deploy.backends import list_backends
+from segbench.bench.deploy.grid import grid_cells
+from segbench.bench.results import (
+    DEPLOY_BACKENDS,
+    Condition,
+    RunFolder,
+    deploy_variant,
+    summary_rows,
+    variant_name,
+)
+from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData
+from segbench.cli import main as cli
+
+TINY = SuiteSpec(
+    name="deploy-test",
+    version="1",
+    description="a tiny deployment grid",
+    data="synthetic",
+    synthetic=SyntheticData(num_images=3, size=(64, 128), seed=0),
+    conditions=(Condition(), Condition("fog", 3)),
+    inference=InferenceSpec(mode="whole"),
+    efficiency=EfficiencySpec(resolutions=((64, 128),), conventions=(), warmup=1, iters=3),
+    gallery=False,
+    deploy=DeploySpec(
+        backends=("eager", "onnxruntime", "tensorrt"),
+        precisions=("fp32", "int8", "fp16"),
+        calibration_images=2,
+        agreement_images=1,
+    ),
+)
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def test_variant_names_round_trip():
+    assert deploy_variant(variant_name("segformer-b0", "onnxruntime", "int8")) == (
+        "segformer-b0",
+        "onnxruntime",
+        "int8",
+    )
+    assert deploy_variant("segformer-b0") is None and deploy_variant("x@onnxruntime-int4") is None
+    assert tuple(list_backends()) == tuple(sorted(DEPLOY_BACKENDS))  # the contract names what is registered
+
+
+def test_grid_starts_with_eager_fp32_and_leaves_out_what_no_backend_offers():
+    cells = grid_cells(["m"], ("onnxruntime", "eager"), ("int8", "bf16"))
+    assert cells == [("m", "eager", "fp32"), ("m", "onnxruntime", "int8"), ("m", "eager", "bf16")]  # no eager int8
+
+
+def test_delta_is_computed_from_two_real_cells():
+    rows = []
+    for name, clean, fog in (("m@eager-fp32", 60.0, 40.0), ("m@onnxruntime-int8", 58.5, 41.0)):
+        for cond, value in (("clean", clean), ("fog-3", fog)):
+            c = Condition.parse(cond)
+            rows.append(dict(model=name, suite="s", condition=c.name, corruption=c.corruption, category=c.category,
+                             severity=c.severity, metric="miou", value=value, unit="%"))  # fmt: skip
+    summary = {(r["model"], r["metric"]): r for r in summary_rows(rows, "s")}
+    delta = summary["m@onnxruntime-int8", "delta_miou"]
+    assert delta["value"] == pytest.approx(-1.5) and delta["unit"] == "pp"
+    assert delta["compared_with"] == "m@eager-fp32" and delta["reference"] is None  # not the mCE reference
+    assert summary["m@onnxruntime-int8", "delta_mPC"]["value"] == pytest.approx(1.0)
+    assert ("m@eager-fp32", "delta_miou") not in summary
+
+
+def test_grid_runs_through_the_runner(tmp_path, cache, capsys):
+    config = RunConfig(models=("segformer-tiny",), allow_random_weights=True, out_dir=str(tmp_path), run_id="grid")
+    result = run_suite(TINY, config)
+    folder = RunFolder(result.run_dir)
+    frame = folder.frame()
+    deploy = frame[frame["condition"] == "deploy"]
+    status = deploy.groupby("model")["status"].first().to_dict()
+    assert status["segformer-tiny@eager-fp32"] == "agrees" and status["segformer-tiny@onnxruntime-fp32"] == "agrees"
+    assert status["segformer-tiny@onnxruntime-int8"] in ("agrees", "disagrees")  # built, run and judged
+    assert status["segformer-tiny@tensorrt-fp32"] == "unavailable"  # no tensorrt package here
+    assert status["segformer-tiny@onnxruntime-fp16"] == "unavailable"  # fp16 needs a GPU
+    assert "segformer-tiny@eager-int8" not in status  # never offered: not a cell at all
+    reason = deploy.loc[deploy["model"] == "segformer-tiny@tensorrt-fp32", "reason"].item()
+    assert "tensorrt" in reason and "\n" not in reason
+    err = capsys.readouterr().err
+    assert "deploy: segformer-tiny@tensorrt-fp32 unavailable: tensorrt: the `tensorrt` package" in err
+
+    measured = {"segformer-tiny@eager-fp32", "segformer-tiny@onnxruntime-fp32", "segformer-tiny@onnxruntime-int8"}
+    miou = frame[frame["metric"] == "miou"]
+    assert set(miou["model"]) == measured  # only what was built is measured
+    latency = frame[frame["metric"] == "latency_median"].set_index("model")
+    assert latency.loc["segformer-tiny@onnxruntime-int8", "precision"] == "int8"
+    assert latency.loc["segformer-tiny@onnxruntime-int8", "backend"] == "onnxruntime"
+    params = frame[frame["metric"] == "params"].set_index("model")["value"]
+    assert params.nunique() == 1 and params.iloc[0] > 0  # the architecture's parameters, whatever runs it
+
+    summary = folder.summary().set_index(["model", "metric"])["value"]
+    clean = miou[miou["condition"] == "clean"].set_index("model")["value"]
+    assert summary["segformer-tiny@onnxruntime-fp32", "delta_miou"] == pytest.approx(
+        clean["segformer-tiny@onnxruntime-fp32"] - clean["segformer-tiny@eager-fp32"]
+    )
+    agreement = deploy.set_index(["model", "metric"])["value"]
+    assert agreement["segformer-tiny@onnxruntime-fp32", "argmax_agreement"] == pytest.approx(100.0)
+
+    again = run_suite(TINY, RunConfig(**{**config.to_dict(), "resume": True, "models": ("segformer-tiny",)}))
+    assert again.computed == []  # the artifacts are cached and every cell is stored
+
+
+def test_backends_and_precisions_narrow_the_grid(tmp_path, cache):
+    config = RunConfig(
+        models=("segformer-tiny",), allow_random_weights=True, out_dir=str(tmp_path), run_id="narrow",
+        backends="onnxruntime", deploy_precisions="fp32", quiet=True,
+    )  # fmt: skip
+    result = run_suite(TINY, config)
+    models = set(RunFolder(result.run_dir).frame()["model"])
+    assert models == {"segformer-tiny@eager-fp32", "segformer-tiny@onnxruntime-fp32"}  # eager fp32 always in
+    with pytest.raises(ConfigError, match="backends: 'onnx' is not a backend; choose from eager, fast"):
+        RunConfig(backends="onnx")
+
+
+def test_cli_names_the_bad_backend_in_one_line(tmp_path, capsys):
+    assert cli(["--suite", "deploy", "--backends", "onnx", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --backends: 'onnx' is not a backend; choose from eager, fast, compile, onnxruntime, tensorrt"
+
+
+def test_the_deploy_suite_is_registered():
+    deploy = suites.get_suite("deploy")
+    assert deploy.deploy is not None and deploy.inference.mode == "whole" and deploy.efficiency.conventions == ()
