@@ -505,8 +505,6 @@ class RunConfig:
             "model_args": dict(self.model_args),
             "label_map": _file_digest(self.label_map),
             "model_meta": _file_digest(self.model_meta),
-            "backends": list(self.backends),
-            "deploy_precisions": list(self.deploy_precisions),
         }
 
     def to_dict(self) -> dict[str, Any]:
