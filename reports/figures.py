@@ -19,6 +19,8 @@ from segbench.reports.realworld import pair_names
 from segbench.reports.tables import CurvePoints, column_groups
 
 DPI = 80
+DISAGREE = "#b00020"
+"""The colour of a deployment variant that disagrees with eager fp32 (the report's red)."""
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
@@ -216,6 +218,49 @@ def efficiency_curve(
     )
     for handle in legend.legend_handles:
         handle.set_sizes([30.0])
+    return save(fig, path)
+
+
+def deploy_trade_off(points: pd.DataFrame, colors: Mapping[str, str], path: str | Path) -> Path | None:
+    """Median latency (x, ms) against the change of clean mIoU from eager fp32 (y, pp), one point per built
+    backend x precision of each model (`reports.deploy.trade_off_points`), labelled "backend precision".
+
+    Eager fp32 is a square at 0; a variant that agrees is a filled circle in its model's colour; one that disagrees
+    is a red cross labelled "(disagrees)": not the same model, its speed is not the model's. Returns None without
+    points.
+    """
+    if points.empty:
+        return None
+    fig = _figure(6.4, 4.6)
+    ax = fig.add_subplot()
+    ax.axhline(0.0, color="gray", linewidth=0.8, linestyle="--", zorder=1)
+    for row in points.itertuples():
+        color = colors.get(row.model, PALETTE[0])
+        bad = row.status == "disagrees"
+        if bad:
+            style = {"s": 70, "marker": "X", "color": DISAGREE, "edgecolors": color, "linewidths": 1.0, "zorder": 4}
+        else:
+            marker = "s" if row.reference else "o"
+            style = {"s": 45, "marker": marker, "color": color, "edgecolors": "black", "linewidths": 0.6, "zorder": 3}
+        ax.scatter(row.latency_median_ms, row.delta, **style)
+        label = f"{row.backend} {row.precision}" + (" (disagrees)" if bad else "")
+        ax.annotate(plain(label), (row.latency_median_ms, row.delta), fontsize=7, xytext=(5, 4),
+                    textcoords="offset points", color=DISAGREE if bad else "black")  # fmt: skip
+    for model in dict.fromkeys(points["model"]):
+        color = colors.get(model, PALETTE[0])
+        ax.scatter([], [], s=45, marker="o", color=color, edgecolors="black", label=plain(model))
+    ax.scatter([], [], s=45, marker="s", color="white", edgecolors="black", label="eager fp32 (the reference)")
+    ax.scatter([], [], s=70, marker="X", color=DISAGREE, label="disagrees with eager fp32 (not the same model)")
+    xs = points["latency_median_ms"]
+    if xs.min() > 0 and xs.max() / xs.min() > 20:
+        ax.set_xscale("log")
+    ax.margins(0.2)
+    ax.set_xlabel("median latency per batch (ms)", fontsize=9)
+    ax.set_ylabel("\u0394 clean mIoU from eager fp32 (pp)", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
     return save(fig, path)
 
 

@@ -30,9 +30,12 @@ from segbench.bench.results import (
     RunFolder,
     atomic_write,
     atomic_write_text,
+    deploy_variant,
     prediction_table,
     read_history,
+    variant_name,
 )
+from segbench.reports import deploy as D
 from segbench.reports import figures
 from segbench.reports import realworld as RW
 from segbench.reports import tables as T
@@ -50,6 +53,7 @@ SECTION_IDS = (
     "per-class-iou",
     "efficiency-table",
     "efficiency-curves",
+    "deployment",
     "evaluation-time",
     "gallery",
     "warnings",
@@ -104,6 +108,7 @@ class Cell:
     text: str
     cls: str = ""
     title: str = ""
+    span: int = 1  # columns the cell covers
 
 
 @dataclass
@@ -202,10 +207,13 @@ class Outputs:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.run_dir).as_posix()
 
-    def table(self, frame: pd.DataFrame, stem: str, title: str, digits: int = 1) -> list[str]:
-        """Write `stem.csv` and `stem.md`; returns their paths relative to index.html."""
+    def table(
+        self, frame: pd.DataFrame, stem: str, title: str, digits: int = 1, markdown: pd.DataFrame | None = None
+    ) -> list[str]:
+        """Write `stem.csv` and `stem.md` (from `markdown` when given: the page's texts); returns their paths relative
+        to index.html."""
         csv = atomic_write_text(self.path(f"{stem}.csv"), frame.to_csv(index=False, float_format="%.6g"))
-        md_text = T.to_markdown(frame, digits, title)
+        md_text = T.to_markdown(frame if markdown is None else markdown, digits, title)
         md = atomic_write_text(self.path(f"{stem}.md"), md_text)
         self.markdown.append(md_text)
         return [self.rel(csv), self.rel(md)]
@@ -284,7 +292,9 @@ def _provenance(env: dict | None, run_dir: Path, frame: pd.DataFrame, source: st
     return sec
 
 
-def _models(infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs) -> Section:
+def _models(
+    infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs, not_built: dict[str, tuple[str, str]]
+) -> Section:
     sec = Section("models", "Models and weights")
     if not infos:
         sec.missing = "No models in this run."
@@ -303,12 +313,18 @@ def _models(infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs) ->
                 Cell(i.source or "–"),
                 Cell(i.sha256[:16] + ("…" if len(i.sha256) > 16 else "") or "–", title=i.sha256),
                 Cell(i.path or "–"),
-                Cell(i.flag or "trained", "flag" if i.flag else ""),
+                _model_status(i, not_built.get(i.name)),
             ],
             model=i.name,
+            cls="not-built" if i.name in not_built else "",
         )
         for i in infos.values()
     ]
+    if not_built:
+        sec.notes.append(
+            f"{len(not_built)} deployment variant(s) could not be built on this machine (greyed): they have no "
+            "weights and no results; the Deployment section says why."
+        )
     frame = pd.DataFrame(
         [
             {
@@ -319,6 +335,7 @@ def _models(infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs) ->
                 "path": i.path,
                 "random": i.random,
                 "synthetic": i.synthetic,
+                "status": _model_status(i, not_built.get(i.name)).text,
             }
             for i in infos.values()
         ]
@@ -328,6 +345,13 @@ def _models(infos: dict[str, ModelInfo], models: Sequence[str], out: Outputs) ->
         HtmlTable(["Model", "Model source", "Weights source", "sha256", "Path", "Status"], rows, cls="kv")
     )
     return sec
+
+
+def _model_status(info: ModelInfo, not_built: tuple[str, str] | None) -> Cell:
+    if not_built is not None:
+        status, reason = not_built
+        return Cell(f"not built here ({status})", "", reason)
+    return Cell(info.flag or "trained", "flag" if info.flag else "")
 
 
 SHORT_NAMES = {
@@ -659,7 +683,16 @@ MEMORY_KINDS = {
 }
 
 
-def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs) -> Section:
+VARIANT_NOTE = (
+    "Deployment variants, named <model>@<backend>-<precision>, are models of their own here, each at its own "
+    "precision; the Deployment section compares them with their eager fp32 variant."
+)
+
+DISAGREE_MARK = " (disagrees)"
+"""Beside a variant whose logits disagree with eager fp32, wherever it appears as a model of its own."""
+
+
+def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs, disagree: Sequence[str] = ()) -> Section:
     sec = Section("efficiency-table", "Efficiency")
     table = T.efficiency_table(eff, models)
     if table.empty:
@@ -679,8 +712,15 @@ def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs) -> Secti
                     "timing was noisy (high coefficient of variation)" if noisy else "",
                 )
             )
-        rows.append(Row(cells, model=row["model"]))
+        rows.append(Row(cells, model=row["model"], cls="disagrees" if row["model"] in disagree else ""))
     sec.tables.append(HtmlTable(["Model", *[EFFICIENCY_NAMES.get(c, c) for c in columns]], rows))
+    if any(deploy_variant(m) for m in table["model"]):
+        sec.notes.append(VARIANT_NOTE)
+    if any(m in disagree for m in table["model"]):
+        sec.notes.append(
+            "Rows in red: deployment variants whose logits disagree with eager fp32 beyond their precision's "
+            "tolerance. They are not the same model as eager fp32: their speed is for information only."
+        )
     sec.notes += ["FLOP conventions — " + n for n in T.convention_notes(eff)]
     if "memory_kind" in eff.columns:
         kinds = [str(k) for k in dict.fromkeys(eff.loc[eff["metric"] == "peak_memory", "memory_kind"]) if k]
@@ -699,7 +739,14 @@ def _efficiency(eff: pd.DataFrame, models: Sequence[str], out: Outputs) -> Secti
     return sec
 
 
-def _curves(eff: pd.DataFrame, conditions: pd.DataFrame, models: Sequence[str], infos, out: Outputs) -> Section:
+def _curves(
+    eff: pd.DataFrame,
+    conditions: pd.DataFrame,
+    models: Sequence[str],
+    infos,
+    out: Outputs,
+    disagree: Sequence[str] = (),
+) -> Section:
     sec = Section("efficiency-curves", "Efficiency curves")
     clean = conditions[conditions["corruption"] == "clean"].groupby("model")["miou"].mean()
     if clean.empty or eff.empty:
@@ -707,7 +754,7 @@ def _curves(eff: pd.DataFrame, conditions: pd.DataFrame, models: Sequence[str], 
         return sec
     curves = T.efficiency_curves(eff, clean)
     colors = figures.model_colors(models)
-    labels = {m: infos[m].figure_label for m in models}
+    labels = {m: infos[m].figure_label + (DISAGREE_MARK if m in disagree else "") for m in models}
     for i, curve in enumerate(curves):
         kind = "gmacs" if i == 0 and curve.x_label.startswith("GMACs") else "latency"
         fig = out.figure(
@@ -735,7 +782,248 @@ def _curves(eff: pd.DataFrame, conditions: pd.DataFrame, models: Sequence[str], 
         "One bubble per model, area proportional to its parameter count; x axes are logarithmic "
         "when the values span more than a factor of 20. The SegFormer paper's 'GFLOPs' are GMACs.",
     )
+    if any(deploy_variant(m) for c in curves for m in c.points["model"]):
+        sec.notes.append(
+            VARIANT_NOTE + " A variant marked '(disagrees)' computes another function than eager fp32: its point is "
+            "its own accuracy, not the model's."
+        )
     return sec
+
+
+DEPLOY_COLUMNS = [
+    ("Precision", ""),
+    ("Status", "agrees / DISAGREES with eager fp32 (logits on the first images), or why it was not built here"),
+    ("p50", "median latency per batch (ms)"),
+    ("p90", "90th percentile latency per batch (ms)"),
+    ("p99", "99th percentile latency per batch (ms)"),
+    ("IQR", "jitter: interquartile range of the latency, p75 - p25 (ms)"),
+    ("Throughput (img/s)", "images per second at the batch size"),
+    ("Peak memory (MiB)", ""),
+    ("Speed-up vs eager fp32", "eager fp32's median latency / this variant's, same setting; none for a variant that "
+     "disagrees"),
+    ("Build (s)", "export, quantisation, engine build or compilation, session creation; 'cached': the artifact came "
+     "from the cache"),
+    ("File (MiB)", "the exported artifact (ONNX file, TensorRT engine); eager, fast and compile have none"),
+    ("Max rel. diff", "max |logit - eager fp32 logit| / max |eager fp32 logit| over the checked images"),
+    ("Argmax agree (%)", "pixels whose predicted class equals eager fp32's"),
+    ("Clean mIoU (%)", "the variant's own clean mIoU on this run's images"),
+    ("\u0394 clean (pp)", "clean mIoU minus eager fp32's (summary.csv delta_miou)"),
+    ("mPC (%)", "mean mIoU over the run's corruptions (summary.csv)"),
+    ("\u0394 mPC (pp)", "mPC minus eager fp32's, over the conditions both measured (summary.csv delta_mPC)"),
+]  # fmt: skip
+"""The grid table's columns after the row label (Backend): head and tooltip."""
+
+DISAGREES_TITLE = (
+    "its logits differ from eager fp32 beyond the {precision} tolerance: it is not the same model; its speed is "
+    "shown for information only"
+)
+
+
+def _signed(value: float, digits: int = 2) -> str:
+    """A difference in pp with its sign: +0.03, \u22120.06, 0.00."""
+    if pd.isna(value):
+        return "\u2013"
+    text = f"{abs(value):.{digits}f}"
+    return text if float(text) == 0 else ("+" if value > 0 else "\u2212") + text
+
+
+def _rel(value: float) -> str:
+    return "\u2013" if pd.isna(value) else "0" if value == 0 else f"{value:.1e}"
+
+
+def _deploy_cells(row: pd.Series) -> list[Cell]:
+    """A grid row's cells after the row label (the texts the Markdown file holds too)."""
+    status = str(row["status"])
+    reference = (row["backend"], row["precision"]) == D.DEPLOY_REFERENCE
+    if status in D.NOT_BUILT:
+        reason = D.short_reason(row["reason"])
+        return [
+            Cell(row["precision"]),
+            Cell(status, "status", str(row["reason"]) if not pd.isna(row["reason"]) else ""),
+            Cell(reason, "reason", span=len(DEPLOY_COLUMNS) - 2),
+        ]
+    disagrees = status == "disagrees"
+    tolerance = (
+        f"tolerance ({row['precision']}): max rel. diff \u2264 {row['tolerance_rel']:g}, argmax \u2265 "
+        f"{row['tolerance_argmax_pct']:g}% over {T.format_number(row['agreement_images'], 0)} image(s); max abs. "
+        f"diff {row['agreement_max_abs']:.3g} (logit)"
+        if not pd.isna(row["tolerance_rel"])
+        else ""
+    )
+    noisy = bool(row["noisy"]) if not pd.isna(row["noisy"]) else False
+    timing = [
+        Cell(_sig(row[c]) + (" \u26a0" if noisy else ""), "noisy" if noisy else "",
+             "timing was noisy (high coefficient of variation)" if noisy else "")
+        for c in ("latency_median_ms", "latency_p90_ms", "latency_p99_ms")
+    ]  # fmt: skip
+    cv = row["latency_cv"]
+    timing.append(
+        Cell(_sig(row["latency_iqr_ms"]), title=f"coefficient of variation {cv:.3f}" if not pd.isna(cv) else "")
+    )
+    if reference:
+        speedup = Cell("1 (reference)")
+    elif disagrees:
+        speedup = Cell("\u2014 (disagrees)", "disagrees", DISAGREES_TITLE.format(precision=row["precision"]))
+    else:
+        speedup = Cell(
+            "\u2013" if pd.isna(row["speedup_vs_eager_fp32"]) else f"{row['speedup_vs_eager_fp32']:.2f}\u00d7"
+        )
+    build = _sig(row["build_time_s"])
+    build_title = ""
+    if D.is_true(row["cache_hit"]):
+        build += " (cached)"
+        if not pd.isna(row["artifact_build_s"]):
+            build_title = f"loaded from the artifact cache; building it took {row['artifact_build_s']:.3g} s"
+    status_cell = (
+        Cell("DISAGREES \u26a0", "status disagrees", DISAGREES_TITLE.format(precision=row["precision"]))
+        if disagrees
+        else Cell(status, "status", tolerance or D.short_reason(row["reason"]))
+    )
+    delta = "ref." if reference else None
+    return [
+        Cell(row["precision"]),
+        status_cell,
+        *timing,
+        Cell(_sig(row["throughput_img_s"])),
+        Cell(_sig(row["peak_memory_MiB"])),
+        speedup,
+        Cell(build, title=build_title),
+        Cell(_sig(row["artifact_size_MiB"])),
+        Cell(_rel(row["agreement_max_rel"]), title=tolerance),
+        Cell(T.format_number(row["argmax_agreement_pct"], 1), title=tolerance),
+        Cell(T.format_number(row["clean_miou"], 2)),
+        Cell(delta or _signed(row["delta_miou_pp"])),
+        Cell(T.format_number(row["mPC"], 2)),
+        Cell(delta or _signed(row["delta_mPC_pp"])),
+    ]
+
+
+def _machine(setting: dict[str, str]) -> str:
+    """`cpu, AMD EPYC, 2 threads`: where a setting was timed."""
+    parts = [setting.get("device", ""), setting.get("device_name", "")]
+    parts.append(f"{setting['threads']} threads" if setting.get("threads") else "")
+    return ", ".join(p for p in parts if p)
+
+
+def _setting_text(setting: dict[str, str]) -> str:
+    if not setting:
+        return "no timing rows"
+    device = setting["device"] + (f" ({setting['device_name']})" if setting.get("device_name") else "")
+    threads = f", {setting['threads']} threads" if setting.get("threads") else ""
+    return f"timed at {setting['resolution'] or '?'}, batch {setting['batch_size'] or '?'}, on {device}{threads}"
+
+
+def _deployment(
+    frame: pd.DataFrame,
+    eff: pd.DataFrame,
+    summary: pd.DataFrame,
+    conditions: pd.DataFrame,
+    infos: dict[str, ModelInfo],
+    out: Outputs,
+) -> Section:
+    sec = Section("deployment", "Deployment: backends and precisions")
+    clean = conditions[conditions["corruption"] == "clean"].groupby("model", sort=False)["miou"].mean()
+    grid = D.deploy_grid(frame, eff, summary, clean)
+    if grid is None:
+        sec.missing = (
+            f"Not measured in this run: no deployment rows; the `{D.DEPLOY_SUITE}` suite measures each model per "
+            "backend \u00d7 precision (eager, fast, compile, onnxruntime, tensorrt at fp32, bf16, fp16, int8)."
+        )
+        return sec
+    sec.notes = _deploy_notes(grid)
+    header = ["Backend", *[c for c, _ in DEPLOY_COLUMNS]]
+    titles = ["", *[t for _, t in DEPLOY_COLUMNS]]
+    groups = [("", 3), ("Latency per batch (ms)", 4), ("", 3), ("Build", 2), ("Agreement", 2), ("Accuracy", 4)]
+    markdown = []
+    for model in grid.models:
+        info = infos.get(variant_name(model, *D.DEPLOY_REFERENCE))
+        flag = f" [{info.badge}]" if info is not None and info.badge else ""
+        divider = f"{model}{flag}: {_setting_text(grid.settings.get(model, {}))}"
+        rows = []
+        for i, (_, row) in enumerate(grid.table[grid.table["model"] == model].iterrows()):
+            cells = _deploy_cells(row)
+            status = str(row["status"])
+            cls = "disagrees" if status == "disagrees" else "not-built" if status in D.NOT_BUILT else ""
+            rows.append(Row(cells, label=row["backend"], cls=cls, divider=divider if i == 0 else ""))
+            texts = [c.text for c in cells] if cls != "not-built" else [row["precision"], f"{status}: {cells[-1].text}"]
+            markdown.append({"model": model, "backend": row["backend"], **dict(zip(header[1:], texts))})
+        sec.tables.append(HtmlTable(header, rows, groups, titles=titles, cls="deploy"))
+    fig = out.figure(
+        figures.deploy_trade_off,
+        "deployment.png",
+        "median latency against \u0394 clean mIoU from eager fp32, one point per backend \u00d7 precision",
+        D.trade_off_points(grid),
+        figures.model_colors(grid.models),
+    )
+    if fig is not None:
+        sec.figures.append(fig)
+        sec.notes.append(
+            "Figure: each built variant's median latency (ms, at the setting above) against its \u0394 clean mIoU "
+            "(pp) from eager fp32 (drawn at 0); a red cross marks a variant that disagrees with eager fp32."
+        )
+    title = "Deployment: backends and precisions (latency in ms, \u0394 in pp)"
+    sec.files = out.table(grid.table, "deployment", title, digits=3, markdown=pd.DataFrame(markdown))
+    return sec
+
+
+def _deploy_notes(grid: D.DeployGrid) -> list[str]:
+    """What the grid table shows and how it was measured; which variants disagree; what this machine could not run."""
+    table = grid.table
+    notes = [
+        "One row per backend \u00d7 precision of each model: a variant, named <model>@<backend>-<precision> in the "
+        "other sections, where it is a model of its own. Each built variant was compared with the model's eager fp32 "
+        "on the suite's first images: it agrees when its largest logit difference relative to the largest eager "
+        "logit (max rel. diff) and the share of pixels with the same predicted class (argmax agree) stay within its "
+        "precision's tolerance (hover a status for the numbers). Only a variant that agrees gets a speed-up."
+    ]
+    bad = grid.status("disagrees")
+    if not bad.empty:
+        notes.append(
+            "\u26a0 DISAGREES (rows in red): "
+            + ", ".join(bad["variant"])
+            + ": its logits differ from eager fp32 beyond its precision's tolerance, so it is not the same model. Its "
+            "speed is shown for information only and no speed-up is claimed; its own clean mIoU and mPC, and their "
+            "\u0394 from eager fp32, say what the difference costs on this run's images."
+        )
+    missing = grid.not_built()
+    if missing:
+        machines = [_machine(s) for s in grid.settings.values()] or [str(d) for d in table["device"].dropna()]
+        devices = "; ".join(dict.fromkeys(machines)) or "device unknown"
+        parts = [f"{', '.join(labels)}: {status}, {reason}" for status, reason, labels in missing]
+        count = int(table["status"].isin(D.NOT_BUILT).sum())
+        notes.append(
+            f"Not measured on this machine ({devices}), {count} of {len(table)} grid cells, greyed below: "
+            + "; ".join(parts)
+            + "."
+        )
+    unchecked = grid.status(D.UNCHECKED)
+    if not unchecked.empty:
+        notes.append(
+            f"No deploy cell for {', '.join(unchecked['variant'])}: whether it agrees with eager fp32 is unknown, so "
+            "it gets no speed-up."
+        )
+    notes.append(
+        "Latency measured with segbench's clock on the model call only (normalised input in, logits out), after "
+        "warm-up, per batch: p50 (median), p90 and p99 in ms; jitter is the interquartile range (IQR = p75 \u2212 "
+        "p25, ms; the coefficient of variation is its tooltip). Throughput in images per second at that batch. "
+        "Speed-up = eager fp32's median latency / the variant's (ratio of medians, same setting)."
+    )
+    kinds = [k for k in dict.fromkeys(table["memory_kind"].dropna()) if k]
+    if kinds:
+        notes.append("Peak memory: " + "; ".join(MEMORY_KINDS.get(k, k) for k in kinds) + ".")
+    notes.append(
+        "Build time in s (export, quantisation, engine build or compilation; 'cached' when the artifact came from "
+        "the cache, its tooltip says what building it took); file size of the exported artifact in MiB. FLOPs are "
+        "not counted per backend: the architecture's parameters and GMACs are in the Efficiency section."
+    )
+    notes.append(
+        "Clean mIoU and mPC (%) are each variant's own measurement on this run's images; \u0394 (pp) is the "
+        "difference from the model's eager fp32 as the run's summary.csv holds it (delta_miou, delta_mPC)."
+    )
+    if grid.other_settings:
+        others = ", ".join(grid.other_settings)
+        notes.append(f"{others}: timed at other settings too; those are in the Efficiency table.")
+    return notes
 
 
 def _timing_records(cells: list[dict]) -> pd.DataFrame:
@@ -1083,20 +1371,22 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
     used = summary["reference"].dropna() if "reference" in summary.columns else summary.iloc[0:0]
     reference = used.iloc[0] if len(used) else None
     eff = T.efficiency_rows(frame)
+    disagree = D.disagreeing(frame)
 
     out = Outputs(run_dir)
     table5_section, _ = _table5(conditions, summary, models, infos, out)
     sections = [
         _provenance(env, run_dir, frame, source, [p for p in problems if not p.startswith("cells/")]),
-        _models(infos, models, out),
+        _models(infos, models, out, D.not_built(frame)),
         table5_section,
         _scores(conditions, summary, models, reference, infos, out),
         _severity(conditions, models, infos, out),
         _real_world(frame, summary, conditions, models, infos, out),
         _prediction(frame, models, infos, out),
         _class_iou(frame, models, infos, out),
-        _efficiency(eff, models, out),
-        _curves(eff, conditions, models, infos, out),
+        _efficiency(eff, models, out, disagree),
+        _curves(eff, conditions, models, infos, out, disagree),
+        _deployment(frame, eff, summary, conditions, infos, out),
         _evaluation_time(cells, env, out),
         _gallery(run_dir, models, out),
         _warnings(cells, [p for p in problems if p.startswith("cells/")], out),

@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segbench.bench.results import CATEGORIES, CITYSCAPES_CLASSES, COLUMNS, real_conditions, split_condition
+from segbench.bench.results import (
+    CATEGORIES,
+    CITYSCAPES_CLASSES,
+    COLUMNS,
+    deploy_variant,
+    real_conditions,
+    split_condition,
+)
 from segbench.bench.results import category_of as _contract_category
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -387,7 +394,7 @@ class CurvePoints:
     published: pd.DataFrame = field(default_factory=pd.DataFrame)  # label, x, miou, params, note
 
 
-def _best_group(rows: pd.DataFrame, keys: list[str], prefer: dict[str, Sequence[str]]) -> tuple | None:
+def best_group(rows: pd.DataFrame, keys: list[str], prefer: dict[str, Sequence[str]]) -> tuple | None:
     """The combination of `keys` (two or more) that covers most models, then the preferred values, then the largest
     resolution."""
     if rows.empty:
@@ -406,14 +413,16 @@ def efficiency_curves(eff: pd.DataFrame, clean: pd.Series) -> list[CurvePoints]:
     """Points of the two efficiency curves (mIoU vs GMACs, mIoU vs median latency), one per model with a clean mIoU.
 
     The GMAC curve uses the convention and resolution that cover most models (the paper convention first); the
-    latency curve the (resolution, batch, precision, device) that covers most models (batch 1 first). The paper's
+    latency curve the (resolution, batch, precision, device) that covers most models (batch 1 first). A deployment
+    variant (`bench.results.deploy_variant`) is a point at its own precision: its precision names the variant, not the
+    setting, so it is left out of the grouping (and of the curve's setting when every point is a variant). The paper's
     points are added for models whose names match `segformer_table1.csv` (GMACs, 1024x2048) or
     `mmseg_segformer_cityscapes.csv` (V100 latency).
     """
     curves = []
     params = eff[eff["metric"] == "params"].groupby("model")["value"].first()
     macs = eff[(eff["metric"] == "gmacs") & eff["model"].isin(clean.index)]
-    key = _best_group(macs, ["convention", "resolution"], {"convention": ("paper", "fvcore")})
+    key = best_group(macs, ["convention", "resolution"], {"convention": ("paper", "fvcore")})
     if key is not None:
         convention, resolution = key
         sel = macs[(macs["convention"] == convention) & (macs["resolution"] == resolution)]
@@ -432,8 +441,10 @@ def efficiency_curves(eff: pd.DataFrame, clean: pd.Series) -> list[CurvePoints]:
         setting = f"{resolution or '?'}, batch 1, {convention or '?'} convention"
         curves.append(CurvePoints(f"GMACs per image [{convention or '?'}]", setting, points, published))
     timing = eff[(eff["metric"] == "latency_median") & eff["model"].isin(clean.index)]
+    variant = timing["model"].map(lambda m: deploy_variant(m) is not None)
+    timing = timing.assign(precision=timing["precision"].where(~variant, ""))
     prefer = {"batch_size": ("1",), "precision": ("fp32",)}
-    key = _best_group(timing, ["resolution", "batch_size", "precision", "device"], prefer)
+    key = best_group(timing, ["resolution", "batch_size", "precision", "device"], prefer)
     if key is not None:
         named = dict(zip(["resolution", "batch_size", "precision", "device"], key))
         sel = timing[np.logical_and.reduce([timing[k] == v for k, v in named.items()])]

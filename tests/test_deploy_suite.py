@@ -21,6 +21,7 @@ from segbench.bench.results import (
 )
 from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData
 from segbench.cli import main as cli
+from segbench.reports import render_report
 
 TINY = SuiteSpec(
     name="deploy-test",
@@ -112,6 +113,11 @@ def test_grid_runs_through_the_runner(tmp_path, cache, capsys):
 
     again = run_suite(TINY, RunConfig(**{**config.to_dict(), "resume": True, "models": ("segformer-tiny",)}))
     assert again.computed == []  # the artifacts are cached and every cell is stored
+
+    page = render_report(result.run_dir).read_text()
+    section = page[page.index('id="deployment"') : page.index('id="evaluation-time"')]
+    assert "needs a CUDA GPU" in section and "the `tensorrt` package is not installed" in section
+    assert "segformer-tiny" in section and "onnxruntime" in section
 
 
 def test_backends_and_precisions_narrow_the_grid(tmp_path, cache):
