@@ -1,0 +1,115 @@
+"""The deploy suite's grid on this machine, end to end through `segbench.run`, and what its own bookkeeping costs.
+
+Runs the `deploy` suite (every backend x precision this machine offers, each checked against eager fp32, then
+timed and re-measured for accuracy) on synthetic scenes in the Cityscapes layout, with the demo checkpoints (trained
+on synthetic scenes only: the accuracy deltas are those of these weights on these scenes, not Cityscapes numbers).
+
+    python benchmarks/bench_deploy_grid.py                                   # 512x1024, 2 images, both demo models
+    python benchmarks/bench_deploy_grid.py --size 1024x2048 --backends eager,fast,onnxruntime
+
+Prints one table per model (status, latency median / p90 / p99 at batch 1, speed-up over eager fp32, build time,
+file size, agreement with eager fp32, clean mIoU and mPC deltas), then the overhead: the run's wall time minus the
+time inside its cells (deployment checks, accuracy and efficiency cells), as a share of the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from segbench import suites  # noqa: E402
+from segbench.bench.api import run_suite  # noqa: E402
+from segbench.bench.config import RunConfig  # noqa: E402
+from segbench.bench.results import RunFolder, deploy_variant  # noqa: E402
+from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
+from segbench.suites.builtin import DEMO_WEIGHTS  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="512x1024", help="HxW of the scenes (default 512x1024)")
+    parser.add_argument("--images", type=int, default=2, help="images per condition (default 2)")
+    parser.add_argument("--models", default="segformer-b0,deeplabv3plus-mobilenetv2")
+    parser.add_argument("--backends", default="eager,fast,onnxruntime,tensorrt")
+    parser.add_argument("--precisions", default="fp32,bf16,fp16,int8")
+    args = parser.parse_args()
+    h, w = (int(v) for v in args.size.split("x"))
+    models = tuple(args.models.split(","))
+    suite = suites.get_suite("deploy")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_synthetic_cityscapes(Path(tmp) / "cityscapes", num_images=max(args.images, 2), size=(h, w))
+        config = RunConfig(
+            models=models,
+            weights={m: str(DEMO_WEIGHTS / f"{m}.safetensors") for m in models},
+            data_root=str(data),
+            max_images=args.images,
+            backends=args.backends,
+            deploy_precisions=args.precisions,
+            out_dir=str(Path(tmp) / "runs"),
+            quiet=True,
+        )
+        start = time.perf_counter()
+        result = run_suite(suite, config)
+        wall = time.perf_counter() - start
+        folder = RunFolder(result.run_dir)
+        frame, summary, cells = folder.frame(), folder.summary(), folder.cells()
+    inside = _inside_cells(cells)
+    print(
+        f"# deploy suite v{suite.version}, synthetic scenes {h}x{w}, {args.images} image(s) per condition, demo weights"
+    )
+    print(f"# device cpu, {config.backends} x {config.deploy_precisions}; latency at batch 1 on {h}x{w}")
+    for model in models:
+        print(f"\n## {model}")
+        print(_table(frame, summary, model).to_string(index=False))
+    print(f"\nwall {wall:.1f} s; inside the cells {inside:.1f} s; bookkeeping {wall - inside:.1f} s "
+          f"({100 * (wall - inside) / wall:.1f}% of the wall time)")  # fmt: skip
+    return 0
+
+
+def _inside_cells(cells: list[dict]) -> float:
+    """Seconds inside the cells: each deployment check and efficiency cell, and each condition's accuracy pass once
+    (the models of a condition run together and share its wall time)."""
+    alone = sum(float(c["timing"]["total"]) for c in cells if c.get("kind") != "accuracy")
+    passes: dict[str, float] = {}
+    for c in cells:
+        if c.get("kind") == "accuracy":
+            passes[c["condition"]] = max(passes.get(c["condition"], 0.0), float(c["timing"]["total"]))
+    return alone + sum(passes.values())
+
+
+def _table(frame: pd.DataFrame, summary: pd.DataFrame, model: str) -> pd.DataFrame:
+    rows = []
+    variants = [m for m in dict.fromkeys(frame["model"]) if (deploy_variant(m) or ("",))[0] == model]
+    value = frame.set_index(["model", "condition", "metric"])["value"]
+    deltas = summary.set_index(["model", "metric"])["value"] if len(summary) else pd.Series(dtype=float)
+    base = value.get((f"{model}@eager-fp32", "efficiency", "latency_median"))
+    for variant in variants:
+        _, backend, precision = deploy_variant(variant)
+        status = frame.loc[(frame["model"] == variant) & (frame["condition"] == "deploy"), "status"].iloc[0]
+
+        def get(condition, metric, variant=variant):
+            return value.get((variant, condition, metric), float("nan"))
+
+        median = get("efficiency", "latency_median")
+        rows.append({
+            "backend": backend, "precision": precision, "status": status,
+            "p50 ms": median, "p90 ms": get("efficiency", "latency_p90"), "p99 ms": get("efficiency", "latency_p99"),
+            "x eager": base / median if status == "agrees" and base else float("nan"),
+            "build s": get("deploy", "build_time"), "MiB": get("deploy", "artifact_size"),
+            "argmax %": get("deploy", "argmax_agreement"), "rel diff": get("deploy", "agreement_max_rel"),
+            "clean mIoU": get("clean", "miou"), "d mIoU pp": deltas.get((variant, "delta_miou"), float("nan")),
+            "d mPC pp": deltas.get((variant, "delta_mPC"), float("nan")),
+        })  # fmt: skip
+    return pd.DataFrame(rows).round(3)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
