@@ -31,6 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
+from benchmarks.common import parse_size as _parse_size  # noqa: E402
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    return _parse_size(text, minimum=32)  # the corruptions need 32 px per side
+
+
 from segbench.bench.allocator import retain_freed_memory  # noqa: E402
 from segbench.bench.corruptions import condition_seed, corrupt  # noqa: E402
 from segbench.bench.generate_c import PNG_COMPRESS_LEVEL, library_versions  # noqa: E402
@@ -68,16 +75,6 @@ def measure(name: str, repeats: int, workers: int, pool: ProcessPoolExecutor | N
     start = time.perf_counter()
     sum(pool.map(_batch, [name] * workers, chunks))
     return serial, total / (time.perf_counter() - start)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be HxW, e.g. 1024x2048") from None
-    if min(h, w) < 32:
-        raise argparse.ArgumentTypeError(f"size {text!r}: the corruptions need at least 32 px per side")
-    return h, w
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
+from benchmarks.common import parse_size, table  # noqa: E402
 from segbench import models  # noqa: E402
 from segbench.bench.allocator import describe, retain_freed_memory  # noqa: E402
 from segbench.bench.deploy import ArtifactCache, check_deployment, reference_logits  # noqa: E402
@@ -39,20 +40,6 @@ from segbench.bench.synthetic import draw_scene  # noqa: E402
 
 DEFAULT_CELLS = "eager:fp32,fast:fp32,onnxruntime:fp32,onnxruntime:int8,eager:bf16"
 DEMO_WEIGHTS = ROOT / "suites" / "demo_weights"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 512x1024") from None
-    return h, w
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([line.format(*header), line.format(*("-" * w for w in widths))] + [line.format(*r) for r in rows])
 
 
 def scenes(model: torch.nn.Module, size: tuple[int, int], count: int, seed: int) -> list[torch.Tensor]:

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
+from benchmarks.common import parse_size, table  # noqa: E402
 from segbench import models  # noqa: E402
 from segbench.bench.efficiency import (  # noqa: E402
     count_flops,
@@ -41,20 +42,6 @@ def paper_figures() -> dict[str, dict[str, str]]:
     """The paper's Table 1 rows by model name."""
     with open(PAPER_TABLE, newline="", encoding="utf-8") as f:
         return {row["variant"]: row for row in csv.DictReader(f)}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 512x1024") from None
-    return h, w
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([line.format(*header), line.format(*("-" * w for w in widths))] + [line.format(*r) for r in rows])
 
 
 def ratio_to_paper(name: str, size: tuple[int, int], num_classes: int, gmacs: float, paper: dict) -> str:
