@@ -34,6 +34,12 @@ VERSIONED_PACKAGES = (
     "cityscapesscripts",
     "pandas",
     "safetensors",
+    "transformers",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tensorrt",
+    "nvidia-ml-py",
 )
 
 
