@@ -161,7 +161,10 @@ def resolve_data(suite: SuiteSpec, config: RunConfig, datasets: Sequence[str]) -
         return config
     data_root, roots = config.data_root, dict(config.data_roots)
     real = [d for d in datasets if d in REAL_WORLD]
-    if "cityscapes" not in datasets and data_root is not None:
+    if "cityscapes" not in datasets and "cityscapes" in roots and not any(d in roots for d in real):
+        names = ", ".join(f"{d.replace('_', '-')}=PATH" for d in real)
+        raise ConfigError("data_root", f"suite {suite.name} reads no Cityscapes; give --data {names}")
+    if "cityscapes" not in datasets and data_root is not None and "cityscapes" not in roots:
         if len(real) != 1:
             names = ", ".join(d.replace("_", "-") for d in real)
             raise ConfigError(

@@ -119,8 +119,9 @@ DATA_NAMES = ("cityscapes", *REAL_WORLD)
 def parse_data(
     text: str | None, roots: Mapping[str, str] | None = None, field: str = "data_root"
 ) -> tuple[str | None, dict[str, str]]:
-    """`--data`: a bare PATH, or `name=path,...` over `DATA_NAMES` -> (Cityscapes root or None, {real-world dataset:
-    root}). `roots` (the Python API's `data_roots`) are checked the same way; `text` entries win.
+    """`--data`: a bare PATH, or `name=path,...` over `DATA_NAMES` -> (Cityscapes root or None, {dataset: root}).
+    `roots` (the Python API's `data_roots`) are checked the same way; `text` entries win. A Cityscapes root given by
+    name is in both (the mapping then says it was named, not a bare path).
 
     A bare PATH is returned as the first element; the suite decides which dataset it is (`bench.api.suite_config`).
     """
@@ -128,7 +129,7 @@ def parse_data(
     for name, path in (roots or {}).items():
         out[_data_name(name, field)] = str(path)
     if text is None or str(text).strip() == "":
-        return out.pop("cityscapes", None), out
+        return out.get("cityscapes"), out
     text = str(text).strip()
     head = text.split(",", 1)[0]
     if "=" not in head or "/" in head.split("=", 1)[0]:
@@ -141,9 +142,8 @@ def parse_data(
             raise ConfigError(field, f"{entry!r} has no path; write {name.strip()}=PATH")
         if key == "cityscapes":
             cityscapes = path.strip()
-        else:
-            out[key] = path.strip()
-    return cityscapes or out.pop("cityscapes", None), out
+        out[key] = path.strip()  # "cityscapes" kept too: it says the root was named, not a bare path
+    return cityscapes or out.get("cityscapes"), out
 
 
 def _data_name(name: str, field: str) -> str:

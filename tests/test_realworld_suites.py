@@ -133,7 +133,8 @@ def test_summary_holds_each_drop_and_each_dataset_mean():
 
 def test_data_flag_takes_a_path_or_named_roots():
     assert parse_data("/data/cs") == ("/data/cs", {})
-    assert parse_data("cityscapes=/a,acdc=/b,dark-zurich=/c") == ("/a", {"acdc": "/b", "dark_zurich": "/c"})
+    named = ("/a", {"cityscapes": "/a", "acdc": "/b", "dark_zurich": "/c"})
+    assert parse_data("cityscapes=/a,acdc=/b,dark-zurich=/c") == named
     assert parse_data(None, {"Foggy-Cityscapes": "/f"}) == (None, {"foggy_cityscapes": "/f"})
     assert parse_data("/x/a=b,c") == ("/x/a=b,c", {})  # a path with '=' after its first '/' stays a path
     with pytest.raises(ConfigError, match="unknown dataset 'acd'; name one of cityscapes, acdc, dark-zurich"):
@@ -252,6 +253,8 @@ def test_cli_errors_for_real_world_data_are_one_line(roots, tmp_path, monkeypatc
          "ACDC conditions found with a 'val' split under"),
         (["--suite", "dark-zurich", "--data", str(roots["acdc"])], "Dark Zurich splits with a night/ folder under"),
         (["--suite", "acdc", "--data", "acd=/x"], "--data: unknown dataset 'acd'"),
+        (["--suite", "dark-zurich", "--data", f"cityscapes={roots['cityscapes']}"],
+         "--data: suite dark-zurich reads no Cityscapes; give --data dark-zurich=PATH"),
     ]  # fmt: skip
     for argv, message in cases:
         assert cli([*argv, *out]) == 2
