@@ -15,6 +15,7 @@ time inside its cells (deployment checks, accuracy and efficiency cells), as a s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import parse_size  # noqa: E402
 from segbench import suites  # noqa: E402
 from segbench.bench.api import run_suite  # noqa: E402
 from segbench.bench.config import RunConfig  # noqa: E402
@@ -35,15 +37,19 @@ from segbench.suites.builtin import DEMO_WEIGHTS  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="512x1024", help="HxW of the scenes (default 512x1024)")
+    parser.add_argument("--size", type=parse_size, default=(512, 1024), help="HxW of the scenes (default 512x1024)")
     parser.add_argument("--images", type=int, default=2, help="images per condition (default 2)")
     parser.add_argument("--models", default="segformer-b0,deeplabv3plus-mobilenetv2")
     parser.add_argument("--backends", default="eager,fast,onnxruntime,tensorrt")
     parser.add_argument("--precisions", default="fp32,bf16,fp16,int8")
+    parser.add_argument("--iters", type=int, default=10, help="timed calls per latency measurement (suite: 20)")
     args = parser.parse_args()
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = args.size
     models = tuple(args.models.split(","))
-    suite = suites.get_suite("deploy")
+    suite = suites.get_suite("deploy")  # timed at the scenes' size here, not the suite's 1024x2048
+    suite = dataclasses.replace(
+        suite, efficiency=dataclasses.replace(suite.efficiency, resolutions=((h, w),), warmup=2, iters=args.iters)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data = write_synthetic_cityscapes(Path(tmp) / "cityscapes", num_images=max(args.images, 2), size=(h, w))
         config = RunConfig(
@@ -65,7 +71,8 @@ def main() -> int:
     print(
         f"# deploy suite v{suite.version}, synthetic scenes {h}x{w}, {args.images} image(s) per condition, demo weights"
     )
-    print(f"# device cpu, {config.backends} x {config.deploy_precisions}; latency at batch 1 on {h}x{w}")
+    grid = f"{config.backends} x {config.deploy_precisions}"
+    print(f"# device cpu, {grid}; latency at batch 1 on {h}x{w}, {args.iters} calls")
     for model in models:
         print(f"\n## {model}")
         print(_table(frame, summary, model).to_string(index=False))
