@@ -347,7 +347,7 @@ def sdpa_backend(fn: Callable[[], Any]) -> str | None:
     return "+".join(sorted(probe.kernels)) or None
 
 
-def _compile(model: nn.Module) -> Callable[..., Any]:
+def compile_static(model: nn.Module) -> Callable[..., Any]:
     """``torch.compile`` for one measured configuration, after ``torch._dynamo.reset()``: static shapes
     (``dynamic=False``, so a graph specialised to this input size, never a symbolic-shape one), and no cache entries of
     earlier configurations, which would make sizes symbolic or count towards the recompile limit (8 per frame, past
@@ -361,7 +361,7 @@ def _compile(model: nn.Module) -> Callable[..., Any]:
 
 
 def _dynamo_outcome() -> tuple[int, bool]:
-    """(recompilations, fell back to eager) since `_compile`, from Dynamo's record of each compilation: one with a
+    """(recompilations, fell back to eager) since `compile_static`, from Dynamo's record of each compilation: one with a
     ``recompile_reason`` compiled an already compiled frame again because a guard failed; one with a ``fail_type`` is a
     frame Dynamo gave up on (recompile limit hit, or code it cannot compile), which then runs eagerly."""
     from torch._dynamo.utils import get_compilation_metrics
@@ -466,8 +466,8 @@ def measure_latency(
     device, memory format and mode are restored afterwards. So are the global settings the measurement changes: TF32
     is off (`strict_fp32`: "fp32" is IEEE fp32, and so are the ops autocast leaves in fp32), and on CUDA
     ``cudnn.benchmark`` is on. Before the warm-up, one untimed call names the SDPA kernel (`sdpa_backend`). With
-    `compile`, Dynamo is reset and the model compiled for this one input size (`_compile`), and recompilations or a
-    fall-back to eager are recorded and warned about. On CUDA the peak-memory statistics are reset after the warm-up,
+    `compile`, Dynamo is reset and the model compiled for this one input size (`compile_static`), and recompilations or
+    a fall-back to eager are recorded and warned about. On CUDA the peak-memory statistics are reset after the warm-up,
     so that cudnn.benchmark trials and compilation or autotuning workspaces do not count.
 
     Args:
@@ -518,7 +518,7 @@ def measure_latency(
             x = torch.randn(batch_size, 3, *input_size, device=device).contiguous(memory_format=memory_format)
             numerics = tf32_flags()
             sdpa = sdpa_backend(on(model, x))
-            runner = _compile(model) if compile else model
+            runner = compile_static(model) if compile else model
             after_warmup = reset_peak if cuda else None
             timing = time_callable(on(runner, x), warmup, iters, device, cv_threshold, max_retries, after_warmup)
             if cuda:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -146,13 +147,15 @@ def onnx_parameter_count(file: str | os.PathLike) -> int:
     return sum(math.prod(init.dims) for init in graph.initializer if init.data_type not in _SHAPE_TYPES)
 
 
-def _session(file: Path) -> Any:
+def onnx_session(file: str | Path, providers: Sequence[Any] = ("CPUExecutionProvider",)) -> Any:
+    """An ONNX Runtime `InferenceSession` of `file` with `providers` (default: the CPU), torch's thread count for the
+    CPU's share, errors-only logs. The one session maker: `onnx:` models and the deploy backends use it."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(file), options, providers=list(providers))
 
 
 class OnnxRuntimeModule(nn.Module):
@@ -164,7 +167,7 @@ class OnnxRuntimeModule(nn.Module):
     def __init__(self, file: Path, label: str, session: Any | None = None):
         super().__init__()
         self.file, self.label = file, label
-        self.session = session if session is not None else _session(file)
+        self.session = session if session is not None else onnx_session(file)
         image = self.session.get_inputs()[0]
         self.input_name = image.name
         self.input_dtype = _ONNX_INPUT_TYPES[image.type]
@@ -197,7 +200,7 @@ class OnnxRuntimeModule(nn.Module):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.session = _session(self.file)
+        self.session = onnx_session(self.file)
 
     def extra_repr(self) -> str:
         return f"file={self.file.name}, input={self.input_name}, providers={self.session.get_providers()}"
@@ -240,7 +243,7 @@ def load_onnx(request: BuildRequest) -> SourceModel:
     if request.weights is not None:
         raise SourceError(f"{label}: --weights does not apply, the weights are inside the ONNX file; leave it out")
     try:
-        session = _session(file)
+        session = onnx_session(file)
     except Exception as e:  # noqa: BLE001 - any runtime failure is one line
         raise SourceError(f"{label}: ONNX Runtime cannot load {file.name} ({first_line(e)})") from None
     declaration = file_declaration(request, file)

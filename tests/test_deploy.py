@@ -32,6 +32,7 @@ from segbench.bench.deploy import backends as backends_module
 from segbench.bench.deploy import export as export_module
 from segbench.bench.deploy import ort as ort_module
 from segbench.bench.synthetic import draw_scene
+from segbench.models.exported import onnx_session
 from segbench.models.segformer import FoldedMLPDecoder
 from segbench.models.user import state_dict_sha256
 
@@ -159,7 +160,7 @@ def test_fp16_graph_keeps_layernorm_in_fp32_and_agrees(demo_models, images, refe
     assert conv_weights and set(conv_weights) == {onnx.TensorProto.FLOAT16}
     assert norm_scales and set(norm_scales) == {onnx.TensorProto.FLOAT}  # FP16_KEEP_FP32
     assert proto.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
-    session = ort_module.session(graph.path, ["CPUExecutionProvider"])
+    session = onnx_session(graph.path)
     meter = AgreementMeter()
     for x, ref in zip(images, references["segformer-b0"]):
         meter.update(ref, torch.from_numpy(session.run(None, {"image": x.numpy()})[0]))

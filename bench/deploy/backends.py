@@ -42,6 +42,7 @@ from segbench.bench.deploy.agreement import Agreement, measure_agreement, refere
 from segbench.bench.deploy.cache import ArtifactCache, CachedArtifact, CacheKey
 from segbench.bench.deploy.export import EXPORTER, OPSET, ExportError, graph_versions, onnx_graph
 from segbench.bench.latency import resolve_device
+from segbench.models.exported import onnx_session
 from segbench.models.registry import Registry
 from segbench.models.user import first_line, state_dict_sha256
 
@@ -324,10 +325,10 @@ class CompileBackend(EagerBackend):
 
     def _build(self, model: nn.Module, request: DeployRequest) -> Built:
         from segbench.bench.deploy.export import example_input
-        from segbench.bench.latency import _compile
+        from segbench.bench.latency import compile_static
 
         eager = super()._build(model, request)
-        compiled = AutocastModule(_compile(eager.module.model), request.precision, request.device.type)
+        compiled = AutocastModule(compile_static(eager.module.model), request.precision, request.device.type)
         x = example_input(request.shape, request.device)  # a normal tensor as callers pass (an inference one guards)
         with torch.inference_mode():
             compiled(x)  # compiles now, so that build_s holds the compilation
@@ -387,9 +388,7 @@ class OnnxRuntimeBackend(Backend):
             target="gpu" if device.type == "cuda" else "cpu",
         )
         engines = graph.path.with_name(graph.path.name + ".trt")  # the TensorRT provider's engine cache, if used
-        session = ort_runtime.session(
-            graph.path, ort_runtime.providers_for(device, engines, self.use_tensorrt_provider)
-        )
+        session = onnx_session(graph.path, ort_runtime.providers_for(device, engines, self.use_tensorrt_provider))
         loaded = session.get_providers()
         if device.type == "cuda" and ort_runtime.CUDA not in loaded:
             raise BackendUnavailable(

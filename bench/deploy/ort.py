@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segbench.models.exported import OnnxRuntimeModule
+from segbench.models.exported import OnnxRuntimeModule, onnx_session
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
@@ -48,16 +48,6 @@ def providers_for(device: torch.device, engine_cache: Path | None = None, use_te
             options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(engine_cache))
         out.append((TENSORRT, options))
     return [*out, (CUDA, {"device_id": index}), CPU]
-
-
-def session(file: str | Path, providers: list[Any]) -> Any:
-    """An `InferenceSession` of `file` with `providers`, torch's thread count for the CPU's share, errors-only logs."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(file), options, providers=providers)
 
 
 class CudaOnnxRuntimeModule(OnnxRuntimeModule):
@@ -89,7 +79,7 @@ class CudaOnnxRuntimeModule(OnnxRuntimeModule):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.session = session(self.file, providers_for(self.device))
+        self.session = onnx_session(self.file, providers_for(self.device))
 
 
-__all__ = ["CPU", "CUDA", "TENSORRT", "CudaOnnxRuntimeModule", "available_providers", "providers_for", "session"]
+__all__ = ["CPU", "CUDA", "TENSORRT", "CudaOnnxRuntimeModule", "available_providers", "providers_for"]
