@@ -29,7 +29,7 @@ from segbench.bench.data import resolve_root
 from segbench.bench.gallery import write_gallery
 from segbench.bench.results import REAL_WORLD, SEVERITIES, Condition
 from segbench.bench.run.outcome import RunResult
-from segbench.bench.run.residency import ModelFactory, model_factory, resolve_weights
+from segbench.bench.run.residency import ModelFactory, ModelSlot, model_factory, resolve_weights
 from segbench.bench.spec import EfficiencySpec, SuiteSpec, datasets_of
 from segbench.bench.synthetic import write_synthetic_cityscapes
 
@@ -265,12 +265,10 @@ def _deployment_grid(
 
     grid = prepare_grid(
         config.models,
-        factory,
+        ModelSlot(config, config.device, factory).build,  # as the runner builds: seeded, random weights refused
         images,
         config.backends or spec.backends,
         config.deploy_precisions or spec.precisions,
-        num_classes=config.num_classes,
-        weights=config.weights,
         device=config.device,
         calibration=spec.calibration_images,
         agreement=spec.agreement_images,

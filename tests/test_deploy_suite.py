@@ -141,3 +141,11 @@ def test_cli_names_the_bad_backend_in_one_line(tmp_path, capsys):
 def test_the_deploy_suite_is_registered():
     deploy = suites.get_suite("deploy")
     assert deploy.deploy is not None and deploy.inference.mode == "whole" and deploy.efficiency.conventions == ()
+
+
+def test_random_weights_are_refused_before_any_grid_cell_is_built(tmp_path, cache):
+    config = RunConfig(models=("segformer-tiny",), out_dir=str(tmp_path), run_id="refused", quiet=True)
+    with pytest.raises(ValueError, match="model segformer-tiny has no trained weights"):
+        run_suite(TINY, config)
+    assert not (tmp_path / "refused").exists()
+    assert not list((tmp_path / "cache").rglob("*.onnx"))  # nothing exported for a model the run refuses

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +30,6 @@ from segbench.bench.deploy.agreement import reference_logits
 from segbench.bench.deploy.backends import DeploymentCheck, check_deployment
 from segbench.bench.deploy.cache import ArtifactCache
 from segbench.bench.results import DEPLOY_REFERENCE, variant_name
-
-ModelFactory = Callable[..., nn.Module]
 
 
 class DeployedModel(nn.Module):
@@ -78,13 +76,11 @@ def grid_cells(models: Sequence[str], backends: Sequence[str], precisions: Seque
 
 def prepare_grid(
     models: Sequence[str],
-    factory: ModelFactory,
+    build: Callable[[str], nn.Module],
     images: Callable[[nn.Module], list[torch.Tensor]],
     backends: Sequence[str],
     precisions: Sequence[str],
     *,
-    num_classes: int,
-    weights: Mapping[str, str],
     device: str | torch.device = "cpu",
     calibration: int = 8,
     agreement: int = 2,
@@ -95,7 +91,8 @@ def prepare_grid(
     """Build and check every grid cell (see the module docstring).
 
     Args:
-        models: the run's model names; factory: builds one (`factory(name, num_classes=..., weights=...)`).
+        models: the run's model names; build: builds one as the runner does (`bench.run.residency.ModelSlot.build`:
+            seeded, its weights loaded, the random-weights policy applied).
         images: `images(model)` -> normalised NCHW batches (one image each) of the suite's data, for that model.
         backends, precisions: the grid (eager fp32 is always added: it is what every variant is compared with).
         calibration: images that calibrate int8; agreement: images the agreement is measured on.
@@ -105,7 +102,7 @@ def prepare_grid(
     variants: dict[str, DeployedModel] = {}
     records = []
     for name in models:
-        model = factory(name, num_classes=num_classes, weights=weights.get(name)).eval().to(device)
+        model = build(name).to(device)
         batches = images(model)
         shown = batches[:agreement]
         references = reference_logits(model, shown, device)  # eager fp32, once for every cell of the model
