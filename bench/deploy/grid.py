@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from segbench.bench.deploy.agreement import reference_logits
@@ -34,21 +35,76 @@ from segbench.bench.results import DEPLOY_REFERENCE, variant_name
 
 class DeployedModel(nn.Module):
     """A variant: the built module (taking a normalised NCHW batch) with the original model's metadata and weights
-    provenance, and `architecture()` = the original network (its parameters and FLOPs are the variant's)."""
+    provenance, and `architecture()` = the original network (its parameters and FLOPs are the variant's).
 
-    def __init__(self, check: DeploymentCheck, original: nn.Module):
+    A backend with static shapes (ONNX Runtime, TensorRT, ``torch.compile`` here) is built for the suite's image. Called
+    on another shape (a batch size of the throughput sweep, a resolution of the latency curve, the crop of a sliding
+    window), the variant builds itself again for that shape, with the same backend, precision, device and cache (int8:
+    calibrated on the same images, resized to the new height and width, and repeated to fill a larger batch; MinMax
+    ranges do not change when an image is repeated). The first call at a new shape pays that build (a latency timer's
+    warm-up holds it); the build is kept until another shape is asked for, and every one is listed in `rebuilds`.
+    Only the suite's shape is compared with eager fp32 (`deployment.agreement`): the others are the same export at
+    another size.
+    """
+
+    def __init__(
+        self,
+        check: DeploymentCheck,
+        original: nn.Module,
+        *,
+        cache: ArtifactCache | None = None,
+        calibration: Sequence[torch.Tensor] | None = None,
+        name: str | None = None,
+    ):
         super().__init__()
         self.deployment = check
         self.built = check.built.module
         self.meta = original.meta
         self.weights_info = getattr(original, "weights_info", None)
         self._original = [original]  # not a submodule: the variant's own state is the built module's
+        self._cache, self._calibration, self._name = cache, list(calibration or ()), name
+        self._other: tuple[tuple[int, ...], nn.Module] | None = None  # the last other shape built, and its module
+        self.rebuilds: list[dict[str, Any]] = []
 
     def architecture(self) -> nn.Module:
         return self._original[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.built(x)
+        built = self.deployment.built
+        shape = tuple(x.shape)
+        if built.dynamic or shape == tuple(built.input_shape):
+            return self.built(x)
+        if self._other is None or self._other[0] != shape:
+            self._other = None  # the previous shape's session or engine is let go before the next one is built
+            self._other = (shape, self._build(shape))
+        return self._other[1](x)
+
+    def _build(self, shape: tuple[int, ...]) -> nn.Module:
+        from segbench.bench.deploy.backends import get_backend
+
+        check = self.deployment
+        calibration = _calibration_for(self._calibration, shape) if check.precision == "int8" else None
+        built = get_backend(check.backend).build(
+            self._original[0], shape, check.precision, self._cache, device=check.device, calibration=calibration,
+            name=self._name,
+        )  # fmt: skip
+        self.rebuilds.append({"shape": list(shape), "build_s": built.build_s, "cache_hit": built.cache_hit})
+        return built.module
+
+
+def _calibration_for(images: Sequence[torch.Tensor], shape: tuple[int, ...]) -> list[torch.Tensor]:
+    """int8 calibration images for a graph of `shape` (N, C, H, W): the suite's images resized to H, W (bilinear),
+    repeated until they fill at least one batch of N."""
+    if not images:
+        raise ValueError("int8 at a new shape needs the calibration images the variant was built with")
+    size = tuple(shape[-2:])
+    resized = [
+        img if tuple(img.shape[-2:]) == size else F.interpolate(img, size=size, mode="bilinear", align_corners=False)
+        for img in images
+    ]
+    count = sum(int(img.shape[0]) for img in resized)
+    repeats = -(-int(shape[0]) // count)  # ceil
+    return resized * repeats
 
 
 @dataclass(frozen=True)
@@ -115,7 +171,10 @@ def prepare_grid(
             )  # fmt: skip
             records.append(deploy_record(variant, check, suite, time.perf_counter() - start))
             if check.built is not None:
-                variants[variant] = DeployedModel(check, model)
+                variants[variant] = DeployedModel(
+                    check, model, cache=cache, calibration=batches[:calibration] if precision == "int8" else None,
+                    name=name,
+                )  # fmt: skip
             elif not quiet:
                 print(f"deploy: {variant} {check.status}: {check.reason}", file=sys.stderr)
     return Grid(variants, records)
