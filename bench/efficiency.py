@@ -1,4 +1,5 @@
-"""Efficiency of a segmentation model: parameters, FLOPs with a stated convention, latency, throughput, memory.
+"""Efficiency of a segmentation model: parameters, FLOPs with a stated convention, latency, throughput, memory, and on
+a GPU energy and power.
 
 The public API lives here; the FLOP counters are in `bench.flops` and the timing harness in `bench.latency`.
 
@@ -13,6 +14,7 @@ machine the numbers came from.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import os
@@ -29,6 +31,7 @@ from torch import nn
 
 from segbench.bench import allocator
 from segbench.bench.config import PRECISIONS, usable_cores
+from segbench.bench.energy import NvmlUnavailable, nvml_device
 from segbench.bench.flops import (
     CONVENTIONS,
     DEFAULT_CONVENTIONS,
@@ -159,7 +162,12 @@ def hardware_info(device: str | torch.device | None = None) -> dict[str, Any]:
     Keys: ``cpu_model``, ``cpu_count`` (logical cores), ``cpu_affinity`` (cores this process may use),
     ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``allocator`` (`bench.allocator.describe`),
     ``cuda_available``, and when CUDA is available ``gpu_index`` (the GPU described), ``gpu_name``, ``gpu_count``,
-    ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version`` (otherwise those are None).
+    ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version`` (otherwise those are None). Through NVML
+    (nvidia-ml-py, `bench.energy.nvml_device`), each None where NVML cannot tell (no CUDA, no nvidia-ml-py, the GPU
+    does not report it): ``gpu_sm_clock_mhz`` and ``gpu_mem_clock_mhz`` (the clocks when this is called, often an idle
+    GPU's, lower than under load), ``gpu_sm_clock_max_mhz``, ``gpu_power_limit_w`` (the limit the driver enforces) and
+    ``gpu_persistence_mode`` (bool). Library versions beyond torch, CUDA and cuDNN (TensorRT, ONNX Runtime,
+    nvidia-ml-py...) are in the run's provenance (`bench.provenance.package_versions`).
     """
     info: dict[str, Any] = {
         "cpu_model": cpu_model_name(),
@@ -178,6 +186,7 @@ def hardware_info(device: str | torch.device | None = None) -> dict[str, Any]:
         "gpu_driver": None,
         "cuda_version": None,
         "cudnn_version": None,
+        **dict.fromkeys(NVML_STATE_KEYS),
     }
     if info["cuda_available"]:
         gpu = resolve_device(device if device is not None and torch.device(device).type == "cuda" else "cuda")
@@ -191,7 +200,41 @@ def hardware_info(device: str | torch.device | None = None) -> dict[str, Any]:
             cuda_version=torch.version.cuda,
             cudnn_version=torch.backends.cudnn.version(),
         )
+        info.update(nvml_state(gpu))
     return info
+
+
+NVML_STATE_KEYS = (
+    "gpu_sm_clock_mhz",
+    "gpu_mem_clock_mhz",
+    "gpu_sm_clock_max_mhz",
+    "gpu_power_limit_w",
+    "gpu_persistence_mode",
+)
+"""The `hardware_info` keys read through NVML (`nvml_state`)."""
+
+
+def nvml_state(device: str | torch.device) -> dict[str, Any]:
+    """`NVML_STATE_KEYS` of `device`'s GPU: current SM and memory clocks (MHz, ``nvmlDeviceGetClockInfo``), the
+    maximum SM clock (``nvmlDeviceGetMaxClockInfo``), the enforced power limit (W, ``nvmlDeviceGetEnforcedPowerLimit``
+    in mW) and persistence mode (``nvmlDeviceGetPersistenceMode``); each None where it cannot be read, all None when
+    NVML cannot open the device (`bench.energy.nvml_device`)."""
+    state: dict[str, Any] = dict.fromkeys(NVML_STATE_KEYS)
+    try:
+        with nvml_device(device) as (nvml, handle):
+            readers = {
+                "gpu_sm_clock_mhz": lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM),
+                "gpu_mem_clock_mhz": lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM),
+                "gpu_sm_clock_max_mhz": lambda: nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM),
+                "gpu_power_limit_w": lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1e3,
+                "gpu_persistence_mode": lambda: nvml.nvmlDeviceGetPersistenceMode(handle) == nvml.NVML_FEATURE_ENABLED,
+            }
+            for key, read in readers.items():
+                with contextlib.suppress(Exception):  # NVMLError_NotSupported (persistence mode off Linux...)
+                    state[key] = read()
+    except NvmlUnavailable:
+        pass
+    return state
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -242,12 +285,13 @@ def efficiency_sweep(
     model runs a different graph (SegFormer's fast path); ``gmacs_sliding`` when the
     model's ``meta.eval_crop`` is smaller than the resolution (per-crop cost x windows, with ``crop``, ``stride``,
     ``num_crops``); ``latency_median``, ``latency_p90``, ``latency_p99``, ``latency_iqr`` (ms), ``latency_cv``
-    (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB, with ``memory_kind``). Latency rows also carry
-    ``device_name``, ``threads``, ``noisy``, ``channels_last``, ``compiled``, ``dynamo_recompiles`` and
-    ``dynamo_eager_fallback`` (None when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and ``sdpa_backend``
-    (`bench.latency.LatencyStats`); ``device`` has its index (``"cuda:0"``). A (resolution, batch size, precision)
-    that runs out of memory (`bench.oom.is_out_of_memory`) gives one ``oom`` row (value 1, unit "flag") with the
-    same keys, the measured ones None, and a warning; the sweep goes on with the next configuration.
+    (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB, with ``memory_kind``); on CUDA with NVML (nvidia-ml-py)
+    also ``energy_per_image`` (J) and ``power_mean`` (W), with ``energy_source`` (`bench.energy`; left out where not
+    measured). Latency rows also carry ``device_name``, ``threads``, ``noisy``, ``channels_last``, ``compiled``,
+    ``dynamo_recompiles`` and ``dynamo_eager_fallback`` (None when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and
+    ``sdpa_backend`` (`bench.latency.LatencyStats`); ``device`` has its index (``"cuda:0"``). A (resolution, batch
+    size, precision) that runs out of memory (`bench.oom.is_out_of_memory`) gives one ``oom`` row (value 1, unit
+    "flag") with the same keys, the measured ones None, and a warning; the sweep goes on with the next configuration.
 
     Args:
         model: the network.
@@ -358,6 +402,7 @@ def _latency_rows(
             row("latency_cv", stats.cv, "ratio", **common),
             row("throughput", stats.images_per_s, "img/s", **common),
             row("peak_memory", stats.peak_memory_mib, "MiB", **common, memory_kind=stats.memory_kind),
+            *_energy_rows(row, stats, common),
         ]
     # Out of memory. Out of the except block, the traceback and the failed call's frames (its activations) are gone:
     # collect what they left in reference cycles, then give the cached blocks back for the next configuration.
@@ -375,6 +420,13 @@ def _latency_rows(
         stacklevel=3,
     )
     return [oom]
+
+
+def _energy_rows(row: Callable[..., dict[str, Any]], stats: LatencyStats, common: dict[str, Any]) -> list[dict]:
+    """``energy_per_image`` (J) and ``power_mean`` (W), with ``energy_source``, where they were measured (CUDA with
+    NVML); none otherwise."""
+    measured = (("energy_per_image", stats.energy_per_image_j, "J"), ("power_mean", stats.power_mean_w, "W"))
+    return [row(m, v, unit, **common, energy_source=stats.energy_source) for m, v, unit in measured if v is not None]
 
 
 _LATENCY_KEYS = (
@@ -396,6 +448,7 @@ device)."""
 __all__ = [
     "CITYSCAPES_SHORT_SIDES",
     "CONVENTIONS",
+    "NVML_STATE_KEYS",
     "PAPER_RULES",
     "PRECISIONS",
     "FlopCount",
@@ -410,6 +463,7 @@ __all__ = [
     "hardware_info",
     "measure_latency",
     "module_groups",
+    "nvml_state",
     "sdpa_flop_jit",
     "segformer_attention_macs",
     "sliding_window_flops",

@@ -9,7 +9,8 @@ threshold.
 `measure_latency` runs a model through that clock under ``torch.inference_mode()``, with optional autocast
 (fp16/bf16), ``channels_last`` and ``torch.compile``, and records what the number means: device (with its index),
 precision, input and batch size, thread count, peak memory, the TF32 settings (always off: fp32 means IEEE fp32), the
-SDPA kernel the model's attention ran, and for a compiled model Dynamo's recompilations and any fall-back to eager.
+SDPA kernel the model's attention ran, for a compiled model Dynamo's recompilations and any fall-back to eager, and on
+CUDA the energy per image and mean power of the GPU over the timed calls (`bench.energy`, through NVML).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from segbench.bench.clock import Clock
 from segbench.bench.config import autocast_dtype
+from segbench.bench.energy import EnergyMeter, EnergyWindow
 from segbench.bench.flops import _check_size
 from segbench.bench.regression import SPEED_METRIC
 
@@ -97,6 +99,14 @@ class LatencyStats(TimingStats):
             lower case, "+"-joined when calls differ: ``"flash_attention"``, ``"efficient_attention"``,
             ``"cudnn_attention"``, ``"math"``; on the CPU ``"flash_attention"`` is ATen's CPU flash kernel); None when
             the model calls no SDPA.
+        energy_per_image_j: CUDA with NVML (`bench.energy.EnergyMeter`): the GPU board's energy over the kept
+            attempt's timed calls (the window from before the first to after the last, synchronised, idle gaps between
+            calls included) divided by its images, ``iters * batch_size``; None on the CPU, without nvidia-ml-py, or
+            when NVML gave no reading (`energy_note` says why).
+        power_mean_w: that energy over the window's wall time (W); None alike.
+        energy_source: ``"nvml_total_energy"`` (the energy counter, Volta and newer) or ``"nvml_power_sampling"``
+            (power read every 20 ms and integrated); None alike.
+        energy_note: on CUDA, why there is no energy reading (one line); None when there is one, and on the CPU.
     """
 
     images_per_s: float = 0.0
@@ -115,6 +125,10 @@ class LatencyStats(TimingStats):
     tf32_matmul: bool = False
     tf32_cudnn: bool = False
     sdpa_backend: str | None = None
+    energy_per_image_j: float | None = None
+    power_mean_w: float | None = None
+    energy_source: str | None = None
+    energy_note: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -163,6 +177,7 @@ def time_callable(
     cv_threshold: float = 0.1,
     max_retries: int = 2,
     after_warmup: Callable[[], None] | None = None,
+    around_attempt: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> TimingStats:
     """Time `fn()`: `warmup` untimed calls, then `iters` timed calls, re-measured while the spread is high.
 
@@ -176,6 +191,9 @@ def time_callable(
         max_retries: re-measurements allowed after the first attempt.
         after_warmup: called once between the warm-up and the first timed call (e.g. to reset peak-memory stats, so
             that warm-up's autotuning and compilation workspaces are not counted).
+        around_attempt: a context manager each attempt's timed calls run in, made anew per attempt (entered once the
+            device was synchronised, left once the last call's end was waited for): e.g. an energy window
+            (`bench.energy.EnergyMeter.window`). The kept attempt is the first of the lowest CV in ``attempt_cvs``.
 
     Returns:
         Statistics of the attempt with the lowest CV; ``noisy`` is True if that CV is still above the threshold.
@@ -193,7 +211,8 @@ def time_callable(
     cvs: list[float] = []
     for _ in range(max_retries + 1):
         clock.synchronize()  # the first start mark comes after all the device's queued work, not before it
-        samples = [clock.time_ms(fn) for _ in range(iters)]
+        with around_attempt() if around_attempt is not None else contextlib.nullcontext():
+            samples = [clock.time_ms(fn) for _ in range(iters)]
         stats = summarize(samples)
         cvs.append(stats["cv"])
         if best is None or stats["cv"] < best[1]["cv"]:
@@ -468,7 +487,9 @@ def measure_latency(
     ``cudnn.benchmark`` is on. Before the warm-up, one untimed call names the SDPA kernel (`sdpa_backend`). With
     `compile`, Dynamo is reset and the model compiled for this one input size (`compile_static`), and recompilations or
     a fall-back to eager are recorded and warned about. On CUDA the peak-memory statistics are reset after the warm-up,
-    so that cudnn.benchmark trials and compilation or autotuning workspaces do not count.
+    so that cudnn.benchmark trials and compilation or autotuning workspaces do not count, and each attempt's timed calls
+    run in an energy window (`bench.energy.EnergyMeter`, through NVML when nvidia-ml-py is installed): the kept
+    attempt's energy per image and mean power are recorded (a window that NVML gave no reading for is warned about).
 
     Args:
         model: the network.
@@ -499,6 +520,14 @@ def measure_latency(
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     settings = _cudnn_benchmark(True) if cuda else contextlib.nullcontext()
     resident = 0  # CUDA: bytes allocated when the timed calls start
+    meter = EnergyMeter(device) if cuda else None
+    windows: list[EnergyWindow] = []  # one per attempt
+
+    @contextlib.contextmanager
+    def energy_window() -> Iterator[None]:
+        with meter.window() as window:
+            windows.append(window)
+            yield
 
     def on(module: Callable[..., Any], x: torch.Tensor) -> Callable[[], None]:
         def step() -> None:
@@ -520,7 +549,10 @@ def measure_latency(
             sdpa = sdpa_backend(on(model, x))
             runner = compile_static(model) if compile else model
             after_warmup = reset_peak if cuda else None
-            timing = time_callable(on(runner, x), warmup, iters, device, cv_threshold, max_retries, after_warmup)
+            timing = time_callable(
+                on(runner, x), warmup, iters, device, cv_threshold, max_retries, after_warmup,
+                around_attempt=energy_window if cuda else None,
+            )  # fmt: skip
             if cuda:
                 own = weight_bytes + x.numel() * x.element_size()
                 peak = model_peak_bytes(torch.cuda.max_memory_allocated(device), resident, own) / 2**20
@@ -529,7 +561,17 @@ def measure_latency(
                 peak, memory_kind = _peak_rss_mib(), "cpu_process_peak_rss"
     finally:
         model.train(was_training)
+        if meter is not None:
+            meter.close()
 
+    energy = _energy_fields(meter, windows, timing.attempt_cvs, iters * batch_size)
+    if meter is not None and meter.reason is None and energy["energy_note"]:  # NVML reads this GPU, yet no number
+        warnings.warn(
+            f"no energy reading at {input_size[0]}x{input_size[1]}, batch {batch_size}, {precision}: "
+            f"{energy['energy_note']}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     recompiles, fallback = _dynamo_outcome() if compile else (None, None)
     if recompiles or fallback:
         warnings.warn(
@@ -555,7 +597,22 @@ def measure_latency(
         dynamo_eager_fallback=fallback,
         sdpa_backend=sdpa,
         **numerics,
+        **energy,
     )
+
+
+def _energy_fields(meter: EnergyMeter | None, windows: list[EnergyWindow], cvs: list[float], images: int) -> dict:
+    """`LatencyStats`' energy fields from the window of the attempt `time_callable` kept (the first of the lowest CV in
+    `cvs`, one window per attempt): all None on the CPU (no `meter`); on CUDA a reading, or `energy_note` saying why
+    there is none."""
+    fields: dict[str, Any] = dict.fromkeys(("energy_per_image_j", "power_mean_w", "energy_source", "energy_note"))
+    if meter is None:
+        return fields
+    kept = windows[cvs.index(min(cvs))]
+    if kept.reading is None:
+        return {**fields, "energy_note": kept.reason}
+    return {**fields, "energy_per_image_j": kept.reading.per_item(images), "power_mean_w": kept.reading.power_w,
+            "energy_source": kept.reading.source}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -122,9 +122,10 @@ def dataset_key(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
-DEPLOY_BACKENDS: tuple[str, ...] = ("eager", "fast", "compile", "onnxruntime", "tensorrt")
+DEPLOY_BACKENDS: tuple[str, ...] = ("eager", "fast", "compile", "cudagraphs", "onnxruntime", "tensorrt")
 """Deployment backends (`bench.deploy.backends` registers one of each): the model as written, SegFormer's fast path,
-`torch.compile`, ONNX Runtime (CPU, CUDA and TensorRT execution providers) and TensorRT."""
+`torch.compile`, the model captured as one CUDA graph, ONNX Runtime (CPU, CUDA and TensorRT execution providers) and
+TensorRT."""
 
 DEPLOY_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 """Deployment precisions: autocast's (fp32, bf16, fp16) plus int8 (static quantisation of an exported graph)."""

@@ -12,6 +12,10 @@ The checks, in order (`--only` takes these names):
                events; a perf_counter negative control (about 0: the host clock sees only the launch)
   latency      `measure_latency`, SegFormer-B0 at 512x1024, fp32/fp16/bf16 x channels-last: the peak memory is the
                same for "cuda" and "cuda:N"; compiled vs eager with Dynamo's recompile count and graph counters
+  energy       NVML (nvidia-ml-py): the efficiency rows' energy per image (J) and mean power (W) for B0 fp16 at
+               512x1024, consistent with its latency; `hardware_info`'s clocks, power limit and persistence mode
+  cudagraphs   the cudagraphs deploy backend: the demo SegFormer-B0 captured at 128x256 agrees with eager fp32
+               (`check_deployment`, fp32 and fp16), refuses another shape, and its replay is timed against eager
   accuracy     demo models on synthetic scenes, fp32 and fp16, whole and slide, 2 workers: GPU confusion matrices
                equal a CPU run in fp32, and CUDA's sync debug mode finds no host sync in the per-batch calls
   faults       a NaN model fails only its own cells with the deferred message; an allocation far beyond the device
@@ -70,6 +74,7 @@ CARRY = """\
 #   with a registry there:  pip install -e ".[test]"
 #   without one: runs need two pure-Python wheels that such an image lacks. Here, with the registry:
 #     python -m pip download --no-deps --only-binary=:all: -d wheels imagecorruptions-imaug cityscapesScripts
+#   and for the energy check's NVML rows (energy, power, clocks) the same with nvidia-ml-py;
 #   carry wheels/ with the tree (an untracked folder travels with a copy of the working tree), and there:
 #     python -m pip install --no-index --no-deps --target /tmp/site wheels/*.whl && export PYTHONPATH=/tmp/site
 #     python benchmarks/gpu_check.py --device cuda --json gpu_check.json
@@ -81,6 +86,9 @@ try:
     from segbench.bench.clock import Clock  # noqa: E402
     from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores  # noqa: E402
     from segbench.bench.data import CityscapesDataset  # noqa: E402
+    from segbench.bench.deploy import ArtifactCache, check_deployment, reference_logits  # noqa: E402
+    from segbench.bench.deploy.backends import AutocastModule  # noqa: E402
+    from segbench.bench.efficiency import NVML_STATE_KEYS, efficiency_sweep, hardware_info  # noqa: E402
     from segbench.bench.inference import normalize, predict  # noqa: E402
     from segbench.bench.latency import (  # noqa: E402
         calibrated_latency,
@@ -555,6 +563,107 @@ def check_latency(ctx: Context) -> Iterator[Row]:
     )
 
 
+def check_energy(ctx: Context) -> Iterator[Row]:
+    """NVML through segbench: `efficiency_sweep`'s ``energy_per_image`` (J) and ``power_mean`` (W) rows for B0 fp16 at
+    512x1024 (200 timed calls: a window of about a second, well over NVML's 20-100 ms updates), which must agree with
+    the latency (energy per image ~ power x time per image); `hardware_info`'s clocks, power limit and persistence
+    mode. On the CPU: no energy rows and the NVML keys present."""
+    if not ctx.cuda:
+        rows = efficiency_sweep(_seeded("segformer-tiny"), [(64, 128)], conventions=(), warmup=1, iters=3,
+                                max_retries=0)  # fmt: skip
+        metrics = {r["metric"] for r in rows}
+        keys = set(NVML_STATE_KEYS) <= hardware_info("cpu").keys()
+        ok = "latency_median" in metrics and not metrics & {"energy_per_image", "power_mean"} and keys
+        yield judged(ok, "cpu: no energy rows", f"{len(rows)} rows", f"NVML keys in hardware_info: {keys}")
+        yield from needs_cuda("energy per image (NVML)", "GPU clocks and power limit")
+        return
+    if importlib.util.find_spec("pynvml") is None:
+        for name in ("energy per image (NVML)", "GPU clocks and power limit"):
+            yield Row(name, SKIP, "", "nvidia-ml-py (pynvml) not installed: see the carry note")
+        return
+    size, calls = (512, 1024), 200
+    rows = efficiency_sweep(_seeded("segformer-b0"), [size], device=str(ctx.device), precision="fp16",
+                            conventions=(), warmup=5, iters=calls, max_retries=0)  # fmt: skip
+    by = {r["metric"]: r for r in rows}
+    energy, power, median = (by.get(m, {}).get("value") for m in ("energy_per_image", "power_mean", "latency_median"))
+    info = hardware_info(ctx.device)
+    limit = info["gpu_power_limit_w"]
+    if energy is None or power is None:
+        yield Row("energy per image (NVML)", FAIL, "no energy rows", f"metrics: {', '.join(by)}")
+    else:
+        ratio = energy / (power * median / 1e3)  # >= 1: the window also holds the host's gaps between calls
+        ok = energy > 0 and 10 <= power <= 1.5 * (limit or 2000) and 0.9 <= ratio <= 3
+        yield judged(
+            ok,
+            "energy per image (NVML)",
+            f"{energy:.4f} J/img, {power:.0f} W",
+            f"{by['energy_per_image']['energy_source']}; B0 fp16 {size[0]}x{size[1]}, {calls} calls of {median:.2f} "
+            f"ms; J/img / (W x median) = {ratio:.2f} (bound 0.9-3); power limit {limit} W",
+        )
+    clocks = {k: info[k] for k in NVML_STATE_KEYS}
+    ok = all(isinstance(clocks[k], int) and clocks[k] > 0 for k in ("gpu_sm_clock_mhz", "gpu_sm_clock_max_mhz"))
+    yield judged(
+        ok and (limit or 0) > 0,
+        "GPU clocks and power limit",
+        f"SM {clocks['gpu_sm_clock_mhz']} of {clocks['gpu_sm_clock_max_mhz']} MHz, limit {limit} W",
+        ", ".join(f"{k}={v}" for k, v in clocks.items()) + " (read just after the measurement)",
+    )
+
+
+def check_cudagraphs(ctx: Context) -> Iterator[Row]:
+    """The cudagraphs deploy backend, through `check_deployment`: the demo SegFormer-B0 (trained on synthetic scenes:
+    few pixels near a tie) captured at 128x256 agrees with eager fp32 at fp32 and fp16, refuses another input shape,
+    and its replay is timed against eager (a launch-bound size, where graphs help). On the CPU: unavailable, one
+    line."""
+    if not ctx.cuda:
+        cell = check_deployment("cudagraphs", _seeded("segformer-tiny"), [torch.randn(1, 3, 64, 128)], device="cpu")
+        ok = cell.status == "unavailable" and "CUDA" in cell.reason and "\n" not in cell.reason
+        yield judged(ok, "cpu: unavailable in one line", cell.status, cell.reason)
+        yield from needs_cuda("cudagraphs fp32 vs eager", "cudagraphs fp16 vs eager", "replay vs eager latency")
+        return
+    name, size = "segformer-b0", (128, 256)
+    model = _seeded(name, weights=DEMO.weights[name]).to(ctx.device)
+    dataset = CityscapesDataset(ctx.scenes(4, size))
+    images = [normalize(dataset[i]["image"][None].to(ctx.device), model.meta.mean, model.meta.std) for i in range(2)]
+    references = reference_logits(model, images, ctx.device)
+    cache = ArtifactCache(ctx.tmp / "deploy")
+    graphed = None
+    for precision in ("fp32", "fp16"):
+        cell = check_deployment("cudagraphs", model, images, precision, cache, device=ctx.device,
+                                references=references)  # fmt: skip
+        if cell.built is None:
+            yield Row(f"cudagraphs {precision} vs eager", FAIL, cell.status, cell.reason)
+            continue
+        with torch.inference_mode(), exact_fp32():  # eager at the same precision, TF32 off as in the graph
+            same = AutocastModule(model, precision, "cuda")(images[0]).float()
+            gap = (cell.built(images[0]) - same).abs().max().item()
+        yield judged(
+            cell.status == "agrees",
+            f"cudagraphs {precision} vs eager",
+            f"argmax {cell.agreement.argmax_agreement:.2f}%, rel {cell.agreement.max_rel:.1e}",
+            f"{cell.agreement.line()}; vs eager {precision} max|d| {gap:.2e}; build {cell.built.build_s:.2f} s; "
+            f"{cell.built.detail}",
+        )
+        graphed = cell.built if precision == "fp16" else graphed
+    if graphed is None:
+        return
+    try:
+        graphed(images[0][..., : size[1] // 2])
+        refused = "no error"
+    except ValueError as exc:
+        refused = one_line(exc)
+    args = {"device": str(ctx.device), "warmup": 5, "iters": 50, "max_retries": 1}
+    eager = measure_latency(model, size, precision="fp16", **args)
+    replay = measure_latency(graphed.module, size, **args)  # fp16 inside the graph
+    ok = replay.median_ms <= 1.25 * eager.median_ms and refused.startswith("ValueError: cudagraphs:")
+    yield judged(
+        ok,
+        "replay vs eager latency",
+        f"{eager.median_ms:.2f} -> {replay.median_ms:.2f} ms ({eager.median_ms / replay.median_ms:.2f}x)",
+        f"B0 fp16 {size[0]}x{size[1]}, batch 1, median of 50; another shape: {refused}",
+    )
+
+
 class SyncWatch:
     """Host syncs that CUDA's sync debug mode reports inside some functions, by function and call number.
 
@@ -999,6 +1108,8 @@ CHECKS = (
     Check("environment", check_environment, 10),
     Check("clock", check_clock, 15),
     Check("latency", check_latency, 120),  # 12 eager measurements and one cold torch.compile of B0
+    Check("energy", check_energy, 15),
+    Check("cudagraphs", check_cudagraphs, 20),
     Check("accuracy", check_accuracy, 50),
     Check("faults", check_faults, 25),
     Check("numerics", check_numerics, 30, cuda_only=True),

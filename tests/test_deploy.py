@@ -227,7 +227,7 @@ def _one_line(e: pytest.ExceptionInfo) -> str:
 
 
 def test_unavailable_backends_and_precisions_are_one_line(monkeypatch, demo_models, images):
-    assert list_backends() == ["compile", "eager", "fast", "onnxruntime", "tensorrt"]
+    assert list_backends() == ["compile", "cudagraphs", "eager", "fast", "onnxruntime", "tensorrt"]
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # not installed, wherever this runs
     with pytest.raises(BackendUnavailable) as e:
         get_backend("tensorrt").check("cpu", "fp32")
@@ -403,3 +403,19 @@ def test_reference_logits_are_eager_fp32(demo_models, images, references):
     model = demo_models["deeplabv3plus-mobilenetv2"]
     with torch.inference_mode():
         assert torch.equal(references["deeplabv3plus-mobilenetv2"][1], model(images[1]))
+
+
+def test_cudagraphs_is_unavailable_off_a_gpu_in_one_line_naming_cuda(demo_models, images):
+    from segbench.bench.deploy.grid import grid_cells
+
+    model = demo_models["segformer-b0"]
+    for precision in ("fp32", "bf16"):
+        cell = check_deployment("cudagraphs", model, images, precision)
+        assert (cell.status, cell.built, cell.agreement) == ("unavailable", None, None)
+        assert cell.reason == "cudagraphs: CUDA graphs need a CUDA GPU (device is cpu)"
+    with pytest.raises(BackendUnavailable) as e:
+        get_backend("cudagraphs").check("cpu", "int8")  # what the machine lacks is said before what is never offered
+    assert _one_line(e).startswith("cudagraphs: CUDA graphs need a CUDA GPU")
+    cells = grid_cells(["m"], ("cudagraphs",), ("fp32", "bf16", "fp16", "int8"))
+    assert cells == [("m", "eager", "fp32"), ("m", "cudagraphs", "fp32"), ("m", "cudagraphs", "bf16"),
+                     ("m", "cudagraphs", "fp16")]  # fmt: skip

@@ -11,6 +11,7 @@ backend     what runs                                           precisions
 eager       the model as given                                  fp32; bf16 (autocast, CPU or GPU); fp16 (GPU)
 fast        SegFormer's folded-decoder fast path (a copy)       as eager; SegFormer models only
 compile     ``torch.compile``, static shapes, compiled at build   as eager; a C++ compiler (CPU) or triton (GPU)
+cudagraphs  the model captured as one CUDA graph (static shape)   fp32; bf16; fp16 (autocast in the graph); GPU only
 onnxruntime segbench's ONNX export in ONNX Runtime: the CPU         fp32; int8 (static QDQ, calibrated); fp16 (GPU)
             provider, the CUDA and TensorRT providers if present
 tensorrt    a TensorRT engine built from the ONNX export (GPU)  fp32; fp16; int8 (from the QDQ graph)
@@ -469,7 +470,114 @@ class TensorRTBackend(Backend):
         return request.built(self.name, module, False, engine, graph=str(graph.path), versions=versions)
 
 
-for _backend in (EagerBackend(), FastBackend(), CompileBackend(), OnnxRuntimeBackend(), TensorRTBackend()):
+# --------------------------------------------------------------------------------------------------------------------
+# CUDA graphs
+# --------------------------------------------------------------------------------------------------------------------
+
+
+CUDA_GRAPH_WARMUP = 3
+"""Calls before a CUDA graph is captured (PyTorch's whole-network recipe uses 3)."""
+
+
+class CudaGraphModule(nn.Module):
+    """A model captured once as a CUDA graph for one input shape, then replayed for every call.
+
+    The capture follows PyTorch's whole-network recipe: a static input buffer of the shape; `warmup` calls on a side
+    stream (lazy initialisation, cuDNN autotuning, cuBLAS workspaces, the allocator's blocks), then one call captured on
+    that same stream into the graph's private memory pool. Both run under ``torch.inference_mode()``, IEEE fp32
+    (`strict_fp32`: the kernels, TF32 or not, are fixed at capture) and ``cudnn.benchmark`` on, as `measure_latency`
+    times the other variants; bf16/fp16 run under ``torch.autocast`` with its cast cache off (cached weight casts
+    would be freed when autocast exits while the graph still reads them; the casts are then part of the graph).
+
+    A call copies `x` into the static input, replays the graph on the current stream and returns a copy of the static
+    output on x's device (the next replay overwrites it). The graph reads the tensors it read at capture: the model's
+    weights are held here (`captured`), so that moving or casting the model afterwards neither frees them nor changes
+    what the graph computes (weights copied into those same tensors, as ``load_state_dict`` does, are seen).
+
+    Args:
+        model: the network, on `device`, in eval mode.
+        shape: the one input shape (N, C, H, W) the graph runs.
+        precision: "fp32", "bf16" or "fp16".
+        device: the CUDA device, with its index.
+        warmup: calls before the capture.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        shape: Sequence[int],
+        precision: str,
+        device: torch.device,
+        warmup: int = CUDA_GRAPH_WARMUP,
+    ) -> None:
+        from segbench.bench.latency import _cudnn_benchmark, strict_fp32
+
+        super().__init__()
+        self.model = model
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = autocast_dtype(precision)
+        if hasattr(model, "meta"):
+            self.meta = model.meta
+        self.captured = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        # Plain attributes, not buffers: `.to()` of this module must not swap in new tensors the graph does not read.
+        self.static_input = torch.randn(self.shape, generator=torch.Generator().manual_seed(0)).to(device)
+        self.graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.Stream(device)
+        with torch.cuda.device(device), torch.inference_mode(), strict_fp32(), _cudnn_benchmark(True):
+            stream.wait_stream(torch.cuda.current_stream(device))  # the input and weights are ready on the side stream
+            with torch.cuda.stream(stream):
+                for _ in range(warmup):
+                    self._run(self.static_input)
+            torch.cuda.current_stream(device).wait_stream(stream)
+            with torch.cuda.graph(self.graph, stream=stream):
+                self.static_output = self._run(self.static_input)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dtype is None:
+            return self.model(x)
+        with torch.autocast("cuda", dtype=self.dtype, cache_enabled=False):
+            return self.model(x).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape) != self.shape:
+            raise ValueError(
+                f"cudagraphs: the graph was captured for inputs of shape {self.shape}, got {tuple(x.shape)} "
+                "(static shapes: build one per input shape)"
+            )
+        with torch.no_grad():
+            self.static_input.copy_(x)
+            self.graph.replay()
+            return self.static_output.to(x.device, copy=True)
+
+
+class CudaGraphsBackend(EagerBackend):
+    """The model captured as one CUDA graph (`CudaGraphModule`) at the example shape, replayed per call: the same
+    kernels as eager without the per-kernel launch cost; static shapes, NVIDIA GPUs only."""
+
+    name = "cudagraphs"
+
+    def _requirements(self, device: torch.device) -> None:
+        if device.type != "cuda":
+            raise BackendUnavailable(f"cudagraphs: CUDA graphs need a CUDA GPU (device is {device})")
+
+    def _build(self, model: nn.Module, request: DeployRequest) -> Built:
+        if request.dynamic:
+            raise BackendUnavailable(
+                "cudagraphs: static shapes only (one graph per input shape); build without dynamic"
+            )
+        eager = super()._build(model, request)  # the model on the device, and the autocast facts
+        module = CudaGraphModule(eager.module.model, request.shape, request.precision, request.device)
+        return request.built(self.name, module, False, **eager.detail, cuda_graph=True, warmup_calls=CUDA_GRAPH_WARMUP)
+
+
+for _backend in (
+    EagerBackend(),
+    FastBackend(),
+    CompileBackend(),
+    CudaGraphsBackend(),
+    OnnxRuntimeBackend(),
+    TensorRTBackend(),
+):
     register_backend(_backend)
 
 
@@ -553,6 +661,7 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "Built",
+    "CudaGraphModule",
     "DeployRequest",
     "DeploymentCheck",
     "check_deployment",
