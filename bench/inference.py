@@ -134,6 +134,13 @@ def _single(model: nn.Module, x: torch.Tensor, spec: InferenceSpec, check_finite
     return _slide(model, x, None, spec, check_finite)
 
 
+def model_logits(model: nn.Module, x: torch.Tensor, spec: InferenceSpec, check_finite: bool = False) -> torch.Tensor:
+    """`predict`'s model step on a normalised batch (`spec` resolved, no flip): whole, the model's own float32 logits
+    at its output size, for `resize_argmax`; slide, the windows' logits stitched at the input size."""
+    slide = spec.mode == "slide"
+    return _slide(model, x, None, spec, check_finite) if slide else _forward(model, x, None, spec, check_finite)
+
+
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module, images: torch.Tensor, spec: InferenceSpec, check_finite: bool = False

@@ -53,7 +53,7 @@ from segbench.bench.oom import is_out_of_memory
 from segbench.bench.results import SEVERITIES, Condition, RunStore
 from segbench.bench.results import conditions as expand_conditions
 from segbench.bench.run.accuracy import accuracy_cells, oom_message
-from segbench.bench.run.efficiency_cells import EfficiencyFn, efficiency_cell, efficiency_probe
+from segbench.bench.run.efficiency_cells import EfficiencyFn, efficiency_cell, efficiency_probe, sample_image
 from segbench.bench.run.manifest import describe_models, manifest, now, prepare, resolve_run_dir, run_environment
 from segbench.bench.run.outcome import CellError, RunFailed, RunResult, cell_warnings
 from segbench.bench.run.plan import Cell, Schedule, group_label, plan_cells
@@ -133,7 +133,10 @@ class _Run:
         for precision in dict.fromkeys((config.precision, *probe_precisions)):
             check_precision_supported(precision, ctx.device)  # before any model is built: one line, not a traceback
         if efficiency is not None and not callable(efficiency):
-            efficiency = efficiency_probe(efficiency, ctx.device, config.suite, config.channels_last, config.compile)
+            efficiency = efficiency_probe(
+                efficiency, ctx.device, config.suite, config.channels_last, config.compile,
+                precision=config.precision, sample=sample_image(efficiency, config),
+            )  # fmt: skip
         self.efficiency, self.on_cell_finished, self.ctx = efficiency, on_cell_finished, ctx
         self.spec = dataclasses.replace(config.inference_spec(inference), device=str(ctx.device))
         self.cells = plan_cells(config.models, self.conds, efficiency is not None, config.only)

@@ -39,6 +39,11 @@ class EfficiencySpec:
 
     `resolutions` are (H, W); `conventions` name the FLOP counters ("fvcore": fvcore with attention counted;
     "paper": mmcv's rules plus the SegFormer authors' hand-counted attention).
+
+    `end_to_end` adds the latency of the whole path, PNG on disk to labels on the host, per stage (decode,
+    preprocess, model, postprocess; `bench.end_to_end`), on the first image of the run's split at its own size, whole
+    image and (when the model's eval crop is smaller) sliding window, at the run's precision: model-only latency
+    against end-to-end. A run that reads no Cityscapes images has none to time, and no such rows.
     """
 
     resolutions: tuple[tuple[int, int], ...] = ((1024, 2048),)
@@ -51,6 +56,7 @@ class EfficiencySpec:
     cv_threshold: float = 0.1
     max_retries: int = 2
     calibrated: bool = False  # also time the model against a calibration workload (regression tracking)
+    end_to_end: bool = False  # also time decode + preprocess + model + postprocess on the first image of the split
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,8 @@ def test_backends_and_precisions_narrow_the_grid(tmp_path, cache):
 def test_cli_names_the_bad_backend_in_one_line(tmp_path, capsys):
     assert cli(["--suite", "deploy", "--backends", "onnx", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: --backends: 'onnx' is not a backend; choose from eager, fast, compile, onnxruntime, tensorrt"
+    choices = "eager, fast, compile, cudagraphs, onnxruntime, tensorrt"
+    assert err == f"error: --backends: 'onnx' is not a backend; choose from {choices}"
 
 
 def test_the_deploy_suite_is_registered():
@@ -149,3 +150,22 @@ def test_random_weights_are_refused_before_any_grid_cell_is_built(tmp_path, cach
         run_suite(TINY, config)
     assert not (tmp_path / "refused").exists()
     assert not list((tmp_path / "cache").rglob("*.onnx"))  # nothing exported for a model the run refuses
+
+
+def test_each_variant_is_timed_end_to_end_beside_the_model_alone(tmp_path, cache):
+    from dataclasses import replace
+
+    from segbench.bench.end_to_end import STAGES
+
+    suite = replace(TINY, efficiency=replace(TINY.efficiency, end_to_end=True))
+    config = RunConfig(
+        models=("segformer-tiny",), allow_random_weights=True, out_dir=str(tmp_path), run_id="e2e",
+        backends="onnxruntime", deploy_precisions="fp32", quiet=True,
+    )  # fmt: skip
+    frame = RunFolder(run_suite(suite, config).run_dir).frame()
+    e2e = frame[frame["metric"] == "latency_e2e_median"].set_index("model")
+    assert set(e2e.index) == {"segformer-tiny@eager-fp32", "segformer-tiny@onnxruntime-fp32"}
+    assert e2e.loc["segformer-tiny@onnxruntime-fp32", "backend"] == "onnxruntime"
+    assert set(e2e["inference"]) == {"whole"} and set(e2e["resolution"]) == {"64x128"}  # the scenes' own size
+    stages = frame[frame["metric"] == "latency_stage"]
+    assert sorted(stages["stage"]) == sorted(STAGES * 2)

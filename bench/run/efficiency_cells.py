@@ -1,4 +1,5 @@
-"""Efficiency cells: a suite's cost probe (parameters, FLOPs, latency, memory) run once per model, on rank 0.
+"""Efficiency cells: a suite's cost probe (parameters, FLOPs, latency, memory, end to end) run once per model, on
+rank 0.
 
 The probe measures on the rank's own device (the one its models are loaded on) and leaves every model where it found
 it, so that the accuracy cells after it find their model on their device.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,18 +23,33 @@ EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
 
 
 def efficiency_probe(
-    spec: Any, device: str | torch.device = "cpu", suite: str = "", channels_last: bool = False, compile: bool = False
+    spec: Any,
+    device: str | torch.device = "cpu",
+    suite: str = "",
+    channels_last: bool = False,
+    compile: bool = False,
+    *,
+    precision: str = "fp32",
+    sample: Path | None = None,
 ) -> EfficiencyFn:
     """An `EfficiencyFn` for a suite's `bench.spec.EfficiencySpec`: `bench.efficiency.efficiency_sweep`, plus
-    `bench.latency.calibrated_latency` rows at each resolution when `spec.calibrated` (regression tracking).
+    `bench.latency.calibrated_latency` rows at each resolution when `spec.calibrated` (regression tracking), plus
+    `bench.end_to_end.end_to_end_rows` on `sample` when `spec.end_to_end` (and `spec.latency`) and a sample is given.
+
+    A deployment variant (a model with a `deployment`) runs its own backend and precision: every row that has a
+    precision says the variant's, and every row names its backend.
 
     Args:
         spec: the suite's efficiency spec.
         device: where latency is measured: the rank's device, the one the run's models are on.
         suite: suite name for the rows.
-        channels_last, compile: the run's settings, passed to the sweep's timer.
+        channels_last, compile: the run's settings, passed to the sweep's timer (end-to-end: channels_last only; the
+            model is called as the probe gets it, not compiled).
+        precision: the run's precision, which end-to-end latency runs at (as the accuracy cells predict).
+        sample: the image end-to-end latency is timed on (`sample_image`); None: no end-to-end rows.
     """
     from segbench.bench.efficiency import efficiency_sweep
+    from segbench.bench.end_to_end import end_to_end_rows
     from segbench.bench.latency import calibrated_latency, restored
 
     def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
@@ -41,6 +58,11 @@ def efficiency_probe(
             if spec.calibrated:
                 for size in spec.resolutions:
                     rows += calibrated_latency(model, size, device, spec.warmup, spec.iters, name, suite)
+            if getattr(spec, "end_to_end", False) and spec.latency and sample is not None:
+                rows += end_to_end_rows(
+                    model, sample, model_name=name, suite=suite, device=device, precision=precision,
+                    channels_last=channels_last, warmup=spec.warmup, iters=spec.iters,
+                )  # fmt: skip
         deployed = getattr(model, "deployment", None)  # a deployment variant runs its own precision and backend
         if deployed is not None:
             rows = [{**r, "backend": deployed.backend, "precision": deployed.precision if r.get("precision") else None}
@@ -67,6 +89,17 @@ def efficiency_probe(
         )
 
     return probe
+
+
+def sample_image(spec: Any, config: RunConfig) -> Path | None:
+    """The image a probe times end to end: the first Cityscapes image of the run's split (`bench.data.find_samples`
+    order), when `spec` asks for end-to-end latency and the run has a Cityscapes root (a synthetic suite's too).
+    None otherwise: an efficiency-only run given no data, a suite that reads none."""
+    if spec is None or not getattr(spec, "end_to_end", False) or config.data_root is None:
+        return None
+    from segbench.bench.data import find_samples
+
+    return find_samples(config.data_root, config.split, max_images=1)[0].image
 
 
 def efficiency_cell(cell: Cell, model: nn.Module, config: RunConfig, efficiency: EfficiencyFn) -> dict[str, Any]:
