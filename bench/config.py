@@ -385,7 +385,8 @@ class RunConfig:
         seed: base seed of the corruptions and of random initialisation.
         allow_random_weights: run models without a checkpoint (tests, smoke runs) instead of refusing.
         inference: the inference protocol; None uses the caller's (suite's) spec or `InferenceSpec()`.
-        fast: build SegFormer models with their folded-decoder fast path (same function up to rounding).
+        fast: build SegFormer models with their fast path (`SegFormer.fast_path`: folded decoder, banded CPU blocks; the
+            same function up to rounding).
         channels_last: NHWC input to the model.
         compile: run accuracy cells through `torch.compile(model)` and time latency compiled (the first batch of
             each input size compiles: about 40 s for SegFormer-B0 on 2 CPU cores).

@@ -152,12 +152,88 @@ class MiTStage(nn.Module):
         self.blocks = nn.ModuleList(MiTBlock(dim, num_heads, sr_ratio, mlp_ratio, eps, aux_eps) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, banded: bool = False) -> torch.Tensor:
+        """The stage's map (B, C, H, W): contiguous NCHW, or with `banded` (the fast path: blocks in bands, see
+        `banded_block`; inference only) the NHWC view of the tokens, which the next stage and the folded decoder's
+        convs take without converting."""
         x, h, w = self.patch_embed(x)
+        if banded:
+            x = x.contiguous()  # the blocks update their own copy of the tokens in place
+            for block in self.blocks:
+                x = banded_block(block, x, h, w)
+            return _tokens_as_map(self.norm(x), h, w)
         for block in self.blocks:
             x = block(x, h, w)
         x = self.norm(x)
         return x.transpose(1, 2).reshape(x.shape[0], -1, h, w)  # B, N, C -> B, C, H, W
+
+
+BAND_BYTES = 16 * 2**20
+"""The fast path's band size: rows of a block are processed so that a band's Mix-FFN hidden map (fp32) stays under
+this many bytes. Below glibc's largest mmap threshold (32 MiB) such buffers come from the heap and are reused from
+band to band and from image to image, instead of fresh pages the kernel must zero for every image; and a band stays
+in the last-level cache between the Mix-FFN's four operations."""
+
+
+def _band_rows(batch: int, width: int, hidden: int, element: int, band_bytes: int) -> int:
+    return max(1, band_bytes // max(1, batch * width * hidden * element))
+
+
+def banded_block(block: MiTBlock, x: torch.Tensor, h: int, w: int, band_bytes: int = BAND_BYTES) -> torch.Tensor:
+    """`block(x, h, w)` computed in bands of rows, updating `x` in place (inference only; `x` must be the caller's own
+    contiguous (B, N, C) tokens). The same function as `MiTBlock.forward` up to float rounding:
+
+    - keys and values: the reduction conv (kernel = stride = sr) runs over bands whose row counts are multiples of sr,
+      which is the whole-map conv cut at window boundaries; they are concatenated and normalised as a whole;
+    - attention: each band's queries against all keys, its residual added to its rows right away (a band reads only
+      its own rows);
+    - Mix-FFN: each band's 3x3 depthwise conv reads one row above and below, so fc1 runs on the band plus that halo,
+      and the band's output is added to `x` only after the next band has read its halo from the rows before the add.
+
+    No tensor of the block's full size is allocated besides the keys and values (1/sr^2 of the tokens).
+    """
+    attn, mlp = block.attn, block.mlp
+    b, n, c = x.shape
+    heads, hidden = attn.num_heads, mlp.fc1.out_features
+    rows = _band_rows(b, w, hidden, x.element_size(), band_bytes)
+
+    def tokens(r0: int, r1: int) -> torch.Tensor:
+        return x[:, r0 * w : r1 * w]
+
+    # keys and values
+    if attn.sr_ratio > 1:
+        r = attn.sr_ratio
+        usable, step = (h // r) * r, max(r, rows // r * r)
+        parts = []
+        for r0 in range(0, usable, step):
+            r1 = min(r0 + step, usable)
+            t = block.norm1(tokens(r0, r1)).reshape(b, r1 - r0, w, c).permute(0, 3, 1, 2)  # NHWC in memory
+            parts.append(attn.sr(t).flatten(2).transpose(1, 2))
+        reduced = attn.sr_norm(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+    else:
+        reduced = block.norm1(x)
+    kv = attn.kv(reduced).reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+    # attention, band by band
+    for r0 in range(0, h, rows):
+        r1 = min(r0 + rows, h)
+        band = tokens(r0, r1)
+        q = attn.q(block.norm1(band)).reshape(b, -1, heads, c // heads).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1]).transpose(1, 2).reshape(b, -1, c)
+        band += attn.proj(out)
+    # Mix-FFN, band by band, each band's result added once the next band has read its halo
+    pending: tuple[torch.Tensor, torch.Tensor] | None = None
+    for r0 in range(0, h, rows):
+        r1 = min(r0 + rows, h)
+        lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
+        hid = mlp.fc1(block.norm2(tokens(lo, hi))).reshape(b, hi - lo, w, hidden).permute(0, 3, 1, 2)
+        conv = mlp.dwconv(hid)[:, :, r0 - lo : r0 - lo + (r1 - r0)]  # rows next to a band edge saw zero padding
+        result = mlp.fc2(mlp.act(conv.permute(0, 2, 3, 1).reshape(b, -1, hidden)))
+        if pending is not None:
+            pending[0].add_(pending[1])
+        pending = (tokens(r0, r1), result)
+    if pending is not None:
+        pending[0].add_(pending[1])
+    return x
 
 
 @dataclass(frozen=True)
@@ -190,13 +266,16 @@ class MixTransformer(nn.Module):
         self.out_channels = list(cfg.embed_dims)
         self.strides = [math.prod(cfg.strides[: i + 1]) for i in range(4)]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, banded: bool = False) -> list[torch.Tensor]:
+        """The four maps; `banded`: the fast path's blocks in bands of rows (`banded_block`), taken on the CPU without
+        autograd only (the bands update tokens in place)."""
         h, w = x.shape[2:]
         if min(h, w) < MIN_INPUT_SIZE:
             raise ValueError(f"input {h}x{w} is too small for MiT: both sides must be at least {MIN_INPUT_SIZE} px")
+        banded = banded and x.device.type == "cpu" and not torch.is_grad_enabled()
         features = []
         for stage in self.stages:
-            x = stage(x)
+            x = stage(x, banded)
             features.append(x)
         return features
 
@@ -337,14 +416,51 @@ class FoldedMLPDecoder(nn.Module):
         return head.to(self.classifier.weight.device).eval()
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        size = features[0].shape[2:]
+        size = tuple(features[0].shape[2:])
+        # On the CPU at inference, the quarter-resolution maps (B0 at 1024x2048: 128 MiB each) go into buffers the
+        # decoder keeps: a fresh one per image would be pages the kernel zeroes first (an upsampling then takes 66 ms
+        # instead of 14 ms on the 2-core machine this was written on).
+        reuse = features[0].device.type == "cpu" and not torch.is_grad_enabled()
         out = None
         for i, feat in enumerate(features):
             if self.mmseg:
                 feat = F.relu(self.branch_pre[i](feat))
-            y = _resize(self.branch[i](feat), size)  # a fresh tensor (the same-size resize returns the conv's output)
-            out = y if out is None else out.add_(y)
+            if out is None and reuse and tuple(feat.shape[2:]) == size:
+                out = self._conv1x1_into(self.branch[i], feat)
+                continue
+            y = self.branch[i](feat)
+            if out is None:
+                out = _resize(y, size)  # a fresh tensor (the same-size resize returns the conv's output)
+            elif tuple(y.shape[2:]) == size:
+                out.add_(y)
+            elif reuse:
+                scratch = self._buffer("upsampled", (y.shape[0], y.shape[1], *size), y)
+                out.add_(torch.ops.aten.upsample_bilinear2d.out(y, list(size), False, None, None, out=scratch))
+            else:
+                out.add_(_resize(y, size))
         return self.classifier(out.relu_()).contiguous()  # NCHW logits, as the other decoders give
+
+    def _buffer(self, tag: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """The decoder's NHWC buffer `tag` of `shape`, `like`'s dtype and device, made again only when those change.
+        Not thread-safe: one model, one caller at a time (as every inference loop here)."""
+        buffers: dict[str, torch.Tensor] = self.__dict__.setdefault("_buffers_kept", {})  # not module state
+        buf = buffers.get(tag)
+        if buf is None or tuple(buf.shape) != shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
+            buffers[tag] = buf
+        return buf
+
+    def _conv1x1_into(self, conv: nn.Conv2d, feat: torch.Tensor) -> torch.Tensor:
+        """`conv(feat)` for a 1x1 conv, written into the kept buffer ``"sum"`` as a matrix product over the NHWC
+        pixels (falls back to the conv under autocast, where out= products are not cast)."""
+        if torch.is_autocast_enabled(feat.device.type) or not feat.is_contiguous(memory_format=torch.channels_last):
+            return conv(feat)
+        b, cin, h, w = feat.shape
+        out = self._buffer("sum", (b, conv.out_channels, h, w), feat)
+        pixels = feat.permute(0, 2, 3, 1).reshape(-1, cin)  # a view: NHWC memory
+        weight = conv.weight.view(conv.out_channels, cin).t()
+        torch.addmm(conv.bias, pixels, weight, out=out.permute(0, 2, 3, 1).view(-1, conv.out_channels))
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -362,9 +478,10 @@ class SegFormer(nn.Module):
         self.decode_head = decode_head
         self.meta = meta
         self.weights_info = WeightsInfo()
+        self.banded = False  # the fast path's encoder (`fast_path`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode_head(self.backbone(x))
+        return self.decode_head(self.backbone(x, self.banded))
 
     def architecture(self) -> SegFormer:
         """The model as published, for counting FLOPs and parameters comparable with papers.
@@ -377,6 +494,17 @@ class SegFormer(nn.Module):
         arch = SegFormer(self.backbone, self.decode_head.architecture(), self.meta)
         arch.weights_info = self.weights_info
         return arch.eval()
+
+    def fast_path(self) -> SegFormer:
+        """Switch to segbench's fast inference path, in place; weights must be loaded first. Inference only.
+
+        - the decoder folded (`fold_decoder`): fewer FLOPs, the same function;
+        - on the CPU, the encoder's blocks run in bands of rows (`banded_block`) and hand NHWC maps on: the largest
+          buffers stay band-sized, so they are reused from band to band and image to image instead of fresh pages
+          the kernel zeroes for every image (what ONNX Runtime's arena gives it), and stay in cache.
+        """
+        self.banded = True
+        return self.fold_decoder()
 
     def fold_decoder(self) -> SegFormer:
         """Switch to the fast inference decoder (`FoldedMLPDecoder`), in place; weights must be loaded first.
@@ -765,7 +893,7 @@ def _build(
     if weights is not None:
         load_segformer_weights(model, str(weights), reinit_classifier=reinit_classifier)
     if fast:
-        model.fold_decoder()
+        model.fast_path()
     return model.eval()
 
 

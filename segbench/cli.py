@@ -119,7 +119,9 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the suite's latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the corruptions (default: 0)")
-    p.add_argument("--fast", action="store_true", help="SegFormer's folded-decoder fast path (same outputs)")
+    p.add_argument(
+        "--fast", action="store_true", help="SegFormer's fast path: folded decoder, banded CPU blocks (same outputs)"
+    )
     p.add_argument("--channels-last", action="store_true")
     p.add_argument(
         "--compile",

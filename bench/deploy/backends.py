@@ -9,7 +9,7 @@ a normalised float32 NCHW batch and returns float32 NCHW logits on the batch's d
 backend     what runs                                           precisions
 =========== =================================================== =============================================
 eager       the model as given                                  fp32; bf16 (autocast, CPU or GPU); fp16 (GPU)
-fast        SegFormer's folded-decoder fast path (a copy)       as eager; SegFormer models only
+fast        SegFormer's fast path (a copy, `fast_path`)        as eager; SegFormer models only
 compile     ``torch.compile``, static shapes, compiled at build   as eager; a C++ compiler (CPU) or triton (GPU)
 cudagraphs  the model captured as one CUDA graph (static shape)   fp32; bf16; fp16 (autocast in the graph); GPU only
 onnxruntime segbench's ONNX export in ONNX Runtime: the CPU         fp32; int8 (static QDQ, calibrated); fp16 (GPU)
@@ -285,7 +285,8 @@ class EagerBackend(Backend):
 
 
 class FastBackend(EagerBackend):
-    """SegFormer's fast path: a copy of the model with its decoder folded (`SegFormer.fold_decoder`)."""
+    """SegFormer's fast path: a copy of the model with its decoder folded and, on the CPU, its blocks run in bands
+    (`SegFormer.fast_path`)."""
 
     name = "fast"
 
@@ -296,7 +297,7 @@ class FastBackend(EagerBackend):
             )
 
     def _prepare(self, model: nn.Module, device: torch.device) -> nn.Module:
-        return copy.deepcopy(model).to(device).fold_decoder().eval()
+        return copy.deepcopy(model).to(device).fast_path().eval()
 
 
 def _cxx_compiler() -> str | None:

@@ -1,0 +1,88 @@
+"""SegFormer's fast path on the CPU: blocks in bands of rows (`banded_block`) and a decoder that keeps its buffers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from segbench import models
+from segbench.models.segformer import banded_block
+
+
+def _random_block_inputs(model: torch.nn.Module, stage: int, batch: int, h: int, w: int) -> tuple:
+    block = model.backbone.stages[stage].blocks[0]
+    return block, torch.randn(batch, h * w, block.norm1.normalized_shape[0])
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])  # sr 8, 4, 2, 1; heads 1, 2, 5, 8
+@pytest.mark.parametrize(("h", "w", "band_bytes"), [(33, 20, 1), (40, 24, 2**14), (17, 9, 2**30)])
+def test_a_banded_block_computes_the_block(stage: int, h: int, w: int, band_bytes: int) -> None:
+    """One-row bands, several rows, one band; sides that the reduction conv does not divide (its last rows dropped, as
+    the whole-map conv drops them); a batch of two."""
+    torch.manual_seed(stage)
+    model = models.create_model("segformer-b0").eval()
+    block, x = _random_block_inputs(model, stage, 2, h, w)
+    with torch.inference_mode():
+        expected = block(x, h, w)
+        got = banded_block(block, x.clone(), h, w, band_bytes)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_banded_block_updates_its_tokens_in_place() -> None:
+    torch.manual_seed(0)
+    block, x = _random_block_inputs(models.create_model("segformer-b0").eval(), 0, 1, 16, 16)
+    with torch.inference_mode():
+        out = banded_block(block, x, 16, 16, 2**12)
+    assert out.data_ptr() == x.data_ptr()
+
+
+@pytest.mark.parametrize("name", ["segformer-b0", "segformer-b1-mmseg"])
+def test_the_fast_path_is_the_model(name: str) -> None:
+    torch.manual_seed(0)
+    model = models.create_model(name, num_classes=7).eval()
+    fast = copy.deepcopy(model).fast_path()
+    assert fast.banded and not model.banded
+    x = torch.randn(2, 3, 75, 130)
+    with torch.inference_mode():
+        expected = model(x)
+        first, second = fast(x), fast(x * 0.5)
+        torch.testing.assert_close(first, expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(second, model(x * 0.5), rtol=1e-4, atol=1e-4)
+    assert first.data_ptr() != second.data_ptr()  # the logits are the caller's, not a kept buffer
+    assert first.is_contiguous()
+
+
+def test_the_fast_decoder_keeps_its_buffers_between_images() -> None:
+    torch.manual_seed(0)
+    fast = models.create_model("segformer-b0", num_classes=5, fast=True)
+    with torch.inference_mode():
+        fast(torch.randn(1, 3, 64, 128))
+        kept = {k: v.data_ptr() for k, v in fast.decode_head._buffers_kept.items()}
+        fast(torch.randn(1, 3, 64, 128))
+        assert {k: v.data_ptr() for k, v in fast.decode_head._buffers_kept.items()} == kept
+        assert set(kept) == {"sum", "upsampled"}
+        fast(torch.randn(1, 3, 96, 128))  # another size: made again for it
+        assert tuple(fast.decode_head._buffers_kept["sum"].shape[2:]) == (24, 32)
+    assert "_buffers_kept" not in fast.decode_head.state_dict()
+
+
+def test_with_autograd_the_fast_path_takes_the_plain_blocks() -> None:
+    """The bands update tokens in place, which autograd cannot differentiate: with gradients on, the encoder runs its
+    blocks as written, and a backward pass works."""
+    torch.manual_seed(0)
+    fast = models.create_model("segformer-b0", num_classes=5, fast=True)
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    fast(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_under_bf16_autocast_the_fast_path_stays_close() -> None:
+    torch.manual_seed(0)
+    model = models.create_model("segformer-b0", num_classes=5).eval()
+    fast = copy.deepcopy(model).fast_path()
+    x = torch.randn(1, 3, 64, 128)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, got = model(x).float(), fast(x).float()
+    assert (got - expected).abs().max() <= 0.05 * expected.abs().max()
