@@ -274,6 +274,8 @@ def efficiency_sweep(
     compile: bool = False,
     cv_threshold: float = 0.1,
     max_retries: int = 2,
+    curve: Sequence[tuple[int, int]] = (),
+    saturation: float | None = None,
 ) -> list[dict[str, Any]]:
     """Parameters, FLOPs per resolution and latency per (resolution, batch size, precision) as tidy rows.
 
@@ -291,7 +293,13 @@ def efficiency_sweep(
     ``dynamo_recompiles`` and ``dynamo_eager_fallback`` (None when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and
     ``sdpa_backend`` (`bench.latency.LatencyStats`); ``device`` has its index (``"cuda:0"``). A (resolution, batch
     size, precision) that runs out of memory (`bench.oom.is_out_of_memory`) gives one ``oom`` row (value 1, unit
-    "flag") with the same keys, the measured ones None, and a warning; the sweep goes on with the next configuration.
+    "flag") with the same keys, the measured ones None, and a warning; the sweep goes on with the next configuration,
+    but not with a larger batch at the same resolution and precision (it would not fit either).
+
+    Throughput against batch size: with `saturation` (a relative gain, e.g. 0.05), the batch sizes of a resolution and
+    precision are timed in increasing order until one gains less than that over the previous one in throughput (the
+    device is saturated; that batch is still recorded) or runs out of memory: "up to the largest batch that fits or
+    helps", without timing batches that only take longer.
 
     Args:
         model: the network.
@@ -306,8 +314,12 @@ def efficiency_sweep(
         latency: measure latency (False: parameters and FLOPs only).
         sliding_window: add the sliding-window cost where the model's eval crop is smaller than the image.
         warmup, iters, channels_last, compile, cv_threshold, max_retries: passed to `measure_latency`.
+        curve: more resolutions, each timed at batch 1 only (a latency-vs-resolution curve beside the main grid;
+            FLOPs counted there too); one already in `resolutions` is not timed twice.
+        saturation: stop timing larger batches once throughput gains less than this fraction (see above).
     """
     resolutions = [_check_size(r, "resolution") for r in resolutions]
+    curve = [size for size in (_check_size(r, "curve resolution") for r in curve) if size not in resolutions]
     precisions = [precision] if isinstance(precision, str) else list(precision)
     for p in precisions:
         if p not in PRECISIONS:
@@ -318,7 +330,7 @@ def efficiency_sweep(
     source = getattr(model, "source_info", None)  # a model from hf:/py:/torchscript:/onnx: says which counters apply
     if source is not None and conventions:  # (fvcore and torch's counter; no paper convention outside the registry)
         conventions = list(source.flop_conventions)
-    row = functools.partial(_row, model_name or _model_name(model), suite)
+    row = functools.partial(efficiency_row, model_name or _model_name(model), suite)
     device = str(resolve_device(device))
     # Parameters and FLOPs of the architecture as published; a model that runs a rewritten graph (SegFormer's fast
     # path) says so through `architecture()`, and its executed graph's FLOPs are added as *_executed rows.
@@ -329,16 +341,41 @@ def efficiency_sweep(
     ]
     timing = {"warmup": warmup, "iters": iters, "channels_last": channels_last, "compile": compile,
               "cv_threshold": cv_threshold, "max_retries": max_retries}  # fmt: skip
-    for size in resolutions:
+    for size, batches in [*((r, sorted(batch_sizes)) for r in resolutions), *((r, [1]) for r in curve)]:
         rows += _cost_rows(row, model, arch, size, conventions, sliding_window)
         if latency:
-            for batch in batch_sizes:
-                for prec in precisions:
-                    rows += _latency_rows(row, model, size, batch, prec, device, timing)
+            for prec in precisions:
+                rows += _batch_rows(row, model, size, batches, prec, device, timing, saturation)
     return rows
 
 
-def _row(model: str, suite: str, metric: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
+def _batch_rows(
+    row: Callable[..., dict[str, Any]],
+    model: nn.Module,
+    size: tuple[int, int],
+    batches: Sequence[int],
+    precision: str,
+    device: str,
+    timing: dict[str, Any],
+    saturation: float | None,
+) -> list[dict[str, Any]]:
+    """The latency rows of each batch size in turn, up to an out-of-memory one, or (with `saturation`) up to the first
+    that gains less than that in throughput."""
+    rows: list[dict[str, Any]] = []
+    previous = None
+    for batch in batches:
+        measured = _latency_rows(row, model, size, batch, precision, device, timing)
+        rows += measured
+        throughput = next((r["value"] for r in measured if r["metric"] == "throughput"), None)
+        if throughput is None:  # out of memory: a larger batch would not fit either
+            break
+        if saturation is not None and previous is not None and throughput < previous * (1 + saturation):
+            break
+        previous = throughput
+    return rows
+
+
+def efficiency_row(model: str, suite: str, metric: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
     """One efficiency row: the nine result columns (condition "efficiency") plus its keys (None where unused)."""
     base = {"model": model, "suite": suite, "condition": "efficiency", "corruption": None, "category": None,
             "severity": None, "metric": metric, "value": float(value), "unit": unit, "resolution": None,
@@ -458,6 +495,7 @@ __all__ = [
     "TimingStats",
     "cityscapes_resolutions",
     "count_flops",
+    "efficiency_row",
     "count_params",
     "efficiency_sweep",
     "hardware_info",

@@ -35,9 +35,16 @@ from torch import nn
 from segbench.bench.clock import Clock
 from segbench.bench.config import InferenceSpec
 from segbench.bench.data import read_image
-from segbench.bench.efficiency import _row
+from segbench.bench.efficiency import efficiency_row
 from segbench.bench.inference import model_logits, normalize, resize_argmax, window_starts
-from segbench.bench.latency import _cudnn_benchmark, _moved, device_name, resolve_device, strict_fp32, summarize
+from segbench.bench.latency import (
+    cudnn_benchmark,
+    device_name,
+    moved_for_timing,
+    resolve_device,
+    strict_fp32,
+    summarize,
+)
 
 STAGES = ("decode", "preprocess", "model", "postprocess")
 """The stages of one end-to-end call, in order; together they are the whole call."""
@@ -170,9 +177,14 @@ def measure_end_to_end(
     path = Path(image_file)
     clock = Clock(device)
     was_training = model.training
-    settings = _cudnn_benchmark(True) if device.type == "cuda" else contextlib.nullcontext()
+    settings = cudnn_benchmark(True) if device.type == "cuda" else contextlib.nullcontext()
     try:
-        with _moved(model.eval(), device, spec.channels_last), strict_fp32(), settings, torch.inference_mode():
+        with (
+            moved_for_timing(model.eval(), device, spec.channels_last),
+            strict_fp32(),
+            settings,
+            torch.inference_mode(),
+        ):
             for _ in range(warmup):
                 _one_call(model, path, spec, device, label_size, clock)
             clock.synchronize()
@@ -268,10 +280,12 @@ def _rows(model: str, suite: str, stats: EndToEndStats) -> list[dict[str, Any]]:
     if stats.mode == "slide":
         keys.update(crop=_size(stats.crop), stride=_size(stats.stride), num_crops=stats.num_crops)
     rows = [
-        _row(model, suite, LATENCY_E2E_MEDIAN, stats.median_ms, "ms", **keys),
-        _row(model, suite, LATENCY_E2E_P90, stats.p90_ms, "ms", **keys),
-        _row(model, suite, LATENCY_E2E_P99, stats.p99_ms, "ms", **keys),
-        _row(model, suite, THROUGHPUT_E2E, stats.images_per_s, "img/s", **keys),
+        efficiency_row(model, suite, LATENCY_E2E_MEDIAN, stats.median_ms, "ms", **keys),
+        efficiency_row(model, suite, LATENCY_E2E_P90, stats.p90_ms, "ms", **keys),
+        efficiency_row(model, suite, LATENCY_E2E_P99, stats.p99_ms, "ms", **keys),
+        efficiency_row(model, suite, THROUGHPUT_E2E, stats.images_per_s, "img/s", **keys),
     ]
-    rows += [_row(model, suite, LATENCY_STAGE, stats.stage_median_ms[s], "ms", stage=s, **keys) for s in STAGES]
+    rows += [
+        efficiency_row(model, suite, LATENCY_STAGE, stats.stage_median_ms[s], "ms", stage=s, **keys) for s in STAGES
+    ]
     return rows

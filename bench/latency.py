@@ -427,7 +427,9 @@ def _peak_rss_mib() -> float:
 
 
 @contextlib.contextmanager
-def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` set to `enabled` for the block, as it was afterwards (every CUDA timer here
+    turns it on: cuDNN picks its fastest kernels during warm-up)."""
     previous = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = enabled
     try:
@@ -454,7 +456,7 @@ def restored(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextlib.contextmanager
-def _moved(model: nn.Module, device: torch.device, channels_last: bool) -> Iterator[int]:
+def moved_for_timing(model: nn.Module, device: torch.device, channels_last: bool) -> Iterator[int]:
     """The model on `device` (NHWC weights with `channels_last`) for the block, `restored` afterwards. Yields the
     bytes of the model's weights and buffers, which are all on `device` then (counted without comparing devices: a
     tensor's ``cuda:0`` is not equal to ``torch.device("cuda")``)."""
@@ -518,7 +520,7 @@ def measure_latency(
     was_training = model.training
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    settings = _cudnn_benchmark(True) if cuda else contextlib.nullcontext()
+    settings = cudnn_benchmark(True) if cuda else contextlib.nullcontext()
     resident = 0  # CUDA: bytes allocated when the timed calls start
     meter = EnergyMeter(device) if cuda else None
     windows: list[EnergyWindow] = []  # one per attempt
@@ -543,7 +545,7 @@ def measure_latency(
         torch.cuda.reset_peak_memory_stats(device)
 
     try:
-        with _moved(model.eval(), device, channels_last) as weight_bytes, strict_fp32(), settings:
+        with moved_for_timing(model.eval(), device, channels_last) as weight_bytes, strict_fp32(), settings:
             x = torch.randn(batch_size, 3, *input_size, device=device).contiguous(memory_format=memory_format)
             numerics = tf32_flags()
             sdpa = sdpa_backend(on(model, x))
@@ -675,7 +677,7 @@ def calibrated_latency(
     As `measure_latency`: the device with its index, strict fp32 (no TF32), and the model's tensors put back after.
     """
     device = resolve_device(device)
-    with _moved(model.eval(), device, channels_last=False), strict_fp32(), torch.inference_mode():
+    with moved_for_timing(model.eval(), device, channels_last=False), strict_fp32(), torch.inference_mode():
         x = torch.randn(1, 3, *input_size, device=device)
         work = calibration_workload(device)
         model_ms, calib_ms = timed_pairs(lambda: model(x), work, warmup, iters, device)

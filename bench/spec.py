@@ -44,6 +44,10 @@ class EfficiencySpec:
     preprocess, model, postprocess; `bench.end_to_end`), on the first image of the run's split at its own size, whole
     image and (when the model's eval crop is smaller) sliding window, at the run's precision: model-only latency
     against end-to-end. A run that reads no Cityscapes images has none to time, and no such rows.
+
+    `curve` adds resolutions timed at batch 1 only (latency against resolution, beside the main grid); `saturation`
+    times `batch_sizes` in increasing order only until throughput gains less than that fraction, or a batch runs out
+    of memory (`bench.efficiency.efficiency_sweep`).
     """
 
     resolutions: tuple[tuple[int, int], ...] = ((1024, 2048),)
@@ -57,6 +61,8 @@ class EfficiencySpec:
     max_retries: int = 2
     calibrated: bool = False  # also time the model against a calibration workload (regression tracking)
     end_to_end: bool = False  # also time decode + preprocess + model + postprocess on the first image of the split
+    curve: tuple[tuple[int, int], ...] = ()  # more resolutions timed at batch 1: a latency-vs-resolution curve
+    saturation: float | None = None  # stop at the batch size that gains less than this in throughput (see below)
 
 
 @dataclass(frozen=True)

@@ -112,16 +112,25 @@ register_suite(
     SuiteSpec(
         name="deploy",
         version="2",
-        description="The deployment grid: each model under eager, SegFormer's fast path, torch.compile, ONNX Runtime "
-        "and TensorRT at fp32, bf16, fp16 and int8 where the machine runs them; each checked against eager fp32 on "
-        "the first images, then timed at 1024x2048 (the model alone, and end to end from the PNG on disk to labels, "
-        "whole image and sliding window, per stage) and re-measured (clean mIoU, and mPC over four corruptions at "
-        "severity 3) on the first 50 Cityscapes val images. --backends and --precisions narrow it.",
+        description="The deployment grid: each model under eager, SegFormer's fast path, torch.compile, CUDA graphs, "
+        "ONNX Runtime and TensorRT at fp32, bf16, fp16 and int8 where the machine runs them; each checked against "
+        "eager fp32 on the first images, then timed at 1024x2048 (latency at batch 1, throughput at batch 2, 4, ... "
+        "until it stops growing or memory runs out; end to end from the PNG on disk to labels, whole image and "
+        "sliding window, per stage), at 512x1024 and 768x1536 for the latency curve, and re-measured (clean mIoU, "
+        "and mPC over four corruptions at severity 3) on the first 50 Cityscapes val images. --backends and "
+        "--precisions narrow it.",
         data="cityscapes",
         conditions=DEPLOY_CONDITIONS,
         inference=InferenceSpec(mode="whole"),
         efficiency=EfficiencySpec(
-            resolutions=((1024, 2048),), batch_sizes=(1,), conventions=(), warmup=3, iters=20, end_to_end=True
+            resolutions=((1024, 2048),),
+            batch_sizes=(1, 2, 4, 8, 16, 32),
+            saturation=0.05,
+            curve=((512, 1024), (768, 1536)),
+            conventions=(),
+            warmup=3,
+            iters=20,
+            end_to_end=True,
         ),
         default_models=("segformer-b0",),
         max_images=50,

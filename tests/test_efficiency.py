@@ -581,6 +581,62 @@ def test_efficiency_sweep_records_an_oom_and_goes_on(monkeypatch):
     assert measured == {("32x64", 1), ("32x32", 1), ("32x32", 2)}  # the sweep went on after the failure
 
 
+def _fake_latency(throughputs: dict, fail: set = frozenset()):
+    """A `measure_latency` stand-in: `throughputs[(size, batch)]` images/s, out of memory at the pairs in `fail`."""
+    from segbench.bench.latency import LatencyStats, summarize
+
+    calls: list = []
+
+    def measure(model, size, batch_size, device, precision="fp32", **kwargs):
+        calls.append((tuple(size), batch_size))
+        if (tuple(size), batch_size) in fail:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+        ms = 1000.0 * batch_size / throughputs[(tuple(size), batch_size)]
+        stats = summarize([ms, ms])
+        return LatencyStats(samples=[ms, ms], **stats, noisy=False, attempts=1, attempt_cvs=[0.0], cv_threshold=0.1,
+                            warmup=0, iters=2, clock="perf_counter", images_per_s=batch_size * 1000.0 / ms,
+                            peak_memory_mib=1.0, memory_kind="cpu_process_peak_rss", device="cpu", precision=precision,
+                            input_size=tuple(size), batch_size=batch_size)  # fmt: skip
+
+    return measure, calls
+
+
+def test_batch_sizes_stop_where_throughput_stops_growing(monkeypatch):
+    """With `saturation`, a resolution's batch sizes are timed in increasing order until one gains less than that
+    fraction in throughput (recorded, then no larger batch); without it every batch size is timed."""
+    size = (32, 64)
+    throughput = {(size, 1): 10.0, (size, 2): 18.0, (size, 4): 18.5, (size, 8): 40.0}
+    measure, calls = _fake_latency(throughput)
+    monkeypatch.setattr(efficiency_mod, "measure_latency", measure)
+    rows = efficiency_sweep(nn.Conv2d(3, 3, 1), [size], (8, 1, 4, 2), conventions=(), saturation=0.05)
+    assert calls == [(size, 1), (size, 2), (size, 4)]  # 18.5 is under 5% more than 18: batch 8 is never timed
+    assert [r["batch_size"] for r in rows if r["metric"] == "throughput"] == [1, 2, 4]
+    calls.clear()
+    efficiency_sweep(nn.Conv2d(3, 3, 1), [size], (1, 2, 4, 8), conventions=())
+    assert calls == [(size, 1), (size, 2), (size, 4), (size, 8)]
+
+
+def test_no_larger_batch_is_timed_after_one_runs_out_of_memory(monkeypatch):
+    size = (32, 64)
+    measure, calls = _fake_latency({(size, 1): 10.0, (size, 2): 19.0}, fail={(size, 4)})
+    monkeypatch.setattr(efficiency_mod, "measure_latency", measure)
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        rows = efficiency_sweep(nn.Conv2d(3, 3, 1), [size], (1, 2, 4, 8, 16), conventions=())
+    assert calls == [(size, 1), (size, 2), (size, 4)]
+    assert [(r["metric"], r["batch_size"]) for r in rows if r["metric"] in ("throughput", "oom")] == [
+        ("throughput", 1), ("throughput", 2), ("oom", 4)
+    ]  # fmt: skip
+
+
+def test_the_latency_curve_adds_resolutions_at_batch_one(monkeypatch):
+    main, small = (64, 128), (32, 64)
+    measure, calls = _fake_latency({(main, 1): 5.0, (main, 2): 9.0, (small, 1): 20.0})
+    monkeypatch.setattr(efficiency_mod, "measure_latency", measure)
+    rows = efficiency_sweep(nn.Conv2d(3, 3, 1), [main], (1, 2), conventions=(), curve=[small, main])
+    assert calls == [(main, 1), (main, 2), (small, 1)]  # the main resolution is not timed twice
+    assert {r["resolution"] for r in rows if r["metric"] == "latency_median"} == {"64x128", "32x64"}
+
+
 def test_efficiency_sweep_raises_other_errors(monkeypatch):
     def measure(*args, **kwargs):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")

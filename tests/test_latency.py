@@ -90,7 +90,7 @@ def test_moved_counts_every_weight_however_the_device_is_spelled():
     # "cuda"), and a test of t.device == device then dropped every weight from the peak
     model = Logged([])
     expected = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    with latency._moved(model, torch.device("cpu", 0), channels_last=False) as weight_bytes:
+    with latency.moved_for_timing(model, torch.device("cpu", 0), channels_last=False) as weight_bytes:
         assert weight_bytes == expected == (16 * 3 * 9 + 16 + 16) * 4
 
 

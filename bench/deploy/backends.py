@@ -511,7 +511,7 @@ class CudaGraphModule(nn.Module):
         device: torch.device,
         warmup: int = CUDA_GRAPH_WARMUP,
     ) -> None:
-        from segbench.bench.latency import _cudnn_benchmark, strict_fp32
+        from segbench.bench.latency import cudnn_benchmark, strict_fp32
 
         super().__init__()
         self.model = model
@@ -524,7 +524,7 @@ class CudaGraphModule(nn.Module):
         self.static_input = torch.randn(self.shape, generator=torch.Generator().manual_seed(0)).to(device)
         self.graph = torch.cuda.CUDAGraph()
         stream = torch.cuda.Stream(device)
-        with torch.cuda.device(device), torch.inference_mode(), strict_fp32(), _cudnn_benchmark(True):
+        with torch.cuda.device(device), torch.inference_mode(), strict_fp32(), cudnn_benchmark(True):
             stream.wait_stream(torch.cuda.current_stream(device))  # the input and weights are ready on the side stream
             with torch.cuda.stream(stream):
                 for _ in range(warmup):

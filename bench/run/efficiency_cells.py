@@ -86,6 +86,8 @@ def efficiency_probe(
             max_retries=spec.max_retries,
             channels_last=channels_last,
             compile=compile,
+            curve=getattr(spec, "curve", ()),
+            saturation=getattr(spec, "saturation", None),
         )
 
     return probe
