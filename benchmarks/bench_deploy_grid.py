@@ -6,6 +6,7 @@ on synthetic scenes only: the accuracy deltas are those of these weights on thes
 
     python benchmarks/bench_deploy_grid.py                                   # 512x1024, 2 images, both demo models
     python benchmarks/bench_deploy_grid.py --size 1024x2048 --backends eager,fast,onnxruntime
+    python benchmarks/bench_deploy_grid.py --full      # also the suite's batch sweep, latency curve, end-to-end split
 
 Prints one table per model (status, latency median / p90 / p99 at batch 1, speed-up over eager fp32, build time,
 file size, agreement with eager fp32, clean mIoU and mPC deltas), then the overhead: the run's wall time minus the
@@ -43,13 +44,15 @@ def main() -> int:
     parser.add_argument("--backends", default="eager,fast,onnxruntime,tensorrt")
     parser.add_argument("--precisions", default="fp32,bf16,fp16,int8")
     parser.add_argument("--iters", type=int, default=10, help="timed calls per latency measurement (suite: 20)")
+    parser.add_argument("--full", action="store_true", help="the suite's batch sizes, curve and end-to-end timing too")
     args = parser.parse_args()
     h, w = args.size
     models = tuple(args.models.split(","))
     suite = suites.get_suite("deploy")  # timed at the scenes' size here, not the suite's 1024x2048
-    suite = dataclasses.replace(
-        suite, efficiency=dataclasses.replace(suite.efficiency, resolutions=((h, w),), warmup=2, iters=args.iters)
-    )
+    timing = {"resolutions": ((h, w),), "warmup": 2, "iters": args.iters}
+    if not args.full:  # batch 1 at the scenes' size only: the grid's table (a 2-core CPU needs minutes per variant)
+        timing.update(batch_sizes=(1,), curve=(), end_to_end=False)
+    suite = dataclasses.replace(suite, efficiency=dataclasses.replace(suite.efficiency, **timing))
     with tempfile.TemporaryDirectory() as tmp:
         data = write_synthetic_cityscapes(Path(tmp) / "cityscapes", num_images=max(args.images, 2), size=(h, w))
         config = RunConfig(
@@ -92,10 +95,22 @@ def _inside_cells(cells: list[dict]) -> float:
     return alone + sum(passes.values())
 
 
+def frame_size(frame: pd.DataFrame, model: str) -> str | None:
+    """The resolution the grid's latency columns are read at: the largest timed for the model's eager fp32."""
+    rows = frame[(frame["model"] == f"{model}@eager-fp32") & (frame["metric"] == "latency_median")]
+    sizes = [str(r) for r in rows.get("resolution", pd.Series(dtype=object)).dropna().unique()]
+    return max(sizes, key=lambda r: int(r.split("x")[0]) * int(r.split("x")[1]), default=None)
+
+
 def _table(frame: pd.DataFrame, summary: pd.DataFrame, model: str) -> pd.DataFrame:
     rows = []
     variants = [m for m in dict.fromkeys(frame["model"]) if (deploy_variant(m) or ("",))[0] == model]
-    value = frame.set_index(["model", "condition", "metric"])["value"]
+    at = (frame["condition"] != "efficiency") | (
+        (frame.get("resolution") == frame_size(frame, model)) & (frame.get("batch_size") == 1)
+    )  # latency at batch 1 on the scenes' size, not the batch sweep's or the curve's rows
+    at &= ~frame["metric"].isin(["latency_stage"])  # one row per stage: not a grid column
+    value = frame[at].drop_duplicates(["model", "condition", "metric"]).set_index(["model", "condition", "metric"])
+    value = value["value"]
     deltas = summary.set_index(["model", "metric"])["value"] if len(summary) else pd.Series(dtype=float)
     base = value.get((f"{model}@eager-fp32", "efficiency", "latency_median"))
     for variant in variants:
