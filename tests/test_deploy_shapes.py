@@ -91,3 +91,15 @@ def test_calibration_for_another_shape() -> None:
     assert len(grown) == 6 and all(t.shape == (1, 3, 4, 8) for t in grown)  # 2 images, repeated 3 times: >= 5
     with pytest.raises(ValueError, match="calibration images"):
         _calibration_for([], (1, 3, 4, 8))
+
+
+def test_a_new_shape_builds_under_a_timer(grid) -> None:
+    """`measure_latency` calls the model under inference mode and a dispatch mode (its SDPA-kernel probe); the export
+    that a new shape needs traces the model outside both."""
+    from segbench.bench.latency import measure_latency
+
+    _, made = grid
+    variant = made.variants["b0@onnxruntime-fp32"]
+    stats = measure_latency(variant, SIZE, batch_size=3, warmup=1, iters=2, max_retries=0)
+    assert stats.batch_size == 3 and stats.median_ms > 0
+    assert variant.rebuilds[-1]["shape"] == [3, 3, *SIZE]

@@ -17,6 +17,7 @@ are left out of the run; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -84,12 +85,24 @@ class DeployedModel(nn.Module):
 
         check = self.deployment
         calibration = _calibration_for(self._calibration, shape) if check.precision == "int8" else None
-        built = get_backend(check.backend).build(
-            self._original[0], shape, check.precision, self._cache, device=check.device, calibration=calibration,
-            name=self._name,
-        )  # fmt: skip
+        # The call that asks for a new shape may run under inference mode or a dispatch mode (a timer's probe of the
+        # SDPA kernel); an export traces the model, which neither may intercept.
+        with _outside_modes(), torch.inference_mode(False):
+            built = get_backend(check.backend).build(
+                self._original[0], shape, check.precision, self._cache, device=check.device,
+                calibration=calibration, name=self._name,
+            )  # fmt: skip
         self.rebuilds.append({"shape": list(shape), "build_s": built.build_s, "cache_hit": built.cache_hit})
         return built.module
+
+
+def _outside_modes() -> contextlib.AbstractContextManager:
+    """Python dispatch modes (TorchDispatchMode) switched off for the block, where torch offers that."""
+    try:
+        from torch.utils._python_dispatch import _disable_current_modes
+    except ImportError:  # pragma: no cover - a torch without it
+        return contextlib.nullcontext()
+    return _disable_current_modes()
 
 
 def _calibration_for(images: Sequence[torch.Tensor], shape: tuple[int, ...]) -> list[torch.Tensor]:
