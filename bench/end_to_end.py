@@ -45,19 +45,17 @@ from segbench.bench.latency import (
     strict_fp32,
     summarize,
 )
+from segbench.bench.results import (
+    E2E_STAGES,
+    LATENCY_E2E_MEDIAN,
+    LATENCY_E2E_P90,
+    LATENCY_E2E_P99,
+    LATENCY_STAGE,
+    THROUGHPUT_E2E,
+)
 
-STAGES = ("decode", "preprocess", "model", "postprocess")
-"""The stages of one end-to-end call, in order; together they are the whole call."""
-
-LATENCY_E2E_MEDIAN = "latency_e2e_median"
-LATENCY_E2E_P90 = "latency_e2e_p90"
-LATENCY_E2E_P99 = "latency_e2e_p99"
-THROUGHPUT_E2E = "throughput_e2e"
-LATENCY_STAGE = "latency_stage"
-"""Metric of the per-stage rows: the stage's median time (ms), the stage named in the row's ``stage`` key."""
-
-E2E_METRICS = (LATENCY_E2E_MEDIAN, LATENCY_E2E_P90, LATENCY_E2E_P99, THROUGHPUT_E2E, LATENCY_STAGE)
-"""Every metric `end_to_end_rows` writes."""
+STAGES = E2E_STAGES
+"""The stages of one end-to-end call, in order (`bench.results.E2E_STAGES`, the contract's names)."""
 
 
 @dataclass

@@ -134,6 +134,20 @@ DEPLOY_REFERENCE = ("eager", "fp32")
 """The (backend, precision) every deployment variant is compared with: the model as written, in IEEE fp32."""
 
 
+E2E_STAGES: tuple[str, ...] = ("decode", "preprocess", "model", "postprocess")
+"""The stages of one end-to-end call (`bench.end_to_end`), in order; together they are the whole call."""
+
+LATENCY_E2E_MEDIAN = "latency_e2e_median"
+LATENCY_E2E_P90 = "latency_e2e_p90"
+LATENCY_E2E_P99 = "latency_e2e_p99"
+THROUGHPUT_E2E = "throughput_e2e"
+LATENCY_STAGE = "latency_stage"
+"""Metric of the per-stage rows: the stage's median time (ms), the stage named in the row's ``stage`` key."""
+
+E2E_METRICS = (LATENCY_E2E_MEDIAN, LATENCY_E2E_P90, LATENCY_E2E_P99, THROUGHPUT_E2E, LATENCY_STAGE)
+"""Every metric of end-to-end latency rows (model-only latency is ``latency_median`` and its kin)."""
+
+
 def variant_name(model: str, backend: str, precision: str) -> str:
     """The name a deployment variant carries in every row: `segformer-b0@onnxruntime-int8`."""
     return f"{model}@{backend}-{precision}"

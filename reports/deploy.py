@@ -3,10 +3,20 @@
 
 A variant's row gathers what the run stored about it: its `deploy` cell (status, the one-line reason it could not be
 built, build time and cache hit, artifact size, logit and argmax agreement with eager fp32 and the tolerance they were
-held to), its efficiency rows (latency distribution, throughput, peak memory) and its accuracy (clean mIoU from
-results.csv; mPC, `delta_miou` and `delta_mPC` from summary.csv, written by the contract). Like `reports.tables` this
-module computes no score; the one number it forms is the speed-up, eager fp32's median latency over the variant's at
-the same timing setting, and a variant that disagrees with eager fp32 gets none (it is not the same model).
+held to), its efficiency rows (latency distribution, throughput, peak memory; energy per image and mean power where
+NVML measured them) and its accuracy (clean mIoU from results.csv; mPC, `delta_miou` and `delta_mPC` from summary.csv,
+written by the contract). Like `reports.tables` this module computes no score; the one number it forms is the
+speed-up, eager fp32's median latency over the variant's at the same timing setting, and a variant that disagrees with
+eager fp32 gets none (it is not the same model).
+
+Beside the grid, three views of the variants' other efficiency rows, each left out (an empty frame) when the run has
+none of its rows (a deploy run of suite version 1 timed batch 1 at one resolution only):
+
+* `batch_sweep`: throughput against batch size at the model's timing resolution, up to where the sweep stopped (an
+  ``oom`` row marks a batch that ran out of memory);
+* `latency_curve`: median latency at batch 1 against resolution (models timed at two resolutions or more);
+* `end_to_end`: a PNG on disk to labels on the host (`bench.end_to_end`), per stage, whole image and sliding window,
+  beside the model-only latency of the sweep at the same resolution.
 """
 
 from __future__ import annotations
@@ -17,7 +27,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from segbench.bench.results import DEPLOY_BACKENDS, DEPLOY_PRECISIONS, DEPLOY_REFERENCE, deploy_variant, variant_name
+from segbench.bench.results import (
+    DEPLOY_BACKENDS,
+    DEPLOY_PRECISIONS,
+    DEPLOY_REFERENCE,
+    E2E_STAGES,
+    LATENCY_E2E_MEDIAN,
+    LATENCY_E2E_P90,
+    LATENCY_E2E_P99,
+    LATENCY_STAGE,
+    THROUGHPUT_E2E,
+    deploy_variant,
+    variant_name,
+)
 from segbench.reports.tables import best_group
 
 DEPLOY_SUITE = "deploy"
@@ -40,8 +62,14 @@ TIMING = {
     "latency_cv": "latency_cv",
     "throughput": "throughput_img_s",
     "peak_memory": "peak_memory_MiB",
+    "energy_per_image": "energy_per_image_J",
+    "power_mean": "power_mean_W",
 }
-"""Efficiency metrics of a variant -> the grid's columns (with their units)."""
+"""Efficiency metrics of a variant -> the grid's columns (with their units). Energy and power are GPU-only (NVML): the
+columns stay empty on other machines."""
+
+ENERGY = ("energy_per_image_J", "power_mean_W")
+"""The grid's energy columns (shown only when a variant has a value)."""
 
 DEPLOY = {
     "build_time": "build_time_s",
@@ -54,7 +82,7 @@ DEPLOY = {
 
 COLUMNS = [
     "variant", "model", "backend", "precision", "status", "reason", "device", "resolution", "batch_size",
-    *TIMING.values(), "noisy", "memory_kind", "speedup_vs_eager_fp32", "build_time_s", "cache_hit",
+    *TIMING.values(), "energy_source", "noisy", "memory_kind", "speedup_vs_eager_fp32", "build_time_s", "cache_hit",
     "artifact_build_s", "artifact_size_MiB", "agreement_max_abs", "agreement_max_rel", "argmax_agreement_pct",
     "tolerance_rel", "tolerance_argmax_pct", "agreement_images", "clean_miou", "delta_miou_pp", "mPC",
     "delta_mPC_pp",
@@ -81,6 +109,11 @@ class DeployGrid:
     @property
     def models(self) -> list[str]:
         return list(dict.fromkeys(self.table["model"]))
+
+    @property
+    def has_energy(self) -> bool:
+        """Whether any variant has an energy or power value at its model's timing setting."""
+        return bool(self.table[list(ENERGY)].notna().any().any())
 
     def status(self, status: str) -> pd.DataFrame:
         """The variants of one status."""
@@ -261,6 +294,7 @@ def _timing(eff: pd.DataFrame, variant: str, setting: dict[str, str]) -> dict[st
     out |= {"resolution": setting["resolution"], "batch_size": setting["batch_size"]}
     out["noisy"] = any(is_true(v) for v in rows.get("noisy", ()))
     out["memory_kind"] = _first(rows[rows["metric"] == "peak_memory"], "memory_kind")
+    out["energy_source"] = _first(rows[rows["metric"].isin(("energy_per_image", "power_mean"))], "energy_source")
     return out
 
 
@@ -304,3 +338,176 @@ def trade_off_points(grid: DeployGrid) -> pd.DataFrame:
     return table.dropna(subset=["latency_median_ms", "delta"])[
         ["variant", "model", "backend", "precision", "status", "reference", "latency_median_ms", "delta"]
     ]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Beside the grid: throughput against batch size, latency against resolution, model only against end to end
+# --------------------------------------------------------------------------------------------------------------------
+
+OOM = "oom"
+"""The metric of a batch that ran out of memory (value 1, unit "flag"; `bench.efficiency.efficiency_sweep`)."""
+
+VARIANT_KEYS = ["variant", "model", "backend", "precision", "status", "device", "device_name", "threads"]
+"""The first columns of every view: the variant and the machine its rows were measured on."""
+
+SWEEP_COLUMNS = [*VARIANT_KEYS, "resolution", "batch_size", "throughput_img_s", "latency_median_ms", "oom", "noisy",
+                 "best"]  # fmt: skip
+"""`batch_sweep`'s columns: one row per variant and batch size; ``best`` marks the variant's highest throughput."""
+
+CURVE_COLUMNS = [*VARIANT_KEYS, "resolution", "megapixels", "latency_median_ms", "noisy"]
+"""`latency_curve`'s columns: one row per variant and resolution, at batch 1."""
+
+
+def _built(grid: DeployGrid) -> pd.DataFrame:
+    """The variants that were built (they have rows), in the grid's order."""
+    table = grid.table[~grid.table["status"].isin(NOT_BUILT)]
+    return table[["variant", "model", "backend", "precision", "status"]]
+
+
+def _key_text(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A key column as text ('' when absent or missing), integral floats without their '.0'."""
+    if column not in rows.columns:
+        return pd.Series("", index=rows.index, dtype=object)
+    return rows[column].map(_text)
+
+
+def _machine(variant: pd.Series, rows: pd.DataFrame) -> dict[str, object]:
+    """A view row's first columns: the variant, and the device (name, threads) its rows were measured on."""
+    keys = {k: variant[k] for k in ("variant", "model", "backend", "precision", "status")}
+    keys["device"] = _text(_first(rows, "device"))
+    keys["device_name"] = _text(_first(rows, "device_name"))
+    keys["threads"] = _text(_first(rows, "threads"))
+    return keys
+
+
+def _model_rows(eff: pd.DataFrame, grid: DeployGrid, model: str, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """A model's built variants' rows of `metrics`, on the device of its timing setting (when it has one)."""
+    built = _built(grid)
+    names = built.loc[built["model"] == model, "variant"]
+    rows = eff[eff["model"].isin(names) & eff["metric"].isin(metrics)]
+    setting = grid.settings.get(model)
+    return rows[rows["device"] == setting["device"]] if setting else rows
+
+
+def batch_sweep(eff: pd.DataFrame, grid: DeployGrid) -> pd.DataFrame:
+    """Throughput (img/s) and median latency (ms per batch) per batch size of each built variant (`SWEEP_COLUMNS`).
+
+    A model is in it when its variants were timed at a batch size other than 1, or ran out of memory (an ``oom`` row),
+    at one resolution: its timing setting's (`DeployGrid.settings`), else the one with most such rows. Each variant
+    lists the batches its sweep timed (it stops at a batch that gains too little or runs out of memory, so variants
+    may differ); an ``oom`` batch has no numbers. Empty when no model has such rows (a deploy run of suite version 1).
+    """
+    out = []
+    built = _built(grid)
+    for model in grid.models:
+        rows = _model_rows(eff, grid, model, ("throughput", "latency_median", OOM))
+        rows = rows[rows["batch_size"].str.fullmatch(r"\d+")]
+        swept = rows[(rows["batch_size"] != "1") | (rows["metric"] == OOM)]
+        if swept.empty:
+            continue
+        setting = grid.settings.get(model, {})
+        counts = swept["resolution"].value_counts()
+        resolution = setting.get("resolution") if setting.get("resolution") in counts.index else counts.idxmax()
+        rows = rows[rows["resolution"] == resolution]
+        for _, variant in built[built["model"] == model].iterrows():
+            mine = rows[rows["model"] == variant["variant"]]
+            for batch, group in sorted(mine.groupby("batch_size"), key=lambda item: int(item[0])):
+                values = group.groupby("metric")["value"].first()
+                oom = OOM in values.index
+                out.append(
+                    {
+                        **_machine(variant, group),
+                        "resolution": resolution,
+                        "batch_size": int(batch),
+                        "throughput_img_s": np.nan if oom else values.get("throughput", np.nan),
+                        "latency_median_ms": np.nan if oom else values.get("latency_median", np.nan),
+                        "oom": oom,
+                        "noisy": any(is_true(v) for v in group.get("noisy", ())),
+                    }
+                )
+    table = pd.DataFrame(out, columns=SWEEP_COLUMNS)
+    table["best"] = False
+    peaks = table.dropna(subset=["throughput_img_s"]).groupby("variant", sort=False)["throughput_img_s"].idxmax()
+    table.loc[peaks.to_numpy(), "best"] = True
+    return table
+
+
+def _pixels(resolution: str) -> tuple[int, int] | None:
+    height, sep, width = str(resolution).partition("x")
+    return (int(height), int(width)) if sep and height.isdigit() and width.isdigit() else None
+
+
+def latency_curve(eff: pd.DataFrame, grid: DeployGrid) -> pd.DataFrame:
+    """Median latency at batch 1 (ms) per resolution of each built variant (`CURVE_COLUMNS`), for the models timed at
+    two resolutions or more (at batch 1, on their timing setting's device); empty when there are none."""
+    out = []
+    built = _built(grid)
+    for model in grid.models:
+        rows = _model_rows(eff, grid, model, ("latency_median",))
+        rows = rows[(rows["batch_size"] == "1") & rows["resolution"].map(lambda r: _pixels(r) is not None)]
+        if rows["resolution"].nunique() < 2:
+            continue
+        for _, variant in built[built["model"] == model].iterrows():
+            mine = rows[rows["model"] == variant["variant"]]
+            for resolution, group in sorted(mine.groupby("resolution"), key=lambda item: math.prod(_pixels(item[0]))):
+                out.append(
+                    {
+                        **_machine(variant, group),
+                        "resolution": resolution,
+                        "megapixels": math.prod(_pixels(resolution)) / 1e6,
+                        "latency_median_ms": float(group["value"].iloc[0]),
+                        "noisy": any(is_true(v) for v in group.get("noisy", ())),
+                    }
+                )
+    return pd.DataFrame(out, columns=CURVE_COLUMNS)
+
+
+def end_to_end(eff: pd.DataFrame, grid: DeployGrid) -> pd.DataFrame:
+    """A PNG on disk to labels on the host, per built variant and inference mode (whole image first, then sliding
+    window), from the rows of `bench.end_to_end`; empty when the run has none.
+
+    Columns: `VARIANT_KEYS`, ``resolution`` (the image's), ``inference``, ``crop``, ``stride``, ``num_crops`` (sliding
+    window only), ``latency_e2e_median_ms``, ``latency_e2e_p90_ms``, ``latency_e2e_p99_ms``, ``throughput_e2e_img_s``,
+    ``<stage>_ms`` and ``<stage>_pct`` for each of `bench.results.E2E_STAGES` (a stage's median, and its share of the
+    stages' sum), ``stages_sum_ms``, ``not_model_pct`` (the share of that sum outside the model stage), and
+    ``model_only_ms``: the variant's model-only median latency at batch 1 at the same resolution and device (the
+    sweep's, a random tensor already on the device; whole image only).
+    """
+    totals = {LATENCY_E2E_MEDIAN: "latency_e2e_median_ms", LATENCY_E2E_P90: "latency_e2e_p90_ms",
+              LATENCY_E2E_P99: "latency_e2e_p99_ms", THROUGHPUT_E2E: "throughput_e2e_img_s"}  # fmt: skip
+    columns = [*VARIANT_KEYS, "resolution", "inference", "crop", "stride", "num_crops", *totals.values()]
+    columns += [f"{s}_{unit}" for s in E2E_STAGES for unit in ("ms", "pct")]
+    columns += ["stages_sum_ms", "not_model_pct", "model_only_ms"]
+    rows = eff[eff["metric"].isin((*totals, LATENCY_STAGE))]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows = rows.assign(inference=_key_text(rows, "inference"), stage=_key_text(rows, "stage"))
+    model_only = eff[(eff["metric"] == "latency_median") & (eff["batch_size"] == "1")]
+    order = {"whole": 0, "slide": 1}
+    out = []
+    for _, variant in _built(grid).iterrows():
+        mine = rows[rows["model"] == variant["variant"]]
+        groups = mine.groupby(["resolution", "inference", "device"], sort=False)
+        for (resolution, inference, device), group in sorted(groups, key=lambda g: order.get(g[0][1], 2)):
+            values = group[group["metric"] != LATENCY_STAGE].groupby("metric")["value"].first()
+            stages = group[group["metric"] == LATENCY_STAGE].groupby("stage")["value"].first()
+            row = {**_machine(variant, group), "resolution": resolution, "inference": inference}
+            slide = group[group["metric"] == LATENCY_E2E_MEDIAN] if inference == "slide" else group.iloc[0:0]
+            row |= {k: _text(_first(slide, k)) for k in ("crop", "stride", "num_crops")}
+            row |= {column: values.get(metric, np.nan) for metric, column in totals.items()}
+            total = float(stages.reindex(E2E_STAGES).sum(min_count=len(E2E_STAGES)))
+            for stage in E2E_STAGES:
+                row[f"{stage}_ms"] = stages.get(stage, np.nan)
+                row[f"{stage}_pct"] = 100.0 * row[f"{stage}_ms"] / total if total > 0 else np.nan
+            row["stages_sum_ms"] = total
+            row["not_model_pct"] = 100.0 - row["model_pct"]
+            alone = model_only[(model_only["model"] == variant["variant"]) & (model_only["resolution"] == resolution)
+                               & (model_only["device"] == device)]  # fmt: skip
+            row["model_only_ms"] = float(alone["value"].iloc[0]) if inference == "whole" and len(alone) else np.nan
+            out.append(row)
+    return pd.DataFrame(out, columns=columns)
+
+
+def e2e_stages(table: pd.DataFrame) -> list[str]:
+    """The stages of an `end_to_end` table, in call order (its ``<stage>_pct`` columns)."""
+    return [c.removesuffix("_pct") for c in table.columns if c.endswith("_pct") and c != "not_model_pct"]

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from segbench.bench.results import atomic_write
+from segbench.bench.results import DEPLOY_REFERENCE, atomic_write
 from segbench.reports.realworld import pair_names
 from segbench.reports.tables import CurvePoints, column_groups
 
@@ -261,6 +262,54 @@ def deploy_trade_off(points: pd.DataFrame, colors: Mapping[str, str], path: str 
     ax.grid(alpha=0.3)
     handles, names = ax.get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
+    return save(fig, path)
+
+
+def deploy_latency_curve(points: pd.DataFrame, title: str, path: str | Path) -> Path | None:
+    """Median latency at batch 1 (y, ms) against the image size (x, megapixels), one line per variant of one model
+    (`reports.deploy.latency_curve`: variant, backend, precision, status, resolution, megapixels, latency_median_ms),
+    labelled "backend precision"; each resolution is named under its tick.
+
+    Eager fp32 (the reference) is a black line with squares; a variant that disagrees with eager fp32 a dashed red
+    line labelled "(disagrees)". The y axis is logarithmic when the latencies span more than a factor of 10. Returns
+    None with fewer than two resolutions.
+    """
+    points = points.dropna(subset=["megapixels", "latency_median_ms"])
+    if points["resolution"].nunique() < 2:
+        return None
+    fig = _figure(6.4, 4.4)
+    ax = fig.add_subplot()
+    others = 0
+    for _, line in points.groupby("variant", sort=False):
+        line = line.sort_values("megapixels")
+        first = line.iloc[0]
+        bad = first["status"] == "disagrees"
+        label = f"{first['backend']} {first['precision']}" + (" (disagrees)" if bad else "")
+        if bad:
+            style = {"color": DISAGREE, "linestyle": "--", "marker": "X", "markersize": 6}
+        elif (first["backend"], first["precision"]) == DEPLOY_REFERENCE:
+            style = {"color": "black", "marker": "s", "markersize": 5, "linewidth": 1.8}
+        else:
+            style = {"color": PALETTE[others % len(PALETTE)], "marker": "o", "markersize": 4}
+            others += 1
+        ax.plot(line["megapixels"], line["latency_median_ms"], label=plain(label), **{"linewidth": 1.3, **style})
+    ticks = points.drop_duplicates("resolution").sort_values("megapixels")
+    ax.set_xticks(list(ticks["megapixels"]))
+    ax.set_xticklabels([f"{r}\n{mp:.3g} MP" for r, mp in zip(ticks["resolution"], ticks["megapixels"])], fontsize=7.5)
+    ys = points["latency_median_ms"]
+    if ys.min() > 0 and ys.max() / ys.min() > 10:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 2, 5, 10, 20 ms: not 10^1
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.margins(0.08)
+    ax.set_title(plain(title), fontsize=9)
+    ax.set_xlabel("image size (H x W; megapixels)", fontsize=9)
+    ax.set_ylabel("median latency at batch 1 (ms)", fontsize=9)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(3, len(names)), fontsize=7, frameon=False)
     return save(fig, path)
 
 

@@ -813,6 +813,19 @@ DEPLOY_COLUMNS = [
 ]  # fmt: skip
 """The grid table's columns after the row label (Backend): head and tooltip."""
 
+ENERGY_COLUMNS = [
+    ("Energy (J/image)", "GPU energy per image over the timed calls at the setting above (NVML; the whole board's)"),
+    ("Power (W)", "mean GPU power over the timed calls at the setting above (NVML)"),
+]
+"""Beside peak memory in the grid table, when a variant has energy or power rows (GPU with NVML only)."""
+
+
+def _grid_columns(energy: bool) -> list[tuple[str, str]]:
+    """`DEPLOY_COLUMNS`, with `ENERGY_COLUMNS` after peak memory when `energy`."""
+    at = [c for c, _ in DEPLOY_COLUMNS].index("Peak memory (MiB)") + 1
+    return [*DEPLOY_COLUMNS[:at], *ENERGY_COLUMNS, *DEPLOY_COLUMNS[at:]] if energy else DEPLOY_COLUMNS
+
+
 DISAGREES_TITLE = (
     "its logits differ from eager fp32 beyond the {precision} tolerance: it is not the same model; its speed is "
     "shown for information only"
@@ -831,8 +844,9 @@ def _rel(value: float) -> str:
     return "\u2013" if pd.isna(value) else "0" if value == 0 else f"{value:.1e}"
 
 
-def _deploy_cells(row: pd.Series) -> list[Cell]:
-    """A grid row's cells after the row label (the texts the Markdown file holds too)."""
+def _deploy_cells(row: pd.Series, energy: bool = False) -> list[Cell]:
+    """A grid row's cells after the row label (the texts the Markdown file holds too); with `energy`, the energy and
+    power cells after peak memory."""
     status = str(row["status"])
     reference = (row["backend"], row["precision"]) == D.DEPLOY_REFERENCE
     if status in D.NOT_BUILT:
@@ -840,7 +854,7 @@ def _deploy_cells(row: pd.Series) -> list[Cell]:
         return [
             Cell(row["precision"]),
             Cell(status, "status", str(row["reason"]) if not pd.isna(row["reason"]) else ""),
-            Cell(reason, "reason", span=len(DEPLOY_COLUMNS) - 2),
+            Cell(reason, "reason", span=len(_grid_columns(energy)) - 2),
         ]
     disagrees = status == "disagrees"
     tolerance = (
@@ -880,12 +894,15 @@ def _deploy_cells(row: pd.Series) -> list[Cell]:
         else Cell(status, "status", tolerance or D.short_reason(row["reason"]))
     )
     delta = "ref." if reference else None
+    source = row["energy_source"] if isinstance(row["energy_source"], str) and row["energy_source"] else "unknown"
+    power = [Cell(_sig(row[c]), title=f"read from {source}") for c in D.ENERGY] if energy else []
     return [
         Cell(row["precision"]),
         status_cell,
         *timing,
         Cell(_sig(row["throughput_img_s"])),
         Cell(_sig(row["peak_memory_MiB"])),
+        *power,
         speedup,
         Cell(build, title=build_title),
         Cell(_sig(row["artifact_size_MiB"])),
@@ -931,9 +948,12 @@ def _deployment(
         )
         return sec
     sec.notes = _deploy_notes(grid)
-    header = ["Backend", *[c for c, _ in DEPLOY_COLUMNS]]
-    titles = ["", *[t for _, t in DEPLOY_COLUMNS]]
-    groups = [("", 3), ("Latency per batch (ms)", 4), ("", 3), ("Build", 2), ("Agreement", 2), ("Accuracy", 4)]
+    energy = grid.has_energy
+    columns = _grid_columns(energy)
+    header = ["Backend", *[c for c, _ in columns]]
+    titles = ["", *[t for _, t in columns]]
+    groups = [("", 3), ("Latency per batch (ms)", 4), ("", 3 + len(columns) - len(DEPLOY_COLUMNS)), ("Build", 2),
+              ("Agreement", 2), ("Accuracy", 4)]  # fmt: skip
     markdown = []
     for model in grid.models:
         info = infos.get(variant_name(model, *D.DEPLOY_REFERENCE))
@@ -941,7 +961,7 @@ def _deployment(
         divider = f"{model}{flag}: {_setting_text(grid.settings.get(model, {}))}"
         rows = []
         for i, (_, row) in enumerate(grid.table[grid.table["model"] == model].iterrows()):
-            cells = _deploy_cells(row)
+            cells = _deploy_cells(row, energy)
             status = str(row["status"])
             cls = "disagrees" if status == "disagrees" else "not-built" if status in D.NOT_BUILT else ""
             rows.append(Row(cells, label=row["backend"], cls=cls, divider=divider if i == 0 else ""))
@@ -963,6 +983,13 @@ def _deployment(
         )
     title = "Deployment: backends and precisions (latency in ms, \u0394 in pp)"
     sec.files = out.table(grid.table, "deployment", title, digits=3, markdown=pd.DataFrame(markdown))
+    parts = (
+        _deploy_batches(D.batch_sweep(eff, grid), out),
+        _deploy_curves(D.latency_curve(eff, grid), out),
+        _deploy_end_to_end(D.end_to_end(eff, grid), out),
+    )
+    sec.extra["parts"] = [p for p in parts if p is not None]
+    sec.files += [f for p in sec.extra["parts"] for f in p.files]
     return sec
 
 
@@ -1020,10 +1047,200 @@ def _deploy_notes(grid: D.DeployGrid) -> list[str]:
         "Clean mIoU and mPC (%) are each variant's own measurement on this run's images; \u0394 (pp) is the "
         "difference from the model's eager fp32 as the run's summary.csv holds it (delta_miou, delta_mPC)."
     )
+    if grid.has_energy:
+        sources = ", ".join(str(s) for s in dict.fromkeys(table["energy_source"].dropna()) if s) or "source unknown"
+        notes.append(
+            f"Energy per image (J) and mean power (W): the GPU board's, over the timed calls at the setting above, "
+            f"read through NVML ({sources}); a dash where a variant has none."
+        )
     if grid.other_settings:
         others = ", ".join(grid.other_settings)
-        notes.append(f"{others}: timed at other settings too; those are in the Efficiency table.")
+        notes.append(
+            f"{others}: timed at other settings too (batch sizes, resolutions): below, and in the Efficiency table."
+        )
     return notes
+
+
+def _where(row: pd.Series) -> str:
+    """`cpu (AMD EPYC), 2 threads`: the machine a view's row was measured on."""
+    where = str(row["device"] or "device unknown") + (f" ({row['device_name']})" if row["device_name"] else "")
+    return where + (f", {row['threads']} threads" if row["threads"] else "")
+
+
+def _deploy_batches(sweep: pd.DataFrame, out: Outputs) -> Section | None:
+    """Throughput against batch size (`D.batch_sweep`): per model, variant x batch size -> img/s, OOM marked, and the
+    best throughput with its batch. None without a sweep."""
+    if sweep.empty:
+        return None
+    sec = Section("deployment-batch", "Throughput against batch size")
+    markdown = []
+    for model, rows in sweep.groupby("model", sort=False):
+        batches = sorted(set(rows["batch_size"]))
+        first = rows.iloc[0]
+        divider = f"{model}: images per second at {first['resolution']}, on {_where(first)}"
+        table = []
+        for i, (_, mine) in enumerate(rows.groupby("variant", sort=False)):
+            head, last = mine.iloc[0], int(mine["batch_size"].max())
+            by = mine.set_index("batch_size")
+            cells = [Cell(head["precision"])]
+            for batch in batches:
+                if batch not in by.index:
+                    cells.append(Cell("\u2013", title=f"not timed: this variant's sweep stopped at batch {last}"))
+                elif by.loc[batch, "oom"]:
+                    where = f"{head['resolution']}, {head['precision']}, {head['device']}"
+                    cells.append(Cell("OOM", "flag", f"out of memory at batch {batch} ({where}): larger not tried"))
+                else:
+                    r = by.loc[batch]
+                    cls = " ".join(c for c, on in (("best", r["best"]), ("noisy", r["noisy"])) if on)
+                    title = f"median latency {_sig(r['latency_median_ms'])} ms per batch of {batch}"
+                    title += "; timing was noisy" if r["noisy"] else ""
+                    cells.append(Cell(_sig(r["throughput_img_s"]) + (" \u26a0" if r["noisy"] else ""), cls, title))
+            best = mine[mine["best"]]
+            if len(best):
+                cells += [Cell(_sig(best["throughput_img_s"].iloc[0])), Cell(str(best["batch_size"].iloc[0]))]
+            else:
+                cells += [Cell("\u2013"), Cell("\u2013")]
+            cls = "disagrees" if head["status"] == "disagrees" else ""
+            table.append(Row(cells, label=head["backend"], cls=cls, divider=divider if i == 0 else ""))
+            texts = dict(zip(["precision", *[f"batch {b}" for b in batches], "best (img/s)", "at batch"],
+                             [c.text for c in cells]))  # fmt: skip
+            markdown.append({"model": model, "resolution": head["resolution"], "on": _where(head),
+                             "backend": head["backend"], **texts})  # fmt: skip
+        header = ["Backend", "Precision", *map(str, batches), "Best (img/s)", "At batch"]
+        groups = [("", 2), ("Throughput (img/s) at batch size", len(batches)), ("", 2)]
+        sec.tables.append(HtmlTable(header, table, groups, cls="deploy-batch"))
+    sec.notes.append(
+        "Images per second at each batch size, model call only, each variant at its own precision (the row's). A "
+        "variant's sweep times batch 1, 2, 4, \u2026 in turn and stops after the first batch that gains too little "
+        "throughput or runs out of memory, so variants list different batches: OOM marks a batch that ran out of "
+        "memory (larger ones were not tried), a dash one that was not timed. Bold: the variant's best throughput, "
+        "also in the last two columns; each cell's tooltip holds the median latency per batch (ms)."
+    )
+    if (sweep["status"] == "disagrees").any():
+        sec.notes.append("Rows in red disagree with eager fp32: their throughput is for information only.")
+    title = "Throughput (img/s) against batch size"
+    sec.files = out.table(sweep, "deployment_batch", title, digits=3, markdown=pd.DataFrame(markdown))
+    return sec
+
+
+def _deploy_curves(curve: pd.DataFrame, out: Outputs) -> Section | None:
+    """Latency against resolution (`D.latency_curve`): per model a figure (one line per variant) and the numbers.
+    None without a model timed at two resolutions."""
+    if curve.empty:
+        return None
+    sec = Section("deployment-resolution", "Latency against resolution")
+    markdown = []
+    for i, (model, rows) in enumerate(curve.groupby("model", sort=False)):
+        first = rows.iloc[0]
+        setting = f"batch 1, {_where(first)}, each variant at its own precision"
+        alt = f"{model}: median latency at batch 1 against image size, one line per backend \u00d7 precision"
+        fig = out.figure(figures.deploy_latency_curve, f"deployment_resolution_{i + 1}.png", alt, rows,
+                         f"{model}: {setting}")  # fmt: skip
+        if fig is not None:
+            sec.figures.append(fig)
+        sizes = rows.drop_duplicates("resolution").sort_values("megapixels")
+        resolutions = list(sizes["resolution"])
+        table = []
+        for j, (_, mine) in enumerate(rows.groupby("variant", sort=False)):
+            head = mine.iloc[0]
+            by = mine.set_index("resolution")
+            cells = [Cell(head["precision"])]
+            for r in resolutions:
+                noisy = r in by.index and by.loc[r, "noisy"]
+                text = _sig(by.loc[r, "latency_median_ms"]) if r in by.index else "\u2013"
+                cells.append(Cell(text + (" \u26a0" if noisy else ""), "noisy" if noisy else ""))
+            cls = "disagrees" if head["status"] == "disagrees" else ""
+            table.append(Row(cells, label=head["backend"], cls=cls, divider=f"{model}: {setting}" if j == 0 else ""))
+            markdown.append({"model": model, "on": _where(head), "backend": head["backend"],
+                             "precision": head["precision"],
+                             **{f"{r} (ms)": c.text for r, c in zip(resolutions, cells[1:])}})  # fmt: skip
+        header = ["Backend", "Precision", *resolutions]
+        subheader = ["", "megapixels", *[f"{mp:.3g}" for mp in sizes["megapixels"]]]
+        groups = [("", 2), ("Median latency at batch 1 (ms)", len(resolutions))]
+        sec.tables.append(HtmlTable(header, table, groups, subheader, cls="deploy-resolution"))
+    sec.notes.append(
+        "Median latency per image (ms) at batch 1 against the image size (H\u00d7W), model call only, on the machine "
+        "named above each table, each variant at its own precision (backend and precision name the line and the "
+        "row). The y axis is logarithmic when the latencies span more than a factor of 10; \u26a0 marks a noisy "
+        "timing."
+    )
+    sec.files = out.table(curve, "deployment_resolution", "Median latency at batch 1 (ms) against resolution", 3,
+                          markdown=pd.DataFrame(markdown))  # fmt: skip
+    return sec
+
+
+def _deploy_end_to_end(e2e: pd.DataFrame, out: Outputs) -> Section | None:
+    """Model only vs end to end (`D.end_to_end`): per model, each variant's model-only latency beside its end-to-end
+    latency, whole image and sliding window, with the stage split. None without end-to-end rows."""
+    if e2e.empty:
+        return None
+    sec = Section("deployment-e2e", "Model only vs end to end")
+    stages = D.e2e_stages(e2e)
+    header = ["Backend", "Precision", "Inference", "Model only p50", "p50", "p90", "p99", *stages, "Not the model",
+              "End to end (img/s)"]  # fmt: skip
+    titles = ["", "", "", "the model call alone at batch 1, same resolution (the grid's timing: random input already "
+              "on the device)", "median end-to-end time per call", "90th percentile", "99th percentile",
+              *[STAGE_TITLES.get(s, s) for s in stages], "the share of the stages' sum outside the model stage",
+              "images per second, one image per call"]  # fmt: skip
+    groups = [("", 3), ("Latency per image (ms)", 4), ("Stage medians: ms (% of their sum)", len(stages)), ("", 2)]
+    names = ["precision", "inference", "model only p50 (ms)", "p50 (ms)", "p90 (ms)", "p99 (ms)",
+             *[f"{s} stage (ms, %)" for s in stages], "not the model", "end to end (img/s)"]  # fmt: skip
+    markdown = []
+    for model, rows in e2e.groupby("model", sort=False):
+        resolution = ", ".join(dict.fromkeys(rows["resolution"]))
+        divider = f"{model}: one {resolution} PNG per call (batch 1), on {_where(rows.iloc[0])}"
+        table = []
+        for i, (_, r) in enumerate(rows.iterrows()):
+            slide = r["inference"] == "slide"
+            if slide:
+                crops = f"{r['num_crops']} crops" if r["num_crops"] else "crops"
+                mode = f"sliding window: {crops} of {r['crop'] or '?'}, stride {r['stride'] or '?'}"
+            else:
+                mode = "whole image" if r["inference"] == "whole" else r["inference"] or "?"
+            alone = ""
+            if pd.isna(r["model_only_ms"]):
+                alone = "the grid times the whole image only" if slide else "no model-only timing at this resolution"
+            cells = [
+                Cell(r["precision"]),
+                Cell(mode, "mode"),
+                Cell(_sig(r["model_only_ms"]), title=alone),
+                *[Cell(_sig(r[c])) for c in ("latency_e2e_median_ms", "latency_e2e_p90_ms", "latency_e2e_p99_ms")],
+                *[Cell(_stage(r[f"{s}_ms"], r[f"{s}_pct"])) for s in stages],
+                Cell("\u2013" if pd.isna(r["not_model_pct"]) else f"{r['not_model_pct']:.0f}%"),
+                Cell(_sig(r["throughput_e2e_img_s"])),
+            ]
+            cls = "disagrees" if r["status"] == "disagrees" else ""
+            table.append(Row(cells, label=r["backend"], cls=cls, divider=divider if i == 0 else ""))
+            texts = dict(zip(names, [c.text for c in cells]))
+            markdown.append({"model": model, "resolution": r["resolution"], "on": _where(r), "backend": r["backend"],
+                             **texts})  # fmt: skip
+        sec.tables.append(HtmlTable(header, table, groups, titles=titles, cls="deploy-e2e"))
+    sec.notes.append(
+        "End to end: one image per call, from the PNG on disk to the label map on the host, each variant at its own "
+        "precision, stage by stage: "
+        + "; ".join(f"{s}: {STAGE_TITLES.get(s, s)}" for s in stages)
+        + ". p50, p90 and p99 are of the per-call totals (ms); a stage's time is its median over the calls, its "
+        "share is of the stages' sum (which can differ slightly from p50). Model only: the model call alone at batch "
+        "1 and the same resolution, from the grid's timing (a random tensor already on the device). Not the model: "
+        "the share of the stages' sum spent outside the model stage."
+    )
+    sec.files = out.table(e2e, "deployment_end_to_end", "Model only vs end to end (ms)", 3,
+                          markdown=pd.DataFrame(markdown))  # fmt: skip
+    return sec
+
+
+def _stage(ms: float, pct: float) -> str:
+    """A stage cell: `3.72 (71%)`."""
+    return "\u2013" if pd.isna(ms) else _sig(ms) + ("" if pd.isna(pct) else f" ({pct:.0f}%)")
+
+
+STAGE_TITLES = {
+    "decode": "the PNG read from disk and decoded",
+    "preprocess": "to a tensor on the device, normalised",
+    "model": "the forward pass (whole image, or every crop of the sliding window, stitched)",
+    "postprocess": "logits resized to the labels, argmax, copied to the host",
+}
+"""What each end-to-end stage covers (`bench.end_to_end`; a stage not listed here is named as is)."""
 
 
 def _timing_records(cells: list[dict]) -> pd.DataFrame:

@@ -169,3 +169,26 @@ def test_each_variant_is_timed_end_to_end_beside_the_model_alone(tmp_path, cache
     assert set(e2e["inference"]) == {"whole"} and set(e2e["resolution"]) == {"64x128"}  # the scenes' own size
     stages = frame[frame["metric"] == "latency_stage"]
     assert sorted(stages["stage"]) == sorted(STAGES * 2)
+
+
+def test_a_tiny_run_renders_the_sweep_the_curve_and_end_to_end(tmp_path, cache):
+    from dataclasses import replace
+
+    efficiency = replace(TINY.efficiency, batch_sizes=(1, 2), curve=((32, 64),), end_to_end=True)
+    config = RunConfig(
+        models=("segformer-tiny",), allow_random_weights=True, out_dir=str(tmp_path), run_id="sweep",
+        backends="onnxruntime", deploy_precisions="fp32", quiet=True,
+    )  # fmt: skip
+    result = run_suite(replace(TINY, efficiency=efficiency), config)
+    frame = RunFolder(result.run_dir).frame()
+    ort = frame[(frame["model"] == "segformer-tiny@onnxruntime-fp32") & (frame["metric"] == "throughput")]
+    ort = ort[ort["condition"] == "efficiency"]
+    timed = sorted(zip(ort["resolution"], ort["batch_size"]))
+    assert timed == [("32x64", 1), ("64x128", 1), ("64x128", 2)]  # the static graph rebuilt for each new shape
+    page = render_report(result.run_dir).read_text()
+    section = page[page.index('id="deployment"') : page.index('id="evaluation-time"')]
+    for heading in ("Throughput against batch size", "Latency against resolution", "Model only vs end to end"):
+        assert f">{heading}</h3>" in section
+    assert "segformer-tiny: images per second at 64x128, on cpu" in section
+    assert "report/deployment_resolution_1.png" in section and "sliding window:" not in section  # crop = the image
+    assert (result.run_dir / "report" / "deployment_resolution_1.png").is_file()

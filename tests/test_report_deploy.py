@@ -18,8 +18,10 @@ import pytest
 from test_report import _parse
 from test_report_realworld import make_real_run, section_text
 
+from segbench.bench.results import E2E_STAGES as STAGES
 from segbench.bench.results import Condition, RunStore, deploy_variant, variant_name
-from segbench.reports import render_report
+from segbench.reports import deploy as D
+from segbench.reports import figures, render_report
 from segbench.reports import tables as T
 
 MODELS = ("segformer-b0", "fcn-r18")
@@ -116,16 +118,17 @@ def accuracy_cell(model: str, backend: str, precision: str, condition: str) -> d
             "num_images": 50, "rows": rows}  # fmt: skip
 
 
-def make_deploy_run(run_dir: Path) -> Path:
+def make_deploy_run(run_dir: Path, efficiency=efficiency_cell) -> Path:
     """A run of the deploy suite with two models: eager fp32, onnxruntime fp32 (agrees), onnxruntime int8
-    (disagrees), tensorrt fp16 (unavailable: no rows but its deploy cell)."""
+    (disagrees), tensorrt fp16 (unavailable: no rows but its deploy cell). `efficiency(model, backend, precision)`
+    makes a variant's efficiency cell (default: suite version 1's, batch 1 at one resolution)."""
     store = RunStore(run_dir)
     order = []
     for model in MODELS:
         for backend, precision in GRID:
             cells = [deploy_cell(model, backend, precision)]
             if backend != "tensorrt":
-                cells.append(efficiency_cell(model, backend, precision))
+                cells.append(efficiency(model, backend, precision))
                 cells += [accuracy_cell(model, backend, precision, c) for c in CONDITIONS]
             for cell in cells:
                 store.write_cell(cell)
@@ -139,17 +142,20 @@ def make_deploy_run(run_dir: Path) -> Path:
 
 
 class _Grid(HTMLParser):
-    """The rows of one section's tables in page order: (tr class, header text, [(td text, td class, td title)])."""
+    """The rows of one section's tables of one class in page order: (tr class, header text, [(td text, td class,
+    td title)])."""
 
-    def __init__(self, section: str):
+    def __init__(self, section: str, table: str = "deploy"):
         super().__init__()
-        self.section, self.rows = section, []
-        self._in, self._row, self._cell = False, None, None
+        self.section, self.table, self.rows = section, table, []
+        self._section, self._in, self._row, self._cell = False, False, None, None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "section":
-            self._in = attrs.get("id") == self.section
+            self._section = attrs.get("id") == self.section
+        elif tag == "table":
+            self._in = self._section and attrs.get("class") == self.table
         elif self._in and tag == "tr":
             self._row = [attrs.get("class") or "", None, []]
         elif self._in and tag in ("th", "td") and self._row is not None:
@@ -171,11 +177,14 @@ class _Grid(HTMLParser):
         elif tag == "tr" and self._row is not None:
             self.rows.append(tuple(self._row))
             self._row = None
+        elif tag == "table":
+            self._in = False
 
 
-def grid_rows(index: Path) -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
-    """The deployment tables' rows by variant name (the divider rows name the model): (row class, cells)."""
-    parser = _Grid("deployment")
+def grid_rows(index: Path, table: str = "deploy") -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
+    """The rows of the deployment section's tables of class `table` (the grid by default) by variant name (the
+    divider rows name the model, the row's head its backend, its first cell the precision): (row class, cells)."""
+    parser = _Grid("deployment", table)
     parser.feed(index.read_text(encoding="utf-8"))
     out, model = {}, None
     for cls, head, cells in parser.rows:
@@ -337,3 +346,226 @@ def test_run_without_deploy_rows_marks_the_section_missing(tmp_path):
     assert "deployment" in page.missing
     assert "no deployment rows; the `deploy` suite measures" in section_text(index, "deployment")
     assert not (run / "report" / "deployment.csv").exists() and not (run / "report" / "deployment.png").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Beside the grid (deploy suite version 2): throughput against batch size, latency against resolution, end to end,
+# energy
+# --------------------------------------------------------------------------------------------------------------------
+
+MAIN = "1024x2048"
+CURVE = {"512x1024": 0.25, "768x1536": 0.56}  # latency at batch 1 relative to the main resolution's
+SWEEP = {
+    ("eager", "fp32"): {1: 40.0, 2: 70.0, 4: 130.0, 8: None},  # ms per batch; None: out of memory
+    ("onnxruntime", "fp32"): {1: 10.0, 2: 18.0, 4: 35.0},  # 100, 111, 114 img/s: saturated, no batch 8
+    ("onnxruntime", "int8"): {1: 5.0, 2: 9.0},
+}
+SCALE = {"segformer-b0": 1.0, "fcn-r18": 0.5}
+GPU = {"device": "cuda:0", "device_name": "Fake GPU", "threads": 2}
+DECODE, PREPROCESS, POSTPROCESS = 12.0, 3.0, 5.0
+E2E_MODEL = {"whole": 1.05, "slide": 1.6}  # the model stage relative to the model-only latency
+
+
+def e2e_median(model: str, backend: str, precision: str, mode: str) -> float:
+    base = SWEEP[backend, precision][1] * SCALE[model]
+    return DECODE + PREPROCESS + base * E2E_MODEL[mode] + POSTPROCESS
+
+
+def sweep_cell(model: str, backend: str, precision: str, energy: bool = False, end_to_end: bool = True) -> dict:
+    """A variant's efficiency cell as the deploy suite (version 2) writes it: the batch sweep at 1024x2048 (eager fp32
+    runs out of memory at batch 8), the latency curve at batch 1, end to end whole image and sliding window, and with
+    `energy` the NVML rows."""
+    keys = {**_key(model, backend, precision), "condition": "efficiency", "backend": backend}
+    setting = {"precision": precision, **GPU, "noisy": False}
+    rows = [{**keys, "metric": "params", "value": 3.7, "unit": "M", "precision": None}]
+
+    def timed(resolution: str, batch: int, median: float) -> list[dict]:
+        at = {**keys, **setting, "resolution": resolution, "batch_size": batch}
+        out = [{**at, "metric": metric, "value": value, "unit": unit} for metric, value, unit in (
+            ("latency_median", median, "ms"), ("latency_p90", median * 1.1, "ms"), ("latency_p99", median * 1.25, "ms"),
+            ("latency_iqr", median * 0.05, "ms"), ("latency_cv", 0.03, "ratio"),
+            ("throughput", 1000.0 * batch / median, "img/s"), ("peak_memory", 300.0 + median, "MiB"))]  # fmt: skip
+        if energy:
+            source = {"energy_source": "nvml_total_energy"}
+            out += [{**at, **source, "metric": "energy_per_image", "value": median * 0.2 / batch, "unit": "J"},
+                    {**at, **source, "metric": "power_mean", "value": 200.0, "unit": "W"}]  # fmt: skip
+        return out
+
+    for batch, median in SWEEP[backend, precision].items():
+        if median is None:
+            at = {**keys, **setting, "resolution": MAIN, "batch_size": batch}
+            rows.append({**at, "metric": "oom", "value": 1.0, "unit": "flag"})
+        else:
+            rows += timed(MAIN, batch, median * SCALE[model])
+    for resolution, share in CURVE.items():
+        rows += timed(resolution, 1, SWEEP[backend, precision][1] * SCALE[model] * share)
+    if end_to_end:
+        for mode in ("whole", "slide"):
+            at = {**keys, **setting, "resolution": MAIN, "batch_size": 1, "inference": mode, "clock": "cuda_event"}
+            if mode == "slide":
+                at |= {"crop": "1024x1024", "stride": "768x768", "num_crops": 3}
+            total = e2e_median(model, backend, precision, mode)
+            rows += [
+                {**at, "metric": "latency_e2e_median", "value": total, "unit": "ms"},
+                {**at, "metric": "latency_e2e_p90", "value": total * 1.1, "unit": "ms"},
+                {**at, "metric": "latency_e2e_p99", "value": total * 1.2, "unit": "ms"},
+                {**at, "metric": "throughput_e2e", "value": 1000.0 / total, "unit": "img/s"},
+            ]
+            model_ms = SWEEP[backend, precision][1] * SCALE[model] * E2E_MODEL[mode]
+            for stage, value in zip(STAGES, (DECODE, PREPROCESS, model_ms, POSTPROCESS)):
+                rows.append({**at, "stage": stage, "metric": "latency_stage", "value": value, "unit": "ms"})
+    name = variant_name(model, backend, precision)
+    return {"cell": f"{name}__efficiency", "kind": "efficiency", "model": name, "condition": "efficiency",
+            "rows": rows}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    run = make_deploy_run(tmp_path_factory.mktemp("deploy") / "deploy-v2", sweep_cell)
+    return run, render_report(run)
+
+
+def test_new_parts_render_under_their_headings_with_files(swept):
+    run, index = swept
+    section = section_text(index, "deployment")
+    headings = re.findall(r'<h3 id="([^"]+)">([^<]+)</h3>', section)
+    assert headings == [("deployment-batch", "Throughput against batch size"),
+                        ("deployment-resolution", "Latency against resolution"),
+                        ("deployment-e2e", "Model only vs end to end")]  # fmt: skip
+    for stem in ("deployment_batch", "deployment_resolution", "deployment_end_to_end"):
+        assert (run / "report" / f"{stem}.csv").is_file() and f'href="report/{stem}.md"' in section
+    grid = grid_rows(index)  # the grid is timed at batch 1 at the largest resolution
+    assert cell(grid["segformer-b0@onnxruntime-fp32"], "p50") == "10.00"
+    assert cell(grid["segformer-b0@onnxruntime-fp32"], "speedup") == "4.00\u00d7"
+    assert "segformer-b0: timed at 1024x2048, batch 1, on cuda:0 (Fake GPU)" in section
+    assert "Energy (J/image)" not in section and "Power (W)" not in section  # no energy rows: no empty columns
+    table = pd.read_csv(run / "report" / "deployment.csv")
+    assert table["energy_per_image_J"].isna().all()
+    frame = T.normalize_results(pd.read_csv(run / "results.csv"))
+    clean = T.miou_conditions(frame).query("corruption == 'clean'").set_index("model")["miou"]
+    (latency,) = T.efficiency_curves(T.efficiency_rows(frame), clean)  # the sweep's batch 1, still one point each
+    assert sorted(latency.points["model"]) == sorted(variant_name(m, *k) for m in MODELS for k in SWEEP)
+    assert latency.setting == "1024x2048, batch 1, cuda:0"
+
+
+def test_batch_table_lists_each_variants_batches_and_marks_out_of_memory(swept):
+    run, index = swept
+    rows = grid_rows(index, "deploy-batch")
+    assert set(rows) == {variant_name(m, b, p) for m in MODELS for b, p in SWEEP}
+    columns = ["precision", "1", "2", "4", "8", "best", "at"]  # the union of the model's batches, then the best
+    for model in MODELS:
+        for (backend, precision), batches in SWEEP.items():
+            cls, cells = rows[variant_name(model, backend, precision)]
+            shown = dict(zip(columns, cells))
+            for batch in (1, 2, 4, 8):
+                text, css, title = shown[str(batch)]
+                if batch not in batches:
+                    assert text == "\u2013" and "stopped at batch" in title  # where this variant's sweep stopped
+                elif batches[batch] is None:
+                    assert text == "OOM" and css == "flag" and "out of memory at batch 8" in title
+                else:
+                    median = batches[batch] * SCALE[model]
+                    assert float(text) == pytest.approx(1000.0 * batch / median, rel=5e-3)
+                    latency = re.fullmatch(rf"median latency ([\d.]+) ms per batch of {batch}", title)
+                    assert latency and float(latency[1]) == pytest.approx(median, rel=5e-3)
+            best = max((b for b, m in batches.items() if m), key=lambda b: b / batches[b])
+            assert shown["at"][0] == str(best) and "best" in shown[str(best)][1]
+            assert cls == ("disagrees" if precision == "int8" else "")
+    section = section_text(index, "deployment")
+    assert "segformer-b0: images per second at 1024x2048, on cuda:0 (Fake GPU), 2 threads" in section
+    sweep = pd.read_csv(run / "report" / "deployment_batch.csv")
+    eager = sweep[sweep["variant"] == "segformer-b0@eager-fp32"]
+    assert list(eager["batch_size"]) == [1, 2, 4, 8] and list(eager["oom"]) == [False, False, False, True]
+
+
+def test_latency_curve_is_drawn_per_model_only_with_two_resolutions(swept, rendered):
+    run, index = swept
+    _, page = _parse(index)
+    images = [src for section, src in page.imgs if section == "deployment"]
+    assert images == [
+        "report/deployment.png",
+        "report/deployment_resolution_1.png",
+        "report/deployment_resolution_2.png",
+    ]
+    assert (run / "report" / "deployment_resolution_1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = grid_rows(index, "deploy-resolution")
+    cls, cells = rows["fcn-r18@onnxruntime-fp32"]
+    assert [c[0] for c in cells] == ["fp32", "1.25", "2.80", "5.00"]  # 512x1024, 768x1536, 1024x2048 (ms)
+    section = section_text(index, "deployment")
+    assert "fcn-r18: batch 1, cuda:0 (Fake GPU), 2 threads, each variant at its own precision" in section
+    curve = pd.read_csv(run / "report" / "deployment_resolution.csv")
+    assert set(curve["resolution"]) == {"512x1024", "768x1536", MAIN}
+    # one resolution: no curve (the grid's own run, suite version 1, is timed at batch 1 at 512x1024 only)
+    old_run, old_index = rendered
+    assert not list((old_run / "report").glob("deployment_resolution*"))
+    assert "deployment-resolution" not in section_text(old_index, "deployment")
+    one = pd.DataFrame({"variant": ["m@eager-fp32"] * 2, "backend": "eager", "precision": "fp32", "status": "agrees",
+                        "resolution": MAIN, "megapixels": 2.097152, "latency_median_ms": [4.0, 4.1]})  # fmt: skip
+    assert figures.deploy_latency_curve(one, "m", run / "one.png") is None and not (run / "one.png").exists()
+
+
+def test_end_to_end_table_splits_the_call_into_stages(swept):
+    run, index = swept
+    parser = _Grid("deployment", "deploy-e2e")
+    parser.feed(index.read_text(encoding="utf-8"))
+    columns = ["precision", "inference", "model_only", "p50", "p90", "p99", *STAGES, "not_model", "throughput"]
+    by, model = {}, None
+    for cls, head, cells in parser.rows:
+        if cls == "divider":
+            model = head.split(":")[0]
+        elif cells and head not in ("", "Backend"):
+            shown = dict(zip(columns, (c[0] for c in cells)))
+            mode = "slide" if shown["inference"].startswith("sliding") else "whole"
+            by[model, head, shown["precision"], mode] = shown
+    assert len(by) == 2 * len(MODELS) * len(SWEEP)  # whole image and sliding window per built variant
+    for (model, backend, precision, mode), shown in by.items():
+        total = e2e_median(model, backend, precision, mode)
+        assert float(shown["p50"]) == pytest.approx(total, rel=5e-3)
+        stages = [float(shown[s].split(" (")[0]) for s in STAGES]
+        shares = [float(shown[s].split(" (")[1].rstrip("%)")) for s in STAGES]
+        assert sum(stages) == pytest.approx(float(shown["p50"]), abs=0.02 * len(STAGES))  # within rounding
+        assert sum(shares) == pytest.approx(100, abs=2)
+        outside = 100 * (DECODE + PREPROCESS + POSTPROCESS) / total
+        assert float(shown["not_model"].rstrip("%")) == pytest.approx(outside, abs=0.5)
+        if mode == "whole":
+            assert float(shown["model_only"]) == pytest.approx(SWEEP[backend, precision][1] * SCALE[model], rel=5e-3)
+        else:
+            assert shown["inference"] == "sliding window: 3 crops of 1024x1024, stride 768x768"
+            assert shown["model_only"] == "\u2013"
+    section = section_text(index, "deployment")
+    assert "segformer-b0: one 1024x2048 PNG per call (batch 1), on cuda:0 (Fake GPU), 2 threads" in section
+    table = pd.read_csv(run / "report" / "deployment_end_to_end.csv")
+    whole = table[(table["variant"] == "fcn-r18@eager-fp32") & (table["inference"] == "whole")].iloc[0]
+    assert whole[[f"{s}_ms" for s in STAGES]].sum() == pytest.approx(whole["latency_e2e_median_ms"])
+    assert whole["model_only_ms"] == 20.0 and whole["resolution"] == MAIN
+
+
+def test_energy_columns_appear_only_with_energy_rows(tmp_path):
+    run = make_deploy_run(tmp_path / "energy", lambda m, b, p: sweep_cell(m, b, p, energy=True, end_to_end=False))
+    index = render_report(run)
+    section = section_text(index, "deployment")
+    assert "Energy (J/image)" in section and "Power (W)" in section
+    assert "read through NVML (nvml_total_energy)" in section
+    rows = grid_rows(index)
+    energy = {name: [c[0] for c in cells[8:10]] for name, (cls, cells) in rows.items() if cls != "not-built"}
+    assert energy["segformer-b0@eager-fp32"] == ["8.00", "200.0"]  # 40 ms x 0.2 J/ms at batch 1, 200 W
+    assert energy["fcn-r18@onnxruntime-int8"] == ["0.5", "200.0"]
+    assert all("nvml_total_energy" in cells[8][2] for cls, cells in rows.values() if cls != "not-built")
+    cls, cells = rows["segformer-b0@tensorrt-fp16"]
+    assert cls == "not-built" and len(cells) == 3  # the reason spans the energy columns too
+    assert "deployment-e2e" not in section  # no end-to-end rows: no end-to-end table
+    table = pd.read_csv(run / "report" / "deployment.csv").set_index("variant")
+    assert table.loc["segformer-b0@eager-fp32", "energy_per_image_J"] == pytest.approx(8.0)
+
+
+def test_a_version_1_run_renders_without_the_new_parts(rendered):
+    run, index = rendered
+    section = section_text(index, "deployment")
+    assert "<h3" not in section and "Energy (J/image)" not in section
+    for stem in ("deployment_batch", "deployment_resolution", "deployment_end_to_end"):
+        assert not (run / "report" / f"{stem}.csv").exists()
+    eff = T.efficiency_rows(T.normalize_results(pd.read_csv(run / "results.csv")))
+    frame = T.normalize_results(pd.read_csv(run / "results.csv"))
+    grid = D.deploy_grid(frame, eff, pd.read_csv(run / "summary.csv"), pd.Series(dtype=float))
+    assert D.batch_sweep(eff, grid).empty and D.latency_curve(eff, grid).empty and D.end_to_end(eff, grid).empty
+    assert not grid.has_energy
