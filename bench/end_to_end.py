@@ -38,6 +38,7 @@ from segbench.bench.data import read_image
 from segbench.bench.efficiency import efficiency_row
 from segbench.bench.inference import model_logits, normalize, resize_argmax, window_starts
 from segbench.bench.latency import (
+    Distribution,
     cudnn_benchmark,
     device_name,
     moved_for_timing,
@@ -59,16 +60,15 @@ STAGES = E2E_STAGES
 
 
 @dataclass
-class EndToEndStats:
-    """Timed end-to-end calls of one image (warm-up calls excluded), in milliseconds.
+class EndToEndStats(Distribution):
+    """Timed end-to-end calls of one image (warm-up calls excluded), in milliseconds: `samples` are the per-call
+    end-to-end times (each the sum of that call's stage times), with their statistics (`bench.latency.Distribution`).
 
     Attributes:
         mode: "whole" or "slide".
         image_size: (H, W) of the image; label_size: (H, W) of the label map.
         crop, stride, num_crops: the sliding window (None for whole-image inference).
-        samples: per-call end-to-end times (each the sum of that call's stage times), in call order.
         stage_samples: per-call times of each of `STAGES`.
-        median_ms, p90_ms, p99_ms, iqr_ms, mean_ms, std_ms, cv: statistics of `samples` (`bench.latency.summarize`).
         stage_median_ms: median time of each stage.
         images_per_s: ``1000 / median_ms``.
         device (with its index), device_name, precision, channels_last, threads, clock, warmup, iters: what the
@@ -82,15 +82,7 @@ class EndToEndStats:
     crop: tuple[int, int] | None
     stride: tuple[int, int] | None
     num_crops: int | None
-    samples: list[float]
     stage_samples: dict[str, list[float]]
-    median_ms: float
-    p90_ms: float
-    p99_ms: float
-    iqr_ms: float
-    mean_ms: float
-    std_ms: float
-    cv: float
     stage_median_ms: dict[str, float]
     images_per_s: float
     device: str

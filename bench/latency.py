@@ -39,19 +39,14 @@ from segbench.bench.regression import SPEED_METRIC
 
 
 @dataclass
-class TimingStats:
-    """Summary of timed calls, in milliseconds (warm-up calls excluded).
+class Distribution:
+    """Per-call times in milliseconds and their statistics, as `summarize` computes them (warm-up calls excluded).
 
     Attributes:
-        samples: per-call times of the kept attempt, in call order.
+        samples: per-call times, in call order.
         median_ms, p90_ms, p99_ms, mean_ms, std_ms, iqr_ms: statistics of `samples` (std: sample std, ddof=1;
             percentiles and IQR with linear interpolation).
         cv: coefficient of variation, ``std_ms / mean_ms``.
-        noisy: True when `cv` stayed above `cv_threshold` after all attempts.
-        attempts: how many timed runs were made (1 + re-measurements).
-        attempt_cvs: the CV of every attempt, in order.
-        cv_threshold, warmup, iters: the settings used.
-        clock: ``"cuda.Event"`` or ``"perf_counter"``.
     """
 
     samples: list[float]
@@ -62,6 +57,20 @@ class TimingStats:
     mean_ms: float
     std_ms: float
     cv: float
+
+
+@dataclass
+class TimingStats(Distribution):
+    """Summary of timed calls (`Distribution` of the kept attempt) and how they were timed.
+
+    Attributes:
+        noisy: True when `cv` stayed above `cv_threshold` after all attempts.
+        attempts: how many timed runs were made (1 + re-measurements).
+        attempt_cvs: the CV of every attempt, in order.
+        cv_threshold, warmup, iters: the settings used.
+        clock: ``"cuda.Event"`` or ``"perf_counter"``.
+    """
+
     noisy: bool
     attempts: int
     attempt_cvs: list[float]
