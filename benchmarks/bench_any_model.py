@@ -1,7 +1,7 @@
 """Every model source segbench takes, in one process: architecture x {predictions equal, params, GMACs, CPU latency}.
 
-    python benchmarks/bench_any_model.py                          # every row (about 2 minutes on 2 idle CPU cores)
-    python benchmarks/bench_any_model.py --only segformer,dpt,onnx
+    python -m benchmarks.bench_any_model                          # every row (about 2 minutes on 2 idle CPU cores)
+    python -m benchmarks.bench_any_model --only segformer,dpt,onnx
 
 One row per architecture of the `hf:` source (`models.hf.SUPPORTED`; UperNet twice, with ConvNeXt and with Swin),
 plus `py:` (a tiny conv net in a temporary .py file) and the same net as `torchscript:` and `onnx:` files. For each:
@@ -54,22 +54,20 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers / huggingface_hub read it: never download
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segbench.bench.allocator import retain_freed_memory  # noqa: E402
-from segbench.bench.config import InferenceSpec  # noqa: E402
-from segbench.bench.efficiency import count_params  # noqa: E402
-from segbench.bench.flops import count_flops  # noqa: E402
-from segbench.bench.inference import normalize, predict  # noqa: E402
-from segbench.bench.latency import cpu_model_name, measure_latency  # noqa: E402
-from segbench.bench.results import CITYSCAPES_CLASSES  # noqa: E402
-from segbench.bench.synthetic import draw_scene  # noqa: E402
-from segbench.models.hf_tiny import calibrate_classifiers, liven, make_processor, model_type  # noqa: E402
-from segbench.models.sources import BuildRequest, build_from_source, parse_model_spec  # noqa: E402
+from segbench.bench.allocator import retain_freed_memory
+from segbench.bench.config import InferenceSpec
+from segbench.bench.efficiency import count_params
+from segbench.bench.flops import count_flops
+from segbench.bench.inference import normalize, predict
+from segbench.bench.latency import cpu_model_name, measure_latency
+from segbench.bench.results import CITYSCAPES_CLASSES
+from segbench.bench.synthetic import draw_scene
+from segbench.models.hf_tiny import calibrate_classifiers, liven, make_processor, model_type
+from segbench.models.sources import BuildRequest, build_from_source, parse_model_spec
 
 CLASSES = tuple(CITYSCAPES_CLASSES)
 BENCH_SIZE = (512, 1024)  # GMACs and latency (Cityscapes at half resolution)
@@ -379,7 +377,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             built = build()
-    except Exception as e:  # noqa: BLE001 - the row says why and the others run
+    except Exception as e:
         row.equal = f"build failed: {first_line(e)}"
         row.params = row.gmacs = row.latency = "-"
         row.problems.append(f"{row.name}: build failed: {first_line(e)}")
@@ -407,7 +405,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
             else:
                 row.equal = f"NO: {differ} of {ours.numel()} px differ (2x{h}x{w})"
                 row.problems.append(f"{row.name}: predictions differ ({differ} px)")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         row.equal = f"error: {first_line(e)}"
         row.problems.append(f"{row.name}: predictions: {first_line(e)}")
     t_check = time.perf_counter() - stamp
@@ -415,7 +413,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
     # 3. params
     try:
         row.params = f"{count_params(model).total / 1e6:.4f}"
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         row.params = f"error: {first_line(e)}"
         row.problems.append(f"{row.name}: params: {first_line(e)}")
 
@@ -428,7 +426,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
     else:
         try:
             row.gmacs = f"{count_flops(model, size, convention='fvcore').gmacs:.2f} {at(size, why)}"
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             row.gmacs = f"error: {first_line(e)}"
             row.problems.append(f"{row.name}: GMACs: {first_line(e)}")
     t_flops = time.perf_counter() - stamp
@@ -440,7 +438,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
             warnings.simplefilter("ignore")
             stats = measure_latency(model, size, device="cpu", warmup=2, iters=5, cv_threshold=1.0, max_retries=0)
         row.latency = f"{stats.median_ms:.1f} {at(size, why)}"
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         row.latency = f"error: {first_line(e)}"
         row.problems.append(f"{row.name}: latency: {first_line(e)}")
     t_latency = time.perf_counter() - stamp

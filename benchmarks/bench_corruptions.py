@@ -1,8 +1,8 @@
 """Cityscapes-C corruption throughput (images/s) at 1024x2048, per corruption, with 1 and with N worker processes.
 
-    python benchmarks/bench_corruptions.py                                   # all 16, 1 and os.cpu_count() workers
-    python benchmarks/bench_corruptions.py --corruptions fog,frost --repeats 10 --workers 4
-    python benchmarks/bench_corruptions.py --size 512x1024 --png             # smaller images, PNG encoding included
+    python -m benchmarks.bench_corruptions                                   # all 16, 1 and os.cpu_count() workers
+    python -m benchmarks.bench_corruptions --corruptions fog,frost --repeats 10 --workers 4
+    python -m benchmarks.bench_corruptions --size 512x1024 --png             # smaller images, PNG encoding included
 
 What is timed is :func:`bench.corruptions.corrupt` (the seeded imagecorruptions call, uint8 in and out) on synthetic
 street scenes, severities cycling 1-5 over the repeats, so each row averages the severities. With ``--png`` each image
@@ -20,18 +20,12 @@ import io
 import multiprocessing
 import os
 import platform
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
-
-from benchmarks.common import parse_size as _parse_size  # noqa: E402
+from benchmarks.common import parse_size as _parse_size
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -1,9 +1,9 @@
 """Deployment backends side by side in one process: latency, build time, file size and agreement with eager fp32.
 
-    python benchmarks/bench_deploy.py                                   # SegFormer-B0 at 512x1024, batch 1, CPU
-    python benchmarks/bench_deploy.py --size 1024x2048 --iters 5
-    python benchmarks/bench_deploy.py --model deeplabv3plus-mobilenetv2 --cells eager:fp32,onnxruntime:int8
-    python benchmarks/bench_deploy.py --weights none                    # random init
+    python -m benchmarks.bench_deploy                                   # SegFormer-B0 at 512x1024, batch 1, CPU
+    python -m benchmarks.bench_deploy --size 1024x2048 --iters 5
+    python -m benchmarks.bench_deploy --model deeplabv3plus-mobilenetv2 --cells eager:fp32,onnxruntime:int8
+    python -m benchmarks.bench_deploy --weights none                    # random init
 
 Each cell (backend:precision) is built through `segbench.bench.deploy` into a fresh cache folder (so the build time is
 a cold build: export, quantisation, engine or compilation), timed by `bench.latency.measure_latency` at batch 1 (the
@@ -28,8 +28,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
 from benchmarks.common import parse_size, table  # noqa: E402
 from segbench import models  # noqa: E402

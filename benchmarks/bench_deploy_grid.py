@@ -4,9 +4,9 @@ Runs the `deploy` suite (every backend x precision this machine offers, each che
 timed and re-measured for accuracy) on synthetic scenes in the Cityscapes layout, with the demo checkpoints (trained
 on synthetic scenes only: the accuracy deltas are those of these weights on these scenes, not Cityscapes numbers).
 
-    python benchmarks/bench_deploy_grid.py                                   # 512x1024, 2 images, both demo models
-    python benchmarks/bench_deploy_grid.py --size 1024x2048 --backends eager,fast,onnxruntime
-    python benchmarks/bench_deploy_grid.py --full      # also the suite's batch sweep, latency curve, end-to-end split
+    python -m benchmarks.bench_deploy_grid                                   # 512x1024, 2 images, both demo models
+    python -m benchmarks.bench_deploy_grid --size 1024x2048 --backends eager,fast,onnxruntime
+    python -m benchmarks.bench_deploy_grid --full      # also the suite's batch sweep, latency curve, end-to-end split
 
 Prints one table per model (status, latency median / p90 / p99 at batch 1, speed-up over eager fp32, build time,
 file size, agreement with eager fp32, clean mIoU and mPC deltas), then the overhead: the run's wall time minus the
@@ -24,16 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import parse_size  # noqa: E402
-from segbench import suites  # noqa: E402
-from segbench.bench.api import run_suite  # noqa: E402
-from segbench.bench.config import RunConfig  # noqa: E402
-from segbench.bench.results import RunFolder, deploy_variant  # noqa: E402
-from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
-from segbench.suites.builtin import DEMO_WEIGHTS  # noqa: E402
+from benchmarks.common import parse_size
+from segbench import suites
+from segbench.bench.api import run_suite
+from segbench.bench.config import RunConfig
+from segbench.bench.results import RunFolder, deploy_variant
+from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.suites.builtin import DEMO_WEIGHTS
 
 
 def main() -> int:

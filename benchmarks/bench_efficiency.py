@@ -1,8 +1,8 @@
 """Parameters, FLOPs (fvcore and the paper's convention) and latency of segmentation models, as plain tables.
 
-    python benchmarks/bench_efficiency.py                                  # SegFormer B0-B5 at 512x1024, CPU fp32
-    python benchmarks/bench_efficiency.py --models segformer-b0 --device cuda --precision fp16 --iters 50
-    python benchmarks/bench_efficiency.py --no-latency                     # counts only (fast)
+    python -m benchmarks.bench_efficiency                                  # SegFormer B0-B5 at 512x1024, CPU fp32
+    python -m benchmarks.bench_efficiency --models segformer-b0 --device cuda --precision fp16 --iters 50
+    python -m benchmarks.bench_efficiency --no-latency                     # counts only (fast)
 
 The second table counts every SegFormer variant the way the paper did (ADE20K: 150 classes at 512x512, B5 at
 640x640; Cityscapes: 19 classes on a whole 1024x2048 image) and divides by the published figure
@@ -21,8 +21,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from the checkout: the rooms are top-level packages
 
 from benchmarks.common import parse_size, table  # noqa: E402
 from segbench import models  # noqa: E402

@@ -1,6 +1,6 @@
 """SegFormer speed, side by side in one process: transformers' reference vs this suite's faithful and fast paths.
 
-    python benchmarks/bench_fast_segformer.py --variants b0,b2 --size 1024x2048 --iters 3
+    python -m benchmarks.bench_fast_segformer --variants b0,b2 --size 1024x2048 --iters 3
 
 All three models share the same random weights (the reference's, loaded through `weights=`); the script prints the
 median wall time per image, the throughput ratios, and the largest logit difference relative to the reference's
@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segbench import models  # noqa: E402
-from segbench.bench.allocator import retain_freed_memory  # noqa: E402
-from segbench.models.segformer import DECODER_WIDTH, MIT_CONFIGS  # noqa: E402
+from segbench import models
+from segbench.bench.allocator import retain_freed_memory
+from segbench.models.segformer import DECODER_WIDTH, MIT_CONFIGS
 
 
 def _time_interleaved(fns: list, x: torch.Tensor, warmup: int, iters: int, device: str) -> list[tuple[float, object]]:

@@ -1,7 +1,7 @@
 """`generate-c` end to end with 1 and with N worker processes, on the same synthetic Cityscapes images.
 
-    python benchmarks/bench_generate_c.py                      # 8 images at 1024x2048, 16 corruptions, severity 3
-    python benchmarks/bench_generate_c.py --images 4 --severities 1,2,3,4,5 --workers 2
+    python -m benchmarks.bench_generate_c                      # 8 images at 1024x2048, 16 corruptions, severity 3
+    python -m benchmarks.bench_generate_c --images 4 --severities 1,2,3,4,5 --workers 2
 
 Unlike `bench_corruptions.py` (the corruption call alone), this times the real command: reading and checking each PNG,
 corrupting it, encoding the PNG and writing it atomically, the manifest, the process pool. The allocator is set as
@@ -21,13 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segbench.bench.allocator import retain_freed_memory  # noqa: E402
-from segbench.bench.config import usable_cores  # noqa: E402
-from segbench.bench.generate_c import generate_c  # noqa: E402
-from segbench.bench.results import CORRUPTIONS  # noqa: E402
-from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
+from segbench.bench.allocator import retain_freed_memory
+from segbench.bench.config import usable_cores
+from segbench.bench.generate_c import generate_c
+from segbench.bench.results import CORRUPTIONS
+from segbench.bench.synthetic import write_synthetic_cityscapes
 
 
 def _digest(folder: Path) -> str:

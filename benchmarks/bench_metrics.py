@@ -1,6 +1,6 @@
 """Confusion-matrix metrics vs the official Cityscapes evaluator: same numbers, how much faster.
 
-    python benchmarks/bench_metrics.py [--pairs 20] [--size 1024 2048] [--device cpu] [--threads N]
+    python -m benchmarks.bench_metrics [--pairs 20] [--size 1024 2048] [--device cpu] [--threads N]
 
 Both sides see the same 20 prediction / ground-truth pairs at 1024x2048 (random labels with 10% ignored pixels and
 30% of predictions wrong). The official evaluator (`cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling`)
@@ -15,19 +15,15 @@ import argparse
 import copy
 import math
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segbench.bench.metrics import confusion_matrix, iou_per_class, mean_iou  # noqa: E402
-from segbench.bench.results import CITYSCAPES_CLASSES  # noqa: E402
+from segbench.bench.metrics import confusion_matrix, iou_per_class, mean_iou
+from segbench.bench.results import CITYSCAPES_CLASSES
 
 
 def make_pairs(n: int, size: tuple[int, int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

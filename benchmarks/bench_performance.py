@@ -5,9 +5,9 @@
 3. Corruptions: 1 process vs N processes at 1024x2048, the corruption call alone and the whole generate-c command.
 4. Metrics: the confusion-matrix mIoU vs the official Cityscapes evaluator on 20 pairs.
 
-    python benchmarks/bench_performance.py            # everything (about 15 minutes on 2 CPU cores)
-    python benchmarks/bench_performance.py --quick    # smaller sizes, for a smoke check
-    python benchmarks/bench_performance.py --device cuda --parts segformer,pipeline   # the GPU's share
+    python -m benchmarks.bench_performance            # everything (about 15 minutes on 2 CPU cores)
+    python -m benchmarks.bench_performance --quick    # smaller sizes, for a smoke check
+    python -m benchmarks.bench_performance --device cuda --parts segformer,pipeline   # the GPU's share
 
 On CUDA the pipeline parts run at Cityscapes' 1024x2048 on 32 images (a GPU is fast enough, and the 512x1024 default
 would measure launch overheads more than the model). The corruption parts are CPU work whatever the device.
@@ -58,9 +58,9 @@ def main() -> int:
     for part, title, script, extra in parts:
         if part not in chosen:
             continue
-        print(f"\n## {title}\n$ python benchmarks/{script} {' '.join(extra)}", flush=True)
+        print(f"\n## {title}\n$ python -m benchmarks.{Path(script).stem} {' '.join(extra)}", flush=True)
         start = time.perf_counter()
-        code = subprocess.call([sys.executable, str(HERE / script), *extra])
+        code = subprocess.call([sys.executable, "-m", f"benchmarks.{Path(script).stem}", *extra], cwd=HERE.parent)
         print(f"({time.perf_counter() - start:.0f} s, exit {code})", flush=True)
         failed += code != 0
     return 1 if failed else 0

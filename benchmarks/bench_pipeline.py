@@ -1,7 +1,7 @@
 """End-to-end evaluation throughput against pure model-forward throughput, in one process, on the same images.
 
-    python benchmarks/bench_pipeline.py --model segformer-b0 --size 512x1024 --images 8 --workers 2
-    python benchmarks/bench_pipeline.py --fast                 # B0's fast path, workers as run_bench.py picks them
+    python -m benchmarks.bench_pipeline --model segformer-b0 --size 512x1024 --images 8 --workers 2
+    python -m benchmarks.bench_pipeline --fast                 # B0's fast path, workers as run_bench.py picks them
 
 The end-to-end figure is a real runner cell (PNG decoding, the corruption, DataLoader workers, host-to-device copies,
 inference with resize and argmax, the confusion matrix); the forward-only figure runs the same model on the same
@@ -13,24 +13,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segbench import models  # noqa: E402
-from segbench.bench.allocator import retain_freed_memory  # noqa: E402
-from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores  # noqa: E402
-from segbench.bench.data import CityscapesDataset  # noqa: E402
-from segbench.bench.generate_c import generate_c  # noqa: E402
-from segbench.bench.inference import normalize, predict  # noqa: E402
-from segbench.bench.results import Condition  # noqa: E402
-from segbench.bench.runner import run  # noqa: E402
-from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
+from segbench import models
+from segbench.bench.allocator import retain_freed_memory
+from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores
+from segbench.bench.data import CityscapesDataset
+from segbench.bench.generate_c import generate_c
+from segbench.bench.inference import normalize, predict
+from segbench.bench.results import Condition
+from segbench.bench.runner import run
+from segbench.bench.synthetic import write_synthetic_cityscapes
 
 
 def _time_model(model, xs, device: str) -> tuple[float, float]:

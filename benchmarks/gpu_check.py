@@ -1,9 +1,9 @@
 """A prepared GPU check: one run of at most 5 minutes on one GPU, one PASS/FAIL table with figures (issue 16).
 
-    python benchmarks/gpu_check.py --device cuda                  # everything, on the current GPU
-    python benchmarks/gpu_check.py --device cuda:1 --only clock,latency
-    python benchmarks/gpu_check.py --device cpu                   # the CPU-meaningful rows; the rest say "needs CUDA"
-    python benchmarks/gpu_check.py --device cuda --json check.json   # the rows as JSON too
+    python -m benchmarks.gpu_check --device cuda                  # everything, on the current GPU
+    python -m benchmarks.gpu_check --device cuda:1 --only clock,latency
+    python -m benchmarks.gpu_check --device cpu                   # the CPU-meaningful rows; the rest say "needs CUDA"
+    python -m benchmarks.gpu_check --device cuda --json check.json   # the rows as JSON too
 
 The checks, in order (`--only` takes these names):
 
@@ -67,8 +67,6 @@ from typing import Any
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 CARRY = """\
 # Carrying this check to a bare GPU machine (a copy of the working tree, a CUDA PyTorch, maybe no package registry):
 #   with a registry there:  pip install -e ".[test]"
@@ -77,31 +75,31 @@ CARRY = """\
 #   and for the energy check's NVML rows (energy, power, clocks) the same with nvidia-ml-py;
 #   carry wheels/ with the tree (an untracked folder travels with a copy of the working tree), and there:
 #     python -m pip install --no-index --no-deps --target /tmp/site wheels/*.whl && export PYTHONPATH=/tmp/site
-#     python benchmarks/gpu_check.py --device cuda --json gpu_check.json
+#     python -m benchmarks.gpu_check --device cuda --json gpu_check.json
 #   segbench itself needs no install: the script imports it from the checkout."""
 
 try:
-    from segbench import models, suites  # noqa: E402
-    from segbench.bench import distributed  # noqa: E402
-    from segbench.bench.clock import Clock  # noqa: E402
-    from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores  # noqa: E402
-    from segbench.bench.data import CityscapesDataset  # noqa: E402
-    from segbench.bench.deploy import ArtifactCache, check_deployment, reference_logits  # noqa: E402
-    from segbench.bench.deploy.backends import AutocastModule  # noqa: E402
-    from segbench.bench.efficiency import NVML_STATE_KEYS, efficiency_sweep, hardware_info  # noqa: E402
-    from segbench.bench.inference import normalize, predict  # noqa: E402
-    from segbench.bench.latency import (  # noqa: E402
+    from segbench import models, suites
+    from segbench.bench import distributed
+    from segbench.bench.clock import Clock
+    from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores
+    from segbench.bench.data import CityscapesDataset
+    from segbench.bench.deploy import ArtifactCache, check_deployment, reference_logits
+    from segbench.bench.deploy.backends import AutocastModule
+    from segbench.bench.efficiency import NVML_STATE_KEYS, efficiency_sweep, hardware_info
+    from segbench.bench.inference import normalize, predict
+    from segbench.bench.latency import (
         calibrated_latency,
         calibration_workload,
         cpu_model_name,
         measure_latency,
     )
-    from segbench.bench.metrics import ConfusionCounter, mean_iou  # noqa: E402
-    from segbench.bench.results import RunStore  # noqa: E402
-    from segbench.bench.run.outcome import RunFailed, RunResult  # noqa: E402
-    from segbench.bench.runner import run  # noqa: E402
-    from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
-    from segbench.models.base import WeightsInfo  # noqa: E402
+    from segbench.bench.metrics import ConfusionCounter, mean_iou
+    from segbench.bench.results import RunStore
+    from segbench.bench.run.outcome import RunFailed, RunResult
+    from segbench.bench.runner import run
+    from segbench.bench.synthetic import write_synthetic_cityscapes
+    from segbench.models.base import WeightsInfo
 except ImportError as exc:  # a bare machine: say what to carry before anything else
     if __name__ == "__main__":
         sys.exit(f"{CARRY}\ngpu_check: cannot import segbench or what it needs ({exc}); carry it as above")
@@ -287,7 +285,7 @@ def run_checks(checks: Sequence[Check], ctx: Context, scale: float = 1.0, total_
                         got.append(row)
             except CheckTimeout as exc:
                 got.append(Row("timeout", FAIL, "", f"{exc} (after {len(got)} rows)"))
-            except Exception as exc:  # noqa: BLE001 - any crash is this check's FAIL; the others still run
+            except Exception as exc:
                 got.append(Row("crashed", FAIL, "", one_line(exc)))
         seconds = time.perf_counter() - t0
         rows += [dataclasses.replace(r, check=check.name, seconds=seconds) for r in got]

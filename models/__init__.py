@@ -8,6 +8,10 @@
 
 from __future__ import annotations
 
+from segbench._rooms import require_namespace
+
+require_namespace(__name__)
+
 from typing import Any
 
 from torch import nn

@@ -3,6 +3,10 @@
 Reads the run's result files only; imports neither `models` nor `bench` (nor torch).
 """
 
+from segbench._rooms import require_namespace
+
+require_namespace(__name__)
+
 from segbench.reports.render import SECTION_IDS, evaluation_summary, render_report
 
 __all__ = ["SECTION_IDS", "evaluation_summary", "render_report"]

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Open a run's index.html in headless Chromium and save a full-page screenshot (PNG).
 
-    python scripts/screenshot_report.py runs/demo-20261125-180000
-    python scripts/screenshot_report.py RUN_DIR --out report.png --render --height 6000
+    python -m scripts.screenshot_report runs/demo-20261125-180000
+    python -m scripts.screenshot_report RUN_DIR --out report.png --render --height 6000
 
 Chromium comes from the distribution's packages (Debian: `apt-get install -y chromium`). The browser runs with
 networking features off and a throw-away profile, so the screenshot shows what the report looks like offline.
@@ -80,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.render:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from segbench.reports import render_report
 
             render_report(args.run_dir)

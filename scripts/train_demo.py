@@ -5,8 +5,8 @@ noise of random weights, without Cityscapes or downloaded weights. These checkpo
 scenes in the Cityscapes layout: the report labels them as synthetic-data demo weights, and their numbers say
 nothing about Cityscapes.
 
-    python scripts/train_demo.py --model segformer-b0 --iters 1500
-    python scripts/train_demo.py --model deeplabv3plus-mobilenetv2 --iters 1500
+    python -m scripts.train_demo --model segformer-b0 --iters 1500
+    python -m scripts.train_demo --model deeplabv3plus-mobilenetv2 --iters 1500
 
 Writes `suites/demo_weights/<model>.safetensors` (fp16 tensors; loaded strictly like any checkpoint) and
 `<model>.json` with the command, seed, data and the mIoU reached on the demo suite's validation scenes.
@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from segbench import models  # noqa: E402
 from segbench.bench.data import CityscapesDataset  # noqa: E402

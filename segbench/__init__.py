@@ -15,8 +15,12 @@ The public Python API (lazily imported, so that `import segbench.reports` stays 
     >>> result.frame()  # doctest: +SKIP
     >>> run = segbench.read_run("runs/ci-20261202-120000")  # doctest: +SKIP
 
-In a wheel the rooms are installed under `segbench/`; in a checkout they stay at the repository root (the layout of
-the design card), and this package reaches them by adding the root to its own search path.
+The rooms stay at the repository root (the layout of the design card); `segbench/bench`, `segbench/models`,
+`segbench/suites` and `segbench/reports` are committed relative symlinks to them, so that every tool (pyright, jedi,
+setuptools' package discovery) finds `segbench.bench` where Python does, and each file is one module object. A
+checkout made without symlinks (git's `core.symlinks=false`, where a link is a small text file) still imports:
+this package then looks for the rooms in the repository root too. Importing a room by its flat name
+(`import models`) fails at once, saying to import `segbench.models` (`segbench._rooms`).
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parent.parent
-if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "bench" / "__init__.py").is_file():
-    __path__.append(str(_ROOT))  # a checkout: segbench.bench is <root>/bench, and so on
+_HERE = Path(__file__).resolve().parent
+if not (_HERE / "bench").is_dir() and (_HERE.parent / "bench" / "__init__.py").is_file():
+    __path__.append(str(_HERE.parent))  # a checkout without symlinks: the rooms are reached in the root
 
 try:
     __version__ = metadata.version("segbench")

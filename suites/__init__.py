@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+from segbench._rooms import require_namespace
+
+require_namespace(__name__)
+
 from segbench.bench.spec import SuiteSpec
 from segbench.models.registry import Registry
 

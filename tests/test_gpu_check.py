@@ -31,7 +31,8 @@ def test_cpu_run_passes_its_rows_and_skips_the_gpu_ones(gpu_check, tmp_path):
     out = tmp_path / "rows.json"
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cpu", "--json", str(out), "--budget-scale", "4"],  # a loaded CI box
+        [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--json", str(out), "--budget-scale", "4"],
+        cwd=SCRIPT.parents[1],  # a loaded CI box: --budget-scale 4
         capture_output=True,
         text=True,
         timeout=600,

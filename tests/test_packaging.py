@@ -10,30 +10,23 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOMS = ("models", "bench", "suites", "reports")
 
 
-def _pyproject() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+def test_rooms_are_symlinks_that_package_discovery_follows():
+    """segbench/<room> is a relative link to the root folder, so that static tools and setuptools see the package
+    where Python imports it; discovery then finds every sub-package without a hand-kept list."""
+    from setuptools import find_packages
 
-
-def test_every_sub_package_is_listed():
-    """A sub-package missing from pyproject's list would be left out of the wheel (and fail only when installed)."""
-    setuptools = _pyproject()["tool"]["setuptools"]
-    listed = set(setuptools["packages"])
-    package_dir = setuptools["package-dir"]
-    found = {"segbench"}
+    found = set(find_packages(str(ROOT), include=["segbench", "segbench.*"]))
     for room in ROOMS:
-        assert package_dir[f"segbench.{room}"] == room
+        link = ROOT / "segbench" / room
+        assert link.is_symlink() and os.readlink(link) == f"../{room}"
         for init in (ROOT / room).rglob("__init__.py"):
-            if "__pycache__" in init.parts:
-                continue
-            rel = init.parent.relative_to(ROOT / room)
-            found.add(".".join(("segbench", room, *rel.parts)))
-    assert listed == found
+            if "__pycache__" not in init.parts:
+                assert ".".join(("segbench", room, *init.parent.relative_to(ROOT / room).parts)) in found
 
 
 def test_rooms_are_reached_through_the_namespace():
@@ -41,10 +34,38 @@ def test_rooms_are_reached_through_the_namespace():
     import segbench.bench.config
     import segbench.models
 
-    assert Path(segbench.models.__file__).parent == ROOT / "models"
+    assert Path(segbench.models.__file__).resolve().parent == ROOT / "models"
+    assert segbench.__path__ == [str(ROOT / "segbench")]  # no second search path, so no segbench.segbench
     assert segbench.RunConfig is segbench.bench.config.RunConfig
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         segbench.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("statement", ["import models", "from bench.results import COLUMNS", "import reports"])
+def test_a_flat_room_import_fails_at_once_with_one_line(statement: str):
+    """In a checkout the root is on sys.path; `import models` would be a second copy with an empty registry."""
+    proc = subprocess.run([sys.executable, "-c", statement], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    room = statement.split()[1].split(".")[0]
+    assert f"ImportError: import segbench.{room}, not {room}" in proc.stderr.splitlines()[-1]
+
+
+def test_a_checkout_without_symlinks_still_imports(tmp_path: Path):
+    """git with core.symlinks=false writes a link as a small text file: the package then finds the rooms in the
+    root."""
+    copy = tmp_path / "checkout"
+    copy.mkdir()
+    shutil.copytree(ROOT / "segbench", copy / "segbench", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for room in ROOMS:
+        (copy / "segbench" / room).unlink()
+        (copy / "segbench" / room).write_text(f"../{room}")
+        shutil.copytree(ROOT / room, copy / room, ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import segbench.bench.results as s, segbench.suites as su; print(s.__file__); print(su.list_suites())"
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONSAFEPATH": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == str(copy / "bench" / "results.py")
+    assert "cityscapes-c" in proc.stdout
 
 
 @pytest.fixture(scope="module")

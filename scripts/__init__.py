@@ -1,0 +1,1 @@
+"""Maintenance scripts (demo weights, report screenshots): `python -m scripts.<name>` from the repository root."""
