@@ -2,12 +2,12 @@
 
     >>> from segbench import suites
     >>> from segbench.bench.api import run_suite
-    >>> from segbench.bench.config import RunConfig
+    >>> from segbench.bench.run.config import RunConfig
     >>> result = run_suite(suites.get_suite("demo"), RunConfig(models=("segformer-b0",)))  # doctest: +SKIP
 
 `run_suite` takes every setting from the run config (the command line fills the same config), completes it from the
 suite (name, version, default models, image budget), finds the data (generating the synthetic scenes of a synthetic
-suite on first use), resolves each model's weights, runs the cells through `bench.runner.run`, and writes the
+suite on first use), resolves each model's weights, runs the cells through `bench.run.runner.run`, and writes the
 corruption gallery. Rendering the report is the caller's step (`reports/`).
 """
 
@@ -23,15 +23,15 @@ from typing import Any
 
 from torch import nn
 
-from segbench.bench import runner
-from segbench.bench.config import ConfigError, RunConfig
-from segbench.bench.data import resolve_root
-from segbench.bench.gallery import write_gallery
-from segbench.bench.results import REAL_WORLD, SEVERITIES, Condition
+from segbench.bench.data.cityscapes import resolve_root
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.results.axes import REAL_WORLD, SEVERITIES, Condition
+from segbench.bench.run import runner
+from segbench.bench.run.config import ConfigError, RunConfig
+from segbench.bench.run.gallery import write_gallery
 from segbench.bench.run.outcome import RunResult
 from segbench.bench.run.residency import ModelFactory, ModelSlot, model_factory, resolve_weights
 from segbench.bench.spec import EfficiencySpec, SuiteSpec, datasets_of
-from segbench.bench.synthetic import write_synthetic_cityscapes
 
 
 def cache_dir() -> Path:
@@ -69,7 +69,7 @@ def synthetic_root(suite: SuiteSpec, datasets: Sequence[str] = ("cityscapes",)) 
 
 
 def _write_synthetic_real_world(root: Path, datasets: Sequence[str], s: Any) -> None:
-    from segbench.bench import realworld
+    from segbench.bench.data import realworld
 
     if realworld.ACDC in datasets:
         realworld.write_synthetic_acdc(
@@ -152,7 +152,7 @@ def resolve_data(suite: SuiteSpec, config: RunConfig, datasets: Sequence[str]) -
         ConfigError: a bare path for a suite that reads several datasets but no Cityscapes.
         DataNotFoundError: a root that is not given or not a folder (one line naming the flag and variable).
     """
-    from segbench.bench import realworld
+    from segbench.bench.data import realworld
 
     if suite.data == "synthetic":
         root = synthetic_root(suite, datasets)
@@ -184,8 +184,8 @@ def describe_data(config: RunConfig, conditions: Sequence[Condition]) -> list[st
     """The start-up check of the data, before any run folder is made: every dataset the conditions read is listed and
     its kept samples' files validated (a `DataError` of one line naming the file otherwise). Returns one line per
     dataset saying what was found."""
-    from segbench.bench import realworld
-    from segbench.bench.data import find_samples
+    from segbench.bench.data import realworld
+    from segbench.bench.data.cityscapes import find_samples
 
     lines = []
     if any(not c.is_real for c in conditions):  # clean and Cityscapes-C read the Cityscapes labels
@@ -251,9 +251,9 @@ def _deployment_grid(
     """Build and check the suite's deployment grid (`bench.deploy.grid.prepare_grid`) for the run's models, on the
     suite's first clean images; returns the config with the variants as its models, their factory, and the grid's
     `deploy` cell records."""
-    from segbench.bench.data import CityscapesDataset
+    from segbench.bench.data.cityscapes import CityscapesDataset
     from segbench.bench.deploy.grid import prepare_grid
-    from segbench.bench.inference import normalize
+    from segbench.bench.measure.inference import normalize
 
     spec = suite.deploy
     count = max(spec.calibration_images, spec.agreement_images)
@@ -275,7 +275,7 @@ def _deployment_grid(
         suite=config.suite,
         quiet=config.quiet,
     )
-    from segbench.bench.results import deploy_variant
+    from segbench.bench.results.schema import deploy_variant
 
     weights = {v: config.weights[deploy_variant(v)[0]] for v in grid.variants if deploy_variant(v)[0] in config.weights}
     config = dataclasses.replace(config, models=tuple(grid.variants), weights=weights, reference_model=None)

@@ -9,9 +9,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from segbench.bench.config import InferenceSpec
-from segbench.bench.flops import DEFAULT_CONVENTIONS
-from segbench.bench.results import CATEGORIES, CORRUPTIONS, DEPLOY_BACKENDS, DEPLOY_PRECISIONS, SEVERITIES, Condition
+from segbench.bench.measure.flops import DEFAULT_CONVENTIONS
+from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
+from segbench.bench.results.schema import DEPLOY_BACKENDS, DEPLOY_PRECISIONS
+from segbench.bench.run.config import InferenceSpec
 
 NOISE = CATEGORIES["noise"]
 DATA_KINDS = ("cityscapes", "synthetic", "none")
@@ -20,7 +21,7 @@ DATA_KINDS = ("cityscapes", "synthetic", "none")
 @dataclass(frozen=True)
 class SyntheticData:
     """Synthetic scenes in the Cityscapes layout, written on first use into a cache folder; for a suite with real-world
-    conditions also in the ACDC, Dark Zurich and Foggy Cityscapes layouts (`bench.realworld` writers).
+    conditions also in the ACDC, Dark Zurich and Foggy Cityscapes layouts (`bench.data.realworld` writers).
 
     `real_images` are the images per ACDC condition and of Dark Zurich, at `real_size` (H, W); Foggy Cityscapes fogs
     every synthetic Cityscapes image.
@@ -41,13 +42,13 @@ class EfficiencySpec:
     "paper": mmcv's rules plus the SegFormer authors' hand-counted attention).
 
     `end_to_end` adds the latency of the whole path, PNG on disk to labels on the host, per stage (decode,
-    preprocess, model, postprocess; `bench.end_to_end`), on the first image of the run's split at its own size, whole
-    image and (when the model's eval crop is smaller) sliding window, at the run's precision: model-only latency
+    preprocess, model, postprocess; `bench.measure.end_to_end`), on the first image of the run's split at its own size,
+    whole image and (when the model's eval crop is smaller) sliding window, at the run's precision: model-only latency
     against end-to-end. A run that reads no Cityscapes images has none to time, and no such rows.
 
     `curve` adds resolutions timed at batch 1 only (latency against resolution, beside the main grid); `saturation`
     times `batch_sizes` in increasing order only until throughput gains less than that fraction, or a batch runs out
-    of memory (`bench.efficiency.efficiency_sweep`).
+    of memory (`bench.measure.efficiency.efficiency_sweep`).
     """
 
     resolutions: tuple[tuple[int, int], ...] = ((1024, 2048),)

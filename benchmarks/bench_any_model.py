@@ -10,13 +10,13 @@ plus `py:` (a tiny conv net in a temporary .py file) and the same net as `torchs
    saved into a temporary folder (`save_pretrained`, with its image processor; OneFormer with a tokenizer) and
    loaded through segbench as a user would: `build_from_source(BuildRequest(parse_model_spec("hf:<folder>"), ...))`;
 2. predictions equal: segbench's `predict(model, images, InferenceSpec(mode="whole"))` on 2 synthetic Cityscapes
-   scenes (`bench.synthetic.draw_scene`) against transformers alone (the processor's preprocessing without resizing,
-   the model's forward, the processor's `post_process_semantic_segmentation` at the image size), or, for
+   scenes (`bench.data.synthetic.draw_scene`) against transformers alone (the processor's preprocessing without
+   resizing, the model's forward, the processor's `post_process_semantic_segmentation` at the image size), or, for
    py/torchscript/onnx, against the plain torch module (forward, bilinear upsampling, argmax);
-3. params (M): `bench.efficiency.count_params` (for ONNX: the graph's weight initializers, `num_parameters`);
-4. GMACs: `bench.flops.count_flops(..., convention="fvcore")` at batch 1; "n/a" where the source says no counter
+3. params (M): `bench.measure.efficiency.count_params` (for ONNX: the graph's weight initializers, `num_parameters`);
+4. GMACs: `bench.measure.flops.count_flops(..., convention="fvcore")` at batch 1; "n/a" where the source says no counter
    traces it (`source_info.flop_conventions` empty: TorchScript, ONNX);
-5. CPU latency: `bench.latency.measure_latency` (batch 1, fp32, warm-up 2, 5 timed calls, no re-measurement),
+5. CPU latency: `bench.measure.latency.measure_latency` (batch 1, fp32, warm-up 2, 5 timed calls, no re-measurement),
    the median in ms.
 
 Sizes: 4 and 5 at 512x1024, except for models that cannot take it: a fixed input size (Data2Vec-Vision:
@@ -58,14 +58,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segbench.bench.allocator import retain_freed_memory
-from segbench.bench.config import InferenceSpec
-from segbench.bench.efficiency import count_params
-from segbench.bench.flops import count_flops
-from segbench.bench.inference import normalize, predict
-from segbench.bench.latency import cpu_model_name, measure_latency
-from segbench.bench.results import CITYSCAPES_CLASSES
-from segbench.bench.synthetic import draw_scene
+from segbench.bench.data.synthetic import draw_scene
+from segbench.bench.measure.efficiency import count_params
+from segbench.bench.measure.flops import count_flops
+from segbench.bench.measure.inference import normalize, predict
+from segbench.bench.measure.latency import cpu_model_name, measure_latency
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.run.allocator import retain_freed_memory
+from segbench.bench.run.config import InferenceSpec
 from segbench.models.hf_tiny import calibrate_classifiers, liven, make_processor, model_type
 from segbench.models.sources import BuildRequest, build_from_source, parse_model_spec
 

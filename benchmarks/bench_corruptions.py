@@ -4,13 +4,13 @@
     python -m benchmarks.bench_corruptions --corruptions fog,frost --repeats 10 --workers 4
     python -m benchmarks.bench_corruptions --size 512x1024 --png             # smaller images, PNG encoding included
 
-What is timed is :func:`bench.corruptions.corrupt` (the seeded imagecorruptions call, uint8 in and out) on synthetic
-street scenes, severities cycling 1-5 over the repeats, so each row averages the severities. With ``--png`` each image
-is also PNG-encoded in memory at generate-c's compression level, which is what generate-c does per file (without the
-disk write). The N-worker column runs N forked processes on N x repeats images and divides that count by the wall
-time; workers receive image indices and return a checksum, so no pixels cross process boundaries. Before any clock
-starts, the parent calls every corruption at every severity once (numba compiles glass_blur per argument types; lazy
-imports), and the forked workers inherit that (fork start method, i.e. Linux).
+What is timed is :func:`bench.data.corruptions.corrupt` (the seeded imagecorruptions call, uint8 in and out) on
+synthetic street scenes, severities cycling 1-5 over the repeats, so each row averages the severities. With ``--png``
+each image is also PNG-encoded in memory at generate-c's compression level, which is what generate-c does per file
+(without the disk write). The N-worker column runs N forked processes on N x repeats images and divides that count by
+the wall time; workers receive image indices and return a checksum, so no pixels cross process boundaries. Before any
+clock starts, the parent calls every corruption at every severity once (numba compiles glass_blur per argument types;
+lazy imports), and the forked workers inherit that (fork start method, i.e. Linux).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return _parse_size(text, minimum=32)  # the corruptions need 32 px per side
 
 
-from segbench.bench.allocator import retain_freed_memory  # noqa: E402
-from segbench.bench.corruptions import condition_seed, corrupt  # noqa: E402
-from segbench.bench.generate_c import PNG_COMPRESS_LEVEL, library_versions  # noqa: E402
-from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, category_of  # noqa: E402
-from segbench.bench.synthetic import draw_scene  # noqa: E402
+from segbench.bench.data.corruptions import condition_seed, corrupt  # noqa: E402
+from segbench.bench.data.generate_c import PNG_COMPRESS_LEVEL, library_versions  # noqa: E402
+from segbench.bench.data.synthetic import draw_scene  # noqa: E402
+from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, category_of  # noqa: E402
+from segbench.bench.run.allocator import retain_freed_memory  # noqa: E402
 
 _IMAGES: list[np.ndarray] = []  # filled before the workers fork; they read it, nothing is pickled
 _ENCODE_PNG = False

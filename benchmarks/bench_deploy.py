@@ -6,10 +6,10 @@
     python -m benchmarks.bench_deploy --weights none                    # random init
 
 Each cell (backend:precision) is built through `segbench.bench.deploy` into a fresh cache folder (so the build time is
-a cold build: export, quantisation, engine or compilation), timed by `bench.latency.measure_latency` at batch 1 (the
-built module applies its own precision, so the timer runs it as given), and compared with eager fp32 on synthetic
-street scenes (`bench.synthetic.draw_scene`, normalised with the model's mean and std): max |d|, max |d| / max |eager|
-and argmax agreement, judged against `bench.deploy.agreement.TOLERANCES`. int8 is calibrated on other scenes.
+a cold build: export, quantisation, engine or compilation), timed by `bench.measure.latency.measure_latency` at batch 1
+(the built module applies its own precision, so the timer runs it as given), and compared with eager fp32 on synthetic
+street scenes (`bench.data.synthetic.draw_scene`, normalised with the model's mean and std): max |d|, max |d| / max
+|eager| and argmax agreement, judged against `bench.deploy.agreement.TOLERANCES`. int8 is calibrated on other scenes.
 
 Weights: the suite's demo weights where the model has some (trained on synthetic scenes only: agreement on a trained
 model's logits means something), else random init; `--weights none` forces random init, `--weights PATH` loads a
@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.common import parse_size, table  # noqa: E402
 from segbench import models  # noqa: E402
-from segbench.bench.allocator import describe, retain_freed_memory  # noqa: E402
+from segbench.bench.data.synthetic import draw_scene  # noqa: E402
 from segbench.bench.deploy import ArtifactCache, check_deployment, reference_logits  # noqa: E402
-from segbench.bench.latency import cpu_model_name, measure_latency  # noqa: E402
-from segbench.bench.synthetic import draw_scene  # noqa: E402
+from segbench.bench.measure.latency import cpu_model_name, measure_latency  # noqa: E402
+from segbench.bench.run.allocator import describe, retain_freed_memory  # noqa: E402
 
 DEFAULT_CELLS = "eager:fp32,fast:fp32,onnxruntime:fp32,onnxruntime:int8,eager:bf16"
 DEMO_WEIGHTS = ROOT / "suites" / "demo_weights"

@@ -27,9 +27,10 @@ import pandas as pd
 from benchmarks.common import parse_size
 from segbench import suites
 from segbench.bench.api import run_suite
-from segbench.bench.config import RunConfig
-from segbench.bench.results import RunFolder, deploy_variant
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.results.schema import deploy_variant
+from segbench.bench.results.store import RunFolder
+from segbench.bench.run.config import RunConfig
 from segbench.suites.builtin import DEMO_WEIGHTS
 
 

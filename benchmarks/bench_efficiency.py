@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.common import parse_size, table  # noqa: E402
 from segbench import models  # noqa: E402
-from segbench.bench.efficiency import (  # noqa: E402
+from segbench.bench.measure.efficiency import (  # noqa: E402
     count_flops,
     count_params,
     hardware_info,

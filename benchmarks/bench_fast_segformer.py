@@ -17,7 +17,7 @@ import time
 import torch
 
 from segbench import models
-from segbench.bench.allocator import retain_freed_memory
+from segbench.bench.run.allocator import retain_freed_memory
 from segbench.models.segformer import DECODER_WIDTH, MIT_CONFIGS
 
 

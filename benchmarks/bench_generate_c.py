@@ -5,7 +5,7 @@
 
 Unlike `bench_corruptions.py` (the corruption call alone), this times the real command: reading and checking each PNG,
 corrupting it, encoding the PNG and writing it atomically, the manifest, the process pool. The allocator is set as
-`run_bench.py` sets it (see `bench.allocator`). Before the clock, one image per condition is generated into a
+`run_bench.py` sets it (see `bench.run.allocator`). Before the clock, one image per condition is generated into a
 scratch folder in this process, so the timed runs see the steady state of a long run (modules imported, numba's
 glass_blur compiled; forked workers inherit that) rather than one-off start-up costs. The two outputs must be
 byte-identical; the script checks that and prints the speed-up.
@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from segbench.bench.allocator import retain_freed_memory
-from segbench.bench.config import usable_cores
-from segbench.bench.generate_c import generate_c
-from segbench.bench.results import CORRUPTIONS
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.data.generate_c import generate_c
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.results.axes import CORRUPTIONS
+from segbench.bench.run.allocator import retain_freed_memory
+from segbench.bench.run.config import usable_cores
 
 
 def _digest(folder: Path) -> str:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segbench.bench.metrics import confusion_matrix, iou_per_class, mean_iou
-from segbench.bench.results import CITYSCAPES_CLASSES
+from segbench.bench.measure.metrics import confusion_matrix, iou_per_class, mean_iou
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
 
 
 def make_pairs(n: int, size: tuple[int, int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 
 from segbench import models
-from segbench.bench.allocator import retain_freed_memory
-from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores
-from segbench.bench.data import CityscapesDataset
-from segbench.bench.generate_c import generate_c
-from segbench.bench.inference import normalize, predict
-from segbench.bench.results import Condition
-from segbench.bench.runner import run
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.data.cityscapes import CityscapesDataset
+from segbench.bench.data.generate_c import generate_c
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.measure.inference import normalize, predict
+from segbench.bench.results.axes import Condition
+from segbench.bench.run.allocator import retain_freed_memory
+from segbench.bench.run.config import InferenceSpec, RunConfig, default_workers, usable_cores
+from segbench.bench.run.runner import run
 
 
 def _time_model(model, xs, device: str) -> tuple[float, float]:

@@ -80,25 +80,25 @@ CARRY = """\
 
 try:
     from segbench import models, suites
-    from segbench.bench import distributed
-    from segbench.bench.clock import Clock
-    from segbench.bench.config import InferenceSpec, RunConfig, default_workers, usable_cores
-    from segbench.bench.data import CityscapesDataset
+    from segbench.bench.data.cityscapes import CityscapesDataset
+    from segbench.bench.data.synthetic import write_synthetic_cityscapes
     from segbench.bench.deploy import ArtifactCache, check_deployment, reference_logits
     from segbench.bench.deploy.backends import AutocastModule
-    from segbench.bench.efficiency import NVML_STATE_KEYS, efficiency_sweep, hardware_info
-    from segbench.bench.inference import normalize, predict
-    from segbench.bench.latency import (
+    from segbench.bench.measure.clock import Clock
+    from segbench.bench.measure.efficiency import NVML_STATE_KEYS, efficiency_sweep, hardware_info
+    from segbench.bench.measure.inference import normalize, predict
+    from segbench.bench.measure.latency import (
         calibrated_latency,
         calibration_workload,
         cpu_model_name,
         measure_latency,
     )
-    from segbench.bench.metrics import ConfusionCounter, mean_iou
-    from segbench.bench.results import RunStore
+    from segbench.bench.measure.metrics import ConfusionCounter, mean_iou
+    from segbench.bench.results.store import RunStore
+    from segbench.bench.run import distributed
+    from segbench.bench.run.config import InferenceSpec, RunConfig, default_workers, usable_cores
     from segbench.bench.run.outcome import RunFailed, RunResult
-    from segbench.bench.runner import run
-    from segbench.bench.synthetic import write_synthetic_cityscapes
+    from segbench.bench.run.runner import run
     from segbench.models.base import WeightsInfo
 except ImportError as exc:  # a bare machine: say what to carry before anything else
     if __name__ == "__main__":

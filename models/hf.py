@@ -387,7 +387,7 @@ def _weight_files(folder: Path) -> list[Path]:
 
 
 def _weights_sha256(files: Sequence[Path]) -> str:
-    """sha256 of one file, or of several (relative names and hashes, sorted, as `bench.provenance.sha256_path`)."""
+    """sha256 of one file, or of several (relative names and hashes, sorted, as `bench.run.provenance.sha256_path`)."""
     if len(files) == 1:
         return sha256_file(files[0])
     h = hashlib.sha256()

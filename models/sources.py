@@ -73,7 +73,8 @@ class SourceInfo:
         kind: "registry", "hf", "py", "entry-point", "torchscript", "onnx" or "module" (an in-memory module).
         target: what was named (registry name, hub id or folder, module and factory, file).
         detail: source-specific facts (architecture, model type, revision, file hash, label mapping, library versions).
-        flop_conventions: the FLOP counters that apply to it (`bench.flops`: "fvcore" and "torch" for a module that
+        flop_conventions: the FLOP counters that apply to it (`bench.measure.flops`: "fvcore" and "torch" for a module
+        that
             runs in PyTorch; none for an exported file; "paper" only for the registry's SegFormer family).
     """
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from segbench.bench.results import REAL_WORLD, REAL_WORLD_NAMES, RunFolder
+from segbench.bench.results.axes import REAL_WORLD, REAL_WORLD_NAMES
+from segbench.bench.results.store import RunFolder
 from segbench.reports import tables as T
 
 LATENCY_METRICS = ("latency_median", "latency_raw_median")

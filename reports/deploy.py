@@ -15,8 +15,8 @@ none of its rows (a deploy run of suite version 1 timed batch 1 at one resolutio
 * `batch_sweep`: throughput against batch size at the model's timing resolution, up to where the sweep stopped (an
   ``oom`` row marks a batch that ran out of memory);
 * `latency_curve`: median latency at batch 1 against resolution (models timed at two resolutions or more);
-* `end_to_end`: a PNG on disk to labels on the host (`bench.end_to_end`), per stage, whole image and sliding window,
-  beside the model-only latency of the sweep at the same resolution.
+* `end_to_end`: a PNG on disk to labels on the host (`bench.measure.end_to_end`), per stage, whole image and sliding
+  window, beside the model-only latency of the sweep at the same resolution.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from segbench.bench.results import (
+from segbench.bench.results.schema import (
     DEPLOY_BACKENDS,
     DEPLOY_PRECISIONS,
     DEPLOY_REFERENCE,
@@ -345,7 +345,7 @@ def trade_off_points(grid: DeployGrid) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------------------------
 
 OOM = "oom"
-"""The metric of a batch that ran out of memory (value 1, unit "flag"; `bench.efficiency.efficiency_sweep`)."""
+"""The metric of a batch that ran out of memory (value 1, unit "flag"; `bench.measure.efficiency.efficiency_sweep`)."""
 
 VARIANT_KEYS = ["variant", "model", "backend", "precision", "status", "device", "device_name", "threads"]
 """The first columns of every view: the variant and the machine its rows were measured on."""
@@ -464,7 +464,7 @@ def latency_curve(eff: pd.DataFrame, grid: DeployGrid) -> pd.DataFrame:
 
 def end_to_end(eff: pd.DataFrame, grid: DeployGrid) -> pd.DataFrame:
     """A PNG on disk to labels on the host, per built variant and inference mode (whole image first, then sliding
-    window), from the rows of `bench.end_to_end`; empty when the run has none.
+    window), from the rows of `bench.measure.end_to_end`; empty when the run has none.
 
     Columns: `VARIANT_KEYS`, ``resolution`` (the image's), ``inference``, ``crop``, ``stride``, ``num_crops`` (sliding
     window only), ``latency_e2e_median_ms``, ``latency_e2e_p90_ms``, ``latency_e2e_p99_ms``, ``throughput_e2e_img_s``,

@@ -15,7 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from segbench.bench.results import DEPLOY_REFERENCE, atomic_write
+from segbench.bench.results.io import atomic_write
+from segbench.bench.results.schema import DEPLOY_REFERENCE
 from segbench.reports.realworld import pair_names
 from segbench.reports.tables import CurvePoints, column_groups
 

@@ -4,8 +4,8 @@ say whether Cityscapes-C ranks the models as the real conditions do (pandas only
 
 Like `reports.tables`, this module computes no score of its own: per-condition mIoU and per-class IoU are rows of
 `results.csv`; dataset means and drops from clean are rows of `summary.csv`; the synthetic/real pairs and their
-Pearson and Spearman correlations are `bench.results.prediction_table` (which uses `bench.robustness.correlation`).
-Published numbers are read from `reports/reference/semsegbench_*.csv`.
+Pearson and Spearman correlations are `bench.results.prediction_table` (which uses
+`bench.measure.robustness.correlation`). Published numbers are read from `reports/reference/semsegbench_*.csv`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segbench.bench.results import REAL_WORLD, REAL_WORLD_NAMES, real_condition, real_conditions
+from segbench.bench.results.axes import REAL_WORLD, REAL_WORLD_NAMES, real_condition, real_conditions
 from segbench.reports.tables import REFERENCE_DIR, class_columns, class_key, is_accuracy
 
 MASKED_DATASETS = ("acdc", "dark_zurich")

@@ -22,19 +22,12 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from segbench.bench.results import (
-    CITYSCAPES_CLASSES,
-    CITYSCAPES_PALETTE,
-    INVALID_REGION_NOTE,
-    REAL_WORLD_NAMES,
-    RunFolder,
-    atomic_write,
-    atomic_write_text,
-    deploy_variant,
-    prediction_table,
-    read_history,
-    variant_name,
-)
+from segbench.bench.results.axes import INVALID_REGION_NOTE, REAL_WORLD_NAMES
+from segbench.bench.results.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from segbench.bench.results.io import atomic_write, atomic_write_text, read_history
+from segbench.bench.results.schema import deploy_variant, variant_name
+from segbench.bench.results.store import RunFolder
+from segbench.bench.results.summaries import prediction_table
 from segbench.reports import deploy as D
 from segbench.reports import figures
 from segbench.reports import realworld as RW
@@ -1240,7 +1233,7 @@ STAGE_TITLES = {
     "model": "the forward pass (whole image, or every crop of the sliding window, stitched)",
     "postprocess": "logits resized to the labels, argmax, copied to the host",
 }
-"""What each end-to-end stage covers (`bench.end_to_end`; a stage not listed here is named as is)."""
+"""What each end-to-end stage covers (`bench.measure.end_to_end`; a stage not listed here is named as is)."""
 
 
 def _timing_records(cells: list[dict]) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 The reporter computes no score of its own. The corruption axes, class names and palette come from the results
 contract (`segbench.bench.results`), and every robustness score it shows (per-corruption and per-category mIoU
 averages, mPC, rPC, CE, mCE, relative mCE) is a row of the run's `summary.csv`, written by the contract from the
-formulas in `bench.robustness`. All IoU-type numbers are in percent. Published reference numbers are read from
+formulas in `bench.measure.robustness`. All IoU-type numbers are in percent. Published reference numbers are read from
 `reports/reference/*.csv` (copies of the SegFormer paper's Table 1 and Table 5, of the mmseg model zoo's
 Cityscapes rows and of SemSegBench's Cityscapes table). Real-world conditions (ACDC, Dark Zurich, Foggy
 Cityscapes) have their own tables in `reports.realworld`; the tables here leave them out (they are neither clean nor
@@ -21,15 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segbench.bench.results import (
-    CATEGORIES,
-    CITYSCAPES_CLASSES,
-    COLUMNS,
-    deploy_variant,
-    real_conditions,
-    split_condition,
-)
-from segbench.bench.results import category_of as _contract_category
+from segbench.bench.results.axes import CATEGORIES, real_conditions, split_condition
+from segbench.bench.results.axes import category_of as _contract_category
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.schema import COLUMNS, deploy_variant
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 

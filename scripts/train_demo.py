@@ -28,10 +28,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 
 from segbench import models  # noqa: E402
-from segbench.bench.data import CityscapesDataset  # noqa: E402
-from segbench.bench.inference import normalize  # noqa: E402
-from segbench.bench.metrics import confusion_matrix, mean_iou  # noqa: E402
-from segbench.bench.synthetic import write_synthetic_cityscapes  # noqa: E402
+from segbench.bench.data.cityscapes import CityscapesDataset  # noqa: E402
+from segbench.bench.data.synthetic import write_synthetic_cityscapes  # noqa: E402
+from segbench.bench.measure.inference import normalize  # noqa: E402
+from segbench.bench.measure.metrics import confusion_matrix, mean_iou  # noqa: E402
 
 OUT = ROOT / "suites" / "demo_weights"
 

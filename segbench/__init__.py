@@ -41,12 +41,12 @@ except metadata.PackageNotFoundError:  # a checkout that was never installed
 
 # public name -> module that defines it (imported on first use)
 _API = {
-    "RunConfig": "segbench.bench.config",
-    "InferenceSpec": "segbench.bench.config",
+    "RunConfig": "segbench.bench.run.config",
+    "InferenceSpec": "segbench.bench.run.config",
     "RunResult": "segbench.bench.run.outcome",
     "run_suite": "segbench.bench.api",
-    "read_run": "segbench.bench.results",
-    "RunFolder": "segbench.bench.results",
+    "read_run": "segbench.bench.results.store",
+    "RunFolder": "segbench.bench.results.store",
     "register_model": "segbench.models",
     "create_model": "segbench.models",
     "list_models": "segbench.models",
@@ -68,7 +68,7 @@ def run(suite: Any, config: Any = None, modules: Any = None) -> Any:
     """
     from segbench import suites
     from segbench.bench.api import run_suite
-    from segbench.bench.config import RunConfig
+    from segbench.bench.run.config import RunConfig
 
     spec = suites.get_suite(suite) if isinstance(suite, str) else suite
     return run_suite(spec, config if config is not None else RunConfig(), modules=modules)

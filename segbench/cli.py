@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from segbench.bench.config import RunConfig
+    from segbench.bench.run.config import RunConfig
 
 COMMANDS = ("run", "list", "generate-c", "report", "compare")
 PROG = "run_bench.py" if Path(sys.argv[0]).name == "run_bench.py" else "segbench"
@@ -61,26 +61,26 @@ def flag(field: str) -> str:
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
-    from segbench.bench.config import split_list
+    from segbench.bench.run.config import split_list
 
     return split_list(text)
 
 
 def _severities(text: str | None) -> tuple[int, ...]:
-    from segbench.bench.config import parse_severities
+    from segbench.bench.run.config import parse_severities
 
     return parse_severities(text)
 
 
 def _workers(text: str, auto: Callable[[], int]) -> int:
     """`--workers`: an integer >= 0, or `auto` (then `auto()`)."""
-    from segbench.bench.config import parse_workers
+    from segbench.bench.run.config import parse_workers
 
     return parse_workers(text, auto)
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    from segbench.bench.config import PRECISIONS
+    from segbench.bench.run.config import PRECISIONS
 
     p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="demo", help="suite name (see `list suites`); default: demo")
@@ -139,7 +139,7 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
     p.add_argument("--update-baseline", action="store_true", help="write this run as the new --baseline file")
-    from segbench.bench.regression import add_arguments
+    from segbench.bench.track.regression import add_arguments
 
     add_arguments(p)
     return p
@@ -148,7 +148,7 @@ def _run_parser() -> argparse.ArgumentParser:
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The `RunConfig` of `run`'s arguments. Values go over as typed (`--models segformer-b0,b5`, `--workers auto`):
     `RunConfig` is the one place that checks them, and its `ConfigError` names the field (`flag` gives the flag)."""
-    from segbench.bench.config import RunConfig
+    from segbench.bench.run.config import RunConfig
 
     out_dir, run_id = "runs", None
     if args.out:
@@ -198,7 +198,7 @@ def cmd_run(argv: list[str]) -> int:
         return 0
     code = 0
     if args.baseline:
-        from segbench.bench import regression
+        from segbench.bench.track import regression
 
         if args.update_baseline:
             path = regression.write_baseline(regression.load_results(result.run_dir), args.baseline)
@@ -245,7 +245,7 @@ def cmd_list(argv: list[str]) -> int:
             s = suites.get_suite(name)
             print(f"  {name} (v{s.version}): {s.description}")
     if args.what in (None, "corruptions"):
-        from segbench.bench.results import CATEGORIES, EXTRA_CORRUPTIONS
+        from segbench.bench.results.axes import CATEGORIES, EXTRA_CORRUPTIONS
 
         print("corruptions (severities 1-5):")
         for cat, names in CATEGORIES.items():
@@ -277,9 +277,9 @@ def cmd_generate_c(argv: list[str]) -> int:
     )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    from segbench.bench.config import usable_cores
-    from segbench.bench.generate_c import generate_c, parse_shard
-    from segbench.bench.results import CORRUPTIONS, SEVERITIES
+    from segbench.bench.data.generate_c import generate_c, parse_shard
+    from segbench.bench.results.axes import CORRUPTIONS, SEVERITIES
+    from segbench.bench.run.config import usable_cores
 
     shard = None if args.shard is None else parse_shard(args.shard)
     report = generate_c(
@@ -312,7 +312,7 @@ def cmd_report(argv: list[str]) -> int:
 
 
 def cmd_compare(argv: list[str]) -> int:
-    from segbench.bench.regression import main as compare_main
+    from segbench.bench.track.regression import main as compare_main
 
     return compare_main(argv, prog=f"{PROG} compare", parser=_Parser)
 
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "compare": cmd_compare,
     }[command]
-    from segbench.bench.allocator import retain_freed_memory
+    from segbench.bench.run.allocator import retain_freed_memory
 
     retain_freed_memory()  # before any worker forks: they inherit it (SEGBENCH_MALLOC=system opts out)
     try:
@@ -336,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted (finished cells are kept; see above for how to resume)", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - user mistakes become one line; SEGBENCH_DEBUG=1 shows the traceback
-        from segbench.bench.config import ConfigError
-        from segbench.bench.locks import FolderBusyError
+        from segbench.bench.run.config import ConfigError
+        from segbench.bench.run.locks import FolderBusyError
         from segbench.bench.run.outcome import RunFailed
 
         if os.environ.get("SEGBENCH_DEBUG"):

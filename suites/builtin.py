@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segbench.bench.config import InferenceSpec
-from segbench.bench.results import CORRUPTIONS, Condition, real_conditions
+from segbench.bench.results.axes import CORRUPTIONS, Condition, real_conditions
+from segbench.bench.run.config import InferenceSpec
 from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
 from segbench.suites import register_suite
 
@@ -180,7 +180,8 @@ register_suite(
         synthetic=SyntheticData(num_images=4, size=(96, 192), seed=0),
         conditions=(Condition(), Condition("gaussian_noise", 2), Condition("motion_blur", 3), Condition("fog", 2)),
         inference=InferenceSpec(mode="whole"),
-        # speed is tracked by calibrated latency (model vs a fixed workload, timed alternately; bench/regression.py)
+        # speed is tracked by calibrated latency (model vs a fixed workload, timed alternately;
+        # bench/track/regression.py)
         efficiency=EfficiencySpec(
             resolutions=((128, 256),), conventions=("fvcore",), latency=False, calibrated=True, warmup=5, iters=30
         ),

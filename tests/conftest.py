@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
 
 
 @pytest.fixture(scope="session")
@@ -28,11 +28,11 @@ def torchrun_runner():
 
 def _torchrun_runner(config: dict, path: Path, nproc: int = 2) -> None:
     """Write `config` (RunConfig fields plus `conditions`) to `path` and run it with `nproc` CPU processes under
-    torchrun (`python -m segbench.bench.runner --config`); fails the test with the tail of stderr otherwise."""
+    torchrun (`python -m segbench.bench.run.runner --config`); fails the test with the tail of stderr otherwise."""
     repo = Path(__file__).resolve().parents[1]
     path.write_text(json.dumps(config))
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "segbench.bench.runner", "--config", str(path)]  # fmt: skip
+           "-m", "segbench.bench.run.runner", "--config", str(path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""bench.allocator: freed memory is kept for the next image, in the process and in the workers it forks."""
+"""bench.run.allocator: freed memory is kept for the next image, in the process and in the workers it forks."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 CHILD = """
 import json, multiprocessing, resource, sys
 import numpy as np
-from segbench.bench.allocator import describe, retain_freed_memory
+from segbench.bench.run.allocator import describe, retain_freed_memory
 
 def faults():
     np.ones(2**25)  # allocated, written, freed

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import segbench
-from segbench.bench.results import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 NARROW = dict(corruptions="fog", severities="1", max_images=1, allow_random_weights=True, quiet=True)

@@ -8,7 +8,7 @@ import pytest
 
 from segbench import suites
 from segbench.bench.api import run_suite, suite_config
-from segbench.bench.config import ConfigError, RunConfig
+from segbench.bench.run.config import ConfigError, RunConfig
 
 
 def test_run_suite_takes_every_setting_from_the_config(tmp_path, monkeypatch):

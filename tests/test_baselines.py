@@ -336,7 +336,7 @@ def test_flops_match_the_segformer_paper():
     # Same Table 2: DeepLabV3+ on MobileNetV2 at 512x512 (ADE20K, 150 classes), 69.4 "GFLOPs" counted by mmcv (which
     # counts multiply-adds; segbench's "paper" convention re-implements it). Spatial sizes, dilation and every head
     # width enter this number, so it checks the architecture beyond the parameter count.
-    from segbench.bench.flops import count_flops
+    from segbench.bench.measure.flops import count_flops
 
     model = models.create_model("deeplabv3plus-mobilenetv2", num_classes=150)
     assert round(count_flops(model, (512, 512), "paper").gmacs, 1) == 69.4

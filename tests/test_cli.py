@@ -56,7 +56,7 @@ def test_run_shorthand_then_resume(tmp_path):
     assert {r["model"] for r in rows} == {"segformer-b0", "segformer-b5"}
     assert {r["condition"] for r in rows} == {"clean", "fog-1"}
     assert (run_dir / "index.html").is_file() and (run_dir / "env.json").is_file()
-    if platform.libc_ver()[0] == "glibc":  # the entry point keeps freed memory (bench.allocator) and records it
+    if platform.libc_ver()[0] == "glibc":  # the entry point keeps freed memory (bench.run.allocator) and records it
         allocator = json.loads((run_dir / "env.json").read_text())["hardware"]["allocator"]
         assert allocator.startswith("glibc malloc, heap only"), allocator
     before = (run_dir / "results.csv").read_text()
@@ -118,7 +118,7 @@ def test_user_mistakes_are_one_line(tmp_path, args, message):
 
 
 def test_a_run_folder_in_use_by_another_process_is_one_line(tmp_path):
-    from segbench.bench.locks import folder_lock
+    from segbench.bench.run.locks import folder_lock
 
     run_dir = tmp_path / "runs" / "busy"
     args = ("--suite", "ci", "--models", "segformer-tiny", "--allow-random-weights", "--only", "accuracy",

@@ -1,4 +1,4 @@
-"""The one timing clock (bench/clock.py): host time on the CPU, CUDA events on the measured device's stream."""
+"""The one timing clock (bench/measure/clock.py): host time on the CPU, CUDA events on the measured device's stream."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from segbench.bench import latency
-from segbench.bench.clock import Clock
+from segbench.bench.measure import latency
+from segbench.bench.measure.clock import Clock
 
 
 def test_cpu_clock_times_a_sleep():

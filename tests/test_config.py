@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from segbench.bench import config as config_module
-from segbench.bench.config import (
+from segbench.bench.run import config as config_module
+from segbench.bench.run.config import (
     PRECISIONS,
     ConfigError,
     InferenceSpec,

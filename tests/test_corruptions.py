@@ -1,4 +1,4 @@
-"""Tests for bench/corruptions.py: canonical tuple, seed protocol, byte determinism, agreement with the module."""
+"""Tests for bench/data/corruptions.py: canonical tuple, seed protocol, byte determinism, agreement with the module."""
 
 import hashlib
 import inspect
@@ -8,8 +8,8 @@ import imagecorruptions
 import numpy as np
 import pytest
 
-from segbench.bench.corruptions import SEED_PROTOCOL, condition_seed, corrupt
-from segbench.bench.results import (
+from segbench.bench.data.corruptions import SEED_PROTOCOL, condition_seed, corrupt
+from segbench.bench.results.axes import (
     CATEGORIES,
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
@@ -35,7 +35,7 @@ RANDOM = tuple(c for c in CORRUPTIONS + EXTRA_CORRUPTIONS if c not in RANDOM_FRE
 
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
-    from segbench.bench.synthetic import draw_scene
+    from segbench.bench.data.synthetic import draw_scene
 
     return draw_scene((64, 128), seed=1)[0]
 
@@ -179,7 +179,7 @@ def test_condition():
 
 @pytest.mark.parametrize("name", ["brightness", "saturate"])
 def test_colour_map_fast_path_is_byte_identical(name):
-    from segbench.bench.synthetic import draw_scene
+    from segbench.bench.data.synthetic import draw_scene
 
     scene, _ = draw_scene((256, 512), seed=3, index=1)  # few distinct colours: the per-colour path (sorting)
     large, _ = draw_scene((768, 1536), seed=3, index=2)  # >= 2**20 pixels: the per-colour path (tables)
@@ -191,8 +191,8 @@ def test_colour_map_fast_path_is_byte_identical(name):
 
 
 def test_zoom_blur_fast_path_is_byte_identical():
-    from segbench.bench.corruptions import ZOOM_FACTORS
-    from segbench.bench.synthetic import draw_scene
+    from segbench.bench.data.corruptions import ZOOM_FACTORS
+    from segbench.bench.data.synthetic import draw_scene
 
     scene, _ = draw_scene((96, 200), seed=3, index=1)
     noise = np.random.default_rng(1).integers(0, 256, (67, 41, 3), dtype=np.uint8)  # odd sizes, every value
@@ -213,7 +213,7 @@ def test_warm_up_compiles_glass_blur_in_the_calling_process():
     code = (
         "import numpy as np\n"
         "from imagecorruptions import corruptions as c\n"
-        "from bench.corruptions import warm_up\n"
+        "from segbench.bench.data.corruptions import warm_up\n"
         "np.random.seed(5); before = np.random.get_state()[1].copy()\n"
         "assert not c._shuffle_pixels_njit_glass_blur.signatures\n"
         "warm_up('glass_blur', 1)\n"

@@ -1,4 +1,5 @@
-"""Tests for bench/data.py: the Cityscapes reader on data in the official layout, and its bad-input errors."""
+"""Tests for bench/data/cityscapes.py: the Cityscapes reader on data in the official layout, and its bad-input
+errors."""
 
 import json
 import shutil
@@ -10,8 +11,7 @@ import torch
 from cityscapesscripts.helpers.labels import labels
 from PIL import Image
 
-from segbench.bench.corruptions import SEED_PROTOCOL, condition_seed, corrupt
-from segbench.bench.data import (
+from segbench.bench.data.cityscapes import (
     ID_TO_TRAIN_ID,
     CityscapesDataset,
     DataError,
@@ -21,11 +21,12 @@ from segbench.bench.data import (
     read_label,
     resolve_root,
 )
-from segbench.bench.results import Condition
+from segbench.bench.data.corruptions import SEED_PROTOCOL, condition_seed, corrupt
+from segbench.bench.results.axes import Condition
 
 
 def official_id_to_train_id() -> dict[int, int]:
-    """The official table, written out independently of bench.data: 19 train ids, everything else 255."""
+    """The official table, written out independently of bench.data.cityscapes: 19 train ids, everything else 255."""
     return {lab.id: (lab.trainId if lab.trainId in range(19) else 255) for lab in labels if lab.id >= 0}
 
 
@@ -188,7 +189,7 @@ def test_non_rgb_image_is_rejected(root, mode):
 
 
 def test_image_under_32_px(tmp_path):
-    from segbench.bench.synthetic import write_synthetic_cityscapes
+    from segbench.bench.data.synthetic import write_synthetic_cityscapes
 
     root = write_synthetic_cityscapes(tmp_path, num_images=1, size=(31, 64))
     with pytest.raises(DataError, match="31x64 px is under the minimum of 32 px"):

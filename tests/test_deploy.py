@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from segbench import models
+from segbench.bench.data.synthetic import draw_scene
 from segbench.bench.deploy import (
     TOLERANCES,
     AgreementMeter,
@@ -31,7 +32,6 @@ from segbench.bench.deploy import (
 from segbench.bench.deploy import backends as backends_module
 from segbench.bench.deploy import export as export_module
 from segbench.bench.deploy import ort as ort_module
-from segbench.bench.synthetic import draw_scene
 from segbench.models.exported import onnx_session
 from segbench.models.segformer import FoldedMLPDecoder
 from segbench.models.user import state_dict_sha256

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from segbench import models
-from segbench.bench.config import InferenceSpec
+from segbench.bench.data.synthetic import draw_scene
 from segbench.bench.deploy import ArtifactCache
 from segbench.bench.deploy.grid import DeployedModel, _calibration_for, prepare_grid
-from segbench.bench.inference import predict_logits
-from segbench.bench.synthetic import draw_scene
+from segbench.bench.measure.inference import predict_logits
+from segbench.bench.run.config import InferenceSpec
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -96,7 +96,7 @@ def test_calibration_for_another_shape() -> None:
 def test_a_new_shape_builds_under_a_timer(grid) -> None:
     """`measure_latency` calls the model under inference mode and a dispatch mode (its SDPA-kernel probe); the export
     that a new shape needs traces the model outside both."""
-    from segbench.bench.latency import measure_latency
+    from segbench.bench.measure.latency import measure_latency
 
     _, made = grid
     variant = made.variants["b0@onnxruntime-fp32"]

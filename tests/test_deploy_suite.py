@@ -8,17 +8,13 @@ import pytest
 
 from segbench import suites
 from segbench.bench.api import run_suite
-from segbench.bench.config import ConfigError, InferenceSpec, RunConfig
 from segbench.bench.deploy.backends import list_backends
 from segbench.bench.deploy.grid import grid_cells
-from segbench.bench.results import (
-    DEPLOY_BACKENDS,
-    Condition,
-    RunFolder,
-    deploy_variant,
-    summary_rows,
-    variant_name,
-)
+from segbench.bench.results.axes import Condition
+from segbench.bench.results.schema import DEPLOY_BACKENDS, deploy_variant, variant_name
+from segbench.bench.results.store import RunFolder
+from segbench.bench.results.summaries import summary_rows
+from segbench.bench.run.config import ConfigError, InferenceSpec, RunConfig
 from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData
 from segbench.cli import main as cli
 from segbench.reports import render_report
@@ -155,7 +151,7 @@ def test_random_weights_are_refused_before_any_grid_cell_is_built(tmp_path, cach
 def test_each_variant_is_timed_end_to_end_beside_the_model_alone(tmp_path, cache):
     from dataclasses import replace
 
-    from segbench.bench.end_to_end import STAGES
+    from segbench.bench.measure.end_to_end import STAGES
 
     suite = replace(TINY, efficiency=replace(TINY.efficiency, end_to_end=True))
     config = RunConfig(

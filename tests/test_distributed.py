@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from segbench.bench import distributed
-from segbench.bench.config import RunConfig
-from segbench.bench.distributed import DistContext, all_reduce_, any_failed, on_main, setup, shard_indices
-from segbench.bench.results import TIMING_UNITS, RunStore
-from segbench.bench.runner import run
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.results.schema import TIMING_UNITS
+from segbench.bench.results.store import RunStore
+from segbench.bench.run import distributed
+from segbench.bench.run.config import RunConfig
+from segbench.bench.run.distributed import DistContext, all_reduce_, any_failed, on_main, setup, shard_indices
+from segbench.bench.run.runner import run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""Tests for bench/efficiency.py (with bench/flops.py and bench/latency.py): parameters, FLOPs, latency, sweeps."""
+"""Tests for bench/measure/efficiency.py (with bench/measure/flops.py and bench/measure/latency.py): parameters, FLOPs,
+latency, sweeps."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench import models
-from segbench.bench import efficiency as efficiency_mod
-from segbench.bench import flops as flops_mod
-from segbench.bench import latency as latency_mod
-from segbench.bench.efficiency import (
+from segbench.bench.measure import efficiency as efficiency_mod
+from segbench.bench.measure import flops as flops_mod
+from segbench.bench.measure import latency as latency_mod
+from segbench.bench.measure.efficiency import (
     cityscapes_resolutions,
     count_flops,
     count_params,
@@ -32,7 +33,7 @@ from segbench.bench.efficiency import (
     summarize,
     time_callable,
 )
-from segbench.bench.latency import model_peak_bytes
+from segbench.bench.measure.latency import model_peak_bytes
 
 PAPER_TABLE = Path(__file__).parent / "data" / "segformer_paper_table1.csv"
 VARIANTS = ["b0", "b1", "b2", "b3", "b4", "b5"]
@@ -336,7 +337,7 @@ def test_summarize_matches_numpy():
 
 
 class FakeClock:
-    """Stands in for `time` inside bench.latency: calls advance it by exactly the time they pretend to take."""
+    """Stands in for `time` inside bench.measure.latency: calls advance it by exactly the time they pretend to take."""
 
     def __init__(self):
         self.now = 0.0
@@ -583,7 +584,7 @@ def test_efficiency_sweep_records_an_oom_and_goes_on(monkeypatch):
 
 def _fake_latency(throughputs: dict, fail: set = frozenset()):
     """A `measure_latency` stand-in: `throughputs[(size, batch)]` images/s, out of memory at the pairs in `fail`."""
-    from segbench.bench.latency import LatencyStats, summarize
+    from segbench.bench.measure.latency import LatencyStats, summarize
 
     calls: list = []
 
@@ -665,7 +666,7 @@ def test_hardware_info_describes_the_measured_gpu(monkeypatch):
 
 
 def test_environment_records_numerics_and_the_device_index(monkeypatch):
-    from segbench.bench.provenance import environment
+    from segbench.bench.run.provenance import environment
 
     env = environment(["segbench"], 0, {}, "demo", "1", "cpu")
     assert env["device"] == "cpu"
@@ -716,7 +717,7 @@ def test_bench_efficiency_script_prints_tables(capsys):
 
 @pytest.mark.parametrize("name", ["segformer-tiny", "segformer-b0-mmseg"])
 def test_fast_segformer_reports_architecture_and_executed_flops(name):
-    from segbench.bench.efficiency import efficiency_sweep
+    from segbench.bench.measure.efficiency import efficiency_sweep
 
     faithful, fast = models.create_model(name), models.create_model(name, fast=True)
     assert fast.architecture().backbone is fast.backbone  # shares the encoder, unfolded decoder
@@ -738,7 +739,7 @@ def test_fast_segformer_reports_architecture_and_executed_flops(name):
 
 def test_torch_counter_convention_counts_the_dispatched_kernels():
     """The "torch" convention: PyTorch's FlopCounterMode, halved into MACs; a conv's count is its textbook formula."""
-    from segbench.bench.flops import count_flops
+    from segbench.bench.measure.flops import count_flops
 
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)).eval()
     count = count_flops(conv, (16, 32), convention="torch")

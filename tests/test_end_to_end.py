@@ -12,11 +12,11 @@ from PIL import Image
 from torch import nn
 
 from segbench import models
-from segbench.bench.config import InferenceSpec, RunConfig
-from segbench.bench.data import find_samples, read_image
-from segbench.bench.end_to_end import STAGES, end_to_end_rows, measure_end_to_end
-from segbench.bench.inference import predict
-from segbench.bench.results import E2E_METRICS, LATENCY_STAGE
+from segbench.bench.data.cityscapes import find_samples, read_image
+from segbench.bench.measure.end_to_end import STAGES, end_to_end_rows, measure_end_to_end
+from segbench.bench.measure.inference import predict
+from segbench.bench.results.schema import E2E_METRICS, LATENCY_STAGE
+from segbench.bench.run.config import InferenceSpec, RunConfig
 from segbench.bench.run.efficiency_cells import efficiency_probe, sample_image
 from segbench.bench.spec import EfficiencySpec
 

@@ -1,5 +1,5 @@
-"""bench/energy.py: energy and power through NVML, with a stand-in `pynvml`; and how measure_latency, the efficiency
-rows and hardware_info carry them."""
+"""bench/measure/energy.py: energy and power through NVML, with a stand-in `pynvml`; and how measure_latency, the
+efficiency rows and hardware_info carry them."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from segbench.bench import efficiency as efficiency_mod
-from segbench.bench import energy as energy_mod
-from segbench.bench import latency as latency_mod
-from segbench.bench.efficiency import efficiency_sweep, hardware_info, nvml_state
-from segbench.bench.energy import (
+from segbench.bench.measure import efficiency as efficiency_mod
+from segbench.bench.measure import energy as energy_mod
+from segbench.bench.measure import latency as latency_mod
+from segbench.bench.measure.efficiency import efficiency_sweep, hardware_info, nvml_state
+from segbench.bench.measure.energy import (
     POWER_SAMPLING,
     TOTAL_ENERGY,
     EnergyMeter,
@@ -27,7 +27,7 @@ from segbench.bench.energy import (
     nvml_device,
     pci_bus_id,
 )
-from segbench.bench.latency import LatencyStats, measure_latency, time_callable
+from segbench.bench.measure.latency import LatencyStats, measure_latency, time_callable
 
 
 class FakeNVMLError(Exception):

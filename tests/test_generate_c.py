@@ -1,4 +1,4 @@
-"""Tests for bench/generate_c.py: byte-identical output across worker counts and shards, resume after a kill,
+"""Tests for bench/data/generate_c.py: byte-identical output across worker counts and shards, resume after a kill,
 manifest checks, the folder lock and the clean-up of temporary files."""
 
 import json
@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from segbench.bench.corruptions import SEED_PROTOCOL
-from segbench.bench.data import CityscapesDataset, DataError, corrupted_image_path, find_samples, read_image
-from segbench.bench.generate_c import generate_c, parse_shard, shard_lock_name
-from segbench.bench.locks import FolderBusyError, folder_lock
-from segbench.bench.results import TEMP_SUFFIX, Condition, is_temp_file
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.data.cityscapes import CityscapesDataset, DataError, corrupted_image_path, find_samples, read_image
+from segbench.bench.data.corruptions import SEED_PROTOCOL
+from segbench.bench.data.generate_c import generate_c, parse_shard, shard_lock_name
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.results.axes import Condition
+from segbench.bench.results.io import TEMP_SUFFIX, is_temp_file
+from segbench.bench.run.locks import FolderBusyError, folder_lock
 
 REPO = Path(__file__).resolve().parents[1]
 # global-RNG corruptions, a seed-argument one and a random-free one (glass_blur's numba compile alone takes seconds)
@@ -65,7 +66,7 @@ def test_killed_run_resumes_to_identical_files(tmp_path):
 
     out = tmp_path / "out"
     code = (
-        "import sys; from bench.generate_c import generate_c; "
+        "import sys; from segbench.bench.data.generate_c import generate_c; "
         f"generate_c(sys.argv[1], sys.argv[2], {corruptions!r}, workers=1, base_seed=2, quiet=True)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -139,7 +140,7 @@ def test_bad_image_error_reaches_the_caller(synthetic_root, tmp_path):
 
 
 def test_parent_warms_every_condition_up_before_forking_workers(synthetic_root, tmp_path, monkeypatch):
-    import segbench.bench.generate_c as generate_module
+    import segbench.bench.data.generate_c as generate_module
 
     calls = []
     monkeypatch.setattr(generate_module, "warm_up", lambda name, severity: calls.append((name, severity)))

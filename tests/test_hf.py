@@ -1,7 +1,7 @@
 """`hf:` models (models/hf.py) against transformers itself: tiny random-init models saved with `save_pretrained`.
 
-For every supported architecture, segbench's labels (`bench.inference.predict`, whole-image mode) must equal those of
-a direct transformers forward on the image processor's own pixel values, followed by the processor's
+For every supported architecture, segbench's labels (`bench.measure.inference.predict`, whole-image mode) must equal
+those of a direct transformers forward on the image processor's own pixel values, followed by the processor's
 `post_process_semantic_segmentation` at the same size (upsampling and argmax; for universal models the mask-class
 combination too). Nothing is downloaded: every model, processor and tokenizer is built here.
 """
@@ -20,10 +20,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers / huggingface_hub read
 import pytest
 import torch
 
-from segbench.bench.config import InferenceSpec
-from segbench.bench.efficiency import count_params
-from segbench.bench.inference import normalize, predict
-from segbench.bench.results import CITYSCAPES_CLASSES
+from segbench.bench.measure.efficiency import count_params
+from segbench.bench.measure.inference import normalize, predict
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.run.config import InferenceSpec
 from segbench.models.checkpoint import sha256_file
 from segbench.models.sources import BuildRequest, SourceError, build_from_source, parse_model_spec
 
@@ -233,7 +233,7 @@ def test_count_params_equals_the_transformers_model(saved) -> None:
 def test_flops_fvcore_and_torch_counter(name: str, saved) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from segbench.bench.flops import count_flops
+    from segbench.bench.measure.flops import count_flops
 
     folder, _ = saved(name)
     model = build(folder)

@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import segbench.bench.inference as inference_module
-from segbench.bench.config import InferenceSpec
-from segbench.bench.inference import (
+import segbench.bench.measure.inference as inference_module
+from segbench.bench.measure.inference import (
     NonFiniteLogitsError,
     normalize,
     predict,
@@ -17,6 +16,7 @@ from segbench.bench.inference import (
     resize_argmax,
     window_starts,
 )
+from segbench.bench.run.config import InferenceSpec
 from segbench.models.base import ModelMeta
 
 

@@ -1,4 +1,4 @@
-"""bench/latency.py: what a measurement runs on and records (device index, TF32, SDPA kernel, Dynamo), and CUDA
+"""bench/measure/latency.py: what a measurement runs on and records (device index, TF32, SDPA kernel, Dynamo), and CUDA
 memory with stand-ins for torch.cuda."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.bench import latency
-from segbench.bench.latency import (
+from segbench.bench.measure import latency
+from segbench.bench.measure.latency import (
     FP32_PRECISION_SETTINGS,
     fp32_precision,
     measure_latency,
@@ -336,7 +336,7 @@ def test_inductor_compiled_latency_on_cpu():
 
 def test_calibrated_latency_is_measured_like_measure_latency(monkeypatch):
     """The calibrated probe: the device with its index, strict fp32 during the timing, the model's tensors back."""
-    from segbench.bench import latency
+    from segbench.bench.measure import latency
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
     model.to(memory_format=torch.channels_last)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segbench.bench.metrics import (
+from segbench.bench.measure.metrics import (
     class_accuracy,
     confusion_matrix,
     iou_per_class,
@@ -19,7 +19,7 @@ from segbench.bench.metrics import (
     mean_iou,
     pixel_accuracy,
 )
-from segbench.bench.results import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
 
 cs_eval = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
 from cityscapesscripts.helpers.labels import labels as CS_LABELS  # noqa: E402
@@ -125,7 +125,7 @@ def test_confusion_matrix_is_additive_and_on_device():
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
 def test_confusion_matrix_dtypes_agree_with_masked_path(dtype):
-    from segbench.bench.metrics import _confusion_matrix_masked
+    from segbench.bench.measure.metrics import _confusion_matrix_masked
 
     rng = np.random.default_rng(3)
     p, g = random_pair(rng)
@@ -162,7 +162,7 @@ def test_empty_matrix_is_nan():
 
 
 def test_cpu_pair_count_chunks_and_layouts_agree(monkeypatch):
-    import segbench.bench.metrics as metrics
+    import segbench.bench.measure.metrics as metrics
 
     rng = np.random.default_rng(4)
     p, g = random_pair(rng)
@@ -194,7 +194,7 @@ def _confusion_matrix_reference(p: np.ndarray, g: np.ndarray) -> torch.Tensor:
 @pytest.mark.parametrize("cpu_kernel", [True, False])  # False: the device path (index_add_), run on the CPU here
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
 def test_confusion_counter_sums_batches_and_checks_once_at_the_end(cpu_kernel, dtype):
-    from segbench.bench.metrics import ConfusionCounter
+    from segbench.bench.measure.metrics import ConfusionCounter
 
     rng = np.random.default_rng(5)
     pairs = [random_pair(rng) for _ in range(3)]
@@ -218,7 +218,7 @@ def test_confusion_counter_sums_batches_and_checks_once_at_the_end(cpu_kernel, d
 
 
 def test_confusion_counter_with_many_classes_takes_the_masked_path():
-    from segbench.bench.metrics import ConfusionCounter
+    from segbench.bench.measure.metrics import ConfusionCounter
 
     counter = ConfusionCounter(300, ignore_index=299)
     counter.add(torch.tensor([0, 280, 5]), torch.tensor([0, 280, 299]))

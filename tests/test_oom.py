@@ -1,11 +1,11 @@
-"""bench/oom.py: out of memory told apart from other errors, by the messages PyTorch and NVIDIA libraries raise."""
+"""bench/run/oom.py: out of memory told apart from other errors, by the messages PyTorch and NVIDIA libraries raise."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from segbench.bench.oom import is_out_of_memory
+from segbench.bench.run.oom import is_out_of_memory
 
 
 class CompileFailed(RuntimeError):

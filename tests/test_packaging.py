@@ -31,17 +31,17 @@ def test_rooms_are_symlinks_that_package_discovery_follows():
 
 def test_rooms_are_reached_through_the_namespace():
     import segbench
-    import segbench.bench.config
+    import segbench.bench.run.config
     import segbench.models
 
     assert Path(segbench.models.__file__).resolve().parent == ROOT / "models"
     assert segbench.__path__ == [str(ROOT / "segbench")]  # no second search path, so no segbench.segbench
-    assert segbench.RunConfig is segbench.bench.config.RunConfig
+    assert segbench.RunConfig is segbench.bench.run.config.RunConfig
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         segbench.nope  # noqa: B018
 
 
-@pytest.mark.parametrize("statement", ["import models", "from bench.results import COLUMNS", "import reports"])
+@pytest.mark.parametrize("statement", ["import models", "from bench.results import schema", "import reports"])
 def test_a_flat_room_import_fails_at_once_with_one_line(statement: str):
     """In a checkout the root is on sys.path; `import models` would be a second copy with an empty registry."""
     proc = subprocess.run([sys.executable, "-c", statement], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -60,11 +60,11 @@ def test_a_checkout_without_symlinks_still_imports(tmp_path: Path):
         (copy / "segbench" / room).unlink()
         (copy / "segbench" / room).write_text(f"../{room}")
         shutil.copytree(ROOT / room, copy / room, ignore=shutil.ignore_patterns("__pycache__"))
-    code = "import segbench.bench.results as s, segbench.suites as su; print(s.__file__); print(su.list_suites())"
+    code = "import segbench.bench.results.store as s, segbench.suites as su; print(s.__file__); print(su.list_suites())"
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONSAFEPATH": "1"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[0] == str(copy / "bench" / "results.py")
+    assert proc.stdout.splitlines()[0] == str(copy / "bench" / "results" / "store.py")
     assert "cityscapes-c" in proc.stdout
 
 
@@ -90,7 +90,8 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for expected in (
         "segbench/__init__.py",
         "segbench/cli.py",
-        "segbench/bench/runner.py",
+        "segbench/bench/run/runner.py",
+        "segbench/bench/results/store.py",
         "segbench/models/segformer.py",
         "segbench/suites/builtin.py",
         "segbench/reports/render.py",
@@ -123,7 +124,7 @@ def _outside(target: Path, tmp_path: Path, *args: str, timeout: int = 900) -> su
 def test_wheel_runs_outside_the_checkout(wheel_install: Path, tmp_path: Path):
     where = _outside(
         wheel_install, tmp_path, sys.executable, "-c",
-        "import segbench, segbench.bench.runner as r, segbench.reports as p; print(segbench.__file__, r.__file__, "
+        "import segbench, segbench.bench.run.runner as r, segbench.reports as p; print(segbench.__file__, r.__file__, "
         "p.__file__)",
     )  # fmt: skip
     assert where.returncode == 0, where.stderr

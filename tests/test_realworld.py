@@ -1,4 +1,5 @@
-"""Tests for bench/realworld.py: ACDC, Dark Zurich and Foggy Cityscapes readers on their synthetic official layouts."""
+"""Tests for bench/data/realworld.py: ACDC, Dark Zurich and Foggy Cityscapes readers on their synthetic official
+layouts."""
 
 import shutil
 from pathlib import Path
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segbench.bench.data import DataError, DataNotFoundError, read_label
-from segbench.bench.realworld import (
+from segbench.bench.data.cityscapes import DataError, DataNotFoundError, read_label
+from segbench.bench.data.realworld import (
     INVALID_REGION_NOTE,
     RealWorldSample,
     describe_samples,
@@ -21,7 +22,7 @@ from segbench.bench.realworld import (
     write_synthetic_dark_zurich,
     write_synthetic_foggy_cityscapes,
 )
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
 
 SIZE = (54, 96)
 

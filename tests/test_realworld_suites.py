@@ -16,20 +16,16 @@ from scipy import stats
 from torch import nn
 
 from segbench import suites
-from segbench.bench import realworld, regression
 from segbench.bench.api import run_suite, select_conditions
-from segbench.bench.config import ConfigError, RunConfig, parse_data
-from segbench.bench.results import (
-    TIMING_UNITS,
-    Condition,
-    RunFolder,
-    RunStore,
-    prediction_table,
-    real_conditions,
-    summary_rows,
-)
-from segbench.bench.runner import run
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.data import realworld
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.results.axes import Condition, real_conditions
+from segbench.bench.results.schema import TIMING_UNITS
+from segbench.bench.results.store import RunFolder, RunStore
+from segbench.bench.results.summaries import prediction_table, summary_rows
+from segbench.bench.run.config import ConfigError, RunConfig, parse_data
+from segbench.bench.run.runner import run
+from segbench.bench.track import regression
 from segbench.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[1]

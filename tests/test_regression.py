@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from segbench.bench import regression
-from segbench.bench.latency import timed_pairs
-from segbench.bench.regression import ResultSet, Tolerances, compare
+from segbench.bench.measure.latency import timed_pairs
+from segbench.bench.track import regression
+from segbench.bench.track.regression import ResultSet, Tolerances, compare
 
 A = torch.randn(192, 192, generator=torch.Generator().manual_seed(0))
 
@@ -130,7 +130,7 @@ def test_unreadable_inputs(tmp_path):
 
 def test_compare_two_results_csv_with_speed_cells(tmp_path):
     """`compare A/results.csv B/results.csv` of runs with speed cells: the samples come back as numbers, not text."""
-    from segbench.bench.results import write_csv
+    from segbench.bench.results.io import write_csv
 
     rows = _accuracy_rows() + _speed_rows(4, 4, iters=10)
     for name in ("a", "b"):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from segbench.bench.results import summary_rows
+from segbench.bench.results.summaries import summary_rows
 from segbench.reports import SECTION_IDS, render_report
 from segbench.reports import tables as T
 from segbench.reports.render import model_infos
@@ -96,7 +96,7 @@ def _png(path: Path, array: np.ndarray) -> str:
 
 
 def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True, efficiency=True) -> Path:
-    """A run folder as bench/runner.py writes it: results.csv, env.json, cells with warnings, gallery, history."""
+    """A run folder as bench/run/runner.py writes it: results.csv, env.json, cells with warnings, gallery, history."""
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = accuracy_rows(models) + (efficiency_rows(models) if efficiency else [])
     pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
@@ -427,7 +427,10 @@ def test_bad_inputs_fail_clearly(tmp_path):
 
 
 def test_reporter_imports_neither_torch_nor_other_rooms():
-    code = "import sys, reports; bad = [m for m in ('torch', 'models', 'bench') if m in sys.modules]; print(bad)"
+    code = (
+        "import sys, segbench.reports; print([m for m in sys.modules if m == 'torch' or m.startswith(("
+        "'segbench.models', 'segbench.suites', 'segbench.bench.run', 'segbench.bench.data', 'segbench.bench.deploy'))])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

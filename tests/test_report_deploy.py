@@ -18,8 +18,10 @@ import pytest
 from test_report import _parse
 from test_report_realworld import make_real_run, section_text
 
-from segbench.bench.results import E2E_STAGES as STAGES
-from segbench.bench.results import Condition, RunStore, deploy_variant, variant_name
+from segbench.bench.results.axes import Condition
+from segbench.bench.results.schema import E2E_STAGES as STAGES
+from segbench.bench.results.schema import deploy_variant, variant_name
+from segbench.bench.results.store import RunStore
 from segbench.reports import deploy as D
 from segbench.reports import figures, render_report
 from segbench.reports import tables as T

@@ -18,7 +18,10 @@ import pytest
 from scipy import stats
 from test_report import EVIL, _parse, _timed_cell, make_fake_run
 
-from segbench.bench.results import CITYSCAPES_CLASSES, INVALID_REGION_NOTE, Condition, RunStore, class_metric_name
+from segbench.bench.results.axes import INVALID_REGION_NOTE, Condition
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.schema import class_metric_name
+from segbench.bench.results.store import RunStore
 from segbench.reports import realworld as RW
 from segbench.reports import render_report
 from segbench.reports import tables as T
@@ -51,7 +54,7 @@ def class_iou(model: str, condition: str, i: int) -> float:
 
 
 def cell_rows(model: str, condition: str, miou: float, template: str | None = None) -> list[dict]:
-    """An accuracy cell's rows as `bench.metrics` writes them (metrics, per-class IoU, images, timing)."""
+    """An accuracy cell's rows as `bench.measure.metrics` writes them (metrics, per-class IoU, images, timing)."""
     c = Condition.parse(condition)
     base = {"model": model, "suite": "robustness", "condition": c.name, "corruption": c.corruption,
             "category": c.category, "severity": None if c.is_real else c.severity}  # fmt: skip

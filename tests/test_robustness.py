@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segbench.bench.robustness import (
+from segbench.bench.measure.robustness import (
     corruption_errors,
     mean_corruption_error,
     mean_pc,

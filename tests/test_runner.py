@@ -23,16 +23,18 @@ import torch
 from torch import nn
 
 from segbench import models
-from segbench.bench.config import InferenceSpec, RunConfig
-from segbench.bench.data import CityscapesDataset
-from segbench.bench.inference import predict
-from segbench.bench.locks import FolderBusyError, folder_lock
-from segbench.bench.metrics import confusion_matrix, mean_iou
-from segbench.bench.results import TIMING_UNITS, Condition, RunMismatchError, RunStore
+from segbench.bench.data.cityscapes import CityscapesDataset
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.measure.inference import predict
+from segbench.bench.measure.metrics import confusion_matrix, mean_iou
+from segbench.bench.results.axes import Condition
+from segbench.bench.results.schema import TIMING_UNITS
+from segbench.bench.results.store import RunMismatchError, RunStore
+from segbench.bench.run.config import InferenceSpec, RunConfig
+from segbench.bench.run.locks import FolderBusyError, folder_lock
 from segbench.bench.run.outcome import RunFailed
 from segbench.bench.run.residency import model_factory
-from segbench.bench.runner import run
-from segbench.bench.synthetic import write_synthetic_cityscapes
+from segbench.bench.run.runner import run
 from segbench.models.base import WeightsInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,8 +205,8 @@ def test_resume_refuses_other_settings(reference_run, data_root, tmp_path):
 
 KILL_SCRIPT = """
 import os, signal, sys
-from segbench.bench.config import InferenceSpec, RunConfig
-from segbench.bench.runner import run
+from segbench.bench.run.config import InferenceSpec, RunConfig
+from segbench.bench.run.runner import run
 cfg = RunConfig.from_dict({config})
 def die(record):
     os.kill(os.getpid(), signal.SIGKILL)  # as if the machine went away right after the first cell was stored
@@ -555,8 +557,9 @@ def test_a_suites_efficiency_probe_measures_on_the_ranks_device_and_leaves_the_m
     rank 0's probe measures on its device, and its model is back there for the accuracy cells that follow
     (`calibrated_latency` moves the model to the device it is given)."""
     from segbench import suites
-    from segbench.bench import distributed, efficiency, latency
     from segbench.bench.api import run_suite
+    from segbench.bench.measure import efficiency, latency
+    from segbench.bench.run import distributed
 
     monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(distributed, "setup", lambda device: distributed.DistContext(device=torch.device("cpu")))
@@ -587,8 +590,8 @@ def test_bf16_on_a_gpu_without_it_is_refused_before_any_work(data_root, tmp_path
     """The rank's GPU is asked before any model is built (`torch.autocast` would raise on the first batch instead),
     for the run's precision and the efficiency probe's; the command line says so in one line."""
     from segbench import cli
-    from segbench.bench import distributed
-    from segbench.bench.config import ConfigError
+    from segbench.bench.run import distributed
+    from segbench.bench.run.config import ConfigError
     from segbench.bench.spec import EfficiencySpec
 
     monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
@@ -630,7 +633,7 @@ def test_json_entry_point(data_root, tmp_path):
     cfg = make_config(data_root, tmp_path, run_id="cli", max_images=1).to_dict()
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps({**cfg, "conditions": ["clean"]}))
-    from segbench.bench.runner import main
+    from segbench.bench.run.runner import main
 
     assert main(["--config", str(path)]) == 0
     assert (tmp_path / "cli" / "results.csv").is_file()
@@ -669,7 +672,7 @@ def test_warnings_raised_in_a_cell_are_logged_with_it(data_root, tmp_path):
 
 
 def test_models_share_each_conditions_images_and_are_built_once(reference_run, data_root, tmp_path, monkeypatch):
-    import segbench.bench.data as data_module
+    import segbench.bench.data.cityscapes as data_module
 
     built, corrupted = [], []
     real_corrupt = data_module.corrupt
@@ -737,7 +740,7 @@ def test_corrupted_cells_warm_up_the_corruption_before_forking_workers(data_root
     ],
 )
 def test_default_workers_leave_the_model_its_cores(monkeypatch, device, cores, threads, local_ranks, expected):
-    from segbench.bench import config
+    from segbench.bench.run import config
 
     monkeypatch.setattr(config, "usable_cores", lambda: cores)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
@@ -770,9 +773,9 @@ def test_compile_runs_accuracy_cells_through_torch_compile(reference_run, data_r
 
 
 def test_gpu_clock_reads_the_device_once_per_condition(monkeypatch):
-    """The clock of the accuracy loop (`bench.clock.Clock`) with stand-in events: they go on the measured device's
-    stream, and only the last one is waited for, when the condition ends."""
-    from segbench.bench.clock import Clock
+    """The clock of the accuracy loop (`bench.measure.clock.Clock`) with stand-in events: they go on the measured
+    device's stream, and only the last one is waited for, when the condition ends."""
+    from segbench.bench.measure.clock import Clock
 
     waits, now = [], iter(range(100))
 
@@ -807,7 +810,7 @@ def test_accuracy_cells_run_strict_fp32_whatever_the_process_default(data_root, 
     """PyTorch's default lets cuDNN run "fp32" convolutions in TF32; accuracy cells turn it off, record it, and
     leave the process setting as it was."""
     import segbench.bench.run.accuracy as accuracy_module
-    from segbench.bench.latency import tf32_flags
+    from segbench.bench.measure.latency import tf32_flags
 
     seen = []
     real = accuracy_module._ConditionPass.stream

@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from segbench.bench.efficiency import count_params
-from segbench.bench.inference import normalize
+from segbench.bench.measure.efficiency import count_params
+from segbench.bench.measure.inference import normalize
 from segbench.models.checkpoint import sha256_file
 from segbench.models.exported import load_onnx, load_torchscript, onnx_parameter_count
 from segbench.models.sources import BuildRequest, SourceError, build_from_source, parse_model_spec

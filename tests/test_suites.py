@@ -8,7 +8,7 @@ import pytest
 
 from segbench import suites
 from segbench.bench.api import select_conditions
-from segbench.bench.results import CATEGORIES, CORRUPTIONS
+from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS
 from segbench.bench.spec import SuiteSpec
 
 

@@ -1,4 +1,4 @@
-"""Tests for bench/synthetic.py: official layout and naming, all 19 classes, textures, seeded reproducibility."""
+"""Tests for bench/data/synthetic.py: official layout and naming, all 19 classes, textures, seeded reproducibility."""
 
 import time
 
@@ -7,7 +7,7 @@ import pytest
 from cityscapesscripts.helpers.labels import id2label, labels
 from PIL import Image
 
-from segbench.bench.synthetic import draw_scene, write_synthetic_cityscapes
+from segbench.bench.data.synthetic import draw_scene, write_synthetic_cityscapes
 
 TRAIN_ID = {lab.id: (lab.trainId if lab.trainId in range(19) else 255) for lab in labels if lab.id >= 0}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants as hub_constants
 
-from segbench.bench.weights import HF_CITYSCAPES_IDS, resolve_model_weights
+from segbench.bench.run.weights import HF_CITYSCAPES_IDS, resolve_model_weights
 from segbench.models.checkpoint import CheckpointError, hf_cache_dir, resolve_weights
 
 MAIN, V2, DETACHED = "a" * 40, "b" * 40, "c" * 40  # commit hashes

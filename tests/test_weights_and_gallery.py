@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segbench.bench.config import InferenceSpec
-from segbench.bench.gallery import cityscapes_palette, write_gallery
-from segbench.bench.results import Condition
-from segbench.bench.weights import HF_CITYSCAPES_IDS, WeightsError, resolve_model_weights
+from segbench.bench.results.axes import Condition
+from segbench.bench.run.config import InferenceSpec
+from segbench.bench.run.gallery import cityscapes_palette, write_gallery
+from segbench.bench.run.weights import HF_CITYSCAPES_IDS, WeightsError, resolve_model_weights
 
 
 def test_weights_precedence(tmp_path, monkeypatch):

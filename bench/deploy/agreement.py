@@ -141,7 +141,7 @@ class AgreementMeter:
 def reference_logits(model: torch.nn.Module, images: Iterable[torch.Tensor], device: str | torch.device) -> list:
     """Eager fp32 logits of `model` for each image batch (NCHW, normalised), in IEEE fp32 (no TF32: `strict_fp32`),
     on `device`; computed once and compared with every candidate."""
-    from segbench.bench.latency import strict_fp32
+    from segbench.bench.measure.latency import strict_fp32
 
     out = []
     with torch.inference_mode(), strict_fp32():
@@ -160,7 +160,7 @@ def measure_agreement(
 
     The candidate runs under `strict_fp32`, as `measure_latency` times it: its fp32 ops are IEEE fp32.
     """
-    from segbench.bench.latency import strict_fp32
+    from segbench.bench.measure.latency import strict_fp32
 
     meter = AgreementMeter()
     with torch.inference_mode(), strict_fp32():

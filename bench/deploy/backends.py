@@ -37,18 +37,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.bench.config import ConfigError, autocast_dtype, check_precision_supported
 from segbench.bench.deploy import ort as ort_runtime
 from segbench.bench.deploy.agreement import Agreement, measure_agreement, reference_logits
 from segbench.bench.deploy.cache import ArtifactCache, CachedArtifact, CacheKey
 from segbench.bench.deploy.export import EXPORTER, OPSET, ExportError, graph_versions, onnx_graph
-from segbench.bench.latency import resolve_device
+from segbench.bench.measure.latency import resolve_device
+from segbench.bench.run.config import ConfigError, autocast_dtype, check_precision_supported
 from segbench.models.exported import onnx_session
 from segbench.models.registry import Registry
 from segbench.models.user import first_line, state_dict_sha256
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-"""Deployment precisions: `bench.config.PRECISIONS` (autocast) plus int8 (static quantisation of an exported graph)."""
+"""Deployment precisions: `bench.run.config.PRECISIONS` (autocast) plus int8 (static quantisation of an exported
+graph)."""
 
 
 class BackendUnavailable(RuntimeError):
@@ -327,7 +328,7 @@ class CompileBackend(EagerBackend):
 
     def _build(self, model: nn.Module, request: DeployRequest) -> Built:
         from segbench.bench.deploy.export import example_input
-        from segbench.bench.latency import compile_static
+        from segbench.bench.measure.latency import compile_static
 
         eager = super()._build(model, request)
         compiled = AutocastModule(compile_static(eager.module.model), request.precision, request.device.type)
@@ -511,7 +512,7 @@ class CudaGraphModule(nn.Module):
         device: torch.device,
         warmup: int = CUDA_GRAPH_WARMUP,
     ) -> None:
-        from segbench.bench.latency import cudnn_benchmark, strict_fp32
+        from segbench.bench.measure.latency import cudnn_benchmark, strict_fp32
 
         super().__init__()
         self.model = model

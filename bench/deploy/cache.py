@@ -33,7 +33,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from segbench.bench.results import TEMP_SUFFIX, atomic_write_bytes, atomic_write_json
+from segbench.bench.results.io import TEMP_SUFFIX, atomic_write_bytes, atomic_write_json
 
 CACHE_FORMAT = 1
 """Bumped when what segbench writes for a key changes (export settings, quantisation recipe): old entries then miss."""

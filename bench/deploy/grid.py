@@ -31,7 +31,7 @@ from torch import nn
 from segbench.bench.deploy.agreement import reference_logits
 from segbench.bench.deploy.backends import DeploymentCheck, check_deployment
 from segbench.bench.deploy.cache import ArtifactCache
-from segbench.bench.results import DEPLOY_REFERENCE, variant_name
+from segbench.bench.results.schema import DEPLOY_REFERENCE, variant_name
 
 
 class DeployedModel(nn.Module):
@@ -197,7 +197,7 @@ def deploy_record(variant: str, check: DeploymentCheck, suite: str, seconds: flo
     """The stored `deploy` cell of one grid cell: rows `build_time` (s), `artifact_size` (MB), `agreement_max_abs`,
     `agreement_max_rel`, `argmax_agreement` (%) and `agrees` (flag), each with the cell's backend, precision, device,
     status and reason; an unavailable or failed cell has one `unavailable` / `failed` row (flag) with its reason."""
-    from segbench.bench.results import deploy_variant
+    from segbench.bench.results.schema import deploy_variant
 
     _, backend, precision = deploy_variant(variant)
     keys = {"model": variant, "suite": suite, "condition": "deploy", "corruption": None, "category": None,

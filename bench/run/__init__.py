@@ -1,4 +1,4 @@
-"""The parts of a run, in the order a run meets them. `bench.runner.run` puts them together.
+"""The parts of a run, in the order a run meets them. `bench.run.runner.run` puts them together.
 
 * `plan`: the cells (models x conditions, plus an efficiency cell per model) and the order they run in;
 * `residency`: which models are loaded on the device, and what happens when they do not fit (the out-of-memory

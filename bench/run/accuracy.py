@@ -1,10 +1,10 @@
 """The accuracy loop: the cells of one condition, evaluated together on each batch.
 
 The (sharded) dataset of the condition streams through a DataLoader once; each batch goes through every model in
-turn (`bench.inference.predict`), so a corruption computed on the fly costs the same for one model as for ten. Each
-model's predictions go into its own confusion matrix on the device, all-reduced across ranks at the end. A model that
-fails (NaN/inf logits, out of memory) drops out of the loop and the others go on. On a GPU nothing in the loop waits
-for the device (`defers_syncs`): NaN checks and timings are read once, when the condition ends.
+turn (`bench.measure.inference.predict`), so a corruption computed on the fly costs the same for one model as for ten.
+Each model's predictions go into its own confusion matrix on the device, all-reduced across ranks at the end. A model
+that fails (NaN/inf logits, out of memory) drops out of the loop and the others go on. On a GPU nothing in the loop
+waits for the device (`defers_syncs`): NaN checks and timings are read once, when the condition ends.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.bench import distributed
-from segbench.bench.clock import Clock
-from segbench.bench.config import InferenceSpec, RunConfig
-from segbench.bench.corruptions import warm_up
-from segbench.bench.inference import NonFiniteLogitsError, nonfinite_message, predict
-from segbench.bench.latency import strict_fp32, tf32_flags
-from segbench.bench.metrics import ConfusionCounter, accuracy_rows
-from segbench.bench.oom import is_out_of_memory
-from segbench.bench.results import CITYSCAPES_CLASSES, Condition
+from segbench.bench.data.corruptions import warm_up
+from segbench.bench.measure.clock import Clock
+from segbench.bench.measure.inference import NonFiniteLogitsError, nonfinite_message, predict
+from segbench.bench.measure.latency import strict_fp32, tf32_flags
+from segbench.bench.measure.metrics import ConfusionCounter, accuracy_rows
+from segbench.bench.results.axes import Condition
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.run import distributed
+from segbench.bench.run.config import InferenceSpec, RunConfig
+from segbench.bench.run.oom import is_out_of_memory
 from segbench.bench.run.outcome import CellError, warning_text
 from segbench.bench.run.plan import Cell
 from segbench.bench.run.residency import free_device_memory
@@ -77,8 +78,8 @@ def _loader(
     condition: Condition, batch_size: int, config: RunConfig, ctx: distributed.DistContext
 ) -> tuple[torch.utils.data.DataLoader, int]:
     """This rank's shard of the condition's images, as a DataLoader; returns (loader, number of images)."""
-    from segbench.bench.data import CityscapesDataset
-    from segbench.bench.realworld import RealWorldDataset
+    from segbench.bench.data.cityscapes import CityscapesDataset
+    from segbench.bench.data.realworld import RealWorldDataset
 
     if condition.is_real:
         root = config.root_of(condition.dataset)
@@ -125,7 +126,7 @@ class _ConditionPass:
         self.counters = [ConfusionCounter(config.num_classes, device=ctx.device) for _ in cells]
         self.clock = Clock(ctx.device)  # model and metric seconds per cell; on a GPU read once per condition
         self.data_seconds = 0.0  # the wait for each batch, shared by the cells
-        self.tf32: dict[str, bool] = {}  # the TF32 settings the pass ran under (`bench.latency.tf32_flags`)
+        self.tf32: dict[str, bool] = {}  # the TF32 settings the pass ran under (`bench.measure.latency.tf32_flags`)
         self.errors: list[str | None] = [None] * len(cells)
         self.out_of_memory = [False] * len(cells)
         self.notes: list[dict[str, None]] = [{} for _ in cells]

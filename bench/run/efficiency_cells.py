@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.bench.config import RunConfig
+from segbench.bench.run.config import RunConfig
 from segbench.bench.run.plan import Cell
 
 EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
-"""`efficiency(model, model_name) -> tidy rows` (e.g. a partial of `bench.efficiency.efficiency_sweep`)."""
+"""`efficiency(model, model_name) -> tidy rows` (e.g. a partial of `bench.measure.efficiency.efficiency_sweep`)."""
 
 
 def efficiency_probe(
@@ -32,9 +32,10 @@ def efficiency_probe(
     precision: str = "fp32",
     sample: Path | None = None,
 ) -> EfficiencyFn:
-    """An `EfficiencyFn` for a suite's `bench.spec.EfficiencySpec`: `bench.efficiency.efficiency_sweep`, plus
-    `bench.latency.calibrated_latency` rows at each resolution when `spec.calibrated` (regression tracking), plus
-    `bench.end_to_end.end_to_end_rows` on `sample` when `spec.end_to_end` (and `spec.latency`) and a sample is given.
+    """An `EfficiencyFn` for a suite's `bench.spec.EfficiencySpec`: `bench.measure.efficiency.efficiency_sweep`, plus
+    `bench.measure.latency.calibrated_latency` rows at each resolution when `spec.calibrated` (regression tracking),
+    plus `bench.measure.end_to_end.end_to_end_rows` on `sample` when `spec.end_to_end` (and `spec.latency`) and a sample
+    is given.
 
     A deployment variant (a model with a `deployment`) runs its own backend and precision: every row that has a
     precision says the variant's, and every row names its backend.
@@ -48,9 +49,9 @@ def efficiency_probe(
         precision: the run's precision, which end-to-end latency runs at (as the accuracy cells predict).
         sample: the image end-to-end latency is timed on (`sample_image`); None: no end-to-end rows.
     """
-    from segbench.bench.efficiency import efficiency_sweep
-    from segbench.bench.end_to_end import end_to_end_rows
-    from segbench.bench.latency import calibrated_latency, restored
+    from segbench.bench.measure.efficiency import efficiency_sweep
+    from segbench.bench.measure.end_to_end import end_to_end_rows
+    from segbench.bench.measure.latency import calibrated_latency, restored
 
     def probe(model: nn.Module, name: str) -> list[dict[str, Any]]:
         with restored(model):
@@ -94,12 +95,12 @@ def efficiency_probe(
 
 
 def sample_image(spec: Any, config: RunConfig) -> Path | None:
-    """The image a probe times end to end: the first Cityscapes image of the run's split (`bench.data.find_samples`
-    order), when `spec` asks for end-to-end latency and the run has a Cityscapes root (a synthetic suite's too).
-    None otherwise: an efficiency-only run given no data, a suite that reads none."""
+    """The image a probe times end to end: the first Cityscapes image of the run's split
+    (`bench.data.cityscapes.find_samples` order), when `spec` asks for end-to-end latency and the run has a Cityscapes
+    root (a synthetic suite's too). None otherwise: an efficiency-only run given no data, a suite that reads none."""
     if spec is None or not getattr(spec, "end_to_end", False) or config.data_root is None:
         return None
-    from segbench.bench.data import find_samples
+    from segbench.bench.data.cityscapes import find_samples
 
     return find_samples(config.data_root, config.split, max_images=1)[0].image
 

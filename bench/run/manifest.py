@@ -16,10 +16,11 @@ from typing import Any
 
 from torch import nn
 
-from segbench.bench import distributed
-from segbench.bench.config import InferenceSpec, RunConfig
-from segbench.bench.provenance import environment, sha256_path
-from segbench.bench.results import Condition, RunStore, check_resume
+from segbench.bench.results.axes import Condition
+from segbench.bench.results.store import RunStore, check_resume
+from segbench.bench.run import distributed
+from segbench.bench.run.config import InferenceSpec, RunConfig
+from segbench.bench.run.provenance import environment, sha256_path
 from segbench.bench.run.residency import Residency
 
 
@@ -100,7 +101,7 @@ def run_environment(
     described: dict[str, dict[str, Any]],
     ctx: distributed.DistContext,
 ) -> dict[str, Any]:
-    """env.json: the command line, versions, hardware and seed (`bench.provenance.environment`), plus the run's
+    """env.json: the command line, versions, hardware and seed (`bench.run.provenance.environment`), plus the run's
     inference spec, config and weight details."""
     extra = {"run_id": run_dir.name, "inference": spec.to_dict(), "config": config.to_dict()}
     return environment(

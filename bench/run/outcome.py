@@ -40,13 +40,13 @@ class RunResult:
 
     def frame(self):
         """The run's tidy rows as a pandas DataFrame, read back from its folder (`bench.results.RunFolder`)."""
-        from segbench.bench.results import RunFolder
+        from segbench.bench.results.store import RunFolder
 
         return RunFolder(self.run_dir).frame()
 
     def summary(self, reference_model: str | None = None):
         """The run's robustness scores (summary.csv) as a DataFrame; see `bench.results.RunFolder.summary`."""
-        from segbench.bench.results import RunFolder
+        from segbench.bench.results.store import RunFolder
 
         return RunFolder(self.run_dir).summary(reference_model)
 

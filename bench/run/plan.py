@@ -13,7 +13,7 @@ import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from segbench.bench.results import Condition
+from segbench.bench.results.axes import Condition
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ activations are never held for two. The policy when memory runs out:
    model at a time (`Residency.alone`), the cell that ran out tried again first;
 2. a model does not fit even alone: its cells fail with a message saying what to change; the run goes on.
 
-Out of memory is any error `bench.oom.is_out_of_memory` says it is (cuBLAS and cuDNN report theirs as plain
+Out of memory is any error `bench.run.oom.is_out_of_memory` says it is (cuBLAS and cuDNN report theirs as plain
 `RuntimeError`s); any other error goes on up. The device's cache is emptied after the `except` block
 (`free_device_memory`), once the error's traceback no longer holds the failed call's tensors.
 
@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from segbench.bench import distributed
-from segbench.bench.config import RunConfig
-from segbench.bench.oom import is_out_of_memory
-from segbench.bench.results import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.run import distributed
+from segbench.bench.run.config import RunConfig
+from segbench.bench.run.oom import is_out_of_memory
 from segbench.bench.run.outcome import CellError
 from segbench.models.sources import parse_model_spec
 
@@ -95,7 +95,7 @@ def free_device_memory() -> None:
 def resolve_weights(config: RunConfig, shipped: dict[str, str] | None = None) -> dict[str, str]:
     """The checkpoint of each model of `config` that has one: `config.weights`, else what `config.weights_text`
     names, else `shipped` (a suite's own weights), else the authors' checkpoint in the local Hugging Face cache."""
-    from segbench.bench.weights import resolve_model_weights
+    from segbench.bench.run.weights import resolve_model_weights
 
     found = resolve_model_weights(list(config.models), config.weights_text, shipped)
     return {m: w for m, w in found.items() if w is not None} | config.weights

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.bench._numba import compiled
-from segbench.bench.config import InferenceSpec, autocast_dtype, check_precision
+from segbench.bench.measure._numba import compiled
+from segbench.bench.run.config import InferenceSpec, autocast_dtype, check_precision
 
 
 class NonFiniteLogitsError(RuntimeError):
@@ -169,7 +169,8 @@ def predict_logits(
 def _argmax_rows_kernel(scores: np.ndarray, row0: int, out: np.ndarray) -> None:
     """`out[i, r, x]` = index of the largest `scores[i, :, row0 + r, x]`: the first one on ties, the first NaN if any.
 
-    The same rule as `torch.max(dim=1).indices`. Plain Python here; compiled with numba (`bench._numba.compiled`).
+    The same rule as `torch.max(dim=1).indices`. Plain Python here; compiled with numba
+    (`bench.measure._numba.compiled`).
     """
     b, c, _, w = scores.shape
     best = np.empty(w, dtype=scores.dtype)

@@ -13,7 +13,7 @@ A window's energy comes from the first of two NVML readings the GPU offers:
 NVML numbers GPUs in PCI order and knows nothing of ``CUDA_VISIBLE_DEVICES`` or ``CUDA_DEVICE_ORDER``, so the GPU of a
 torch device is looked up by the PCI address torch reports for it (``torch.cuda.get_device_properties``: domain, bus
 and device ids), or by its UUID where torch has no PCI ids; never by index. `nvml_device` is that one lookup, for the
-energy meter and for the clocks, power limit and persistence mode that `bench.efficiency.hardware_info` records.
+energy meter and for the clocks, power limit and persistence mode that `bench.measure.efficiency.hardware_info` records.
 
 The energy is the whole board's (under MIG, the whole GPU's: NVML has no per-instance energy), other processes' work
 on it included; the window spans wall time, so the idle gaps between timed calls are in it too.

@@ -1,9 +1,10 @@
 """Efficiency of a segmentation model: parameters, FLOPs with a stated convention, latency, throughput, memory, and on
 a GPU energy and power.
 
-The public API lives here; the FLOP counters are in `bench.flops` and the timing harness in `bench.latency`.
+The public API lives here; the FLOP counters are in `bench.measure.flops` and the timing harness in
+`bench.measure.latency`.
 
-    >>> from segbench.bench.efficiency import count_params, count_flops, measure_latency
+    >>> from segbench.bench.measure.efficiency import count_params, count_flops, measure_latency
     >>> count_flops(model, (512, 512), convention="paper").gmacs          # SegFormer-B0, 150 classes: ~8.4
     >>> measure_latency(model, (512, 1024), device="cuda", precision="fp16").median_ms
 
@@ -29,10 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.bench import allocator
-from segbench.bench.config import PRECISIONS, usable_cores
-from segbench.bench.energy import NvmlUnavailable, nvml_device
-from segbench.bench.flops import (
+from segbench.bench.measure.energy import NvmlUnavailable, nvml_device
+from segbench.bench.measure.flops import (
     CONVENTIONS,
     DEFAULT_CONVENTIONS,
     PAPER_RULES,
@@ -46,7 +45,7 @@ from segbench.bench.flops import (
     sliding_window_flops,
     sliding_window_grid,
 )
-from segbench.bench.latency import (
+from segbench.bench.measure.latency import (
     LatencyStats,
     TimingStats,
     cpu_model_name,
@@ -56,7 +55,9 @@ from segbench.bench.latency import (
     summarize,
     time_callable,
 )
-from segbench.bench.oom import is_out_of_memory
+from segbench.bench.run import allocator
+from segbench.bench.run.config import PRECISIONS, usable_cores
+from segbench.bench.run.oom import is_out_of_memory
 
 CITYSCAPES_SHORT_SIDES = (512, 640, 768, 1024)
 """Short sides of the efficiency curves (Cityscapes' 1:2 aspect; 1024 is the full evaluation resolution)."""
@@ -160,14 +161,14 @@ def hardware_info(device: str | torch.device | None = None) -> dict[str, Any]:
             device: the current GPU too, as part of the machine).
 
     Keys: ``cpu_model``, ``cpu_count`` (logical cores), ``cpu_affinity`` (cores this process may use),
-    ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``allocator`` (`bench.allocator.describe`),
-    ``cuda_available``, and when CUDA is available ``gpu_index`` (the GPU described), ``gpu_name``, ``gpu_count``,
-    ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version`` (otherwise those are None). Through NVML
-    (nvidia-ml-py, `bench.energy.nvml_device`), each None where NVML cannot tell (no CUDA, no nvidia-ml-py, the GPU
-    does not report it): ``gpu_sm_clock_mhz`` and ``gpu_mem_clock_mhz`` (the clocks when this is called, often an idle
-    GPU's, lower than under load), ``gpu_sm_clock_max_mhz``, ``gpu_power_limit_w`` (the limit the driver enforces) and
-    ``gpu_persistence_mode`` (bool). Library versions beyond torch, CUDA and cuDNN (TensorRT, ONNX Runtime,
-    nvidia-ml-py...) are in the run's provenance (`bench.provenance.package_versions`).
+    ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``allocator``
+    (`bench.run.allocator.describe`), ``cuda_available``, and when CUDA is available ``gpu_index`` (the GPU described),
+    ``gpu_name``, ``gpu_count``, ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version`` (otherwise
+    those are None). Through NVML (nvidia-ml-py, `bench.measure.energy.nvml_device`), each None where NVML cannot tell
+    (no CUDA, no nvidia-ml-py, the GPU does not report it): ``gpu_sm_clock_mhz`` and ``gpu_mem_clock_mhz`` (the clocks
+    when this is called, often an idle GPU's, lower than under load), ``gpu_sm_clock_max_mhz``, ``gpu_power_limit_w``
+    (the limit the driver enforces) and ``gpu_persistence_mode`` (bool). Library versions beyond torch, CUDA and cuDNN
+    (TensorRT, ONNX Runtime, nvidia-ml-py...) are in the run's provenance (`bench.run.provenance.package_versions`).
     """
     info: dict[str, Any] = {
         "cpu_model": cpu_model_name(),
@@ -218,7 +219,7 @@ def nvml_state(device: str | torch.device) -> dict[str, Any]:
     """`NVML_STATE_KEYS` of `device`'s GPU: current SM and memory clocks (MHz, ``nvmlDeviceGetClockInfo``), the
     maximum SM clock (``nvmlDeviceGetMaxClockInfo``), the enforced power limit (W, ``nvmlDeviceGetEnforcedPowerLimit``
     in mW) and persistence mode (``nvmlDeviceGetPersistenceMode``); each None where it cannot be read, all None when
-    NVML cannot open the device (`bench.energy.nvml_device`)."""
+    NVML cannot open the device (`bench.measure.energy.nvml_device`)."""
     state: dict[str, Any] = dict.fromkeys(NVML_STATE_KEYS)
     try:
         with nvml_device(device) as (nvml, handle):
@@ -288,13 +289,13 @@ def efficiency_sweep(
     model's ``meta.eval_crop`` is smaller than the resolution (per-crop cost x windows, with ``crop``, ``stride``,
     ``num_crops``); ``latency_median``, ``latency_p90``, ``latency_p99``, ``latency_iqr`` (ms), ``latency_cv``
     (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB, with ``memory_kind``); on CUDA with NVML (nvidia-ml-py)
-    also ``energy_per_image`` (J) and ``power_mean`` (W), with ``energy_source`` (`bench.energy`; left out where not
-    measured). Latency rows also carry ``device_name``, ``threads``, ``noisy``, ``channels_last``, ``compiled``,
+    also ``energy_per_image`` (J) and ``power_mean`` (W), with ``energy_source`` (`bench.measure.energy`; left out where
+    not measured). Latency rows also carry ``device_name``, ``threads``, ``noisy``, ``channels_last``, ``compiled``,
     ``dynamo_recompiles`` and ``dynamo_eager_fallback`` (None when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and
-    ``sdpa_backend`` (`bench.latency.LatencyStats`); ``device`` has its index (``"cuda:0"``). A (resolution, batch
-    size, precision) that runs out of memory (`bench.oom.is_out_of_memory`) gives one ``oom`` row (value 1, unit
-    "flag") with the same keys, the measured ones None, and a warning; the sweep goes on with the next configuration,
-    but not with a larger batch at the same resolution and precision (it would not fit either).
+    ``sdpa_backend`` (`bench.measure.latency.LatencyStats`); ``device`` has its index (``"cuda:0"``). A (resolution,
+    batch size, precision) that runs out of memory (`bench.run.oom.is_out_of_memory`) gives one ``oom`` row (value 1,
+    unit "flag") with the same keys, the measured ones None, and a warning; the sweep goes on with the next
+    configuration, but not with a larger batch at the same resolution and precision (it would not fit either).
 
     Throughput against batch size: with `saturation` (a relative gain, e.g. 0.05), the batch sizes of a resolution and
     precision are timed in increasing order until one gains less than that over the previous one in throughput (the
@@ -309,7 +310,7 @@ def efficiency_sweep(
         precision: one precision or several (``"fp32"``, ``"fp16"``, ``"bf16"``).
         model_name: name for the rows (default: ``model.meta.name`` or the class name).
         suite: suite name for the rows.
-        conventions: FLOP conventions to count (`bench.flops.CONVENTIONS`); empty to skip FLOPs. A model from a
+        conventions: FLOP conventions to count (`bench.measure.flops.CONVENTIONS`); empty to skip FLOPs. A model from a
             source other than the registry counts with the ones its `source_info` allows instead.
         latency: measure latency (False: parameters and FLOPs only).
         sliding_window: add the sliding-window cost where the model's eval crop is smaller than the image.

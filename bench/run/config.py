@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segbench.bench.results import CORRUPTIONS, EXTRA_CORRUPTIONS, REAL_WORLD, SEVERITIES, dataset_key
+from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, REAL_WORLD, SEVERITIES, dataset_key
 
 MODES = ("whole", "slide")
 PRECISIONS: dict[str, str | None] = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
@@ -159,7 +159,7 @@ def _data_name(name: str, field: str) -> str:
 
 def parse_grid(backends: Any, precisions: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """`backends` and `deploy_precisions` as tuples of known names (a comma list is split)."""
-    from segbench.bench.results import DEPLOY_BACKENDS, DEPLOY_PRECISIONS
+    from segbench.bench.results.schema import DEPLOY_BACKENDS, DEPLOY_PRECISIONS
 
     names = split_list(backends)
     for name in names:

@@ -1,6 +1,6 @@
 """Cityscapes reader: official layout, train-id labels, clean or corrupted images.
 
-Layout (the official one; the synthetic generator in :mod:`bench.synthetic` writes exactly this)::
+Layout (the official one; the synthetic generator in :mod:`bench.data.synthetic` writes exactly this)::
 
     ROOT/leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png
     ROOT/gtFine/{split}/{city}/{stem}_gtFine_labelTrainIds.png   (used when present)
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segbench.bench.corruptions import MIN_SIZE, SEED_PROTOCOL, condition_seed, corrupt
-from segbench.bench.results import CLEAN, Condition
+from segbench.bench.data.corruptions import MIN_SIZE, SEED_PROTOCOL, condition_seed, corrupt
+from segbench.bench.results.axes import CLEAN, Condition
 
 ENV_VAR = "CITYSCAPES_DATASET"
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -331,7 +331,7 @@ class CityscapesDataset(torch.utils.data.Dataset):
     """Cityscapes images (clean or under one corruption condition) with train-id labels.
 
     The corruption is applied in ``__getitem__``, i.e. inside DataLoader workers, seeded per image by
-    :func:`bench.corruptions.condition_seed`, so the bytes never depend on the worker count or order. With
+    :func:`bench.data.corruptions.condition_seed`, so the bytes never depend on the worker count or order. With
     ``corrupted_root`` the corrupted images are read from a generate-c folder instead; its manifest must match the
     seed protocol, base seed and split.
 

@@ -7,8 +7,8 @@ Rules (metric by metric, baseline vs candidate):
   an improvement (reported, never failed).
 - **Parameters and FLOPs**: exact. Any increase is a regression; a decrease is an improvement.
 - **Speed**: noise-aware. A speed cell times the model and a fixed *calibration workload* alternately in the same
-  process (`bench.latency.calibrated_latency`), and keeps every per-iteration ratio model / calibration. A machine
-  that is uniformly slower today slows both alike, so the ratio stays. A regression needs both (as in asv's `asv
+  process (`bench.measure.latency.calibrated_latency`), and keeps every per-iteration ratio model / calibration. A
+  machine that is uniformly slower today slows both alike, so the ratio stays. A regression needs both (as in asv's `asv
   compare`): the median ratio grew by more than `speed_factor` (default 1.10) *and* a one-sided Mann-Whitney U test on
   the two samples of ratios rejects "not slower" at `alpha` (default 0.01). With the test at 1% and the factor gate on
   top, the false-alarm rate per speed metric is below 1% even when the factor gate alone would misfire; in this
@@ -16,7 +16,7 @@ Rules (metric by metric, baseline vs candidate):
   Raw latencies (ms) are reported for information only: across machines or jobs they are not comparable.
 
 This module only compares: it reads run folders through the results contract (`bench.results`) and imports no
-torch. The measurement it gates lives in `bench.latency`.
+torch. The measurement it gates lives in `bench.measure.latency`.
 
 Exit codes: 0 nothing regressed, 1 a regression, 2 the comparison cannot be made (missing metrics, another suite
 version, unreadable input).
@@ -35,8 +35,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from segbench.bench import results
-from segbench.bench.results import RunFolder, atomic_write_json, read_rows
+from segbench.bench.results import io as results_io
+from segbench.bench.results.io import atomic_write_json, read_rows
+from segbench.bench.results.store import RunFolder
 
 ACCURACY_UNITS = ("%",)
 LOWER_IS_BETTER = ("CE", "mCE", "rel_mCE")
@@ -278,7 +279,7 @@ def append_history(path: str | Path, comparison: Comparison, candidate: ResultSe
             if f.kind != "info" and f.candidate is not None
         },
     }
-    results.append_history(path, entry)
+    results_io.append_history(path, entry)
 
 
 def run_compare(

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from segbench.bench.config import InferenceSpec
-from segbench.bench.data import CityscapesDataset
-from segbench.bench.generate_c import write_png_atomic
-from segbench.bench.inference import predict
-from segbench.bench.results import Condition, atomic_write_json
+from segbench.bench.data.cityscapes import CityscapesDataset
+from segbench.bench.data.generate_c import write_png_atomic
+from segbench.bench.measure.inference import predict
+from segbench.bench.results.axes import Condition
+from segbench.bench.results.io import atomic_write_json
+from segbench.bench.run.config import InferenceSpec
 
 
 def cityscapes_palette() -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from segbench.bench.results import atomic_write_text
+from segbench.bench.results.io import atomic_write_text
 
 
 class FolderBusyError(RuntimeError):

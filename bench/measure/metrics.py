@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from segbench.bench._numba import compiled
-from segbench.bench.results import CITYSCAPES_CLASSES, class_metric_name
+from segbench.bench.measure._numba import compiled
+from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.schema import class_metric_name
 
 PAIR_BINS = 256 * 256
 """Bins of the pair histogram: `target * 256 + pred` for every pair of byte values (one more counts the rest)."""
@@ -149,7 +150,8 @@ def confusion_matrix(
 def _count_pairs_kernel(pred: np.ndarray, target: np.ndarray, counts: np.ndarray) -> int:
     """Adds each pixel's `target * 256 + pred` to `counts` (65536 bins); returns how many values lay outside a byte.
 
-    Plain Python here; `bench._numba.compiled` compiles it with numba (`nogil`, so chunks run in parallel threads).
+    Plain Python here; `bench.measure._numba.compiled` compiles it with numba (`nogil`, so chunks run in parallel
+    threads).
     """
     outside = 0
     for i in range(pred.size):

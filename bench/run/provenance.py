@@ -108,13 +108,13 @@ def environment(
     TF32 off and record that in their rows): ``tf32`` (``tf32_matmul``, ``tf32_cudnn``), ``fp32_precision`` (each
     ``torch.backends`` setting) and ``sdpa_enabled`` (the SDPA kernels allowed). ``device`` carries its index.
     """
-    from segbench.bench.efficiency import hardware_info
-    from segbench.bench.latency import fp32_precision, resolve_device, sdpa_enabled, tf32_flags
+    from segbench.bench.measure.efficiency import hardware_info
+    from segbench.bench.measure.latency import fp32_precision, resolve_device, sdpa_enabled, tf32_flags
 
     dev = resolve_device(device)
     hardware = hardware_info(dev)
     try:
-        from segbench.bench.corruptions import SEED_PROTOCOL
+        from segbench.bench.data.corruptions import SEED_PROTOCOL
     except ImportError:  # pragma: no cover - corruptions is part of bench
         SEED_PROTOCOL = None
     return {

@@ -42,7 +42,7 @@ import threading
 
 import numpy as np
 
-from segbench.bench.results import _check_corruption, _check_severity
+from segbench.bench.results.axes import _check_corruption, _check_severity
 
 SEED_PROTOCOL: str = "segbench-sha256-v1"
 """Versioned name of the seed protocol described in the module docstring; change it whenever the protocol changes."""

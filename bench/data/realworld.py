@@ -23,13 +23,13 @@ This is what the report states for these datasets: "pixels marked invalid in the
 (set to 255) in addition to the void classes". A sample without a mask is read without one (nothing extra ignored);
 :func:`describe_samples` says how many samples had a mask. Masks with 255 for invalid are accepted too.
 
-Errors are :class:`bench.data.DataError` / :class:`bench.data.DataNotFoundError` of one line that names the file or
-folder, as for the Cityscapes reader; labels are decoded and checked by :func:`bench.data.read_label` (the official
-labelIds -> trainIds table).
+Errors are :class:`bench.data.cityscapes.DataError` / :class:`bench.data.cityscapes.DataNotFoundError` of one line that
+names the file or folder, as for the Cityscapes reader; labels are decoded and checked by
+:func:`bench.data.cityscapes.read_label` (the official labelIds -> trainIds table).
 
 The writers (:func:`write_synthetic_acdc`, :func:`write_synthetic_dark_zurich`,
 :func:`write_synthetic_foggy_cityscapes`) produce these exact layouts at a small size from the scenes of
-:mod:`bench.synthetic`; their weather effects are simple synthetic renderings, not the datasets' real appearance.
+:mod:`bench.data.synthetic`; their weather effects are simple synthetic renderings, not the datasets' real appearance.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segbench.bench.data import (
+from segbench.bench.data.cityscapes import (
     ENV_VAR as CITYSCAPES_ENV_VAR,
 )
-from segbench.bench.data import (
+from segbench.bench.data.cityscapes import (
     IGNORE_INDEX,
     IMAGE_SUFFIX,
     DataError,
@@ -57,7 +57,8 @@ from segbench.bench.data import (
     read_image,
     read_label,
 )
-from segbench.bench.results import (
+from segbench.bench.data.synthetic import TRAIN_OF_ID, draw_scene, save_png
+from segbench.bench.results.axes import (
     FOGGY_BETAS,
     INVALID_REGION_NOTE,
     REAL_WORLD,
@@ -65,7 +66,6 @@ from segbench.bench.results import (
     Condition,
     beta_name,
 )
-from segbench.bench.synthetic import TRAIN_OF_ID, draw_scene, save_png
 
 ACDC = "acdc"
 DARK_ZURICH = "dark_zurich"
@@ -385,7 +385,7 @@ def find_condition(
 
 class RealWorldDataset(torch.utils.data.Dataset):
     """The images of one real-world condition with train-id labels (invalid regions set to 255, see
-    :func:`read_realworld_label`). Items are those of :class:`bench.data.CityscapesDataset`:
+    :func:`read_realworld_label`). Items are those of :class:`bench.data.cityscapes.CityscapesDataset`:
     ``dict(image=uint8 tensor (3, H, W) RGB, label=uint8 tensor (H, W), id=stem)``.
     """
 
@@ -489,7 +489,7 @@ def write_synthetic_acdc(
     """Writes a synthetic ACDC in the official layout (see the module docstring), at a tenth of the real size.
 
     Each condition has one sequence ``GOPR{n:04d}``; image k is ``GOPR{n:04d}_frame_{k:06d}``. Scenes come from
-    :func:`bench.synthetic.draw_scene` with a simple synthetic rendering of the condition.
+    :func:`bench.data.synthetic.draw_scene` with a simple synthetic rendering of the condition.
 
     Args:
         root: dataset root to create or add to.
@@ -586,8 +586,8 @@ def write_synthetic_foggy_cityscapes(
     real dataset uses per-pixel depth. Labels are the Cityscapes gtFine labels already under the root.
 
     Args:
-        root_with_cityscapes: a Cityscapes root, e.g. written by :func:`bench.synthetic.write_synthetic_cityscapes`.
-        betas: attenuation coefficients to write.
+        root_with_cityscapes: a Cityscapes root, e.g. written by
+        :func:`bench.data.synthetic.write_synthetic_cityscapes`. betas: attenuation coefficients to write.
         split: split to fog.
         airlight: grey level of the atmospheric light A.
 

@@ -1,8 +1,8 @@
 """Pre-generate Cityscapes-C on disk (``python run_bench.py generate-c``).
 
 Writes ``OUT/<corruption>/<severity>/leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` for every image of the split
-and every requested (corruption, severity), seeded by the protocol of :mod:`bench.corruptions`, so the files are
-byte-identical to what :class:`bench.data.CityscapesDataset` computes on the fly, whatever the worker count.
+and every requested (corruption, severity), seeded by the protocol of :mod:`bench.data.corruptions`, so the files are
+byte-identical to what :class:`bench.data.cityscapes.CityscapesDataset` computes on the fly, whatever the worker count.
 
 * **Parallel:** one task per (image, corruption) covering all requested severities (the image is decoded once), run
   in ``workers`` processes.
@@ -12,7 +12,7 @@ byte-identical to what :class:`bench.data.CityscapesDataset` computes on the fly
 * **Atomic and resumable:** each file is written by :func:`bench.results.atomic_write` (a temporary name in its final
   folder, flushed to disk, renamed over the final name). A file with the final name is therefore complete, and a
   rerun skips it; temporaries left by a killed run are deleted at the start of the next run of the same share.
-* **Locked:** a run holds the lock of its share of the folder (:func:`bench.locks.folder_lock`; one lock per shard),
+* **Locked:** a run holds the lock of its share of the folder (:func:`bench.run.locks.folder_lock`; one lock per shard),
   so a second run of the same share fails at once with a message naming the first, while the shards of one folder
   run side by side. A run deletes only temporaries of files in its own share, and none that a live run of another
   sharding (another N) covers, so it never deletes the temporary file of a live process.
@@ -41,8 +41,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from segbench.bench.corruptions import SEED_PROTOCOL, condition_seed, corrupt, warm_up
-from segbench.bench.data import (
+from segbench.bench.data.cityscapes import (
     MANIFEST,
     DataError,
     SampleRef,
@@ -51,17 +50,10 @@ from segbench.bench.data import (
     read_image,
     read_manifest,
 )
-from segbench.bench.locks import FolderBusyError, folder_lock
-from segbench.bench.results import (
-    CORRUPTIONS,
-    EXTRA_CORRUPTIONS,
-    SEVERITIES,
-    TEMP_SUFFIX,
-    Condition,
-    atomic_write,
-    atomic_write_json,
-    is_temp_file,
-)
+from segbench.bench.data.corruptions import SEED_PROTOCOL, condition_seed, corrupt, warm_up
+from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, Condition
+from segbench.bench.results.io import TEMP_SUFFIX, atomic_write, atomic_write_json, is_temp_file
+from segbench.bench.run.locks import FolderBusyError, folder_lock
 
 MANIFEST_FORMAT = "segbench-cityscapes-c/1"
 PNG_COMPRESS_LEVEL = 1
@@ -216,7 +208,7 @@ def shard_from_env() -> Shard | None:
 
 
 def shard_lock_name(shard: Shard | None) -> str:
-    """Name of the lock (see :func:`bench.locks.folder_lock`) of a share of the output folder."""
+    """Name of the lock (see :func:`bench.run.locks.folder_lock`) of a share of the output folder."""
     return "generate-c" if shard is None else f"generate-c.shard-{shard[0]}-of-{shard[1]}"
 
 
@@ -478,7 +470,7 @@ def generate_c(
         workers: number of processes (1: run in this process).
         base_seed: base seed of the seed protocol.
         split: dataset split.
-        max_images: only the first N images in sorted order (see :func:`bench.data.find_samples`).
+        max_images: only the first N images in sorted order (see :func:`bench.data.cityscapes.find_samples`).
         quiet: no progress bar.
         shard: (I, N): write only images I, I + N, I + 2N, ... of the sorted split (0-based I). None: under torchrun
             (``WORLD_SIZE`` > 1) the share ``(RANK, WORLD_SIZE)``, else every image. The N shares together write

@@ -1,8 +1,8 @@
 """The runner: expand models x conditions into cells, evaluate the missing ones, store each as soon as it finishes.
 
-    >>> from segbench.bench.config import RunConfig, InferenceSpec
-    >>> from segbench.bench.corruptions import conditions
-    >>> from segbench.bench.runner import run
+    >>> from segbench.bench.run.config import RunConfig, InferenceSpec
+    >>> from segbench.bench.data.corruptions import conditions
+    >>> from segbench.bench.run.runner import run
     >>> cfg = RunConfig(suite="demo", models=("segformer-b0",), weights={"segformer-b0": "ckpt.pth"},
     ...                 data_root="/data/cityscapes", max_images=10)
     >>> result = run(cfg, conditions(("fog",), (1, 3)), InferenceSpec(mode="slide"))   # doctest: +SKIP
@@ -22,12 +22,12 @@ A run, in the order of its parts (`bench/run/`):
    atomically; a cell already there is never recomputed (`resume`);
 5. `results.csv` and `summary.csv`, gathered from the cell files.
 
-Faults: NaN/inf logits or out of memory (`bench.oom.is_out_of_memory`: cuBLAS and cuDNN allocation failures too)
+Faults: NaN/inf logits or out of memory (`bench.run.oom.is_out_of_memory`: cuBLAS and cuDNN allocation failures too)
 fail that cell with a message saying what to change; the run goes on with the other models and the next cells and
 raises `RunFailed` at the end, listing them. Any other error stops the run. Ctrl-C keeps every finished cell and
 prints how to resume.
 
-`python -m segbench.bench.runner --config cfg.json` runs a JSON-described run (RunConfig fields plus an optional
+`python -m segbench.bench.run.runner --config cfg.json` runs a JSON-described run (RunConfig fields plus an optional
 `conditions` list such as `["clean", "fog-2"]`); it is what the distributed tests launch with torchrun.
 """
 
@@ -46,15 +46,16 @@ from typing import Any
 
 from torch import nn
 
-from segbench.bench import distributed
-from segbench.bench.config import InferenceSpec, RunConfig, check_precision_supported
-from segbench.bench.locks import folder_lock
-from segbench.bench.oom import is_out_of_memory
-from segbench.bench.results import SEVERITIES, Condition, RunStore
-from segbench.bench.results import conditions as expand_conditions
+from segbench.bench.results.axes import SEVERITIES, Condition
+from segbench.bench.results.axes import conditions as expand_conditions
+from segbench.bench.results.store import RunStore
+from segbench.bench.run import distributed
 from segbench.bench.run.accuracy import accuracy_cells, oom_message
+from segbench.bench.run.config import InferenceSpec, RunConfig, check_precision_supported
 from segbench.bench.run.efficiency_cells import EfficiencyFn, efficiency_cell, efficiency_probe, sample_image
+from segbench.bench.run.locks import folder_lock
 from segbench.bench.run.manifest import describe_models, manifest, now, prepare, resolve_run_dir, run_environment
+from segbench.bench.run.oom import is_out_of_memory
 from segbench.bench.run.outcome import CellError, RunFailed, RunResult, cell_warnings
 from segbench.bench.run.plan import Cell, Schedule, group_label, plan_cells
 from segbench.bench.run.progress import Progress
@@ -278,14 +279,14 @@ def _why_alone(group: Sequence[Cell], outcomes: Sequence[Outcome], retry: Sequen
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m segbench.bench.runner --config run.json`: a run described by JSON (RunConfig fields +
+    """`python -m segbench.bench.run.runner --config run.json`: a run described by JSON (RunConfig fields +
     `conditions`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="JSON file with RunConfig fields and optional 'conditions'")
     args = parser.parse_args(argv)
     data = json.loads(Path(args.config).read_text())
     conds = data.pop("conditions", None)
-    data.setdefault("command", [sys.executable, "-m", "segbench.bench.runner", *(argv or sys.argv[1:])])
+    data.setdefault("command", [sys.executable, "-m", "segbench.bench.run.runner", *(argv or sys.argv[1:])])
     result = run(RunConfig.from_dict(data), conds)
     if result.results_csv is not None:
         print(result.results_csv)

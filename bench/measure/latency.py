@@ -1,16 +1,16 @@
 """Latency, throughput and peak memory, measured the way timings can be trusted.
 
-`time_callable` times calls with the one clock, `bench.clock.Clock`: warm-up calls (not timed), then timed calls; on
-CUDA each call is bracketed by ``torch.cuda.Event`` records on the measured device's stream and waited for, on CPU by
-``time.perf_counter``. When the coefficient of variation of the timed calls is above a threshold it measures again (up
-to `max_retries` times), keeps the steadiest attempt and flags the result ``noisy`` if even that one stays above the
-threshold.
+`time_callable` times calls with the one clock, `bench.measure.clock.Clock`: warm-up calls (not timed), then timed
+calls; on CUDA each call is bracketed by ``torch.cuda.Event`` records on the measured device's stream and waited for, on
+CPU by ``time.perf_counter``. When the coefficient of variation of the timed calls is above a threshold it measures
+again (up to `max_retries` times), keeps the steadiest attempt and flags the result ``noisy`` if even that one stays
+above the threshold.
 
 `measure_latency` runs a model through that clock under ``torch.inference_mode()``, with optional autocast
 (fp16/bf16), ``channels_last`` and ``torch.compile``, and records what the number means: device (with its index),
 precision, input and batch size, thread count, peak memory, the TF32 settings (always off: fp32 means IEEE fp32), the
 SDPA kernel the model's attention ran, for a compiled model Dynamo's recompilations and any fall-back to eager, and on
-CUDA the energy per image and mean power of the GPU over the timed calls (`bench.energy`, through NVML).
+CUDA the energy per image and mean power of the GPU over the timed calls (`bench.measure.energy`, through NVML).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from torch import nn
 from torch.nn.attention import SDPBackend
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from segbench.bench.clock import Clock
-from segbench.bench.config import autocast_dtype
-from segbench.bench.energy import EnergyMeter, EnergyWindow
-from segbench.bench.flops import _check_size
-from segbench.bench.regression import SPEED_METRIC
+from segbench.bench.measure.clock import Clock
+from segbench.bench.measure.energy import EnergyMeter, EnergyWindow
+from segbench.bench.measure.flops import _check_size
+from segbench.bench.run.config import autocast_dtype
+from segbench.bench.track.regression import SPEED_METRIC
 
 
 @dataclass
@@ -108,7 +108,7 @@ class LatencyStats(TimingStats):
             lower case, "+"-joined when calls differ: ``"flash_attention"``, ``"efficient_attention"``,
             ``"cudnn_attention"``, ``"math"``; on the CPU ``"flash_attention"`` is ATen's CPU flash kernel); None when
             the model calls no SDPA.
-        energy_per_image_j: CUDA with NVML (`bench.energy.EnergyMeter`): the GPU board's energy over the kept
+        energy_per_image_j: CUDA with NVML (`bench.measure.energy.EnergyMeter`): the GPU board's energy over the kept
             attempt's timed calls (the window from before the first to after the last, synchronised, idle gaps between
             calls included) divided by its images, ``iters * batch_size``; None on the CPU, without nvidia-ml-py, or
             when NVML gave no reading (`energy_note` says why).
@@ -202,7 +202,8 @@ def time_callable(
             that warm-up's autotuning and compilation workspaces are not counted).
         around_attempt: a context manager each attempt's timed calls run in, made anew per attempt (entered once the
             device was synchronised, left once the last call's end was waited for): e.g. an energy window
-            (`bench.energy.EnergyMeter.window`). The kept attempt is the first of the lowest CV in ``attempt_cvs``.
+            (`bench.measure.energy.EnergyMeter.window`). The kept attempt is the first of the lowest CV in
+            ``attempt_cvs``.
 
     Returns:
         Statistics of the attempt with the lowest CV; ``noisy`` is True if that CV is still above the threshold.
@@ -499,7 +500,7 @@ def measure_latency(
     `compile`, Dynamo is reset and the model compiled for this one input size (`compile_static`), and recompilations or
     a fall-back to eager are recorded and warned about. On CUDA the peak-memory statistics are reset after the warm-up,
     so that cudnn.benchmark trials and compilation or autotuning workspaces do not count, and each attempt's timed calls
-    run in an energy window (`bench.energy.EnergyMeter`, through NVML when nvidia-ml-py is installed): the kept
+    run in an energy window (`bench.measure.energy.EnergyMeter`, through NVML when nvidia-ml-py is installed): the kept
     attempt's energy per image and mean power are recorded (a window that NVML gave no reading for is warned about).
 
     Args:
@@ -627,7 +628,7 @@ def _energy_fields(meter: EnergyMeter | None, windows: list[EnergyWindow], cvs: 
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Calibrated speed measurement (what bench.regression gates: model time / calibration time, same process)
+# Calibrated speed measurement (what bench.track.regression gates: model time / calibration time, same process)
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -657,8 +658,8 @@ def timed_pairs(
 ) -> tuple[list[float], list[float]]:
     """Time `fn` and `calibrate` alternately; returns per-iteration milliseconds of each (warm-up excluded).
 
-    Both are timed by the same `bench.clock.Clock` as `measure_latency`: on CUDA, events on `device`'s stream, each
-    call waited for before the next one starts.
+    Both are timed by the same `bench.measure.clock.Clock` as `measure_latency`: on CUDA, events on `device`'s stream,
+    each call waited for before the next one starts.
     """
     clock = Clock(device)
     model_ms, calib_ms = [], []

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from segbench.bench.results.axes import CATEGORIES
+
 Scores = Mapping[tuple[str, int], float]
 
 
@@ -55,11 +57,11 @@ def per_category(scores: Scores, categories: Mapping[str, tuple[str, ...]] | Non
     """mIoU per corruption category (blur, noise, digital, weather): the mean of its corruptions' averages.
 
     Categories without any measured corruption are left out. A corruption that belongs to no category raises.
-    `categories` defaults to `bench.corruptions.CATEGORIES`.
+    `categories` defaults to `bench.results.axes.CATEGORIES`.
     Source: the category grouping of Hendrycks & Dietterich (ICLR 2019), used by Kamann & Rother (CVPR 2020).
     """
     if categories is None:
-        from segbench.bench.results import CATEGORIES as categories
+        categories = CATEGORIES
     by_corruption = per_corruption(scores)
     known = {c for names in categories.values() for c in names}
     unknown = sorted(set(by_corruption) - known)

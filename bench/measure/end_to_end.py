@@ -1,20 +1,22 @@
 """End-to-end latency: a PNG on disk to a label map on the host, timed stage by stage.
 
-Model-only latency (`bench.latency.measure_latency`) times ``model(x)`` on a random tensor already on the device. A
-deployed segmenter also decodes the image, normalises it, and turns the logits into labels. `measure_end_to_end` times
+Model-only latency (`bench.measure.latency.measure_latency`) times ``model(x)`` on a random tensor already on the
+device. A deployed segmenter also decodes the image, normalises it, and turns the logits into labels.
+`measure_end_to_end` times
 that whole path, one image per call, in four stages (`STAGES`):
 
-* ``decode``: the PNG read from disk and decoded (`bench.data.read_image`, as the evaluator's dataset reads it);
+* ``decode``: the PNG read from disk and decoded (`bench.data.cityscapes.read_image`, as the evaluator's dataset reads
+  it);
 * ``preprocess``: to a uint8 ``(1, 3, H, W)`` tensor, to the device, normalised with the model's mean and std;
-* ``model``: the forward pass: whole image (one call) or sliding window (every crop, stitched), as `bench.inference`
-  runs it (`model_logits`, under the precision's autocast);
+* ``model``: the forward pass: whole image (one call) or sliding window (every crop, stitched), as
+  `bench.measure.inference` runs it (`model_logits`, under the precision's autocast);
 * ``postprocess``: the logits resized to the label size and reduced to labels (`resize_argmax`), copied to the host.
 
-The computation is the evaluator's (`bench.inference.predict`): the labels of a call are those `predict` gives for the
-same image. The clock is `bench.clock.Clock`, as for model-only latency: ``time.perf_counter`` on the CPU; on CUDA a
-``torch.cuda.Event`` at every stage boundary, each waited for before the next stage starts. The stages of a call are
-consecutive marks, so a call's end-to-end time is exactly the sum of its stage times. Warm-up calls come first (not
-timed); there is no re-measurement of noisy attempts (the latency rows of the sweep have that).
+The computation is the evaluator's (`bench.measure.inference.predict`): the labels of a call are those `predict` gives
+for the same image. The clock is `bench.measure.clock.Clock`, as for model-only latency: ``time.perf_counter`` on the
+CPU; on CUDA a ``torch.cuda.Event`` at every stage boundary, each waited for before the next stage starts. The stages of
+a call are consecutive marks, so a call's end-to-end time is exactly the sum of its stage times. Warm-up calls come
+first (not timed); there is no re-measurement of noisy attempts (the latency rows of the sweep have that).
 
 `end_to_end_rows` turns it into tidy efficiency rows: whole image always, sliding window as well when the model's
 ``meta.eval_crop`` is smaller than the image. Metric and stage names are the constants below, for reports to import.
@@ -32,12 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.bench.clock import Clock
-from segbench.bench.config import InferenceSpec
-from segbench.bench.data import read_image
-from segbench.bench.efficiency import efficiency_row
-from segbench.bench.inference import model_logits, normalize, resize_argmax, window_starts
-from segbench.bench.latency import (
+from segbench.bench.data.cityscapes import read_image
+from segbench.bench.measure.clock import Clock
+from segbench.bench.measure.efficiency import efficiency_row
+from segbench.bench.measure.inference import model_logits, normalize, resize_argmax, window_starts
+from segbench.bench.measure.latency import (
     Distribution,
     cudnn_benchmark,
     device_name,
@@ -46,7 +47,7 @@ from segbench.bench.latency import (
     strict_fp32,
     summarize,
 )
-from segbench.bench.results import (
+from segbench.bench.results.schema import (
     E2E_STAGES,
     LATENCY_E2E_MEDIAN,
     LATENCY_E2E_P90,
@@ -54,6 +55,7 @@ from segbench.bench.results import (
     LATENCY_STAGE,
     THROUGHPUT_E2E,
 )
+from segbench.bench.run.config import InferenceSpec
 
 STAGES = E2E_STAGES
 """The stages of one end-to-end call, in order (`bench.results.E2E_STAGES`, the contract's names)."""
@@ -62,7 +64,8 @@ STAGES = E2E_STAGES
 @dataclass
 class EndToEndStats(Distribution):
     """Timed end-to-end calls of one image (warm-up calls excluded), in milliseconds: `samples` are the per-call
-    end-to-end times (each the sum of that call's stage times), with their statistics (`bench.latency.Distribution`).
+    end-to-end times (each the sum of that call's stage times), with their statistics
+    (`bench.measure.latency.Distribution`).
 
     Attributes:
         mode: "whole" or "slide".
@@ -142,7 +145,7 @@ def measure_end_to_end(
 ) -> EndToEndStats:
     """Time `image_file` (an 8-bit RGB PNG) from disk to labels on the host, per stage, under inference mode.
 
-    As `bench.latency.measure_latency`: the model is put in eval mode and moved to `device` (NHWC weights with
+    As `bench.measure.latency.measure_latency`: the model is put in eval mode and moved to `device` (NHWC weights with
     ``inference.channels_last``) for the measurement and put back afterwards; fp32 is IEEE fp32 (`strict_fp32`) and
     on CUDA ``cudnn.benchmark`` is on. The model is called on whatever shape the image (or its windows) has.
 

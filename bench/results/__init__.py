@@ -1,0 +1,11 @@
+"""The results contract: what a run writes and what the report, the regression check and the Python API read.
+
+Torch-free, so that `segbench.reports` and `segbench compare` never load torch. One module per concern:
+
+* `axes`: Cityscapes-C corruptions, categories and severities, the real adverse-condition datasets, and `Condition`;
+* `classes`: class tables (names in train-id order, colours);
+* `schema`: the row's columns, metric names, deployment variant names, the schema version;
+* `io`: the one atomic writer, the tidy CSV files, the regression history;
+* `summaries`: robustness (mPC, rPC, mCE), real-world drops and deployment deltas, derived from tidy rows;
+* `store`: the run folder (cells, run.json, env.json), its reader (`read_run`) and the resume check.
+"""

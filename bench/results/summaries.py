@@ -1,0 +1,268 @@
+"""The summaries derived from tidy rows: robustness (mPC, rPC, mCE; formulas in `bench.measure.robustness`), real
+world (each condition's drop from clean) and deployment (each variant's accuracy delta from eager fp32)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from segbench.bench.measure import robustness
+from segbench.bench.results.axes import (
+    CATEGORIES,
+    REAL_WORLD,
+    REAL_WORLD_CATEGORY,
+    REAL_WORLD_NAMES,
+    category_of,
+    real_condition,
+)
+from segbench.bench.results.schema import DEPLOY_REFERENCE, REFERENCE_METRICS, deploy_variant, variant_name
+
+
+def condition_scores(rows: Iterable[Mapping[str, Any]], model: str, metric: str = "miou") -> tuple[float | None, dict]:
+    """A model's clean score and `{(corruption, severity): score}` from tidy rows (the input of
+    `bench.measure.robustness`).
+
+    A condition stored twice (duplicate rows) keeps its last value.
+    """
+    clean, scores = None, {}
+    for r in rows:
+        if r["model"] != model or r["metric"] != metric or _missing(r.get("value")):
+            continue
+        if r["condition"] == "clean":
+            clean = float(r["value"])
+        elif isinstance(r.get("corruption"), str) and not _missing(r.get("severity")):
+            scores[(r["corruption"], int(r["severity"]))] = float(r["value"])
+    return clean, scores
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def default_reference(rows: Sequence[Mapping[str, Any]], requested: str | None = None) -> str | None:
+    """The reference model of CE / mCE: `requested`, else the first model with corrupted mIoU rows (None if none).
+
+    The one rule, used by the run when it writes summary.csv and by the report when it is re-rendered.
+
+    Raises:
+        ValueError: `requested` has no mIoU rows in `rows`.
+    """
+    measured = list(dict.fromkeys(r["model"] for r in rows if r["metric"] == "miou"))
+    if requested is not None:
+        if requested not in measured:
+            raise ValueError(f"reference model {requested!r} has no mIoU rows in this run; choose one of {measured}")
+        return requested
+    corrupted = [m for m in measured if condition_scores(rows, m)[1]]
+    return corrupted[0] if corrupted else None
+
+
+def summary_rows(
+    rows: Sequence[Mapping[str, Any]], suite: str, reference_model: str | None = None
+) -> list[dict[str, Any]]:
+    """Robustness scores per model (formulas in `bench.measure.robustness`) as tidy rows, all in percent.
+
+    Per corruption `miou_avg` (condition = corruption name), per category `miou_avg` (condition = category), and
+    for the corrupted set (condition "corrupted") `mPC` and `rPC`. Against `reference_model` (the reference's own
+    rows included: 100 by definition): per-corruption `CE`, `mCE`, `rel_mCE`, and `mCE_corruptions`, the number of
+    corruptions they average. CE of a corruption sums over the severities measured for both the model and the
+    reference; corruptions the reference lacks are left out. A relative CE whose reference does not degrade is
+    undefined and left out of relative mCE. Models without corrupted cells get no corruption scores.
+
+    Deployment variants (`deploy_variant`): `delta_miou` (clean) and `delta_mPC` (corrupted, over the conditions
+    both measured) against the model's eager fp32 variant (`DEPLOY_REFERENCE`), in percentage points.
+
+    Real-world conditions (`REAL_WORLD`): per condition its `drop` from clean (percentage points, unit "pp"), per
+    dataset the `miou_avg` over its measured conditions and that average's `drop` (`real_world_scores`).
+    """
+    rows = list(rows)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    ref_clean, ref_scores = condition_scores(rows, reference_model) if reference_model else (None, {})
+    out: list[dict[str, Any]] = []
+    for model in models:
+        out += _real_world_summary(rows, model, suite)
+        out += _deploy_summary(rows, model, suite)
+        clean, scores = condition_scores(rows, model)
+        if not scores:
+            continue
+
+        def row(condition, corruption, category, metric, value, unit="%", model=model):
+            return {"model": model, "suite": suite, "condition": condition, "corruption": corruption,
+                    "category": category, "severity": None, "metric": metric, "value": value, "unit": unit,
+                    "reference": reference_model if metric in REFERENCE_METRICS else None}  # fmt: skip
+
+        categories: dict[str, tuple[str, ...]] = {}
+        for corruption, value in robustness.per_corruption(scores).items():
+            out.append(row(corruption, corruption, category_of(corruption), "miou_avg", value))
+            categories[category_of(corruption)] = (*categories.get(category_of(corruption), ()), corruption)
+        ordered = {k: categories[k] for k in [*CATEGORIES, *categories] if k in categories}
+        for category, value in robustness.per_category(scores, ordered).items():
+            out.append(row(category, None, category, "miou_avg", value))
+        out.append(row("corrupted", None, None, "mPC", robustness.mean_pc(scores)))
+        if clean:
+            out.append(row("corrupted", None, None, "rPC", 100 * robustness.relative_pc(scores, clean)))
+        shared = {k: v for k, v in scores.items() if k in ref_scores}
+        if not shared:
+            continue
+        reference = {k: ref_scores[k] for k in shared}
+        ce = robustness.corruption_errors(shared, reference)
+        for corruption, value in ce.items():
+            out.append(row(corruption, corruption, category_of(corruption), "CE", 100 * value))
+        out.append(row("corrupted", None, None, "mCE", 100 * robustness.mean_corruption_error(shared, reference)))
+        out.append(row("corrupted", None, None, "mCE_corruptions", len(ce), unit="count"))
+        if clean is not None and ref_clean is not None:
+            rel = _relative_errors(shared, clean, reference, ref_clean)
+            if rel:
+                out.append(row("corrupted", None, None, "rel_mCE", 100 * sum(rel) / len(rel)))
+    return out
+
+
+def real_world_scores(rows: Iterable[Mapping[str, Any]], model: str) -> dict[str, float]:
+    """A model's mIoU per real-world condition (`acdc:fog`, ...) and per dataset (`acdc`: the mean over its measured
+    conditions), from tidy rows. A condition stored twice keeps its last value."""
+    per_condition: dict[str, float] = {}
+    for r in rows:
+        if r["model"] == model and r["metric"] == "miou" and not _missing(r.get("value")):
+            condition = real_condition(r["condition"])
+            if condition is not None:
+                per_condition[condition.name] = float(r["value"])
+    out = dict(per_condition)
+    for dataset in REAL_WORLD:
+        values = [v for k, v in per_condition.items() if k.startswith(f"{dataset}:")]
+        if values:
+            out[dataset] = sum(values) / len(values)
+    return out
+
+
+def _real_world_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: str) -> list[dict[str, Any]]:
+    scores = real_world_scores(rows, model)
+    clean, _ = condition_scores(rows, model)
+    out = []
+    for name, value in scores.items():
+        condition = real_condition(name)
+        base = {"model": model, "suite": suite, "condition": name, "corruption": None,
+                "category": REAL_WORLD_CATEGORY, "severity": None, "reference": None}  # fmt: skip
+        if condition is None:  # a dataset's average
+            out.append({**base, "metric": "miou_avg", "value": value, "unit": "%"})
+        if clean is not None:
+            out.append({**base, "metric": "drop", "value": robustness.drop(clean, value), "unit": "pp"})
+    return out
+
+
+def _deploy_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: str) -> list[dict[str, Any]]:
+    variant = deploy_variant(model)
+    if variant is None or variant[1:] == DEPLOY_REFERENCE:
+        return []
+    reference = variant_name(variant[0], *DEPLOY_REFERENCE)
+    clean, scores = condition_scores(rows, model)
+    ref_clean, ref_scores = condition_scores(rows, reference)
+    base = {
+        "model": model,
+        "suite": suite,
+        "corruption": None,
+        "severity": None,
+        "unit": "pp",
+        "reference": None,
+        "compared_with": reference,
+    }  # fmt: skip  (`reference` names the mCE reference only)
+    out = []
+    if clean is not None and ref_clean is not None:
+        out.append(
+            {**base, "condition": "clean", "category": "clean", "metric": "delta_miou", "value": clean - ref_clean}
+        )
+    shared = [k for k in scores if k in ref_scores]
+    if shared:
+        mine, theirs = ({k: s[k] for k in shared} for s in (scores, ref_scores))
+        delta = robustness.mean_pc(mine) - robustness.mean_pc(theirs)
+        out.append({**base, "condition": "corrupted", "category": None, "metric": "delta_mPC", "value": delta})
+    return out
+
+
+@dataclass(frozen=True)
+class PredictionPair:
+    """A synthetic corruption score set beside the real condition it stands in for.
+
+    Attributes:
+        synthetic: Cityscapes-C corruptions whose per-corruption averages are averaged, or ("mPC",).
+        real: a real-world condition name (`acdc:fog`) or a dataset (`acdc`: its mean over conditions).
+    """
+
+    synthetic: tuple[str, ...]
+    real: str
+
+    @property
+    def label(self) -> str:
+        real = real_condition(self.real)
+        where = real.label if real is not None else f"{REAL_WORLD_NAMES[self.real]} (mean)"
+        return f"{' + '.join(self.synthetic)} \u2192 {where}"
+
+
+PREDICTION_PAIRS: tuple[PredictionPair, ...] = (
+    PredictionPair(("fog",), "foggy_cityscapes"),
+    PredictionPair(("fog",), "acdc:fog"),
+    PredictionPair(("snow",), "acdc:snow"),
+    PredictionPair(("brightness", "contrast"), "acdc:night"),
+    PredictionPair(("brightness", "contrast"), "dark_zurich:night"),
+    PredictionPair(("spatter",), "acdc:rain"),
+    PredictionPair(("mPC",), "acdc"),
+)
+"""Which synthetic corruption is read as a predictor of which real condition (issue 18's matched pairs)."""
+
+
+def prediction_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """For each `PREDICTION_PAIRS` entry the run can fill: per model the synthetic score (x) and the real one (y),
+    in mIoU % and relative to the model's clean mIoU, with Pearson and Spearman correlations across models
+    (`bench.measure.robustness.correlation`; None below three models).
+
+    Returns:
+        One dict per pair with `label`, `synthetic`, `real`, `models`, `x`, `y` (mIoU %), `x_rel`, `y_rel`
+        (fractions of clean; empty when a model has no clean mIoU), `n`, `pearson`, `spearman`, `pearson_rel`,
+        `spearman_rel`. Pairs that no model fills are left out.
+    """
+    rows = list(rows)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    per_model = {}
+    for model in models:
+        clean, scores = condition_scores(rows, model)
+        synthetic = robustness.per_corruption(scores) if scores else {}
+        if scores:
+            synthetic["mPC"] = robustness.mean_pc(scores)
+        per_model[model] = (clean, synthetic, real_world_scores(rows, model))
+    out = []
+    for pair in PREDICTION_PAIRS:
+        entry: dict[str, Any] = {"label": pair.label, "synthetic": pair.synthetic, "real": pair.real,
+                                 "models": [], "x": [], "y": [], "x_rel": [], "y_rel": []}  # fmt: skip
+        for model, (clean, synthetic, real) in per_model.items():
+            if pair.real not in real or not all(c in synthetic for c in pair.synthetic):
+                continue
+            x = sum(synthetic[c] for c in pair.synthetic) / len(pair.synthetic)
+            entry["models"].append(model)
+            entry["x"].append(x)
+            entry["y"].append(real[pair.real])
+            if clean:
+                entry["x_rel"].append(x / clean)
+                entry["y_rel"].append(real[pair.real] / clean)
+        if not entry["models"]:
+            continue
+        entry.update(robustness.correlation(entry["x"], entry["y"]))
+        complete = len(entry["x_rel"]) == len(entry["models"])
+        rel = robustness.correlation(entry["x_rel"], entry["y_rel"]) if complete else {}
+        entry["pearson_rel"], entry["spearman_rel"] = rel.get("pearson"), rel.get("spearman")
+        if not complete:
+            entry["x_rel"], entry["y_rel"] = [], []
+        out.append(entry)
+    return out
+
+
+def _relative_errors(scores: dict, clean: float, reference: dict, reference_clean: float) -> list[float]:
+    """Relative CE per corruption (`bench.measure.robustness`), leaving out the corruptions where it is undefined."""
+    out = []
+    for corruption in dict.fromkeys(c for c, _ in scores):
+        mine = {k: v for k, v in scores.items() if k[0] == corruption}
+        try:
+            rel = robustness.relative_corruption_errors(mine, clean, {k: reference[k] for k in mine}, reference_clean)
+        except ValueError:  # the reference does not degrade on this corruption
+            continue
+        out.append(rel[corruption])
+    return out
