@@ -102,12 +102,15 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--corrupted-data", help="a generate-c output folder to read corrupted images from")
     p.add_argument("--weights", help="a folder of checkpoints and/or model=path pairs (default: the local HF cache)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} (default: fp32; fp16 needs CUDA)")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--precision",
+        help=f"{', '.join(PRECISIONS)} (default: fp32, and the efficiency probe times the suite's own precisions; "
+        "fp16 needs CUDA)",
+    )
+    p.add_argument("--batch-size", type=int, help="images per batch (crops per forward pass when sliding; default 1)")
     p.add_argument(
         "--workers",
-        default="auto",
         help="DataLoader worker processes per rank (default auto: 0 on CPU, where the model already uses every "
         "core; on CUDA the cores but one, up to 8)",
     )
@@ -118,7 +121,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/<suite>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the suite's latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
-    p.add_argument("--seed", type=int, default=0, help="base seed of the corruptions (default: 0)")
+    p.add_argument("--seed", type=int, help="base seed of the corruptions (default: 0)")
     p.add_argument(
         "--fast", action="store_true", help="SegFormer's fast path: folded decoder, banded CPU blocks (same outputs)"
     )
@@ -147,14 +150,16 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The `RunConfig` of `run`'s arguments. Values go over as typed (`--models segformer-b0,b5`, `--workers auto`):
-    `RunConfig` is the one place that checks them, and its `ConfigError` names the field (`flag` gives the flag)."""
+    `RunConfig` is the one place that checks them, and its `ConfigError` names the field (`flag` gives the flag). A
+    flag not given leaves the field to `RunConfig`'s default, so the command line and the Python API share every
+    default."""
     from segbench.bench.run.config import RunConfig
 
-    out_dir, run_id = "runs", None
+    out_dir, run_id = None, None
     if args.out:
         out_dir, run_id = str(Path(args.out).parent), Path(args.out).name
-    return RunConfig(
-        models=() if args.models is None else args.models,
+    given = dict(
+        models=args.models,
         weights_text=args.weights,
         data_root=args.data,
         corrupted_root=args.corrupted_data,
@@ -168,21 +173,21 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         severities=args.severities,
         max_images=args.max_images,
         only=args.only,
-        resume=args.resume,
-        quiet=args.quiet,
+        resume=args.resume or None,
+        quiet=args.quiet or None,
         seed=args.seed,
-        allow_random_weights=args.allow_random_weights,
-        fast=args.fast,
-        channels_last=args.channels_last,
-        compile=args.compile,
+        allow_random_weights=args.allow_random_weights or None,
+        fast=args.fast or None,
+        channels_last=args.channels_last or None,
+        compile=args.compile or None,
         reference_model=args.reference,
-        model_args=args.model_args or {},
+        model_args=args.model_args,
         model_meta=args.model_meta,
         label_map=args.label_map,
-        backends=args.backends or (),
-        deploy_precisions=args.precisions or (),
-        command=[sys.executable, *sys.argv],
+        backends=args.backends,
+        deploy_precisions=args.precisions,
     )
+    return RunConfig(**{k: v for k, v in given.items() if v is not None}, command=[sys.executable, *sys.argv])
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -194,7 +199,7 @@ def cmd_run(argv: list[str]) -> int:
 
     suite = suites.get_suite(args.suite)
     result = run_suite(suite, run_config(args))
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not result.is_main:  # under torchrun, the rank that wrote the run reports it
         return 0
     code = 0
     if args.baseline:

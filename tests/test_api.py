@@ -7,8 +7,9 @@ import json
 import pytest
 
 from segbench import suites
-from segbench.bench.api import run_suite, suite_config
+from segbench.bench.api import run_suite
 from segbench.bench.run.config import ConfigError, RunConfig
+from segbench.bench.run.plan import plan_run
 
 
 def test_run_suite_takes_every_setting_from_the_config(tmp_path, monkeypatch):
@@ -34,11 +35,11 @@ def test_run_suite_takes_every_setting_from_the_config(tmp_path, monkeypatch):
 
 def test_the_suite_fills_the_models_before_the_reference_is_checked():
     demo = suites.get_suite("demo")
-    cfg = suite_config(demo, RunConfig(reference_model="segformer-b0"))
+    cfg = plan_run(demo, RunConfig(reference_model="segformer-b0", only="efficiency")).config
     assert cfg.models == demo.default_models and cfg.reference_model == "segformer-b0"
     assert cfg.weights == demo.weights  # the checkpoints the suite ships
     with pytest.raises(ConfigError, match="reference_model: 'segformer-b5' is not among the models"):
-        suite_config(demo, RunConfig(reference_model="segformer-b5"))
+        plan_run(demo, RunConfig(reference_model="segformer-b5", only="efficiency"))
 
 
 def test_readme_python_api_register_run_and_read(tmp_path, monkeypatch):

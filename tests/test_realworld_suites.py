@@ -16,7 +16,7 @@ from scipy import stats
 from torch import nn
 
 from segbench import suites
-from segbench.bench.api import run_suite, select_conditions
+from segbench.bench.api import run_suite
 from segbench.bench.data import realworld
 from segbench.bench.data.synthetic import write_synthetic_cityscapes
 from segbench.bench.results.axes import Condition, real_conditions
@@ -24,6 +24,7 @@ from segbench.bench.results.schema import TIMING_UNITS
 from segbench.bench.results.store import RunFolder, RunStore
 from segbench.bench.results.summaries import prediction_table, summary_rows
 from segbench.bench.run.config import ConfigError, RunConfig, parse_data
+from segbench.bench.run.plan import select_conditions
 from segbench.bench.run.runner import run
 from segbench.bench.track import regression
 from segbench.cli import main as cli

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from segbench import suites
-from segbench.bench.api import select_conditions
 from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS
+from segbench.bench.run.plan import select_conditions
 from segbench.bench.spec import SuiteSpec
 
 

@@ -5,7 +5,7 @@ A key (`CacheKey`) is everything that changes the artifact: the model's name and
 whether H and W are dynamic, the precision, the backend, the versions of the libraries that wrote it (torch, onnx,
 onnxruntime, tensorrt and the GPU for an engine), and the backend's settings (opset, quantisation, calibration images).
 
-Layout, under `$SEGBENCH_CACHE/deploy` (`bench.api.cache_dir`) unless given another root::
+Layout, under `$SEGBENCH_CACHE/deploy` (`bench.run.config.cache_dir`) unless given another root::
 
     <root>/<model>/<backend>-<precision>-<N>x<C>x<H>x<W>[-dyn]-<digest16><suffix>        the artifact
     <root>/<model>/<backend>-<precision>-<N>x<C>x<H>x<W>[-dyn]-<digest16><suffix>.json   its manifest
@@ -34,6 +34,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from segbench.bench.results.io import TEMP_SUFFIX, atomic_write_bytes, atomic_write_json
+from segbench.bench.run.config import cache_dir
 
 CACHE_FORMAT = 1
 """Bumped when what segbench writes for a key changes (export settings, quantisation recipe): old entries then miss."""
@@ -118,8 +119,6 @@ class ArtifactCache:
 
     def __init__(self, root: str | Path | None = None, lock_timeout: float = 3600.0):
         if root is None:
-            from segbench.bench.api import cache_dir  # lazy: bench.api imports the runner
-
             root = cache_dir() / "deploy"
         self.root = Path(root)
         self.lock_timeout = lock_timeout

@@ -25,10 +25,10 @@ from segbench.bench.measure.metrics import ConfusionCounter, accuracy_rows
 from segbench.bench.results.axes import Condition
 from segbench.bench.results.classes import CITYSCAPES_CLASSES
 from segbench.bench.run import distributed
+from segbench.bench.run.cells import Cell
 from segbench.bench.run.config import InferenceSpec, RunConfig
 from segbench.bench.run.oom import is_out_of_memory
 from segbench.bench.run.outcome import CellError, warning_text
-from segbench.bench.run.plan import Cell
 from segbench.bench.run.residency import free_device_memory
 
 

@@ -123,7 +123,8 @@ def parse_data(
     `roots` (the Python API's `data_roots`) are checked the same way; `text` entries win. A Cityscapes root given by
     name is in both (the mapping then says it was named, not a bare path).
 
-    A bare PATH is returned as the first element; the suite decides which dataset it is (`bench.api.suite_config`).
+    A bare PATH is returned as the first element; the suite decides which dataset it is
+    (`bench.data.roots.resolve_data`).
     """
     out: dict[str, str] = {}
     for name, path in (roots or {}).items():
@@ -246,6 +247,12 @@ def _positive_int(value: Any, field: str, what: str = "a positive integer") -> i
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(field, f"must be {what}, got {value!r}")
     return value
+
+
+def cache_dir() -> Path:
+    """Where generated files live (synthetic scenes, deployment artifacts): `$SEGBENCH_CACHE`, else
+    `~/.cache/segbench`."""
+    return Path(os.environ.get("SEGBENCH_CACHE") or Path.home() / ".cache" / "segbench")
 
 
 def usable_cores() -> int:
@@ -372,7 +379,9 @@ class RunConfig:
         out_dir: folder that holds run folders (`<out_dir>/<run_id>/`).
         run_id: run folder name; None makes `<suite>-<UTC time>` (or, with `resume`, picks the latest run of the suite).
         device: "cpu", "cuda" or "cuda:<i>" (under torchrun, each rank uses `cuda:<LOCAL_RANK % visible GPUs>`).
-        precision: one of `PRECISIONS` ("fp32", "fp16", "bf16"); fp16 needs CUDA.
+        precision: one of `PRECISIONS` ("fp32", "fp16", "bf16"; fp16 needs CUDA), or None: not chosen, so accuracy
+            runs in fp32 and an efficiency probe times the suite's own precisions (the plan decides,
+            `bench.run.plan.plan_run`). A given precision replaces the probe's too.
         batch_size: images per batch (crops per forward pass in slide mode).
         workers: DataLoader worker processes, or "auto" (`default_workers(device)`).
         corruptions: corruption names (or a comma list) narrowing the suite's; () keeps the suite's.
@@ -417,9 +426,9 @@ class RunConfig:
     out_dir: str = "runs"
     run_id: str | None = None
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str | None = None
     batch_size: int = 1
-    workers: int = 0
+    workers: int | str = "auto"
     corruptions: tuple[str, ...] = ()
     severities: tuple[int, ...] = ()
     max_images: int | None = None
@@ -458,7 +467,8 @@ class RunConfig:
         self.severities = parse_severities(self.severities)
         self.backends, self.deploy_precisions = parse_grid(self.backends, self.deploy_precisions)
         check_device(self.device)
-        check_precision(self.precision, self.device)
+        if self.precision is not None:
+            check_precision(self.precision, self.device)
         _positive_int(self.batch_size, "batch_size")
         _positive_int(self.num_classes, "num_classes")
         self.workers = parse_workers(self.workers, lambda: default_workers(self.device))
@@ -488,7 +498,7 @@ class RunConfig:
         return dataclasses.replace(
             base,
             device=self.device,
-            precision=self.precision,
+            precision=self.precision or "fp32",
             batch_size=self.batch_size,
             channels_last=self.channels_last or base.channels_last,
         )
@@ -498,7 +508,7 @@ class RunConfig:
         records them (`run.json`) and a resume compares them."""
         return {
             "fast": self.fast,
-            "precision": self.precision,
+            "precision": self.precision or "fp32",
             "channels_last": self.channels_last,
             "compile": self.compile,
             "batch_size": self.batch_size,

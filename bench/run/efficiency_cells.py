@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from segbench.bench.run.cells import Cell
 from segbench.bench.run.config import RunConfig
-from segbench.bench.run.plan import Cell
 
 EfficiencyFn = Callable[[nn.Module, str], list[dict[str, Any]]]
 """`efficiency(model, model_name) -> tidy rows` (e.g. a partial of `bench.measure.efficiency.efficiency_sweep`)."""

@@ -27,7 +27,8 @@ class RunResult:
     """What a run produced. `computed` and `skipped` are cell ids; `failed` maps cell id -> error message.
 
     `cells` is the whole plan; `skipped` were finished by an earlier session; `computed` and `failed` are this
-    session's, in the order they settled.
+    session's, in the order they settled. `is_main`: this process is the rank that wrote the run's files (rank 0, or
+    the only process), the one that renders the report and compares against a baseline.
     """
 
     run_dir: Path
@@ -37,6 +38,7 @@ class RunResult:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     timing: dict[str, dict[str, float]] = field(default_factory=dict)
+    is_main: bool = True
 
     def frame(self):
         """The run's tidy rows as a pandas DataFrame, read back from its folder (`bench.results.RunFolder`)."""

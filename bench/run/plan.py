@@ -1,80 +1,195 @@
-"""Plan the cells of a run and the order they run in.
+"""The run plan: every decision about a run, taken once, before any device work.
 
-A cell is one unit of work: a model under one condition (accuracy) or the model's efficiency probe. The plan lists
-them in results order (per model: its efficiency cell, then its conditions). They run in groups: the efficiency cells
-one by one first, then the accuracy cells condition by condition, every model of a condition together (each batch is
-read and corrupted once for all models). When the models do not fit on the device together, the `Schedule` turns to
-one cell at a time, model by model, so that each model is loaded once.
+`plan_run(suite, config)` completes the user's `RunConfig` from the suite (its name and version, default models,
+image budget, reference model), chooses the conditions (the suite's, narrowed or widened by the user's corruptions and
+severities), decides what `only` leaves to measure, resolves every model's weights and every dataset's root (writing a
+synthetic suite's scenes on first use), checks the data, and fixes the efficiency probe and the deployment grid. The
+runner (`bench.run.runner.execute`) carries the plan out on each rank, inside the distributed context, and decides
+nothing of its own; the command line and the Python API reach it through the same `plan_run`.
+
+A run without a suite (the runner's `run(config, conditions)`, tests, custom protocols) is planned as if its suite
+were clean Cityscapes only, named by `config.suite`: the user's corruptions and severities widen it the same way.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from segbench.bench.results.axes import Condition
+from torch import nn
+
+from segbench.bench.data.roots import describe_data, resolve_data
+from segbench.bench.results.axes import SEVERITIES, Condition
+from segbench.bench.run.config import ConfigError, InferenceSpec, RunConfig
+from segbench.bench.run.residency import resolve_weights
+from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, datasets_of
+
+EfficiencyProbe = EfficiencySpec | Callable[..., Any]
+"""A suite's cost probe (`EfficiencySpec`), or a function that measures one model (`bench.run.efficiency_cells`)."""
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One unit of work: a model under one condition (accuracy) or the model's efficiency probe."""
+class RunPlan:
+    """What a run measures, decided once (see the module docstring).
 
-    model: str
-    kind: str  # "accuracy" | "efficiency"
-    condition: Condition | None = None
+    Attributes:
+        config: the completed config: suite name and version, models, weights (resolved), data roots, precision.
+        conditions: the accuracy conditions, in order. They are recorded in run.json even when `accuracy` is False,
+            so that a run made with `only="efficiency"` resumes into its accuracy cells.
+        accuracy: whether accuracy cells run (there are conditions, and `only` is not "efficiency").
+        inference: the suite's prediction protocol (the run's spec is `config.inference_spec(inference)`).
+        efficiency: the cost probe, with the user's precision in place of the suite's when one was given; None when
+            there is none or `only` is "accuracy".
+        deploy: the deployment grid, narrowed by the user's backends and precisions; None for none.
+        gallery: write one image under each condition with every model's prediction (rank 0, after the cells).
+        modules: in-memory models by name (the Python API's), under `segbench.models.user`'s declaration contract.
+        notes: what the data check found, one line per dataset (printed once the models are built).
+    """
+
+    config: RunConfig
+    conditions: tuple[Condition, ...]
+    accuracy: bool
+    inference: InferenceSpec | None = None
+    efficiency: EfficiencyProbe | None = None
+    deploy: DeploySpec | None = None
+    gallery: bool = False
+    modules: Mapping[str, nn.Module] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
-    def id(self) -> str:
-        return f"{self.model}__{self.condition.name if self.kind == 'accuracy' else 'efficiency'}"
+    def spec(self) -> InferenceSpec:
+        """The run's inference spec: the protocol with the config's device, precision, batch size, channels-last."""
+        return self.config.inference_spec(self.inference)
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """Every precision the run computes in (accuracy and the probe), each checked on the device at start."""
+        probe = self.efficiency.precisions if isinstance(self.efficiency, EfficiencySpec) else ()
+        return tuple(dict.fromkeys((self.config.precision or "fp32", *probe)))
 
 
-def plan_cells(models: Sequence[str], conds: Sequence[Condition], efficiency: bool, only: str | None) -> list[Cell]:
-    """Cells in results order: per model, its efficiency cell first (if any), then its conditions. (They run in
-    `group_cells` order: efficiency cells, then condition by condition.)"""
-    cells = []
-    for model in models:
-        if efficiency and only != "accuracy":
-            cells.append(Cell(model, "efficiency"))
-        if only != "efficiency":
-            cells.extend(Cell(model, "accuracy", c) for c in conds)
-    return cells
+def select_conditions(
+    suite: SuiteSpec, corruptions: tuple[str, ...] = (), severities: tuple[int, ...] = ()
+) -> tuple[Condition, ...]:
+    """The suite's conditions, narrowed or widened by the user's corruptions and severities.
 
-
-def group_cells(cells: Sequence[Cell], together: bool = True) -> list[list[Cell]]:
-    """The order of work, as groups of cells evaluated together.
-
-    `together`: efficiency cells one by one, first; then the accuracy cells grouped by condition (in first-seen
-    order), so that each condition's images are read and corrupted once for all models. Otherwise (the models do not
-    fit on the device together): one cell at a time, model by model (its efficiency cell first), so that each model
-    is loaded once.
+    Given severities apply to every corruption (so `--severities 1,2,3,4,5` runs all five everywhere, also where
+    the suite's protocol stops the noise corruptions at 3); without, each corruption keeps the suite's severities
+    (1-5 for a corruption the suite does not have). Real-world conditions are kept as they are.
     """
-    if not together:
-        order = {m: i for i, m in enumerate(dict.fromkeys(c.model for c in cells))}
-        return [[c] for c in sorted(cells, key=lambda c: (order[c.model], c.kind == "accuracy"))]
-    groups: dict[str, list[Cell]] = {}
-    for cell in cells:
-        if cell.kind == "accuracy":
-            groups.setdefault(cell.condition.name, []).append(cell)
-    return [[c] for c in cells if c.kind != "accuracy"] + list(groups.values())
+    if not corruptions and not severities:
+        return suite.conditions
+    by_corruption: dict[str, list[int]] = {}
+    for c in suite.conditions:
+        if c.corruption is not None:
+            by_corruption.setdefault(c.corruption, []).append(c.severity)
+    names = corruptions or tuple(by_corruption)
+    out = [Condition()] if any(c.is_clean for c in suite.conditions) or not suite.conditions else []
+    for name in names:
+        for sev in severities or by_corruption.get(name, SEVERITIES):
+            out.append(Condition(name, sev))
+    return tuple(out) + tuple(c for c in suite.conditions if c.is_real)
 
 
-def group_label(group: Sequence[Cell]) -> str:
-    """How progress lines name a group: its cell id, or `<condition> x <n> models`."""
-    return group[0].id if len(group) == 1 else f"{group[0].condition.name} x {len(group)} models"
+def efficiency_probe(suite: SuiteSpec, config: RunConfig) -> EfficiencySpec | None:
+    """The suite's cost probe, with the user's precision (when one was given) in place of the suite's."""
+    if suite.efficiency is None or config.precision is None:
+        return suite.efficiency
+    return dataclasses.replace(suite.efficiency, precisions=(config.precision,))
 
 
-class Schedule:
-    """The groups still to run, in order; `alone` re-plans what is left one model at a time."""
+def deploy_grid(suite: SuiteSpec, config: RunConfig) -> DeploySpec | None:
+    """The suite's deployment grid narrowed by `config.backends` and `config.deploy_precisions`."""
+    if suite.deploy is None:
+        return None
+    return dataclasses.replace(
+        suite.deploy,
+        backends=config.backends or suite.deploy.backends,
+        precisions=config.deploy_precisions or suite.deploy.precisions,
+    )
 
-    def __init__(self, cells: Sequence[Cell], together: bool = True):
-        self.queue = collections.deque(group_cells(cells, together))
 
-    def next(self) -> list[Cell] | None:
-        """The next group, or None when all have run."""
-        return self.queue.popleft() if self.queue else None
+def suite_of(config: RunConfig, inference: InferenceSpec | None = None, efficiency: Any = None) -> SuiteSpec:
+    """The suite a run without one is planned with: clean Cityscapes, named and versioned by `config`."""
+    return SuiteSpec(
+        name=config.suite,
+        version=config.suite_version,
+        description="a run without a suite",
+        conditions=(Condition(),),
+        inference=inference or InferenceSpec(),
+        efficiency=efficiency if isinstance(efficiency, EfficiencySpec) else None,
+        gallery=False,
+    )
 
-    def alone(self, first: Sequence[Cell]) -> None:
-        """From here on one cell at a time, model by model: `first` (cells to try again), then the rest."""
-        rest = [c for group in self.queue for c in group]
-        self.queue = collections.deque(group_cells([*first, *rest], together=False))
+
+def plan_run(
+    suite: SuiteSpec | None,
+    config: RunConfig,
+    conditions: Sequence[Condition | str] | None = None,
+    *,
+    modules: Mapping[str, nn.Module] | None = None,
+    inference: InferenceSpec | None = None,
+    efficiency: EfficiencyProbe | None = None,
+) -> RunPlan:
+    """Decide the run (see the module docstring).
+
+    Args:
+        suite: the benchmark; None plans a run without a suite (`suite_of`).
+        config: every setting the user gave (the command line fills the same config).
+        conditions: accuracy conditions replacing the suite's selection (tests, custom protocols); names such as
+            "fog-2" are parsed.
+        modules: in-memory models by name; their names join `config.models`.
+        inference, efficiency: a run without a suite: its protocol and its cost probe (an `EfficiencySpec`, or a
+            function measuring one model).
+
+    Raises:
+        ConfigError: a setting that cannot be used (a model named twice, no model, a data root that does not fit).
+        DataNotFoundError, DataError: the data is missing or damaged (one line naming the file).
+    """
+    suite = suite or suite_of(config, inference, efficiency)
+    modules = dict(modules or {})
+    if modules:
+        clash = sorted(set(modules) & set(config.models))
+        if clash:
+            raise ConfigError("models", f"{', '.join(clash)} given both in models and as in-memory modules")
+        config = dataclasses.replace(config, models=(*config.models, *modules))
+    if conditions is None:
+        conditions = select_conditions(suite, config.corruptions, config.severities)
+    conds = tuple(Condition.parse(c) if isinstance(c, str) else c for c in conditions)
+    accuracy = config.only != "efficiency" and bool(conds)
+    config = _completed(suite, config, accuracy)
+    if not config.models:
+        raise ConfigError("models", "no models to run; name some (--models) or use a suite with default models")
+    if accuracy or suite.deploy is not None:  # the grid is checked on the suite's first clean images
+        config = resolve_data(suite, config, datasets_of(conds) if accuracy else ("cityscapes",))
+    probe = efficiency if callable(efficiency) else efficiency_probe(suite, config)
+    return RunPlan(
+        config=dataclasses.replace(config, precision=config.precision or "fp32"),
+        conditions=conds,
+        accuracy=accuracy,
+        inference=suite.inference,
+        efficiency=None if config.only == "accuracy" else probe,
+        deploy=deploy_grid(suite, config),
+        gallery=accuracy and suite.gallery,
+        modules=modules,
+        notes=tuple(f"data: {line}" for line in describe_data(config, conds)) if accuracy else (),
+    )
+
+
+def _completed(suite: SuiteSpec, config: RunConfig, accuracy: bool) -> RunConfig:
+    """`config` with what the suite fills: its name and version, default models, image budget, reference model (when
+    it is among the models), and every model's checkpoint (resolved once). A run that measures no accuracy may use
+    random weights."""
+    models = config.models or suite.default_models
+    config = dataclasses.replace(
+        config,
+        suite=suite.name,
+        suite_version=suite.version,
+        models=tuple(models),
+        max_images=config.max_images or suite.max_images,
+        reference_model=config.reference_model or (suite.reference_model if suite.reference_model in models else None),
+        allow_random_weights=config.allow_random_weights or not accuracy,
+    )
+    return dataclasses.replace(config, weights=resolve_weights(config, suite.weights))

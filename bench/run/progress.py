@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from segbench.bench.run.cells import Cell, group_label
 from segbench.bench.run.outcome import RunResult
-from segbench.bench.run.plan import Cell, group_label
 
 
 def duration(seconds: float) -> str:

@@ -181,6 +181,13 @@ class Residency:
             )
         return use(self.slot.get(name))
 
+    def on_this_rank(self, name: str) -> nn.Module:
+        """`name` loaded on this rank only (alone when the models do not fit together), with no collective: for work
+        one rank does while the others wait, such as rank 0's gallery."""
+        if not self.together:
+            self.slot.release(keep=(name,))
+        return self.slot.get(name)
+
     def load(self, names: Sequence[str]) -> list[nn.Module] | CellError:
         """The models of a group, loaded (the others unloaded first when one model at a time); on every rank, a
         `CellError` (out of memory while loading) when they do not fit on some rank."""

@@ -9,18 +9,21 @@
     >>> result.results_csv                                                           # doctest: +SKIP
     PosixPath('runs/demo-20260101-120000/results.csv')
 
-A run, in the order of its parts (`bench/run/`):
+A run carries out a `bench.run.plan.RunPlan` (every decision taken once, before any device work), in the order of
+its parts (`bench/run/`), on each rank inside the distributed context and on the rank's own device:
 
-1. plan (`plan`): for each model, an optional efficiency cell (when an `efficiency` probe is given) and one accuracy
-   cell per condition;
-2. residency and preflight (`residency`, `manifest`): every model is built and loaded before any work (weights
+1. the deployment grid, when the plan has one (`deployment`): every variant built and checked, and then measured as
+   a model of its own;
+2. the cells (`cells`): for each model, an efficiency cell (when the plan has a probe) and one accuracy cell per
+   condition (when the plan measures accuracy);
+3. residency and preflight (`residency`, `manifest`): every model is built and loaded before any work (weights
    found, weight hashes and protocols for `run.json`); models that do not fit on the device together go one at a time;
-3. the run folder (`manifest`): created, or on resume checked against `run.json` (a different setting is refused);
+4. the run folder (`manifest`): created, or on resume checked against `run.json` (a different setting is refused);
    rank 0 holds its lock for the whole run, so a second process on the same folder is refused in one line;
-4. the cells (`efficiency_cells`, `accuracy`): efficiency cells first, then the accuracy cells condition by
+5. the cells (`efficiency_cells`, `accuracy`): efficiency cells first, then the accuracy cells condition by
    condition, every model of a condition together. Rank 0 writes each finished cell to `cells/<cell>.json`
    atomically; a cell already there is never recomputed (`resume`);
-5. `results.csv` and `summary.csv`, gathered from the cell files.
+6. the gallery (rank 0, the plan's loaded models) and `results.csv` and `summary.csv`, gathered from the cell files.
 
 Faults: NaN/inf logits or out of memory (`bench.run.oom.is_out_of_memory`: cuBLAS and cuDNN allocation failures too)
 fail that cell with a message saying what to change; the run goes on with the other models and the next cells and
@@ -46,20 +49,24 @@ from typing import Any
 
 from torch import nn
 
-from segbench.bench.results.axes import SEVERITIES, Condition
-from segbench.bench.results.axes import conditions as expand_conditions
+from segbench.bench.results.axes import Condition
 from segbench.bench.results.store import RunStore
 from segbench.bench.run import distributed
 from segbench.bench.run.accuracy import accuracy_cells, oom_message
+from segbench.bench.run.cells import Cell, Schedule, group_label, plan_cells
 from segbench.bench.run.config import InferenceSpec, RunConfig, check_precision_supported
+from segbench.bench.run.deployment import deploy_models
 from segbench.bench.run.efficiency_cells import EfficiencyFn, efficiency_cell, efficiency_probe, sample_image
+from segbench.bench.run.gallery import write_gallery
 from segbench.bench.run.locks import folder_lock
 from segbench.bench.run.manifest import describe_models, manifest, now, prepare, resolve_run_dir, run_environment
 from segbench.bench.run.oom import is_out_of_memory
 from segbench.bench.run.outcome import CellError, RunFailed, RunResult, cell_warnings
-from segbench.bench.run.plan import Cell, Schedule, group_label, plan_cells
+from segbench.bench.run.plan import RunPlan, plan_run
 from segbench.bench.run.progress import Progress
-from segbench.bench.run.residency import ModelFactory, ModelSlot, Residency, resolve_weights
+from segbench.bench.run.residency import ModelFactory, ModelSlot, Residency
+from segbench.bench.run.residency import model_factory as model_factory_of
+from segbench.bench.spec import EfficiencySpec
 
 Outcome = dict[str, Any] | CellError
 """What evaluating a cell gave: its record, or the error that failed it."""
@@ -69,30 +76,41 @@ def run(
     config: RunConfig,
     conditions: Sequence[Condition | str] | None = None,
     inference: InferenceSpec | None = None,
-    efficiency: EfficiencyFn | Any | None = None,
+    efficiency: EfficiencyFn | EfficiencySpec | None = None,
     model_factory: ModelFactory | None = None,
     on_cell_finished: Callable[[dict[str, Any]], None] | None = None,
-    records: Sequence[dict[str, Any]] = (),
-    notes: Sequence[str] = (),
 ) -> RunResult:
-    """Evaluate every missing cell of a run and gather its results (see the module docstring).
+    """Plan a run without a suite (`bench.run.plan.plan_run(None, ...)`) and carry it out (`execute`).
 
     Args:
         config: what to run and where to write.
-        conditions: conditions of the accuracy cells (`Condition` or names such as "fog-2"); None expands
-            `config.corruptions` x `config.severities` (all five when none are given) after clean.
-        inference: the suite's inference protocol (overridden by `config.inference`; hardware knobs from `config`).
-        efficiency: efficiency probe run once per model on rank 0: an `EfficiencyFn`, or a suite's
-            `bench.spec.EfficiencySpec` (run through `efficiency_probe` on this rank's device); None for none.
-        model_factory: `factory(name, num_classes=..., weights=...) -> nn.Module`; default `models.create_model`
-            (with SegFormer's fast path when `config.fast`).
+        conditions: conditions of the accuracy cells (`Condition` or names such as "fog-2"); None: clean, widened by
+            `config.corruptions` x `config.severities` (all five when none are given).
+        inference: the protocol (overridden by `config.inference`; hardware knobs from `config`).
+        efficiency: the cost probe run once per model on rank 0: an `EfficiencyFn`, or a `bench.spec.EfficiencySpec`
+            (run through `efficiency_probe` on this rank's device); None for none.
+        model_factory, on_cell_finished: as `execute`.
+    """
+    plan = plan_run(None, config, conditions, inference=inference, efficiency=efficiency)
+    return execute(plan, model_factory=model_factory, on_cell_finished=on_cell_finished)
+
+
+def execute(
+    plan: RunPlan,
+    model_factory: ModelFactory | None = None,
+    on_cell_finished: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Carry out `plan` on this rank: every missing cell evaluated and stored, the tables gathered (see the module
+    docstring).
+
+    Args:
+        plan: the run, decided (`bench.run.plan.plan_run`).
+        model_factory: `factory(name, num_classes=..., weights=...) -> nn.Module`; default: the plan's models from
+            their sources (`bench.run.residency.model_factory`).
         on_cell_finished: called on rank 0 with each stored cell record (progress hooks, tests).
-        records: cell records made before the run (the deployment grid's `deploy` cells), stored with the others
-            unless the folder has them already.
-        notes: lines printed on rank 0 once the models are built (unless quiet), e.g. what data was found.
 
     Returns:
-        The run's `RunResult` (on every rank; only rank 0 writes files).
+        The run's `RunResult` (on every rank; only rank 0 writes files, and only its result has `is_main`).
 
     Raises:
         RunFailed: some cells failed; the finished ones are stored.
@@ -100,11 +118,10 @@ def run(
             fast path, precision, batch size, conditions, ...).
         FolderBusyError: another process is running in the run folder.
     """
-    ctx = distributed.setup(config.device)
+    ctx = distributed.setup(plan.config.device)
     try:
         with contextlib.ExitStack() as held:
-            session = _Run(config, conditions, inference, efficiency, model_factory, on_cell_finished, ctx)
-            session.records, session.notes = list(records), list(notes)
+            session = _Run(plan, model_factory or model_factory_of(plan.config, plan.modules), on_cell_finished, ctx)
             return session.execute(held)
     finally:
         distributed.teardown(ctx)
@@ -115,35 +132,29 @@ class _Run:
 
     def __init__(
         self,
-        config: RunConfig,
-        conditions: Sequence[Condition | str] | None,
-        inference: InferenceSpec | None,
-        efficiency: EfficiencyFn | Any | None,
-        factory: ModelFactory | None,
+        plan: RunPlan,
+        factory: ModelFactory,
         on_cell_finished: Callable[[dict[str, Any]], None] | None,
         ctx: distributed.DistContext,
     ):
-        if not config.models:
-            raise ValueError("no models to run; set RunConfig.models")
-        if conditions is None:
-            conditions = expand_conditions(config.corruptions, config.severities or SEVERITIES, clean=True)
-        self.conds = [Condition.parse(c) if isinstance(c, str) else c for c in conditions]
-        self.config = config = dataclasses.replace(config, weights=resolve_weights(config))
-        probe = efficiency is not None and not callable(efficiency) and config.only != "accuracy"
-        probe_precisions = tuple(efficiency.precisions) if probe else ()
-        for precision in dict.fromkeys((config.precision, *probe_precisions)):
+        for precision in plan.precisions:
             check_precision_supported(precision, ctx.device)  # before any model is built: one line, not a traceback
-        if efficiency is not None and not callable(efficiency):
+        self.plan, self.config, self.ctx = plan, plan.config, ctx
+        self.on_cell_finished = on_cell_finished
+        self.records: list[dict[str, Any]] = []
+        if plan.deploy is not None:
+            build = ModelSlot(plan.config, ctx.device, factory).build  # seeded, weights loaded, random weights refused
+            self.config, factory, self.records = deploy_models(plan.deploy, plan.config, build, ctx)
+        config, efficiency = self.config, plan.efficiency
+        if isinstance(efficiency, EfficiencySpec):
             efficiency = efficiency_probe(
                 efficiency, ctx.device, config.suite, config.channels_last, config.compile,
                 precision=config.precision, sample=sample_image(efficiency, config),
             )  # fmt: skip
-        self.efficiency, self.on_cell_finished, self.ctx = efficiency, on_cell_finished, ctx
-        self.spec = dataclasses.replace(config.inference_spec(inference), device=str(ctx.device))
-        self.cells = plan_cells(config.models, self.conds, efficiency is not None, config.only)
+        self.efficiency = efficiency
+        self.spec = dataclasses.replace(plan.spec, device=str(ctx.device))
+        self.cells = plan_cells(config.models, plan.conditions if plan.accuracy else (), efficiency is not None)
         self.residency = Residency(ModelSlot(config, ctx.device, factory), config.models, ctx)
-        self.records: list[dict[str, Any]] = []
-        self.notes: list[str] = []
 
     def execute(self, held: contextlib.ExitStack) -> RunResult:
         """Preflight, take the run folder (its lock stays in `held`), run the missing cells, gather the tables."""
@@ -151,12 +162,12 @@ class _Run:
         self.residency.load_all()
         described = describe_models(self.residency, config, self.spec)
         if ctx.is_main and not config.quiet:
-            for line in self.notes:
+            for line in self.plan.notes:
                 print(line, file=sys.stderr)
         self.weights = described["weights"]
         run_dir = distributed.on_main(lambda: resolve_run_dir(config), ctx)
         distributed.on_main(lambda: held.enter_context(folder_lock(run_dir, what="run folder")), ctx)
-        record = {**manifest(config, self.conds, described), "run_id": run_dir.name}
+        record = {**manifest(config, self.plan.conditions, described), "run_id": run_dir.name}
         self.store = RunStore(run_dir)
         env = functools.partial(run_environment, config, run_dir, self.spec, described, ctx)
         done = distributed.on_main(lambda: prepare(self.store, record, env()), ctx)
@@ -165,11 +176,13 @@ class _Run:
                 if made["cell"] not in done:
                     self.store.write_cell({**made, "finished_at": now()})
         ids = [r["cell"] for r in self.records] + [c.id for c in self.cells]
-        self.result = RunResult(run_dir, None, ids, skipped=[i for i in ids if i in done])
+        self.result = RunResult(run_dir, None, ids, skipped=[i for i in ids if i in done], is_main=ctx.is_main)
         self.progress = Progress(self.result, ctx.is_main, config.quiet)
         self.progress.plan(run_dir)
         try:
             self._work(Schedule([c for c in self.cells if c.id not in done], self.residency.together))
+            if self.plan.gallery and not self.result.failed:
+                self._gallery(run_dir)
         except KeyboardInterrupt:
             self._interrupted()
             raise
@@ -224,6 +237,19 @@ class _Run:
             return accuracy_cells(group, runners, specs, self.config, self.ctx, label)
         probe = functools.partial(efficiency_cell, group[0], models[0], self.config, self.efficiency)
         return [distributed.on_main(probe, self.ctx)]
+
+    def _gallery(self, run_dir: Path) -> None:
+        """Rank 0 saves one Cityscapes image under each of the plan's synthetic conditions with every model's
+        prediction, from the models the run has loaded (one at a time when they do not fit together)."""
+        conditions = [c for c in self.plan.conditions if not c.is_real]
+        if self.ctx.is_main and conditions:
+            config = self.config
+            write_gallery(
+                run_dir, config.data_root, conditions, config.models,
+                self.residency.on_this_rank,
+                self.spec, config.split, config.seed,
+            )  # fmt: skip
+        distributed.barrier(self.ctx)
 
     def _settle(self, cell: Cell, outcome: Outcome, label: str) -> None:
         """Store a finished cell (rank 0) or note a failed one."""

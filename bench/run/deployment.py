@@ -1,0 +1,64 @@
+"""The deployment grid as a stage of the run: built and checked on each rank, inside the distributed context.
+
+Each rank builds every variant on its own device (`bench.deploy.grid.prepare_grid`), because each rank runs every
+variant's accuracy cells on its share of the images; the artifact cache makes the other ranks' builds of an exported
+graph cache hits. A variant is kept only when every rank built it, so that the ranks run the same cells; rank 0's
+`deploy` records are the ones the run stores. The variants then replace the run's models: the runner measures each
+like any other model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from segbench.bench.data.cityscapes import CityscapesDataset
+from segbench.bench.deploy.grid import grid_cells, prepare_grid
+from segbench.bench.measure.inference import normalize
+from segbench.bench.results.schema import deploy_variant, variant_name
+from segbench.bench.run import distributed
+from segbench.bench.run.config import RunConfig
+from segbench.bench.spec import DeploySpec
+
+
+def deploy_models(
+    spec: DeploySpec, config: RunConfig, build: Callable[[str], nn.Module], ctx: distributed.DistContext
+) -> tuple[RunConfig, Callable[..., nn.Module], list[dict[str, Any]]]:
+    """Build and check the grid of `config.models` on this rank's device, on the split's first clean images.
+
+    Args:
+        spec: the plan's grid (backends and precisions already narrowed by the user's).
+        config: the planned config (its models are the grid's base models).
+        build: builds one base model as the runner does (`ModelSlot.build`: seeded, weights loaded, the
+            random-weights policy applied).
+        ctx: this rank's distributed context; the variants run on `ctx.device`.
+
+    Returns:
+        The config with the kept variants as its models (their weights those of their base model, no reference
+        model), a factory giving each variant, and the grid's `deploy` cell records (to store on rank 0).
+    """
+    count = max(spec.calibration_images, spec.agreement_images)
+    dataset = CityscapesDataset(config.data_root, split=config.split, max_images=count)
+    raw = [dataset[i]["image"].unsqueeze(0) for i in range(len(dataset))]
+
+    def images(model: nn.Module) -> list[torch.Tensor]:
+        return [normalize(x, model.meta.mean, model.meta.std).to(ctx.device) for x in raw]
+
+    grid = prepare_grid(
+        config.models, build, images, spec.backends, spec.precisions, device=ctx.device,
+        calibration=spec.calibration_images, agreement=spec.agreement_images, suite=config.suite,
+        quiet=config.quiet or not ctx.is_main,
+    )  # fmt: skip
+    names = [variant_name(*cell) for cell in grid_cells(config.models, spec.backends, spec.precisions)]
+    kept = [v for v in names if not distributed.any_failed(v not in grid.variants, ctx)]  # same calls on every rank
+    weights = {v: config.weights[deploy_variant(v)[0]] for v in kept if deploy_variant(v)[0] in config.weights}
+    config = dataclasses.replace(config, models=tuple(kept), weights=weights, reference_model=None)
+
+    def variant(name: str, **_: object) -> nn.Module:
+        return grid.variants[name]
+
+    return config, variant, grid.records
