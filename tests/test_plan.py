@@ -102,7 +102,7 @@ def build(num_classes):
     return Recorder(num_classes)
 '''
 
-SCRIPT = '''
+SCRIPT = """
 import sys
 import segbench
 from segbench.bench.results.axes import Condition
@@ -118,7 +118,7 @@ suite = SuiteSpec(
 )
 config = RunConfig(models=f"rec=py:{sys.argv[1]}:build", out_dir=sys.argv[2], run_id="run", quiet=True)
 segbench.run(suite, config)
-'''
+"""
 
 
 def test_deploy_grid_and_gallery_run_inside_each_rank_s_context(tmp_path):
