@@ -17,10 +17,7 @@ from typing import Any
 from torch import nn
 
 from segbench.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
-from segbench.models.registry import Registry
-
-MODELS: Registry = Registry("model")
-register_model = MODELS.register
+from segbench.models.registry import MODELS, register_model
 
 
 def list_models(pattern: str = "*") -> list[str]:

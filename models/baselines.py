@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models import register_model
 from segbench.models.backbones import MIT_PREFIX, DilationUnsupported, create_backbone
 from segbench.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
 from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
 from segbench.models.heads import HEADS
+from segbench.models.registry import register_model
 
 PAPERS = {
     "fcn": "Long et al. 2015, arXiv 1411.4038",

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models import register_model
 from segbench.models.base import ModelMeta, WeightsInfo
 from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
+from segbench.models.registry import register_model
 
 MIN_INPUT_SIZE = 32  # four stride-2+ stages and the 8x8 reduction conv of stage 1 need at least 32 px
 
