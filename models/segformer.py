@@ -455,29 +455,19 @@ def convert_nvlabs(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return str(int(one_based) - 1)
 
     bb = r"(?:backbone\.)?"
+    blk = bb + r"block(\d)\.(\d+)"
+
+    def base(m: re.Match) -> str:
+        return f"backbone.stages.{stage(m[1])}.blocks.{m[2]}"
+
     rules = [
         (bb + r"patch_embed(\d)\.proj\.(\w+)", lambda m: f"backbone.stages.{stage(m[1])}.patch_embed.proj.{m[2]}"),
         (bb + r"patch_embed(\d)\.norm\.(\w+)", lambda m: f"backbone.stages.{stage(m[1])}.patch_embed.norm.{m[2]}"),
-        (
-            bb + r"block(\d)\.(\d+)\.(norm1|norm2)\.(\w+)",
-            lambda m: f"backbone.stages.{stage(m[1])}.blocks.{m[2]}.{m[3]}.{m[4]}",
-        ),  # noqa: E501
-        (
-            bb + r"block(\d)\.(\d+)\.attn\.(q|kv|sr|proj)\.(\w+)",
-            lambda m: f"backbone.stages.{stage(m[1])}.blocks.{m[2]}.attn.{m[3]}.{m[4]}",
-        ),  # noqa: E501
-        (
-            bb + r"block(\d)\.(\d+)\.attn\.norm\.(\w+)",
-            lambda m: f"backbone.stages.{stage(m[1])}.blocks.{m[2]}.attn.sr_norm.{m[3]}",
-        ),  # noqa: E501
-        (
-            bb + r"block(\d)\.(\d+)\.mlp\.(fc1|fc2)\.(\w+)",
-            lambda m: f"backbone.stages.{stage(m[1])}.blocks.{m[2]}.mlp.{m[3]}.{m[4]}",
-        ),  # noqa: E501
-        (
-            bb + r"block(\d)\.(\d+)\.mlp\.dwconv\.dwconv\.(\w+)",
-            lambda m: f"backbone.stages.{stage(m[1])}.blocks.{m[2]}.mlp.dwconv.{m[3]}",
-        ),  # noqa: E501
+        (blk + r"\.(norm1|norm2)\.(\w+)", lambda m: f"{base(m)}.{m[3]}.{m[4]}"),
+        (blk + r"\.attn\.(q|kv|sr|proj)\.(\w+)", lambda m: f"{base(m)}.attn.{m[3]}.{m[4]}"),
+        (blk + r"\.attn\.norm\.(\w+)", lambda m: f"{base(m)}.attn.sr_norm.{m[3]}"),
+        (blk + r"\.mlp\.(fc1|fc2)\.(\w+)", lambda m: f"{base(m)}.mlp.{m[3]}.{m[4]}"),
+        (blk + r"\.mlp\.dwconv\.dwconv\.(\w+)", lambda m: f"{base(m)}.mlp.dwconv.{m[3]}"),
         (bb + r"norm(\d)\.(\w+)", lambda m: f"backbone.stages.{stage(m[1])}.norm.{m[2]}"),
         (r"decode_head\.linear_c(\d)\.proj\.(\w+)", lambda m: f"decode_head.proj.{stage(m[1])}.{m[2]}"),
         (r"decode_head\.linear_fuse\.conv\.(\w+)", lambda m: f"decode_head.fuse.conv.{m[1]}"),
