@@ -33,6 +33,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -712,17 +713,85 @@ def _build(
     return model.eval()
 
 
-def _register(variant: str, mmseg: bool) -> None:
-    name = f"segformer-{variant}" + ("-mmseg" if mmseg else "")
-
-    def factory(**kwargs) -> SegFormer:
-        return _build(variant, mmseg, **kwargs)
-
-    factory.__name__ = name.replace("-", "_")
-    factory.__doc__ = f"SegFormer-{variant.upper()} ({'mmseg decoder' if mmseg else 'original All-MLP decoder'})."
-    register_model(name, group="segformer")(factory)
+@register_model("segformer-b0", group="segformer")
+def segformer_b0(**kwargs: Any) -> SegFormer:
+    """SegFormer-B0: MiT-B0 and the original All-MLP decoder (width 256)."""
+    return _build("b0", mmseg=False, **kwargs)
 
 
-for _variant in MIT_CONFIGS:
-    _register(_variant, mmseg=False)
-    _register(_variant, mmseg=True)
+@register_model("segformer-b0-mmseg", group="segformer")
+def segformer_b0_mmseg(**kwargs: Any) -> SegFormer:
+    """SegFormer-B0: MiT-B0 and mmseg's decoder (width 256)."""
+    return _build("b0", mmseg=True, **kwargs)
+
+
+@register_model("segformer-b1", group="segformer")
+def segformer_b1(**kwargs: Any) -> SegFormer:
+    """SegFormer-B1: MiT-B1 and the original All-MLP decoder (width 256)."""
+    return _build("b1", mmseg=False, **kwargs)
+
+
+@register_model("segformer-b1-mmseg", group="segformer")
+def segformer_b1_mmseg(**kwargs: Any) -> SegFormer:
+    """SegFormer-B1: MiT-B1 and mmseg's decoder (width 256)."""
+    return _build("b1", mmseg=True, **kwargs)
+
+
+@register_model("segformer-b2", group="segformer")
+def segformer_b2(**kwargs: Any) -> SegFormer:
+    """SegFormer-B2: MiT-B2 and the original All-MLP decoder (width 768)."""
+    return _build("b2", mmseg=False, **kwargs)
+
+
+@register_model("segformer-b2-mmseg", group="segformer")
+def segformer_b2_mmseg(**kwargs: Any) -> SegFormer:
+    """SegFormer-B2: MiT-B2 and mmseg's decoder (width 256)."""
+    return _build("b2", mmseg=True, **kwargs)
+
+
+@register_model("segformer-b3", group="segformer")
+def segformer_b3(**kwargs: Any) -> SegFormer:
+    """SegFormer-B3: MiT-B3 and the original All-MLP decoder (width 768)."""
+    return _build("b3", mmseg=False, **kwargs)
+
+
+@register_model("segformer-b3-mmseg", group="segformer")
+def segformer_b3_mmseg(**kwargs: Any) -> SegFormer:
+    """SegFormer-B3: MiT-B3 and mmseg's decoder (width 256)."""
+    return _build("b3", mmseg=True, **kwargs)
+
+
+@register_model("segformer-b4", group="segformer")
+def segformer_b4(**kwargs: Any) -> SegFormer:
+    """SegFormer-B4: MiT-B4 and the original All-MLP decoder (width 768)."""
+    return _build("b4", mmseg=False, **kwargs)
+
+
+@register_model("segformer-b4-mmseg", group="segformer")
+def segformer_b4_mmseg(**kwargs: Any) -> SegFormer:
+    """SegFormer-B4: MiT-B4 and mmseg's decoder (width 256)."""
+    return _build("b4", mmseg=True, **kwargs)
+
+
+@register_model("segformer-b5", group="segformer")
+def segformer_b5(**kwargs: Any) -> SegFormer:
+    """SegFormer-B5: MiT-B5 and the original All-MLP decoder (width 768)."""
+    return _build("b5", mmseg=False, **kwargs)
+
+
+@register_model("segformer-b5-mmseg", group="segformer")
+def segformer_b5_mmseg(**kwargs: Any) -> SegFormer:
+    """SegFormer-B5: MiT-B5 and mmseg's decoder (width 256)."""
+    return _build("b5", mmseg=True, **kwargs)
+
+
+@register_model("segformer-tiny", group="segformer")
+def segformer_tiny(**kwargs: Any) -> SegFormer:
+    """SegFormer with a tiny MiT (one block per stage, widths 8-16) and the All-MLP decoder, for tests."""
+    return _build("tiny", mmseg=False, **kwargs)
+
+
+@register_model("segformer-tiny-mmseg", group="segformer")
+def segformer_tiny_mmseg(**kwargs: Any) -> SegFormer:
+    """SegFormer with a tiny MiT (one block per stage, widths 8-16) and mmseg's decoder, for tests."""
+    return _build("tiny", mmseg=True, **kwargs)
