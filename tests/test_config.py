@@ -148,6 +148,9 @@ def test_parse_model_args_types_and_brackets():
 def test_parse_model_args_errors(text, fragment):
     with pytest.raises(ValueError, match=fragment):
         parse_model_args(text)
+    with pytest.raises(ConfigError, match=fragment) as info:
+        RunConfig(model_args=text)
+    assert info.value.field == "model_args" and "model-args" not in info.value.problem  # the flag is the CLI's to add
 
 
 class StandInGpus:

@@ -61,7 +61,8 @@ def parse_model_args(text: str | Iterable[str] | None) -> dict[str, Any]:
 
     Raises:
         ValueError: an item without `=`, a key that is not an identifier, a key given twice, or `num_classes`
-            (segbench passes that one itself).
+            (segbench passes that one itself). The message does not name the option: `RunConfig` names the field
+            (`ConfigError`), and the command line its flag.
     """
     texts = [] if text is None else [text] if isinstance(text, str) else list(text)
     out: dict[str, Any] = {}
@@ -71,10 +72,10 @@ def parse_model_args(text: str | Iterable[str] | None) -> dict[str, Any]:
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq or not key.isidentifier():
-            raise ValueError(f"--model-args: {part.strip()!r} is not key=value (e.g. --model-args depth=2,act=gelu)")
+            raise ValueError(f"{part.strip()!r} is not key=value (e.g. depth=2,act=gelu)")
         if key == "num_classes":
-            raise ValueError("--model-args: num_classes is set by segbench from the dataset; leave it out")
+            raise ValueError("num_classes is set by segbench from the dataset; leave it out")
         if key in out:
-            raise ValueError(f"--model-args: {key} is given twice")
+            raise ValueError(f"{key} is given twice")
         out[key] = _literal(value)
     return out
