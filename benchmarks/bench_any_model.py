@@ -66,8 +66,9 @@ from segbench.bench.measure.latency import cpu_model_name, measure_latency
 from segbench.bench.results.classes import CITYSCAPES_CLASSES
 from segbench.bench.run.allocator import retain_freed_memory
 from segbench.bench.run.config import InferenceSpec
+from segbench.models import build_from_source
 from segbench.models.hf_tiny import calibrate_classifiers, liven, make_processor, model_type
-from segbench.models.sources import BuildRequest, build_from_source, parse_model_spec
+from segbench.models.sources import BuildRequest, parse_model_spec
 
 CLASSES = tuple(CITYSCAPES_CLASSES)
 BENCH_SIZE = (512, 1024)  # GMACs and latency (Cityscapes at half resolution)

@@ -12,15 +12,14 @@ from segbench._rooms import require_namespace
 
 require_namespace(__name__)
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from segbench.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
-from segbench.models.registry import Registry
-
-MODELS: Registry = Registry("model")
-register_model = MODELS.register
+from segbench.models.registry import MODELS, register_model
+from segbench.models.sources import BuildRequest
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -58,6 +57,36 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return model.eval()
 
 
+def build_from_source(request: BuildRequest) -> nn.Module:
+    """Build a model of a non-registry source (`request.spec.kind` in `sources.SOURCE_KINDS`), in eval mode."""
+    return _loaders()[request.spec.kind](request).eval()
+
+
+def _loaders() -> dict[str, Callable[[BuildRequest], nn.Module]]:
+    # imported on use: transformers and onnxruntime are optional extras
+    def hf(request: BuildRequest) -> nn.Module:
+        from segbench.models.hf import load_hf
+
+        return load_hf(request)
+
+    def py(request: BuildRequest) -> nn.Module:
+        from segbench.models.user import load_py
+
+        return load_py(request)
+
+    def torchscript(request: BuildRequest) -> nn.Module:
+        from segbench.models.exported import load_torchscript
+
+        return load_torchscript(request)
+
+    def onnx(request: BuildRequest) -> nn.Module:
+        from segbench.models.exported import load_onnx
+
+        return load_onnx(request)
+
+    return {"hf": hf, "py": py, "torchscript": torchscript, "onnx": onnx}
+
+
 def list_plugin_models(pattern: str = "*") -> list[str]:
     """Models that installed packages register in the `segbench.models` entry-point group (built-in names win)."""
     from segbench.models.user import list_entry_point_models
@@ -87,6 +116,7 @@ __all__ = [
     "MODELS",
     "ModelMeta",
     "WeightsInfo",
+    "build_from_source",
     "create_model",
     "list_models",
     "list_models_grouped",

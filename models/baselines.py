@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models import register_model
 from segbench.models.backbones import MIT_PREFIX, DilationUnsupported, create_backbone
 from segbench.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
 from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
 from segbench.models.heads import HEADS
+from segbench.models.registry import register_model
 
 PAPERS = {
     "fcn": "Long et al. 2015, arXiv 1411.4038",
@@ -73,29 +73,6 @@ BACKBONES: dict[str, BackboneSpec] = {
     **{f"{MIT_PREFIX}{v}": BackboneSpec(f"{MIT_PREFIX}{v}", 32) for v in ("b0", "b1", "b2", "b3", "b4", "b5", "tiny")},
 }
 
-# The registered set: head -> backbone keys. `*-mit-tiny` are tiny test variants (MiT with widths 8-16, heads 16 wide).
-REGISTERED: dict[str, tuple[str, ...]] = {
-    "fcn": ("r50", "r101", "mobilenetv2", "mit-tiny"),
-    "pspnet": ("r50", "r101", "mobilenetv2", "mit-tiny"),
-    "deeplabv3": ("r50", "r101", "mit-tiny"),
-    "deeplabv3plus": (
-        "r50",
-        "r101",
-        "mobilenetv2",
-        "xception41",
-        "xception65",
-        "xception71",
-        "mit-b0",
-        "mit-b1",
-        "mit-b2",
-        "mit-b3",
-        "mit-b4",
-        "mit-b5",
-        "mit-tiny",
-    ),  # fmt: skip
-    "upernet": ("r50", "r101", "mit-tiny"),
-    "mlp": ("r50", "r101", "mit-tiny"),
-}
 TINY_HEAD_WIDTH = 16
 
 
@@ -333,17 +310,181 @@ def load_baseline_weights(model: EncoderDecoder, weights: str | Path) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _register(head: str, backbone: str) -> None:
-    name = f"{head}-{backbone}"
-
-    def factory(**kwargs: Any) -> EncoderDecoder:
-        return build(head, backbone, name, **kwargs)
-
-    factory.__name__ = name.replace("-", "_")
-    factory.__doc__ = f"{head} head on {BACKBONES[backbone].network} ({PAPERS[head]})."
-    register_model(name, group=head)(factory)
+@register_model("fcn-r50", group="fcn")
+def fcn_r50(**kwargs: Any) -> EncoderDecoder:
+    """FCN on ResNetV1c-50, dilated to output stride 8."""
+    return build("fcn", "r50", "fcn-r50", **kwargs)
 
 
-for _head, _backbones in REGISTERED.items():
-    for _backbone in _backbones:
-        _register(_head, _backbone)
+@register_model("fcn-r101", group="fcn")
+def fcn_r101(**kwargs: Any) -> EncoderDecoder:
+    """FCN on ResNetV1c-101, dilated to output stride 8."""
+    return build("fcn", "r101", "fcn-r101", **kwargs)
+
+
+@register_model("fcn-mobilenetv2", group="fcn")
+def fcn_mobilenetv2(**kwargs: Any) -> EncoderDecoder:
+    """FCN on MobileNetV2, dilated to output stride 8."""
+    return build("fcn", "mobilenetv2", "fcn-mobilenetv2", **kwargs)
+
+
+@register_model("fcn-mit-tiny", group="fcn")
+def fcn_mit_tiny(**kwargs: Any) -> EncoderDecoder:
+    """FCN, 16 wide, on the tiny MiT (widths 8-16), for tests."""
+    return build("fcn", "mit-tiny", "fcn-mit-tiny", **kwargs)
+
+
+@register_model("pspnet-r50", group="pspnet")
+def pspnet_r50(**kwargs: Any) -> EncoderDecoder:
+    """PSPNet on ResNetV1c-50, dilated to output stride 8."""
+    return build("pspnet", "r50", "pspnet-r50", **kwargs)
+
+
+@register_model("pspnet-r101", group="pspnet")
+def pspnet_r101(**kwargs: Any) -> EncoderDecoder:
+    """PSPNet on ResNetV1c-101, dilated to output stride 8."""
+    return build("pspnet", "r101", "pspnet-r101", **kwargs)
+
+
+@register_model("pspnet-mobilenetv2", group="pspnet")
+def pspnet_mobilenetv2(**kwargs: Any) -> EncoderDecoder:
+    """PSPNet on MobileNetV2, dilated to output stride 8."""
+    return build("pspnet", "mobilenetv2", "pspnet-mobilenetv2", **kwargs)
+
+
+@register_model("pspnet-mit-tiny", group="pspnet")
+def pspnet_mit_tiny(**kwargs: Any) -> EncoderDecoder:
+    """PSPNet, 16 wide, on the tiny MiT (widths 8-16), for tests."""
+    return build("pspnet", "mit-tiny", "pspnet-mit-tiny", **kwargs)
+
+
+@register_model("deeplabv3-r50", group="deeplabv3")
+def deeplabv3_r50(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3 on ResNetV1c-50, dilated to output stride 8."""
+    return build("deeplabv3", "r50", "deeplabv3-r50", **kwargs)
+
+
+@register_model("deeplabv3-r101", group="deeplabv3")
+def deeplabv3_r101(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3 on ResNetV1c-101, dilated to output stride 8."""
+    return build("deeplabv3", "r101", "deeplabv3-r101", **kwargs)
+
+
+@register_model("deeplabv3-mit-tiny", group="deeplabv3")
+def deeplabv3_mit_tiny(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3, 16 wide, on the tiny MiT (widths 8-16), for tests."""
+    return build("deeplabv3", "mit-tiny", "deeplabv3-mit-tiny", **kwargs)
+
+
+@register_model("deeplabv3plus-r50", group="deeplabv3plus")
+def deeplabv3plus_r50(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on ResNetV1c-50, dilated to output stride 8."""
+    return build("deeplabv3plus", "r50", "deeplabv3plus-r50", **kwargs)
+
+
+@register_model("deeplabv3plus-r101", group="deeplabv3plus")
+def deeplabv3plus_r101(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on ResNetV1c-101, dilated to output stride 8."""
+    return build("deeplabv3plus", "r101", "deeplabv3plus-r101", **kwargs)
+
+
+@register_model("deeplabv3plus-mobilenetv2", group="deeplabv3plus")
+def deeplabv3plus_mobilenetv2(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on MobileNetV2, dilated to output stride 8."""
+    return build("deeplabv3plus", "mobilenetv2", "deeplabv3plus-mobilenetv2", **kwargs)
+
+
+@register_model("deeplabv3plus-xception41", group="deeplabv3plus")
+def deeplabv3plus_xception41(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on aligned Xception-41, dilated to output stride 16."""
+    return build("deeplabv3plus", "xception41", "deeplabv3plus-xception41", **kwargs)
+
+
+@register_model("deeplabv3plus-xception65", group="deeplabv3plus")
+def deeplabv3plus_xception65(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on aligned Xception-65, dilated to output stride 16."""
+    return build("deeplabv3plus", "xception65", "deeplabv3plus-xception65", **kwargs)
+
+
+@register_model("deeplabv3plus-xception71", group="deeplabv3plus")
+def deeplabv3plus_xception71(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on aligned Xception-71, dilated to output stride 16."""
+    return build("deeplabv3plus", "xception71", "deeplabv3plus-xception71", **kwargs)
+
+
+@register_model("deeplabv3plus-mit-b0", group="deeplabv3plus")
+def deeplabv3plus_mit_b0(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on MiT-B0."""
+    return build("deeplabv3plus", "mit-b0", "deeplabv3plus-mit-b0", **kwargs)
+
+
+@register_model("deeplabv3plus-mit-b1", group="deeplabv3plus")
+def deeplabv3plus_mit_b1(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on MiT-B1."""
+    return build("deeplabv3plus", "mit-b1", "deeplabv3plus-mit-b1", **kwargs)
+
+
+@register_model("deeplabv3plus-mit-b2", group="deeplabv3plus")
+def deeplabv3plus_mit_b2(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on MiT-B2."""
+    return build("deeplabv3plus", "mit-b2", "deeplabv3plus-mit-b2", **kwargs)
+
+
+@register_model("deeplabv3plus-mit-b3", group="deeplabv3plus")
+def deeplabv3plus_mit_b3(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on MiT-B3."""
+    return build("deeplabv3plus", "mit-b3", "deeplabv3plus-mit-b3", **kwargs)
+
+
+@register_model("deeplabv3plus-mit-b4", group="deeplabv3plus")
+def deeplabv3plus_mit_b4(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on MiT-B4."""
+    return build("deeplabv3plus", "mit-b4", "deeplabv3plus-mit-b4", **kwargs)
+
+
+@register_model("deeplabv3plus-mit-b5", group="deeplabv3plus")
+def deeplabv3plus_mit_b5(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+ on MiT-B5."""
+    return build("deeplabv3plus", "mit-b5", "deeplabv3plus-mit-b5", **kwargs)
+
+
+@register_model("deeplabv3plus-mit-tiny", group="deeplabv3plus")
+def deeplabv3plus_mit_tiny(**kwargs: Any) -> EncoderDecoder:
+    """DeepLabV3+, 16 wide, on the tiny MiT (widths 8-16), for tests."""
+    return build("deeplabv3plus", "mit-tiny", "deeplabv3plus-mit-tiny", **kwargs)
+
+
+@register_model("upernet-r50", group="upernet")
+def upernet_r50(**kwargs: Any) -> EncoderDecoder:
+    """UPerNet on ResNetV1c-50."""
+    return build("upernet", "r50", "upernet-r50", **kwargs)
+
+
+@register_model("upernet-r101", group="upernet")
+def upernet_r101(**kwargs: Any) -> EncoderDecoder:
+    """UPerNet on ResNetV1c-101."""
+    return build("upernet", "r101", "upernet-r101", **kwargs)
+
+
+@register_model("upernet-mit-tiny", group="upernet")
+def upernet_mit_tiny(**kwargs: Any) -> EncoderDecoder:
+    """UPerNet, 16 wide, on the tiny MiT (widths 8-16), for tests."""
+    return build("upernet", "mit-tiny", "upernet-mit-tiny", **kwargs)
+
+
+@register_model("mlp-r50", group="mlp")
+def mlp_r50(**kwargs: Any) -> EncoderDecoder:
+    """SegFormer's All-MLP decoder on ResNetV1c-50."""
+    return build("mlp", "r50", "mlp-r50", **kwargs)
+
+
+@register_model("mlp-r101", group="mlp")
+def mlp_r101(**kwargs: Any) -> EncoderDecoder:
+    """SegFormer's All-MLP decoder on ResNetV1c-101."""
+    return build("mlp", "r101", "mlp-r101", **kwargs)
+
+
+@register_model("mlp-mit-tiny", group="mlp")
+def mlp_mit_tiny(**kwargs: Any) -> EncoderDecoder:
+    """SegFormer's All-MLP decoder, 16 wide, on the tiny MiT (widths 8-16), for tests."""
+    return build("mlp", "mit-tiny", "mlp-mit-tiny", **kwargs)

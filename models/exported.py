@@ -1,10 +1,10 @@
 """Exported models: `torchscript:FILE` (TorchScript, run by torch) and `onnx:FILE` (run by ONNX Runtime).
 
 Both run every suite like any other model: the file's module takes a normalised float batch `(B, 3, H, W)` and
-returns logits `(B, num_classes, h, w)`, checked on every forward (`user.check_logits`).
+returns logits `(B, num_classes, h, w)`, checked on every forward (`adapter.check_logits`).
 
-**The declaration** is the one of `py:` models (`user.DECLARATION_KEYS`: mean, std, input_range, trained,
-output_stride, eval_crop, eval_stride, class_names; see `segbench.models.user`), read from `--model-meta FILE`
+**The declaration** is the one of `py:` models (`adapter.DECLARATION_KEYS`: mean, std, input_range, trained,
+output_stride, eval_crop, eval_stride, class_names; see `segbench.models.adapter`), read from `--model-meta FILE`
 (`BuildRequest.meta`), else from the sidecar `<file>.segbench.json` beside the model (`model.onnx.segbench.json`),
 else the defaults (ImageNet normalisation, untrained). `trained` defaults to False here too: a run refuses the file
 without `--allow-random-weights` unless the declaration says `"trained": true`. With `class_names`, the channels are
@@ -39,18 +39,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from segbench.models.base import WeightsInfo
-from segbench.models.checkpoint import sha256_file
-from segbench.models.sources import BuildRequest, SourceError, SourceInfo
-from segbench.models.user import (
+from segbench.models.adapter import (
     Declaration,
     SourceModel,
-    first_line,
     load_weights_file,
     parse_declaration,
     read_declaration_file,
     wrap,
 )
+from segbench.models.base import WeightsInfo
+from segbench.models.checkpoint import sha256_file
+from segbench.models.sources import BuildRequest, SourceError, SourceInfo, first_line
 
 SIDECAR_SUFFIX = ".segbench.json"
 """A model file's declaration beside it: `model.onnx` -> `model.onnx.segbench.json`."""

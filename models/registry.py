@@ -1,7 +1,11 @@
-"""A small name registry, shared by models and suites (after timm's `register_model` and lm-eval's `Registry`).
+"""A small name registry, shared by models and suites (after timm's `register_model` and lm-eval's `Registry`), and the
+model registry itself.
 
 A decorator fills it; `get`, `create` and `list` are the doors. A duplicate name raises; an unknown name raises a
 `ValueError` that lists the closest registered names.
+
+The model families register their variants here (`@register_model(...)`), not through the package: `segbench.models`
+imports the families on first use, so a family that imported the package would import itself in a circle.
 """
 
 from __future__ import annotations
@@ -67,3 +71,8 @@ class Registry(Generic[T]):
     def create(self, name: str, **kwargs: Any) -> Any:
         factory = self.get(name)
         return factory(**kwargs)  # type: ignore[operator]
+
+
+MODELS: Registry = Registry("model")
+"""The registered model variants (filled by the families: `models/segformer.py`, `models/baselines.py`)."""
+register_model = MODELS.register

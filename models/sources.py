@@ -17,16 +17,18 @@ and which carries
 * `meta` (`ModelMeta`): normalisation (RGB mean/std of images scaled to [0, 1]), output stride, sliding window;
 * `weights_info` (`WeightsInfo`): where the weights came from, their hash, whether they are trained;
 * `source_info` (`SourceInfo`): the source's provenance, recorded in run.json and shown in the report.
+
+This module holds the syntax and what a source's loader is given and gives (`BuildRequest`, `SourceInfo`,
+`SourceError`, class matching by name); `segbench.models.build_from_source` calls the loader, which lives with its
+source (`models/hf.py`, `models/user.py`, `models/exported.py`; the shared wrapper is `models/adapter.py`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from torch import nn
 
 SOURCE_KINDS = ("hf", "py", "torchscript", "onnx")
 """The prefixes of the sources beside the registry (`<kind>:<target>`)."""
@@ -39,6 +41,13 @@ Registry names also take `:` (`<head>:<timm model>`); a deployment variant is `<
 
 class SourceError(ValueError):
     """A model source that cannot be used (one line: what and where, and what to do)."""
+
+
+def first_line(error: BaseException) -> str:
+    """`TypeName: first line of the message` (the message alone if it already names the type), at most 200 chars."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    name = type(error).__name__
+    return (f"{name}: {text}" if text and not text.startswith(name) else text or name)[:200]
 
 
 @dataclass(frozen=True)
@@ -144,39 +153,6 @@ class BuildRequest:
     model_args: Mapping[str, Any] = field(default_factory=dict)
     label_map: Mapping[str, str] | None = None
     meta: Mapping[str, Any] | None = None
-
-
-Loader = Callable[[BuildRequest], nn.Module]
-
-
-def _loaders() -> dict[str, Loader]:
-    # imported on use: transformers and onnxruntime are optional extras
-    def hf(request: BuildRequest) -> nn.Module:
-        from segbench.models.hf import load_hf
-
-        return load_hf(request)
-
-    def py(request: BuildRequest) -> nn.Module:
-        from segbench.models.user import load_py
-
-        return load_py(request)
-
-    def torchscript(request: BuildRequest) -> nn.Module:
-        from segbench.models.exported import load_torchscript
-
-        return load_torchscript(request)
-
-    def onnx(request: BuildRequest) -> nn.Module:
-        from segbench.models.exported import load_onnx
-
-        return load_onnx(request)
-
-    return {"hf": hf, "py": py, "torchscript": torchscript, "onnx": onnx}
-
-
-def build_from_source(request: BuildRequest) -> nn.Module:
-    """Build a model of a non-registry source (`request.spec.kind` in `SOURCE_KINDS`), in eval mode."""
-    return _loaders()[request.spec.kind](request).eval()
 
 
 def label_key(name: str) -> str:

@@ -12,14 +12,8 @@ from segbench._rooms import require_namespace
 require_namespace(__name__)
 
 from segbench.bench.spec import SuiteSpec
-from segbench.models.registry import Registry
-
-SUITES: Registry = Registry("suite")
-
-
-def register_suite(spec: SuiteSpec) -> SuiteSpec:
-    SUITES.add(spec.name, spec)
-    return spec
+from segbench.suites import builtin  # noqa: F401  (registers the built-in suites)
+from segbench.suites.registry import SUITES, register_suite
 
 
 def get_suite(name: str) -> SuiteSpec:
@@ -30,7 +24,5 @@ def get_suite(name: str) -> SuiteSpec:
 def list_suites(pattern: str = "*") -> list[str]:
     return SUITES.list(pattern)
 
-
-from segbench.suites import builtin  # noqa: E402,F401  (registers the built-in suites)
 
 __all__ = ["SUITES", "get_suite", "list_suites", "register_suite"]

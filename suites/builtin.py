@@ -7,7 +7,7 @@ from pathlib import Path
 from segbench.bench.results.axes import CORRUPTIONS, Condition, real_conditions
 from segbench.bench.run.config import InferenceSpec
 from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
-from segbench.suites import register_suite
+from segbench.suites.registry import register_suite
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "demo_weights"  # made by scripts/train_demo.py
 DEMO_MODELS = ("segformer-b0", "deeplabv3plus-mobilenetv2")

@@ -100,6 +100,7 @@ def test_random_weights_refused_without_flag(tmp_path):
         (("--batch-size", "two"), "argument --batch-size: invalid int value: 'two'"),
         (("--only", "speed"), "--only: 'speed' unknown"),
         (("--max-images", "0"), "--max-images: must be a positive integer or None, got 0"),
+        (("--model-args", "a=1,a=2"), "error: --model-args: a is given twice"),
         (("--reference", "segformer-b5"), "--reference: 'segformer-b5' is not among the models (segformer-b0, "),
         (("--nope",), "unrecognized arguments: --nope"),
         (("list", "everything"), "argument what: invalid choice: 'everything'"),

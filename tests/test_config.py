@@ -18,6 +18,7 @@ from segbench.bench.run.config import (
     check_precision_supported,
     expand_models,
 )
+from segbench.bench.run.model_args import parse_model_args
 
 
 def test_expand_models_shorthand():
@@ -120,6 +121,36 @@ def test_models_take_every_source_with_an_optional_name(tmp_path):
         RunConfig(models="segformer-b0", label_map="/nope.json")
     with pytest.raises(ConfigError, match="nothing after 'hf:'"):
         RunConfig(models="hf:")
+
+
+def test_parse_model_args_types_and_brackets():
+    args = parse_model_args("depth=2, lr=1e-3,act=gelu,flag=false,On=True,none=None,sizes=[8,16],name='a,b',d={'k': 1}")
+    assert args == {
+        "depth": 2,
+        "lr": 1e-3,
+        "act": "gelu",
+        "flag": False,
+        "On": True,
+        "none": None,
+        "sizes": [8, 16],
+        "name": "a,b",
+        "d": {"k": 1},
+    }
+    assert isinstance(args["depth"], int) and isinstance(args["lr"], float)
+    assert parse_model_args(["a=1", "b=x y"]) == {"a": 1, "b": "x y"}
+    assert parse_model_args("") == {} and parse_model_args(None) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("depth", "not key=value"), ("1x=2", "not key=value"), ("a=1,a=2", "given twice"), ("num_classes=3", "set by")],
+)
+def test_parse_model_args_errors(text, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        parse_model_args(text)
+    with pytest.raises(ConfigError, match=fragment) as info:
+        RunConfig(model_args=text)
+    assert info.value.field == "model_args" and "model-args" not in info.value.problem  # the flag is the CLI's to add
 
 
 class StandInGpus:

@@ -32,9 +32,9 @@ from segbench.bench.deploy import (
 from segbench.bench.deploy import backends as backends_module
 from segbench.bench.deploy import export as export_module
 from segbench.bench.deploy import ort as ort_module
+from segbench.models.checkpoint import state_dict_sha256
 from segbench.models.exported import onnx_session
-from segbench.models.segformer import FoldedMLPDecoder
-from segbench.models.user import state_dict_sha256
+from segbench.models.segformer_fast import FoldedMLPDecoder
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

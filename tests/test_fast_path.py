@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from segbench import models
-from segbench.models.segformer import banded_block
+from segbench.models.segformer_fast import banded_block
 
 
 def _random_block_inputs(model: torch.nn.Module, stage: int, batch: int, h: int, w: int) -> tuple:

@@ -24,8 +24,9 @@ from segbench.bench.measure.efficiency import count_params
 from segbench.bench.measure.inference import normalize, predict
 from segbench.bench.results.classes import CITYSCAPES_CLASSES
 from segbench.bench.run.config import InferenceSpec
+from segbench.models import build_from_source
 from segbench.models.checkpoint import sha256_file
-from segbench.models.sources import BuildRequest, SourceError, build_from_source, parse_model_spec
+from segbench.models.sources import BuildRequest, SourceError, parse_model_spec
 
 transformers = pytest.importorskip("transformers")
 

@@ -20,17 +20,13 @@ from torch import nn
 
 from segbench.bench.measure.efficiency import count_params
 from segbench.bench.measure.inference import normalize
-from segbench.models.checkpoint import sha256_file
+from segbench.bench.run.model_args import parse_model_args
+from segbench.models import build_from_source
+from segbench.models.adapter import SourceModel
+from segbench.models.checkpoint import sha256_file, state_dict_sha256
 from segbench.models.exported import load_onnx, load_torchscript, onnx_parameter_count
-from segbench.models.sources import BuildRequest, SourceError, build_from_source, parse_model_spec
-from segbench.models.user import (
-    SourceModel,
-    create_entry_point_model,
-    list_entry_point_models,
-    load_py,
-    parse_model_args,
-    state_dict_sha256,
-)
+from segbench.models.sources import BuildRequest, SourceError, parse_model_spec
+from segbench.models.user import create_entry_point_model, list_entry_point_models, load_py
 
 CLASSES = ("road", "car", "sky")
 
@@ -100,38 +96,6 @@ def one_line_error(req: BuildRequest, loader=load_py) -> str:
     message = str(info.value)
     assert "\n" not in message
     return message
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# --model-args
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def test_parse_model_args_types_and_brackets():
-    args = parse_model_args("depth=2, lr=1e-3,act=gelu,flag=false,On=True,none=None,sizes=[8,16],name='a,b',d={'k': 1}")
-    assert args == {
-        "depth": 2,
-        "lr": 1e-3,
-        "act": "gelu",
-        "flag": False,
-        "On": True,
-        "none": None,
-        "sizes": [8, 16],
-        "name": "a,b",
-        "d": {"k": 1},
-    }
-    assert isinstance(args["depth"], int) and isinstance(args["lr"], float)
-    assert parse_model_args(["a=1", "b=x y"]) == {"a": 1, "b": "x y"}
-    assert parse_model_args("") == {} and parse_model_args(None) == {}
-
-
-@pytest.mark.parametrize(
-    ("text", "fragment"),
-    [("depth", "not key=value"), ("1x=2", "not key=value"), ("a=1,a=2", "given twice"), ("num_classes=3", "set by")],
-)
-def test_parse_model_args_errors(text, fragment):
-    with pytest.raises(SourceError, match=fragment):
-        parse_model_args(text)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -43,9 +43,10 @@ from segbench.bench.deploy.cache import ArtifactCache, CachedArtifact, CacheKey
 from segbench.bench.deploy.export import EXPORTER, OPSET, ExportError, graph_versions, onnx_graph
 from segbench.bench.measure.latency import resolve_device
 from segbench.bench.run.config import ConfigError, autocast_dtype, check_precision_supported
+from segbench.models.checkpoint import state_dict_sha256
 from segbench.models.exported import onnx_session
 from segbench.models.registry import Registry
-from segbench.models.user import first_line, state_dict_sha256
+from segbench.models.sources import first_line
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 """Deployment precisions: `bench.run.config.PRECISIONS` (autocast) plus int8 (static quantisation of an exported

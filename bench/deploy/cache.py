@@ -1,7 +1,7 @@
 """The deployment cache: exported ONNX files and TensorRT engines, built once per key and then reused.
 
 A key (`CacheKey`) is everything that changes the artifact: the model's name and weights (sha256 of its state dict,
-`segbench.models.user.state_dict_sha256`, so random-init and in-memory weights are keyed too), the input shape and
+`segbench.models.checkpoint.state_dict_sha256`, so random-init and in-memory weights are keyed too), the input shape and
 whether H and W are dynamic, the precision, the backend, the versions of the libraries that wrote it (torch, onnx,
 onnxruntime, tensorrt and the GPU for an engine), and the backend's settings (opset, quantisation, calibration images).
 

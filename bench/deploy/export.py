@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from segbench.bench.deploy.cache import ArtifactCache, CachedArtifact, CacheKey, module_version
-from segbench.models.user import first_line
+from segbench.models.sources import first_line
 
 OPSET = 17
 EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based)"

@@ -5,7 +5,7 @@ glibc's malloc hands blocks above its mmap threshold (at most 32 MiB) straight t
 so on the CPU every image would allocate fresh pages and the kernel would zero them again: on the 2-core machine this
 project is developed on, that page-fault work was about a third of a (folded-decoder) SegFormer-B0 forward pass at
 512x1024 (about 410 ms against 258 ms) and is about 15% of a corruption. SegFormer's fast path now keeps its own
-large buffers (`models.segformer.banded_block`, the folded decoder's kept buffers) and depends on this little.
+large buffers (`models.segformer_fast.banded_block`, the folded decoder's kept buffers) and depends on this little.
 Setting `M_MMAP_MAX` to 0 serves every block from the heap, and a large `M_TRIM_THRESHOLD` keeps the heap's freed top,
 so the next image finds its memory ready. The peak memory is unchanged; the process just does not return it between
 images.

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, REAL_WORLD, SEVERITIES, dataset_key
+from segbench.bench.run.model_args import parse_model_args
 
 MODES = ("whole", "slide")
 PRECISIONS: dict[str, str | None] = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
@@ -408,7 +409,7 @@ class RunConfig:
         label_map: a JSON file mapping the dataset's class names to a model's label names (`hf:`, and sources that
             declare class names).
         model_meta: a JSON file declaring normalisation, input range and a trained flag for `py:`, `torchscript:`
-            and `onnx:` models (see `segbench.models.user`).
+            and `onnx:` models (see `segbench.models.adapter`).
         backends: deployment backends (or a comma list) narrowing a deploy suite's grid; () keeps the suite's.
         deploy_precisions: deployment precisions (fp32, bf16, fp16, int8; or a comma list) narrowing the grid.
         command: the command line recorded in env.json (None: `sys.argv`).
@@ -532,12 +533,9 @@ def parse_model_args_field(value: Any) -> dict[str, Any]:
     """`model_args` as a dict: a mapping as it is, a `k=v,...` text parsed as on the command line."""
     if isinstance(value, Mapping):
         return dict(value)
-    from segbench.models.sources import SourceError
-    from segbench.models.user import parse_model_args
-
     try:
         return parse_model_args(value)
-    except SourceError as e:
+    except ValueError as e:
         raise ConfigError("model_args", str(e)) from None
 
 

@@ -66,8 +66,10 @@ def model_factory(config: RunConfig, modules: Mapping[str, nn.Module] | None = N
 def _from_source(
     name: str, source: str, config: RunConfig, kwargs: dict[str, Any], module: nn.Module | None = None
 ) -> nn.Module:
-    from segbench.models.sources import BuildRequest, ModelSpec, build_from_source
-    from segbench.models.user import load_module, read_declaration_file
+    from segbench.models import build_from_source
+    from segbench.models.adapter import read_declaration_file
+    from segbench.models.sources import BuildRequest, ModelSpec
+    from segbench.models.user import load_module
 
     spec = ModelSpec(name, "py", "(in-memory)") if module is not None else parse_model_spec(f"{name}={source}")
     request = BuildRequest(
