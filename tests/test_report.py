@@ -16,7 +16,8 @@ from PIL import Image
 from segbench.bench.results.summaries import summary_rows
 from segbench.reports import SECTION_IDS, render_report
 from segbench.reports import tables as T
-from segbench.reports.render import model_infos
+from segbench.reports.page import Outputs, Page, model_infos
+from segbench.reports.sections import robustness
 
 EVIL = "<script>alert(1)</script>"
 MODELS = ("segformer-b0", "fcn-r18", EVIL)
@@ -459,18 +460,14 @@ def test_screenshot_script_fails_clearly(tmp_path, capsys):
 
 @pytest.mark.parametrize("random_models", [("fcn-r18",), ("segformer-b0", "fcn-r18")])
 def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
-    from segbench.reports import render
-
     rows = accuracy_rows(MODELS[:2])
     frame = T.normalize_results(pd.DataFrame(rows))
-    conditions = T.miou_conditions(frame)
     summary = pd.DataFrame(summary_rows(rows, "demo", reference_model="segformer-b0"))
     weights = {m: {"source": "random-init" if m in random_models else "trained.pth", "random": m in random_models}
                for m in MODELS[:2]}  # fmt: skip
-    infos = render.model_infos({"weights": weights}, MODELS[:2])
-    out = render.Outputs(tmp_path)
-    sec, tab = render._table5(conditions, summary, list(MODELS[:2]), infos, out)
-    scores = render._scores(conditions, summary, list(MODELS[:2]), "segformer-b0", infos, out)
+    env = {"weights": weights}
+    page = Page(tmp_path, frame, "results.csv", summary, env, [], [], model_infos(env, MODELS[:2]), Outputs(tmp_path))
+    sec, scores = robustness.table5(page), robustness.scores(page)
     marked = {
         (row.model, i)
         for table in (sec.tables[0], scores.tables[0])
@@ -480,10 +477,13 @@ def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
     }
     assert not {model for model, _ in marked} & set(random_models)
     if len(random_models) == 1:  # fcn-r18 won brightness, but its weights are random: segformer-b0 takes every column
-        assert tab.best == {("segformer-b0", c) for c in tab.columns if not np.isnan(tab.values.loc["segformer-b0", c])}
+        b0 = next(row for row in sec.tables[0].rows if row.model == "segformer-b0")
+        assert {i for i, c in enumerate(b0.cells) if c.cls == "best"} == {
+            i for i, c in enumerate(b0.cells) if c.text != "–"
+        }
         assert "random-weight models are never marked" in " ".join(sec.notes)
     else:
-        assert not tab.best and not marked and "every model here has random weights" in " ".join(sec.notes)
+        assert not marked and "every model here has random weights" in " ".join(sec.notes)
 
 
 def test_efficiency_table_shows_executed_gmacs_beside_the_architectures():
