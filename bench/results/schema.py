@@ -87,8 +87,15 @@ SUMMARY_METRICS = (
     "drop",
     "delta_miou",
     "delta_mPC",
+    "speedup",
 )
 
 
 REFERENCE_METRICS = ("CE", "mCE", "rel_mCE", "mCE_corruptions")
 """Summary metrics measured against a reference model (their rows name it in the `reference` column)."""
+
+
+SPEEDUP = "speedup"
+"""Summary metric of a deployment variant (unit "x"): eager fp32's median latency over the variant's at the same timing
+setting (`bench.results.summaries.SPEEDUP_SETTING`), written only for a variant that agrees with eager fp32 (eager
+fp32's own is 1)."""
