@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from segbench.bench.results.io import atomic_write_text
+from segbench.bench.results.schema import WEIGHTS_STATUSES
 from segbench.reports import figures
 from segbench.reports import tables as T
 
@@ -33,6 +34,11 @@ FOLD_ROWS = 12
 # --------------------------------------------------------------------------------------------------------------------
 
 
+UNKNOWN_WEIGHTS = "unknown"
+"""A model's weights status when env.json records none (`WEIGHTS_STATUSES`): a run folder written before the run
+recorded it, or a model env.json does not describe. The report then marks nothing: it cannot tell."""
+
+
 @dataclass
 class ModelInfo:
     """A model as the report names it, with its weights' provenance."""
@@ -41,11 +47,21 @@ class ModelInfo:
     source: str = ""
     sha256: str = ""
     path: str = ""
-    random: bool = False
-    synthetic: bool = False
+    status: str = UNKNOWN_WEIGHTS
+    """What its weights are, as env.json records it: one of `WEIGHTS_STATUSES`, else `UNKNOWN_WEIGHTS`."""
     model_source: str = "registry"
     """Where the model itself came from: "registry", or `<kind>: <target>` (hf, py, entry-point, torchscript, onnx,
     module), with the FLOP counters that apply to it when they differ from the registry's."""
+
+    @property
+    def random(self) -> bool:
+        """Random (untrained) weights: never marked best."""
+        return self.status == "random"
+
+    @property
+    def synthetic(self) -> bool:
+        """The demo's weights, trained on synthetic scenes only."""
+        return self.status == "synthetic-demo"
 
     @property
     def flag(self) -> str:
@@ -68,17 +84,18 @@ class ModelInfo:
 
 
 def model_infos(env: dict, models: Sequence[str]) -> dict[str, ModelInfo]:
-    """Weights provenance per model from env.json (`weights` {model: {...}} and/or `weights_sha256` {model: hash})."""
+    """Weights provenance per model from env.json (`weights` {model: {...}} and/or `weights_sha256` {model: hash}).
+
+    Whether weights are trained, random or the synthetic demo's is the `status` the run wrote per model, and nothing
+    else (`UNKNOWN_WEIGHTS` without one): never guessed from a fingerprint or a source text.
+    """
     weights = env.get("weights") if isinstance(env.get("weights"), dict) else {}
     hashes = env.get("weights_sha256") if isinstance(env.get("weights_sha256"), dict) else {}
     out = {}
     for name in dict.fromkeys([*models, *weights, *hashes]):
         w = weights.get(name, {})
         w = {"sha256": w} if isinstance(w, str) else w if isinstance(w, dict) else {}
-        fingerprint = str(w.get("sha256") or hashes.get(name) or "")
-        source = str(w.get("source") or "")
-        if not source and fingerprint.startswith(("random-init", "unhashed:")):  # bench's non-hash fingerprints
-            source = fingerprint.split("/")[0].removeprefix("unhashed:")
+        status = w.get("status")
         origin = w.get("model_source") if isinstance(w.get("model_source"), dict) else {}
         kind = str(origin.get("kind") or "registry")
         described = kind if kind == "registry" else f"{kind}: {origin.get('target', '')}"
@@ -88,11 +105,10 @@ def model_infos(env: dict, models: Sequence[str]) -> dict[str, ModelInfo]:
         out[name] = ModelInfo(
             name=name,
             model_source=described,
-            source=source,
-            sha256=fingerprint,
+            source=str(w.get("source") or ""),
+            sha256=str(w.get("sha256") or hashes.get(name) or ""),
             path=str(w.get("path") or ""),
-            random=bool(w.get("random")) or source.lower() in ("random", "random-init"),
-            synthetic="synthetic" in source.lower(),
+            status=status if status in WEIGHTS_STATUSES else UNKNOWN_WEIGHTS,
         )
     return out
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from segbench.reports import deploy as D
 from segbench.reports import tables as T
-from segbench.reports.page import Cell, HtmlTable, ModelInfo, Page, Row, Section, builds
+from segbench.reports.page import UNKNOWN_WEIGHTS, Cell, HtmlTable, ModelInfo, Page, Row, Section, builds
 
 
 def _environment_rows(env: dict) -> list[tuple[str, object]]:
@@ -98,6 +98,13 @@ def models(page: Page, sec: Section) -> Section:
             f"{len(not_built)} deployment variant(s) could not be built on this machine (greyed): they have no "
             "weights and no results; the Deployment section says why."
         )
+    unknown = [i.name for i in infos.values() if i.status == UNKNOWN_WEIGHTS and i.name not in not_built]
+    if unknown:
+        sec.notes.append(
+            f"env.json records no weights status for {', '.join(unknown)} (a run folder written before segbench "
+            "recorded it, or a model it does not describe): the report cannot tell trained weights from random or "
+            "synthetic-demo ones there, and marks none of them."
+        )
     frame = pd.DataFrame(
         [
             {
@@ -106,8 +113,8 @@ def models(page: Page, sec: Section) -> Section:
                 "source": i.source,
                 "sha256": i.sha256,
                 "path": i.path,
-                "random": i.random,
-                "synthetic": i.synthetic,
+                "random": i.random if i.status != UNKNOWN_WEIGHTS else None,
+                "synthetic": i.synthetic if i.status != UNKNOWN_WEIGHTS else None,
                 "status": _model_status(i, not_built.get(i.name)).text,
             }
             for i in infos.values()
@@ -124,4 +131,6 @@ def _model_status(info: ModelInfo, not_built: tuple[str, str] | None) -> Cell:
     if not_built is not None:
         status, reason = not_built
         return Cell(f"not built here ({status})", "", reason)
+    if info.status == UNKNOWN_WEIGHTS:
+        return Cell("unknown", "", "env.json records no weights status for this model")
     return Cell(info.flag or "trained", "flag" if info.flag else "")
