@@ -7,6 +7,8 @@ from segbench._rooms import require_namespace
 
 require_namespace(__name__)
 
-from segbench.reports.render import SECTION_IDS, evaluation_summary, render_report
+from segbench.reports.render import render_report
+from segbench.reports.sections import SECTION_IDS
+from segbench.reports.sections.evaluation import evaluation_summary
 
 __all__ = ["SECTION_IDS", "evaluation_summary", "render_report"]

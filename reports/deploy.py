@@ -5,9 +5,8 @@ A variant's row gathers what the run stored about it: its `deploy` cell (status,
 built, build time and cache hit, artifact size, logit and argmax agreement with eager fp32 and the tolerance they were
 held to), its efficiency rows (latency distribution, throughput, peak memory; energy per image and mean power where
 NVML measured them) and its accuracy (clean mIoU from results.csv; mPC, `delta_miou` and `delta_mPC` from summary.csv,
-written by the contract). Like `reports.tables` this module computes no score; the one number it forms is the
-speed-up, eager fp32's median latency over the variant's at the same timing setting, and a variant that disagrees with
-eager fp32 gets none (it is not the same model).
+written by the contract) and its speed-up over eager fp32 at the model's timing setting (summary.csv's `speedup`,
+written only for a variant that agrees with eager fp32). Like `reports.tables` this module computes no score.
 
 Beside the grid, three views of the variants' other efficiency rows, each left out (an empty frame) when the run has
 none of its rows (a deploy run of suite version 1 timed batch 1 at one resolution only):
@@ -36,10 +35,11 @@ from segbench.bench.results.schema import (
     LATENCY_E2E_P90,
     LATENCY_E2E_P99,
     LATENCY_STAGE,
+    SPEEDUP,
     THROUGHPUT_E2E,
     deploy_variant,
-    variant_name,
 )
+from segbench.bench.results.summaries import SPEEDUP_SETTING
 from segbench.reports.tables import best_group
 
 DEPLOY_SUITE = "deploy"
@@ -50,9 +50,6 @@ NOT_BUILT = ("unavailable", "failed")
 
 UNCHECKED = "unchecked"
 """The status of a variant with rows but no `deploy` cell: whether it agrees with eager fp32 is unknown."""
-
-TIMING_KEYS = ("resolution", "batch_size", "device")
-"""The timing setting a model's variants are compared at (precision belongs to the variant, not the setting)."""
 
 TIMING = {
     "latency_median": "latency_median_ms",
@@ -182,7 +179,7 @@ def deploy_grid(frame: pd.DataFrame, eff: pd.DataFrame, summary: pd.DataFrame, c
     Args:
         frame: the run's tidy rows (`tables.normalize_results`).
         eff: its efficiency rows (`tables.efficiency_rows`: key columns as text).
-        summary: summary.csv (mPC, delta_miou, delta_mPC per variant).
+        summary: summary.csv (mPC, delta_miou, delta_mPC per variant; speedup per variant and timing setting).
         clean: clean mIoU (%) per model name.
     """
     deploy = frame[frame["condition"] == "deploy"]
@@ -196,7 +193,7 @@ def deploy_grid(frame: pd.DataFrame, eff: pd.DataFrame, summary: pd.DataFrame, c
         (m for m, v in variants.items() if v[0] in bases),
         key=lambda m: (bases.index(variants[m][0]), _order(variants[m])),
     )
-    scores = _summary(summary)
+    scores, speedups = _summary(summary), _speedups(summary)
     settings, others, timing = {}, [], {}
     for base in bases:
         mine = eff[eff["model"].isin([m for m in names if variants[m][0] == base])]
@@ -216,9 +213,10 @@ def deploy_grid(frame: pd.DataFrame, eff: pd.DataFrame, summary: pd.DataFrame, c
         row["clean_miou"] = float(clean.get(name, np.nan))
         for column in ("delta_miou_pp", "mPC", "delta_mPC_pp"):
             row[column] = scores.get((name, column), np.nan)
+        setting = settings.get(base, {})
+        row["speedup_vs_eager_fp32"] = speedups.get((name, *(setting.get(k, "") for k in SPEEDUP_SETTING)), np.nan)
         rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    table["speedup_vs_eager_fp32"] = _speedups(table)
     return DeployGrid(table, settings, others)
 
 
@@ -264,19 +262,19 @@ def _setting(eff: pd.DataFrame) -> tuple[dict[str, str], bool]:
     """The timing setting that covers most of a model's variants (batch 1 first, then the largest resolution), and
     whether the variants were timed at other settings too."""
     timed = eff[eff["metric"] == "latency_median"]
-    key = best_group(timed, list(TIMING_KEYS), {"batch_size": ("1",)})
+    key = best_group(timed, list(SPEEDUP_SETTING), {"batch_size": ("1",)})
     if key is None:
         return {}, False
-    named = dict(zip(TIMING_KEYS, key))
+    named = dict(zip(SPEEDUP_SETTING, key))
     rows = _at(timed, named)
     named["device_name"] = _text(_first(rows, "device_name"))
     named["threads"] = _text(_first(rows, "threads"))
-    many = len(timed.drop_duplicates(list(TIMING_KEYS))) > 1
+    many = len(timed.drop_duplicates(list(SPEEDUP_SETTING))) > 1
     return named, many
 
 
 def _at(eff: pd.DataFrame, setting: dict[str, str]) -> pd.DataFrame:
-    mask = np.logical_and.reduce([eff[k] == setting[k] for k in TIMING_KEYS], initial=True)
+    mask = np.logical_and.reduce([eff[k] == setting[k] for k in SPEEDUP_SETTING], initial=True)
     return eff[mask]
 
 
@@ -298,15 +296,13 @@ def _timing(eff: pd.DataFrame, variant: str, setting: dict[str, str]) -> dict[st
     return out
 
 
-def _speedups(table: pd.DataFrame) -> pd.Series:
-    """Eager fp32's median latency / the variant's, per variant (NaN for a variant that does not agree)."""
-    medians = dict(zip(table["variant"], table["latency_median_ms"]))
-    out = []
-    for row in table.itertuples():
-        reference = medians.get(variant_name(row.model, *DEPLOY_REFERENCE), np.nan)
-        agrees = row.status == "agrees" or (row.backend, row.precision) == DEPLOY_REFERENCE
-        out.append(reference / row.latency_median_ms if agrees and row.latency_median_ms > 0 else np.nan)
-    return pd.Series(out, index=table.index, dtype=float)
+def _speedups(summary: pd.DataFrame) -> dict[tuple[str, ...], float]:
+    """(variant, resolution, batch_size, device) -> summary.csv's speed-up over eager fp32 (keys as text)."""
+    if summary.empty or not set(SPEEDUP_SETTING) <= set(summary.columns):
+        return {}
+    rows = summary[summary["metric"] == SPEEDUP]
+    keys = [rows["model"].astype(str), *(_key_text(rows, k) for k in SPEEDUP_SETTING)]
+    return {tuple(key): float(value) for *key, value in zip(*keys, rows["value"])}
 
 
 def disagreeing(frame: pd.DataFrame) -> list[str]:

@@ -95,6 +95,7 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "segbench/models/segformer.py",
         "segbench/suites/builtin.py",
         "segbench/reports/render.py",
+        "segbench/reports/sections/deployment.py",
         "segbench/reports/templates/report.html.j2",
         "segbench/reports/reference/cityscapes_c_table5.csv",
         "segbench/suites/demo_weights/segformer-b0.safetensors",

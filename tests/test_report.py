@@ -16,7 +16,8 @@ from PIL import Image
 from segbench.bench.results.summaries import summary_rows
 from segbench.reports import SECTION_IDS, render_report
 from segbench.reports import tables as T
-from segbench.reports.render import model_infos
+from segbench.reports.page import Outputs, Page, model_infos
+from segbench.reports.sections import robustness
 
 EVIL = "<script>alert(1)</script>"
 MODELS = ("segformer-b0", "fcn-r18", EVIL)
@@ -100,8 +101,9 @@ def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True, effi
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = accuracy_rows(models) + (efficiency_rows(models) if efficiency else [])
     pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
-    weights = {m: {"source": "synthetic-demo", "sha256": "ab" * 32, "random": False} for m in models}
-    weights[EVIL] = {"source": "random-init", "sha256": "", "random": True}
+    weights = {m: {"source": "synthetic-demo", "sha256": "ab" * 32, "random": False, "status": "synthetic-demo"}
+               for m in models}  # fmt: skip
+    weights[EVIL] = {"source": "random-init", "sha256": "", "random": True, "status": "random"}
     env = {
         "created_at": "2026-11-25T18:00:00+00:00",
         "command": ["run_bench.py", "--suite", "demo"],
@@ -248,15 +250,34 @@ def test_random_and_synthetic_weights_are_flagged(rendered):
     assert "random weights (untrained)" in text and "synthetic-data demo weights" in text
 
 
-def test_weights_flags_from_env():
-    env = {"weights_sha256": {"a": "random-init/seed=0", "b": "ff" * 32, "c": "unhashed:synthetic-demo"}}
-    infos = model_infos(env, ["a", "b", "c", "d"])
-    assert infos["a"].random and infos["a"].source == "random-init"
-    assert not infos["b"].flag and infos["b"].sha256 == "ff" * 32
-    assert infos["c"].synthetic and infos["c"].flag == "synthetic-data demo weights"
-    assert infos["d"].flag == ""
-    infos = model_infos({"weights": {"a": {"source": "hf", "random": True}}}, ["a"])
-    assert infos["a"].flag == "random weights (untrained)"
+def test_weights_flags_are_the_status_the_run_wrote():
+    weights = {
+        "a": {"status": "random", "sha256": "ff" * 32, "source": "trained.pth", "random": False},  # looks trained
+        "b": {"status": "synthetic-demo", "source": "hf"},
+        "c": {"status": "trained", "source": "random-init", "sha256": "random-init/seed=0", "random": True},
+    }
+    env = {"weights": weights, "weights_sha256": {"d": "random-init/seed=0", "e": "unhashed:synthetic-demo"}}
+    infos = model_infos(env, ["a", "b", "c", "d", "e", "f"])
+    assert infos["a"].random and infos["a"].flag == "random weights (untrained)" and infos["a"].sha256 == "ff" * 32
+    assert infos["b"].synthetic and infos["b"].flag == "synthetic-data demo weights"
+    assert infos["c"].status == "trained" and not infos["c"].flag  # its status, not its source or fingerprint
+    for name in ("d", "e", "f"):  # no status written (a run folder from before, or no entry): not guessed
+        assert infos[name].status == "unknown" and not infos[name].flag and not infos[name].random
+    assert infos["d"].source == "" and infos["d"].sha256 == "random-init/seed=0"
+    assert model_infos({"weights": {"a": {"status": "bogus", "random": True}}}, ["a"])["a"].status == "unknown"
+
+
+def test_a_run_folder_without_weights_status_renders_them_unknown(tmp_path):
+    run = make_fake_run(tmp_path / "run")
+    env = json.loads((run / "env.json").read_text())
+    for detail in env["weights"].values():
+        detail.pop("status")  # env.json as runs wrote it before the status field
+    (run / "env.json").write_text(json.dumps(env))
+    text, page = _parse(render_report(run))
+    assert "random weights (untrained)" not in text and 'class="badge"' not in text
+    assert "env.json records no weights status for" in text
+    models = pd.read_csv(run / "report" / "models.csv")
+    assert set(models["status"]) == {"unknown"} and models["random"].isna().all()
 
 
 def test_tables_written_as_csv_and_markdown(rendered):
@@ -459,18 +480,14 @@ def test_screenshot_script_fails_clearly(tmp_path, capsys):
 
 @pytest.mark.parametrize("random_models", [("fcn-r18",), ("segformer-b0", "fcn-r18")])
 def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
-    from segbench.reports import render
-
     rows = accuracy_rows(MODELS[:2])
     frame = T.normalize_results(pd.DataFrame(rows))
-    conditions = T.miou_conditions(frame)
     summary = pd.DataFrame(summary_rows(rows, "demo", reference_model="segformer-b0"))
-    weights = {m: {"source": "random-init" if m in random_models else "trained.pth", "random": m in random_models}
-               for m in MODELS[:2]}  # fmt: skip
-    infos = render.model_infos({"weights": weights}, MODELS[:2])
-    out = render.Outputs(tmp_path)
-    sec, tab = render._table5(conditions, summary, list(MODELS[:2]), infos, out)
-    scores = render._scores(conditions, summary, list(MODELS[:2]), "segformer-b0", infos, out)
+    weights = {m: {"source": "random-init" if m in random_models else "trained.pth", "random": m in random_models,
+                   "status": "random" if m in random_models else "trained"} for m in MODELS[:2]}  # fmt: skip
+    env = {"weights": weights}
+    page = Page(tmp_path, frame, "results.csv", summary, env, [], [], model_infos(env, MODELS[:2]), Outputs(tmp_path))
+    sec, scores = robustness.table5(page), robustness.scores(page)
     marked = {
         (row.model, i)
         for table in (sec.tables[0], scores.tables[0])
@@ -480,10 +497,13 @@ def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
     }
     assert not {model for model, _ in marked} & set(random_models)
     if len(random_models) == 1:  # fcn-r18 won brightness, but its weights are random: segformer-b0 takes every column
-        assert tab.best == {("segformer-b0", c) for c in tab.columns if not np.isnan(tab.values.loc["segformer-b0", c])}
+        b0 = next(row for row in sec.tables[0].rows if row.model == "segformer-b0")
+        assert {i for i, c in enumerate(b0.cells) if c.cls == "best"} == {
+            i for i, c in enumerate(b0.cells) if c.text != "–"
+        }
         assert "random-weight models are never marked" in " ".join(sec.notes)
     else:
-        assert not tab.best and not marked and "every model here has random weights" in " ".join(sec.notes)
+        assert not marked and "every model here has random weights" in " ".join(sec.notes)
 
 
 def test_efficiency_table_shows_executed_gmacs_beside_the_architectures():

@@ -20,7 +20,7 @@ from test_report_realworld import make_real_run, section_text
 
 from segbench.bench.results.axes import Condition
 from segbench.bench.results.schema import E2E_STAGES as STAGES
-from segbench.bench.results.schema import deploy_variant, variant_name
+from segbench.bench.results.schema import SPEEDUP, deploy_variant, variant_name
 from segbench.bench.results.store import RunStore
 from segbench.reports import deploy as D
 from segbench.reports import figures, render_report
@@ -137,7 +137,7 @@ def make_deploy_run(run_dir: Path, efficiency=efficiency_cell) -> Path:
                 order.append(cell["cell"])
     store.gather(order, suite="deploy")
     built = [variant_name(m, b, p) for m in MODELS for b, p in GRID if b != "tensorrt"]
-    weights = {name: {"source": "trained.pth", "sha256": "cd" * 32} for name in built}
+    weights = {name: {"source": "trained.pth", "sha256": "cd" * 32, "status": "trained"} for name in built}
     store.write_env({"suite": {"name": "deploy", "version": "1"}, "weights": weights, "device": "cpu",
                      "device_name": "Fake CPU", "threads": 2})  # fmt: skip
     return run_dir
@@ -311,6 +311,44 @@ def test_disagreeing_variant_is_marked_and_gets_no_speed_up(rendered):
     assert "it is not the same model" in section and "for information only" in section
     efficiency = section_text(index, "efficiency-table")  # the variant as a model of its own: marked there too
     assert efficiency.count('<tr class="disagrees">') == 2 and "not the same model" in efficiency
+
+
+def test_speed_ups_are_written_by_the_run_for_agreeing_variants_only(rendered):
+    run, _ = rendered
+    summary = pd.read_csv(run / "summary.csv")
+    speedups = summary[summary["metric"] == SPEEDUP]
+    assert set(speedups["unit"]) == {"x"} and set(speedups["resolution"]) == {"512x1024"}
+    by = speedups.set_index("model")["value"]
+    assert by.to_dict() == pytest.approx(
+        {
+            "segformer-b0@eager-fp32": 1.0,
+            "segformer-b0@onnxruntime-fp32": 4.0,  # 40 ms / 10 ms
+            "fcn-r18@eager-fp32": 1.0,
+            "fcn-r18@onnxruntime-fp32": 1.25,
+        }  # fmt: skip
+    )  # the int8 variants disagree and tensorrt fp16 was not built: no speed-up
+    assert set(speedups["compared_with"]) == {"segformer-b0@eager-fp32", "fcn-r18@eager-fp32"}
+
+
+def test_speed_up_is_what_summary_csv_holds_and_none_without_it(rendered):
+    run, _ = rendered
+    summary = pd.read_csv(run / "summary.csv")
+    edited = run.parent / "speedup-edited"
+    shutil.copytree(run, edited)
+    summary.loc[(summary["model"] == "fcn-r18@onnxruntime-fp32") & (summary["metric"] == SPEEDUP), "value"] = 3.21
+    summary.to_csv(edited / "summary.csv", index=False)
+    rows = grid_rows(render_report(edited))
+    assert cell(rows["fcn-r18@onnxruntime-fp32"], "speedup") == "3.21\u00d7"  # read, not recomputed (16 ms vs 20 ms)
+    assert cell(rows["segformer-b0@onnxruntime-fp32"], "speedup") == "4.00\u00d7"
+
+    older = run.parent / "speedup-missing"  # a run folder written before the run wrote speed-ups
+    shutil.copytree(run, older)
+    summary[summary["metric"] != SPEEDUP].to_csv(older / "summary.csv", index=False)
+    rows = grid_rows(render_report(older))
+    for name in ("segformer-b0@onnxruntime-fp32", "fcn-r18@onnxruntime-fp32"):
+        assert cell(rows[name], "speedup") == "\u2013"  # latencies are there, yet no speed-up is formed from them
+    table = pd.read_csv(older / "report" / "deployment.csv")
+    assert table["speedup_vs_eager_fp32"].isna().all()
 
 
 def test_unavailable_variant_shows_its_reason(rendered):

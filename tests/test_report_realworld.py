@@ -88,7 +88,7 @@ def make_real_run(run_dir: Path, models=MODELS, corrupted: bool = True, real: bo
                               "num_images": IMAGES.get(condition, 20), "rows": rows})  # fmt: skip
             order.append(cell)
     store.gather(order, suite="robustness")
-    weights = {names.get(m, m): {"source": "trained.pth", "sha256": "cd" * 32} for m in models}
+    weights = {names.get(m, m): {"source": "trained.pth", "sha256": "cd" * 32, "status": "trained"} for m in models}
     store.write_env({"suite": {"name": "robustness", "version": "1"}, "weights": weights})
     return run_dir
 
@@ -444,7 +444,7 @@ def test_no_published_figures_beside_demo_or_random_weights(tmp_path):
     """SemSegBench's Cityscapes-trained checkpoints say nothing about synthetic-demo or random weights: no row."""
     run = make_real_run(tmp_path / "run", ("segformer-b5", "segformer-b0"))
     env = json.loads((run / "env.json").read_text())
-    env["weights"] = {"segformer-b5": {"source": "synthetic-demo"}, "segformer-b0": {"source": "random-init"}}
+    env["weights"] = {"segformer-b5": {"status": "synthetic-demo"}, "segformer-b0": {"status": "random"}}
     (run / "env.json").write_text(json.dumps(env))
     render_report(run)
     table = pd.read_csv(run / "report" / "real_world.csv")

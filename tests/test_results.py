@@ -12,6 +12,7 @@ import pytest
 
 from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS, Condition, split_condition
 from segbench.bench.results.io import read_rows, write_csv
+from segbench.bench.results.schema import SPEEDUP
 from segbench.bench.results.store import RunFolder, RunStore
 from segbench.bench.results.summaries import default_reference, summary_rows
 from segbench.reports.console import console_table, results_table
@@ -111,6 +112,36 @@ def test_summary_holds_the_reference_and_the_shared_severities():
     assert overall.loc["b", "mPC"] == pytest.approx(50 - 3 * 2)
     assert set(summary.loc[summary["metric"].isin(["CE", "mCE", "rel_mCE"]), "reference"]) == {"a"}
     assert summary.loc[summary["metric"] == "mPC", "reference"].isna().all()
+
+
+def test_speed_up_is_written_per_timing_setting_for_agreeing_variants_only():
+    def latency(model, value, resolution="512x1024", batch_size=1):
+        return {"model": model, "suite": "t", "condition": "efficiency", "metric": "latency_median", "value": value,
+                "unit": "ms", "resolution": resolution, "batch_size": batch_size, "device": "cpu"}  # fmt: skip
+
+    def deploy(model, **keys):
+        return {"model": model, "suite": "t", "condition": "deploy", "metric": "agrees", "unit": "flag", **keys}
+
+    rows = [
+        latency("m@eager-fp32", 40.0), latency("m@eager-fp32", 70.0, batch_size=2),
+        deploy("m@eager-fp32", value=1.0, status="agrees"),
+        latency("m@onnxruntime-fp32", 10.0, batch_size=1.0), latency("m@onnxruntime-fp32", 20.0, batch_size=2),
+        latency("m@onnxruntime-fp32", 5.0, resolution="256x512"), deploy("m@onnxruntime-fp32", value=1.0),
+        latency("m@onnxruntime-int8", 5.0), deploy("m@onnxruntime-int8", value=0.0, status="disagrees"),
+        latency("m@compile-fp32", 20.0),  # no deploy cell: unchecked
+        latency("m", 10.0),  # a plain model: no variant, no speed-up
+    ]  # fmt: skip
+    speedups = [r for r in summary_rows(rows, "t") if r["metric"] == SPEEDUP]
+    got = {(r["model"], r["resolution"], r["batch_size"]): r["value"] for r in speedups}
+    assert got == pytest.approx(
+        {
+            ("m@eager-fp32", "512x1024", 1): 1.0,
+            ("m@eager-fp32", "512x1024", 2): 1.0,
+            ("m@onnxruntime-fp32", "512x1024", 1.0): 4.0,
+            ("m@onnxruntime-fp32", "512x1024", 2): 3.5,
+        }  # fmt: skip
+    )  # 256x512: eager fp32 was not timed there; the flag of a deploy row without a status says onnxruntime agrees
+    assert {r["unit"] for r in speedups} == {"x"} and {r["compared_with"] for r in speedups} == {"m@eager-fp32"}
 
 
 def test_run_folder_rewrites_summary_for_another_reference(tmp_path):

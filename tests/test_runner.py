@@ -107,6 +107,7 @@ def test_end_to_end_python_api(reference_run, data_root):
     env = json.loads((result.run_dir / "env.json").read_text())
     assert env["seed"] == 0 and env["suite"] == {"name": "test", "version": "1"}
     assert env["weights_sha256"] == {"segformer-tiny": "random-init/seed=0"}
+    assert env["weights"]["segformer-tiny"]["status"] == "random"  # what the report marks the model by
     assert env["versions"]["torch"] and "git" in env and "cpu_model" in env["hardware"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -37,6 +38,30 @@ def test_weights_precedence(tmp_path, monkeypatch):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("r1")
     assert resolve_model_weights(["segformer-b2"])["segformer-b2"] == HF_CITYSCAPES_IDS["segformer-b2"]
+
+
+def test_env_records_each_models_weights_status(tmp_path):
+    from types import SimpleNamespace
+
+    from segbench.bench.results.schema import WEIGHTS_STATUSES
+    from segbench.bench.run.manifest import weights_detail
+    from segbench.models.base import WeightsInfo
+    from segbench.suites.builtin import DEMO_WEIGHTS
+
+    demo = str(DEMO_WEIGHTS / "segformer-b0.safetensors")  # labelled "synthetic-demo" in its metadata
+    trained = tmp_path / "trained.pth"
+    trained.write_bytes(b"x")
+    cases = {
+        "random": WeightsInfo(),  # random init
+        "synthetic-demo": WeightsInfo(source="suite", path=demo, random=False),
+        "trained": WeightsInfo(source="file", path=str(trained), sha256="ab" * 32, random=False),
+    }
+    for status, info in cases.items():
+        assert weights_detail(SimpleNamespace(weights_info=info))["status"] == status
+    partly = replace(cases["synthetic-demo"], random=True)  # partly random init: random, whatever the file says
+    assert weights_detail(SimpleNamespace(weights_info=partly))["status"] == "random"
+    assert weights_detail(SimpleNamespace())["status"] == "random"  # no weights info at all
+    assert set(cases) == set(WEIGHTS_STATUSES)
 
 
 @pytest.mark.parametrize(

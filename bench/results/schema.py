@@ -87,8 +87,21 @@ SUMMARY_METRICS = (
     "drop",
     "delta_miou",
     "delta_mPC",
+    "speedup",
 )
 
 
 REFERENCE_METRICS = ("CE", "mCE", "rel_mCE", "mCE_corruptions")
 """Summary metrics measured against a reference model (their rows name it in the `reference` column)."""
+
+
+SPEEDUP = "speedup"
+"""Summary metric of a deployment variant (unit "x"): eager fp32's median latency over the variant's at the same timing
+setting (`bench.results.summaries.SPEEDUP_SETTING`), written only for a variant that agrees with eager fp32 (eager
+fp32's own is 1)."""
+
+
+WEIGHTS_STATUSES = ("trained", "random", "synthetic-demo")
+"""What a model's weights are, as env.json's `weights[<model>]["status"]` records it: trained weights, random
+initialisation (any part of the model left at random init), or the demo suite's weights trained on synthetic scenes
+only (`scripts/train_demo.py` labels them "synthetic-demo")."""

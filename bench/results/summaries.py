@@ -17,7 +17,7 @@ from segbench.bench.results.axes import (
     category_of,
     real_condition,
 )
-from segbench.bench.results.schema import DEPLOY_REFERENCE, REFERENCE_METRICS, deploy_variant, variant_name
+from segbench.bench.results.schema import DEPLOY_REFERENCE, REFERENCE_METRICS, SPEEDUP, deploy_variant, variant_name
 
 
 def condition_scores(rows: Iterable[Mapping[str, Any]], model: str, metric: str = "miou") -> tuple[float | None, dict]:
@@ -71,7 +71,8 @@ def summary_rows(
     undefined and left out of relative mCE. Models without corrupted cells get no corruption scores.
 
     Deployment variants (`deploy_variant`): `delta_miou` (clean) and `delta_mPC` (corrupted, over the conditions
-    both measured) against the model's eager fp32 variant (`DEPLOY_REFERENCE`), in percentage points.
+    both measured) against the model's eager fp32 variant (`DEPLOY_REFERENCE`), in percentage points; and per timing
+    setting the `SPEEDUP` of a variant that agrees with eager fp32 (`_speedup_summary`).
 
     Real-world conditions (`REAL_WORLD`): per condition its `drop` from clean (percentage points, unit "pp"), per
     dataset the `miou_avg` over its measured conditions and that average's `drop` (`real_world_scores`).
@@ -83,6 +84,7 @@ def summary_rows(
     for model in models:
         out += _real_world_summary(rows, model, suite)
         out += _deploy_summary(rows, model, suite)
+        out += _speedup_summary(rows, model, suite)
         clean, scores = condition_scores(rows, model)
         if not scores:
             continue
@@ -177,6 +179,64 @@ def _deploy_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: str) -
         delta = robustness.mean_pc(mine) - robustness.mean_pc(theirs)
         out.append({**base, "condition": "corrupted", "category": None, "metric": "delta_mPC", "value": delta})
     return out
+
+
+SPEEDUP_SETTING = ("resolution", "batch_size", "device")
+"""The timing setting a speed-up compares at: a variant and its eager fp32 at the same resolution, batch size and
+device, each at its own precision (the precision belongs to the variant, not to the setting)."""
+
+
+def _speedup_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: str) -> list[dict[str, Any]]:
+    """A deployment variant's `SPEEDUP` at each timing setting where it and its eager fp32 both have a median latency:
+    eager fp32's median over the variant's (unit "x"; eager fp32's own is 1). None for a variant whose `deploy` cell
+    does not say it agrees with eager fp32: one that disagrees is not the same model, one without a cell is unchecked.
+    """
+    variant = deploy_variant(model)
+    if variant is None:
+        return []
+    reference = variant_name(variant[0], *DEPLOY_REFERENCE)
+    if model != reference and not _agrees(rows, model):
+        return []
+    theirs = _median_latencies(rows, reference)
+    out = []
+    for setting, (mine, keys) in _median_latencies(rows, model).items():
+        if setting in theirs and mine > 0:
+            out.append({"model": model, "suite": suite, "condition": "efficiency", "corruption": None,
+                        "category": None, "severity": None, "metric": SPEEDUP, "value": theirs[setting][0] / mine,
+                        "unit": "x", "reference": None, "compared_with": reference, **keys})  # fmt: skip
+    return out
+
+
+def _agrees(rows: Sequence[Mapping[str, Any]], model: str) -> bool:
+    """Whether a variant's `deploy` cell says it agrees with eager fp32: its `status` (rows written before the status
+    column: its `agrees` flag)."""
+    deploy = [r for r in rows if r["model"] == model and r["condition"] == "deploy"]
+    status = next((r["status"] for r in deploy if isinstance(r.get("status"), str) and r["status"]), None)
+    if status is not None:
+        return status == "agrees"
+    flags = [r.get("value") for r in deploy if r["metric"] == "agrees"]
+    return bool(flags) and str(flags[-1]).strip().lower() in ("true", "1", "1.0")
+
+
+def _median_latencies(rows: Sequence[Mapping[str, Any]], model: str) -> dict[tuple[str, ...], tuple[float, dict]]:
+    """A model's median latency per timing setting (`SPEEDUP_SETTING` as text; the first row of each), with the
+    setting's keys as the rows hold them."""
+    out: dict[tuple[str, ...], tuple[float, dict]] = {}
+    for r in rows:
+        if r["model"] != model or r["condition"] != "efficiency" or r["metric"] != "latency_median":
+            continue
+        if _missing(r.get("value")):
+            continue
+        keys = {k: r.get(k) for k in SPEEDUP_SETTING}
+        out.setdefault(tuple(_key_text(v) for v in keys.values()), (float(r["value"]), keys))
+    return out
+
+
+def _key_text(value: Any) -> str:
+    """A setting key as text: '' when missing, an integral float without its '.0' (as read back from a CSV)."""
+    if _missing(value):
+        return ""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 @dataclass(frozen=True)

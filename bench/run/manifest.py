@@ -30,7 +30,8 @@ def now() -> str:
 
 
 def weights_detail(model: nn.Module) -> dict[str, Any]:
-    """A model's weight provenance and metadata for env.json (the report marks random and synthetic-data weights)."""
+    """A model's weight provenance and metadata for env.json, with its `status`: one of
+    `bench.results.schema.WEIGHTS_STATUSES`, by which the report marks random and synthetic-data weights."""
     from segbench.models.checkpoint import checkpoint_metadata
 
     info = getattr(model, "weights_info", None)
@@ -38,6 +39,7 @@ def weights_detail(model: nn.Module) -> dict[str, Any]:
     label = checkpoint_metadata(detail.get("path") or "").get("source")
     if label:  # e.g. "synthetic-demo" for the demo suite's checkpoints
         detail["source"] = f"{label}: {detail.get('source')}"
+    detail["status"] = "random" if detail["random"] else "synthetic-demo" if label == "synthetic-demo" else "trained"
     meta = getattr(model, "meta", None)
     if meta is not None:
         detail["meta"] = dataclasses.asdict(meta)
