@@ -11,6 +11,22 @@ The public API lives here; the FLOP counters are in `bench.measure.flops` and th
 `efficiency_sweep` turns all of it into tidy result rows (``model, suite, condition, corruption, category,
 severity, metric, value, unit`` plus the keys that say what the number is), and `hardware_info` records the
 machine the numbers came from.
+
+Every row of a sweep has the nine result columns (``condition="efficiency"``; corruption, category and severity
+None) plus ``resolution`` ("HxW" or None), ``batch_size``, ``precision``, ``device`` and ``convention`` (None where
+they do not apply). Metrics: ``params``, ``params_backbone``, ``params_head`` (M); ``gmacs``, ``gflops`` per convention
+at batch 1 (GMAC / GFLOP, with the counter's description in ``counter``), of the architecture as published
+(``model.architecture()`` when the model has it); ``gmacs_executed``, ``gflops_executed`` when the model runs a
+different graph (SegFormer's fast path); ``gmacs_sliding`` when the model's ``meta.eval_crop`` is smaller than the
+resolution (per-crop cost x windows, with ``crop``, ``stride``, ``num_crops``); ``latency_median``, ``latency_p90``,
+``latency_p99``, ``latency_iqr`` (ms), ``latency_cv`` (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB, with
+``memory_kind``); on CUDA with NVML (nvidia-ml-py) also ``energy_per_image`` (J) and ``power_mean`` (W), with
+``energy_source`` (`bench.measure.energy`; left out where not measured). Latency rows also carry ``device_name``,
+``threads``, ``noisy``, ``channels_last``, ``compiled``, ``dynamo_recompiles`` and ``dynamo_eager_fallback`` (None
+when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and ``sdpa_backend`` (`bench.measure.latency.LatencyStats`);
+``device`` has its index (``"cuda:0"``). A (resolution, batch size, precision) that runs out of memory
+(`bench.run.oom.is_out_of_memory`) gives one ``oom`` row (value 1, unit "flag") with the same keys, the measured ones
+None.
 """
 
 from __future__ import annotations
@@ -278,24 +294,10 @@ def efficiency_sweep(
     curve: Sequence[tuple[int, int]] = (),
     saturation: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Parameters, FLOPs per resolution and latency per (resolution, batch size, precision) as tidy rows.
-
-    Every row has the nine result columns (``condition="efficiency"``; corruption, category and severity None)
-    plus ``resolution`` ("HxW" or None), ``batch_size``, ``precision``, ``device`` and ``convention`` (None where
-    they do not apply). Metrics: ``params``, ``params_backbone``, ``params_head`` (M); ``gmacs``, ``gflops`` per
-    convention at batch 1 (GMAC / GFLOP, with the counter's description in ``counter``), of the architecture as
-    published (``model.architecture()`` when the model has it); ``gmacs_executed``, ``gflops_executed`` when the
-    model runs a different graph (SegFormer's fast path); ``gmacs_sliding`` when the
-    model's ``meta.eval_crop`` is smaller than the resolution (per-crop cost x windows, with ``crop``, ``stride``,
-    ``num_crops``); ``latency_median``, ``latency_p90``, ``latency_p99``, ``latency_iqr`` (ms), ``latency_cv``
-    (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB, with ``memory_kind``); on CUDA with NVML (nvidia-ml-py)
-    also ``energy_per_image`` (J) and ``power_mean`` (W), with ``energy_source`` (`bench.measure.energy`; left out where
-    not measured). Latency rows also carry ``device_name``, ``threads``, ``noisy``, ``channels_last``, ``compiled``,
-    ``dynamo_recompiles`` and ``dynamo_eager_fallback`` (None when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and
-    ``sdpa_backend`` (`bench.measure.latency.LatencyStats`); ``device`` has its index (``"cuda:0"``). A (resolution,
-    batch size, precision) that runs out of memory (`bench.run.oom.is_out_of_memory`) gives one ``oom`` row (value 1,
-    unit "flag") with the same keys, the measured ones None, and a warning; the sweep goes on with the next
-    configuration, but not with a larger batch at the same resolution and precision (it would not fit either).
+    """Parameters, FLOPs per resolution and latency per (resolution, batch size, precision) as tidy rows (the module
+    docstring lists them). A configuration that runs out of memory gives one ``oom`` row and a warning; the sweep
+    goes on with the next configuration, but not with a larger batch at the same resolution and precision (it would
+    not fit either).
 
     Throughput against batch size: with `saturation` (a relative gain, e.g. 0.05), the batch sizes of a resolution and
     precision are timed in increasing order until one gains less than that over the previous one in throughput (the
@@ -319,35 +321,60 @@ def efficiency_sweep(
             FLOPs counted there too); one already in `resolutions` is not timed twice.
         saturation: stop timing larger batches once throughput gains less than this fraction (see above).
     """
-    resolutions = [_check_size(r, "resolution") for r in resolutions]
-    curve = [size for size in (_check_size(r, "curve resolution") for r in curve) if size not in resolutions]
-    precisions = [precision] if isinstance(precision, str) else list(precision)
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise ValueError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
-    for c in conventions:
-        if c not in CONVENTIONS:
-            raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
-    source = getattr(model, "source_info", None)  # a model from hf:/py:/torchscript:/onnx: says which counters apply
-    if source is not None and conventions:  # (fvcore and torch's counter; no paper convention outside the registry)
-        conventions = list(source.flop_conventions)
+    grid = _sweep_grid(resolutions, curve, batch_sizes)
+    precisions = _check_precisions(precision)
+    conventions = _flop_conventions(model, conventions)
     row = functools.partial(efficiency_row, model_name or _model_name(model), suite)
     device = str(resolve_device(device))
     # Parameters and FLOPs of the architecture as published; a model that runs a rewritten graph (SegFormer's fast
     # path) says so through `architecture()`, and its executed graph's FLOPs are added as *_executed rows.
     arch = model.architecture() if callable(getattr(model, "architecture", None)) else model
     params = count_params(arch)
-    rows = [
-        row(f"params{part}", params.millions(part.strip("_") or "total"), "M") for part in ("", "_backbone", "_head")
-    ]
+    rows = [row(metric, params.millions(part), "M") for metric, part in _PARAM_PARTS]
     timing = {"warmup": warmup, "iters": iters, "channels_last": channels_last, "compile": compile,
               "cv_threshold": cv_threshold, "max_retries": max_retries}  # fmt: skip
-    for size, batches in [*((r, sorted(batch_sizes)) for r in resolutions), *((r, [1]) for r in curve)]:
+    for size, batches in grid:
         rows += _cost_rows(row, model, arch, size, conventions, sliding_window)
         if latency:
             for prec in precisions:
                 rows += _batch_rows(row, model, size, batches, prec, device, timing, saturation)
     return rows
+
+
+_PARAM_PARTS = (("params", "total"), ("params_backbone", "backbone"), ("params_head", "head"))
+"""The parameter rows of a sweep and the `ParamCount` part each counts."""
+
+
+def _sweep_grid(
+    resolutions: Sequence[tuple[int, int]], curve: Sequence[tuple[int, int]], batch_sizes: Sequence[int]
+) -> list[tuple[tuple[int, int], list[int]]]:
+    """(resolution, batch sizes) in sweep order: each of `resolutions` with every batch size (in increasing order),
+    then each of `curve` not among them at batch 1."""
+    resolutions = [_check_size(r, "resolution") for r in resolutions]
+    curve = [size for size in (_check_size(r, "curve resolution") for r in curve) if size not in resolutions]
+    return [*((r, sorted(batch_sizes)) for r in resolutions), *((r, [1]) for r in curve)]
+
+
+def _check_precisions(precision: str | Sequence[str]) -> list[str]:
+    """One precision or several, as a list; raises ValueError on an unknown one."""
+    precisions = [precision] if isinstance(precision, str) else list(precision)
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ValueError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    return precisions
+
+
+def _flop_conventions(model: nn.Module, conventions: Sequence[str]) -> Sequence[str]:
+    """The FLOP conventions to count (raises ValueError on an unknown one): the ones asked for, or, for a model from
+    hf:/py:/torchscript:/onnx:, the counters its source allows (fvcore and torch's counter; no paper convention outside
+    the registry); none when none were asked for."""
+    for c in conventions:
+        if c not in CONVENTIONS:
+            raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
+    source = getattr(model, "source_info", None)
+    if source is not None and conventions:
+        return list(source.flop_conventions)
+    return conventions
 
 
 def _batch_rows(
