@@ -94,6 +94,15 @@ try:
         measure_latency,
     )
     from segbench.bench.measure.metrics import ConfusionCounter, mean_iou
+    from segbench.bench.results.schema import (
+        CALIBRATION_MEDIAN,
+        ENERGY_PER_IMAGE,
+        LATENCY_CALIBRATED,
+        LATENCY_MEDIAN,
+        LATENCY_RAW_MEDIAN,
+        POWER_MEAN,
+        UNAVAILABLE,
+    )
     from segbench.bench.results.store import RunStore
     from segbench.bench.run import distributed
     from segbench.bench.run.config import InferenceSpec, RunConfig, default_workers, usable_cores
@@ -571,7 +580,7 @@ def check_energy(ctx: Context) -> Iterator[Row]:
                                 max_retries=0)  # fmt: skip
         metrics = {r["metric"] for r in rows}
         keys = set(NVML_STATE_KEYS) <= hardware_info("cpu").keys()
-        ok = "latency_median" in metrics and not metrics & {"energy_per_image", "power_mean"} and keys
+        ok = LATENCY_MEDIAN in metrics and not metrics & {ENERGY_PER_IMAGE, POWER_MEAN} and keys
         yield judged(ok, "cpu: no energy rows", f"{len(rows)} rows", f"NVML keys in hardware_info: {keys}")
         yield from needs_cuda("energy per image (NVML)", "GPU clocks and power limit")
         return
@@ -583,7 +592,7 @@ def check_energy(ctx: Context) -> Iterator[Row]:
     rows = efficiency_sweep(_seeded("segformer-b0"), [size], device=str(ctx.device), precision="fp16",
                             conventions=(), warmup=5, iters=calls, max_retries=0)  # fmt: skip
     by = {r["metric"]: r for r in rows}
-    energy, power, median = (by.get(m, {}).get("value") for m in ("energy_per_image", "power_mean", "latency_median"))
+    energy, power, median = (by.get(m, {}).get("value") for m in (ENERGY_PER_IMAGE, POWER_MEAN, LATENCY_MEDIAN))
     info = hardware_info(ctx.device)
     limit = info["gpu_power_limit_w"]
     if energy is None or power is None:
@@ -595,7 +604,7 @@ def check_energy(ctx: Context) -> Iterator[Row]:
             ok,
             "energy per image (NVML)",
             f"{energy:.4f} J/img, {power:.0f} W",
-            f"{by['energy_per_image']['energy_source']}; B0 fp16 {size[0]}x{size[1]}, {calls} calls of {median:.2f} "
+            f"{by[ENERGY_PER_IMAGE]['energy_source']}; B0 fp16 {size[0]}x{size[1]}, {calls} calls of {median:.2f} "
             f"ms; J/img / (W x median) = {ratio:.2f} (bound 0.9-3); power limit {limit} W",
         )
     clocks = {k: info[k] for k in NVML_STATE_KEYS}
@@ -615,7 +624,7 @@ def check_cudagraphs(ctx: Context) -> Iterator[Row]:
     line."""
     if not ctx.cuda:
         cell = check_deployment("cudagraphs", _seeded("segformer-tiny"), [torch.randn(1, 3, 64, 128)], device="cpu")
-        ok = cell.status == "unavailable" and "CUDA" in cell.reason and "\n" not in cell.reason
+        ok = cell.status == UNAVAILABLE and "CUDA" in cell.reason and "\n" not in cell.reason
         yield judged(ok, "cpu: unavailable in one line", cell.status, cell.reason)
         yield from needs_cuda("cudagraphs fp32 vs eager", "cudagraphs fp16 vs eager", "replay vs eager latency")
         return
@@ -1029,7 +1038,7 @@ def check_calibrated(ctx: Context) -> Iterator[Row]:
     name, size = ("segformer-b0", (512, 1024)) if ctx.cuda else ("segformer-tiny", (128, 256))
     model = _seeded(name).to(ctx.device)
     rows = {r["metric"]: r for r in calibrated_latency(model, size, device=str(ctx.device), warmup=3, iters=10)}
-    calib, raw, ratio = (rows[m]["value"] for m in ("calibration_median", "latency_raw_median", "latency_calibrated"))
+    calib, raw, ratio = (rows[m]["value"] for m in (CALIBRATION_MEDIAN, LATENCY_RAW_MEDIAN, LATENCY_CALIBRATED))
     work = calibration_workload(ctx.device)
     x = torch.randn(1, 3, *size, device=ctx.device)
     with torch.inference_mode():
@@ -1037,7 +1046,7 @@ def check_calibrated(ctx: Context) -> Iterator[Row]:
         ind_raw = _mean_ms(lambda: model(x), ctx.device, 5)
     bound = 3 if ctx.cuda else 100
     ok = all(1 / bound <= a / b <= bound for a, b in ((calib, ind_calib), (raw, ind_raw)))
-    units = {rows[m]["unit"] for m in ("calibration_median", "latency_raw_median")}
+    units = {rows[m]["unit"] for m in (CALIBRATION_MEDIAN, LATENCY_RAW_MEDIAN)}
     yield judged(
         ok and units == {"ms"},
         f"calibration median ({name} {size[0]}x{size[1]})",

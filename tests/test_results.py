@@ -12,6 +12,22 @@ import pytest
 
 from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS, Condition, split_condition
 from segbench.bench.results.io import read_rows, write_csv
+from segbench.bench.results.schema import (
+    CE,
+    COLUMNS,
+    E2E_METRICS,
+    MCE,
+    MCE_CORRUPTIONS,
+    METRICS,
+    MIOU,
+    REL_MCE,
+    SUMMARY_METRICS,
+    Row,
+    class_metric_name,
+    lower_is_better,
+    make_row,
+    time_metric_name,
+)
 from segbench.bench.results.store import RunFolder, RunStore
 from segbench.bench.results.summaries import default_reference, summary_rows
 from segbench.reports.console import console_table, results_table
@@ -62,6 +78,31 @@ def test_palette_matches_the_official_label_table():
     official = {label.trainId: (label.name, tuple(label.color)) for label in labels if 0 <= label.trainId < 255}
     assert [official[i][0] for i in range(19)] == list(CITYSCAPES_CLASSES)
     assert [official[i][1] for i in range(19)] == list(CITYSCAPES_PALETTE)
+
+
+def test_metric_names_units_and_directions_are_defined_once():
+    assert set(SUMMARY_METRICS) | set(E2E_METRICS) <= set(METRICS)
+    where = {"model": "m", "suite": "s", "condition": "c"}
+    assert make_row(MCE_CORRUPTIONS, 16, **where)["unit"] == "count"
+    assert make_row(class_metric_name("traffic light"), 1, **where)["unit"] == "%"
+    assert make_row(time_metric_name("total"), 1, **where)["unit"] == "s"
+    assert [name for name in METRICS if lower_is_better(name) and METRICS[name].unit == "%"] == [CE, MCE, REL_MCE]
+    assert not lower_is_better(MIOU) and not lower_is_better("iou_road") and not lower_is_better("made_up")
+    with pytest.raises(ValueError, match="unknown metric 'made_up'"):
+        make_row("made_up", 1.0, **where)
+
+
+def test_a_row_is_the_nine_columns_then_its_keys_in_order():
+    row = make_row(MIOU, 61, model="m", suite="s", condition="fog-2", corruption="fog", severity=2, resolution="8x8")
+    assert list(row) == [*COLUMNS, "resolution"]
+    assert row == {"model": "m", "suite": "s", "condition": "fog-2", "corruption": "fog", "category": None,
+                   "severity": 2, "metric": "miou", "value": 61.0, "unit": "%", "resolution": "8x8"}  # fmt: skip
+    assert isinstance(row["value"], float)
+    assert Row(model="m", suite="s", condition="c", metric=MIOU, value=1.0, unit="%").to_dict() == {
+        **dict.fromkeys(COLUMNS), "model": "m", "suite": "s", "condition": "c", "metric": MIOU, "value": 1.0,
+        "unit": "%"}  # fmt: skip
+    with pytest.raises(ValueError, match="result columns"):
+        Row(model="m", suite="s", condition="c", metric=MIOU, value=1.0, unit="%", extra={"severity": 1})
 
 
 def test_condition_parsing():

@@ -289,12 +289,10 @@ def _rows(model: str, suite: str, stats: EndToEndStats) -> list[dict[str, Any]]:
     if stats.mode == "slide":
         keys.update(crop=_size(stats.crop), stride=_size(stats.stride), num_crops=stats.num_crops)
     rows = [
-        efficiency_row(model, suite, LATENCY_E2E_MEDIAN, stats.median_ms, "ms", **keys),
-        efficiency_row(model, suite, LATENCY_E2E_P90, stats.p90_ms, "ms", **keys),
-        efficiency_row(model, suite, LATENCY_E2E_P99, stats.p99_ms, "ms", **keys),
-        efficiency_row(model, suite, THROUGHPUT_E2E, stats.images_per_s, "img/s", **keys),
+        efficiency_row(model, suite, LATENCY_E2E_MEDIAN, stats.median_ms, **keys),
+        efficiency_row(model, suite, LATENCY_E2E_P90, stats.p90_ms, **keys),
+        efficiency_row(model, suite, LATENCY_E2E_P99, stats.p99_ms, **keys),
+        efficiency_row(model, suite, THROUGHPUT_E2E, stats.images_per_s, **keys),
     ]
-    rows += [
-        efficiency_row(model, suite, LATENCY_STAGE, stats.stage_median_ms[s], "ms", stage=s, **keys) for s in STAGES
-    ]
+    rows += [efficiency_row(model, suite, LATENCY_STAGE, stats.stage_median_ms[s], stage=s, **keys) for s in STAGES]
     return rows

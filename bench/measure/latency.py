@@ -34,8 +34,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from segbench.bench.measure.clock import Clock
 from segbench.bench.measure.energy import EnergyMeter, EnergyWindow
 from segbench.bench.measure.flops import _check_size
+from segbench.bench.results.schema import CALIBRATION_MEDIAN, LATENCY_CALIBRATED, LATENCY_RAW_MEDIAN, make_row
 from segbench.bench.run.config import autocast_dtype
-from segbench.bench.track.regression import SPEED_METRIC
 
 
 @dataclass
@@ -726,21 +726,17 @@ def calibrated_latency(
         work = calibration_workload(device)
         model_ms, calib_ms = timed_pairs(lambda: model(x), work, warmup, iters, device)
     ratios = [m / c for m, c in zip(model_ms, calib_ms)]
-    base = {
+    keys = {
         "model": model_name or getattr(getattr(model, "meta", None), "name", type(model).__name__),
         "suite": suite,
         "condition": "efficiency",
-        "corruption": None,
-        "category": None,
-        "severity": None,
         "resolution": f"{input_size[0]}x{input_size[1]}",
         "batch_size": 1,
         "precision": "fp32",
         "device": str(device),
     }
     return [
-        {**base, "metric": SPEED_METRIC, "value": statistics.median(ratios), "unit": "x calibration",
-         "samples": ratios},
-        {**base, "metric": "latency_raw_median", "value": statistics.median(model_ms), "unit": "ms"},
-        {**base, "metric": "calibration_median", "value": statistics.median(calib_ms), "unit": "ms"},
-    ]  # fmt: skip
+        make_row(LATENCY_CALIBRATED, statistics.median(ratios), **keys, samples=ratios),
+        make_row(LATENCY_RAW_MEDIAN, statistics.median(model_ms), **keys),
+        make_row(CALIBRATION_MEDIAN, statistics.median(calib_ms), **keys),
+    ]
