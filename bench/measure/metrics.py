@@ -22,14 +22,14 @@ Equality with the official Cityscapes evaluator
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from segbench.bench.measure._numba import compiled
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import ClassTable
 from segbench.bench.results.schema import (
     MEAN_ACC,
     MIOU,
@@ -286,7 +286,7 @@ def accuracy_rows(
     suite: str,
     condition: Any,
     cm: torch.Tensor,
-    class_names: Sequence[str] = CITYSCAPES_CLASSES,
+    classes: ClassTable,
     timing: Mapping[str, float] | None = None,
     num_images: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -298,12 +298,12 @@ def accuracy_rows(
         condition: a `bench.results.Condition` (name, corruption, severity, category); a real-world condition's
             rows have no severity.
         cm: the cell's confusion matrix.
-        class_names: class names in train-id order (length = matrix size).
+        classes: the class table scored with (its names in train-id order; as many as the matrix has rows).
         timing: seconds per phase (`model`, `data`, `metric`, `total`).
         num_images: images evaluated.
     """
-    if len(class_names) != cm.shape[0]:
-        raise ValueError(f"{len(class_names)} class names for a {cm.shape[0]}-class confusion matrix")
+    if classes.num_classes != cm.shape[0]:
+        raise ValueError(f"{classes.num_classes} class names for a {cm.shape[0]}-class confusion matrix")
     place = {
         "model": model,
         "suite": suite,
@@ -317,7 +317,7 @@ def accuracy_rows(
         make_row(PIXEL_ACC, 100 * pixel_accuracy(cm), **place),
         make_row(MEAN_ACC, 100 * mean_class_accuracy(cm), **place),
     ]
-    rows += [make_row(class_metric_name(n), 100 * float(v), **place) for n, v in zip(class_names, iou_per_class(cm))]
+    rows += [make_row(class_metric_name(n), 100 * float(v), **place) for n, v in zip(classes.names, iou_per_class(cm))]
     if num_images is not None:
         rows.append(make_row(NUM_IMAGES, num_images, **place))
     for phase, seconds in (timing or {}).items():
