@@ -205,7 +205,7 @@ def prepare_grid(
 
 
 def deploy_record(variant: str, check: DeploymentCheck, suite: str, seconds: float) -> dict[str, Any]:
-    """The stored `deploy` cell of one grid cell: rows `build_time` (s), `artifact_size` (MB), `agreement_max_abs`,
+    """The stored `deploy` cell of one grid cell: rows `build_time` (s), `artifact_size` (MiB), `agreement_max_abs`,
     `agreement_max_rel`, `argmax_agreement` (%) and `agrees` (flag), each with the cell's backend, precision, device,
     status and reason; an unavailable or failed cell has one `unavailable` / `failed` row (flag) with its reason."""
     _, backend, precision = deploy_variant(variant)
