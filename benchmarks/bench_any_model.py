@@ -63,14 +63,14 @@ from segbench.bench.measure.efficiency import count_params
 from segbench.bench.measure.flops import count_flops
 from segbench.bench.measure.inference import normalize, predict
 from segbench.bench.measure.latency import cpu_model_name, measure_latency
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES
 from segbench.bench.run.allocator import retain_freed_memory
 from segbench.bench.run.config import InferenceSpec
 from segbench.models import build_from_source
 from segbench.models.hf_tiny import calibrate_classifiers, liven, make_processor, model_type
 from segbench.models.sources import BuildRequest, parse_model_spec
 
-CLASSES = tuple(CITYSCAPES_CLASSES)
+CLASSES = CITYSCAPES.names
 BENCH_SIZE = (512, 1024)  # GMACs and latency (Cityscapes at half resolution)
 CHECK_SIZE = (256, 512)  # predictions compared on 2 scenes of this size
 VIT_IMAGE_SIZE = 512  # DPT / BEiT / Data2Vec-Vision: config.image_size, their default sliding window

@@ -28,7 +28,20 @@ from benchmarks.common import parse_size
 from segbench import suites
 from segbench.bench.api import run_suite
 from segbench.bench.data.synthetic import write_synthetic_cityscapes
-from segbench.bench.results.schema import deploy_variant
+from segbench.bench.results.schema import (
+    AGREEMENT_MAX_REL,
+    ARGMAX_AGREEMENT,
+    ARTIFACT_SIZE,
+    BUILD_TIME,
+    DELTA_MIOU,
+    DELTA_MPC,
+    LATENCY_MEDIAN,
+    LATENCY_P90,
+    LATENCY_P99,
+    LATENCY_STAGE,
+    MIOU,
+    deploy_variant,
+)
 from segbench.bench.results.store import RunFolder
 from segbench.bench.run.config import RunConfig
 from segbench.suites.builtin import DEMO_WEIGHTS
@@ -95,7 +108,7 @@ def _inside_cells(cells: list[dict]) -> float:
 
 def frame_size(frame: pd.DataFrame, model: str) -> str | None:
     """The resolution the grid's latency columns are read at: the largest timed for the model's eager fp32."""
-    rows = frame[(frame["model"] == f"{model}@eager-fp32") & (frame["metric"] == "latency_median")]
+    rows = frame[(frame["model"] == f"{model}@eager-fp32") & (frame["metric"] == LATENCY_MEDIAN)]
     sizes = [str(r) for r in rows.get("resolution", pd.Series(dtype=object)).dropna().unique()]
     return max(sizes, key=lambda r: int(r.split("x")[0]) * int(r.split("x")[1]), default=None)
 
@@ -106,11 +119,11 @@ def _table(frame: pd.DataFrame, summary: pd.DataFrame, model: str) -> pd.DataFra
     at = (frame["condition"] != "efficiency") | (
         (frame.get("resolution") == frame_size(frame, model)) & (frame.get("batch_size") == 1)
     )  # latency at batch 1 on the scenes' size, not the batch sweep's or the curve's rows
-    at &= ~frame["metric"].isin(["latency_stage"])  # one row per stage: not a grid column
+    at &= ~frame["metric"].isin([LATENCY_STAGE])  # one row per stage: not a grid column
     value = frame[at].drop_duplicates(["model", "condition", "metric"]).set_index(["model", "condition", "metric"])
     value = value["value"]
     deltas = summary.set_index(["model", "metric"])["value"] if len(summary) else pd.Series(dtype=float)
-    base = value.get((f"{model}@eager-fp32", "efficiency", "latency_median"))
+    base = value.get((f"{model}@eager-fp32", "efficiency", LATENCY_MEDIAN))
     for variant in variants:
         _, backend, precision = deploy_variant(variant)
         status = frame.loc[(frame["model"] == variant) & (frame["condition"] == "deploy"), "status"].iloc[0]
@@ -118,15 +131,15 @@ def _table(frame: pd.DataFrame, summary: pd.DataFrame, model: str) -> pd.DataFra
         def get(condition, metric, variant=variant):
             return value.get((variant, condition, metric), float("nan"))
 
-        median = get("efficiency", "latency_median")
+        median = get("efficiency", LATENCY_MEDIAN)
         rows.append({
             "backend": backend, "precision": precision, "status": status,
-            "p50 ms": median, "p90 ms": get("efficiency", "latency_p90"), "p99 ms": get("efficiency", "latency_p99"),
+            "p50 ms": median, "p90 ms": get("efficiency", LATENCY_P90), "p99 ms": get("efficiency", LATENCY_P99),
             "x eager": base / median if status == "agrees" and base else float("nan"),
-            "build s": get("deploy", "build_time"), "MiB": get("deploy", "artifact_size"),
-            "argmax %": get("deploy", "argmax_agreement"), "rel diff": get("deploy", "agreement_max_rel"),
-            "clean mIoU": get("clean", "miou"), "d mIoU pp": deltas.get((variant, "delta_miou"), float("nan")),
-            "d mPC pp": deltas.get((variant, "delta_mPC"), float("nan")),
+            "build s": get("deploy", BUILD_TIME), "MiB": get("deploy", ARTIFACT_SIZE),
+            "argmax %": get("deploy", ARGMAX_AGREEMENT), "rel diff": get("deploy", AGREEMENT_MAX_REL),
+            "clean mIoU": get("clean", MIOU), "d mIoU pp": deltas.get((variant, DELTA_MIOU), float("nan")),
+            "d mPC pp": deltas.get((variant, DELTA_MPC), float("nan")),
         })  # fmt: skip
     return pd.DataFrame(rows).round(3)
 

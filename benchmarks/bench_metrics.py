@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from segbench.bench.measure.metrics import confusion_matrix, iou_per_class, mean_iou
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES
 
 
 def make_pairs(n: int, size: tuple[int, int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -94,7 +94,7 @@ def main() -> None:
 
     same = all(
         (math.isnan(official["classScores"][n]) and math.isnan(v)) or official["classScores"][n] == float(v)
-        for n, v in zip(CITYSCAPES_CLASSES, iou.cpu())
+        for n, v in zip(CITYSCAPES.names, iou.cpu())
     )
     diff = abs(miou - official["averageScoreClasses"])
     print(f"{args.pairs} pairs at {args.size[0]}x{args.size[1]}, torch {torch.__version__}, device {device}, "

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segbench.bench.results.classes import CITYSCAPES, ClassTable
 from segbench.bench.results.io import atomic_write_text
 from segbench.bench.results.schema import WEIGHTS_STATUSES
 from segbench.reports import figures
@@ -232,6 +233,7 @@ class Page:
         problems: what could not be read (files, lines), in reading order.
         infos: each model's weights provenance (`model_infos`).
         out: the files this render writes.
+        classes: the class table the run scored with (run.json; Cityscapes' for a folder without run.json).
     """
 
     run_dir: Path
@@ -243,6 +245,7 @@ class Page:
     problems: list[str]
     infos: dict[str, ModelInfo]
     out: Outputs
+    classes: ClassTable = CITYSCAPES
 
     @cached_property
     def models(self) -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from segbench.bench.results.axes import REAL_WORLD, REAL_WORLD_NAMES, real_condition, real_conditions
+from segbench.bench.results.classes import ClassTable
 from segbench.reports.tables import REFERENCE_DIR, class_columns, class_key, is_accuracy
 
 MASKED_DATASETS = ("acdc", "dark_zurich")
@@ -241,9 +242,9 @@ def format_drop(drop: float) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def real_class_iou(frame: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+def real_class_iou(frame: pd.DataFrame, models: Sequence[str], classes: ClassTable) -> pd.DataFrame:
     """Per-class IoU (%) under each real condition: rows `model, condition` (models in order, conditions in
-    `REAL_WORLD` order) x classes (Cityscapes order). Empty when the run has no real-world `iou_<class>` rows."""
+    `REAL_WORLD` order) x classes (the run's class order). Empty when the run has no real-world `iou_<class>` rows."""
     rows = real_rows(frame)
     rows = rows[rows["metric"].str.startswith("iou_")]
     if rows.empty:
@@ -252,7 +253,7 @@ def real_class_iou(frame: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
     matrix = rows.pivot_table(index=["model", "condition"], columns="cls", values="value", aggfunc="last")
     order = [c.name for c in real_conditions()]
     index = [(m, c) for m in models for c in order if (m, c) in matrix.index]
-    return class_columns(matrix.reindex(index=pd.MultiIndex.from_tuples(index, names=["model", "condition"])))
+    return class_columns(matrix.reindex(index=pd.MultiIndex.from_tuples(index, names=["model", "condition"])), classes)
 
 
 # --------------------------------------------------------------------------------------------------------------------

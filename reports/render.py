@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from segbench.bench.results.classes import CITYSCAPES
 from segbench.bench.results.io import atomic_write_text
 from segbench.bench.results.store import RunFolder
 from segbench.reports import tables as T
@@ -52,6 +53,7 @@ def read_page(run_dir: Path, reference_model: str | None = None) -> Page:
         problems=folder.problems,
         infos=model_infos(env or {}, T.model_order(frame)),
         out=Outputs(run_dir),
+        classes=folder.classes or CITYSCAPES,
     )
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from segbench.bench.results.axes import CATEGORIES, real_conditions, split_condition
 from segbench.bench.results.axes import category_of as _contract_category
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import ClassTable
 from segbench.bench.results.schema import COLUMNS, deploy_variant
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -54,9 +54,6 @@ PUBLISHED_TABLE5 += "Kamann & Rother (CVPR 2020). Published numbers, not measure
 def class_key(name: str) -> str:
     """`traffic light`, `traffic_light`, `Traffic-Light` -> `traffic_light` (the key that matches IoU columns)."""
     return re.sub(r"\W+", "_", str(name).strip().lower()).strip("_")
-
-
-_CLASS_BY_KEY = {class_key(c): c for c in CITYSCAPES_CLASSES}
 
 
 def category_of(corruption: str) -> str | None:
@@ -279,22 +276,23 @@ def _span(values: Sequence[int]) -> str:
     return ", ".join(str(v) for v in values)
 
 
-def class_iou(frame: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
-    """Clean per-class IoU, models x classes (Cityscapes order first, then other classes as met)."""
+def class_iou(frame: pd.DataFrame, models: Sequence[str], classes: ClassTable) -> pd.DataFrame:
+    """Clean per-class IoU, models x classes (the run's class order first, then other classes as met)."""
     rows = frame[is_accuracy(frame) & (frame["condition"] == "clean") & frame["metric"].str.startswith("iou_")]
     if rows.empty:
         return pd.DataFrame()
     rows = rows.assign(cls=[class_key(m[len("iou_") :]) for m in rows["metric"]])
     matrix = rows.groupby(["model", "cls"], sort=False)["value"].mean().unstack("cls")
-    return class_columns(matrix.reindex(index=[m for m in models if m in matrix.index]))
+    return class_columns(matrix.reindex(index=[m for m in models if m in matrix.index]), classes)
 
 
-def class_columns(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Class-key columns (`traffic_light`) put in Cityscapes order (other classes after, as met) and renamed to the
-    class names (`traffic light`)."""
-    keys = [k for k in _CLASS_BY_KEY if k in matrix.columns]
-    keys += [k for k in matrix.columns if k not in _CLASS_BY_KEY]
-    return matrix.reindex(columns=keys).rename(columns=lambda k: _CLASS_BY_KEY.get(k, k.replace("_", " ")))
+def class_columns(matrix: pd.DataFrame, classes: ClassTable) -> pd.DataFrame:
+    """Class-key columns (`traffic_light`) put in the order of the run's class table (other classes after, as met)
+    and renamed to the class names (`traffic light`)."""
+    by_key = {class_key(c): c for c in classes.names}
+    keys = [k for k in by_key if k in matrix.columns]
+    keys += [k for k in matrix.columns if k not in by_key]
+    return matrix.reindex(columns=keys).rename(columns=lambda k: by_key.get(k, k.replace("_", " ")))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import segbench
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES
 
 ROOT = Path(__file__).resolve().parents[1]
 NARROW = dict(corruptions="fog", severities="1", max_images=1, allow_random_weights=True, quiet=True)
@@ -106,8 +106,8 @@ def test_onnx_and_hf_through_the_command_line(tmp_path):
                       input_names=["image"], dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}})  # fmt: skip
     config = transformers.SegformerConfig(
         num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 1],
-        decoder_hidden_size=16, id2label=dict(enumerate(CITYSCAPES_CLASSES)),
-        label2id={c: i for i, c in enumerate(CITYSCAPES_CLASSES)},
+        decoder_hidden_size=16, id2label=dict(enumerate(CITYSCAPES.names)),
+        label2id={c: i for i, c in enumerate(CITYSCAPES.names)},
         patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
     )  # fmt: skip
     hf_model = transformers.SegformerForSemanticSegmentation(config)

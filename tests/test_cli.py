@@ -1,4 +1,7 @@
-"""run_bench.py end to end, as a user types it, on synthetic data."""
+"""run_bench.py end to end, as a user types it, on synthetic data.
+
+Most user mistakes run `segbench.cli.main` in this interpreter (`in_process`); a few run `run_bench.py` in a fresh one
+(`cli`), for the exit code and the absence of a traceback through a real interpreter."""
 
 from __future__ import annotations
 
@@ -9,15 +12,24 @@ import platform
 import re
 import subprocess
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+"""What a fresh interpreter's default warning filters do not print (outside `__main__`)."""
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {"SEGBENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_CACHE": str(tmp_path / "hf")}
+
 
 def cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "SEGBENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_CACHE": str(tmp_path / "hf")}
+    full_env = {**os.environ, **_env(tmp_path)}
     full_env.pop("CITYSCAPES_DATASET", None)
     full_env.update(env or {})
     return subprocess.run(
@@ -28,6 +40,31 @@ def cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: int = 600)
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def in_process(tmp_path, monkeypatch, capsys) -> Callable[..., tuple[int, str]]:
+    """`main(args)` here, set up as `cli` sets up a fresh interpreter (folder, environment); returns the exit code and
+    what a user sees on stderr: the printed lines, then each warning a fresh interpreter would print."""
+    from segbench.bench.run import allocator
+    from segbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in _env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
+    monkeypatch.setenv("SEGBENCH_MALLOC", "system")  # leave this process's allocator as it is
+    monkeypatch.setattr(allocator, "_state", allocator.describe())
+
+    def call(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = main(list(args))
+        shown = [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, HIDDEN_WARNINGS)]
+        return code, capsys.readouterr().err + "".join(f"{line}\n" for line in shown)
+
+    return call
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -66,19 +103,19 @@ def test_run_shorthand_then_resume(tmp_path):
     assert (run_dir / "results.csv").read_text() == before
 
 
-def test_missing_data_says_where_it_looked(tmp_path):
-    out = cli("--suite", "cityscapes", "--models", "segformer-tiny", "--allow-random-weights", tmp_path=tmp_path)
-    assert out.returncode == 2
-    assert "Traceback" not in out.stderr
-    line = out.stderr.strip()
+def test_missing_data_says_where_it_looked(in_process):
+    code, stderr = in_process("--suite", "cityscapes", "--models", "segformer-tiny", "--allow-random-weights")
+    assert code == 2
+    assert "Traceback" not in stderr
+    line = stderr.strip()
     assert "\n" not in line
     assert "CITYSCAPES_DATASET" in line and "--data" in line and "--suite demo" in line
 
 
-def test_random_weights_refused_without_flag(tmp_path):
-    out = cli("--suite", "ci", "--models", "segformer-tiny", "--max-images", "1", tmp_path=tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "segformer-tiny" in out.stderr and "random" in out.stderr
+def test_random_weights_refused_without_flag(in_process):
+    code, stderr = in_process("--suite", "ci", "--models", "segformer-tiny", "--max-images", "1")
+    assert code == 2 and "Traceback" not in stderr
+    assert "segformer-tiny" in stderr and "random" in stderr
 
 
 @pytest.mark.parametrize(
@@ -110,7 +147,22 @@ def test_random_weights_refused_without_flag(tmp_path):
         (("compare", "/nonexistent/a", "/nonexistent/b"), "/nonexistent/a: not a run folder, results.csv or baseline"),
     ],
 )
-def test_user_mistakes_are_one_line(tmp_path, args, message):
+def test_user_mistakes_are_one_line(in_process, args, message):
+    code, stderr = in_process(*args)
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--nope",), "unrecognized arguments: --nope"),  # argparse's mistakes
+        (("--models", "segformer-b9"), "unknown model 'segformer-b9'; closest: "),  # the run's own
+    ],
+)
+def test_user_mistakes_are_one_line_through_a_fresh_interpreter(tmp_path, args, message):
     out = cli(*args, tmp_path=tmp_path)
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr

@@ -22,7 +22,7 @@ import torch
 
 from segbench.bench.measure.efficiency import count_params
 from segbench.bench.measure.inference import normalize, predict
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES
 from segbench.bench.run.config import InferenceSpec
 from segbench.models import build_from_source
 from segbench.models.checkpoint import sha256_file
@@ -37,7 +37,7 @@ from segbench.models.hf_tiny import model_type as tiny_model_type  # noqa: E402
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
-CLASSES = tuple(CITYSCAPES_CLASSES)
+CLASSES = tuple(CITYSCAPES.names)
 MEAN, STD = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)  # not ImageNet's: a processor config that is ignored shows
 SIZE = (64, 128)
 SQUARE = {"dpt", "data2vec-vision"}  # DPT takes square inputs, Data2Vec-Vision exactly config.image_size (64)

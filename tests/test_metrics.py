@@ -19,7 +19,7 @@ from segbench.bench.measure.metrics import (
     mean_iou,
     pixel_accuracy,
 )
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES
 
 cs_eval = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
 from cityscapesscripts.helpers.labels import labels as CS_LABELS  # noqa: E402
@@ -66,7 +66,7 @@ def assert_equal_to_official(preds, gts, tmp_path):
     official = official_scores(preds, gts, tmp_path)
     cm = ours(preds, gts)
     iou = iou_per_class(cm)
-    for c, name in enumerate(CITYSCAPES_CLASSES):
+    for c, name in enumerate(CITYSCAPES.names):
         expected = official["classScores"][name]
         if math.isnan(expected):
             assert math.isnan(iou[c]), name

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from segbench.bench.results.classes import CITYSCAPES
 from segbench.bench.results.summaries import summary_rows
 from segbench.reports import SECTION_IDS, render_report
 from segbench.reports import tables as T
@@ -57,7 +58,7 @@ def accuracy_rows(models=MODELS, severities=(1, 2)) -> list[dict]:
     for model in models:
         rows.append(_row(model, "clean", "miou", miou(model)))
         rows.append(_row(model, "clean", "pixel_acc", miou(model) + 20))
-        for i, cls in enumerate(T.CITYSCAPES_CLASSES):
+        for i, cls in enumerate(CITYSCAPES.names):
             name = cls if model == "fcn-r18" else cls.replace(" ", "_")  # both spellings occur
             rows.append(_row(model, "clean", f"iou_{name}", (miou(model) + 3 * i) % 100))
         for corruption in CORRUPTIONS:
@@ -304,7 +305,7 @@ def test_tables_written_as_csv_and_markdown(rendered):
     assert {"GMACs [fvcore]", "GMACs [paper]", "latency_median_ms", "latency_p90_ms", "params_M"} <= set(eff.columns)
     assert list(eff["model"]) == list(MODELS)
     classes = pd.read_csv(run / "report" / "per_class_iou.csv")
-    assert list(classes.columns[1:]) == list(T.CITYSCAPES_CLASSES)  # spaces and underscores both mapped
+    assert list(classes.columns[1:]) == list(CITYSCAPES.names)  # spaces and underscores both mapped
     assert "# segbench report" in (run / "report" / "report.md").read_text()
 
 

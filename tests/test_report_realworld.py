@@ -19,7 +19,7 @@ from scipy import stats
 from test_report import EVIL, _parse, _timed_cell, make_fake_run
 
 from segbench.bench.results.axes import INVALID_REGION_NOTE, Condition
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
+from segbench.bench.results.classes import CITYSCAPES
 from segbench.bench.results.schema import class_metric_name
 from segbench.bench.results.store import RunStore
 from segbench.reports import realworld as RW
@@ -61,7 +61,7 @@ def cell_rows(model: str, condition: str, miou: float, template: str | None = No
     rows = [{**base, "metric": m, "value": v, "unit": "%"} for m, v in
             (("miou", miou), ("pixel_acc", miou + 15), ("mean_acc", miou + 5))]  # fmt: skip
     rows += [{**base, "metric": class_metric_name(name), "value": class_iou(template or model, c.name, i), "unit": "%"}
-             for i, name in enumerate(CITYSCAPES_CLASSES)]  # fmt: skip
+             for i, name in enumerate(CITYSCAPES.names)]  # fmt: skip
     rows.append({**base, "metric": "num_images", "value": IMAGES.get(c.name, 20), "unit": "count"})
     rows.append({**base, "metric": "time_total", "value": 3.0, "unit": "s"})
     return rows
@@ -213,11 +213,11 @@ def test_drops_are_read_from_summary_csv_not_recomputed(tmp_path):
 def test_per_class_iou_under_each_condition(rendered):
     run, _ = rendered
     table = pd.read_csv(run / "report" / "real_world_class_iou.csv")
-    assert list(table.columns) == ["model", "condition", *CITYSCAPES_CLASSES]
+    assert list(table.columns) == ["model", "condition", *CITYSCAPES.names]
     assert len(table) == len(MODELS) * len(REAL_NAMES)
     assert list(table["condition"][: len(REAL_NAMES)]) == list(REAL_NAMES)
     row = table[(table["model"] == "fcn-r18") & (table["condition"] == "acdc:night")].iloc[0]
-    assert [row[c] for c in CITYSCAPES_CLASSES] == pytest.approx(
+    assert [row[c] for c in CITYSCAPES.names] == pytest.approx(
         [class_iou("fcn-r18", "acdc:night", i) for i in range(19)]
     )
     clean = pd.read_csv(run / "report" / "per_class_iou.csv").set_index("model")  # the clean section is unaffected

@@ -11,9 +11,26 @@ import pandas as pd
 import pytest
 
 from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS, Condition, split_condition
+from segbench.bench.results.classes import CITYSCAPES, ClassTable, class_table
 from segbench.bench.results.io import read_rows, write_csv
-from segbench.bench.results.schema import SPEEDUP
-from segbench.bench.results.store import RunFolder, RunStore
+from segbench.bench.results.schema import (
+    CE,
+    COLUMNS,
+    E2E_METRICS,
+    MCE,
+    MCE_CORRUPTIONS,
+    METRICS,
+    MIOU,
+    REL_MCE,
+    SPEEDUP,
+    SUMMARY_METRICS,
+    Row,
+    class_metric_name,
+    lower_is_better,
+    make_row,
+    time_metric_name,
+)
+from segbench.bench.results.store import RunFolder, RunStore, read_run
 from segbench.bench.results.summaries import default_reference, summary_rows
 from segbench.reports.console import console_table, results_table
 
@@ -58,11 +75,61 @@ def test_axes_are_defined_once():
 def test_palette_matches_the_official_label_table():
     from cityscapesscripts.helpers.labels import labels
 
-    from segbench.bench.results.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-
     official = {label.trainId: (label.name, tuple(label.color)) for label in labels if 0 <= label.trainId < 255}
-    assert [official[i][0] for i in range(19)] == list(CITYSCAPES_CLASSES)
-    assert [official[i][1] for i in range(19)] == list(CITYSCAPES_PALETTE)
+    assert [official[i][0] for i in range(19)] == list(CITYSCAPES.names)
+    assert [official[i][1] for i in range(19)] == list(CITYSCAPES.palette)
+    assert CITYSCAPES.ignore_index == 255 and CITYSCAPES.num_classes == 19
+
+
+def test_a_class_table_is_a_value_run_json_can_hold():
+    assert ClassTable.from_dict(json.loads(json.dumps(CITYSCAPES.to_dict()))) == CITYSCAPES
+    assert class_table(19) is CITYSCAPES and CITYSCAPES.is_named
+    other = class_table(3)
+    assert other.names == ("class0", "class1", "class2") and other.palette == () and not other.is_named
+    assert ClassTable.from_dict(other.to_dict()) == other
+    with pytest.raises(ValueError, match="2 colours for 3 classes"):
+        ClassTable("voc", ("a", "b", "c"), ((0, 0, 0), (1, 1, 1)))
+
+
+def test_a_run_folder_written_before_class_tables_reads_with_cityscapes_table(tmp_path):
+    """run.json without `classes` (runs made before it was recorded): 19 classes are Cityscapes', others the
+    placeholder names the run scored with; a recorded table wins."""
+    write_csv(_rows("a", 60.0, 5.0), tmp_path / "results.csv")
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": "old", "suite": "t", "num_classes": 19}))
+    assert read_run(tmp_path).classes == CITYSCAPES
+    assert read_run(tmp_path).frame()["value"].iloc[0] == 60.0  # the rest of the folder reads as before
+    (tmp_path / "run.json").write_text(json.dumps({"num_classes": 4}))
+    assert RunFolder(tmp_path).classes == class_table(4)
+    voc = ClassTable("voc", ("background", "aeroplane"), ((0, 0, 0), (128, 0, 0)), 255)
+    (tmp_path / "run.json").write_text(json.dumps({"num_classes": 2, "classes": voc.to_dict()}))
+    assert RunFolder(tmp_path).classes == voc
+    (tmp_path / "run.json").unlink()
+    assert RunFolder(tmp_path).classes is None
+
+
+def test_metric_names_units_and_directions_are_defined_once():
+    assert set(SUMMARY_METRICS) | set(E2E_METRICS) <= set(METRICS)
+    where = {"model": "m", "suite": "s", "condition": "c"}
+    assert make_row(MCE_CORRUPTIONS, 16, **where)["unit"] == "count"
+    assert make_row(class_metric_name("traffic light"), 1, **where)["unit"] == "%"
+    assert make_row(time_metric_name("total"), 1, **where)["unit"] == "s"
+    assert [name for name in METRICS if lower_is_better(name) and METRICS[name].unit == "%"] == [CE, MCE, REL_MCE]
+    assert not lower_is_better(MIOU) and not lower_is_better("iou_road") and not lower_is_better("made_up")
+    with pytest.raises(ValueError, match="unknown metric 'made_up'"):
+        make_row("made_up", 1.0, **where)
+
+
+def test_a_row_is_the_nine_columns_then_its_keys_in_order():
+    row = make_row(MIOU, 61, model="m", suite="s", condition="fog-2", corruption="fog", severity=2, resolution="8x8")
+    assert list(row) == [*COLUMNS, "resolution"]
+    assert row == {"model": "m", "suite": "s", "condition": "fog-2", "corruption": "fog", "category": None,
+                   "severity": 2, "metric": "miou", "value": 61.0, "unit": "%", "resolution": "8x8"}  # fmt: skip
+    assert isinstance(row["value"], float)
+    assert Row(model="m", suite="s", condition="c", metric=MIOU, value=1.0, unit="%").to_dict() == {
+        **dict.fromkeys(COLUMNS), "model": "m", "suite": "s", "condition": "c", "metric": MIOU, "value": 1.0,
+        "unit": "%"}  # fmt: skip
+    with pytest.raises(ValueError, match="result columns"):
+        Row(model="m", suite="s", condition="c", metric=MIOU, value=1.0, unit="%", extra={"severity": 1})
 
 
 def test_condition_parsing():

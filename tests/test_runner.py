@@ -28,8 +28,9 @@ from segbench.bench.data.synthetic import write_synthetic_cityscapes
 from segbench.bench.measure.inference import predict
 from segbench.bench.measure.metrics import confusion_matrix, mean_iou
 from segbench.bench.results.axes import Condition
+from segbench.bench.results.classes import CITYSCAPES
 from segbench.bench.results.schema import TIMING_UNITS
-from segbench.bench.results.store import RunMismatchError, RunStore
+from segbench.bench.results.store import RunFolder, RunMismatchError, RunStore
 from segbench.bench.run.config import InferenceSpec, RunConfig
 from segbench.bench.run.locks import FolderBusyError, folder_lock
 from segbench.bench.run.outcome import RunFailed
@@ -124,6 +125,22 @@ def test_run_json_records_every_setting_that_can_change_a_number(reference_run):
                                     "batch_size": 2, "sources": {}, "model_args": {}, "label_map": None,
                                     "model_meta": None, "conditions": list(CONDITIONS)}  # fmt: skip
     assert manifest["config"]["fast"] is False and manifest["config"]["weights_text"] is None
+    # the class table the run scored with, as a value a later reader (the report) takes from the run
+    palette = [list(rgb) for rgb in CITYSCAPES.palette]
+    assert manifest["classes"] == {"name": "cityscapes", "names": list(CITYSCAPES.names), "palette": palette,
+                                   "ignore_index": 255}  # fmt: skip
+    assert RunFolder(reference_run.run_dir).classes == CITYSCAPES
+
+
+def test_resume_of_a_run_made_before_class_tables_were_recorded(reference_run, data_root, tmp_path):
+    shutil.copytree(reference_run.run_dir, tmp_path / "ref")
+    manifest_path = tmp_path / "ref" / "run.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["classes"]
+    manifest_path.write_text(json.dumps(manifest))
+    assert RunFolder(tmp_path / "ref").classes == CITYSCAPES  # 19 classes: Cityscapes' table
+    again = run(make_config(data_root, tmp_path, run_id="ref", resume=True), CONDITIONS, InferenceSpec())
+    assert again.computed == [] and again.skipped == reference_run.computed
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from segbench.bench.results.axes import Condition
+from segbench.bench.results.classes import CITYSCAPES
 from segbench.bench.run.config import InferenceSpec
-from segbench.bench.run.gallery import cityscapes_palette, write_gallery
+from segbench.bench.run.gallery import palette_lut, write_gallery
 from segbench.bench.run.weights import HF_CITYSCAPES_IDS, WeightsError, resolve_model_weights
 
 
@@ -82,7 +83,7 @@ def test_gallery_has_every_condition_and_model(synthetic_root, tmp_path):
                           lambda n: models.create_model(n), InferenceSpec(mode="whole"))  # fmt: skip
     data = json.loads(index.read_text())
     assert [c["condition"] for c in data["conditions"]] == ["clean", "fog-3", "gaussian_noise-1"]
-    palette = cityscapes_palette()
+    palette = palette_lut(CITYSCAPES)
     gt = np.asarray(Image.open(tmp_path / data["ground_truth"]))
     assert gt.shape == (64, 128, 3) and {tuple(c) for c in gt.reshape(-1, 3)} <= {tuple(c) for c in palette}
     for entry in data["conditions"]:

@@ -33,13 +33,14 @@ from PIL import Image
 
 from segbench.bench.data.corruptions import MIN_SIZE, SEED_PROTOCOL, condition_seed, corrupt
 from segbench.bench.results.axes import CLEAN, Condition
+from segbench.bench.results.classes import CITYSCAPES
 
 ENV_VAR = "CITYSCAPES_DATASET"
 IMAGE_SUFFIX = "_leftImg8bit.png"
 TRAIN_ID_SUFFIX = "_gtFine_labelTrainIds.png"
 LABEL_ID_SUFFIX = "_gtFine_labelIds.png"
-NUM_CLASSES = 19
-IGNORE_INDEX = 255
+NUM_CLASSES = CITYSCAPES.num_classes
+IGNORE_INDEX = CITYSCAPES.ignore_index
 MANIFEST = "manifest.json"
 
 

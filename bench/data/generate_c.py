@@ -31,7 +31,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -448,6 +448,32 @@ def _unique(values: Iterable, kind: str) -> list:
     return out
 
 
+def _plan_tasks(
+    samples: Sequence[SampleRef],
+    corruptions: Sequence[str],
+    severities: Sequence[int],
+    out: Path,
+    split: str,
+    seed: int,
+) -> tuple[list[tuple], int]:
+    """The `_run_task` arguments of every (image, corruption) with a severity whose file is missing, and the number of
+    files already there (skipped)."""
+    tasks, skipped = [], 0
+    for sample in samples:
+        for corruption in corruptions:
+            todo = []
+            for severity in severities:
+                if corrupted_image_path(out, Condition(corruption, severity), split, sample).is_file():
+                    skipped += 1
+                else:
+                    todo.append(int(severity))
+            if todo:
+                tasks.append(
+                    (str(sample.image), sample.city, sample.id, corruption, tuple(todo), str(out), split, seed)
+                )
+    return tasks, skipped
+
+
 def generate_c(
     data_root: str | Path | None,
     out: str | Path,
@@ -504,20 +530,7 @@ def generate_c(
         removed = _update_manifest(out, base_seed, split, versions, corruptions, severities)
         removed += _remove_stale_temps(out, split, shard, lambda: find_samples(data_root, split, validate=False))
 
-        tasks, skipped = [], 0
-        for sample in mine:
-            for corruption in corruptions:
-                todo = []
-                for severity in severities:
-                    if corrupted_image_path(out, Condition(corruption, severity), split, sample).is_file():
-                        skipped += 1
-                    else:
-                        todo.append(int(severity))
-                if todo:
-                    tasks.append(
-                        (str(sample.image), sample.city, sample.id, corruption, tuple(todo), str(out), split, seed)
-                    )
-
+        tasks, skipped = _plan_tasks(mine, corruptions, severities, out, split, seed)
         written = _run_tasks(tasks, workers, len(mine) * len(conditions), skipped, quiet)
         removed += _update_manifest(out, base_seed, split, versions, corruptions, severities, conditions, samples)
     return GenerateReport(

@@ -42,6 +42,7 @@ from segbench.bench.deploy.agreement import Agreement, measure_agreement, refere
 from segbench.bench.deploy.cache import ArtifactCache, CachedArtifact, CacheKey
 from segbench.bench.deploy.export import EXPORTER, OPSET, ExportError, graph_versions, onnx_graph
 from segbench.bench.measure.latency import resolve_device
+from segbench.bench.results.schema import FAILED, UNAVAILABLE
 from segbench.bench.run.config import ConfigError, autocast_dtype, check_precision_supported
 from segbench.models.checkpoint import state_dict_sha256
 from segbench.models.exported import onnx_session
@@ -647,10 +648,10 @@ def check_deployment(
             model, shape, precision, cache, device=device, dynamic=dynamic, calibration=calibration, name=name
         )
     except BackendUnavailable as e:
-        return DeploymentCheck(backend, precision, str(device), "unavailable", str(e))
+        return DeploymentCheck(backend, precision, str(device), UNAVAILABLE, str(e))
     except Exception as e:  # noqa: BLE001 - export, quantisation, compilation, session or engine: one line, next cell
         line = str(e) if isinstance(e, ExportError) else first_line(e)
-        return DeploymentCheck(backend, precision, str(device), "failed", f"{backend} {precision}: {line}")
+        return DeploymentCheck(backend, precision, str(device), FAILED, f"{backend} {precision}: {line}")
     if references is None:
         references = reference_logits(model, images, device)
     agreement = measure_agreement(built.module, images, references, precision)

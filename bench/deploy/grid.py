@@ -31,7 +31,18 @@ from torch import nn
 from segbench.bench.deploy.agreement import reference_logits
 from segbench.bench.deploy.backends import DeploymentCheck, check_deployment
 from segbench.bench.deploy.cache import ArtifactCache
-from segbench.bench.results.schema import DEPLOY_REFERENCE, variant_name
+from segbench.bench.results.schema import (
+    AGREEMENT_MAX_ABS,
+    AGREEMENT_MAX_REL,
+    AGREES,
+    ARGMAX_AGREEMENT,
+    ARTIFACT_SIZE,
+    BUILD_TIME,
+    DEPLOY_REFERENCE,
+    deploy_variant,
+    make_row,
+    variant_name,
+)
 
 
 class DeployedModel(nn.Module):
@@ -194,31 +205,28 @@ def prepare_grid(
 
 
 def deploy_record(variant: str, check: DeploymentCheck, suite: str, seconds: float) -> dict[str, Any]:
-    """The stored `deploy` cell of one grid cell: rows `build_time` (s), `artifact_size` (MB), `agreement_max_abs`,
+    """The stored `deploy` cell of one grid cell: rows `build_time` (s), `artifact_size` (MiB), `agreement_max_abs`,
     `agreement_max_rel`, `argmax_agreement` (%) and `agrees` (flag), each with the cell's backend, precision, device,
     status and reason; an unavailable or failed cell has one `unavailable` / `failed` row (flag) with its reason."""
-    from segbench.bench.results.schema import deploy_variant
-
     _, backend, precision = deploy_variant(variant)
-    keys = {"model": variant, "suite": suite, "condition": "deploy", "corruption": None, "category": None,
-            "severity": None, "backend": backend, "precision": precision, "device": check.device,
-            "status": check.status, "reason": check.reason or None}  # fmt: skip
+    keys = {"model": variant, "suite": suite, "condition": "deploy", "backend": backend, "precision": precision,
+            "device": check.device, "status": check.status, "reason": check.reason or None}  # fmt: skip
     built, agreement = check.built, check.agreement
     if built is None:
-        rows = [{**keys, "metric": check.status, "value": 1.0, "unit": "flag"}]
+        rows = [make_row(check.status, 1.0, **keys)]
     else:
-        rows = [{**keys, "metric": "build_time", "value": float(built.build_s), "unit": "s",
-                 "cache_hit": built.cache_hit, "artifact_build_s": built.artifact_build_s}]  # fmt: skip
+        timing = {"cache_hit": built.cache_hit, "artifact_build_s": built.artifact_build_s}
+        rows = [make_row(BUILD_TIME, built.build_s, **keys, **timing)]
         if built.artifact_bytes is not None:
-            rows.append({**keys, "metric": "artifact_size", "value": built.artifact_bytes / 2**20, "unit": "MiB"})
+            rows.append(make_row(ARTIFACT_SIZE, built.artifact_bytes / 2**20, **keys))
     if agreement is not None:
         tol = agreement.tolerance
-        extra = {"images": agreement.images, "tolerance_rel": tol.max_rel, "tolerance_argmax": tol.min_argmax}
+        keys |= {"images": agreement.images, "tolerance_rel": tol.max_rel, "tolerance_argmax": tol.min_argmax}
         rows += [
-            {**keys, **extra, "metric": "agreement_max_abs", "value": float(agreement.max_abs), "unit": "logit"},
-            {**keys, **extra, "metric": "agreement_max_rel", "value": float(agreement.max_rel), "unit": "ratio"},
-            {**keys, **extra, "metric": "argmax_agreement", "value": float(agreement.argmax_agreement), "unit": "%"},
-            {**keys, **extra, "metric": "agrees", "value": float(agreement.agrees), "unit": "flag"},
+            make_row(AGREEMENT_MAX_ABS, agreement.max_abs, **keys),
+            make_row(AGREEMENT_MAX_REL, agreement.max_rel, **keys),
+            make_row(ARGMAX_AGREEMENT, agreement.argmax_agreement, **keys),
+            make_row(AGREES, agreement.agrees, **keys),
         ]
     return {
         "cell": f"{variant}__deploy",

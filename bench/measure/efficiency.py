@@ -11,6 +11,22 @@ The public API lives here; the FLOP counters are in `bench.measure.flops` and th
 `efficiency_sweep` turns all of it into tidy result rows (``model, suite, condition, corruption, category,
 severity, metric, value, unit`` plus the keys that say what the number is), and `hardware_info` records the
 machine the numbers came from.
+
+Every row of a sweep has the nine result columns (``condition="efficiency"``; corruption, category and severity
+None) plus ``resolution`` ("HxW" or None), ``batch_size``, ``precision``, ``device`` and ``convention`` (None where
+they do not apply). Metrics: ``params``, ``params_backbone``, ``params_head`` (M); ``gmacs``, ``gflops`` per convention
+at batch 1 (GMAC / GFLOP, with the counter's description in ``counter``), of the architecture as published
+(``model.architecture()`` when the model has it); ``gmacs_executed``, ``gflops_executed`` when the model runs a
+different graph (SegFormer's fast path); ``gmacs_sliding`` when the model's ``meta.eval_crop`` is smaller than the
+resolution (per-crop cost x windows, with ``crop``, ``stride``, ``num_crops``); ``latency_median``, ``latency_p90``,
+``latency_p99``, ``latency_iqr`` (ms), ``latency_cv`` (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB, with
+``memory_kind``); on CUDA with NVML (nvidia-ml-py) also ``energy_per_image`` (J) and ``power_mean`` (W), with
+``energy_source`` (`bench.measure.energy`; left out where not measured). Latency rows also carry ``device_name``,
+``threads``, ``noisy``, ``channels_last``, ``compiled``, ``dynamo_recompiles`` and ``dynamo_eager_fallback`` (None
+when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and ``sdpa_backend`` (`bench.measure.latency.LatencyStats`);
+``device`` has its index (``"cuda:0"``). A (resolution, batch size, precision) that runs out of memory
+(`bench.run.oom.is_out_of_memory`) gives one ``oom`` row (value 1, unit "flag") with the same keys, the measured ones
+None.
 """
 
 from __future__ import annotations
@@ -54,6 +70,27 @@ from segbench.bench.measure.latency import (
     resolve_device,
     summarize,
     time_callable,
+)
+from segbench.bench.results.schema import (
+    ENERGY_PER_IMAGE,
+    GFLOPS,
+    GFLOPS_EXECUTED,
+    GMACS,
+    GMACS_EXECUTED,
+    GMACS_SLIDING,
+    LATENCY_CV,
+    LATENCY_IQR,
+    LATENCY_MEDIAN,
+    LATENCY_P90,
+    LATENCY_P99,
+    OOM,
+    PARAMS,
+    PARAMS_BACKBONE,
+    PARAMS_HEAD,
+    PEAK_MEMORY,
+    POWER_MEAN,
+    THROUGHPUT,
+    make_row,
 )
 from segbench.bench.run import allocator
 from segbench.bench.run.config import PRECISIONS, usable_cores
@@ -278,24 +315,10 @@ def efficiency_sweep(
     curve: Sequence[tuple[int, int]] = (),
     saturation: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Parameters, FLOPs per resolution and latency per (resolution, batch size, precision) as tidy rows.
-
-    Every row has the nine result columns (``condition="efficiency"``; corruption, category and severity None)
-    plus ``resolution`` ("HxW" or None), ``batch_size``, ``precision``, ``device`` and ``convention`` (None where
-    they do not apply). Metrics: ``params``, ``params_backbone``, ``params_head`` (M); ``gmacs``, ``gflops`` per
-    convention at batch 1 (GMAC / GFLOP, with the counter's description in ``counter``), of the architecture as
-    published (``model.architecture()`` when the model has it); ``gmacs_executed``, ``gflops_executed`` when the
-    model runs a different graph (SegFormer's fast path); ``gmacs_sliding`` when the
-    model's ``meta.eval_crop`` is smaller than the resolution (per-crop cost x windows, with ``crop``, ``stride``,
-    ``num_crops``); ``latency_median``, ``latency_p90``, ``latency_p99``, ``latency_iqr`` (ms), ``latency_cv``
-    (ratio), ``throughput`` (img/s) and ``peak_memory`` (MiB, with ``memory_kind``); on CUDA with NVML (nvidia-ml-py)
-    also ``energy_per_image`` (J) and ``power_mean`` (W), with ``energy_source`` (`bench.measure.energy`; left out where
-    not measured). Latency rows also carry ``device_name``, ``threads``, ``noisy``, ``channels_last``, ``compiled``,
-    ``dynamo_recompiles`` and ``dynamo_eager_fallback`` (None when not compiled), ``tf32_matmul``, ``tf32_cudnn`` and
-    ``sdpa_backend`` (`bench.measure.latency.LatencyStats`); ``device`` has its index (``"cuda:0"``). A (resolution,
-    batch size, precision) that runs out of memory (`bench.run.oom.is_out_of_memory`) gives one ``oom`` row (value 1,
-    unit "flag") with the same keys, the measured ones None, and a warning; the sweep goes on with the next
-    configuration, but not with a larger batch at the same resolution and precision (it would not fit either).
+    """Parameters, FLOPs per resolution and latency per (resolution, batch size, precision) as tidy rows (the module
+    docstring lists them, `bench.results.schema.METRICS` their units). A configuration that runs out of memory gives
+    one ``oom`` row and a warning; the sweep goes on with the next configuration, but not with a larger batch at the
+    same resolution and precision (it would not fit either).
 
     Throughput against batch size: with `saturation` (a relative gain, e.g. 0.05), the batch sizes of a resolution and
     precision are timed in increasing order until one gains less than that over the previous one in throughput (the
@@ -319,35 +342,60 @@ def efficiency_sweep(
             FLOPs counted there too); one already in `resolutions` is not timed twice.
         saturation: stop timing larger batches once throughput gains less than this fraction (see above).
     """
-    resolutions = [_check_size(r, "resolution") for r in resolutions]
-    curve = [size for size in (_check_size(r, "curve resolution") for r in curve) if size not in resolutions]
-    precisions = [precision] if isinstance(precision, str) else list(precision)
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise ValueError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
-    for c in conventions:
-        if c not in CONVENTIONS:
-            raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
-    source = getattr(model, "source_info", None)  # a model from hf:/py:/torchscript:/onnx: says which counters apply
-    if source is not None and conventions:  # (fvcore and torch's counter; no paper convention outside the registry)
-        conventions = list(source.flop_conventions)
+    grid = _sweep_grid(resolutions, curve, batch_sizes)
+    precisions = _check_precisions(precision)
+    conventions = _flop_conventions(model, conventions)
     row = functools.partial(efficiency_row, model_name or _model_name(model), suite)
     device = str(resolve_device(device))
     # Parameters and FLOPs of the architecture as published; a model that runs a rewritten graph (SegFormer's fast
     # path) says so through `architecture()`, and its executed graph's FLOPs are added as *_executed rows.
     arch = model.architecture() if callable(getattr(model, "architecture", None)) else model
     params = count_params(arch)
-    rows = [
-        row(f"params{part}", params.millions(part.strip("_") or "total"), "M") for part in ("", "_backbone", "_head")
-    ]
+    rows = [row(metric, params.millions(part)) for metric, part in _PARAM_PARTS]
     timing = {"warmup": warmup, "iters": iters, "channels_last": channels_last, "compile": compile,
               "cv_threshold": cv_threshold, "max_retries": max_retries}  # fmt: skip
-    for size, batches in [*((r, sorted(batch_sizes)) for r in resolutions), *((r, [1]) for r in curve)]:
+    for size, batches in grid:
         rows += _cost_rows(row, model, arch, size, conventions, sliding_window)
         if latency:
             for prec in precisions:
                 rows += _batch_rows(row, model, size, batches, prec, device, timing, saturation)
     return rows
+
+
+_PARAM_PARTS = ((PARAMS, "total"), (PARAMS_BACKBONE, "backbone"), (PARAMS_HEAD, "head"))
+"""The parameter rows of a sweep and the `ParamCount` part each counts."""
+
+
+def _sweep_grid(
+    resolutions: Sequence[tuple[int, int]], curve: Sequence[tuple[int, int]], batch_sizes: Sequence[int]
+) -> list[tuple[tuple[int, int], list[int]]]:
+    """(resolution, batch sizes) in sweep order: each of `resolutions` with every batch size (in increasing order),
+    then each of `curve` not among them at batch 1."""
+    resolutions = [_check_size(r, "resolution") for r in resolutions]
+    curve = [size for size in (_check_size(r, "curve resolution") for r in curve) if size not in resolutions]
+    return [*((r, sorted(batch_sizes)) for r in resolutions), *((r, [1]) for r in curve)]
+
+
+def _check_precisions(precision: str | Sequence[str]) -> list[str]:
+    """One precision or several, as a list; raises ValueError on an unknown one."""
+    precisions = [precision] if isinstance(precision, str) else list(precision)
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ValueError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    return precisions
+
+
+def _flop_conventions(model: nn.Module, conventions: Sequence[str]) -> Sequence[str]:
+    """The FLOP conventions to count (raises ValueError on an unknown one): the ones asked for, or, for a model from
+    hf:/py:/torchscript:/onnx:, the counters its source allows (fvcore and torch's counter; no paper convention outside
+    the registry); none when none were asked for."""
+    for c in conventions:
+        if c not in CONVENTIONS:
+            raise ValueError(f"unknown FLOP convention {c!r}: use one of {', '.join(CONVENTIONS)}")
+    source = getattr(model, "source_info", None)
+    if source is not None and conventions:
+        return list(source.flop_conventions)
+    return conventions
 
 
 def _batch_rows(
@@ -367,7 +415,7 @@ def _batch_rows(
     for batch in batches:
         measured = _latency_rows(row, model, size, batch, precision, device, timing)
         rows += measured
-        throughput = next((r["value"] for r in measured if r["metric"] == "throughput"), None)
+        throughput = next((r["value"] for r in measured if r["metric"] == THROUGHPUT), None)
         if throughput is None:  # out of memory: a larger batch would not fit either
             break
         if saturation is not None and previous is not None and throughput < previous * (1 + saturation):
@@ -376,12 +424,14 @@ def _batch_rows(
     return rows
 
 
-def efficiency_row(model: str, suite: str, metric: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
-    """One efficiency row: the nine result columns (condition "efficiency") plus its keys (None where unused)."""
-    base = {"model": model, "suite": suite, "condition": "efficiency", "corruption": None, "category": None,
-            "severity": None, "metric": metric, "value": float(value), "unit": unit, "resolution": None,
-            "batch_size": None, "precision": None, "device": None, "convention": None}  # fmt: skip
-    return {**base, **extra}
+_EFFICIENCY_KEYS = ("resolution", "batch_size", "precision", "device", "convention")
+
+
+def efficiency_row(model: str, suite: str, metric: str, value: float, **extra: Any) -> dict[str, Any]:
+    """One efficiency row (`bench.results.schema.make_row`, condition "efficiency"): the nine result columns, then
+    resolution, batch size, precision, device and convention (None where unused), then the other keys of `extra`."""
+    keys = {**dict.fromkeys(_EFFICIENCY_KEYS), **extra}
+    return make_row(metric, value, model=model, suite=suite, condition="efficiency", **keys)
 
 
 def _cost_rows(
@@ -399,16 +449,16 @@ def _cost_rows(
     for convention in conventions:
         flops = count_flops(arch, size, convention=convention)
         common = {"resolution": _size_str(size), "batch_size": 1, "convention": convention, "counter": flops.counter}
-        rows.append(row("gmacs", flops.gmacs, "GMAC", **common))
-        rows.append(row("gflops", flops.gflops, "GFLOP", **common))
+        rows.append(row(GMACS, flops.gmacs, **common))
+        rows.append(row(GFLOPS, flops.gflops, **common))
         if arch is not model:
             executed = count_flops(model, size, convention=convention)
-            rows.append(row("gmacs_executed", executed.gmacs, "GMAC", **common))
-            rows.append(row("gflops_executed", executed.gflops, "GFLOP", **common))
+            rows.append(row(GMACS_EXECUTED, executed.gmacs, **common))
+            rows.append(row(GFLOPS_EXECUTED, executed.gflops, **common))
         if sliding_window and crop and stride and (size[0] > crop[0] or size[1] > crop[1]):
             slide = sliding_window_flops(arch, size, crop, stride, convention=convention)
             extra = {"crop": _size_str(crop), "stride": _size_str(stride), "num_crops": slide.num_crops}
-            rows.append(row("gmacs_sliding", slide.gmacs, "GMAC", **common, **extra))
+            rows.append(row(GMACS_SLIDING, slide.gmacs, **common, **extra))
     return rows
 
 
@@ -433,13 +483,13 @@ def _latency_rows(
     else:
         common = {**keys, **{key: getattr(stats, key) for key in _LATENCY_KEYS}}
         return [
-            row("latency_median", stats.median_ms, "ms", **common),
-            row("latency_p90", stats.p90_ms, "ms", **common),
-            row("latency_p99", stats.p99_ms, "ms", **common),
-            row("latency_iqr", stats.iqr_ms, "ms", **common),
-            row("latency_cv", stats.cv, "ratio", **common),
-            row("throughput", stats.images_per_s, "img/s", **common),
-            row("peak_memory", stats.peak_memory_mib, "MiB", **common, memory_kind=stats.memory_kind),
+            row(LATENCY_MEDIAN, stats.median_ms, **common),
+            row(LATENCY_P90, stats.p90_ms, **common),
+            row(LATENCY_P99, stats.p99_ms, **common),
+            row(LATENCY_IQR, stats.iqr_ms, **common),
+            row(LATENCY_CV, stats.cv, **common),
+            row(THROUGHPUT, stats.images_per_s, **common),
+            row(PEAK_MEMORY, stats.peak_memory_mib, **common, memory_kind=stats.memory_kind),
             *_energy_rows(row, stats, common),
         ]
     # Out of memory. Out of the except block, the traceback and the failed call's frames (its activations) are gone:
@@ -450,7 +500,7 @@ def _latency_rows(
     known = {"device_name": device_name(device), "threads": torch.get_num_threads(),
              "channels_last": timing["channels_last"], "compiled": timing["compile"]}  # fmt: skip
     common = {**keys, **dict.fromkeys(_LATENCY_KEYS), **known}  # the measured keys None
-    oom = row("oom", 1.0, "flag", **common, memory_kind=None)
+    oom = row(OOM, 1.0, **common, memory_kind=None)
     warnings.warn(
         f"{oom['model']}: out of memory at {keys['resolution']}, batch {batch}, {precision} on {device} ({error}); "
         "recorded as an oom row, the other configurations still run",
@@ -463,8 +513,8 @@ def _latency_rows(
 def _energy_rows(row: Callable[..., dict[str, Any]], stats: LatencyStats, common: dict[str, Any]) -> list[dict]:
     """``energy_per_image`` (J) and ``power_mean`` (W), with ``energy_source``, where they were measured (CUDA with
     NVML); none otherwise."""
-    measured = (("energy_per_image", stats.energy_per_image_j, "J"), ("power_mean", stats.power_mean_w, "W"))
-    return [row(m, v, unit, **common, energy_source=stats.energy_source) for m, v, unit in measured if v is not None]
+    measured = ((ENERGY_PER_IMAGE, stats.energy_per_image_j), (POWER_MEAN, stats.power_mean_w))
+    return [row(m, v, **common, energy_source=stats.energy_source) for m, v in measured if v is not None]
 
 
 _LATENCY_KEYS = (

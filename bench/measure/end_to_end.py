@@ -167,40 +167,20 @@ def measure_end_to_end(
     device = resolve_device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device} requested but CUDA is not available here: use device='cpu'")
-    path = Path(image_file)
     clock = Clock(device)
-    was_training = model.training
-    settings = cudnn_benchmark(True) if device.type == "cuda" else contextlib.nullcontext()
-    try:
-        with (
-            moved_for_timing(model.eval(), device, spec.channels_last),
-            strict_fp32(),
-            settings,
-            torch.inference_mode(),
-        ):
-            for _ in range(warmup):
-                _one_call(model, path, spec, device, label_size, clock)
-            clock.synchronize()
-            calls = [_one_call(model, path, spec, device, label_size, clock) for _ in range(iters)]
-    finally:
-        model.train(was_training)
-
+    calls = _timed_calls(model, Path(image_file), spec, device, label_size, clock, warmup, iters)
     laps_per_call, labels, image_size = [c[0] for c in calls], calls[-1][1], calls[-1][2]
     stage_samples = {stage: [laps[i] for laps in laps_per_call] for i, stage in enumerate(STAGES)}
     samples = [sum(laps) for laps in laps_per_call]
     stats = summarize(samples)
     slide = spec.mode == "slide"
-    num_crops = None
-    if slide:
-        rows, cols = (len(window_starts(n, c, s)) for n, c, s in zip(image_size, spec.crop, spec.stride))
-        num_crops = rows * cols
     return EndToEndStats(
         mode=spec.mode,
         image_size=image_size,
         label_size=(int(labels.shape[-2]), int(labels.shape[-1])),
         crop=spec.crop if slide else None,
         stride=spec.stride if slide else None,
-        num_crops=num_crops,
+        num_crops=_num_crops(image_size, spec) if slide else None,
         samples=samples,
         stage_samples=stage_samples,
         **stats,
@@ -216,6 +196,42 @@ def measure_end_to_end(
         iters=iters,
         labels=labels,
     )
+
+
+def _timed_calls(
+    model: nn.Module,
+    path: Path,
+    spec: InferenceSpec,
+    device: torch.device,
+    label_size: tuple[int, int] | None,
+    clock: Clock,
+    warmup: int,
+    iters: int,
+) -> list[tuple[list[float], torch.Tensor, tuple[int, int]]]:
+    """`warmup` untimed calls, then `iters` timed ones (`_one_call` each), with the model in eval mode on `device`
+    (`moved_for_timing`), strict fp32, on CUDA ``cudnn.benchmark``, under inference mode; the model is put back
+    afterwards."""
+    was_training = model.training
+    settings = cudnn_benchmark(True) if device.type == "cuda" else contextlib.nullcontext()
+    try:
+        with (
+            moved_for_timing(model.eval(), device, spec.channels_last),
+            strict_fp32(),
+            settings,
+            torch.inference_mode(),
+        ):
+            for _ in range(warmup):
+                _one_call(model, path, spec, device, label_size, clock)
+            clock.synchronize()
+            return [_one_call(model, path, spec, device, label_size, clock) for _ in range(iters)]
+    finally:
+        model.train(was_training)
+
+
+def _num_crops(image_size: tuple[int, int], spec: InferenceSpec) -> int:
+    """The windows of a sliding-window pass over an image of `image_size`."""
+    rows, cols = (len(window_starts(n, c, s)) for n, c, s in zip(image_size, spec.crop, spec.stride))
+    return rows * cols
 
 
 def end_to_end_rows(
@@ -273,12 +289,10 @@ def _rows(model: str, suite: str, stats: EndToEndStats) -> list[dict[str, Any]]:
     if stats.mode == "slide":
         keys.update(crop=_size(stats.crop), stride=_size(stats.stride), num_crops=stats.num_crops)
     rows = [
-        efficiency_row(model, suite, LATENCY_E2E_MEDIAN, stats.median_ms, "ms", **keys),
-        efficiency_row(model, suite, LATENCY_E2E_P90, stats.p90_ms, "ms", **keys),
-        efficiency_row(model, suite, LATENCY_E2E_P99, stats.p99_ms, "ms", **keys),
-        efficiency_row(model, suite, THROUGHPUT_E2E, stats.images_per_s, "img/s", **keys),
+        efficiency_row(model, suite, LATENCY_E2E_MEDIAN, stats.median_ms, **keys),
+        efficiency_row(model, suite, LATENCY_E2E_P90, stats.p90_ms, **keys),
+        efficiency_row(model, suite, LATENCY_E2E_P99, stats.p99_ms, **keys),
+        efficiency_row(model, suite, THROUGHPUT_E2E, stats.images_per_s, **keys),
     ]
-    rows += [
-        efficiency_row(model, suite, LATENCY_STAGE, stats.stage_median_ms[s], "ms", stage=s, **keys) for s in STAGES
-    ]
+    rows += [efficiency_row(model, suite, LATENCY_STAGE, stats.stage_median_ms[s], stage=s, **keys) for s in STAGES]
     return rows

@@ -34,8 +34,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from segbench.bench.measure.clock import Clock
 from segbench.bench.measure.energy import EnergyMeter, EnergyWindow
 from segbench.bench.measure.flops import _check_size
+from segbench.bench.results.schema import CALIBRATION_MEDIAN, LATENCY_CALIBRATED, LATENCY_RAW_MEDIAN, make_row
 from segbench.bench.run.config import autocast_dtype
-from segbench.bench.track.regression import SPEED_METRIC
 
 
 @dataclass
@@ -516,87 +516,30 @@ def measure_latency(
         cv_threshold: re-measure while the coefficient of variation is above this.
         max_retries: re-measurements allowed.
     """
-    input_size = _check_size(input_size, "input_size")
-    dtype = autocast_dtype(precision)  # raises on an unknown precision
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    cuda = torch.device(device).type == "cuda"
-    if cuda and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available here: use device='cpu'")
-    device = resolve_device(device)
-    if compile and warmup < 1:
-        raise ValueError("compile=True needs warmup >= 1 so that compilation is not timed")
-
+    input_size, dtype, device = _check_latency_args(input_size, precision, batch_size, device, compile, warmup)
     was_training = model.training
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    settings = cudnn_benchmark(True) if cuda else contextlib.nullcontext()
-    resident = 0  # CUDA: bytes allocated when the timed calls start
-    meter = EnergyMeter(device) if cuda else None
-    windows: list[EnergyWindow] = []  # one per attempt
-
-    @contextlib.contextmanager
-    def energy_window() -> Iterator[None]:
-        with meter.window() as window:
-            windows.append(window)
-            yield
-
-    def on(module: Callable[..., Any], x: torch.Tensor) -> Callable[[], None]:
-        def step() -> None:
-            with torch.inference_mode(), autocast:
-                module(x)
-
-        return step
-
-    def reset_peak() -> None:
-        nonlocal resident
-        torch.cuda.synchronize(device)
-        resident = torch.cuda.memory_allocated(device)  # this model, its input, and whatever else stays allocated
-        torch.cuda.reset_peak_memory_stats(device)
-
+    probe = _Probe(device)
     try:
-        with moved_for_timing(model.eval(), device, channels_last) as weight_bytes, strict_fp32(), settings:
+        with moved_for_timing(model.eval(), device, channels_last) as weight_bytes, strict_fp32(), probe.settings():
             x = torch.randn(batch_size, 3, *input_size, device=device).contiguous(memory_format=memory_format)
             numerics = tf32_flags()
-            sdpa = sdpa_backend(on(model, x))
+            sdpa = sdpa_backend(_step(model, x, autocast))
             runner = compile_static(model) if compile else model
-            after_warmup = reset_peak if cuda else None
             timing = time_callable(
-                on(runner, x), warmup, iters, device, cv_threshold, max_retries, after_warmup,
-                around_attempt=energy_window if cuda else None,
-            )  # fmt: skip
-            if cuda:
-                own = weight_bytes + x.numel() * x.element_size()
-                peak = model_peak_bytes(torch.cuda.max_memory_allocated(device), resident, own) / 2**20
-                memory_kind = "cuda_max_allocated_model"
-            else:
-                peak, memory_kind = _peak_rss_mib(), "cpu_process_peak_rss"
+                _step(runner, x, autocast), warmup, iters, device, cv_threshold, max_retries, **probe.hooks()
+            )
+            memory = probe.peak_memory(weight_bytes + x.numel() * x.element_size())
     finally:
         model.train(was_training)
-        if meter is not None:
-            meter.close()
+        probe.close()
 
-    energy = _energy_fields(meter, windows, timing.attempt_cvs, iters * batch_size)
-    if meter is not None and meter.reason is None and energy["energy_note"]:  # NVML reads this GPU, yet no number
-        warnings.warn(
-            f"no energy reading at {input_size[0]}x{input_size[1]}, batch {batch_size}, {precision}: "
-            f"{energy['energy_note']}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    recompiles, fallback = _dynamo_outcome() if compile else (None, None)
-    if recompiles or fallback:
-        warnings.warn(
-            f"torch.compile at {input_size[0]}x{input_size[1]}, batch {batch_size}, {precision}: {recompiles} "
-            f"recompilation(s){' and a fall-back to eager' if fallback else ''} during the measurement",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    where = f"{input_size[0]}x{input_size[1]}, batch {batch_size}, {precision}"
     return LatencyStats(
         **vars(timing),
         images_per_s=batch_size * 1e3 / timing.median_ms,
-        peak_memory_mib=peak,
-        memory_kind=memory_kind,
+        **memory,
         threads=torch.get_num_threads(),
         device=str(device),
         device_name=device_name(device),
@@ -605,12 +548,103 @@ def measure_latency(
         batch_size=batch_size,
         channels_last=channels_last,
         compiled=compile,
-        dynamo_recompiles=recompiles,
-        dynamo_eager_fallback=fallback,
         sdpa_backend=sdpa,
         **numerics,
-        **energy,
+        **probe.outcome(timing.attempt_cvs, iters * batch_size, compile, where),
     )
+
+
+def _check_latency_args(
+    input_size: tuple[int, int], precision: str, batch_size: int, device: str | torch.device, compile: bool, warmup: int
+) -> tuple[tuple[int, int], torch.dtype | None, torch.device]:
+    """(H, W), the autocast dtype (None for fp32) and the device to time on (`resolve_device`); raises ValueError on a
+    bad size, an unknown precision, a batch size below 1, CUDA asked for where there is none, or compilation without
+    a warm-up call to compile in."""
+    input_size = _check_size(input_size, "input_size")
+    dtype = autocast_dtype(precision)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} requested but CUDA is not available here: use device='cpu'")
+    device = resolve_device(device)
+    if compile and warmup < 1:
+        raise ValueError("compile=True needs warmup >= 1 so that compilation is not timed")
+    return input_size, dtype, device
+
+
+def _step(
+    module: Callable[..., Any], x: torch.Tensor, autocast: contextlib.AbstractContextManager
+) -> Callable[[], None]:
+    """One timed call: ``module(x)`` under inference mode and the precision's autocast."""
+
+    def step() -> None:
+        with torch.inference_mode(), autocast:
+            module(x)
+
+    return step
+
+
+class _Probe:
+    """What `measure_latency` records around the timed calls besides their times. On CUDA: ``cudnn.benchmark`` on, the
+    bytes resident when the timed calls start (read once the warm-up is done, with the peak-memory statistics reset),
+    and one energy window per attempt (`bench.measure.energy.EnergyMeter`); on the CPU, the process's peak RSS. Then
+    the energy of the kept attempt and what compilation did."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.cuda = device, device.type == "cuda"
+        self.resident = 0  # CUDA: bytes allocated when the timed calls start
+        self.meter = EnergyMeter(device) if self.cuda else None
+        self.windows: list[EnergyWindow] = []  # one per attempt
+
+    def settings(self) -> contextlib.AbstractContextManager:
+        return cudnn_benchmark(True) if self.cuda else contextlib.nullcontext()
+
+    def hooks(self) -> dict[str, Any]:
+        """`time_callable`'s `after_warmup` and `around_attempt` (None on the CPU)."""
+        return {
+            "after_warmup": self._reset_peak if self.cuda else None,
+            "around_attempt": self._energy_window if self.cuda else None,
+        }
+
+    def _reset_peak(self) -> None:
+        torch.cuda.synchronize(self.device)
+        self.resident = torch.cuda.memory_allocated(self.device)  # the model, its input, whatever else stays allocated
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    @contextlib.contextmanager
+    def _energy_window(self) -> Iterator[None]:
+        with self.meter.window() as window:
+            self.windows.append(window)
+            yield
+
+    def peak_memory(self, own: int) -> dict[str, Any]:
+        """`peak_memory_mib` and `memory_kind`: on CUDA the model's own peak (`model_peak_bytes`; `own`: the bytes of
+        its weights and input), on the CPU the process's peak RSS."""
+        if self.cuda:
+            peak = model_peak_bytes(torch.cuda.max_memory_allocated(self.device), self.resident, own) / 2**20
+            return {"peak_memory_mib": peak, "memory_kind": "cuda_max_allocated_model"}
+        return {"peak_memory_mib": _peak_rss_mib(), "memory_kind": "cpu_process_peak_rss"}
+
+    def close(self) -> None:
+        if self.meter is not None:
+            self.meter.close()
+
+    def outcome(self, cvs: list[float], images: int, compiled: bool, where: str) -> dict[str, Any]:
+        """`LatencyStats`' energy fields (`_energy_fields`, of the attempt `time_callable` kept) and Dynamo fields
+        (`_dynamo_outcome`; None when not `compiled`). Warns (at `measure_latency`'s caller) when NVML reads this GPU
+        yet gave no number, and when the compiled model recompiled or fell back to eager during the measurement."""
+        energy = _energy_fields(self.meter, self.windows, cvs, images)
+        if self.meter is not None and self.meter.reason is None and energy["energy_note"]:
+            warnings.warn(f"no energy reading at {where}: {energy['energy_note']}", RuntimeWarning, stacklevel=3)
+        recompiles, fallback = _dynamo_outcome() if compiled else (None, None)
+        if recompiles or fallback:
+            warnings.warn(
+                f"torch.compile at {where}: {recompiles} recompilation(s)"
+                f"{' and a fall-back to eager' if fallback else ''} during the measurement",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return {**energy, "dynamo_recompiles": recompiles, "dynamo_eager_fallback": fallback}
 
 
 def _energy_fields(meter: EnergyMeter | None, windows: list[EnergyWindow], cvs: list[float], images: int) -> dict:
@@ -692,21 +726,17 @@ def calibrated_latency(
         work = calibration_workload(device)
         model_ms, calib_ms = timed_pairs(lambda: model(x), work, warmup, iters, device)
     ratios = [m / c for m, c in zip(model_ms, calib_ms)]
-    base = {
+    keys = {
         "model": model_name or getattr(getattr(model, "meta", None), "name", type(model).__name__),
         "suite": suite,
         "condition": "efficiency",
-        "corruption": None,
-        "category": None,
-        "severity": None,
         "resolution": f"{input_size[0]}x{input_size[1]}",
         "batch_size": 1,
         "precision": "fp32",
         "device": str(device),
     }
     return [
-        {**base, "metric": SPEED_METRIC, "value": statistics.median(ratios), "unit": "x calibration",
-         "samples": ratios},
-        {**base, "metric": "latency_raw_median", "value": statistics.median(model_ms), "unit": "ms"},
-        {**base, "metric": "calibration_median", "value": statistics.median(calib_ms), "unit": "ms"},
-    ]  # fmt: skip
+        make_row(LATENCY_CALIBRATED, statistics.median(ratios), **keys, samples=ratios),
+        make_row(LATENCY_RAW_MEDIAN, statistics.median(model_ms), **keys),
+        make_row(CALIBRATION_MEDIAN, statistics.median(calib_ms), **keys),
+    ]

@@ -22,15 +22,24 @@ Equality with the official Cityscapes evaluator
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from segbench.bench.measure._numba import compiled
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
-from segbench.bench.results.schema import class_metric_name
+from segbench.bench.results.classes import ClassTable
+from segbench.bench.results.schema import (
+    MEAN_ACC,
+    MIOU,
+    NUM_IMAGES,
+    PIXEL_ACC,
+    THROUGHPUT,
+    class_metric_name,
+    make_row,
+    time_metric_name,
+)
 
 PAIR_BINS = 256 * 256
 """Bins of the pair histogram: `target * 256 + pred` for every pair of byte values (one more counts the rest)."""
@@ -277,7 +286,7 @@ def accuracy_rows(
     suite: str,
     condition: Any,
     cm: torch.Tensor,
-    class_names: Sequence[str] = CITYSCAPES_CLASSES,
+    classes: ClassTable,
     timing: Mapping[str, float] | None = None,
     num_images: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -289,13 +298,13 @@ def accuracy_rows(
         condition: a `bench.results.Condition` (name, corruption, severity, category); a real-world condition's
             rows have no severity.
         cm: the cell's confusion matrix.
-        class_names: class names in train-id order (length = matrix size).
+        classes: the class table scored with (its names in train-id order; as many as the matrix has rows).
         timing: seconds per phase (`model`, `data`, `metric`, `total`).
         num_images: images evaluated.
     """
-    if len(class_names) != cm.shape[0]:
-        raise ValueError(f"{len(class_names)} class names for a {cm.shape[0]}-class confusion matrix")
-    base = {
+    if classes.num_classes != cm.shape[0]:
+        raise ValueError(f"{classes.num_classes} class names for a {cm.shape[0]}-class confusion matrix")
+    place = {
         "model": model,
         "suite": suite,
         "condition": condition.name,
@@ -303,20 +312,16 @@ def accuracy_rows(
         "category": condition.category,
         "severity": None if condition.is_real else condition.severity,
     }
-
-    def row(metric: str, value: float, unit: str) -> dict[str, Any]:
-        return {**base, "metric": metric, "value": float(value), "unit": unit}
-
     rows = [
-        row("miou", 100 * mean_iou(cm), "%"),
-        row("pixel_acc", 100 * pixel_accuracy(cm), "%"),
-        row("mean_acc", 100 * mean_class_accuracy(cm), "%"),
+        make_row(MIOU, 100 * mean_iou(cm), **place),
+        make_row(PIXEL_ACC, 100 * pixel_accuracy(cm), **place),
+        make_row(MEAN_ACC, 100 * mean_class_accuracy(cm), **place),
     ]
-    rows += [row(class_metric_name(n), 100 * float(v), "%") for n, v in zip(class_names, iou_per_class(cm))]
+    rows += [make_row(class_metric_name(n), 100 * float(v), **place) for n, v in zip(classes.names, iou_per_class(cm))]
     if num_images is not None:
-        rows.append(row("num_images", num_images, "count"))
+        rows.append(make_row(NUM_IMAGES, num_images, **place))
     for phase, seconds in (timing or {}).items():
-        rows.append(row(f"time_{phase}", seconds, "s"))
+        rows.append(make_row(time_metric_name(phase), seconds, **place))
     if timing and num_images and timing.get("total"):
-        rows.append(row("throughput", num_images / timing["total"], "img/s"))
+        rows.append(make_row(THROUGHPUT, num_images / timing["total"], **place))
     return rows

@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping
 
 from segbench.bench.results.axes import CATEGORIES
+from segbench.bench.results.schema import CE, MCE, MPC, REL_MCE, RPC
 
 Scores = Mapping[tuple[str, int], float]
 
@@ -174,16 +175,16 @@ def summary(
 ) -> dict[str, float]:
     """All scores that the inputs allow, flat: `mPC`, `rPC`, `mCE`, `rel_mCE`, `corruption/<c>`, `category/<k>`,
     `CE/<c>`, `rel_CE/<c>`. rPC needs `clean`; CE and mCE need `reference`; relative ones need both cleans too."""
-    out = {"mPC": mean_pc(scores)}
+    out = {MPC: mean_pc(scores)}
     out.update({f"corruption/{c}": v for c, v in per_corruption(scores).items()})
     out.update({f"category/{k}": v for k, v in per_category(scores, categories).items()})
     if clean is not None:
-        out["rPC"] = relative_pc(scores, clean)
+        out[RPC] = relative_pc(scores, clean)
     if reference is not None:
-        out["mCE"] = mean_corruption_error(scores, reference)
-        out.update({f"CE/{c}": v for c, v in corruption_errors(scores, reference).items()})
+        out[MCE] = mean_corruption_error(scores, reference)
+        out.update({f"{CE}/{c}": v for c, v in corruption_errors(scores, reference).items()})
         if clean is not None and reference_clean is not None:
-            out["rel_mCE"] = relative_mce(scores, clean, reference, reference_clean)
+            out[REL_MCE] = relative_mce(scores, clean, reference, reference_clean)
             rel = relative_corruption_errors(scores, clean, reference, reference_clean)
             out.update({f"rel_CE/{c}": v for c, v in rel.items()})
     return out

@@ -3,8 +3,9 @@
 Torch-free, so that `segbench.reports` and `segbench compare` never load torch. One module per concern:
 
 * `axes`: Cityscapes-C corruptions, categories and severities, the real adverse-condition datasets, and `Condition`;
-* `classes`: class tables (names in train-id order, colours);
-* `schema`: the row's columns, metric names, deployment variant names, the schema version;
+* `classes`: the class table as a value (`ClassTable`: names in train-id order, colours, ignore index; `CITYSCAPES`);
+* `schema`: the row's columns, the typed `Row` and its one builder `make_row`, every metric name with its unit and
+  direction (`METRICS`), deployment variant names, the schema version;
 * `io`: the one atomic writer, the tidy CSV files, the regression history;
 * `summaries`: robustness (mPC, rPC, mCE), real-world drops and deployment deltas, derived from tidy rows;
 * `store`: the run folder (cells, run.json, env.json), its reader (`read_run`) and the resume check.

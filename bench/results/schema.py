@@ -1,8 +1,12 @@
-"""The shape of a result row: its columns, the metric names, the deployment variant names and the schema version."""
+"""The shape of a result row: its columns, the `Row` type and its one builder (`make_row`), every metric name with its
+unit and direction (`METRICS`), the deployment variant names and the schema version."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
 
@@ -11,6 +15,268 @@ SCHEMA_VERSION = 1
 
 
 TIMING_UNITS = ("s", "img/s")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Metric names: every metric a run writes, named once
+# --------------------------------------------------------------------------------------------------------------------
+
+# Accuracy cells (`bench.measure.metrics.accuracy_rows`), plus `class_metric_name` and `time_metric_name`.
+MIOU = "miou"
+PIXEL_ACC = "pixel_acc"
+MEAN_ACC = "mean_acc"
+NUM_IMAGES = "num_images"
+THROUGHPUT = "throughput"
+"""Images per second: of an accuracy cell (over its wall time) and of a latency configuration (batch / median)."""
+
+CLASS_METRIC_PREFIX = "iou_"
+"""Per-class IoU: `iou_<class>` (`class_metric_name`)."""
+
+TIME_METRIC_PREFIX = "time_"
+"""Seconds of an accuracy cell per phase: `time_total`, `time_model`, `time_data`, `time_metric`."""
+
+# Summaries (`bench.results.summaries`).
+MIOU_AVG = "miou_avg"
+MPC = "mPC"
+RPC = "rPC"
+CE = "CE"
+MCE = "mCE"
+REL_MCE = "rel_mCE"
+MCE_CORRUPTIONS = "mCE_corruptions"
+DROP = "drop"
+DELTA_MIOU = "delta_miou"
+DELTA_MPC = "delta_mPC"
+SPEEDUP = "speedup"
+"""Summary metric of a deployment variant (unit "x"): eager fp32's median latency over the variant's at the same timing
+setting (`bench.results.summaries.SPEEDUP_SETTING`), written only for a variant that agrees with eager fp32 (eager
+fp32's own is 1)."""
+
+# Efficiency cells (`bench.measure.efficiency.efficiency_sweep`).
+PARAMS = "params"
+PARAMS_BACKBONE = "params_backbone"
+PARAMS_HEAD = "params_head"
+GMACS = "gmacs"
+GFLOPS = "gflops"
+GMACS_EXECUTED = "gmacs_executed"
+GFLOPS_EXECUTED = "gflops_executed"
+GMACS_SLIDING = "gmacs_sliding"
+LATENCY_MEDIAN = "latency_median"
+LATENCY_P90 = "latency_p90"
+LATENCY_P99 = "latency_p99"
+LATENCY_IQR = "latency_iqr"
+LATENCY_CV = "latency_cv"
+PEAK_MEMORY = "peak_memory"
+OOM = "oom"
+ENERGY_PER_IMAGE = "energy_per_image"
+POWER_MEAN = "power_mean"
+
+# Calibrated speed (`bench.measure.latency.calibrated_latency`, gated by `bench.track.regression`).
+LATENCY_CALIBRATED = "latency_calibrated"
+LATENCY_RAW_MEDIAN = "latency_raw_median"
+CALIBRATION_MEDIAN = "calibration_median"
+
+# End-to-end latency (`bench.measure.end_to_end`).
+LATENCY_E2E_MEDIAN = "latency_e2e_median"
+LATENCY_E2E_P90 = "latency_e2e_p90"
+LATENCY_E2E_P99 = "latency_e2e_p99"
+THROUGHPUT_E2E = "throughput_e2e"
+LATENCY_STAGE = "latency_stage"
+"""Metric of the per-stage rows: the stage's median time (ms), the stage named in the row's ``stage`` key."""
+E2E_STAGES: tuple[str, ...] = ("decode", "preprocess", "model", "postprocess")
+"""The stages of one end-to-end call (`bench.measure.end_to_end`), in order; together they are the whole call."""
+
+# Deployment cells (`bench.deploy.grid.deploy_record`).
+BUILD_TIME = "build_time"
+ARTIFACT_SIZE = "artifact_size"
+AGREEMENT_MAX_ABS = "agreement_max_abs"
+AGREEMENT_MAX_REL = "agreement_max_rel"
+ARGMAX_AGREEMENT = "argmax_agreement"
+AGREES = "agrees"
+UNAVAILABLE = "unavailable"
+"""A deployment cell this machine cannot run: its status, and the metric of its one row (a flag)."""
+FAILED = "failed"
+"""A deployment cell whose export, quantisation or build failed: its status, and the metric of its one row."""
+
+
+HIGHER = "higher"
+LOWER = "lower"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a metric's number means.
+
+    Attributes:
+        unit: the unit every row of the metric carries.
+        better: `HIGHER` or `LOWER` is better; None for a count, a flag or a figure that is neither.
+    """
+
+    unit: str
+    better: str | None
+
+
+METRICS: Mapping[str, MetricSpec] = {
+    MIOU: MetricSpec("%", HIGHER),
+    PIXEL_ACC: MetricSpec("%", HIGHER),
+    MEAN_ACC: MetricSpec("%", HIGHER),
+    NUM_IMAGES: MetricSpec("count", None),
+    THROUGHPUT: MetricSpec("img/s", HIGHER),
+    MIOU_AVG: MetricSpec("%", HIGHER),
+    MPC: MetricSpec("%", HIGHER),
+    RPC: MetricSpec("%", HIGHER),
+    CE: MetricSpec("%", LOWER),
+    MCE: MetricSpec("%", LOWER),
+    REL_MCE: MetricSpec("%", LOWER),
+    MCE_CORRUPTIONS: MetricSpec("count", None),
+    DROP: MetricSpec("pp", LOWER),
+    DELTA_MIOU: MetricSpec("pp", HIGHER),
+    DELTA_MPC: MetricSpec("pp", HIGHER),
+    SPEEDUP: MetricSpec("x", HIGHER),
+    PARAMS: MetricSpec("M", LOWER),
+    PARAMS_BACKBONE: MetricSpec("M", LOWER),
+    PARAMS_HEAD: MetricSpec("M", LOWER),
+    GMACS: MetricSpec("GMAC", LOWER),
+    GFLOPS: MetricSpec("GFLOP", LOWER),
+    GMACS_EXECUTED: MetricSpec("GMAC", LOWER),
+    GFLOPS_EXECUTED: MetricSpec("GFLOP", LOWER),
+    GMACS_SLIDING: MetricSpec("GMAC", LOWER),
+    LATENCY_MEDIAN: MetricSpec("ms", LOWER),
+    LATENCY_P90: MetricSpec("ms", LOWER),
+    LATENCY_P99: MetricSpec("ms", LOWER),
+    LATENCY_IQR: MetricSpec("ms", LOWER),
+    LATENCY_CV: MetricSpec("ratio", LOWER),
+    PEAK_MEMORY: MetricSpec("MiB", LOWER),
+    OOM: MetricSpec("flag", None),
+    ENERGY_PER_IMAGE: MetricSpec("J", LOWER),
+    POWER_MEAN: MetricSpec("W", None),
+    LATENCY_CALIBRATED: MetricSpec("x calibration", LOWER),
+    LATENCY_RAW_MEDIAN: MetricSpec("ms", LOWER),
+    CALIBRATION_MEDIAN: MetricSpec("ms", None),
+    LATENCY_E2E_MEDIAN: MetricSpec("ms", LOWER),
+    LATENCY_E2E_P90: MetricSpec("ms", LOWER),
+    LATENCY_E2E_P99: MetricSpec("ms", LOWER),
+    THROUGHPUT_E2E: MetricSpec("img/s", HIGHER),
+    LATENCY_STAGE: MetricSpec("ms", LOWER),
+    BUILD_TIME: MetricSpec("s", LOWER),
+    ARTIFACT_SIZE: MetricSpec("MiB", LOWER),
+    AGREEMENT_MAX_ABS: MetricSpec("logit", LOWER),
+    AGREEMENT_MAX_REL: MetricSpec("ratio", LOWER),
+    ARGMAX_AGREEMENT: MetricSpec("%", HIGHER),
+    AGREES: MetricSpec("flag", HIGHER),
+    UNAVAILABLE: MetricSpec("flag", None),
+    FAILED: MetricSpec("flag", None),
+}
+"""Unit and direction of every metric a run writes (the per-class and per-phase families in `_FAMILIES`)."""
+
+_FAMILIES = {CLASS_METRIC_PREFIX: MetricSpec("%", HIGHER), TIME_METRIC_PREFIX: MetricSpec("s", LOWER)}
+
+
+def class_metric_name(class_name: str) -> str:
+    """`traffic light` -> `iou_traffic_light`."""
+    return CLASS_METRIC_PREFIX + re.sub(r"\W+", "_", class_name).strip("_")
+
+
+def time_metric_name(phase: str) -> str:
+    """`total` -> `time_total` (seconds of an accuracy cell's phase)."""
+    return TIME_METRIC_PREFIX + phase
+
+
+def metric_spec(metric: str) -> MetricSpec | None:
+    """The unit and direction of `metric` (`METRICS`, or its family: `iou_<class>`, `time_<phase>`); None when no
+    segbench code writes it (a user's efficiency function may)."""
+    spec = METRICS.get(metric)
+    if spec is None:
+        spec = next((s for prefix, s in _FAMILIES.items() if metric.startswith(prefix)), None)
+    return spec
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` is the better one (False for metrics with no direction, or unknown)."""
+    spec = metric_spec(metric)
+    return spec is not None and spec.better == LOWER
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    """One result: one value of one metric, where it was measured (the nine `COLUMNS`), plus the keys that say what
+    the number is (resolution, batch size, precision, ...; `extra`, after the columns). Stored as `to_dict()` in cell
+    JSON and the CSV files.
+
+    Attributes:
+        model, suite, condition: the model (or deployment variant), the suite, the condition ("clean",
+            "fog-3", "efficiency", "deploy", a summary's "corrupted" or corruption or category, ...).
+        corruption, category, severity: the condition's axes (None where they do not apply).
+        metric, value, unit: the number (`METRICS` gives the unit).
+        extra: more keys (none of them a column).
+    """
+
+    model: str
+    suite: str
+    condition: str
+    corruption: str | None = None
+    category: str | None = None
+    severity: int | None = None
+    metric: str
+    value: float
+    unit: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clash = [k for k in self.extra if k in COLUMNS]
+        if clash:
+            raise ValueError(f"extra keys {clash} of a {self.metric} row are result columns; set them as fields")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as stored: the nine columns in order, then the extra keys in theirs."""
+        return {**{c: getattr(self, c) for c in COLUMNS}, **self.extra}
+
+
+_PLACE = COLUMNS[:6]
+
+
+def make_row(metric: str, value: float, **keys: Any) -> dict[str, Any]:
+    """The one builder of result rows: `value` of `metric`, with the metric's unit (`metric_spec`), as the dict cells
+    and CSV files store (`Row.to_dict`).
+
+    Args:
+        metric: a metric of `METRICS` or of a family (`class_metric_name`, `time_metric_name`).
+        value: the number (stored as a float).
+        keys: `model`, `suite`, `condition` and, where they apply, `corruption`, `category`, `severity`; every other
+            key is an extra column, kept in the order given.
+
+    Raises:
+        ValueError: `metric` is not a known metric name.
+    """
+    spec = metric_spec(metric)
+    if spec is None:
+        raise ValueError(f"unknown metric {metric!r}: name it in bench.results.schema.METRICS with its unit")
+    place = {k: keys.pop(k) for k in _PLACE if k in keys}
+    return Row(**place, metric=metric, value=float(value), unit=spec.unit, extra=keys).to_dict()
+
+
+E2E_METRICS = (LATENCY_E2E_MEDIAN, LATENCY_E2E_P90, LATENCY_E2E_P99, THROUGHPUT_E2E, LATENCY_STAGE)
+"""Every metric of end-to-end latency rows (model-only latency is ``latency_median`` and its kin)."""
+
+
+SUMMARY_METRICS = (MIOU_AVG, MPC, RPC, CE, MCE, REL_MCE, MCE_CORRUPTIONS, DROP, DELTA_MIOU, DELTA_MPC, SPEEDUP)
+
+
+REFERENCE_METRICS = (CE, MCE, REL_MCE, MCE_CORRUPTIONS)
+"""Summary metrics measured against a reference model (their rows name it in the `reference` column)."""
+
+
+JSON_COLUMNS = ("samples",)
+"""Row columns that hold a list (a speed cell's per-run samples): stored as JSON text in the CSV, decoded on read."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Deployment variants
+# --------------------------------------------------------------------------------------------------------------------
 
 
 DEPLOY_BACKENDS: tuple[str, ...] = ("eager", "fast", "compile", "cudagraphs", "onnxruntime", "tensorrt")
@@ -27,30 +293,6 @@ DEPLOY_REFERENCE = ("eager", "fp32")
 """The (backend, precision) every deployment variant is compared with: the model as written, in IEEE fp32."""
 
 
-E2E_STAGES: tuple[str, ...] = ("decode", "preprocess", "model", "postprocess")
-"""The stages of one end-to-end call (`bench.measure.end_to_end`), in order; together they are the whole call."""
-
-
-LATENCY_E2E_MEDIAN = "latency_e2e_median"
-
-
-LATENCY_E2E_P90 = "latency_e2e_p90"
-
-
-LATENCY_E2E_P99 = "latency_e2e_p99"
-
-
-THROUGHPUT_E2E = "throughput_e2e"
-
-
-LATENCY_STAGE = "latency_stage"
-"""Metric of the per-stage rows: the stage's median time (ms), the stage named in the row's ``stage`` key."""
-
-
-E2E_METRICS = (LATENCY_E2E_MEDIAN, LATENCY_E2E_P90, LATENCY_E2E_P99, THROUGHPUT_E2E, LATENCY_STAGE)
-"""Every metric of end-to-end latency rows (model-only latency is ``latency_median`` and its kin)."""
-
-
 def variant_name(model: str, backend: str, precision: str) -> str:
     """The name a deployment variant carries in every row: `segformer-b0@onnxruntime-int8`."""
     return f"{model}@{backend}-{precision}"
@@ -65,40 +307,6 @@ def deploy_variant(name: object) -> tuple[str, str, str] | None:
     if not model or not sep or not backend or precision not in DEPLOY_PRECISIONS:
         return None
     return model, backend, precision
-
-
-def class_metric_name(class_name: str) -> str:
-    """`traffic light` -> `iou_traffic_light`."""
-    return "iou_" + re.sub(r"\W+", "_", class_name).strip("_")
-
-
-JSON_COLUMNS = ("samples",)
-"""Row columns that hold a list (a speed cell's per-run samples): stored as JSON text in the CSV, decoded on read."""
-
-
-SUMMARY_METRICS = (
-    "miou_avg",
-    "mPC",
-    "rPC",
-    "CE",
-    "mCE",
-    "rel_mCE",
-    "mCE_corruptions",
-    "drop",
-    "delta_miou",
-    "delta_mPC",
-    "speedup",
-)
-
-
-REFERENCE_METRICS = ("CE", "mCE", "rel_mCE", "mCE_corruptions")
-"""Summary metrics measured against a reference model (their rows name it in the `reference` column)."""
-
-
-SPEEDUP = "speedup"
-"""Summary metric of a deployment variant (unit "x"): eager fp32's median latency over the variant's at the same timing
-setting (`bench.results.summaries.SPEEDUP_SETTING`), written only for a variant that agrees with eager fp32 (eager
-fp32's own is 1)."""
 
 
 WEIGHTS_STATUSES = ("trained", "random", "synthetic-demo")

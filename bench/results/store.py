@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from segbench.bench.results.classes import ClassTable, class_table
 from segbench.bench.results.io import atomic_write_json, json_safe, read_rows, write_csv
 from segbench.bench.results.schema import COLUMNS, SCHEMA_VERSION
 from segbench.bench.results.summaries import default_reference, summary_rows
@@ -141,6 +142,17 @@ class RunFolder:
         return data if isinstance(data, dict) else {}
 
     @property
+    def classes(self) -> ClassTable | None:
+        """The class table the run scored with (run.json's `classes`). A run written before run.json recorded it has
+        its number of classes only: Cityscapes' table for 19, placeholder names otherwise (`class_table`, what such
+        a run scored with). None without run.json or either key."""
+        manifest = self.manifest
+        if isinstance(manifest.get("classes"), Mapping):
+            return ClassTable.from_dict(manifest["classes"])
+        num_classes = manifest.get("num_classes")
+        return class_table(num_classes) if isinstance(num_classes, int) else None
+
+    @property
     def env(self) -> dict | None:
         """env.json (provenance), or None when missing or unreadable."""
         data = self.read_json("env.json")
@@ -203,7 +215,8 @@ class RunFolder:
 
 
 def read_run(run_dir: str | Path) -> RunFolder:
-    """Open a finished run folder for reading (`segbench.read_run`): `.frame()`, `.summary()`, `.env`, `.cells()`."""
+    """Open a finished run folder for reading (`segbench.read_run`): `.frame()`, `.summary()`, `.env`, `.cells()`,
+    `.classes`."""
     folder = RunFolder(run_dir)
     if not (folder.dir / "results.csv").is_file() and not (folder.dir / "cells").is_dir():
         raise FileNotFoundError(f"{folder.dir}: no results.csv or cells/ here; give a run folder made by segbench")

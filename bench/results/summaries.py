@@ -17,10 +17,29 @@ from segbench.bench.results.axes import (
     category_of,
     real_condition,
 )
-from segbench.bench.results.schema import DEPLOY_REFERENCE, REFERENCE_METRICS, SPEEDUP, deploy_variant, variant_name
+from segbench.bench.results.schema import (
+    CE,
+    DELTA_MIOU,
+    DELTA_MPC,
+    DEPLOY_REFERENCE,
+    DROP,
+    LATENCY_MEDIAN,
+    MCE,
+    MCE_CORRUPTIONS,
+    MIOU,
+    MIOU_AVG,
+    MPC,
+    REFERENCE_METRICS,
+    REL_MCE,
+    RPC,
+    SPEEDUP,
+    deploy_variant,
+    make_row,
+    variant_name,
+)
 
 
-def condition_scores(rows: Iterable[Mapping[str, Any]], model: str, metric: str = "miou") -> tuple[float | None, dict]:
+def condition_scores(rows: Iterable[Mapping[str, Any]], model: str, metric: str = MIOU) -> tuple[float | None, dict]:
     """A model's clean score and `{(corruption, severity): score}` from tidy rows (the input of
     `bench.measure.robustness`).
 
@@ -49,7 +68,7 @@ def default_reference(rows: Sequence[Mapping[str, Any]], requested: str | None =
     Raises:
         ValueError: `requested` has no mIoU rows in `rows`.
     """
-    measured = list(dict.fromkeys(r["model"] for r in rows if r["metric"] == "miou"))
+    measured = list(dict.fromkeys(r["model"] for r in rows if r["metric"] == MIOU))
     if requested is not None:
         if requested not in measured:
             raise ValueError(f"reference model {requested!r} has no mIoU rows in this run; choose one of {measured}")
@@ -89,34 +108,34 @@ def summary_rows(
         if not scores:
             continue
 
-        def row(condition, corruption, category, metric, value, unit="%", model=model):
-            return {"model": model, "suite": suite, "condition": condition, "corruption": corruption,
-                    "category": category, "severity": None, "metric": metric, "value": value, "unit": unit,
-                    "reference": reference_model if metric in REFERENCE_METRICS else None}  # fmt: skip
+        def row(condition, corruption, category, metric, value, model=model):
+            reference = reference_model if metric in REFERENCE_METRICS else None
+            keys = {"condition": condition, "corruption": corruption, "category": category, "reference": reference}
+            return make_row(metric, value, model=model, suite=suite, **keys)
 
         categories: dict[str, tuple[str, ...]] = {}
         for corruption, value in robustness.per_corruption(scores).items():
-            out.append(row(corruption, corruption, category_of(corruption), "miou_avg", value))
+            out.append(row(corruption, corruption, category_of(corruption), MIOU_AVG, value))
             categories[category_of(corruption)] = (*categories.get(category_of(corruption), ()), corruption)
         ordered = {k: categories[k] for k in [*CATEGORIES, *categories] if k in categories}
         for category, value in robustness.per_category(scores, ordered).items():
-            out.append(row(category, None, category, "miou_avg", value))
-        out.append(row("corrupted", None, None, "mPC", robustness.mean_pc(scores)))
+            out.append(row(category, None, category, MIOU_AVG, value))
+        out.append(row("corrupted", None, None, MPC, robustness.mean_pc(scores)))
         if clean:
-            out.append(row("corrupted", None, None, "rPC", 100 * robustness.relative_pc(scores, clean)))
+            out.append(row("corrupted", None, None, RPC, 100 * robustness.relative_pc(scores, clean)))
         shared = {k: v for k, v in scores.items() if k in ref_scores}
         if not shared:
             continue
         reference = {k: ref_scores[k] for k in shared}
         ce = robustness.corruption_errors(shared, reference)
         for corruption, value in ce.items():
-            out.append(row(corruption, corruption, category_of(corruption), "CE", 100 * value))
-        out.append(row("corrupted", None, None, "mCE", 100 * robustness.mean_corruption_error(shared, reference)))
-        out.append(row("corrupted", None, None, "mCE_corruptions", len(ce), unit="count"))
+            out.append(row(corruption, corruption, category_of(corruption), CE, 100 * value))
+        out.append(row("corrupted", None, None, MCE, 100 * robustness.mean_corruption_error(shared, reference)))
+        out.append(row("corrupted", None, None, MCE_CORRUPTIONS, len(ce)))
         if clean is not None and ref_clean is not None:
             rel = _relative_errors(shared, clean, reference, ref_clean)
             if rel:
-                out.append(row("corrupted", None, None, "rel_mCE", 100 * sum(rel) / len(rel)))
+                out.append(row("corrupted", None, None, REL_MCE, 100 * sum(rel) / len(rel)))
     return out
 
 
@@ -125,7 +144,7 @@ def real_world_scores(rows: Iterable[Mapping[str, Any]], model: str) -> dict[str
     conditions), from tidy rows. A condition stored twice keeps its last value."""
     per_condition: dict[str, float] = {}
     for r in rows:
-        if r["model"] == model and r["metric"] == "miou" and not _missing(r.get("value")):
+        if r["model"] == model and r["metric"] == MIOU and not _missing(r.get("value")):
             condition = real_condition(r["condition"])
             if condition is not None:
                 per_condition[condition.name] = float(r["value"])
@@ -143,12 +162,11 @@ def _real_world_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: st
     out = []
     for name, value in scores.items():
         condition = real_condition(name)
-        base = {"model": model, "suite": suite, "condition": name, "corruption": None,
-                "category": REAL_WORLD_CATEGORY, "severity": None, "reference": None}  # fmt: skip
+        keys = {"model": model, "suite": suite, "condition": name, "category": REAL_WORLD_CATEGORY, "reference": None}
         if condition is None:  # a dataset's average
-            out.append({**base, "metric": "miou_avg", "value": value, "unit": "%"})
+            out.append(make_row(MIOU_AVG, value, **keys))
         if clean is not None:
-            out.append({**base, "metric": "drop", "value": robustness.drop(clean, value), "unit": "pp"})
+            out.append(make_row(DROP, robustness.drop(clean, value), **keys))
     return out
 
 
@@ -159,25 +177,15 @@ def _deploy_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: str) -
     reference = variant_name(variant[0], *DEPLOY_REFERENCE)
     clean, scores = condition_scores(rows, model)
     ref_clean, ref_scores = condition_scores(rows, reference)
-    base = {
-        "model": model,
-        "suite": suite,
-        "corruption": None,
-        "severity": None,
-        "unit": "pp",
-        "reference": None,
-        "compared_with": reference,
-    }  # fmt: skip  (`reference` names the mCE reference only)
+    keys = {"model": model, "suite": suite, "reference": None, "compared_with": reference}  # `reference`: mCE's only
     out = []
     if clean is not None and ref_clean is not None:
-        out.append(
-            {**base, "condition": "clean", "category": "clean", "metric": "delta_miou", "value": clean - ref_clean}
-        )
+        out.append(make_row(DELTA_MIOU, clean - ref_clean, condition="clean", category="clean", **keys))
     shared = [k for k in scores if k in ref_scores]
     if shared:
         mine, theirs = ({k: s[k] for k in shared} for s in (scores, ref_scores))
         delta = robustness.mean_pc(mine) - robustness.mean_pc(theirs)
-        out.append({**base, "condition": "corrupted", "category": None, "metric": "delta_mPC", "value": delta})
+        out.append(make_row(DELTA_MPC, delta, condition="corrupted", **keys))
     return out
 
 
@@ -201,9 +209,19 @@ def _speedup_summary(rows: Sequence[Mapping[str, Any]], model: str, suite: str) 
     out = []
     for setting, (mine, keys) in _median_latencies(rows, model).items():
         if setting in theirs and mine > 0:
-            out.append({"model": model, "suite": suite, "condition": "efficiency", "corruption": None,
-                        "category": None, "severity": None, "metric": SPEEDUP, "value": theirs[setting][0] / mine,
-                        "unit": "x", "reference": None, "compared_with": reference, **keys})  # fmt: skip
+            speedup = theirs[setting][0] / mine
+            out.append(
+                make_row(
+                    SPEEDUP,
+                    speedup,
+                    model=model,
+                    suite=suite,
+                    condition="efficiency",
+                    reference=None,
+                    compared_with=reference,
+                    **keys,
+                )
+            )
     return out
 
 
@@ -223,7 +241,7 @@ def _median_latencies(rows: Sequence[Mapping[str, Any]], model: str) -> dict[tup
     setting's keys as the rows hold them."""
     out: dict[tuple[str, ...], tuple[float, dict]] = {}
     for r in rows:
-        if r["model"] != model or r["condition"] != "efficiency" or r["metric"] != "latency_median":
+        if r["model"] != model or r["condition"] != "efficiency" or r["metric"] != LATENCY_MEDIAN:
             continue
         if _missing(r.get("value")):
             continue
@@ -265,7 +283,7 @@ PREDICTION_PAIRS: tuple[PredictionPair, ...] = (
     PredictionPair(("brightness", "contrast"), "acdc:night"),
     PredictionPair(("brightness", "contrast"), "dark_zurich:night"),
     PredictionPair(("spatter",), "acdc:rain"),
-    PredictionPair(("mPC",), "acdc"),
+    PredictionPair((MPC,), "acdc"),
 )
 """Which synthetic corruption is read as a predictor of which real condition (issue 18's matched pairs)."""
 
@@ -287,7 +305,7 @@ def prediction_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         clean, scores = condition_scores(rows, model)
         synthetic = robustness.per_corruption(scores) if scores else {}
         if scores:
-            synthetic["mPC"] = robustness.mean_pc(scores)
+            synthetic[MPC] = robustness.mean_pc(scores)
         per_model[model] = (clean, synthetic, real_world_scores(rows, model))
     out = []
     for pair in PREDICTION_PAIRS:

@@ -23,7 +23,6 @@ from segbench.bench.measure.inference import NonFiniteLogitsError, nonfinite_mes
 from segbench.bench.measure.latency import strict_fp32, tf32_flags
 from segbench.bench.measure.metrics import ConfusionCounter, accuracy_rows
 from segbench.bench.results.axes import Condition
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
 from segbench.bench.run import distributed
 from segbench.bench.run.cells import Cell
 from segbench.bench.run.config import InferenceSpec, RunConfig
@@ -123,7 +122,8 @@ class _ConditionPass:
         self.defer = defers_syncs(ctx.device)  # NaN checks off the host too: one flag per cell, read at the end
         self.nonfinite = [torch.zeros((), dtype=torch.bool, device=ctx.device) for _ in cells] if self.defer else []
         self.runners = [_WatchFinite(r, f) for r, f in zip(runners, self.nonfinite)] if self.defer else list(runners)
-        self.counters = [ConfusionCounter(config.num_classes, device=ctx.device) for _ in cells]
+        classes = config.classes
+        self.counters = [ConfusionCounter(classes.num_classes, classes.ignore_index, ctx.device) for _ in cells]
         self.clock = Clock(ctx.device)  # model and metric seconds per cell; on a GPU read once per condition
         self.data_seconds = 0.0  # the wait for each batch, shared by the cells
         self.tf32: dict[str, bool] = {}  # the TF32 settings the pass ran under (`bench.measure.latency.tf32_flags`)
@@ -227,8 +227,6 @@ def _record(
 ) -> dict[str, Any]:
     """The stored record of cell `i`: its confusion matrix, tidy rows, timing and where it ran."""
     cell, spec = work.cells[i], work.specs[i]
-    n = config.num_classes
-    classes = CITYSCAPES_CLASSES if n == len(CITYSCAPES_CLASSES) else tuple(f"class{k}" for k in range(n))
     return {
         "cell": cell.id,
         "kind": "accuracy",
@@ -242,7 +240,7 @@ def _record(
         "timing": timing,
         "shared_with": [c.id for c in work.cells if c is not cell],
         "warnings": list(work.notes[i]),  # completed by the run loop (`cell_warnings`)
-        "class_names": list(classes),
+        "class_names": list(config.classes.names),
         "confusion_matrix": cm.tolist(),
-        "rows": accuracy_rows(cell.model, config.suite, cell.condition, cm, classes, timing, num_images),
+        "rows": accuracy_rows(cell.model, config.suite, cell.condition, cm, config.classes, timing, num_images),
     }

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, REAL_WORLD, SEVERITIES, dataset_key
+from segbench.bench.results.classes import ClassTable, class_table
 from segbench.bench.run.model_args import parse_model_args
 
 MODES = ("whole", "slide")
@@ -401,7 +402,7 @@ class RunConfig:
         compile: run accuracy cells through `torch.compile(model)` and time latency compiled (the first batch of
             each input size compiles: about 40 s for SegFormer-B0 on 2 CPU cores).
         reference_model: model whose scores are the reference of CE / mCE in the run summary (must be in `models`).
-        num_classes: classes of the label space.
+        num_classes: classes of the label space (its table, `classes`: Cityscapes' for 19).
         sources: model name -> where it comes from, for every model that is not a plain registry name:
             `hf:<folder or id>`, `py:<module or file>:<factory>`, `torchscript:<file>`, `onnx:<file>`, or the
             registry name of an aliased model. Filled from `[NAME=]SOURCE` entries of `models`.
@@ -484,6 +485,11 @@ class RunConfig:
         if isinstance(self.inference, Mapping):
             self.inference = InferenceSpec.from_dict(self.inference)
         self.weights = dict(self.weights)
+
+    @property
+    def classes(self) -> ClassTable:
+        """The class table the run scores with (names, palette, ignore index), recorded in run.json."""
+        return class_table(self.num_classes)
 
     def root_of(self, dataset: str) -> str | None:
         """The root given for `dataset` ("cityscapes" or a real-world one); None: its environment variable decides.

@@ -22,19 +22,16 @@ from segbench.bench.data.cityscapes import CityscapesDataset
 from segbench.bench.data.generate_c import write_png_atomic
 from segbench.bench.measure.inference import predict
 from segbench.bench.results.axes import Condition
+from segbench.bench.results.classes import CITYSCAPES, ClassTable
 from segbench.bench.results.io import atomic_write_json
 from segbench.bench.run.config import InferenceSpec
 
 
-def cityscapes_palette() -> np.ndarray:
-    """(256, 3) uint8 colours by train id from the official label table; 255 (ignored) is black."""
-    from cityscapesscripts.helpers.labels import labels
-
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for label in labels:
-        if 0 <= label.trainId < 255:
-            palette[label.trainId] = label.color
-    return palette
+def palette_lut(classes: ClassTable) -> np.ndarray:
+    """(256, 3) uint8 colours by label value: the table's palette, black elsewhere (the ignore index included)."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: classes.num_classes] = classes.palette
+    return lut
 
 
 def _safe(name: str) -> str:
@@ -65,7 +62,7 @@ def write_gallery(
     """
     run_dir = Path(run_dir)
     out = run_dir / "gallery"
-    palette = cityscapes_palette()
+    palette = palette_lut(CITYSCAPES)
     clean = CityscapesDataset(data_root, split=split, max_images=image_index + 1, base_seed=base_seed)
     image_id = clean.samples[image_index].id
     label = clean[image_index]["label"].numpy()

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segbench.bench.results.schema import LATENCY_MEDIAN
+
 
 class CellError(RuntimeError):
     """A cell could not be evaluated (non-finite logits, out of memory, ...).
@@ -77,6 +79,6 @@ def cell_warnings(caught: list[warnings.WarningMessage], record: dict[str, Any])
     and latency measurements whose spread stayed high."""
     out = [*map(warning_text, caught), *record.get("warnings", [])]
     for row in record.get("rows", []):
-        if row.get("noisy") and str(row.get("metric", "")).startswith("latency_median"):
+        if row.get("noisy") and str(row.get("metric", "")).startswith(LATENCY_MEDIAN):
             out.append(f"noisy timing: {row['metric']} at {row.get('resolution')} stayed above the CV threshold")
     return list(dict.fromkeys(out))

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from segbench.bench.results.classes import CITYSCAPES_CLASSES
 from segbench.bench.run import distributed
 from segbench.bench.run.config import RunConfig
 from segbench.bench.run.oom import is_out_of_memory
@@ -75,7 +74,7 @@ def _from_source(
     request = BuildRequest(
         spec=spec,
         num_classes=kwargs.get("num_classes", config.num_classes),
-        class_names=CITYSCAPES_CLASSES if config.num_classes == len(CITYSCAPES_CLASSES) else (),
+        class_names=config.classes.names if config.classes.is_named else (),
         weights=kwargs.get("weights"),
         model_args=config.model_args,
         label_map=json.loads(Path(config.label_map).read_text()) if config.label_map else None,

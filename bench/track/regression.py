@@ -4,7 +4,8 @@ Rules (metric by metric, baseline vs candidate):
 
 - **Accuracy** (mIoU, accuracies, per-class IoU, robustness scores; percent): deterministic on fixed weights and data,
   so held tightly: a drop of more than `accuracy_abs` points (default 0.1) is a regression, a rise of more than that
-  an improvement (reported, never failed).
+  an improvement (reported, never failed); the other way round for the errors (CE, mCE, relative mCE), whose
+  direction the results contract states (`bench.results.schema.METRICS`).
 - **Parameters and FLOPs**: exact. Any increase is a regression; a decrease is an improvement.
 - **Speed**: noise-aware. A speed cell times the model and a fixed *calibration workload* alternately in the same
   process (`bench.measure.latency.calibrated_latency`), and keeps every per-iteration ratio model / calibration. A
@@ -37,12 +38,21 @@ from typing import Any
 
 from segbench.bench.results import io as results_io
 from segbench.bench.results.io import atomic_write_json, read_rows
+from segbench.bench.results.schema import (
+    GFLOPS,
+    GMACS,
+    GMACS_SLIDING,
+    LATENCY_CALIBRATED,
+    PARAMS,
+    PARAMS_BACKBONE,
+    PARAMS_HEAD,
+    lower_is_better,
+)
 from segbench.bench.results.store import RunFolder
 
 ACCURACY_UNITS = ("%",)
-LOWER_IS_BETTER = ("CE", "mCE", "rel_mCE")
-EXACT_METRICS = ("params", "params_backbone", "params_head", "gmacs", "gflops", "gmacs_sliding")
-SPEED_METRIC = "latency_calibrated"
+EXACT_METRICS = (PARAMS, PARAMS_BACKBONE, PARAMS_HEAD, GMACS, GFLOPS, GMACS_SLIDING)
+SPEED_METRIC = LATENCY_CALIBRATED
 KEY_FIELDS = ("model", "condition", "metric", "resolution", "batch_size", "precision", "convention")
 BASELINE_FORMAT = "segbench-baseline-v1"
 
@@ -210,7 +220,7 @@ def compare(baseline: ResultSet, candidate: ResultSet, tol: Tolerances = Toleran
         bv, cv = float(bv), float(cv)
         if kind == "accuracy":
             delta = cv - bv
-            worse = delta > 0 if b["metric"] in LOWER_IS_BETTER else delta < 0
+            worse = delta > 0 if lower_is_better(str(b["metric"])) else delta < 0
             status = "ok" if abs(delta) <= tol.accuracy_abs else ("regressed" if worse else "improved")
             findings.append(Finding(key, kind, bv, cv, status, f"±{tol.accuracy_abs} pt", f"{delta:+.3f} pt"))
         elif kind == "exact":

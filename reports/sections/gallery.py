@@ -5,23 +5,26 @@ palette."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from segbench.bench.results.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from segbench.bench.results.classes import ClassTable
 from segbench.bench.results.io import atomic_write
 from segbench.bench.results.store import RunFolder
 from segbench.reports import tables as T
 from segbench.reports.page import Outputs, Page, Section, builds
 
 
-def _palette_legend() -> list[tuple[str, str]]:
-    return [(name, "#{:02x}{:02x}{:02x}".format(*rgb)) for name, rgb in zip(CITYSCAPES_CLASSES, CITYSCAPES_PALETTE)]
+def _palette_legend(classes: ClassTable) -> list[tuple[str, str]]:
+    return [(name, "#{:02x}{:02x}{:02x}".format(*rgb)) for name, rgb in zip(classes.names, classes.palette)]
 
 
-def _gallery_image(run_dir: Path, rel: object, out: Outputs, problems: list[str], colorize: bool) -> str | None:
-    """A gallery image's path relative to index.html; single-channel label maps are drawn in the Cityscapes palette."""
+def _gallery_image(
+    run_dir: Path, rel: object, out: Outputs, problems: list[str], palette: Sequence[tuple[int, int, int]] = ()
+) -> str | None:
+    """A gallery image's path relative to index.html; given a palette, single-channel label maps are drawn in it."""
     if not isinstance(rel, str) or not rel:
         return None
     path = (run_dir / rel).resolve()
@@ -29,7 +32,7 @@ def _gallery_image(run_dir: Path, rel: object, out: Outputs, problems: list[str]
         problems.append(f"gallery image {rel!r} is missing or outside the run folder")
         return None
     rel = path.relative_to(run_dir.resolve()).as_posix()
-    if not colorize:
+    if not palette:
         return rel
     from PIL import Image
 
@@ -38,13 +41,13 @@ def _gallery_image(run_dir: Path, rel: object, out: Outputs, problems: list[str]
             return rel
         ids = np.asarray(image, dtype=np.int64)
     lut = np.zeros((max(256, int(ids.max()) + 1), 3), dtype=np.uint8)
-    lut[: len(CITYSCAPES_PALETTE)] = CITYSCAPES_PALETTE
+    lut[: len(palette)] = palette
     target = out.path(f"gallery/{hashlib.sha1(rel.encode()).hexdigest()[:16]}.png")
     atomic_write(target, lambda f: Image.fromarray(lut[ids]).save(f, format="PNG"))
     return out.rel(target)
 
 
-def _entries(data: dict, models: list[str], run_dir: Path, out: Outputs, problems: list[str]) -> dict:
+def _entries(data: dict, models: list[str], run_dir: Path, out: Outputs, problems: list[str], palette) -> dict:
     """(corruption, severity) -> its input and each model's prediction, from index.json's conditions (clean: 0)."""
     entries: dict[tuple[str, int], dict] = {}
     for item in data["conditions"]:
@@ -57,9 +60,9 @@ def _entries(data: dict, models: list[str], run_dir: Path, out: Outputs, problem
             continue
         preds = item.get("predictions") if isinstance(item.get("predictions"), dict) else {}
         entries[corruption, severity] = {
-            "input": _gallery_image(run_dir, item.get("input"), out, problems, colorize=False),
+            "input": _gallery_image(run_dir, item.get("input"), out, problems),
             "predictions": [
-                (m, _gallery_image(run_dir, preds.get(m), out, problems, True))
+                (m, _gallery_image(run_dir, preds.get(m), out, problems, palette))
                 for m in [*[m for m in models if m in preds], *[m for m in preds if m not in models]]
             ],
         }
@@ -79,7 +82,7 @@ def gallery(page: Page, sec: Section) -> Section:
     if not isinstance(data, dict) or not isinstance(data.get("conditions"), list):
         sec.missing = f"gallery/index.json is not in the expected form ({'; '.join(problems) or 'no conditions list'})."
         return sec
-    entries = _entries(data, page.models, run_dir, out, problems)
+    entries = _entries(data, page.models, run_dir, out, problems, page.classes.palette)
     corruptions = [c for _, names in T.column_groups([c for c, _ in entries]) for c in names]
     severities = sorted({s for c, s in entries if c != "clean"})
     grid = [
@@ -91,14 +94,14 @@ def gallery(page: Page, sec: Section) -> Section:
     if not grid and clean is None:
         sec.missing = "gallery/index.json lists no usable condition."
         return sec
-    gt = _gallery_image(run_dir, data.get("ground_truth"), out, problems, True)
+    gt = _gallery_image(run_dir, data.get("ground_truth"), out, problems, page.classes.palette)
     sec.extra.update(
         image_id=str(data.get("image_id", "")),
         clean=clean,
         grid=grid,
         severities=severities,
         ground_truth=gt,
-        palette=_palette_legend(),
+        palette=_palette_legend(page.classes),
     )
     sec.notes.append(
         "First the clean image, every model's prediction and the ground truth; then one row per corruption and one "

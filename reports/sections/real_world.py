@@ -74,7 +74,7 @@ def real_world(page: Page, sec: Section) -> Section:
 
 def _class_iou(page: Page, sec: Section) -> None:
     """The per-class IoU under each real condition: a heatmap and its table files (nothing without such rows)."""
-    matrix = RW.real_class_iou(page.frame, page.models)
+    matrix = RW.real_class_iou(page.frame, page.models, page.classes)
     if matrix.empty:
         return
     names = [f"{page.infos[m].figure_label} \u00b7 {RW.long_label(c)}" for m, c in matrix.index]

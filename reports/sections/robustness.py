@@ -144,7 +144,7 @@ def severity_curves(page: Page, sec: Section) -> Section:
 
 @builds("per-class-iou", "Per-class IoU (clean)")
 def class_iou(page: Page, sec: Section) -> Section:
-    matrix = T.class_iou(page.frame, page.models)
+    matrix = T.class_iou(page.frame, page.models, page.classes)
     if matrix.empty:
         sec.missing = "Not measured in this run: no clean iou_<class> rows."
         return sec
