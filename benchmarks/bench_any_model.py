@@ -378,7 +378,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             built = build()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a failing row is reported in the table, the next row goes on
         row.equal = f"build failed: {first_line(e)}"
         row.params = row.gmacs = row.latency = "-"
         row.problems.append(f"{row.name}: build failed: {first_line(e)}")
@@ -406,7 +406,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
             else:
                 row.equal = f"NO: {differ} of {ours.numel()} px differ (2x{h}x{w})"
                 row.problems.append(f"{row.name}: predictions differ ({differ} px)")
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a failing row is reported in the table, the next row goes on
         row.equal = f"error: {first_line(e)}"
         row.problems.append(f"{row.name}: predictions: {first_line(e)}")
     t_check = time.perf_counter() - stamp
@@ -414,7 +414,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
     # 3. params
     try:
         row.params = f"{count_params(model).total / 1e6:.4f}"
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a failing row is reported in the table, the next row goes on
         row.params = f"error: {first_line(e)}"
         row.problems.append(f"{row.name}: params: {first_line(e)}")
 
@@ -427,7 +427,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
     else:
         try:
             row.gmacs = f"{count_flops(model, size, convention='fvcore').gmacs:.2f} {at(size, why)}"
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a failing row is reported in the table, the next row goes on
             row.gmacs = f"error: {first_line(e)}"
             row.problems.append(f"{row.name}: GMACs: {first_line(e)}")
     t_flops = time.perf_counter() - stamp
@@ -439,7 +439,7 @@ def run_row(row: Row, build: Callable[[], Built], log: Callable[[str], None]) ->
             warnings.simplefilter("ignore")
             stats = measure_latency(model, size, device="cpu", warmup=2, iters=5, cv_threshold=1.0, max_retries=0)
         row.latency = f"{stats.median_ms:.1f} {at(size, why)}"
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a failing row is reported in the table, the next row goes on
         row.latency = f"error: {first_line(e)}"
         row.problems.append(f"{row.name}: latency: {first_line(e)}")
     t_latency = time.perf_counter() - stamp

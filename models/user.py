@@ -106,7 +106,7 @@ def _import_file(path: Path, label: str) -> Any:
     sys.modules[name] = module  # dataclasses and pickling look their module up here
     try:
         spec.loader.exec_module(module)
-    except BaseException as e:  # noqa: BLE001 - the user's code: any failure, SystemExit included, is one line
+    except BaseException as e:
         sys.modules.pop(name, None)
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -117,7 +117,7 @@ def _import_file(path: Path, label: str) -> Any:
 def _import_module(name: str, label: str) -> Any:
     try:
         return importlib.import_module(name)
-    except BaseException as e:  # noqa: BLE001 - the user's code: any failure, SystemExit included, is one line
+    except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
         if isinstance(e, ModuleNotFoundError) and e.name and (name == e.name or name.startswith(e.name + ".")):
@@ -182,7 +182,7 @@ def _call_factory(factory: Callable[..., Any], request: BuildRequest, name: str,
     call = f"{name}({shown})"
     try:
         model = factory(**kwargs)
-    except BaseException as e:  # noqa: BLE001 - the user's code: any failure, SystemExit included, is one line
+    except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
         hint = " (check --model-args)" if isinstance(e, TypeError) and "argument" in str(e) else ""
@@ -344,7 +344,7 @@ def load_entry_point(request: BuildRequest) -> SourceModel:
     origin = f"entry point {name} = {ep.value}"
     try:
         factory = ep.load()
-    except BaseException as e:  # noqa: BLE001 - the plugin's code: any failure is one line
+    except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
         raise SourceError(f"{label}: {origin} does not load: {first_line(e)}") from None

@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted (finished cells are kept; see above for how to resume)", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - user mistakes become one line; SEGBENCH_DEBUG=1 shows the traceback
+    except Exception as exc:
         from segbench.bench.run.config import ConfigError
         from segbench.bench.run.locks import FolderBusyError
         from segbench.bench.run.outcome import RunFailed

@@ -363,7 +363,7 @@ def test_saved_native_checkpoint_round_trips(tmp_path):
         models.create_model(
             "segformer-tiny",
             weights=str(save_checkpoint(models.create_model("segformer-tiny-mmseg"), tmp_path / "m.safetensors")),
-        )  # noqa: E501
+        )
 
 
 # Paper, Table 1: parameters in millions with the 150-class ADE20K head.

@@ -476,7 +476,7 @@ def _latency_rows(
     keys = {"resolution": _size_str(size), "batch_size": batch, "precision": precision, "device": device}
     try:
         stats = measure_latency(model, size, batch_size=batch, device=device, precision=precision, **timing)
-    except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+    except Exception as exc:
         if not is_out_of_memory(exc):
             raise
         error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"

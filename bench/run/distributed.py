@@ -154,7 +154,7 @@ def on_main(fn: Callable[[], T], ctx: DistContext) -> T:
     if ctx.is_main:
         try:
             result = fn()
-        except Exception as exc:  # re-raised below on every rank
+        except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
             error = exc
     if ctx.enabled:
         result, error = broadcast((result, error), ctx)
