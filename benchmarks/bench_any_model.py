@@ -94,67 +94,126 @@ def configs(transformers: Any) -> dict[str, Callable[[], Any]]:
 
     def swin() -> Any:
         return t.SwinConfig(
-            image_size=224, embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4], window_size=7,
+            image_size=224,
+            embed_dim=16,
+            depths=[1, 1, 2, 1],
+            num_heads=[1, 2, 2, 4],
+            window_size=7,
             out_features=["stage1", "stage2", "stage3", "stage4"],
-        )  # fmt: skip
+        )
 
     def vit_like(cls: type, **kwargs: Any) -> Any:
-        return cls(hidden_size=64, num_hidden_layers=4, num_attention_heads=2, intermediate_size=128,
-                   image_size=VIT_IMAGE_SIZE, patch_size=16, **kwargs)  # fmt: skip
+        return cls(
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            intermediate_size=128,
+            image_size=VIT_IMAGE_SIZE,
+            patch_size=16,
+            **kwargs,
+        )
 
     return {
         "segformer": lambda: t.SegformerConfig(
-            depths=[2, 2, 2, 2], hidden_sizes=[16, 32, 48, 64], num_attention_heads=[1, 1, 2, 2],
+            depths=[2, 2, 2, 2],
+            hidden_sizes=[16, 32, 48, 64],
+            num_attention_heads=[1, 1, 2, 2],
             decoder_hidden_size=64,
         ),
         "upernet-convnext": lambda: t.UperNetConfig(
             backbone_config=t.ConvNextConfig(
-                hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 2, 1],
+                hidden_sizes=[16, 32, 48, 64],
+                depths=[1, 1, 2, 1],
                 out_features=["stage1", "stage2", "stage3", "stage4"],
             ),
-            hidden_size=64, auxiliary_channels=32, pool_scales=[1, 2, 3, 6],
+            hidden_size=64,
+            auxiliary_channels=32,
+            pool_scales=[1, 2, 3, 6],
         ),
         "upernet-swin": lambda: t.UperNetConfig(
             backbone_config=swin(), hidden_size=64, auxiliary_channels=32, pool_scales=[1, 2, 3, 6]
         ),
         "dpt": lambda: vit_like(
-            t.DPTConfig, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[16, 32, 48, 64], fusion_hidden_size=64,
+            t.DPTConfig,
+            backbone_out_indices=[0, 1, 2, 3],
+            neck_hidden_sizes=[16, 32, 48, 64],
+            fusion_hidden_size=64,
         ),
         "beit": lambda: vit_like(
-            t.BeitConfig, out_indices=[1, 2, 3, 4], pool_scales=[1, 2, 3, 6], auxiliary_channels=32,
+            t.BeitConfig,
+            out_indices=[1, 2, 3, 4],
+            pool_scales=[1, 2, 3, 6],
+            auxiliary_channels=32,
             use_relative_position_bias=True,
         ),
         "data2vec-vision": lambda: vit_like(
-            t.Data2VecVisionConfig, out_indices=[1, 2, 3, 4], pool_scales=[1, 2, 3, 6], auxiliary_channels=32,
+            t.Data2VecVisionConfig,
+            out_indices=[1, 2, 3, 4],
+            pool_scales=[1, 2, 3, 6],
+            auxiliary_channels=32,
             use_relative_position_bias=True,
         ),
         "mobilenet_v2": lambda: t.MobileNetV2Config(depth_multiplier=0.35, image_size=512, output_stride=8),
         "mobilevit": lambda: t.MobileViTConfig(
-            image_size=512, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[16, 16, 24, 32, 48, 64, 128],
-            num_attention_heads=2, aspp_out_channels=64, output_stride=8,
+            image_size=512,
+            hidden_sizes=[32, 48, 64],
+            neck_hidden_sizes=[16, 16, 24, 32, 48, 64, 128],
+            num_attention_heads=2,
+            aspp_out_channels=64,
+            output_stride=8,
         ),
         "mobilevitv2": lambda: t.MobileViTV2Config(
             image_size=512, width_multiplier=0.5, aspp_out_channels=64, output_stride=8
         ),
         "mask2former": lambda: t.Mask2FormerConfig(
-            backbone_config=swin(), feature_size=64, mask_feature_size=64, hidden_dim=64, encoder_feedforward_dim=128,
-            encoder_layers=2, decoder_layers=4, num_attention_heads=2, dim_feedforward=128, num_queries=50,
+            backbone_config=swin(),
+            feature_size=64,
+            mask_feature_size=64,
+            hidden_dim=64,
+            encoder_feedforward_dim=128,
+            encoder_layers=2,
+            decoder_layers=4,
+            num_attention_heads=2,
+            dim_feedforward=128,
+            num_queries=50,
         ),
         "maskformer": lambda: t.MaskFormerConfig(
             backbone_config=swin(),
             decoder_config=t.DetrConfig(
-                d_model=64, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
-                encoder_attention_heads=2, decoder_attention_heads=2, num_queries=50,
+                d_model=64,
+                encoder_layers=1,
+                decoder_layers=2,
+                encoder_ffn_dim=128,
+                decoder_ffn_dim=128,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                num_queries=50,
             ),
-            fpn_feature_size=64, mask_feature_size=64, num_queries=50,
+            fpn_feature_size=64,
+            mask_feature_size=64,
+            num_queries=50,
         ),
         "oneformer": lambda: t.OneFormerConfig(
-            backbone_config=swin(), num_queries=50, text_encoder_width=32, text_encoder_num_layers=1,
-            text_encoder_vocab_size=64, text_encoder_n_ctx=0, text_encoder_proj_layers=1, conv_dim=64, mask_dim=64,
-            hidden_dim=64, encoder_feedforward_dim=128, encoder_layers=2, decoder_layers=4, num_attention_heads=2,
-            dim_feedforward=128, query_dec_layers=1, task_seq_len=8, text_encoder_context_length=8,
+            backbone_config=swin(),
+            num_queries=50,
+            text_encoder_width=32,
+            text_encoder_num_layers=1,
+            text_encoder_vocab_size=64,
+            text_encoder_n_ctx=0,
+            text_encoder_proj_layers=1,
+            conv_dim=64,
+            mask_dim=64,
+            hidden_dim=64,
+            encoder_feedforward_dim=128,
+            encoder_layers=2,
+            decoder_layers=4,
+            num_attention_heads=2,
+            dim_feedforward=128,
+            query_dec_layers=1,
+            task_seq_len=8,
+            text_encoder_context_length=8,
         ),
-    }  # fmt: skip
+    }
 
 
 def scenes(size: tuple[int, int], first: int, count: int = 2) -> torch.Tensor:
@@ -319,10 +378,14 @@ def user_files(root: Path) -> UserFiles:
         warnings.simplefilter("ignore")  # torch.jit and the TorchScript-based ONNX exporter are deprecated
         torch.jit.save(torch.jit.script(module), str(ts))
         torch.onnx.export(
-            module, (torch.randn(1, 3, *CHECK_SIZE),), str(onnx), dynamo=False, input_names=["image"],
-            output_names=["logits"], dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                                   "logits": {0: "batch", 2: "h", 3: "w"}},
-        )  # fmt: skip
+            module,
+            (torch.randn(1, 3, *CHECK_SIZE),),
+            str(onnx),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "h", 3: "w"}},
+        )
     for file in (ts, onnx):
         Path(f"{file}.segbench.json").write_text(declaration)  # the sidecar declaration
     return UserFiles(py, ts, onnx, module)
@@ -349,8 +412,11 @@ def user_builder(kind: str, root: Path, files: Callable[[], UserFiles]) -> Calla
 def source_label(name: str) -> str:
     """The Source column: the kind and what it loads (the temporary folder left out)."""
     if name in USER_ROWS:
-        return {"py": "py: tiny_net.py:build", "torchscript": "torchscript: tiny_net.pt",
-                "onnx": "onnx: tiny_net.onnx (ONNX Runtime)"}[name]  # fmt: skip
+        return {
+            "py": "py: tiny_net.py:build",
+            "torchscript": "torchscript: tiny_net.pt",
+            "onnx": "onnx: tiny_net.onnx (ONNX Runtime)",
+        }[name]
     from segbench.models.hf import SUPPORTED
 
     return f"hf: {SUPPORTED[model_type(name)].model_class}"
@@ -516,8 +582,14 @@ def main() -> int:
         f"2 synthetic Cityscapes scenes\n"
         f"# GMACs: count_flops fvcore, batch 1; latency: measure_latency CPU fp32 batch 1, warm-up 2, median of 5\n"
     )
-    header = ["architecture", "source", "predictions equal", "params (M)", "GMACs [fvcore] @size",
-              "CPU latency ms @size"]  # fmt: skip
+    header = [
+        "architecture",
+        "source",
+        "predictions equal",
+        "params (M)",
+        "GMACs [fvcore] @size",
+        "CPU latency ms @size",
+    ]
     print(markdown(header, [r.cells() for r in rows]))
     problems = [p for r in rows for p in r.problems]
     print(f"\n{len(rows)} rows in {wall:.0f} s; " + ("no problems" if not problems else f"{len(problems)} problem(s):"))

@@ -91,30 +91,61 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="segbench-deploy-") as tmp:
         cache = ArtifactCache(args.cache or tmp)
         references = reference_logits(model, images, args.device)
-        header = ["backend", "precision", "median ms", "p90 ms", "CV", "vs eager fp32", "build s", "file MB",
-                  "max|d|", "rel", "argmax %", "verdict"]  # fmt: skip
+        header = [
+            "backend",
+            "precision",
+            "median ms",
+            "p90 ms",
+            "CV",
+            "vs eager fp32",
+            "build s",
+            "file MB",
+            "max|d|",
+            "rel",
+            "argmax %",
+            "verdict",
+        ]
         rows, notes, base = [], [], None
         for cell in args.cells.split(","):
             backend, _, precision = cell.partition(":")
             start = time.perf_counter()
-            check = check_deployment(backend, model, images, precision or "fp32", cache, device=args.device,
-                                     references=references, calibration=calibration)  # fmt: skip
+            check = check_deployment(
+                backend,
+                model,
+                images,
+                precision or "fp32",
+                cache,
+                device=args.device,
+                references=references,
+                calibration=calibration,
+            )
             if check.built is None:
                 notes.append(f"{backend} {precision}: {check.status}: {check.reason}")
                 rows.append([backend, precision, *["-"] * 9, check.status])
                 continue
             built, agreement = check.built, check.agreement
-            stats = measure_latency(built.module, (h, w), 1, args.device, "fp32", args.warmup, args.iters,
-                                    max_retries=1)  # fmt: skip
+            stats = measure_latency(
+                built.module, (h, w), 1, args.device, "fp32", args.warmup, args.iters, max_retries=1
+            )
             if (backend, precision) == ("eager", "fp32"):
                 base = stats.median_ms
             size = f"{built.artifact_bytes / 1e6:.1f}" if built.artifact_bytes else "-"
-            rows.append([
-                backend, precision, f"{stats.median_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.cv:.2f}",
-                f"{base / stats.median_ms:.2f}x" if base else "-", f"{built.build_s:.1f}", size,
-                f"{agreement.max_abs:.2e}", f"{agreement.max_rel:.2e}", f"{agreement.argmax_agreement:.2f}",
-                agreement.verdict,
-            ])  # fmt: skip
+            rows.append(
+                [
+                    backend,
+                    precision,
+                    f"{stats.median_ms:.1f}",
+                    f"{stats.p90_ms:.1f}",
+                    f"{stats.cv:.2f}",
+                    f"{base / stats.median_ms:.2f}x" if base else "-",
+                    f"{built.build_s:.1f}",
+                    size,
+                    f"{agreement.max_abs:.2e}",
+                    f"{agreement.max_rel:.2e}",
+                    f"{agreement.argmax_agreement:.2f}",
+                    agreement.verdict,
+                ]
+            )
             print(f"  done {cell} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
             del check, built
     print(table(header, rows))

@@ -90,8 +90,10 @@ def main() -> int:
     for model in models:
         print(f"\n## {model}")
         print(_table(frame, summary, model).to_string(index=False))
-    print(f"\nwall {wall:.1f} s; inside the cells {inside:.1f} s; bookkeeping {wall - inside:.1f} s "
-          f"({100 * (wall - inside) / wall:.1f}% of the wall time)")  # fmt: skip
+    print(
+        f"\nwall {wall:.1f} s; inside the cells {inside:.1f} s; bookkeeping {wall - inside:.1f} s "
+        f"({100 * (wall - inside) / wall:.1f}% of the wall time)"
+    )
     return 0
 
 
@@ -132,15 +134,24 @@ def _table(frame: pd.DataFrame, summary: pd.DataFrame, model: str) -> pd.DataFra
             return value.get((variant, condition, metric), float("nan"))
 
         median = get("efficiency", LATENCY_MEDIAN)
-        rows.append({
-            "backend": backend, "precision": precision, "status": status,
-            "p50 ms": median, "p90 ms": get("efficiency", LATENCY_P90), "p99 ms": get("efficiency", LATENCY_P99),
-            "x eager": base / median if status == "agrees" and base else float("nan"),
-            "build s": get("deploy", BUILD_TIME), "MiB": get("deploy", ARTIFACT_SIZE),
-            "argmax %": get("deploy", ARGMAX_AGREEMENT), "rel diff": get("deploy", AGREEMENT_MAX_REL),
-            "clean mIoU": get("clean", MIOU), "d mIoU pp": deltas.get((variant, DELTA_MIOU), float("nan")),
-            "d mPC pp": deltas.get((variant, DELTA_MPC), float("nan")),
-        })  # fmt: skip
+        rows.append(
+            {
+                "backend": backend,
+                "precision": precision,
+                "status": status,
+                "p50 ms": median,
+                "p90 ms": get("efficiency", LATENCY_P90),
+                "p99 ms": get("efficiency", LATENCY_P99),
+                "x eager": base / median if status == "agrees" and base else float("nan"),
+                "build s": get("deploy", BUILD_TIME),
+                "MiB": get("deploy", ARTIFACT_SIZE),
+                "argmax %": get("deploy", ARGMAX_AGREEMENT),
+                "rel diff": get("deploy", AGREEMENT_MAX_REL),
+                "clean mIoU": get("clean", MIOU),
+                "d mIoU pp": deltas.get((variant, DELTA_MIOU), float("nan")),
+                "d mPC pp": deltas.get((variant, DELTA_MPC), float("nan")),
+            }
+        )
     return pd.DataFrame(rows).round(3)
 
 

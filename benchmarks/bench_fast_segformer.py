@@ -66,9 +66,12 @@ def main() -> None:
     for variant in args.variants.split(","):
         cfg = MIT_CONFIGS[variant]
         config = transformers.SegformerConfig(
-            hidden_sizes=list(cfg.embed_dims), depths=list(cfg.depths), num_attention_heads=list(cfg.num_heads),
-            decoder_hidden_size=DECODER_WIDTH[variant], num_labels=19,
-        )  # fmt: skip
+            hidden_sizes=list(cfg.embed_dims),
+            depths=list(cfg.depths),
+            num_attention_heads=list(cfg.num_heads),
+            decoder_hidden_size=DECODER_WIDTH[variant],
+            num_labels=19,
+        )
         torch.manual_seed(0)
         ref = transformers.SegformerForSemanticSegmentation(config).eval().to(args.device)
         with tempfile.TemporaryDirectory() as tmp:

@@ -97,8 +97,10 @@ def main() -> None:
         for n, v in zip(CITYSCAPES.names, iou.cpu())
     )
     diff = abs(miou - official["averageScoreClasses"])
-    print(f"{args.pairs} pairs at {args.size[0]}x{args.size[1]}, torch {torch.__version__}, device {device}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"{args.pairs} pairs at {args.size[0]}x{args.size[1]}, torch {torch.__version__}, device {device}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"seconds for {args.pairs} pairs, best and median of {args.repeats} runs each:")
     for name, stat in (("best", min), ("median", statistics.median)):
         t_official, t_decode, t_ours = stat(official_times), stat(decode_times), stat(ours_times)
@@ -107,8 +109,10 @@ def main() -> None:
             f"ours {t_ours:.3f} s (numba kernel, {torch.get_num_threads()} threads) -> "
             f"{t_official / t_ours:.1f}x end to end, {(t_official - t_decode) / t_ours:.1f}x excluding decoding"
         )
-    print(f"mIoU official {official['averageScoreClasses']:.15f} ours {miou:.15f} |diff| {diff:.1e}; "
-          f"per-class IoU identical: {same}")  # fmt: skip
+    print(
+        f"mIoU official {official['averageScoreClasses']:.15f} ours {miou:.15f} |diff| {diff:.1e}; "
+        f"per-class IoU identical: {same}"
+    )
 
 
 if __name__ == "__main__":

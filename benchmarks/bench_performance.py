@@ -43,17 +43,33 @@ def main() -> int:
     mid = "128x256" if args.quick else big if cuda else "512x1024"
     pipeline = ["--size", mid, "--device", args.device] + ([] if args.quick or not cuda else ["--images", "32"])
     parts = [
-        ("segformer", "SegFormer: reference vs faithful vs fast", "bench_fast_segformer.py",
-         ["--variants", "b0" if args.quick else "b0,b2", "--size", big, "--iters", "2", "--device", args.device]),
+        (
+            "segformer",
+            "SegFormer: reference vs faithful vs fast",
+            "bench_fast_segformer.py",
+            ["--variants", "b0" if args.quick else "b0,b2", "--size", big, "--iters", "2", "--device", args.device],
+        ),
         ("pipeline", "Pipeline: end-to-end vs forward-only (faithful)", "bench_pipeline.py", pipeline),
         ("pipeline", "Pipeline: end-to-end vs forward-only (fast)", "bench_pipeline.py", [*pipeline, "--fast"]),
-        ("corruptions", "Corruptions: 1 vs N processes", "bench_corruptions.py",
-         ["--size", big, "--repeats", "1" if args.quick else "3", "--workers", str(args.workers)]),
-        ("generate-c", "generate-c: 1 vs N processes, end to end", "bench_generate_c.py",
-         ["--size", big, "--images", "2" if args.quick else "8", "--workers", str(args.workers)]),
-        ("metrics", "Metrics: ours vs the official evaluator", "bench_metrics.py",
-         ["--pairs", "4" if args.quick else "20", "--device", args.device]),
-    ]  # fmt: skip
+        (
+            "corruptions",
+            "Corruptions: 1 vs N processes",
+            "bench_corruptions.py",
+            ["--size", big, "--repeats", "1" if args.quick else "3", "--workers", str(args.workers)],
+        ),
+        (
+            "generate-c",
+            "generate-c: 1 vs N processes, end to end",
+            "bench_generate_c.py",
+            ["--size", big, "--images", "2" if args.quick else "8", "--workers", str(args.workers)],
+        ),
+        (
+            "metrics",
+            "Metrics: ours vs the official evaluator",
+            "bench_metrics.py",
+            ["--pairs", "4" if args.quick else "20", "--device", args.device],
+        ),
+    ]
     failed = 0
     for part, title, script, extra in parts:
         if part not in chosen:

@@ -125,8 +125,11 @@ def _needed_padding(backbone: nn.Module) -> int:
 
 def _make_head(head: str, backbone: nn.Module, num_classes: int, options: dict[str, Any]) -> nn.Module:
     cls = HEADS[head]
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "in_channels", "strides",
-                                                                               "num_classes")]  # fmt: skip
+    valid = [
+        p
+        for p in inspect.signature(cls.__init__).parameters
+        if p not in ("self", "in_channels", "strides", "num_classes")
+    ]
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for the {head} head; valid: {', '.join(valid)}")
@@ -193,9 +196,13 @@ def build(
     model = EncoderDecoder(net, decode_head, meta, pad_to=1 if mit else _needed_padding(net))
     if info:
         model.weights_info = WeightsInfo(
-            source=info["source"], path=info["path"], format=info["format"], sha256=info["sha256"], random=True,
+            source=info["source"],
+            path=info["path"],
+            format=info["format"],
+            sha256=info["sha256"],
+            random=True,
             notes=["backbone-only weights: the decode head is randomly initialised"],
-        )  # fmt: skip
+        )
     if weights is not None:
         load_baseline_weights(model, weights)
     return model.eval()
@@ -300,9 +307,13 @@ def load_baseline_weights(model: EncoderDecoder, weights: str | Path) -> None:
         raise CheckpointError(f"{resolved.file}: not a whole segmentation-model checkpoint; accepted: {ACCEPTED}")
     load_strict(model, sd, str(resolved.file))
     model.weights_info = WeightsInfo(
-        source=str(weights), path=str(resolved.file), format=fmt, sha256=sha256_file(resolved.file), random=False,
+        source=str(weights),
+        path=str(resolved.file),
+        format=fmt,
+        sha256=sha256_file(resolved.file),
+        random=False,
         notes=notes,
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -112,8 +112,16 @@ def low_level_index(strides: list[int]) -> int:
 class FCNHead(DecodeHead):
     """FCN head on the last level: `num_convs` 3x3 conv-BN-ReLU, input concatenated back through `conv_cat`."""
 
-    def __init__(self, in_channels: list[int], strides: list[int], num_classes: int, channels: int = DEFAULT_CHANNELS,
-                 num_convs: int = 2, concat_input: bool = True, dropout: float = DROPOUT):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int,
+        channels: int = DEFAULT_CHANNELS,
+        num_convs: int = 2,
+        concat_input: bool = True,
+        dropout: float = DROPOUT,
+    ):
         super().__init__(strides, -1, channels, num_classes, dropout)
         cin = in_channels[-1]
         self.convs = nn.Sequential(*(ConvBNReLU(cin if i == 0 else channels, channels, 3) for i in range(num_convs)))
@@ -130,8 +138,15 @@ class FCNHead(DecodeHead):
 class PSPHead(DecodeHead):
     """PSPNet head: pyramid pooling (bins 1, 2, 3, 6) on the last level."""
 
-    def __init__(self, in_channels: list[int], strides: list[int], num_classes: int, channels: int = DEFAULT_CHANNELS,
-                 bins: tuple[int, ...] = PPM_BINS, dropout: float = DROPOUT):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int,
+        channels: int = DEFAULT_CHANNELS,
+        bins: tuple[int, ...] = PPM_BINS,
+        dropout: float = DROPOUT,
+    ):
         super().__init__(strides, -1, channels, num_classes, dropout)
         self.psp = PyramidPooling(in_channels[-1], channels, bins)
 
@@ -160,8 +175,15 @@ class ASPP(nn.Module):
 class ASPPHead(DecodeHead):
     """DeepLabV3 head: ASPP on the last level; rates from its stride unless given."""
 
-    def __init__(self, in_channels: list[int], strides: list[int], num_classes: int, channels: int = DEFAULT_CHANNELS,
-                 rates: tuple[int, ...] | None = None, dropout: float = DROPOUT):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int,
+        channels: int = DEFAULT_CHANNELS,
+        rates: tuple[int, ...] | None = None,
+        dropout: float = DROPOUT,
+    ):
         super().__init__(strides, -1, channels, num_classes, dropout)
         self.aspp = ASPP(in_channels[-1], channels, rates or aspp_rates(strides[-1]))
 
@@ -172,9 +194,16 @@ class ASPPHead(DecodeHead):
 class DeepLabV3PlusHead(DecodeHead):
     """DeepLabV3+ head: separable ASPP on the last level, decoded with 48-channel low-level features (stride 4)."""
 
-    def __init__(self, in_channels: list[int], strides: list[int], num_classes: int, channels: int = DEFAULT_CHANNELS,
-                 c1_channels: int = LOW_LEVEL_CHANNELS, rates: tuple[int, ...] | None = None,
-                 dropout: float = DROPOUT):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int,
+        channels: int = DEFAULT_CHANNELS,
+        c1_channels: int = LOW_LEVEL_CHANNELS,
+        rates: tuple[int, ...] | None = None,
+        dropout: float = DROPOUT,
+    ):
         c1 = low_level_index(strides)
         super().__init__(strides, c1, channels, num_classes, dropout)
         self.c1_index = c1
@@ -193,8 +222,15 @@ class DeepLabV3PlusHead(DecodeHead):
 class UPerHead(DecodeHead):
     """UPerNet head: PPM on the last level, FPN top-down over all levels, fused at the finest level."""
 
-    def __init__(self, in_channels: list[int], strides: list[int], num_classes: int, channels: int = DEFAULT_CHANNELS,
-                 bins: tuple[int, ...] = PPM_BINS, dropout: float = DROPOUT):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int,
+        channels: int = DEFAULT_CHANNELS,
+        bins: tuple[int, ...] = PPM_BINS,
+        dropout: float = DROPOUT,
+    ):
         super().__init__(strides, 0, channels, num_classes, dropout)
         self.psp = PyramidPooling(in_channels[-1], channels, bins)
         self.lateral_convs = nn.ModuleList(ConvBNReLU(c, channels, 1) for c in in_channels[:-1])
@@ -213,8 +249,14 @@ class UPerHead(DecodeHead):
 class MLPHead(AllMLPDecoder):
     """SegFormer's All-MLP decoder on any backbone; output at the first level's stride."""
 
-    def __init__(self, in_channels: list[int], strides: list[int], num_classes: int, embed_dim: int = 768,
-                 dropout: float = DROPOUT):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int,
+        embed_dim: int = 768,
+        dropout: float = DROPOUT,
+    ):
         super().__init__(in_channels, embed_dim, num_classes, dropout)
         self.output_stride = strides[0]
 

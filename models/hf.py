@@ -340,8 +340,14 @@ def read_normalisation(transformers: Any, folder: Path, arch: Architecture, targ
     source, data = found
     cls_name = data.get("image_processor_type") or data.get("feature_extractor_type") or arch.processor
     cls = _processor_class(transformers, cls_name) or _processor_class(transformers, arch.processor)
-    fallback = {"do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": IMAGENET_MEAN,
-                "image_std": IMAGENET_STD, "do_flip_channel_order": False}  # fmt: skip
+    fallback = {
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": IMAGENET_MEAN,
+        "image_std": IMAGENET_STD,
+        "do_flip_channel_order": False,
+    }
 
     def get(key: str) -> Any:
         if key in data:

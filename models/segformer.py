@@ -147,13 +147,17 @@ class MiTBlock(nn.Module):
 
 
 class MiTStage(nn.Module):
-    """One encoder stage: overlapped patch embedding, `depth` blocks, LayerNorm; returns a B, C, H, W map."""
+    """Encoder stage `i` of `cfg`: overlapped patch embedding, its blocks, LayerNorm; returns a B, C, H, W map."""
 
-    def __init__(self, in_chans, dim, depth, num_heads, sr_ratio, mlp_ratio, patch_size, stride, eps, aux_eps):
+    def __init__(self, in_chans: int, cfg: MiTConfig, i: int):
         super().__init__()
-        self.patch_embed = OverlapPatchEmbed(in_chans, dim, patch_size, stride, aux_eps)
-        self.blocks = nn.ModuleList(MiTBlock(dim, num_heads, sr_ratio, mlp_ratio, eps, aux_eps) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=eps)
+        dim = cfg.embed_dims[i]
+        self.patch_embed = OverlapPatchEmbed(in_chans, dim, cfg.patch_sizes[i], cfg.strides[i], cfg.aux_eps)
+        self.blocks = nn.ModuleList(
+            MiTBlock(dim, cfg.num_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio, cfg.eps, cfg.aux_eps)
+            for _ in range(cfg.depths[i])
+        )
+        self.norm = nn.LayerNorm(dim, eps=cfg.eps)
 
     def forward(self, x: torch.Tensor, banded: bool = False) -> torch.Tensor:
         """The stage's map (B, C, H, W): contiguous NCHW, or with `banded` (the fast path: blocks in bands, see
@@ -193,11 +197,7 @@ class MixTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         chans = (in_chans, *cfg.embed_dims[:-1])
-        self.stages = nn.ModuleList(
-            MiTStage(chans[i], cfg.embed_dims[i], cfg.depths[i], cfg.num_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio,
-                     cfg.patch_sizes[i], cfg.strides[i], cfg.eps, cfg.aux_eps)
-            for i in range(4)
-        )  # fmt: skip
+        self.stages = nn.ModuleList(MiTStage(chans[i], cfg, i) for i in range(4))
         self.out_channels = list(cfg.embed_dims)
         self.strides = [math.prod(cfg.strides[: i + 1]) for i in range(4)]
 

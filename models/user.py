@@ -392,9 +392,14 @@ def load_module(model: nn.Module, request: BuildRequest) -> SourceModel:
     The module itself is used, not a copy."""
     detail = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}
     return build_user_model(
-        lambda **_: model, request, kind="module", factory_name="(in-memory module)", module=None,
-        where="the in-memory module", detail=detail,
-    )  # fmt: skip
+        lambda **_: model,
+        request,
+        kind="module",
+        factory_name="(in-memory module)",
+        module=None,
+        where="the in-memory module",
+        detail=detail,
+    )
 
 
 __all__ = [

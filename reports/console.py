@@ -94,7 +94,9 @@ def console_table(run_dir: str | Path) -> str | None:
     cells = [[str(c) for c in table.columns]]
     cells += [[_cell(v) for v in row] for row in table.itertuples(False)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |"
-             for row in cells]  # fmt: skip
+    lines = [
+        "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |"
+        for row in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)

@@ -469,8 +469,12 @@ def end_to_end(eff: pd.DataFrame, grid: DeployGrid) -> pd.DataFrame:
     ``model_only_ms``: the variant's model-only median latency at batch 1 at the same resolution and device (the
     sweep's, a random tensor already on the device; whole image only).
     """
-    totals = {LATENCY_E2E_MEDIAN: "latency_e2e_median_ms", LATENCY_E2E_P90: "latency_e2e_p90_ms",
-              LATENCY_E2E_P99: "latency_e2e_p99_ms", THROUGHPUT_E2E: "throughput_e2e_img_s"}  # fmt: skip
+    totals = {
+        LATENCY_E2E_MEDIAN: "latency_e2e_median_ms",
+        LATENCY_E2E_P90: "latency_e2e_p90_ms",
+        LATENCY_E2E_P99: "latency_e2e_p99_ms",
+        THROUGHPUT_E2E: "throughput_e2e_img_s",
+    }
     columns = [*VARIANT_KEYS, "resolution", "inference", "crop", "stride", "num_crops", *totals.values()]
     columns += [f"{s}_{unit}" for s in E2E_STAGES for unit in ("ms", "pct")]
     columns += ["stages_sum_ms", "not_model_pct", "model_only_ms"]
@@ -497,8 +501,11 @@ def end_to_end(eff: pd.DataFrame, grid: DeployGrid) -> pd.DataFrame:
                 row[f"{stage}_pct"] = 100.0 * row[f"{stage}_ms"] / total if total > 0 else np.nan
             row["stages_sum_ms"] = total
             row["not_model_pct"] = 100.0 - row["model_pct"]
-            alone = model_only[(model_only["model"] == variant["variant"]) & (model_only["resolution"] == resolution)
-                               & (model_only["device"] == device)]  # fmt: skip
+            alone = model_only[
+                (model_only["model"] == variant["variant"])
+                & (model_only["resolution"] == resolution)
+                & (model_only["device"] == device)
+            ]
             row["model_only_ms"] = float(alone["value"].iloc[0]) if inference == "whole" and len(alone) else np.nan
             out.append(row)
     return pd.DataFrame(out, columns=columns)

@@ -246,8 +246,14 @@ def deploy_trade_off(points: pd.DataFrame, colors: Mapping[str, str], path: str 
             style = {"s": 45, "marker": marker, "color": color, "edgecolors": "black", "linewidths": 0.6, "zorder": 3}
         ax.scatter(row.latency_median_ms, row.delta, **style)
         label = f"{row.backend} {row.precision}" + (" (disagrees)" if bad else "")
-        ax.annotate(plain(label), (row.latency_median_ms, row.delta), fontsize=7, xytext=(5, 4),
-                    textcoords="offset points", color=DISAGREE if bad else "black")  # fmt: skip
+        ax.annotate(
+            plain(label),
+            (row.latency_median_ms, row.delta),
+            fontsize=7,
+            xytext=(5, 4),
+            textcoords="offset points",
+            color=DISAGREE if bad else "black",
+        )
     for model in dict.fromkeys(points["model"]):
         color = colors.get(model, PALETTE[0])
         ax.scatter([], [], s=45, marker="o", color=color, edgecolors="black", label=plain(model))

@@ -32,7 +32,17 @@ def _torchrun_runner(config: dict, path: Path, nproc: int = 2) -> None:
     repo = Path(__file__).resolve().parents[1]
     path.write_text(json.dumps(config))
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "segbench.bench.run.runner", "--config", str(path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "segbench.bench.run.runner",
+        "--config",
+        str(path),
+    ]
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -76,8 +76,10 @@ def test_py_file_module_torchscript_and_an_in_memory_module_run_the_ci_suite(tmp
     config = segbench.RunConfig(
         models=f"mynet=py:{tmp_path}/my_model.py:build,py:mypkg.models:build_large,ts=torchscript:{tmp_path}/tiny.pt",
         model_args="width=8",
-        out_dir=str(tmp_path / "runs"), run_id="sources", **NARROW,
-    )  # fmt: skip
+        out_dir=str(tmp_path / "runs"),
+        run_id="sources",
+        **NARROW,
+    )
     result = segbench.run("ci", config, modules={"mem": in_memory})
     assert not result.failed
     frame = result.frame()
@@ -102,25 +104,66 @@ def test_onnx_and_hf_through_the_command_line(tmp_path):
     pytest.importorskip("onnxruntime")
     transformers = pytest.importorskip("transformers")
     model = Tiny(19).eval()
-    torch.onnx.export(model, torch.randn(1, 3, 64, 128), str(tmp_path / "tiny.onnx"), dynamo=False,
-                      input_names=["image"], dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}})  # fmt: skip
+    torch.onnx.export(
+        model,
+        torch.randn(1, 3, 64, 128),
+        str(tmp_path / "tiny.onnx"),
+        dynamo=False,
+        input_names=["image"],
+        dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}},
+    )
     config = transformers.SegformerConfig(
-        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 1],
-        decoder_hidden_size=16, id2label=dict(enumerate(CITYSCAPES.names)),
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        num_attention_heads=[1, 1],
+        decoder_hidden_size=16,
+        id2label=dict(enumerate(CITYSCAPES.names)),
         label2id={c: i for i, c in enumerate(CITYSCAPES.names)},
-        patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
-    )  # fmt: skip
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        mlp_ratios=[2, 2],
+    )
     hf_model = transformers.SegformerForSemanticSegmentation(config)
     hf_model.save_pretrained(tmp_path / "hf-segformer")
-    (tmp_path / "hf-segformer" / "preprocessor_config.json").write_text(json.dumps(
-        {"image_processor_type": "SegformerImageProcessor", "do_rescale": True, "rescale_factor": 1 / 255,
-         "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))  # fmt: skip
+    (tmp_path / "hf-segformer" / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "SegformerImageProcessor",
+                "do_rescale": True,
+                "rescale_factor": 1 / 255,
+                "do_normalize": True,
+                "image_mean": [0.485, 0.456, 0.406],
+                "image_std": [0.229, 0.224, 0.225],
+            }
+        )
+    )
     env = {**os.environ, "SEGBENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    args = ["--suite", "ci", "--models", f"onnx:{tmp_path}/tiny.onnx,seg=hf:{tmp_path}/hf-segformer",
-            "--corruptions", "fog", "--severities", "1", "--max-images", "1", "--allow-random-weights", "--quiet",
-            "--out", str(tmp_path / "run")]  # fmt: skip
-    out = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *args], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    args = [
+        "--suite",
+        "ci",
+        "--models",
+        f"onnx:{tmp_path}/tiny.onnx,seg=hf:{tmp_path}/hf-segformer",
+        "--corruptions",
+        "fog",
+        "--severities",
+        "1",
+        "--max-images",
+        "1",
+        "--allow-random-weights",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "run_bench.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     frame = pd.read_csv(tmp_path / "run" / "results.csv")
     assert set(frame["model"]) == {"tiny", "seg"}
@@ -143,10 +186,23 @@ def test_onnx_and_hf_through_the_command_line(tmp_path):
 def test_a_bad_source_is_one_line_and_writes_no_run(tmp_path, models, message):
     env = {**os.environ, "SEGBENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
     out = subprocess.run(
-        [sys.executable, str(ROOT / "run_bench.py"), "--suite", "ci", "--models", models, "--allow-random-weights",
-         "--out", str(tmp_path / "run")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "run_bench.py"),
+            "--suite",
+            "ci",
+            "--models",
+            models,
+            "--allow-random-weights",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert message in out.stderr

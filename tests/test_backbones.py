@@ -23,11 +23,14 @@ def assert_declared(backbone, feats, size=(65, 97)):
     ]
 
 
-@pytest.mark.parametrize(("name", "output_stride", "strides"), [
-    ("test_resnet", 32, [4, 8, 16, 32]),  # timm's tiny test networks: every code path, milliseconds
-    ("test_resnet", 8, [4, 8, 8, 8]),
-    ("test_efficientnet", 16, [4, 8, 16, 16]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "output_stride", "strides"),
+    [
+        ("test_resnet", 32, [4, 8, 16, 32]),  # timm's tiny test networks: every code path, milliseconds
+        ("test_resnet", 8, [4, 8, 8, 8]),
+        ("test_efficientnet", 16, [4, 8, 16, 16]),
+    ],
+)
 def test_timm_backbone_drops_the_stride2_stem_and_declares_what_it_returns(name, output_stride, strides):
     backbone = TimmBackbone(name, output_stride=output_stride)
     assert backbone.strides == strides

@@ -86,11 +86,20 @@ def test_registered_shapes_metadata_and_param_counts(name):
 
 
 # Real forward passes (values, not only shapes) on a sample that covers every head and backbone kind.
-@pytest.mark.parametrize("name", [
-    "fcn-mit-tiny", "pspnet-mit-tiny", "deeplabv3-mit-tiny", "deeplabv3plus-mit-tiny", "upernet-mit-tiny",
-    "mlp-mit-tiny", "deeplabv3plus-mobilenetv2",
-    pytest.param("fcn-r50", marks=pytest.mark.slow), pytest.param("deeplabv3plus-xception41", marks=pytest.mark.slow),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fcn-mit-tiny",
+        "pspnet-mit-tiny",
+        "deeplabv3-mit-tiny",
+        "deeplabv3plus-mit-tiny",
+        "upernet-mit-tiny",
+        "mlp-mit-tiny",
+        "deeplabv3plus-mobilenetv2",
+        pytest.param("fcn-r50", marks=pytest.mark.slow),
+        pytest.param("deeplabv3plus-xception41", marks=pytest.mark.slow),
+    ],
+)
 def test_registered_forward_runs(name):
     model = models.create_model(name)
     assert not model.training
@@ -101,16 +110,19 @@ def test_registered_forward_runs(name):
         assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize(("name", "stride", "pad_to", "real"), [
-    ("pspnet:test_resnet", 8, 1, True),  # dilated to output stride 8
-    ("deeplabv3plus:convnext_tiny", 4, 8, False),  # dilated to stride 8: pads to a multiple of 8
-    ("upernet:test_convnext", 4, 32, True),  # patchify stem floors odd sizes: input padded, logits cropped
-    ("mlp:test_efficientnet", 4, 1, True),
-    ("deeplabv3plus:efficientnet_b0", 4, 1, False),
-    ("fcn:regnetx_002", 8, 1, False),
-    ("deeplabv3:r50", 8, 1, False),
-    ("upernet:mit-tiny", 4, 1, True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "stride", "pad_to", "real"),
+    [
+        ("pspnet:test_resnet", 8, 1, True),  # dilated to output stride 8
+        ("deeplabv3plus:convnext_tiny", 4, 8, False),  # dilated to stride 8: pads to a multiple of 8
+        ("upernet:test_convnext", 4, 32, True),  # patchify stem floors odd sizes: input padded, logits cropped
+        ("mlp:test_efficientnet", 4, 1, True),
+        ("deeplabv3plus:efficientnet_b0", 4, 1, False),
+        ("fcn:regnetx_002", 8, 1, False),
+        ("deeplabv3:r50", 8, 1, False),
+        ("upernet:mit-tiny", 4, 1, True),
+    ],
+)
 def test_composed_models(name, stride, pad_to, real):
     with torch.device("meta"):  # shapes and strides without initialising weights
         model = models.create_model(name, num_classes=7)

@@ -82,9 +82,26 @@ def test_list(tmp_path):
 @pytest.mark.slow
 def test_run_shorthand_then_resume(tmp_path):
     run_dir = tmp_path / "runs" / "short"
-    args = ("--suite", "ci", "--models", "segformer-b0,b5", "--allow-random-weights", "--only", "accuracy",
-            "--corruptions", "fog", "--severities", "1", "--max-images", "2", "--workers", "0", "--quiet",
-            "--out", str(run_dir))  # fmt: skip
+    args = (
+        "--suite",
+        "ci",
+        "--models",
+        "segformer-b0,b5",
+        "--allow-random-weights",
+        "--only",
+        "accuracy",
+        "--corruptions",
+        "fog",
+        "--severities",
+        "1",
+        "--max-images",
+        "2",
+        "--workers",
+        "0",
+        "--quiet",
+        "--out",
+        str(run_dir),
+    )
     first = cli(*args, tmp_path=tmp_path)
     assert first.returncode == 0, first.stderr
     assert f"report: {run_dir / 'index.html'}" in first.stdout
@@ -174,8 +191,20 @@ def test_a_run_folder_in_use_by_another_process_is_one_line(tmp_path):
     from segbench.bench.run.locks import folder_lock
 
     run_dir = tmp_path / "runs" / "busy"
-    args = ("--suite", "ci", "--models", "segformer-tiny", "--allow-random-weights", "--only", "accuracy",
-            "--max-images", "1", "--quiet", "--out", str(run_dir))  # fmt: skip
+    args = (
+        "--suite",
+        "ci",
+        "--models",
+        "segformer-tiny",
+        "--allow-random-weights",
+        "--only",
+        "accuracy",
+        "--max-images",
+        "1",
+        "--quiet",
+        "--out",
+        str(run_dir),
+    )
     with folder_lock(run_dir, what="run folder"):  # as a first run (or resume) of this folder holds it
         out = cli(*args, tmp_path=tmp_path)
     assert out.returncode == 2, out.stderr

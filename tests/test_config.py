@@ -66,8 +66,14 @@ def test_each_setting_is_checked_when_the_config_is_made(fields, field, problem)
 
 
 def test_values_are_taken_as_the_command_line_types_them(monkeypatch):
-    cfg = RunConfig(models="segformer-b0,b5", corruptions="fog, snow", severities="1,3", workers="2", device="cuda:1",
-                    precision="fp16")  # fmt: skip
+    cfg = RunConfig(
+        models="segformer-b0,b5",
+        corruptions="fog, snow",
+        severities="1,3",
+        workers="2",
+        device="cuda:1",
+        precision="fp16",
+    )
     assert cfg.models == ("segformer-b0", "segformer-b5") and cfg.corruptions == ("fog", "snow")
     assert cfg.severities == (1, 3) and cfg.workers == 2
     monkeypatch.setattr(config_module, "default_workers", lambda device: 7)
@@ -87,12 +93,26 @@ def test_one_precision_table():
 
 
 def test_config_round_trips_through_json():
-    cfg = RunConfig(models=("segformer-b0",), weights_text="ckpt/", fast=True, severities=(1, 3), corruptions=("fog",),
-                    inference=InferenceSpec(mode="slide", crop=64))  # fmt: skip
+    cfg = RunConfig(
+        models=("segformer-b0",),
+        weights_text="ckpt/",
+        fast=True,
+        severities=(1, 3),
+        corruptions=("fog",),
+        inference=InferenceSpec(mode="slide", crop=64),
+    )
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    assert cfg.settings() == {"fast": True, "precision": "fp32", "channels_last": False, "compile": False,
-                              "batch_size": 1, "sources": {}, "model_args": {}, "label_map": None,
-                              "model_meta": None}  # fmt: skip
+    assert cfg.settings() == {
+        "fast": True,
+        "precision": "fp32",
+        "channels_last": False,
+        "compile": False,
+        "batch_size": 1,
+        "sources": {},
+        "model_args": {},
+        "label_map": None,
+        "model_meta": None,
+    }
 
 
 def test_models_take_every_source_with_an_optional_name(tmp_path):

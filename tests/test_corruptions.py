@@ -42,11 +42,23 @@ def image() -> np.ndarray:
 
 def test_canonical_tuple_and_categories():
     assert CORRUPTIONS == (
-        "motion_blur", "defocus_blur", "glass_blur", "gaussian_blur",
-        "gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise",
-        "brightness", "contrast", "saturate", "jpeg_compression",
-        "snow", "spatter", "fog", "frost",
-    )  # fmt: skip
+        "motion_blur",
+        "defocus_blur",
+        "glass_blur",
+        "gaussian_blur",
+        "gaussian_noise",
+        "impulse_noise",
+        "shot_noise",
+        "speckle_noise",
+        "brightness",
+        "contrast",
+        "saturate",
+        "jpeg_compression",
+        "snow",
+        "spatter",
+        "fog",
+        "frost",
+    )
     assert list(CATEGORIES) == ["blur", "noise", "digital", "weather"]
     assert all(len(v) == 4 for v in CATEGORIES.values())
     assert category_of("glass_blur") == "blur" and category_of("frost") == "weather"

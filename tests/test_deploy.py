@@ -417,5 +417,9 @@ def test_cudagraphs_is_unavailable_off_a_gpu_in_one_line_naming_cuda(demo_models
         get_backend("cudagraphs").check("cpu", "int8")  # what the machine lacks is said before what is never offered
     assert _one_line(e).startswith("cudagraphs: CUDA graphs need a CUDA GPU")
     cells = grid_cells(["m"], ("cudagraphs",), ("fp32", "bf16", "fp16", "int8"))
-    assert cells == [("m", "eager", "fp32"), ("m", "cudagraphs", "fp32"), ("m", "cudagraphs", "bf16"),
-                     ("m", "cudagraphs", "fp16")]  # fmt: skip
+    assert cells == [
+        ("m", "eager", "fp32"),
+        ("m", "cudagraphs", "fp32"),
+        ("m", "cudagraphs", "bf16"),
+        ("m", "cudagraphs", "fp16"),
+    ]

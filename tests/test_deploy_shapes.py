@@ -39,8 +39,9 @@ def grid(tmp_path_factory: pytest.TempPathFactory):
         return [scene(m, i) for i in range(3)]
 
     cache = ArtifactCache(tmp_path_factory.mktemp("cache"))
-    made = prepare_grid(["b0"], build, images, ["onnxruntime"], ["fp32", "int8"], calibration=2, quiet=True,
-                        cache=cache)  # fmt: skip
+    made = prepare_grid(
+        ["b0"], build, images, ["onnxruntime"], ["fp32", "int8"], calibration=2, quiet=True, cache=cache
+    )
     return model, made
 
 

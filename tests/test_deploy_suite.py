@@ -63,8 +63,19 @@ def test_delta_is_computed_from_two_real_cells():
     for name, clean, fog in (("m@eager-fp32", 60.0, 40.0), ("m@onnxruntime-int8", 58.5, 41.0)):
         for cond, value in (("clean", clean), ("fog-3", fog)):
             c = Condition.parse(cond)
-            rows.append(dict(model=name, suite="s", condition=c.name, corruption=c.corruption, category=c.category,
-                             severity=c.severity, metric="miou", value=value, unit="%"))  # fmt: skip
+            rows.append(
+                dict(
+                    model=name,
+                    suite="s",
+                    condition=c.name,
+                    corruption=c.corruption,
+                    category=c.category,
+                    severity=c.severity,
+                    metric="miou",
+                    value=value,
+                    unit="%",
+                )
+            )
     summary = {(r["model"], r["metric"]): r for r in summary_rows(rows, "s")}
     delta = summary["m@onnxruntime-int8", "delta_miou"]
     assert delta["value"] == pytest.approx(-1.5) and delta["unit"] == "pp"
@@ -118,9 +129,14 @@ def test_grid_runs_through_the_runner(tmp_path, cache, capsys):
 
 def test_backends_and_precisions_narrow_the_grid(tmp_path, cache):
     config = RunConfig(
-        models=("segformer-tiny",), allow_random_weights=True, out_dir=str(tmp_path), run_id="narrow",
-        backends="onnxruntime", deploy_precisions="fp32", quiet=True,
-    )  # fmt: skip
+        models=("segformer-tiny",),
+        allow_random_weights=True,
+        out_dir=str(tmp_path),
+        run_id="narrow",
+        backends="onnxruntime",
+        deploy_precisions="fp32",
+        quiet=True,
+    )
     result = run_suite(TINY, config)
     models = set(RunFolder(result.run_dir).frame()["model"])
     assert models == {"segformer-tiny@eager-fp32", "segformer-tiny@onnxruntime-fp32"}  # eager fp32 always in
@@ -155,9 +171,14 @@ def test_each_variant_is_timed_end_to_end_beside_the_model_alone(tmp_path, cache
 
     suite = replace(TINY, efficiency=replace(TINY.efficiency, end_to_end=True))
     config = RunConfig(
-        models=("segformer-tiny",), allow_random_weights=True, out_dir=str(tmp_path), run_id="e2e",
-        backends="onnxruntime", deploy_precisions="fp32", quiet=True,
-    )  # fmt: skip
+        models=("segformer-tiny",),
+        allow_random_weights=True,
+        out_dir=str(tmp_path),
+        run_id="e2e",
+        backends="onnxruntime",
+        deploy_precisions="fp32",
+        quiet=True,
+    )
     frame = RunFolder(run_suite(suite, config).run_dir).frame()
     e2e = frame[frame["metric"] == "latency_e2e_median"].set_index("model")
     assert set(e2e.index) == {"segformer-tiny@eager-fp32", "segformer-tiny@onnxruntime-fp32"}
@@ -172,9 +193,14 @@ def test_a_tiny_run_renders_the_sweep_the_curve_and_end_to_end(tmp_path, cache):
 
     efficiency = replace(TINY.efficiency, batch_sizes=(1, 2), curve=((32, 64),), end_to_end=True)
     config = RunConfig(
-        models=("segformer-tiny",), allow_random_weights=True, out_dir=str(tmp_path), run_id="sweep",
-        backends="onnxruntime", deploy_precisions="fp32", quiet=True,
-    )  # fmt: skip
+        models=("segformer-tiny",),
+        allow_random_weights=True,
+        out_dir=str(tmp_path),
+        run_id="sweep",
+        backends="onnxruntime",
+        deploy_precisions="fp32",
+        quiet=True,
+    )
     result = run_suite(replace(TINY, efficiency=efficiency), config)
     frame = RunFolder(result.run_dir).frame()
     ort = frame[(frame["model"] == "segformer-tiny@onnxruntime-fp32") & (frame["metric"] == "throughput")]

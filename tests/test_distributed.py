@@ -102,9 +102,16 @@ def test_two_process_torchrun_equals_single_process(tmp_path, torchrun_runner):
     root = write_synthetic_cityscapes(tmp_path / "data", num_images=5, size=(64, 96), seed=5)
     conditions = ["clean", "gaussian_noise-2"]
     # two models: their cells of a condition run together, so each rank goes through both models' collectives
-    base = dict(suite="dist", models=("segformer-tiny", "fcn-mit-tiny"), data_root=str(root),
-                out_dir=str(tmp_path / "runs"), allow_random_weights=True, batch_size=2, quiet=True,
-                seed=0)  # fmt: skip
+    base = dict(
+        suite="dist",
+        models=("segformer-tiny", "fcn-mit-tiny"),
+        data_root=str(root),
+        out_dir=str(tmp_path / "runs"),
+        allow_random_weights=True,
+        batch_size=2,
+        quiet=True,
+        seed=0,
+    )
     single = run(RunConfig(**base, run_id="single"), conditions)
 
     torchrun_runner({**base, "run_id": "two", "conditions": conditions}, tmp_path / "two.json")

@@ -521,8 +521,11 @@ def test_efficiency_sweep_rows():
         assert r["value"] == pytest.approx(2 * gmacs["value"]) and r["unit"] == "GFLOP"
     assert len(by_metric["latency_median"]) == 4  # 2 batch sizes x 2 precisions
     assert {(r["batch_size"], r["precision"]) for r in by_metric["throughput"]} == {
-        (1, "fp32"), (1, "bf16"), (2, "fp32"), (2, "bf16")
-    }  # fmt: skip
+        (1, "fp32"),
+        (1, "bf16"),
+        (2, "fp32"),
+        (2, "bf16"),
+    }
     units = {r["metric"]: r["unit"] for r in rows}
     assert units["latency_p90"] == "ms" and units["throughput"] == "img/s" and units["peak_memory"] == "MiB"
     assert all(isinstance(r["value"], float) for r in rows)
@@ -594,10 +597,24 @@ def _fake_latency(throughputs: dict, fail: set = frozenset()):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
         ms = 1000.0 * batch_size / throughputs[(tuple(size), batch_size)]
         stats = summarize([ms, ms])
-        return LatencyStats(samples=[ms, ms], **stats, noisy=False, attempts=1, attempt_cvs=[0.0], cv_threshold=0.1,
-                            warmup=0, iters=2, clock="perf_counter", images_per_s=batch_size * 1000.0 / ms,
-                            peak_memory_mib=1.0, memory_kind="cpu_process_peak_rss", device="cpu", precision=precision,
-                            input_size=tuple(size), batch_size=batch_size)  # fmt: skip
+        return LatencyStats(
+            samples=[ms, ms],
+            **stats,
+            noisy=False,
+            attempts=1,
+            attempt_cvs=[0.0],
+            cv_threshold=0.1,
+            warmup=0,
+            iters=2,
+            clock="perf_counter",
+            images_per_s=batch_size * 1000.0 / ms,
+            peak_memory_mib=1.0,
+            memory_kind="cpu_process_peak_rss",
+            device="cpu",
+            precision=precision,
+            input_size=tuple(size),
+            batch_size=batch_size,
+        )
 
     return measure, calls
 
@@ -625,8 +642,10 @@ def test_no_larger_batch_is_timed_after_one_runs_out_of_memory(monkeypatch):
         rows = efficiency_sweep(nn.Conv2d(3, 3, 1), [size], (1, 2, 4, 8, 16), conventions=())
     assert calls == [(size, 1), (size, 2), (size, 4)]
     assert [(r["metric"], r["batch_size"]) for r in rows if r["metric"] in ("throughput", "oom")] == [
-        ("throughput", 1), ("throughput", 2), ("oom", 4)
-    ]  # fmt: skip
+        ("throughput", 1),
+        ("throughput", 2),
+        ("oom", 4),
+    ]
 
 
 def test_the_latency_curve_adds_resolutions_at_batch_one(monkeypatch):

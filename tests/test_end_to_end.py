@@ -94,8 +94,13 @@ def test_rows_whole_always_and_sliding_window_where_the_crop_is_smaller(model, w
     assert tuple(first[k] for k in keys) == ("64x128", 1, "fp32", "cpu")
     assert "crop" not in first and "num_crops" not in first
     units = {r["metric"]: r["unit"] for r in rows}
-    assert units == {"latency_e2e_median": "ms", "latency_e2e_p90": "ms", "latency_e2e_p99": "ms",
-                     "throughput_e2e": "img/s", "latency_stage": "ms"}  # fmt: skip
+    assert units == {
+        "latency_e2e_median": "ms",
+        "latency_e2e_p90": "ms",
+        "latency_e2e_p99": "ms",
+        "throughput_e2e": "img/s",
+        "latency_stage": "ms",
+    }
 
     rows = end_to_end_rows(windowed, png, model_name="w", warmup=0, iters=1)
     slide = [r for r in rows if r["inference"] == "slide"]

@@ -260,8 +260,12 @@ def test_the_kept_attempt_s_window_gives_the_energy(monkeypatch, gpus):
         EnergyWindow(energy_mod.EnergyReading(99.0, 0.1, TOTAL_ENERGY)),
     ]
     fields = latency_mod._energy_fields(meter, windows, [0.3, 0.05, 0.05], images=20)
-    assert fields == {"energy_per_image_j": 0.5, "power_mean_w": 100.0, "energy_source": TOTAL_ENERGY,
-                      "energy_note": None}  # fmt: skip
+    assert fields == {
+        "energy_per_image_j": 0.5,
+        "power_mean_w": 100.0,
+        "energy_source": TOTAL_ENERGY,
+        "energy_note": None,
+    }
     none = latency_mod._energy_fields(meter, [EnergyWindow(reason="why not")], [0.1], images=20)
     assert none == {"energy_per_image_j": None, "power_mean_w": None, "energy_source": None, "energy_note": "why not"}
     assert set(latency_mod._energy_fields(None, [], [0.1], 1).values()) == {None}  # the CPU
@@ -279,9 +283,23 @@ def test_measure_latency_on_the_cpu_has_no_energy():
 
 
 def latency_stats(**energy) -> LatencyStats:
-    timing = {"samples": [2.0], "median_ms": 2.0, "p90_ms": 2.0, "p99_ms": 2.0, "iqr_ms": 0.0, "mean_ms": 2.0,
-              "std_ms": 0.0, "cv": 0.0, "noisy": False, "attempts": 1, "attempt_cvs": [0.0], "cv_threshold": 0.1,
-              "warmup": 1, "iters": 5, "clock": "cuda.Event"}  # fmt: skip
+    timing = {
+        "samples": [2.0],
+        "median_ms": 2.0,
+        "p90_ms": 2.0,
+        "p99_ms": 2.0,
+        "iqr_ms": 0.0,
+        "mean_ms": 2.0,
+        "std_ms": 0.0,
+        "cv": 0.0,
+        "noisy": False,
+        "attempts": 1,
+        "attempt_cvs": [0.0],
+        "cv_threshold": 0.1,
+        "warmup": 1,
+        "iters": 5,
+        "clock": "cuda.Event",
+    }
     return LatencyStats(**timing, device="cuda:0", device_name="Fake GPU", **energy)
 
 
@@ -312,8 +330,13 @@ def test_hardware_info_reads_clocks_power_limit_and_persistence_through_nvml(nvm
 
     nvml.nvmlDeviceGetPersistenceMode = persistence
     state = nvml_state("cuda:0")
-    assert state == {"gpu_sm_clock_mhz": 1755, "gpu_mem_clock_mhz": 3201, "gpu_sm_clock_max_mhz": 1980,
-                     "gpu_power_limit_w": 700.0, "gpu_persistence_mode": None}  # fmt: skip
+    assert state == {
+        "gpu_sm_clock_mhz": 1755,
+        "gpu_mem_clock_mhz": 3201,
+        "gpu_sm_clock_max_mhz": 1980,
+        "gpu_power_limit_w": 700.0,
+        "gpu_persistence_mode": None,
+    }
     nvml.nvmlDeviceGetPersistenceMode = lambda handle: nvml.NVML_FEATURE_ENABLED
     assert nvml_state("cuda:0")["gpu_persistence_mode"] is True and nvml.refcount == 0
 

@@ -202,10 +202,15 @@ def test_concurrent_shards_through_the_cli(synthetic_root, tmp_path):
     args = ["generate-c", "--data", str(synthetic_root), "--out", str(tmp_path / "two"), "--quiet"]
     args += ["--corruptions", ",".join(PAIR), "--severities", "2", "--workers", "1"]
     procs = [
-        subprocess.Popen([sys.executable, str(REPO / "run_bench.py"), *args, "--shard", f"{i}/2"], text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+        subprocess.Popen(
+            [sys.executable, str(REPO / "run_bench.py"), *args, "--shard", f"{i}/2"],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
         for i in range(2)
-    ]  # fmt: skip
+    ]
     results = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], results
     assert all(stdout.startswith(f"generate-c shard {i}/2: 2 of 4 images") for i, (stdout, _) in enumerate(results))

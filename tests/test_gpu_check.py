@@ -165,11 +165,25 @@ def test_launcher_runs_pytest_with_the_device_and_returns_its_code(monkeypatch, 
     assert code == 1
     assert commands == [
         (
-            [sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "--gpu-device", "cpu",
-             "--gpu-json", str(tmp_path / "x.json"), "--gpu-budget-scale", "2.0", "-k", "clock"],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-m",
+                "gpu",
+                "tests/gpu",
+                "--gpu-device",
+                "cpu",
+                "--gpu-json",
+                str(tmp_path / "x.json"),
+                "--gpu-budget-scale",
+                "2.0",
+                "-k",
+                "clock",
+            ],
             ROOT,
         )
-    ]  # fmt: skip
+    ]
     out = capsys.readouterr().out
     assert out.startswith(gpu_check.CARRY) and "-m pytest -m gpu tests/gpu --gpu-device cpu" in out
 

@@ -50,14 +50,25 @@ SQUARE = {"dpt", "data2vec-vision"}  # DPT takes square inputs, Data2Vec-Vision 
 
 def _swin() -> transformers.SwinConfig:
     return transformers.SwinConfig(
-        image_size=64, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
+        image_size=64,
+        embed_dim=8,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=4,
         out_features=["stage1", "stage2", "stage3", "stage4"],
-    )  # fmt: skip
+    )
 
 
 def _vit_like(cls: type, **kwargs) -> transformers.PretrainedConfig:
-    return cls(hidden_size=16, num_hidden_layers=4, num_attention_heads=1, intermediate_size=32, image_size=64,
-               patch_size=8, **kwargs)  # fmt: skip
+    return cls(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=1,
+        intermediate_size=32,
+        image_size=64,
+        patch_size=8,
+        **kwargs,
+    )
 
 
 CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {

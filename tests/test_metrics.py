@@ -176,8 +176,9 @@ def test_cpu_pair_count_chunks_and_layouts_agree(monkeypatch):
             assert torch.equal(confusion_matrix(pred, target), reference)
             # non-contiguous views and a wider dtype take the same kernel
             assert torch.equal(confusion_matrix(pred.t(), target.t()), reference)
-            assert torch.equal(confusion_matrix(pred.long()[:, ::2], target[:, ::2]), _confusion_matrix_reference(
-                p[:, ::2], g[:, ::2]))  # fmt: skip
+            assert torch.equal(
+                confusion_matrix(pred.long()[:, ::2], target[:, ::2]), _confusion_matrix_reference(p[:, ::2], g[:, ::2])
+            )
             with pytest.raises(ValueError, match=r"\[8589934592\]"):  # outside a byte in the last chunk only
                 bad = target.long().reshape(-1).clone()
                 bad[-1] = 2**33

@@ -79,10 +79,22 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ignore=shutil.ignore_patterns(".git", "build", "dist", "runs", "*.egg-info", "__pycache__", ".*_cache"),
     )
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist"),
-         str(source)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(work / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr
     wheels = list((work / "dist").glob("segbench-*.whl"))
     assert len(wheels) == 1, wheels
@@ -105,8 +117,10 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = work / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheels[0])],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stderr
     return target
 
@@ -115,19 +129,25 @@ def _outside(target: Path, tmp_path: Path, *args: str, timeout: int = 900) -> su
     """Run a command in a folder outside the checkout, with the installed wheel first on the path."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CITYSCAPES_DATASET")}
     env.update(
-        PYTHONPATH=str(target), PATH=f"{target / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-        SEGBENCH_CACHE=str(tmp_path / "cache"), HF_HUB_CACHE=str(tmp_path / "hf"), PYTHONSAFEPATH="1",
-    )  # fmt: skip
+        PYTHONPATH=str(target),
+        PATH=f"{target / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        SEGBENCH_CACHE=str(tmp_path / "cache"),
+        HF_HUB_CACHE=str(tmp_path / "hf"),
+        PYTHONSAFEPATH="1",
+    )
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.slow
 def test_wheel_runs_outside_the_checkout(wheel_install: Path, tmp_path: Path):
     where = _outside(
-        wheel_install, tmp_path, sys.executable, "-c",
+        wheel_install,
+        tmp_path,
+        sys.executable,
+        "-c",
         "import segbench, segbench.bench.run.runner as r, segbench.reports as p; print(segbench.__file__, r.__file__, "
         "p.__file__)",
-    )  # fmt: skip
+    )
     assert where.returncode == 0, where.stderr
     for path in where.stdout.split():
         assert Path(path).is_relative_to(wheel_install), where.stdout
@@ -148,8 +168,16 @@ def test_wheel_under_torchrun_no_python(wheel_install: Path, tmp_path: Path):
     """`torchrun --no-python segbench ...`: the console command is an executable torchrun can launch."""
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     out = _outside(
-        wheel_install, tmp_path, torchrun, "--standalone", "--nproc_per_node", "1", "--no-python", "segbench", "list",
+        wheel_install,
+        tmp_path,
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "1",
+        "--no-python",
+        "segbench",
+        "list",
         "suites",
-    )  # fmt: skip
+    )
     assert out.returncode == 0, out.stderr
     assert "cityscapes-c (v" in out.stdout

@@ -127,10 +127,24 @@ def test_deploy_grid_and_gallery_run_inside_each_rank_s_context(tmp_path):
     (tmp_path / "rec.py").write_text(textwrap.dedent(MODEL))
     (tmp_path / "launch.py").write_text(textwrap.dedent(SCRIPT))
     record = tmp_path / "calls.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RECORD_FILE": str(record),
-           "SEGBENCH_CACHE": str(tmp_path / "cache")}  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(tmp_path / "launch.py"), str(tmp_path / "rec.py"), str(tmp_path / "runs")]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "RECORD_FILE": str(record),
+        "SEGBENCH_CACHE": str(tmp_path / "cache"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(tmp_path / "launch.py"),
+        str(tmp_path / "rec.py"),
+        str(tmp_path / "runs"),
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     calls = [json.loads(line) for line in record.read_text().splitlines()]

@@ -69,8 +69,19 @@ def _rows(values: dict[str, dict[str, float]]) -> list[dict]:
     for model, by_condition in values.items():
         for name, value in by_condition.items():
             c = Condition.parse(name)
-            rows.append(dict(model=model, suite="s", condition=c.name, corruption=c.corruption, category=c.category,
-                             severity=c.severity, metric="miou", value=value, unit="%"))  # fmt: skip
+            rows.append(
+                dict(
+                    model=model,
+                    suite="s",
+                    condition=c.name,
+                    corruption=c.corruption,
+                    category=c.category,
+                    severity=c.severity,
+                    metric="miou",
+                    value=value,
+                    unit="%",
+                )
+            )
     return rows
 
 
@@ -246,13 +257,17 @@ def test_cli_errors_for_real_world_data_are_one_line(roots, tmp_path, monkeypatc
     out = ["--out", str(tmp_path / "runs" / "x"), "--allow-random-weights", "--models", "segformer-tiny", "--quiet"]
     cases = [
         (["--suite", "acdc", "--data", str(roots["cityscapes"])], "no ACDC root given: pass --data acdc=ROOT or set "),
-        (["--suite", "acdc", "--data", f"cityscapes={roots['cityscapes']},acdc={roots['dark_zurich']}"],
-         "ACDC conditions found with a 'val' split under"),
+        (
+            ["--suite", "acdc", "--data", f"cityscapes={roots['cityscapes']},acdc={roots['dark_zurich']}"],
+            "ACDC conditions found with a 'val' split under",
+        ),
         (["--suite", "dark-zurich", "--data", str(roots["acdc"])], "Dark Zurich splits with a night/ folder under"),
         (["--suite", "acdc", "--data", "acd=/x"], "--data: unknown dataset 'acd'"),
-        (["--suite", "dark-zurich", "--data", f"cityscapes={roots['cityscapes']}"],
-         "--data: suite dark-zurich reads no Cityscapes; give --data dark-zurich=PATH"),
-    ]  # fmt: skip
+        (
+            ["--suite", "dark-zurich", "--data", f"cityscapes={roots['cityscapes']}"],
+            "--data: suite dark-zurich reads no Cityscapes; give --data dark-zurich=PATH",
+        ),
+    ]
     for argv, message in cases:
         assert cli([*argv, *out]) == 2
         err = capsys.readouterr().err.strip()
@@ -263,9 +278,16 @@ def test_cli_errors_for_real_world_data_are_one_line(roots, tmp_path, monkeypatc
 @pytest.mark.slow
 def test_two_process_torchrun_equals_single_process_on_real_world_data(roots, tmp_path, torchrun_runner):
     conditions = ["clean", "acdc:fog", "dark_zurich:night", "foggy_cityscapes:beta_0.02"]
-    base = dict(suite="dist", models=("segformer-tiny",), data_root=str(roots["cityscapes"]),
-                data_roots={"acdc": str(roots["acdc"]), "dark_zurich": str(roots["dark_zurich"])},
-                out_dir=str(tmp_path / "runs"), allow_random_weights=True, quiet=True, seed=0)  # fmt: skip
+    base = dict(
+        suite="dist",
+        models=("segformer-tiny",),
+        data_root=str(roots["cityscapes"]),
+        data_roots={"acdc": str(roots["acdc"]), "dark_zurich": str(roots["dark_zurich"])},
+        out_dir=str(tmp_path / "runs"),
+        allow_random_weights=True,
+        quiet=True,
+        seed=0,
+    )
     single = run(RunConfig(**base, run_id="single"), conditions)
     torchrun_runner({**base, "run_id": "two", "conditions": conditions}, tmp_path / "two.json")
     two = RunStore(tmp_path / "runs" / "two").finished()

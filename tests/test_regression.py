@@ -34,19 +34,50 @@ def _speed_rows(model_units: int, calib_units: int, sleep_fraction: float = 0.0,
 
     model_ms, calib_ms = timed_pairs(model, lambda: work(calib_units), warmup=3, iters=iters)
     ratios = [m / c for m, c in zip(model_ms, calib_ms)]
-    base = {"model": "m", "suite": "ci", "condition": "efficiency", "resolution": "128x256", "batch_size": 1,
-            "precision": "fp32", "convention": None}  # fmt: skip
-    return [{**base, "metric": regression.SPEED_METRIC, "value": sorted(ratios)[len(ratios) // 2],
-             "unit": "x calibration", "samples": ratios}]  # fmt: skip
+    base = {
+        "model": "m",
+        "suite": "ci",
+        "condition": "efficiency",
+        "resolution": "128x256",
+        "batch_size": 1,
+        "precision": "fp32",
+        "convention": None,
+    }
+    return [
+        {
+            **base,
+            "metric": regression.SPEED_METRIC,
+            "value": sorted(ratios)[len(ratios) // 2],
+            "unit": "x calibration",
+            "samples": ratios,
+        }
+    ]
 
 
 def _accuracy_rows(miou: float = 60.0) -> list[dict]:
-    rows = [{"model": "m", "suite": "ci", "condition": "clean", "metric": "miou", "value": miou, "unit": "%"},
-            {"model": "m", "suite": "ci", "condition": "fog-2", "metric": "miou", "value": miou - 10, "unit": "%"},
-            {"model": "m", "suite": "ci", "condition": "efficiency", "metric": "params", "value": 3.75, "unit": "M",
-             "convention": None},
-            {"model": "m", "suite": "ci", "condition": "efficiency", "metric": "gmacs", "value": 1.5, "unit": "GMAC",
-             "resolution": "128x256", "convention": "fvcore"}]  # fmt: skip
+    rows = [
+        {"model": "m", "suite": "ci", "condition": "clean", "metric": "miou", "value": miou, "unit": "%"},
+        {"model": "m", "suite": "ci", "condition": "fog-2", "metric": "miou", "value": miou - 10, "unit": "%"},
+        {
+            "model": "m",
+            "suite": "ci",
+            "condition": "efficiency",
+            "metric": "params",
+            "value": 3.75,
+            "unit": "M",
+            "convention": None,
+        },
+        {
+            "model": "m",
+            "suite": "ci",
+            "condition": "efficiency",
+            "metric": "gmacs",
+            "value": 1.5,
+            "unit": "GMAC",
+            "resolution": "128x256",
+            "convention": "fvcore",
+        },
+    ]
     return rows
 
 
@@ -139,8 +170,11 @@ def test_compare_two_results_csv_with_speed_cells(tmp_path):
     assert loaded.rows[-1]["samples"] == pytest.approx(rows[-1]["samples"], rel=1e-15)
     lines = []
     code = regression.run_compare(
-        tmp_path / "a" / "results.csv", tmp_path / "b" / "results.csv", Tolerances(), tmp_path / "h.jsonl",
+        tmp_path / "a" / "results.csv",
+        tmp_path / "b" / "results.csv",
+        Tolerances(),
+        tmp_path / "h.jsonl",
         out=lines.append,
-    )  # fmt: skip
+    )
     assert code == 0 and "no regression" in lines[0]
     assert regression.main([str(tmp_path / "a" / "results.csv"), str(tmp_path / "b" / "results.csv")]) == 0

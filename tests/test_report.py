@@ -102,8 +102,10 @@ def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True, effi
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = accuracy_rows(models) + (efficiency_rows(models) if efficiency else [])
     pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
-    weights = {m: {"source": "synthetic-demo", "sha256": "ab" * 32, "random": False, "status": "synthetic-demo"}
-               for m in models}  # fmt: skip
+    weights = {
+        m: {"source": "synthetic-demo", "sha256": "ab" * 32, "random": False, "status": "synthetic-demo"}
+        for m in models
+    }
     weights[EVIL] = {"source": "random-init", "sha256": "", "random": True, "status": "random"}
     env = {
         "created_at": "2026-11-25T18:00:00+00:00",
@@ -484,8 +486,14 @@ def test_random_weight_models_are_never_marked_best(tmp_path, random_models):
     rows = accuracy_rows(MODELS[:2])
     frame = T.normalize_results(pd.DataFrame(rows))
     summary = pd.DataFrame(summary_rows(rows, "demo", reference_model="segformer-b0"))
-    weights = {m: {"source": "random-init" if m in random_models else "trained.pth", "random": m in random_models,
-                   "status": "random" if m in random_models else "trained"} for m in MODELS[:2]}  # fmt: skip
+    weights = {
+        m: {
+            "source": "random-init" if m in random_models else "trained.pth",
+            "random": m in random_models,
+            "status": "random" if m in random_models else "trained",
+        }
+        for m in MODELS[:2]
+    }
     env = {"weights": weights}
     page = Page(tmp_path, frame, "results.csv", summary, env, [], [], model_infos(env, MODELS[:2]), Outputs(tmp_path))
     sec, scores = robustness.table5(page), robustness.scores(page)
@@ -606,9 +614,17 @@ def test_pipeline_advice_fits_the_run(tmp_path, kw, generate_c, workers, limited
 def test_a_long_evaluation_time_table_is_folded_under_its_total(tmp_path):
     run = make_fake_run(tmp_path / "run", MODELS[:2], gallery=False, history=False, efficiency=False)
     for k, condition in enumerate(f"{c}-{s}" for c in ("snow", "frost", "spatter") for s in (1, 2, 3, 4, 5)):
-        record = {"cell": f"a__{condition}", "kind": "accuracy", "model": "a", "condition": condition,
-                  "num_images": 2, "world_size": 1, "shared_with": [],
-                  "timing": {"total": 1.0, "data": 0.1, "model": 0.8, "metric": 0.01}, "rows": []}  # fmt: skip
+        record = {
+            "cell": f"a__{condition}",
+            "kind": "accuracy",
+            "model": "a",
+            "condition": condition,
+            "num_images": 2,
+            "world_size": 1,
+            "shared_with": [],
+            "timing": {"total": 1.0, "data": 0.1, "model": 0.8, "metric": 0.01},
+            "rows": [],
+        }
         (run / "cells" / f"t{k}.json").write_text(json.dumps(record))
     render_report(run)
     text = (run / "index.html").read_text()

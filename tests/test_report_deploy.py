@@ -50,26 +50,59 @@ MIOU = {
 
 
 def _key(model: str, backend: str, precision: str) -> dict:
-    return {"model": variant_name(model, backend, precision), "suite": "deploy", "corruption": None,
-            "category": None, "severity": None}  # fmt: skip
+    return {
+        "model": variant_name(model, backend, precision),
+        "suite": "deploy",
+        "corruption": None,
+        "category": None,
+        "severity": None,
+    }
 
 
 def deploy_cell(model: str, backend: str, precision: str) -> dict:
     """A `deploy` cell as `bench.deploy.grid.deploy_record` writes it."""
     name = variant_name(model, backend, precision)
-    keys = {**_key(model, backend, precision), "condition": "deploy", "backend": backend, "precision": precision,
-            "device": "cpu"}  # fmt: skip
+    keys = {
+        **_key(model, backend, precision),
+        "condition": "deploy",
+        "backend": backend,
+        "precision": precision,
+        "device": "cpu",
+    }
     if backend == "tensorrt":
-        rows = [{**keys, "status": "unavailable", "reason": TRT_REASON, "metric": "unavailable", "value": 1.0,
-                 "unit": "flag"}]  # fmt: skip
-        return {"cell": f"{name}__deploy", "kind": "deploy", "model": name, "condition": "deploy",
-                "status": "unavailable", "reason": TRT_REASON, "rows": rows}  # fmt: skip
+        rows = [
+            {
+                **keys,
+                "status": "unavailable",
+                "reason": TRT_REASON,
+                "metric": "unavailable",
+                "value": 1.0,
+                "unit": "flag",
+            }
+        ]
+        return {
+            "cell": f"{name}__deploy",
+            "kind": "deploy",
+            "model": name,
+            "condition": "deploy",
+            "status": "unavailable",
+            "reason": TRT_REASON,
+            "rows": rows,
+        }
     agrees = precision != "int8"
     status = "agrees" if agrees else "disagrees"
     keys |= {"status": status, "reason": None}
     cached = model == "fcn-r18" and backend == "onnxruntime" and precision == "fp32"
-    rows = [{**keys, "metric": "build_time", "value": 0.05 if cached else 2.5, "unit": "s", "cache_hit": cached,
-             "artifact_build_s": 3.25 if cached else 2.4}]  # fmt: skip
+    rows = [
+        {
+            **keys,
+            "metric": "build_time",
+            "value": 0.05 if cached else 2.5,
+            "unit": "s",
+            "cache_hit": cached,
+            "artifact_build_s": 3.25 if cached else 2.4,
+        }
+    ]
     if backend == "onnxruntime":
         rows.append({**keys, "metric": "artifact_size", "value": 14.5 if precision == "fp32" else 4.0, "unit": "MiB"})
     tolerance = {"images": 2, "tolerance_rel": 1e-4 if agrees else 0.25, "tolerance_argmax": 99.9 if agrees else 98.0}
@@ -80,16 +113,30 @@ def deploy_cell(model: str, backend: str, precision: str) -> dict:
         {**keys, **tolerance, "metric": "argmax_agreement", "value": argmax, "unit": "%"},
         {**keys, **tolerance, "metric": "agrees", "value": float(agrees), "unit": "flag"},
     ]
-    return {"cell": f"{name}__deploy", "kind": "deploy", "model": name, "condition": "deploy", "status": status,
-            "reason": "", "rows": rows}  # fmt: skip
+    return {
+        "cell": f"{name}__deploy",
+        "kind": "deploy",
+        "model": name,
+        "condition": "deploy",
+        "status": status,
+        "reason": "",
+        "rows": rows,
+    }
 
 
 def efficiency_cell(model: str, backend: str, precision: str) -> dict:
     """An efficiency cell of a variant as the runner writes it (params of the architecture, the latency probe)."""
     median = LATENCY[model, backend, precision]
     keys = {**_key(model, backend, precision), "condition": "efficiency", "backend": backend}
-    setting = {"resolution": "512x1024", "batch_size": 1, "precision": precision, "device": "cpu",
-               "device_name": "Fake CPU", "threads": 2, "noisy": False}  # fmt: skip
+    setting = {
+        "resolution": "512x1024",
+        "batch_size": 1,
+        "precision": precision,
+        "device": "cpu",
+        "device_name": "Fake CPU",
+        "threads": 2,
+        "noisy": False,
+    }
     rows = [{**keys, "metric": "params", "value": 3.7, "unit": "M", "precision": None}]
     for metric, value, unit in (
         ("latency_median", median, "ms"),
@@ -103,8 +150,7 @@ def efficiency_cell(model: str, backend: str, precision: str) -> dict:
         memory = {"memory_kind": "cpu_process_peak_rss"} if metric == "peak_memory" else {}
         rows.append({**keys, **setting, **memory, "metric": metric, "value": value, "unit": unit})
     name = variant_name(model, backend, precision)
-    return {"cell": f"{name}__efficiency", "kind": "efficiency", "model": name, "condition": "efficiency",
-            "rows": rows}  # fmt: skip
+    return {"cell": f"{name}__efficiency", "kind": "efficiency", "model": name, "condition": "efficiency", "rows": rows}
 
 
 def accuracy_cell(model: str, backend: str, precision: str, condition: str) -> dict:
@@ -112,12 +158,26 @@ def accuracy_cell(model: str, backend: str, precision: str, condition: str) -> d
     clean, fog, noise = MIOU[model, backend, precision]
     value = {"clean": clean, "fog-3": fog, "gaussian_noise-3": noise}[condition]
     name = variant_name(model, backend, precision)
-    base = {"model": name, "suite": "deploy", "condition": c.name, "corruption": c.corruption,
-            "category": c.category, "severity": c.severity}  # fmt: skip
-    rows = [{**base, "metric": "miou", "value": value, "unit": "%"},
-            {**base, "metric": "num_images", "value": 50, "unit": "count"}]  # fmt: skip
-    return {"cell": f"{name}|{condition}", "kind": "accuracy", "model": name, "condition": condition,
-            "num_images": 50, "rows": rows}  # fmt: skip
+    base = {
+        "model": name,
+        "suite": "deploy",
+        "condition": c.name,
+        "corruption": c.corruption,
+        "category": c.category,
+        "severity": c.severity,
+    }
+    rows = [
+        {**base, "metric": "miou", "value": value, "unit": "%"},
+        {**base, "metric": "num_images", "value": 50, "unit": "count"},
+    ]
+    return {
+        "cell": f"{name}|{condition}",
+        "kind": "accuracy",
+        "model": name,
+        "condition": condition,
+        "num_images": 50,
+        "rows": rows,
+    }
 
 
 def make_deploy_run(run_dir: Path, efficiency=efficiency_cell) -> Path:
@@ -138,8 +198,15 @@ def make_deploy_run(run_dir: Path, efficiency=efficiency_cell) -> Path:
     store.gather(order, suite="deploy")
     built = [variant_name(m, b, p) for m in MODELS for b, p in GRID if b != "tensorrt"]
     weights = {name: {"source": "trained.pth", "sha256": "cd" * 32, "status": "trained"} for name in built}
-    store.write_env({"suite": {"name": "deploy", "version": "1"}, "weights": weights, "device": "cpu",
-                     "device_name": "Fake CPU", "threads": 2})  # fmt: skip
+    store.write_env(
+        {
+            "suite": {"name": "deploy", "version": "1"},
+            "weights": weights,
+            "device": "cpu",
+            "device_name": "Fake CPU",
+            "threads": 2,
+        }
+    )
     return run_dir
 
 
@@ -197,9 +264,30 @@ def grid_rows(index: Path, table: str = "deploy") -> dict[str, tuple[str, list[t
     return out
 
 
-COLUMN = {name: i for i, name in enumerate(
-    ["precision", "status", "p50", "p90", "p99", "iqr", "throughput", "memory", "speedup", "build", "file", "rel",
-     "argmax", "clean", "d_clean", "mpc", "d_mpc"])}  # fmt: skip
+COLUMN = {
+    name: i
+    for i, name in enumerate(
+        [
+            "precision",
+            "status",
+            "p50",
+            "p90",
+            "p99",
+            "iqr",
+            "throughput",
+            "memory",
+            "speedup",
+            "build",
+            "file",
+            "rel",
+            "argmax",
+            "clean",
+            "d_clean",
+            "mpc",
+            "d_mpc",
+        ]
+    )
+}
 
 
 def cell(row: tuple[str, list], column: str) -> str:
@@ -234,7 +322,13 @@ def test_table_shows_the_numbers_of_the_rows(rendered):
     assert set(rows) == {variant_name(m, b, p) for m in MODELS for b, p in GRID}
     ort = rows["segformer-b0@onnxruntime-fp32"]
     assert [cell(ort, c) for c in ("p50", "p90", "p99", "iqr", "throughput", "memory")] == [
-        "10.00", "11.00", "12.50", "0.5", "100.0", "310.0"]  # fmt: skip
+        "10.00",
+        "11.00",
+        "12.50",
+        "0.5",
+        "100.0",
+        "310.0",
+    ]
     assert cell(ort, "status") == "agrees" and "max rel. diff \u2264 0.0001" in ort[1][COLUMN["status"]][2]
     assert cell(ort, "speedup") == "4.00\u00d7"  # 40 ms / 10 ms
     assert cell(ort, "build") == "2.50" and cell(ort, "file") == "14.50"
@@ -325,7 +419,7 @@ def test_speed_ups_are_written_by_the_run_for_agreeing_variants_only(rendered):
             "segformer-b0@onnxruntime-fp32": 4.0,  # 40 ms / 10 ms
             "fcn-r18@eager-fp32": 1.0,
             "fcn-r18@onnxruntime-fp32": 1.25,
-        }  # fmt: skip
+        }
     )  # the int8 variants disagree and tensorrt fp16 was not built: no speed-up
     assert set(speedups["compared_with"]) == {"segformer-b0@eager-fp32", "fcn-r18@eager-fp32"}
 
@@ -421,14 +515,24 @@ def sweep_cell(model: str, backend: str, precision: str, energy: bool = False, e
 
     def timed(resolution: str, batch: int, median: float) -> list[dict]:
         at = {**keys, **setting, "resolution": resolution, "batch_size": batch}
-        out = [{**at, "metric": metric, "value": value, "unit": unit} for metric, value, unit in (
-            ("latency_median", median, "ms"), ("latency_p90", median * 1.1, "ms"), ("latency_p99", median * 1.25, "ms"),
-            ("latency_iqr", median * 0.05, "ms"), ("latency_cv", 0.03, "ratio"),
-            ("throughput", 1000.0 * batch / median, "img/s"), ("peak_memory", 300.0 + median, "MiB"))]  # fmt: skip
+        out = [
+            {**at, "metric": metric, "value": value, "unit": unit}
+            for metric, value, unit in (
+                ("latency_median", median, "ms"),
+                ("latency_p90", median * 1.1, "ms"),
+                ("latency_p99", median * 1.25, "ms"),
+                ("latency_iqr", median * 0.05, "ms"),
+                ("latency_cv", 0.03, "ratio"),
+                ("throughput", 1000.0 * batch / median, "img/s"),
+                ("peak_memory", 300.0 + median, "MiB"),
+            )
+        ]
         if energy:
             source = {"energy_source": "nvml_total_energy"}
-            out += [{**at, **source, "metric": "energy_per_image", "value": median * 0.2 / batch, "unit": "J"},
-                    {**at, **source, "metric": "power_mean", "value": 200.0, "unit": "W"}]  # fmt: skip
+            out += [
+                {**at, **source, "metric": "energy_per_image", "value": median * 0.2 / batch, "unit": "J"},
+                {**at, **source, "metric": "power_mean", "value": 200.0, "unit": "W"},
+            ]
         return out
 
     for batch, median in SWEEP[backend, precision].items():
@@ -455,8 +559,7 @@ def sweep_cell(model: str, backend: str, precision: str, energy: bool = False, e
             for stage, value in zip(STAGES, (DECODE, PREPROCESS, model_ms, POSTPROCESS)):
                 rows.append({**at, "stage": stage, "metric": "latency_stage", "value": value, "unit": "ms"})
     name = variant_name(model, backend, precision)
-    return {"cell": f"{name}__efficiency", "kind": "efficiency", "model": name, "condition": "efficiency",
-            "rows": rows}  # fmt: skip
+    return {"cell": f"{name}__efficiency", "kind": "efficiency", "model": name, "condition": "efficiency", "rows": rows}
 
 
 @pytest.fixture(scope="module")
@@ -469,9 +572,11 @@ def test_new_parts_render_under_their_headings_with_files(swept):
     run, index = swept
     section = section_text(index, "deployment")
     headings = re.findall(r'<h3 id="([^"]+)">([^<]+)</h3>', section)
-    assert headings == [("deployment-batch", "Throughput against batch size"),
-                        ("deployment-resolution", "Latency against resolution"),
-                        ("deployment-e2e", "Model only vs end to end")]  # fmt: skip
+    assert headings == [
+        ("deployment-batch", "Throughput against batch size"),
+        ("deployment-resolution", "Latency against resolution"),
+        ("deployment-e2e", "Model only vs end to end"),
+    ]
     for stem in ("deployment_batch", "deployment_resolution", "deployment_end_to_end"):
         assert (run / "report" / f"{stem}.csv").is_file() and f'href="report/{stem}.md"' in section
     grid = grid_rows(index)  # the grid is timed at batch 1 at the largest resolution
@@ -539,8 +644,17 @@ def test_latency_curve_is_drawn_per_model_only_with_two_resolutions(swept, rende
     old_run, old_index = rendered
     assert not list((old_run / "report").glob("deployment_resolution*"))
     assert "deployment-resolution" not in section_text(old_index, "deployment")
-    one = pd.DataFrame({"variant": ["m@eager-fp32"] * 2, "backend": "eager", "precision": "fp32", "status": "agrees",
-                        "resolution": MAIN, "megapixels": 2.097152, "latency_median_ms": [4.0, 4.1]})  # fmt: skip
+    one = pd.DataFrame(
+        {
+            "variant": ["m@eager-fp32"] * 2,
+            "backend": "eager",
+            "precision": "fp32",
+            "status": "agrees",
+            "resolution": MAIN,
+            "megapixels": 2.097152,
+            "latency_median_ms": [4.0, 4.1],
+        }
+    )
     assert figures.deploy_latency_curve(one, "m", run / "one.png") is None and not (run / "one.png").exists()
 
 

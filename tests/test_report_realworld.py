@@ -56,12 +56,22 @@ def class_iou(model: str, condition: str, i: int) -> float:
 def cell_rows(model: str, condition: str, miou: float, template: str | None = None) -> list[dict]:
     """An accuracy cell's rows as `bench.measure.metrics` writes them (metrics, per-class IoU, images, timing)."""
     c = Condition.parse(condition)
-    base = {"model": model, "suite": "robustness", "condition": c.name, "corruption": c.corruption,
-            "category": c.category, "severity": None if c.is_real else c.severity}  # fmt: skip
-    rows = [{**base, "metric": m, "value": v, "unit": "%"} for m, v in
-            (("miou", miou), ("pixel_acc", miou + 15), ("mean_acc", miou + 5))]  # fmt: skip
-    rows += [{**base, "metric": class_metric_name(name), "value": class_iou(template or model, c.name, i), "unit": "%"}
-             for i, name in enumerate(CITYSCAPES.names)]  # fmt: skip
+    base = {
+        "model": model,
+        "suite": "robustness",
+        "condition": c.name,
+        "corruption": c.corruption,
+        "category": c.category,
+        "severity": None if c.is_real else c.severity,
+    }
+    rows = [
+        {**base, "metric": m, "value": v, "unit": "%"}
+        for m, v in (("miou", miou), ("pixel_acc", miou + 15), ("mean_acc", miou + 5))
+    ]
+    rows += [
+        {**base, "metric": class_metric_name(name), "value": class_iou(template or model, c.name, i), "unit": "%"}
+        for i, name in enumerate(CITYSCAPES.names)
+    ]
     rows.append({**base, "metric": "num_images", "value": IMAGES.get(c.name, 20), "unit": "count"})
     rows.append({**base, "metric": "time_total", "value": 3.0, "unit": "s"})
     return rows
@@ -84,8 +94,16 @@ def make_real_run(run_dir: Path, models=MODELS, corrupted: bool = True, real: bo
         for condition, value in conditions.items():
             cell = f"{name}|{condition}"
             rows = cell_rows(name, condition, value, model)
-            store.write_cell({"cell": cell, "kind": "accuracy", "model": name, "condition": condition,
-                              "num_images": IMAGES.get(condition, 20), "rows": rows})  # fmt: skip
+            store.write_cell(
+                {
+                    "cell": cell,
+                    "kind": "accuracy",
+                    "model": name,
+                    "condition": condition,
+                    "num_images": IMAGES.get(condition, 20),
+                    "rows": rows,
+                }
+            )
             order.append(cell)
     store.gather(order, suite="robustness")
     weights = {names.get(m, m): {"source": "trained.pth", "sha256": "cd" * 32, "status": "trained"} for m in models}
@@ -236,7 +254,11 @@ def test_published_semsegbench_figures_only_for_matching_models(rendered, tmp_pa
     assert b5["acdc"] == reference.loc["segformer-b5-mmseg", "acdc_miou"] == 58.75
     assert b5["clean"] == 82.25
     assert {c: b5[c] for c in conditions["condition"]} == {
-        "acdc:fog": 75.04, "acdc:snow": 61.47, "acdc:rain": 64.40, "acdc:night": 30.91}  # fmt: skip
+        "acdc:fog": 75.04,
+        "acdc:snow": 61.47,
+        "acdc:rain": 64.40,
+        "acdc:night": 30.91,
+    }
     assert published.filter(like="_drop_pp").isna().all().all()  # never given a measured-looking drop
     assert np.isnan(published.loc["segformer-b0-mmseg", "acdc:fog"])  # B0: only the all-conditions figure
     section = section_text(index, "real-world")
@@ -314,7 +336,13 @@ def test_evaluation_time_lists_real_conditions_after_the_corruptions():
     names = ["foggy_cityscapes:beta_0.01", "zoom_blur-1", "acdc:fog", "fog-2", "clean", "dark_zurich:night"]
     table = T.evaluation_time(pd.DataFrame([_timed_cell("a", c) for c in names]))
     assert list(table["condition"]) == [
-        "clean", "fog-2", "zoom_blur-1", "acdc:fog", "dark_zurich:night", "foggy_cityscapes:beta_0.01"]  # fmt: skip
+        "clean",
+        "fog-2",
+        "zoom_blur-1",
+        "acdc:fog",
+        "dark_zurich:night",
+        "foggy_cityscapes:beta_0.01",
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -393,7 +421,16 @@ def test_rank_agreement_sentences():
     one = {**entry, "models": ["a"], "x": [1.0], "y": [2.0]}
     assert "one model only" in RW.rank_agreement(one)
     assert [RW.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22)] == [
-        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd"]  # fmt: skip
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+    ]
 
 
 def test_two_models_say_no_correlation_can_be_read(tmp_path):

@@ -40,8 +40,16 @@ def _rows(model: str, clean: float, drop: float, corruptions=("fog", "snow"), se
     rows = [{**base, "condition": "clean", "corruption": None, "category": "clean", "severity": 0, "value": clean}]
     for c in corruptions:
         for s in severities:
-            rows.append({**base, "condition": f"{c}-{s}", "corruption": c, "category": "weather", "severity": s,
-                         "value": clean - drop * s})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "condition": f"{c}-{s}",
+                    "corruption": c,
+                    "category": "weather",
+                    "severity": s,
+                    "value": clean - drop * s,
+                }
+            )
     return rows
 
 
@@ -122,12 +130,28 @@ def test_metric_names_units_and_directions_are_defined_once():
 def test_a_row_is_the_nine_columns_then_its_keys_in_order():
     row = make_row(MIOU, 61, model="m", suite="s", condition="fog-2", corruption="fog", severity=2, resolution="8x8")
     assert list(row) == [*COLUMNS, "resolution"]
-    assert row == {"model": "m", "suite": "s", "condition": "fog-2", "corruption": "fog", "category": None,
-                   "severity": 2, "metric": "miou", "value": 61.0, "unit": "%", "resolution": "8x8"}  # fmt: skip
+    assert row == {
+        "model": "m",
+        "suite": "s",
+        "condition": "fog-2",
+        "corruption": "fog",
+        "category": None,
+        "severity": 2,
+        "metric": "miou",
+        "value": 61.0,
+        "unit": "%",
+        "resolution": "8x8",
+    }
     assert isinstance(row["value"], float)
     assert Row(model="m", suite="s", condition="c", metric=MIOU, value=1.0, unit="%").to_dict() == {
-        **dict.fromkeys(COLUMNS), "model": "m", "suite": "s", "condition": "c", "metric": MIOU, "value": 1.0,
-        "unit": "%"}  # fmt: skip
+        **dict.fromkeys(COLUMNS),
+        "model": "m",
+        "suite": "s",
+        "condition": "c",
+        "metric": MIOU,
+        "value": 1.0,
+        "unit": "%",
+    }
     with pytest.raises(ValueError, match="result columns"):
         Row(model="m", suite="s", condition="c", metric=MIOU, value=1.0, unit="%", extra={"severity": 1})
 
@@ -143,8 +167,17 @@ def test_condition_parsing():
 
 
 def test_list_columns_round_trip_through_csv(tmp_path):
-    rows = [{"model": "m", "suite": "t", "condition": "efficiency", "metric": "latency_calibrated", "value": 2.0,
-             "unit": "x calibration", "samples": [1.5, 2.0, 2.5]}]  # fmt: skip
+    rows = [
+        {
+            "model": "m",
+            "suite": "t",
+            "condition": "efficiency",
+            "metric": "latency_calibrated",
+            "value": 2.0,
+            "unit": "x calibration",
+            "samples": [1.5, 2.0, 2.5],
+        }
+    ]
     write_csv(rows, tmp_path / "results.csv")
     back = read_rows(tmp_path).to_dict("records")
     assert back[0]["samples"] == [1.5, 2.0, 2.5] and back[0]["value"] == 2.0
@@ -183,21 +216,34 @@ def test_summary_holds_the_reference_and_the_shared_severities():
 
 def test_speed_up_is_written_per_timing_setting_for_agreeing_variants_only():
     def latency(model, value, resolution="512x1024", batch_size=1):
-        return {"model": model, "suite": "t", "condition": "efficiency", "metric": "latency_median", "value": value,
-                "unit": "ms", "resolution": resolution, "batch_size": batch_size, "device": "cpu"}  # fmt: skip
+        return {
+            "model": model,
+            "suite": "t",
+            "condition": "efficiency",
+            "metric": "latency_median",
+            "value": value,
+            "unit": "ms",
+            "resolution": resolution,
+            "batch_size": batch_size,
+            "device": "cpu",
+        }
 
     def deploy(model, **keys):
         return {"model": model, "suite": "t", "condition": "deploy", "metric": "agrees", "unit": "flag", **keys}
 
     rows = [
-        latency("m@eager-fp32", 40.0), latency("m@eager-fp32", 70.0, batch_size=2),
+        latency("m@eager-fp32", 40.0),
+        latency("m@eager-fp32", 70.0, batch_size=2),
         deploy("m@eager-fp32", value=1.0, status="agrees"),
-        latency("m@onnxruntime-fp32", 10.0, batch_size=1.0), latency("m@onnxruntime-fp32", 20.0, batch_size=2),
-        latency("m@onnxruntime-fp32", 5.0, resolution="256x512"), deploy("m@onnxruntime-fp32", value=1.0),
-        latency("m@onnxruntime-int8", 5.0), deploy("m@onnxruntime-int8", value=0.0, status="disagrees"),
+        latency("m@onnxruntime-fp32", 10.0, batch_size=1.0),
+        latency("m@onnxruntime-fp32", 20.0, batch_size=2),
+        latency("m@onnxruntime-fp32", 5.0, resolution="256x512"),
+        deploy("m@onnxruntime-fp32", value=1.0),
+        latency("m@onnxruntime-int8", 5.0),
+        deploy("m@onnxruntime-int8", value=0.0, status="disagrees"),
         latency("m@compile-fp32", 20.0),  # no deploy cell: unchecked
         latency("m", 10.0),  # a plain model: no variant, no speed-up
-    ]  # fmt: skip
+    ]
     speedups = [r for r in summary_rows(rows, "t") if r["metric"] == SPEEDUP]
     got = {(r["model"], r["resolution"], r["batch_size"]): r["value"] for r in speedups}
     assert got == pytest.approx(
@@ -206,7 +252,7 @@ def test_speed_up_is_written_per_timing_setting_for_agreeing_variants_only():
             ("m@eager-fp32", "512x1024", 2): 1.0,
             ("m@onnxruntime-fp32", "512x1024", 1.0): 4.0,
             ("m@onnxruntime-fp32", "512x1024", 2): 3.5,
-        }  # fmt: skip
+        }
     )  # 256x512: eager fp32 was not timed there; the flag of a deploy row without a status says onnxruntime agrees
     assert {r["unit"] for r in speedups} == {"x"} and {r["compared_with"] for r in speedups} == {"m@eager-fp32"}
 
@@ -242,11 +288,28 @@ def test_console_table(tmp_path):
     for model, ms in (("a", 12.5), ("b", 30.0)):
         rows += [
             {**eff, "model": model, "metric": "params", "value": 3.7, "unit": "M"},
-            {**eff, "model": model, "metric": "gmacs", "value": 8.0, "unit": "GMAC", "resolution": "512x1024",
-             "batch_size": 1, "convention": "fvcore"},
-            {**eff, "model": model, "metric": "latency_median", "value": ms, "unit": "ms", "resolution": "512x1024",
-             "batch_size": 1, "precision": "fp32", "device": "cpu"},
-        ]  # fmt: skip
+            {
+                **eff,
+                "model": model,
+                "metric": "gmacs",
+                "value": 8.0,
+                "unit": "GMAC",
+                "resolution": "512x1024",
+                "batch_size": 1,
+                "convention": "fvcore",
+            },
+            {
+                **eff,
+                "model": model,
+                "metric": "latency_median",
+                "value": ms,
+                "unit": "ms",
+                "resolution": "512x1024",
+                "batch_size": 1,
+                "precision": "fp32",
+                "device": "cpu",
+            },
+        ]
     store.write_cell({"cell": "all", "rows": rows})
     store.gather(suite="t")
     table = results_table(tmp_path)

@@ -51,8 +51,14 @@ def test_relative_corruption_errors():
 
 
 def test_summary_keys_follow_inputs():
-    assert set(summary(MODEL)) == {"mPC", "corruption/fog", "corruption/snow", "corruption/gaussian_noise",
-                                   "category/noise", "category/weather"}  # fmt: skip
+    assert set(summary(MODEL)) == {
+        "mPC",
+        "corruption/fog",
+        "corruption/snow",
+        "corruption/gaussian_noise",
+        "category/noise",
+        "category/weather",
+    }
     full = summary(MODEL, clean=90.0, reference=REF, reference_clean=85.0)
     assert full["mCE"] == pytest.approx(mean_corruption_error(MODEL, REF))
     assert full["rel_mCE"] == pytest.approx(relative_mce(MODEL, 90.0, REF, 85.0))

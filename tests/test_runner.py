@@ -48,8 +48,17 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def make_config(data_root, out, **kw) -> RunConfig:
-    base = dict(suite="test", suite_version="1", models=("segformer-tiny",), data_root=str(data_root),
-                out_dir=str(out), allow_random_weights=True, batch_size=2, quiet=True, seed=0)  # fmt: skip
+    base = dict(
+        suite="test",
+        suite_version="1",
+        models=("segformer-tiny",),
+        data_root=str(data_root),
+        out_dir=str(out),
+        allow_random_weights=True,
+        batch_size=2,
+        quiet=True,
+        seed=0,
+    )
     return RunConfig(**{**base, **kw})
 
 
@@ -74,8 +83,17 @@ def test_end_to_end_python_api(reference_run, data_root):
     result = reference_run
     assert result.computed == [f"segformer-tiny__{c}" for c in CONDITIONS] and not result.failed
     frame = pd.read_csv(result.results_csv)
-    assert list(frame.columns[:9]) == ["model", "suite", "condition", "corruption", "category", "severity",
-                                       "metric", "value", "unit"]  # fmt: skip
+    assert list(frame.columns[:9]) == [
+        "model",
+        "suite",
+        "condition",
+        "corruption",
+        "category",
+        "severity",
+        "metric",
+        "value",
+        "unit",
+    ]
     assert frame["condition"].unique().tolist() == list(CONDITIONS)
     miou = frame[frame.metric == "miou"].set_index("condition")["value"]
     assert ((miou >= 0) & (miou <= 100)).all()
@@ -121,14 +139,27 @@ def test_resume_skips_finished_cells(reference_run, data_root, tmp_path):
 
 def test_run_json_records_every_setting_that_can_change_a_number(reference_run):
     manifest = json.loads((reference_run.run_dir / "run.json").read_text())
-    assert manifest["settings"] == {"fast": False, "precision": "fp32", "channels_last": False, "compile": False,
-                                    "batch_size": 2, "sources": {}, "model_args": {}, "label_map": None,
-                                    "model_meta": None, "conditions": list(CONDITIONS)}  # fmt: skip
+    assert manifest["settings"] == {
+        "fast": False,
+        "precision": "fp32",
+        "channels_last": False,
+        "compile": False,
+        "batch_size": 2,
+        "sources": {},
+        "model_args": {},
+        "label_map": None,
+        "model_meta": None,
+        "conditions": list(CONDITIONS),
+    }
     assert manifest["config"]["fast"] is False and manifest["config"]["weights_text"] is None
     # the class table the run scored with, as a value a later reader (the report) takes from the run
     palette = [list(rgb) for rgb in CITYSCAPES.palette]
-    assert manifest["classes"] == {"name": "cityscapes", "names": list(CITYSCAPES.names), "palette": palette,
-                                   "ignore_index": 255}  # fmt: skip
+    assert manifest["classes"] == {
+        "name": "cityscapes",
+        "names": list(CITYSCAPES.names),
+        "palette": palette,
+        "ignore_index": 255,
+    }
     assert RunFolder(reference_run.run_dir).classes == CITYSCAPES
 
 
@@ -179,8 +210,9 @@ def test_a_second_process_on_a_run_folder_is_refused(reference_run, data_root, t
 def test_fast_path_is_a_run_setting_for_every_family(data_root, tmp_path):
     """`RunConfig.fast` reaches the runner's own factory: SegFormer folds its decoder, a `<head>:<backbone>`
     composition (no fast path) is built as it is."""
-    cfg = make_config(data_root, tmp_path, run_id="fast", max_images=1, fast=True,
-                      models=("segformer-tiny", "deeplabv3plus:resnet18"))  # fmt: skip
+    cfg = make_config(
+        data_root, tmp_path, run_id="fast", max_images=1, fast=True, models=("segformer-tiny", "deeplabv3plus:resnet18")
+    )
     result = run(cfg, ["clean"])
     assert sorted(result.computed) == ["deeplabv3plus:resnet18__clean", "segformer-tiny__clean"]
     env = json.loads((result.run_dir / "env.json").read_text())
@@ -217,8 +249,11 @@ def test_resume_refuses_other_settings(reference_run, data_root, tmp_path):
     run(cfg, ["clean"], model_factory=factory_for(ckpt))
     ckpt.write_bytes(b"version 2")
     with pytest.raises(RunMismatchError, match="weights of segformer-tiny changed"):
-        run(make_config(data_root, tmp_path / "runs", run_id="w", max_images=1, resume=True), ["clean"],
-            model_factory=factory_for(ckpt))  # fmt: skip
+        run(
+            make_config(data_root, tmp_path / "runs", run_id="w", max_images=1, resume=True),
+            ["clean"],
+            model_factory=factory_for(ckpt),
+        )
 
 
 KILL_SCRIPT = """
@@ -411,8 +446,12 @@ def test_a_model_out_of_memory_beside_the_others_gets_another_try_alone(
     assert "out of memory on cpu in fcn-mit-tiny__clean with the run's other models loaded" in err
     assert not result.failed
     # the retried model goes on with its other cells while it is loaded
-    assert result.computed == ["segformer-tiny__clean", "fcn-mit-tiny__clean", "fcn-mit-tiny__fog-1",
-                               "segformer-tiny__fog-1"]  # fmt: skip
+    assert result.computed == [
+        "segformer-tiny__clean",
+        "fcn-mit-tiny__clean",
+        "fcn-mit-tiny__fog-1",
+        "segformer-tiny__fog-1",
+    ]
     got = accuracy_frame(result.run_dir / "results.csv")
     for model in TWO:
         pd.testing.assert_frame_equal(_by_model(got, model), _by_model(together_run, model))
@@ -434,8 +473,12 @@ def test_progress_counts_each_cell_of_the_whole_run_once(data_root, tmp_path, ca
     assert all(re.fullmatch(r"\d+ s|\d+ min \d\d s", p[1]) for p in progress), progress
     assert progress[-1][2] == "0 s"
     labels = re.findall(r"(\[[\d-]+/4\] [^\r\n:]+): done in", err)  # (after the \r of a progress bar)
-    assert labels == ["[1-2/4] clean x 2 models segformer-tiny", "[2/4] fcn-mit-tiny__clean",
-                      "[3/4] fcn-mit-tiny__fog-1", "[4/4] segformer-tiny__fog-1"]  # fmt: skip
+    assert labels == [
+        "[1-2/4] clean x 2 models segformer-tiny",
+        "[2/4] fcn-mit-tiny__clean",
+        "[3/4] fcn-mit-tiny__fog-1",
+        "[4/4] segformer-tiny__fog-1",
+    ]
 
     resumed = make_config(data_root, tmp_path, run_id="progress", models=TWO, quiet=False, resume=True)
     run(resumed, ["clean", "fog-1"])
@@ -595,8 +638,15 @@ def test_a_suites_efficiency_probe_measures_on_the_ranks_device_and_leaves_the_m
 
     monkeypatch.setattr(efficiency, "efficiency_sweep", sweep)
     monkeypatch.setattr(latency, "calibrated_latency", calibrated)
-    config = RunConfig(models="segformer-tiny", device="cuda:1", allow_random_weights=True, quiet=True, max_images=1,
-                       out_dir=str(tmp_path), run_id="rank")  # fmt: skip
+    config = RunConfig(
+        models="segformer-tiny",
+        device="cuda:1",
+        allow_random_weights=True,
+        quiet=True,
+        max_images=1,
+        out_dir=str(tmp_path),
+        run_id="rank",
+    )
     result = run_suite(suites.get_suite("ci"), config, conditions=[Condition()])
     assert measured == [("sweep", "cpu"), ("calibrated", "cpu")]
     assert result.computed == ["segformer-tiny__efficiency", "segformer-tiny__clean"] and not result.failed
@@ -633,8 +683,22 @@ def test_bf16_on_a_gpu_without_it_is_refused_before_any_work(data_root, tmp_path
     assert built == [] and list(tmp_path.iterdir()) == []
 
     out = str(tmp_path / "runs" / "bf16")
-    args = ["--suite", "ci", "--models", "segformer-tiny", "--allow-random-weights", "--device", "cuda:1",
-            "--precision", "bf16", "--only", "efficiency", "--quiet", "--out", out]  # fmt: skip
+    args = [
+        "--suite",
+        "ci",
+        "--models",
+        "segformer-tiny",
+        "--allow-random-weights",
+        "--device",
+        "cuda:1",
+        "--precision",
+        "bf16",
+        "--only",
+        "efficiency",
+        "--quiet",
+        "--out",
+        out,
+    ]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err == f"error: --precision: {problem}\n"

@@ -221,9 +221,15 @@ def _mmseg_forward(sd: dict, variant: str, x: torch.Tensor) -> torch.Tensor:
     def cbr(x, prefix):
         x = F.conv2d(x, sd[prefix + "conv.weight"])
         x = F.batch_norm(
-            x, sd[prefix + "bn.running_mean"], sd[prefix + "bn.running_var"],
-            sd[prefix + "bn.weight"], sd[prefix + "bn.bias"], False, 0.0, 1e-5,
-        )  # fmt: skip
+            x,
+            sd[prefix + "bn.running_mean"],
+            sd[prefix + "bn.running_var"],
+            sd[prefix + "bn.weight"],
+            sd[prefix + "bn.bias"],
+            False,
+            0.0,
+            1e-5,
+        )
         return F.relu(x)
 
     size = feats[0].shape[2:]

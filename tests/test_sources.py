@@ -325,13 +325,39 @@ def test_an_installed_plugin_builds_by_name(tmp_path, monkeypatch):
     # end to end: the command line lists the plugin and runs a suite on it by name
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(site), "SEGBENCH_CACHE": str(tmp_path / "cache")}
-    listing = subprocess.run([sys.executable, str(root / "run_bench.py"), "list", "models"], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    listing = subprocess.run(
+        [sys.executable, str(root / "run_bench.py"), "list", "models"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "plugins (segbench.models entry points): tinyplug" in listing.stdout, listing.stderr
-    args = ["--suite", "ci", "--models", "tinyplug", "--allow-random-weights", "--max-images", "1", "--corruptions",
-            "fog", "--severities", "1", "--quiet", "--out", str(tmp_path / "run")]  # fmt: skip
-    out = subprocess.run([sys.executable, str(root / "run_bench.py"), *args], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    args = [
+        "--suite",
+        "ci",
+        "--models",
+        "tinyplug",
+        "--allow-random-weights",
+        "--max-images",
+        "1",
+        "--corruptions",
+        "fog",
+        "--severities",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    out = subprocess.run(
+        [sys.executable, str(root / "run_bench.py"), *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     rows = (tmp_path / "run" / "results.csv").read_text()
     assert "tinyplug,ci,clean" in rows and "tinyplug,ci,efficiency" in rows

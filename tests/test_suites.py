@@ -36,8 +36,13 @@ def test_user_severities_apply_everywhere_and_corruptions_narrow():
     everywhere = select_conditions(suite, severities=(1, 2, 3, 4, 5))
     assert len(everywhere) == 1 + 16 * 5
     fog_noise = select_conditions(suite, corruptions=("fog", "shot_noise"))
-    assert [c.name for c in fog_noise] == ["clean", *(f"fog-{s}" for s in range(1, 6)), "shot_noise-1",
-                                           "shot_noise-2", "shot_noise-3"]  # fmt: skip
+    assert [c.name for c in fog_noise] == [
+        "clean",
+        *(f"fog-{s}" for s in range(1, 6)),
+        "shot_noise-1",
+        "shot_noise-2",
+        "shot_noise-3",
+    ]
     assert select_conditions(suite) == suite.conditions
 
 

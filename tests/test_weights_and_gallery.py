@@ -79,8 +79,9 @@ def test_gallery_has_every_condition_and_model(synthetic_root, tmp_path):
 
     conds = [Condition(), Condition("fog", 3), Condition("gaussian_noise", 1)]
     names = ["segformer-tiny", "fcn-mit-tiny"]
-    index = write_gallery(tmp_path, synthetic_root, conds, names,
-                          lambda n: models.create_model(n), InferenceSpec(mode="whole"))  # fmt: skip
+    index = write_gallery(
+        tmp_path, synthetic_root, conds, names, lambda n: models.create_model(n), InferenceSpec(mode="whole")
+    )
     data = json.loads(index.read_text())
     assert [c["condition"] for c in data["conditions"]] == ["clean", "fog-3", "gaussian_noise-1"]
     palette = palette_lut(CITYSCAPES)

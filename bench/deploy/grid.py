@@ -100,9 +100,14 @@ class DeployedModel(nn.Module):
         # SDPA kernel); an export traces the model, which neither may intercept.
         with _outside_modes(), torch.inference_mode(False):
             built = get_backend(check.backend).build(
-                self._original[0], shape, check.precision, self._cache, device=check.device,
-                calibration=calibration, name=self._name,
-            )  # fmt: skip
+                self._original[0],
+                shape,
+                check.precision,
+                self._cache,
+                device=check.device,
+                calibration=calibration,
+                name=self._name,
+            )
         self.rebuilds.append({"shape": list(shape), "build_s": built.build_s, "cache_hit": built.cache_hit})
         return built.module
 
@@ -190,15 +195,25 @@ def prepare_grid(
             variant = variant_name(name, backend, precision)
             start = time.perf_counter()
             check = check_deployment(
-                backend, model, shown, precision, cache, device=device, references=references,
-                calibration=batches[:calibration] if precision == "int8" else None, name=name,
-            )  # fmt: skip
+                backend,
+                model,
+                shown,
+                precision,
+                cache,
+                device=device,
+                references=references,
+                calibration=batches[:calibration] if precision == "int8" else None,
+                name=name,
+            )
             records.append(deploy_record(variant, check, suite, time.perf_counter() - start))
             if check.built is not None:
                 variants[variant] = DeployedModel(
-                    check, model, cache=cache, calibration=batches[:calibration] if precision == "int8" else None,
+                    check,
+                    model,
+                    cache=cache,
+                    calibration=batches[:calibration] if precision == "int8" else None,
                     name=name,
-                )  # fmt: skip
+                )
             elif not quiet:
                 print(f"deploy: {variant} {check.status}: {check.reason}", file=sys.stderr)
     return Grid(variants, records)
@@ -209,8 +224,16 @@ def deploy_record(variant: str, check: DeploymentCheck, suite: str, seconds: flo
     `agreement_max_rel`, `argmax_agreement` (%) and `agrees` (flag), each with the cell's backend, precision, device,
     status and reason; an unavailable or failed cell has one `unavailable` / `failed` row (flag) with its reason."""
     _, backend, precision = deploy_variant(variant)
-    keys = {"model": variant, "suite": suite, "condition": "deploy", "backend": backend, "precision": precision,
-            "device": check.device, "status": check.status, "reason": check.reason or None}  # fmt: skip
+    keys = {
+        "model": variant,
+        "suite": suite,
+        "condition": "deploy",
+        "backend": backend,
+        "precision": precision,
+        "device": check.device,
+        "status": check.status,
+        "reason": check.reason or None,
+    }
     built, agreement = check.built, check.agreement
     if built is None:
         rows = [make_row(check.status, 1.0, **keys)]

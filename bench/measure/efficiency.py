@@ -352,8 +352,14 @@ def efficiency_sweep(
     arch = model.architecture() if callable(getattr(model, "architecture", None)) else model
     params = count_params(arch)
     rows = [row(metric, params.millions(part)) for metric, part in _PARAM_PARTS]
-    timing = {"warmup": warmup, "iters": iters, "channels_last": channels_last, "compile": compile,
-              "cv_threshold": cv_threshold, "max_retries": max_retries}  # fmt: skip
+    timing = {
+        "warmup": warmup,
+        "iters": iters,
+        "channels_last": channels_last,
+        "compile": compile,
+        "cv_threshold": cv_threshold,
+        "max_retries": max_retries,
+    }
     for size, batches in grid:
         rows += _cost_rows(row, model, arch, size, conventions, sliding_window)
         if latency:
@@ -497,8 +503,12 @@ def _latency_rows(
     gc.collect()
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
-    known = {"device_name": device_name(device), "threads": torch.get_num_threads(),
-             "channels_last": timing["channels_last"], "compiled": timing["compile"]}  # fmt: skip
+    known = {
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "channels_last": timing["channels_last"],
+        "compiled": timing["compile"],
+    }
     common = {**keys, **dict.fromkeys(_LATENCY_KEYS), **known}  # the measured keys None
     oom = row(OOM, 1.0, **common, memory_kind=None)
     warnings.warn(

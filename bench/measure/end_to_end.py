@@ -283,9 +283,17 @@ def _size(size: tuple[int, int]) -> str:
 
 
 def _rows(model: str, suite: str, stats: EndToEndStats) -> list[dict[str, Any]]:
-    keys = {"resolution": _size(stats.image_size), "batch_size": 1, "precision": stats.precision,
-            "device": stats.device, "inference": stats.mode, "device_name": stats.device_name,
-            "threads": stats.threads, "channels_last": stats.channels_last, "clock": stats.clock}  # fmt: skip
+    keys = {
+        "resolution": _size(stats.image_size),
+        "batch_size": 1,
+        "precision": stats.precision,
+        "device": stats.device,
+        "inference": stats.mode,
+        "device_name": stats.device_name,
+        "threads": stats.threads,
+        "channels_last": stats.channels_last,
+        "clock": stats.clock,
+    }
     if stats.mode == "slide":
         keys.update(crop=_size(stats.crop), stride=_size(stats.stride), num_crops=stats.num_crops)
     rows = [

@@ -657,8 +657,12 @@ def _energy_fields(meter: EnergyMeter | None, windows: list[EnergyWindow], cvs: 
     kept = windows[cvs.index(min(cvs))]
     if kept.reading is None:
         return {**fields, "energy_note": kept.reason}
-    return {**fields, "energy_per_image_j": kept.reading.per_item(images), "power_mean_w": kept.reading.power_w,
-            "energy_source": kept.reading.source}  # fmt: skip
+    return {
+        **fields,
+        "energy_per_image_j": kept.reading.per_item(images),
+        "power_mean_w": kept.reading.power_w,
+        "energy_source": kept.reading.source,
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------------

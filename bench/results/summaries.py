@@ -309,8 +309,16 @@ def prediction_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         per_model[model] = (clean, synthetic, real_world_scores(rows, model))
     out = []
     for pair in PREDICTION_PAIRS:
-        entry: dict[str, Any] = {"label": pair.label, "synthetic": pair.synthetic, "real": pair.real,
-                                 "models": [], "x": [], "y": [], "x_rel": [], "y_rel": []}  # fmt: skip
+        entry: dict[str, Any] = {
+            "label": pair.label,
+            "synthetic": pair.synthetic,
+            "real": pair.real,
+            "models": [],
+            "x": [],
+            "y": [],
+            "x_rel": [],
+            "y_rel": [],
+        }
         for model, (clean, synthetic, real) in per_model.items():
             if pair.real not in real or not all(c in synthetic for c in pair.synthetic):
                 continue

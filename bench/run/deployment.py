@@ -49,10 +49,17 @@ def deploy_models(
         return [normalize(x, model.meta.mean, model.meta.std).to(ctx.device) for x in raw]
 
     grid = prepare_grid(
-        config.models, build, images, spec.backends, spec.precisions, device=ctx.device,
-        calibration=spec.calibration_images, agreement=spec.agreement_images, suite=config.suite,
+        config.models,
+        build,
+        images,
+        spec.backends,
+        spec.precisions,
+        device=ctx.device,
+        calibration=spec.calibration_images,
+        agreement=spec.agreement_images,
+        suite=config.suite,
         quiet=config.quiet or not ctx.is_main,
-    )  # fmt: skip
+    )
     names = [variant_name(*cell) for cell in grid_cells(config.models, spec.backends, spec.precisions)]
     kept = [v for v in names if not distributed.any_failed(v not in grid.variants, ctx)]  # same calls on every rank
     weights = {v: config.weights[deploy_variant(v)[0]] for v in kept if deploy_variant(v)[0] in config.weights}

@@ -61,13 +61,22 @@ def efficiency_probe(
                     rows += calibrated_latency(model, size, device, spec.warmup, spec.iters, name, suite)
             if getattr(spec, "end_to_end", False) and spec.latency and sample is not None:
                 rows += end_to_end_rows(
-                    model, sample, model_name=name, suite=suite, device=device, precision=precision,
-                    channels_last=channels_last, warmup=spec.warmup, iters=spec.iters,
-                )  # fmt: skip
+                    model,
+                    sample,
+                    model_name=name,
+                    suite=suite,
+                    device=device,
+                    precision=precision,
+                    channels_last=channels_last,
+                    warmup=spec.warmup,
+                    iters=spec.iters,
+                )
         deployed = getattr(model, "deployment", None)  # a deployment variant runs its own precision and backend
         if deployed is not None:
-            rows = [{**r, "backend": deployed.backend, "precision": deployed.precision if r.get("precision") else None}
-                    for r in rows]  # fmt: skip
+            rows = [
+                {**r, "backend": deployed.backend, "precision": deployed.precision if r.get("precision") else None}
+                for r in rows
+            ]
         return rows
 
     def sweep(model: nn.Module, name: str) -> list[dict[str, Any]]:

@@ -148,9 +148,14 @@ class _Run:
         config, efficiency = self.config, plan.efficiency
         if isinstance(efficiency, EfficiencySpec):
             efficiency = efficiency_probe(
-                efficiency, ctx.device, config.suite, config.channels_last, config.compile,
-                precision=config.precision, sample=sample_image(efficiency, config),
-            )  # fmt: skip
+                efficiency,
+                ctx.device,
+                config.suite,
+                config.channels_last,
+                config.compile,
+                precision=config.precision,
+                sample=sample_image(efficiency, config),
+            )
         self.efficiency = efficiency
         self.spec = dataclasses.replace(plan.spec, device=str(ctx.device))
         self.cells = plan_cells(config.models, plan.conditions if plan.accuracy else (), efficiency is not None)
@@ -245,10 +250,15 @@ class _Run:
         if self.ctx.is_main and conditions:
             config = self.config
             write_gallery(
-                run_dir, config.data_root, conditions, config.models,
+                run_dir,
+                config.data_root,
+                conditions,
+                config.models,
                 self.residency.on_this_rank,
-                self.spec, config.split, config.seed,
-            )  # fmt: skip
+                self.spec,
+                config.split,
+                config.seed,
+            )
         distributed.barrier(self.ctx)
 
     def _settle(self, cell: Cell, outcome: Outcome, label: str) -> None:

@@ -89,10 +89,13 @@ def _deploy_cells(row: pd.Series, energy: bool = False) -> list[Cell]:
     )
     noisy = bool(row["noisy"]) if not pd.isna(row["noisy"]) else False
     timing = [
-        Cell(sig(row[c]) + (" \u26a0" if noisy else ""), "noisy" if noisy else "",
-             "timing was noisy (high coefficient of variation)" if noisy else "")
+        Cell(
+            sig(row[c]) + (" \u26a0" if noisy else ""),
+            "noisy" if noisy else "",
+            "timing was noisy (high coefficient of variation)" if noisy else "",
+        )
         for c in ("latency_median_ms", "latency_p90_ms", "latency_p99_ms")
-    ]  # fmt: skip
+    ]
     cv = row["latency_cv"]
     timing.append(
         Cell(sig(row["latency_iqr_ms"]), title=f"coefficient of variation {cv:.3f}" if not pd.isna(cv) else "")
@@ -159,8 +162,14 @@ def _grid_tables(grid: D.DeployGrid, page: Page) -> tuple[list[HtmlTable], pd.Da
     columns = _grid_columns(energy)
     header = ["Backend", *[c for c, _ in columns]]
     titles = ["", *[t for _, t in columns]]
-    groups = [("", 3), ("Latency per batch (ms)", 4), ("", 3 + len(columns) - len(DEPLOY_COLUMNS)), ("Build", 2),
-              ("Agreement", 2), ("Accuracy", 4)]  # fmt: skip
+    groups = [
+        ("", 3),
+        ("Latency per batch (ms)", 4),
+        ("", 3 + len(columns) - len(DEPLOY_COLUMNS)),
+        ("Build", 2),
+        ("Agreement", 2),
+        ("Accuracy", 4),
+    ]
     tables, markdown = [], []
     for model in grid.models:
         info = page.infos.get(variant_name(model, *D.DEPLOY_REFERENCE))
@@ -324,10 +333,20 @@ def _deploy_batches(sweep: pd.DataFrame, out: Outputs) -> Section | None:
                 cells += [Cell("\u2013"), Cell("\u2013")]
             cls = "disagrees" if head["status"] == "disagrees" else ""
             table.append(Row(cells, label=head["backend"], cls=cls, divider=divider if i == 0 else ""))
-            texts = dict(zip(["precision", *[f"batch {b}" for b in batches], "best (img/s)", "at batch"],
-                             [c.text for c in cells]))  # fmt: skip
-            markdown.append({"model": model, "resolution": head["resolution"], "on": _where(head),
-                             "backend": head["backend"], **texts})  # fmt: skip
+            texts = dict(
+                zip(
+                    ["precision", *[f"batch {b}" for b in batches], "best (img/s)", "at batch"], [c.text for c in cells]
+                )
+            )
+            markdown.append(
+                {
+                    "model": model,
+                    "resolution": head["resolution"],
+                    "on": _where(head),
+                    "backend": head["backend"],
+                    **texts,
+                }
+            )
         header = ["Backend", "Precision", *map(str, batches), "Best (img/s)", "At batch"]
         groups = [("", 2), ("Throughput (img/s) at batch size", len(batches)), ("", 2)]
         sec.tables.append(HtmlTable(header, table, groups, cls="deploy-batch"))
@@ -356,8 +375,9 @@ def _deploy_curves(curve: pd.DataFrame, out: Outputs) -> Section | None:
         first = rows.iloc[0]
         setting = f"batch 1, {_where(first)}, each variant at its own precision"
         alt = f"{model}: median latency at batch 1 against image size, one line per backend \u00d7 precision"
-        fig = out.figure(figures.deploy_latency_curve, f"deployment_resolution_{i + 1}.png", alt, rows,
-                         f"{model}: {setting}")  # fmt: skip
+        fig = out.figure(
+            figures.deploy_latency_curve, f"deployment_resolution_{i + 1}.png", alt, rows, f"{model}: {setting}"
+        )
         if fig is not None:
             sec.figures.append(fig)
         sizes = rows.drop_duplicates("resolution").sort_values("megapixels")
@@ -373,9 +393,15 @@ def _deploy_curves(curve: pd.DataFrame, out: Outputs) -> Section | None:
                 cells.append(Cell(text + (" \u26a0" if noisy else ""), "noisy" if noisy else ""))
             cls = "disagrees" if head["status"] == "disagrees" else ""
             table.append(Row(cells, label=head["backend"], cls=cls, divider=f"{model}: {setting}" if j == 0 else ""))
-            markdown.append({"model": model, "on": _where(head), "backend": head["backend"],
-                             "precision": head["precision"],
-                             **{f"{r} (ms)": c.text for r, c in zip(resolutions, cells[1:])}})  # fmt: skip
+            markdown.append(
+                {
+                    "model": model,
+                    "on": _where(head),
+                    "backend": head["backend"],
+                    "precision": head["precision"],
+                    **{f"{r} (ms)": c.text for r, c in zip(resolutions, cells[1:])},
+                }
+            )
         header = ["Backend", "Precision", *resolutions]
         subheader = ["", "megapixels", *[f"{mp:.3g}" for mp in sizes["megapixels"]]]
         groups = [("", 2), ("Median latency at batch 1 (ms)", len(resolutions))]
@@ -386,9 +412,76 @@ def _deploy_curves(curve: pd.DataFrame, out: Outputs) -> Section | None:
         "row). The y axis is logarithmic when the latencies span more than a factor of 10; \u26a0 marks a noisy "
         "timing."
     )
-    sec.files = out.table(curve, "deployment_resolution", "Median latency at batch 1 (ms) against resolution", 3,
-                          markdown=pd.DataFrame(markdown))  # fmt: skip
+    sec.files = out.table(
+        curve,
+        "deployment_resolution",
+        "Median latency at batch 1 (ms) against resolution",
+        3,
+        markdown=pd.DataFrame(markdown),
+    )
     return sec
+
+
+def _e2e_columns(stages: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """The end-to-end table's header, each column's title (a tooltip) and each column's Markdown name."""
+    header = [
+        "Backend",
+        "Precision",
+        "Inference",
+        "Model only p50",
+        "p50",
+        "p90",
+        "p99",
+        *stages,
+        "Not the model",
+        "End to end (img/s)",
+    ]
+    titles = [
+        "",
+        "",
+        "",
+        "the model call alone at batch 1, same resolution (the grid's timing: random input already on the device)",
+        "median end-to-end time per call",
+        "90th percentile",
+        "99th percentile",
+        *[STAGE_TITLES.get(s, s) for s in stages],
+        "the share of the stages' sum outside the model stage",
+        "images per second, one image per call",
+    ]
+    names = [
+        "precision",
+        "inference",
+        "model only p50 (ms)",
+        "p50 (ms)",
+        "p90 (ms)",
+        "p99 (ms)",
+        *[f"{s} stage (ms, %)" for s in stages],
+        "not the model",
+        "end to end (img/s)",
+    ]
+    return header, titles, names
+
+
+def _e2e_cells(r: pd.Series, stages: list[str]) -> list[Cell]:
+    """One end-to-end row's cells (the backend is the row's label)."""
+    slide = r["inference"] == "slide"
+    if slide:
+        crops = f"{r['num_crops']} crops" if r["num_crops"] else "crops"
+        mode = f"sliding window: {crops} of {r['crop'] or '?'}, stride {r['stride'] or '?'}"
+    else:
+        mode = "whole image" if r["inference"] == "whole" else r["inference"] or "?"
+    alone = ""
+    if pd.isna(r["model_only_ms"]):
+        alone = "the grid times the whole image only" if slide else "no model-only timing at this resolution"
+    return [
+        Cell(r["precision"]),
+        Cell(mode, "mode"),
+        Cell(sig(r["model_only_ms"]), title=alone),
+        *[Cell(sig(r[c])) for c in ("latency_e2e_median_ms", "latency_e2e_p90_ms", "latency_e2e_p99_ms")],
+        *[Cell(_stage(r[f"{s}_ms"], r[f"{s}_pct"])) for s in stages],
+        Cell("\u2013" if pd.isna(r["not_model_pct"]) else f"{r['not_model_pct']:.0f}%"),
+        Cell(sig(r["throughput_e2e_img_s"])),
+    ]
 
 
 def _deploy_end_to_end(e2e: pd.DataFrame, out: Outputs) -> Section | None:
@@ -398,44 +491,21 @@ def _deploy_end_to_end(e2e: pd.DataFrame, out: Outputs) -> Section | None:
         return None
     sec = Section("deployment-e2e", "Model only vs end to end")
     stages = D.e2e_stages(e2e)
-    header = ["Backend", "Precision", "Inference", "Model only p50", "p50", "p90", "p99", *stages, "Not the model",
-              "End to end (img/s)"]  # fmt: skip
-    titles = ["", "", "", "the model call alone at batch 1, same resolution (the grid's timing: random input already "
-              "on the device)", "median end-to-end time per call", "90th percentile", "99th percentile",
-              *[STAGE_TITLES.get(s, s) for s in stages], "the share of the stages' sum outside the model stage",
-              "images per second, one image per call"]  # fmt: skip
+    header, titles, names = _e2e_columns(stages)
     groups = [("", 3), ("Latency per image (ms)", 4), ("Stage medians: ms (% of their sum)", len(stages)), ("", 2)]
-    names = ["precision", "inference", "model only p50 (ms)", "p50 (ms)", "p90 (ms)", "p99 (ms)",
-             *[f"{s} stage (ms, %)" for s in stages], "not the model", "end to end (img/s)"]  # fmt: skip
     markdown = []
     for model, rows in e2e.groupby("model", sort=False):
         resolution = ", ".join(dict.fromkeys(rows["resolution"]))
         divider = f"{model}: one {resolution} PNG per call (batch 1), on {_where(rows.iloc[0])}"
         table = []
         for i, (_, r) in enumerate(rows.iterrows()):
-            slide = r["inference"] == "slide"
-            if slide:
-                crops = f"{r['num_crops']} crops" if r["num_crops"] else "crops"
-                mode = f"sliding window: {crops} of {r['crop'] or '?'}, stride {r['stride'] or '?'}"
-            else:
-                mode = "whole image" if r["inference"] == "whole" else r["inference"] or "?"
-            alone = ""
-            if pd.isna(r["model_only_ms"]):
-                alone = "the grid times the whole image only" if slide else "no model-only timing at this resolution"
-            cells = [
-                Cell(r["precision"]),
-                Cell(mode, "mode"),
-                Cell(sig(r["model_only_ms"]), title=alone),
-                *[Cell(sig(r[c])) for c in ("latency_e2e_median_ms", "latency_e2e_p90_ms", "latency_e2e_p99_ms")],
-                *[Cell(_stage(r[f"{s}_ms"], r[f"{s}_pct"])) for s in stages],
-                Cell("\u2013" if pd.isna(r["not_model_pct"]) else f"{r['not_model_pct']:.0f}%"),
-                Cell(sig(r["throughput_e2e_img_s"])),
-            ]
+            cells = _e2e_cells(r, stages)
             cls = "disagrees" if r["status"] == "disagrees" else ""
             table.append(Row(cells, label=r["backend"], cls=cls, divider=divider if i == 0 else ""))
             texts = dict(zip(names, [c.text for c in cells]))
-            markdown.append({"model": model, "resolution": r["resolution"], "on": _where(r), "backend": r["backend"],
-                             **texts})  # fmt: skip
+            markdown.append(
+                {"model": model, "resolution": r["resolution"], "on": _where(r), "backend": r["backend"], **texts}
+            )
         sec.tables.append(HtmlTable(header, table, groups, titles=titles, cls="deploy-e2e"))
     sec.notes.append(
         "End to end: one image per call, from the PNG on disk to the label map on the host, each variant at its own "
@@ -446,8 +516,9 @@ def _deploy_end_to_end(e2e: pd.DataFrame, out: Outputs) -> Section | None:
         "1 and the same resolution, from the grid's timing (a random tensor already on the device). Not the model: "
         "the share of the stages' sum spent outside the model stage."
     )
-    sec.files = out.table(e2e, "deployment_end_to_end", "Model only vs end to end (ms)", 3,
-                          markdown=pd.DataFrame(markdown))  # fmt: skip
+    sec.files = out.table(
+        e2e, "deployment_end_to_end", "Model only vs end to end (ms)", 3, markdown=pd.DataFrame(markdown)
+    )
     return sec
 
 

@@ -83,8 +83,9 @@ def evaluation_time(page: Page, sec: Section) -> Section:
     rows = []
     for i, row in frame.iterrows():
         last = i == len(frame) - 1
-        cells_ = [Cell(f"{row[c]:.0f}%" if c.endswith("_pct") and not math.isnan(row[c]) else sig(row[c]))
-                  for c in columns]  # fmt: skip
+        cells_ = [
+            Cell(f"{row[c]:.0f}%" if c.endswith("_pct") and not math.isnan(row[c]) else sig(row[c])) for c in columns
+        ]
         rows.append(Row(cells_, label=row["condition"], cls="total" if last else ""))
     header = [TIME_NAMES[c] for c in frame.columns]
     if len(per_condition) > FOLD_ROWS:  # a full Cityscapes-C run has 73 conditions: the total first, the rest folded
@@ -209,8 +210,15 @@ def regression_history(page: Page, sec: Section) -> Section:
         label = str(entry.get("commit") or "")[:8] or str(entry.get("timestamp") or i)
         for name, value in entry["metrics"].items():
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                rows.append({"index": i, "label": label, "timestamp": entry.get("timestamp"), "metric": str(name),
-                             "value": float(value)})  # fmt: skip
+                rows.append(
+                    {
+                        "index": i,
+                        "label": label,
+                        "timestamp": entry.get("timestamp"),
+                        "metric": str(name),
+                        "value": float(value),
+                    }
+                )
     trends = pd.DataFrame(rows)
     if bad:
         sec.notes.append(f"{bad} line(s) of history.jsonl could not be read and were skipped.")

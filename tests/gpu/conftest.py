@@ -304,8 +304,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"\n{counts[PASS]} PASS, {counts[FAIL]} FAIL, {counts[SKIP]} SKIP in {seconds:.0f} s on {device}"
         )
     if run.json_path is not None:
-        payload = {"device": device, "torch": torch.__version__, "seconds": seconds, "counts": counts,
-                   "rows": [dataclasses.asdict(r) for r in run.rows]}  # fmt: skip
+        payload = {
+            "device": device,
+            "torch": torch.__version__,
+            "seconds": seconds,
+            "counts": counts,
+            "rows": [dataclasses.asdict(r) for r in run.rows],
+        }
         run.json_path.write_text(json.dumps(payload, indent=1) + "\n")
 
 

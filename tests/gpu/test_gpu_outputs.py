@@ -197,8 +197,12 @@ def test_accuracy_cuda(cuda, rows, scenes, tmp_path):
         fp32, fp16 = gpu["fp32", mode], gpu[half, mode]
         delta = max(abs(100 * (mean_iou(fp16[k]) - mean_iou(fp32[k]))) for k in fp32)
         _, pixels = _changed_pixels(fp32, fp16)
-        rows.judged(delta <= 1.0, f"GPU {half} vs fp32 ({mode})", f"max |dmIoU| {delta:.3f} pt",
-                    f">= {pixels} px changed class; bound 1 pt")  # fmt: skip
+        rows.judged(
+            delta <= 1.0,
+            f"GPU {half} vs fp32 ({mode})",
+            f"max |dmIoU| {delta:.3f} pt",
+            f">= {pixels} px changed class; bound 1 pt",
+        )
     late = watch.after_first_call()
     first = [s for s in watch.syncs if s[1] == 1]
     places = ", ".join(sorted({f"{f} in {where}" for f, _, where in late})) or "none"
@@ -314,8 +318,12 @@ def test_faulty_models_fail_only_their_cells(device, why_no_cuda, rows, scenes, 
 def _sdpa_backends() -> list[tuple[str, Any]]:
     from torch.nn.attention import SDPBackend
 
-    names = (("flash", "FLASH_ATTENTION"), ("efficient", "EFFICIENT_ATTENTION"), ("cudnn", "CUDNN_ATTENTION"),
-             ("math", "MATH"))  # fmt: skip
+    names = (
+        ("flash", "FLASH_ATTENTION"),
+        ("efficient", "EFFICIENT_ATTENTION"),
+        ("cudnn", "CUDNN_ATTENTION"),
+        ("math", "MATH"),
+    )
     return [(name, getattr(SDPBackend, member)) for name, member in names if hasattr(SDPBackend, member)]
 
 
@@ -346,8 +354,12 @@ def test_numerics(cuda, rows, seeded):
         out = logits(precision)
         finite, diff = bool(torch.isfinite(out).all()), float((out - ref).abs().max())
         agree = float((out.argmax(1) == ref.argmax(1)).float().mean())
-        rows.judged(finite and diff <= bound, f"{short} {precision} - fp32", f"max |diff| {diff:.4f}",
-                    f"finite={finite}, bound {bound:.4f}; argmax agrees on {100 * agree:.2f}% of pixels")  # fmt: skip
+        rows.judged(
+            finite and diff <= bound,
+            f"{short} {precision} - fp32",
+            f"max |diff| {diff:.4f}",
+            f"finite={finite}, bound {bound:.4f}; argmax agrees on {100 * agree:.2f}% of pixels",
+        )
     outs: dict[str, torch.Tensor] = {}
     errors: dict[str, str] = {}
     for backend, member in _sdpa_backends():
@@ -366,8 +378,12 @@ def test_numerics(cuda, rows, seeded):
         vs_ref = float((out - ref).abs().max())
         vs_math = float((out - math_out).abs().max()) if math_out is not None else float("nan")
         ok = finite and vs_ref <= bound and (math_out is None or vs_math <= bound)
-        rows.judged(ok, f"SDPA {backend} (fp16)", f"max |diff| {vs_math:.4f} vs math",
-                    f"{vs_ref:.4f} vs fp32; finite={finite}; bound {bound:.4f}")  # fmt: skip
+        rows.judged(
+            ok,
+            f"SDPA {backend} (fp16)",
+            f"max |diff| {vs_math:.4f} vs math",
+            f"{vs_ref:.4f} vs fp32; finite={finite}; bound {bound:.4f}",
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------

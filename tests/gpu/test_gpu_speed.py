@@ -49,17 +49,44 @@ def test_latency_cpu(cpu_mode, rows, seeded):
     """`measure_latency` of SegFormer-B0 in fp32 at 128x256 on the CPU."""
     s = measure_latency(seeded("segformer-b0"), (128, 256), device="cpu", warmup=2, iters=5, max_retries=0)
     ok = math.isfinite(s.median_ms) and s.median_ms > 0 and s.clock == "perf_counter"
-    rows.judged(ok, "cpu fp32 128x256", f"{s.median_ms:.1f} ms, peak RSS {s.peak_memory_mib:.0f} MiB",
-                f"{s.memory_kind}, {s.threads} threads, cv {s.cv:.2f}")  # fmt: skip
+    rows.judged(
+        ok,
+        "cpu fp32 128x256",
+        f"{s.median_ms:.1f} ms, peak RSS {s.peak_memory_mib:.0f} MiB",
+        f"{s.memory_kind}, {s.threads} threads, cv {s.cv:.2f}",
+    )
 
 
 def _extra_fields(stats: Any) -> str:
     """Fields of a latency record beyond the ones this test reads (TF32 flags, SDPA backend, recompiles...)."""
     known = {
-        "samples", "median_ms", "p90_ms", "p99_ms", "iqr_ms", "mean_ms", "std_ms", "cv", "noisy", "attempts",
-        "attempt_cvs", "cv_threshold", "warmup", "iters", "clock", "images_per_s", "peak_memory_mib", "memory_kind",
-        "threads", "device", "device_name", "precision", "input_size", "batch_size", "channels_last", "compiled",
-    }  # fmt: skip
+        "samples",
+        "median_ms",
+        "p90_ms",
+        "p99_ms",
+        "iqr_ms",
+        "mean_ms",
+        "std_ms",
+        "cv",
+        "noisy",
+        "attempts",
+        "attempt_cvs",
+        "cv_threshold",
+        "warmup",
+        "iters",
+        "clock",
+        "images_per_s",
+        "peak_memory_mib",
+        "memory_kind",
+        "threads",
+        "device",
+        "device_name",
+        "precision",
+        "input_size",
+        "batch_size",
+        "channels_last",
+        "compiled",
+    }
     extra = {k: v for k, v in vars(stats).items() if k not in known and v is not None}
     return "; ".join(f"{k}={v}" for k, v in extra.items())
 
@@ -86,14 +113,16 @@ def test_latency_cuda(cuda, rows, seeded):
                 rows.skipped(name, "bf16 not supported on this GPU")
                 continue
             a = measure_latency(model, size, device="cuda", precision=precision, channels_last=channels_last, **args)
-            b = measure_latency(model, size, device=f"cuda:{cuda.index}", precision=precision,
-                                channels_last=channels_last, **args)  # fmt: skip
+            b = measure_latency(
+                model, size, device=f"cuda:{cuda.index}", precision=precision, channels_last=channels_last, **args
+            )
             eager = a if (precision, channels_last) == ("fp16", False) else eager
             same = abs(a.peak_memory_mib - b.peak_memory_mib) <= 1.0 and a.peak_memory_mib > 0
             detail = f"'cuda' / 'cuda:{cuda.index}' recorded as {a.device} / {b.device}; {_extra_fields(a)}"
             if not same:  # the same device string again: does the order (warm-up, autotuning) make the difference?
-                c = measure_latency(model, size, device="cuda", precision=precision, channels_last=channels_last,
-                                    **args)  # fmt: skip
+                c = measure_latency(
+                    model, size, device="cuda", precision=precision, channels_last=channels_last, **args
+                )
                 detail += f"; 'cuda' measured again: {c.peak_memory_mib:.1f} MiB"
             figure = f"{a.median_ms:.2f}/{b.median_ms:.2f} ms, peak {a.peak_memory_mib:.1f}/{b.peak_memory_mib:.1f} MiB"
             rows.judged(same, name, figure, detail)
@@ -133,8 +162,16 @@ def test_energy_cuda(cuda, rows, seeded):
     mode."""
     pytest.importorskip("pynvml", reason="nvidia-ml-py (pynvml) not installed: see the carry note")
     size, calls = (512, 1024), 200
-    found = efficiency_sweep(seeded("segformer-b0"), [size], device=str(cuda), precision="fp16", conventions=(),
-                             warmup=5, iters=calls, max_retries=0)  # fmt: skip
+    found = efficiency_sweep(
+        seeded("segformer-b0"),
+        [size],
+        device=str(cuda),
+        precision="fp16",
+        conventions=(),
+        warmup=5,
+        iters=calls,
+        max_retries=0,
+    )
     by = {r["metric"]: r for r in found}
     energy, power, median = (by.get(m, {}).get("value") for m in ("energy_per_image", "power_mean", "latency_median"))
     info = hardware_info(cuda)
@@ -274,8 +311,11 @@ def test_pipeline(cuda, rows, seeded, scenes, tmp_path):
     clock = Clock(cuda)
     with torch.inference_mode():
         predict(model, xs[0], spec, check_finite=False)  # warm-up
-        forward = len(xs) * 1e3 / _mean_ms(lambda: [model(normalize(x, model.meta.mean, model.meta.std)) for x in xs],
-                                           cuda, 1)  # fmt: skip
+        forward = (
+            len(xs)
+            * 1e3
+            / _mean_ms(lambda: [model(normalize(x, model.meta.mean, model.meta.std)) for x in xs], cuda, 1)
+        )
         clock.synchronize()
         t0 = time.perf_counter()
         for x, y in zip(xs, ys):
