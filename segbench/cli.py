@@ -13,6 +13,7 @@ The `segbench` command (from a checkout, `python run_bench.py` is the same comma
   python run_bench.py compare runs/baseline runs/candidate
 
 `--models` takes a comma list; a bare variant inherits the family of the name before it (`segformer-b0,b5`).
+Add `--debug` to any command for full tracebacks (or set SEGBENCH_DEBUG=1). Ctrl-C and SIGTERM stop a run cleanly.
 """
 
 from __future__ import annotations
@@ -324,6 +325,11 @@ def cmd_compare(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # any command: full tracebacks, user mistakes and failed cells included
+        from segbench.bench.run.outcome import DEBUG_ENV
+
+        argv.remove("--debug")
+        os.environ[DEBUG_ENV] = "1"  # the runner, and every process it starts, read it
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     handler = {
         "run": cmd_run,
@@ -333,30 +339,48 @@ def main(argv: list[str] | None = None) -> int:
         "compare": cmd_compare,
     }[command]
     from segbench.bench.run.allocator import retain_freed_memory
+    from segbench.bench.run.stop import exit_code, quiet_exit, stop_on_signals
 
     retain_freed_memory()  # before any worker forks: they inherit it (SEGBENCH_MALLOC=system opts out)
     try:
-        return handler(argv)
-    except KeyboardInterrupt:
-        print("interrupted (finished cells are kept; see above for how to resume)", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        from segbench.bench.run.config import ConfigError
-        from segbench.bench.run.locks import FolderBusyError
-        from segbench.bench.run.outcome import RunFailed
+        with stop_on_signals():  # SIGTERM (preemption, time limits, kill) stops as Ctrl-C does
+            return handler(argv)
+    except KeyboardInterrupt as stop:
+        print(f"{command}: {STOPPED[command]}", file=sys.stderr)
+        quiet_exit()
+        return exit_code(stop)
+    except Exception as exc:  # noqa: BLE001 - user mistakes become one line; anything else is re-raised there
+        return _one_line(exc)
 
-        if os.environ.get("SEGBENCH_DEBUG"):
-            raise
-        if isinstance(exc, RunFailed):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        if isinstance(exc, ConfigError):
-            exc = ValueError(f"{flag(exc.field)}: {exc.problem}")
-        mistakes = ValueError | FileNotFoundError | FileExistsError | PermissionError | NotADirectoryError
-        if isinstance(exc, mistakes | FolderBusyError):
-            print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-            return 2
-        raise
+
+STOPPED = {
+    "run": "stopped (finished cells are kept; see above for how to resume)",
+    "generate-c": "stopped; the images written are kept: run the same command again to finish (it skips them)",
+    "list": "stopped",
+    "report": "stopped; run it again (the report is written atomically, file by file)",
+    "compare": "stopped; nothing was written",
+}
+"""What each command says when a signal stops it."""
+
+
+def _one_line(exc: Exception) -> int:
+    """A user mistake, a failed run or a full disk as one `error:` line (exit 2, a failed run 1); anything else goes
+    up with its traceback, as does everything under `--debug`."""
+    from segbench.bench.run.config import ConfigError
+    from segbench.bench.run.locks import FolderBusyError
+    from segbench.bench.run.outcome import RunFailed, debug_enabled
+
+    if debug_enabled():
+        raise exc
+    if isinstance(exc, RunFailed):
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(exc, ConfigError):
+        exc = ValueError(f"{flag(exc.field)}: {exc.problem}")
+    if isinstance(exc, ValueError | OSError | FolderBusyError):  # OSError: missing files, permissions, a full disk
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    raise exc
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from segbench.bench.data.corruptions import SEED_PROTOCOL, condition_seed, corru
 from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, Condition
 from segbench.bench.results.io import TEMP_SUFFIX, atomic_write, atomic_write_json, is_temp_file
 from segbench.bench.run.locks import FolderBusyError, folder_lock
+from segbench.bench.run.stop import check_stop
 
 MANIFEST_FORMAT = "segbench-cityscapes-c/1"
 PNG_COMPRESS_LEVEL = 1
@@ -413,6 +414,7 @@ def _run_tasks(tasks: list[tuple], workers: int, total: int, skipped: int, quiet
     if tasks and workers == 1:
         with tqdm(total=total, initial=skipped, unit="img", desc="generate-c", disable=quiet) as bar:
             for task in tasks:
+                check_stop()  # between images: a stop whose exception a library swallowed ends the run here
                 n = _run_task(*task)
                 written += n
                 bar.update(n)
@@ -429,6 +431,7 @@ def _run_tasks(tasks: list[tuple], workers: int, total: int, skipped: int, quiet
             with tqdm(total=total, initial=skipped, unit="img", desc="generate-c", disable=quiet) as bar:
                 pending = set(futures)
                 while pending:
+                    check_stop()
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for future in done:
                         n = future.result()  # re-raises a worker's error here

@@ -3,7 +3,8 @@
 The (sharded) dataset of the condition streams through a DataLoader once; each batch goes through every model in
 turn (`bench.measure.inference.predict`), so a corruption computed on the fly costs the same for one model as for ten.
 Each model's predictions go into its own confusion matrix on the device, all-reduced across ranks at the end. A model
-that fails (NaN/inf logits, out of memory) drops out of the loop and the others go on. On a GPU nothing in the loop
+that fails (NaN/inf logits, out of memory, an exception raised by a user's model) drops out of the loop and the
+others go on. On a GPU nothing in the loop
 waits for the device (`defers_syncs`): NaN checks and timings are read once, when the condition ends.
 """
 
@@ -27,8 +28,9 @@ from segbench.bench.run import distributed
 from segbench.bench.run.cells import Cell
 from segbench.bench.run.config import InferenceSpec, RunConfig
 from segbench.bench.run.oom import is_out_of_memory
-from segbench.bench.run.outcome import CellError, warning_text
+from segbench.bench.run.outcome import CellError, user_code_failed, warning_text
 from segbench.bench.run.residency import free_device_memory
+from segbench.bench.run.stop import check_stop
 
 
 def defers_syncs(device: torch.device) -> bool:
@@ -117,8 +119,10 @@ class _ConditionPass:
         specs: Sequence[InferenceSpec],
         config: RunConfig,
         ctx: distributed.DistContext,
+        sources: Sequence[str | None],
     ):
         self.cells, self.specs, self.device = list(cells), list(specs), ctx.device
+        self.sources = list(sources)  # each model's user source (its exceptions fail its cell), None: a registry model
         self.defer = defers_syncs(ctx.device)  # NaN checks off the host too: one flag per cell, read at the end
         self.nonfinite = [torch.zeros((), dtype=torch.bool, device=ctx.device) for _ in cells] if self.defer else []
         self.runners = [_WatchFinite(r, f) for r, f in zip(runners, self.nonfinite)] if self.defer else list(runners)
@@ -135,6 +139,7 @@ class _ConditionPass:
         """Every batch through every model still in the loop; returns model and metric seconds by (cell, phase)."""
         t = time.perf_counter()
         for batch in loader:
+            check_stop()
             self.data_seconds += time.perf_counter() - t
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
@@ -161,10 +166,14 @@ class _ConditionPass:
         except NonFiniteLogitsError as exc:
             self.errors[i] = f"cell {cell.id}: {exc}"
             return
-        except Exception as exc:  # out of memory in any form (cuBLAS, cuDNN...); anything else goes on up
-            if not is_out_of_memory(exc):
+        except Exception as exc:  # out of memory in any form (cuBLAS, cuDNN...), a user's model raising; else up
+            if is_out_of_memory(exc):
+                self.errors[i], self.out_of_memory[i] = oom_message(cell, spec), True
+            elif self.sources[i] is not None:
+                self.errors[i] = user_code_failed(cell.id, self.sources[i], exc)
+                return
+            else:
                 raise
-            self.errors[i], self.out_of_memory[i] = oom_message(cell, spec), True
         if self.out_of_memory[i]:
             free_device_memory()  # here, past the except block: its traceback held the failed forward's activations
             return
@@ -181,8 +190,12 @@ def accuracy_cells(
     config: RunConfig,
     ctx: distributed.DistContext,
     label: str,
+    sources: Sequence[str | None] = (),
 ) -> list[dict[str, Any] | CellError]:
     """Evaluate the accuracy cells of one condition together (see the module docstring).
+
+    `sources`: each model's user source (`bench.run.outcome.user_source`): an exception its forward raises fails its
+    cell alone; a registry model's exception stops the run (it is segbench's own bug).
 
     Returns one record per cell, or the `CellError` that failed it. Cells share the data time and the total wall
     time; the model and metric times are each model's own.
@@ -191,7 +204,7 @@ def accuracy_cells(
 
     start = time.perf_counter()
     loader, shard_size = _loader(cells[0].condition, specs[0].batch_size, config, ctx)
-    work = _ConditionPass(cells, runners, specs, config, ctx)
+    work = _ConditionPass(cells, runners, specs, config, ctx, list(sources) or [None] * len(cells))
     bar = tqdm(total=shard_size, desc=label, unit="img", disable=config.quiet or not ctx.is_main, leave=False)
     try:
         with strict_fp32():  # "fp32" is IEEE fp32 (no TF32 convolutions on Ampere and later), as in the latency cells

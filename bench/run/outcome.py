@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segbench.bench.results.schema import LATENCY_MEDIAN
+from segbench.models.sources import first_line
+
+DEBUG_ENV = "SEGBENCH_DEBUG"
+"""Set (to anything but "" or "0") by `--debug`: every error shows its full traceback, user mistakes included."""
 
 
 class CellError(RuntimeError):
@@ -82,3 +89,25 @@ def cell_warnings(caught: list[warnings.WarningMessage], record: dict[str, Any])
         if row.get("noisy") and str(row.get("metric", "")).startswith(LATENCY_MEDIAN):
             out.append(f"noisy timing: {row['metric']} at {row.get('resolution')} stayed above the CV threshold")
     return list(dict.fromkeys(out))
+
+
+def debug_enabled() -> bool:
+    """Whether `--debug` (or `SEGBENCH_DEBUG=1`) asked for full tracebacks."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def user_source(model: Any) -> str | None:
+    """The source of a model that runs a user's code (`hf:`, `py:`, `torchscript:`, `onnx:`, an in-memory module),
+    as `kind:target`; None for a registry model, whose errors are segbench's own."""
+    info = getattr(model, "source_info", None)
+    if info is None or getattr(info, "kind", "registry") == "registry":
+        return None
+    return f"{info.kind}:{info.target}"
+
+
+def user_code_failed(cell_id: str, source: str, error: BaseException) -> str:
+    """The one line a cell says when a user's model raised inside its forward (`--debug` prints the traceback)."""
+    if debug_enabled():
+        traceback.print_exception(error, file=sys.stderr)
+    hint = "" if debug_enabled() else " (--debug shows the traceback)"
+    return f"cell {cell_id}: the model ({source}) raised {first_line(error)}{hint}"

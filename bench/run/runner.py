@@ -25,10 +25,11 @@ its parts (`bench/run/`), on each rank inside the distributed context and on the
    atomically; a cell already there is never recomputed (`resume`);
 6. the gallery (rank 0, the plan's loaded models) and `results.csv` and `summary.csv`, gathered from the cell files.
 
-Faults: NaN/inf logits or out of memory (`bench.run.oom.is_out_of_memory`: cuBLAS and cuDNN allocation failures too)
-fail that cell with a message saying what to change; the run goes on with the other models and the next cells and
-raises `RunFailed` at the end, listing them. Any other error stops the run. Ctrl-C keeps every finished cell and
-prints how to resume.
+Faults: NaN/inf logits, out of memory (`bench.run.oom.is_out_of_memory`: cuBLAS and cuDNN allocation failures too)
+or an exception raised by a user's model (`hf:`, `py:`, `torchscript:`, `onnx:`) fail that cell with one line saying
+what happened and what to change; the run goes on with the other models and the next cells and raises `RunFailed` at
+the end, listing them. Any other error stops the run. Ctrl-C and SIGTERM (`bench.run.stop`) keep every finished cell,
+gather the tables from them and print how to resume; so does a full disk, in one line.
 
 `python -m segbench.bench.run.runner --config cfg.json` runs a JSON-described run (RunConfig fields plus an optional
 `conditions` list such as `["clean", "fog-2"]`); it is what the distributed tests launch with torchrun.
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import sys
@@ -61,11 +63,19 @@ from segbench.bench.run.gallery import write_gallery
 from segbench.bench.run.locks import folder_lock
 from segbench.bench.run.manifest import describe_models, manifest, now, prepare, resolve_run_dir, run_environment
 from segbench.bench.run.oom import is_out_of_memory
-from segbench.bench.run.outcome import CellError, RunFailed, RunResult, cell_warnings
+from segbench.bench.run.outcome import (
+    CellError,
+    RunFailed,
+    RunResult,
+    cell_warnings,
+    user_code_failed,
+    user_source,
+)
 from segbench.bench.run.plan import RunPlan, plan_run
 from segbench.bench.run.progress import Progress
 from segbench.bench.run.residency import ModelFactory, ModelSlot, Residency
 from segbench.bench.run.residency import model_factory as model_factory_of
+from segbench.bench.run.stop import Stopped, check_stop, stop_on_signals
 from segbench.bench.spec import EfficiencySpec
 
 Outcome = dict[str, Any] | CellError
@@ -121,6 +131,7 @@ def execute(
     ctx = distributed.setup(plan.config.device)
     try:
         with contextlib.ExitStack() as held:
+            held.enter_context(stop_on_signals())  # SIGTERM stops the run as Ctrl-C does
             session = _Run(plan, model_factory or model_factory_of(plan.config, plan.modules), on_cell_finished, ctx)
             return session.execute(held)
     finally:
@@ -170,8 +181,28 @@ class _Run:
             for line in self.plan.notes:
                 print(line, file=sys.stderr)
         self.weights = described["weights"]
-        run_dir = distributed.on_main(lambda: resolve_run_dir(config), ctx)
+        self.run_dir = run_dir = distributed.on_main(lambda: resolve_run_dir(config), ctx)
         distributed.on_main(lambda: held.enter_context(folder_lock(run_dir, what="run folder")), ctx)
+        try:
+            done = self._prepare(described)
+            try:
+                self._work(Schedule([c for c in self.cells if c.id not in done], self.residency.together))
+                if self.plan.gallery and not self.result.failed:
+                    self._gallery(run_dir)
+            except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`stop_on_signals`)
+                self._interrupted(stop)
+                raise
+            finally:
+                self.residency.slot.release()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise self._disk_full(exc) from exc
+        return self._close()
+
+    def _prepare(self, described: dict[str, dict[str, Any]]) -> set[str]:
+        """run.json and env.json written (or checked on resume), the grid's cells stored; the ids of finished cells."""
+        config, ctx, run_dir = self.config, self.ctx, self.run_dir
         record = {**manifest(config, self.plan.conditions, described), "run_id": run_dir.name}
         self.store = RunStore(run_dir)
         env = functools.partial(run_environment, config, run_dir, self.spec, described, ctx)
@@ -184,21 +215,13 @@ class _Run:
         self.result = RunResult(run_dir, None, ids, skipped=[i for i in ids if i in done], is_main=ctx.is_main)
         self.progress = Progress(self.result, ctx.is_main, config.quiet)
         self.progress.plan(run_dir)
-        try:
-            self._work(Schedule([c for c in self.cells if c.id not in done], self.residency.together))
-            if self.plan.gallery and not self.result.failed:
-                self._gallery(run_dir)
-        except KeyboardInterrupt:
-            self._interrupted()
-            raise
-        finally:
-            self.residency.slot.release()
-        return self._close()
+        return done
 
     def _work(self, schedule: Schedule) -> None:
         """Every group of the schedule; a cell that ran out of memory beside the run's other models is tried again
         alone, and the rest of the run goes on one model at a time."""
         while (group := schedule.next()) is not None:
+            check_stop()  # a stop whose exception a library swallowed ends the run here, between cells
             beside_others = self.residency.beside_others
             label = self.progress.label(group)
             outcomes = self._evaluate(group, label)
@@ -226,10 +249,13 @@ class _Run:
         except CellError as exc:  # an efficiency probe that failed
             return [exc]
         except Exception as exc:  # an efficiency probe out of memory in any form (raised on every rank by on_main)
-            if not is_out_of_memory(exc):
+            if is_out_of_memory(exc):
+                specs = [self.spec.resolve(model.meta) for model in models]
+                return [CellError(oom_message(c, s), out_of_memory=True) for c, s in zip(group, specs)]
+            source = user_source(models[0]) if group[0].kind == "efficiency" else None
+            if source is None:
                 raise
-            specs = [self.spec.resolve(model.meta) for model in models]
-            return [CellError(oom_message(c, s), out_of_memory=True) for c, s in zip(group, specs)]
+            return [CellError(user_code_failed(group[0].id, source, exc))]  # a user's model raised: its cell alone
         for outcome in outcomes:
             if isinstance(outcome, dict):
                 outcome["warnings"] = cell_warnings(caught, outcome)
@@ -239,7 +265,8 @@ class _Run:
         if group[0].kind == "accuracy":
             runners = [self.residency.slot.for_inference(cell.model) for cell in group]
             specs = [self.spec.resolve(model.meta) for model in models]
-            return accuracy_cells(group, runners, specs, self.config, self.ctx, label)
+            sources = [user_source(model) for model in models]
+            return accuracy_cells(group, runners, specs, self.config, self.ctx, label, sources)
         probe = functools.partial(efficiency_cell, group[0], models[0], self.config, self.efficiency)
         return [distributed.on_main(probe, self.ctx)]
 
@@ -278,17 +305,32 @@ class _Run:
         self.result.computed.append(cell.id)
         self.result.timing[cell.id] = outcome["timing"]
 
-    def _interrupted(self) -> None:
+    def _resume_hint(self) -> str:
+        run_dir = self.run_dir
+        if not (run_dir / "run.json").is_file():  # stopped before the run was recorded: nothing to resume yet
+            return "the same command again"
+        return (
+            f"the same command with --out {run_dir} --resume (Python: RunConfig(..., out_dir={str(run_dir.parent)!r}, "
+            f"run_id={run_dir.name!r}, resume=True))"
+        )
+
+    def _interrupted(self, stop: KeyboardInterrupt) -> None:
+        """Rank 0 gathers results.csv and summary.csv from the finished cells and says how to resume."""
         if not self.ctx.is_main:
             return
         self.store.gather(self.result.cells, self.config.reference_model, self.config.suite)
-        run_dir = self.result.run_dir
+        why = str(stop) if isinstance(stop, Stopped) else "interrupted"
         print(
-            f"\ninterrupted: {len(self.store.finished())} finished cells are kept in {self.store.cells_dir}. Resume: "
-            f"the same command with --out {run_dir} --resume "
-            f"(Python: RunConfig(..., run_id={run_dir.name!r}, resume=True)).",
+            f"\n{why}: {len(self.store.finished())} finished cells are kept in {self.store.cells_dir}, with "
+            f"results.csv and summary.csv gathered from them. Resume: {self._resume_hint()}.",
             file=sys.stderr,
         )
+
+    def _disk_full(self, exc: OSError) -> OSError:
+        """A full disk (or quota) as one line that names the file and says how to go on."""
+        where = f" writing {exc.filename}" if exc.filename else ""
+        message = f"{exc.strerror or exc}{where}; free some space, then resume: {self._resume_hint()}"
+        return OSError(exc.errno, message)
 
     def _close(self) -> RunResult:
         """Gather the tables (rank 0); raise `RunFailed` when some cells failed."""
@@ -297,7 +339,7 @@ class _Run:
         if self.ctx.is_main:
             result.results_csv = self.store.gather(result.cells, self.config.reference_model, self.config.suite)
         if result.failed:
-            lines = "".join(f"\n  {cid}: {msg}" for cid, msg in result.failed.items())
+            lines = "".join(f"\n  {msg if cid in msg else f'{cid}: {msg}'}" for cid, msg in result.failed.items())
             head = f"{len(result.failed)} of {len(result.cells)} cells failed (the rest are in {result.run_dir}):"
             raise RunFailed(head + lines, result)
         return result
