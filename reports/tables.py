@@ -24,11 +24,10 @@ import pandas as pd
 from segbench.bench.results.axes import CATEGORIES, real_conditions, split_condition
 from segbench.bench.results.axes import category_of as _contract_category
 from segbench.bench.results.classes import ClassTable
-from segbench.bench.results.schema import COLUMNS, deploy_variant
+from segbench.bench.results.io import not_a_number
+from segbench.bench.results.schema import COLUMNS, REQUIRED_COLUMNS, deploy_variant
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
-
-REQUIRED_COLUMNS = ("model", "metric", "value")
 
 ACCURACY_METRICS = ("miou", "pixel_acc", "mean_acc")
 FRACTION_UNITS = ("fraction", "ratio", "1")
@@ -88,12 +87,10 @@ def normalize_results(frame: pd.DataFrame, source: str = "results.csv") -> pd.Da
     frame["model"] = frame["model"].astype(str)
     frame["metric"] = frame["metric"].astype(str)
     frame["condition"] = frame["condition"].where(frame["condition"].notna(), "").astype(str)
-    values = pd.to_numeric(frame["value"], errors="coerce")
-    bad = frame["value"].notna() & values.isna()
-    if bad.any():
-        first = frame.loc[bad].iloc[0]
-        raise ValueError(f"{source}: value {first['value']!r} of {first['model']}/{first['metric']} is not a number")
-    frame["value"] = values
+    bad = not_a_number(frame)
+    if bad:
+        raise ValueError(f"{source}: {bad}")
+    frame["value"] = pd.to_numeric(frame["value"])
 
     parsed = [split_condition(c) for c in frame["condition"]]
     corruption = frame["corruption"].where(frame["corruption"].notna() & (frame["corruption"].astype(str) != ""))
