@@ -160,9 +160,12 @@ def resolve_weights(weights: str | os.PathLike) -> ResolvedWeights:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable JSON ({e})") from None
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable JSON ({e}); restore it from the checkpoint's files") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a config.json (not a JSON object); restore it from the checkpoint's files")
+    return data
 
 
 def read_state_dict(file: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -234,6 +234,7 @@ class Page:
         infos: each model's weights provenance (`model_infos`).
         out: the files this render writes.
         classes: the class table the run scored with (run.json; Cityscapes' for a folder without run.json).
+        partial: one line when the run is not whole (`RunFolder.partial`: how far it got, how to resume), else "".
     """
 
     run_dir: Path
@@ -246,6 +247,7 @@ class Page:
     infos: dict[str, ModelInfo]
     out: Outputs
     classes: ClassTable = CITYSCAPES
+    partial: str = ""
 
     @cached_property
     def models(self) -> list[str]:

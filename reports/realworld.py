@@ -20,7 +20,7 @@ import pandas as pd
 
 from segbench.bench.results.axes import REAL_WORLD, REAL_WORLD_NAMES, real_condition, real_conditions
 from segbench.bench.results.classes import ClassTable
-from segbench.reports.tables import REFERENCE_DIR, class_columns, class_key, is_accuracy
+from segbench.reports.tables import class_columns, class_key, is_accuracy, read_reference
 
 MASKED_DATASETS = ("acdc", "dark_zurich")
 """The real-world datasets that ship invalid-region (invIds) masks; Foggy Cityscapes has none."""
@@ -41,19 +41,12 @@ REAL_WORLD_SUITES = ("acdc", "dark-zurich", "foggy-cityscapes", "robustness")
 def reference_semsegbench() -> pd.DataFrame:
     """SemSegBench's Cityscapes table (clean mIoU, 15 corruptions at severity 3, ACDC all conditions), index: model
     (`segformer-b5-mmseg`, ...)."""
-    return _read("semsegbench_cityscapes.csv").set_index("model")
+    return read_reference("semsegbench_cityscapes.csv", "model")
 
 
 def reference_semsegbench_conditions() -> pd.DataFrame:
     """SemSegBench's per-condition ACDC mIoU where published (SegFormer-B5 only): `model, condition, miou`."""
-    return _read("semsegbench_acdc_conditions.csv")
-
-
-def _read(name: str) -> pd.DataFrame:
-    path = REFERENCE_DIR / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: reference table missing from the checkout (copy it from shared/reference)")
-    return pd.read_csv(path)
+    return read_reference("semsegbench_acdc_conditions.csv")
 
 
 def semsegbench_match(model: str, published: Sequence[str]) -> str | None:

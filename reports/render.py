@@ -4,8 +4,9 @@ every table also as CSV and Markdown).
 The reporter reads the run's files only (`results.csv` or, failing that, the rows of `cells/*.json`; `env.json`;
 `cells/*.json` for warnings; `gallery/index.json`; `history.jsonl`) into one `reports.page.Page`, and fills each
 section of `reports.sections.PAGE` from it, in that order. Each section degrades to a one-line "not measured in this
-run" note when its inputs are absent. Templates render with autoescape on, so names from the results (model names,
-warning texts, commands) can never inject markup.
+run" note when its inputs are absent; a damaged file is left out and named under the run summary (or the cell
+warnings); a run that is not whole (killed or interrupted) says so at the top of the page. Templates render with
+autoescape on, so names from the results (model names, warning texts, commands) can never inject markup.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def read_page(run_dir: Path, reference_model: str | None = None) -> Page:
         infos=model_infos(env or {}, T.model_order(frame)),
         out=Outputs(run_dir),
         classes=folder.classes or CITYSCAPES,
+        partial=folder.partial() or "",
     )
 
 
@@ -78,7 +80,8 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
     sections = [build(page) for build in PAGE]
     out = page.out
     markdown = "\n".join(out.markdown)
-    all_md = atomic_write_text(out.path("report.md"), f"# segbench report: {run_dir.name}\n\n{markdown}")
+    banner = f"> {page.partial}\n\n" if page.partial else ""
+    all_md = atomic_write_text(out.path("report.md"), f"# segbench report: {run_dir.name}\n\n{banner}{markdown}")
     template = _environment().get_template("report.html.j2")
     suite = (page.env or {}).get("suite")
     title = f"segbench report — {suite.get('name') if isinstance(suite, dict) else suite or run_dir.name}"
@@ -88,6 +91,7 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         sections=sections,
         models=page.infos,
+        partial=page.partial,
         all_markdown=out.rel(all_md),
     )
     index = atomic_write_text(run_dir / "index.html", html)

@@ -24,11 +24,10 @@ import pandas as pd
 from segbench.bench.results.axes import CATEGORIES, real_conditions, split_condition
 from segbench.bench.results.axes import category_of as _contract_category
 from segbench.bench.results.classes import ClassTable
-from segbench.bench.results.schema import COLUMNS, deploy_variant
+from segbench.bench.results.io import not_a_number
+from segbench.bench.results.schema import COLUMNS, REQUIRED_COLUMNS, deploy_variant
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
-
-REQUIRED_COLUMNS = ("model", "metric", "value")
 
 ACCURACY_METRICS = ("miou", "pixel_acc", "mean_acc")
 FRACTION_UNITS = ("fraction", "ratio", "1")
@@ -88,12 +87,10 @@ def normalize_results(frame: pd.DataFrame, source: str = "results.csv") -> pd.Da
     frame["model"] = frame["model"].astype(str)
     frame["metric"] = frame["metric"].astype(str)
     frame["condition"] = frame["condition"].where(frame["condition"].notna(), "").astype(str)
-    values = pd.to_numeric(frame["value"], errors="coerce")
-    bad = frame["value"].notna() & values.isna()
-    if bad.any():
-        first = frame.loc[bad].iloc[0]
-        raise ValueError(f"{source}: value {first['value']!r} of {first['model']}/{first['metric']} is not a number")
-    frame["value"] = values
+    bad = not_a_number(frame)
+    if bad:
+        raise ValueError(f"{source}: {bad}")
+    frame["value"] = pd.to_numeric(frame["value"])
 
     parsed = [split_condition(c) for c in frame["condition"]]
     corruption = frame["corruption"].where(frame["corruption"].notna() & (frame["corruption"].astype(str) != ""))
@@ -470,26 +467,39 @@ def _points(sel: pd.DataFrame, clean: pd.Series, params: pd.Series) -> pd.DataFr
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _read_reference(name: str, index: str) -> pd.DataFrame:
+def read_reference(name: str, index: str | None = None) -> pd.DataFrame:
+    """A published table shipped with the reporter (`REFERENCE_DIR`), indexed by `index` when given.
+
+    Raises:
+        FileNotFoundError: it is missing from the checkout.
+        ValueError: it does not parse, or has no column `index` (one line naming it).
+    """
     path = REFERENCE_DIR / name
+    remedy = "copy it from shared/reference"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: reference table missing from the checkout (copy it from shared/reference)")
-    return pd.read_csv(path).set_index(index)
+        raise FileNotFoundError(f"{path}: reference table missing from the checkout ({remedy})")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable reference table ({str(exc).splitlines()[0]}); {remedy}") from None
+    if index is not None and index not in frame.columns:
+        raise ValueError(f"{path}: not the reference table segbench ships (no column {index}); {remedy}")
+    return frame if index is None else frame.set_index(index)
 
 
 def reference_table5() -> pd.DataFrame:
     """SegFormer Table 5 (Cityscapes-C mIoU per corruption), index: method."""
-    return _read_reference("cityscapes_c_table5.csv", "method")
+    return read_reference("cityscapes_c_table5.csv", "method")
 
 
 def reference_table1() -> pd.DataFrame:
     """SegFormer Table 1 (params, GFLOPs = GMACs, mIoU), index: variant (`segformer-b0` ...)."""
-    return _read_reference("segformer_table1.csv", "variant")
+    return read_reference("segformer_table1.csv", "variant")
 
 
 def reference_mmseg() -> pd.DataFrame:
     """mmseg model zoo SegFormer Cityscapes rows (mIoU, V100 ms/image), index: variant (`segformer-b0-mmseg` ...)."""
-    return _read_reference("mmseg_segformer_cityscapes.csv", "variant")
+    return read_reference("mmseg_segformer_cityscapes.csv", "variant")
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -309,11 +309,19 @@ def cmd_report(argv: list[str]) -> int:
     p.add_argument("run_dir")
     p.add_argument("--reference", help="reference model for mCE")
     args = p.parse_args(argv)
-    if not (Path(args.run_dir) / "results.csv").is_file():
-        raise FileNotFoundError(f"{args.run_dir}: no results.csv here; give a run folder made by run_bench.py")
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "results.csv").is_file() and not any((run_dir / "cells").glob("*.json")):
+        raise FileNotFoundError(
+            f"{args.run_dir}: no results.csv here, nor any finished cell (cells/*.json); give a run folder made by "
+            "run_bench.py"
+        )
+    from segbench.bench.results.store import RunFolder
     from segbench.reports import render_report
 
-    print(f"report: {render_report(args.run_dir, reference_model=args.reference)}")
+    print(f"report: {render_report(run_dir, reference_model=args.reference)}")
+    partial = RunFolder(run_dir).partial()  # a killed or interrupted run: its finished cells are shown
+    if partial:
+        print(f"note: {partial}", file=sys.stderr)
     return 0
 
 

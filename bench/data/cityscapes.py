@@ -20,7 +20,6 @@ values that are not Cityscapes ids) is checked by :func:`read_image` and :func:`
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from PIL import Image
 from segbench.bench.data.corruptions import MIN_SIZE, SEED_PROTOCOL, condition_seed, corrupt
 from segbench.bench.results.axes import CLEAN, Condition
 from segbench.bench.results.classes import CITYSCAPES
+from segbench.bench.results.files import CORRUPTED, DamagedFileError
 
 ENV_VAR = "CITYSCAPES_DATASET"
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -302,18 +302,20 @@ def corrupted_image_path(corrupted_root: str | Path, condition: Condition, split
 
 
 def read_manifest(folder: str | Path) -> dict:
-    """Reads the manifest.json of a generate-c output folder.
+    """Reads the manifest.json of a generate-c output folder, checked (`bench.results.files.CORRUPTED`).
 
     Raises:
         DataNotFoundError: no manifest.
-        DataError: unreadable manifest.
+        DataError: unreadable or damaged manifest.
     """
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise DataNotFoundError(f"{path}: not found; is {folder} a folder written by generate-c?")
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        return CORRUPTED.read(path)
+    except DamagedFileError as exc:
+        raise DataError(str(exc)) from None
+    except OSError as exc:
         raise DataError(f"{path}: unreadable manifest ({exc}); regenerate the folder with generate-c") from None
 
 

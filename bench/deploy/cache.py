@@ -33,6 +33,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from segbench.bench.results.files import ARTIFACT, DamagedFileError
 from segbench.bench.results.io import TEMP_SUFFIX, atomic_write_bytes, atomic_write_json
 from segbench.bench.run.config import cache_dir
 
@@ -131,15 +132,16 @@ class ArtifactCache:
         return path.with_name(path.name + ".json")
 
     def lookup(self, key: CacheKey) -> CachedArtifact | None:
-        """The complete artifact of `key`, or None (missing, no manifest, another key's, or not the recorded size)."""
+        """The complete artifact of `key`, or None (missing, no manifest or a damaged one, another key's, or not the
+        recorded size)."""
         start = time.perf_counter()
         path = self.path(key)
         try:
-            manifest = json.loads(self.manifest_path(path).read_text())
+            manifest = ARTIFACT.read(self.manifest_path(path))
             size = path.stat().st_size
-        except (OSError, ValueError):
+        except (OSError, DamagedFileError):  # a damaged manifest is a miss: the artifact is built again
             return None
-        if not isinstance(manifest, dict) or manifest.get("digest") != key.digest or manifest.get("bytes") != size:
+        if manifest["digest"] != key.digest or manifest["bytes"] != size:
             return None
         return CachedArtifact(path, size, True, time.perf_counter() - start, float(manifest.get("build_s") or 0.0))
 

@@ -6,6 +6,7 @@ Torch-free, so that `segbench.reports` and `segbench compare` never load torch. 
 * `classes`: the class table as a value (`ClassTable`: names in train-id order, colours, ignore index; `CITYSCAPES`);
 * `schema`: the row's columns, the typed `Row` and its one builder `make_row`, every metric name with its unit and
   direction (`METRICS`), deployment variant names, the schema version;
+* `files`: the schema of every JSON file segbench reads back, and the one reader that names a damaged file in one line;
 * `io`: the one atomic writer, the tidy CSV files, the regression history;
 * `summaries`: robustness (mPC, rPC, mCE), real-world drops and deployment deltas, derived from tidy rows;
 * `store`: the run folder (cells, run.json, env.json), its reader (`read_run`) and the resume check.

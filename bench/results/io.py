@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from segbench.bench.results.schema import COLUMNS, JSON_COLUMNS
+from segbench.bench.results.files import DamagedFileError
+from segbench.bench.results.schema import COLUMNS, JSON_COLUMNS, REQUIRED_COLUMNS
 
 TEMP_SUFFIX = ".tmp"
 
@@ -88,8 +89,19 @@ def _decode_json_columns(frame):
     return frame
 
 
-def read_rows(path: str | Path):
-    """A `results.csv` or `summary.csv` (or a run folder's results.csv) -> pandas DataFrame, lists decoded."""
+def read_rows(path: str | Path, name: str | Path | None = None):
+    """A `results.csv` or `summary.csv` (or a run folder's results.csv) -> pandas DataFrame, lists decoded.
+
+    Checked: the columns `REQUIRED_COLUMNS` are there and every `value` is a number (or empty).
+
+    Args:
+        path: the file, or a run folder.
+        name: how messages name the file (default: its path).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        DamagedFileError: it is not a segbench results CSV (one line naming it).
+    """
     import pandas as pd
 
     path = Path(path)
@@ -97,16 +109,35 @@ def read_rows(path: str | Path):
         path = path / "results.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results file; give a run folder or its results.csv")
+    name = path if name is None else name
+    remedy = "give a results.csv or summary.csv written by segbench"
     try:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=list(COLUMNS))
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a segbench results CSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in ("model", "metric", "value") if c not in frame.columns]
+        raise DamagedFileError(name, f"not a segbench results CSV ({str(exc).splitlines()[0]})", remedy) from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: not a segbench results CSV (no column {', '.join(missing)})")
+        raise DamagedFileError(name, f"not a segbench results CSV (no column {', '.join(missing)})", remedy)
+    bad = not_a_number(frame)
+    if bad:
+        raise DamagedFileError(name, f"not a segbench results CSV ({bad})", remedy)
+    frame["value"] = pd.to_numeric(frame["value"])
     return _decode_json_columns(frame)
+
+
+def not_a_number(frame) -> str | None:
+    """What is wrong with a frame's `value` column: its first value that is not a number (None: every value is a
+    number or empty)."""
+    import pandas as pd
+
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    bad = frame["value"].notna() & values.isna()
+    if not bad.any():
+        return None
+    first = frame.loc[bad].iloc[0]
+    return f"value {first['value']!r} of {first.get('model')}/{first.get('metric')} is not a number"
 
 
 HISTORY = "history.jsonl"

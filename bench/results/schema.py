@@ -11,6 +11,10 @@ from typing import Any
 COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
 
 
+REQUIRED_COLUMNS = ("model", "metric", "value")
+"""The columns a results table must have to be read (the others are filled in empty)."""
+
+
 SCHEMA_VERSION = 1
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.bench.results.classes import ClassTable, class_table
+from segbench.bench.results.files import CELL, ENV, RUN_INFO, RUN_MANIFEST, DamagedFileError, FileKind, set_aside
 from segbench.bench.results.io import atomic_write_json, json_safe, read_rows, write_csv
 from segbench.bench.results.schema import COLUMNS, SCHEMA_VERSION
 from segbench.bench.results.summaries import default_reference, summary_rows
@@ -27,6 +28,27 @@ def cell_filename(cell_id: str) -> str:
     if safe != cell_id:
         safe += "-" + hashlib.sha1(cell_id.encode()).hexdigest()[:8]
     return safe + ".json"
+
+
+def _stored_cell(path: Path) -> dict:
+    """A cell file as a resume trusts it: a cell record (`files.CELL`) stored under the file name of its own id (the
+    name by which the run decides what is done).
+
+    Raises:
+        DamagedFileError: it is not.
+    """
+    record = CELL.read(path)
+    expected = cell_filename(record["cell"])
+    if expected != path.name:
+        raise DamagedFileError(path, f"holds cell {record['cell']!r}, whose file is {expected}", CELL.remedy)
+    return record
+
+
+def _set_aside(damaged: DamagedFileError, then: str) -> None:
+    """Rename a damaged file aside (`files.set_aside`) with one warning line: the file, what is wrong, its new name
+    and `then` (what happens next)."""
+    moved = set_aside(damaged.path)
+    print(f"warning: {damaged.path}: {damaged.problem}; set aside as {moved.name}, {then}", file=sys.stderr)
 
 
 class RunStore:
@@ -52,39 +74,50 @@ class RunStore:
         return atomic_write_json(self.cell_path(record["cell"]), {"schema": SCHEMA_VERSION, **record})
 
     def finished(self) -> dict[str, dict]:
-        """Finished cells by id. A file that does not parse (not written by this code) is reported and skipped."""
+        """Finished cells by id. A damaged cell file (empty, unparsable, not a cell record, or named for another cell:
+        `_stored_cell`) is set aside (`files.set_aside`, never deleted) with one warning line, so that the run computes
+        the cell again."""
         out = {}
-        if not self.cells_dir.is_dir():
-            return out
-        for path in sorted(self.cells_dir.glob("*.json")):
+        for path in sorted(self.cells_dir.glob("*.json")) if self.cells_dir.is_dir() else ():
             try:
-                record = json.loads(path.read_text())
-                out[record["cell"]] = record
-            except (OSError, ValueError, KeyError) as exc:
+                record = _stored_cell(path)
+            except DamagedFileError as exc:
+                _set_aside(exc, "the cell will be recomputed")
+                continue
+            except OSError as exc:
                 print(f"warning: ignoring unreadable cell file {path} ({exc}); it will be recomputed", file=sys.stderr)
+                continue
+            out[record["cell"]] = record
         return out
 
     def read_manifest(self) -> dict | None:
+        """run.json, checked as a resume compares it (`files.RUN_MANIFEST`); None when there is none.
+
+        Raises:
+            DamagedFileError: it is damaged (one line naming it).
+        """
         path = self.dir / "run.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        return RUN_MANIFEST.read(path) if path.is_file() else None
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
         return atomic_write_json(self.dir / "run.json", manifest)
 
     def write_env(self, env: Mapping[str, Any]) -> Path:
-        """Write env.json; earlier sessions of a resumed run are kept under `sessions`."""
+        """Write env.json; earlier sessions of a resumed run are kept under `sessions` (a damaged env.json is set
+        aside, with one warning line)."""
         path = self.dir / "env.json"
         sessions = []
         if path.is_file():
             try:
-                old = json.loads(path.read_text())
+                old = ENV.read(path)
                 sessions = old.pop("sessions", []) + [old]
-            except ValueError:
-                pass
+            except DamagedFileError as exc:
+                _set_aside(exc, "a new one is written")
         return atomic_write_json(path, {**env, "sessions": sessions})
 
     def gather(self, order: Sequence[str] | None = None, reference_model: str | None = None, suite: str = "") -> Path:
-        """Write results.csv (and summary.csv when there are corrupted cells) from the finished cells.
+        """Write results.csv (and summary.csv when there are corrupted cells) from the finished cells (damaged cell
+        files are set aside: `finished`).
 
         Args:
             order: cell ids in plan order (others follow, sorted); makes the CSV independent of finishing order.
@@ -112,9 +145,13 @@ class RunStore:
 class RunFolder:
     """A finished (or running) run folder, read through the contract: what the report and the regression check use.
 
+    Every file is checked against its schema (`bench.results.files`); a damaged one is left out, with one line in
+    `problems`, and the folder reads on without it.
+
     Attributes:
         dir: the folder.
-        problems: unreadable files met while reading (one line each), for the report to show.
+        problems: damaged or unreadable files met while reading (one line each, naming the file relative to the
+            folder), for the report to show.
     """
 
     def __init__(self, run_dir: str | Path):
@@ -124,22 +161,28 @@ class RunFolder:
         self.problems: list[str] = []
         self._cells: list[dict] | None = None
 
-    def read_json(self, name: str) -> Any:
-        """A JSON file of the folder (`name` relative to it); None when missing (noted in problems when unreadable)."""
+    def _problem(self, line: str) -> None:
+        if line not in self.problems:  # a file read twice is one problem
+            self.problems.append(line)
+
+    def read_json(self, name: str, kind: FileKind) -> Any:
+        """A JSON file of the folder (`name` relative to it), checked as `kind`; None when missing, or damaged or
+        unreadable (then noted in `problems`)."""
         path = self.dir / name
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            self.problems.append(f"{name}: unreadable ({exc.__class__.__name__}: {exc})")
-            return None
+            return kind.read(path, name)
+        except DamagedFileError as exc:
+            self._problem(str(exc))
+        except OSError as exc:
+            self._problem(f"{name}: unreadable ({exc.strerror or exc})")
+        return None
 
     @property
     def manifest(self) -> dict:
         """run.json (what the run is), or {}."""
-        data = self.read_json("run.json")
-        return data if isinstance(data, dict) else {}
+        return self.read_json("run.json", RUN_INFO) or {}
 
     @property
     def classes(self) -> ClassTable | None:
@@ -154,36 +197,55 @@ class RunFolder:
 
     @property
     def env(self) -> dict | None:
-        """env.json (provenance), or None when missing or unreadable."""
-        data = self.read_json("env.json")
-        return data if isinstance(data, dict) else None
+        """env.json (provenance), or None when missing or damaged."""
+        return self.read_json("env.json", ENV)
 
     def cells(self) -> list[dict]:
-        """The cell records of `cells/*.json`, each with its file name under `_file` (unreadable ones in problems)."""
+        """The cell records of `cells/*.json`, each with its file name under `_file` (damaged ones in problems)."""
         if self._cells is None:
             self._cells = []
             for path in sorted((self.dir / "cells").glob("*.json")):
-                record = self.read_json(f"cells/{path.name}")
-                if isinstance(record, dict):
-                    self._cells.append({**record, "_file": path.name})
-                elif record is not None:
-                    self.problems.append(f"cells/{path.name}: not a JSON object")
+                name = f"cells/{path.name}"
+                try:
+                    self._cells.append({**CELL.read(path, name), "_file": path.name})
+                except DamagedFileError as exc:
+                    self._problem(str(exc))
+                except OSError as exc:
+                    self._problem(f"{name}: unreadable ({exc.strerror or exc})")
         return self._cells
 
     def rows(self) -> tuple[Any, str]:
-        """(DataFrame of the tidy rows, where they came from): results.csv, else the cells' rows (a running run)."""
+        """(DataFrame of the tidy rows, where they came from): results.csv, else the cells' rows (a running or
+        interrupted run, or a damaged results.csv: noted in problems).
+
+        Raises:
+            FileNotFoundError: neither results.csv nor any cell is there.
+            DamagedFileError: results.csv is damaged and no cell is there to read instead.
+        """
         import pandas as pd
 
         csv = self.dir / "results.csv"
+        damaged = None
         if csv.is_file():
-            return read_rows(csv), "results.csv"
+            try:
+                return read_rows(csv, "results.csv"), "results.csv"
+            except DamagedFileError as exc:
+                damaged = exc
         cells = self.cells()
         if not cells:
+            if damaged is not None:
+                raise damaged
             raise FileNotFoundError(
                 f"{self.dir}: neither results.csv nor cells/*.json found; is this a run folder (runs/<suite>-<time>)?"
             )
-        rows = [r for c in cells for r in c.get("rows", []) if isinstance(r, dict)]
+        rows = [r for c in cells for r in c["rows"]]
         frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(COLUMNS))
+        if damaged is not None:
+            self._problem(
+                f"{damaged.path}: {damaged.problem}; the rows were read from cells/*.json instead (`--resume` gathers "
+                "it again)"
+            )
+            return frame, "cells/*.json (results.csv damaged)"
         return frame, "cells/*.json (results.csv not gathered yet)"
 
     def frame(self):
@@ -193,13 +255,13 @@ class RunFolder:
     def summary(self, reference_model: str | None = None):
         """summary.csv as a DataFrame, against `reference_model` (None: the one the run used).
 
-        When another reference is asked for (or the file is missing), summary.csv is rewritten first with the
-        contract's own `summary_rows`, so the file always holds what a report built from it shows.
+        When another reference is asked for (or the file is missing or damaged: noted in problems), summary.csv is
+        rewritten first with the contract's own `summary_rows`, so the file always holds what a report built from it
+        shows.
         """
         import pandas as pd
 
-        path = self.dir / "summary.csv"
-        current = read_rows(path) if path.is_file() else None
+        current = self._summary_file()
         if current is not None and "reference" in current.columns:
             used = current["reference"].dropna()
             used = used.iloc[0] if len(used) else None
@@ -212,6 +274,48 @@ class RunFolder:
         )
         summary = RunStore(self.dir).write_summary(rows, suite, reference_model)
         return pd.DataFrame(summary) if summary else pd.DataFrame(columns=[*COLUMNS, "reference"])
+
+    def _summary_file(self):
+        """summary.csv as written, or None when missing or damaged (noted in problems)."""
+        path = self.dir / "summary.csv"
+        if not path.is_file():
+            return None
+        try:
+            return read_rows(path, "summary.csv")
+        except DamagedFileError as exc:
+            self._problem(f"{exc.path}: {exc.problem}; recomputed from the rows and written again")
+            return None
+
+    def partial(self) -> str | None:
+        """One line when the run is not whole (killed or interrupted before results.csv was gathered, or cells of
+        run.json's models x conditions not finished), saying how far it got and how to go on; None otherwise."""
+        gathered = (self.dir / "results.csv").is_file()
+        expected = self._expected()
+        if expected:
+            finished = {(c.get("model"), c.get("condition")) for c in self.cells() if c.get("kind") == "accuracy"}
+            if gathered and expected <= finished:
+                return None
+            done = f"{len(expected & finished)} of {len(expected)} accuracy cells finished"
+        elif gathered:
+            return None
+        else:
+            done = f"{len(self.cells())} cells finished"
+        if not gathered:
+            done += ", results.csv not gathered"
+        return f"partial run: {done}; resume with the run's command and --out {self.dir} --resume"
+
+    def _expected(self) -> set[tuple[str, str]] | None:
+        """The (model, condition) pairs of the run's accuracy cells, from run.json's models and conditions (None when
+        it does not say)."""
+        manifest = self.manifest
+        config = manifest.get("config") or {}
+        settings = manifest.get("settings") or {}
+        models, conditions = config.get("models"), settings.get("conditions")
+        if not isinstance(models, list) or not isinstance(conditions, list):
+            return None
+        if config.get("only") == "efficiency":
+            return set()
+        return {(str(m), str(c)) for m in models for c in conditions}
 
 
 def read_run(run_dir: str | Path) -> RunFolder:

@@ -151,10 +151,12 @@ def resolve_run_dir(config: RunConfig) -> Path:
 
 
 def prepare(store: RunStore, manifest: dict[str, Any], env: dict[str, Any]) -> set[str]:
-    """Rank 0: check (on resume) or create the run folder's run.json and env.json; returns the finished cells' ids.
+    """Rank 0: check (on resume) or create the run folder's run.json and env.json; returns the finished cells' ids
+    (damaged cell files are set aside, and so computed again: `RunStore.finished`).
 
     Raises:
         RunMismatchError: the folder holds a run made with other settings.
+        DamagedFileError: its run.json is damaged (one line naming it).
     """
     old = store.read_manifest()
     if old is not None:

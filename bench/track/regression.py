@@ -26,7 +26,6 @@ version, unreadable input).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.bench.results import io as results_io
+from segbench.bench.results.files import BASELINE, DamagedFileError
 from segbench.bench.results.io import atomic_write_json, read_rows
 from segbench.bench.results.schema import (
     GFLOPS,
@@ -94,18 +94,20 @@ def load_results(path: str | Path) -> ResultSet:
     path = Path(path)
     if path.is_file() and path.suffix == ".json":
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            data = BASELINE.read(path)
+        except DamagedFileError as e:
+            raise CompareError(str(e)) from None
+        except OSError as e:
             raise CompareError(f"{path}: unreadable baseline ({e})") from None
-        if data.get("format") != BASELINE_FORMAT:
-            raise CompareError(f"{path}: not a segbench baseline (format {data.get('format')!r})")
+        if data["format"] != BASELINE_FORMAT:
+            raise CompareError(f"{path}: not a segbench baseline (format {data['format']!r}); {BASELINE.remedy}")
         return ResultSet(str(path), data["suite"], data["suite_version"], data["rows"], data.get("provenance", {}))
     if path.is_dir():
         folder = RunFolder(path)
         cells = folder.cells()
         if not cells:
             raise CompareError(f"{path}: no finished cells (cells/*.json); is it a run folder?")
-        rows = [r for cell in cells for r in cell.get("rows", [])]
+        rows = [r for cell in cells for r in cell["rows"]]
         if (path / "summary.csv").is_file():
             rows.extend(folder.summary().to_dict("records"))
         run = folder.manifest

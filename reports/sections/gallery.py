@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from segbench.bench.results.classes import ClassTable
+from segbench.bench.results.files import GALLERY
 from segbench.bench.results.io import atomic_write
 from segbench.bench.results.store import RunFolder
 from segbench.reports import tables as T
@@ -50,15 +51,13 @@ def _gallery_image(
 def _entries(data: dict, models: list[str], run_dir: Path, out: Outputs, problems: list[str], palette) -> dict:
     """(corruption, severity) -> its input and each model's prediction, from index.json's conditions (clean: 0)."""
     entries: dict[tuple[str, int], dict] = {}
-    for item in data["conditions"]:
-        if not isinstance(item, dict):
-            continue
-        name = str(item.get("condition", ""))
+    for item in data["conditions"]:  # checked: objects with a `condition` name (`files.GALLERY`)
+        name = item["condition"]
         corruption, severity = ("clean", 0) if name == "clean" else T.split_condition(name)
         if corruption is None:
             problems.append(f"gallery condition {name!r} is neither 'clean' nor '<corruption>-<severity>'")
             continue
-        preds = item.get("predictions") if isinstance(item.get("predictions"), dict) else {}
+        preds = item.get("predictions", {})
         entries[corruption, severity] = {
             "input": _gallery_image(run_dir, item.get("input"), out, problems),
             "predictions": [
@@ -77,10 +76,10 @@ def gallery(page: Page, sec: Section) -> Section:
         sec.missing = "Not made in this run: no gallery/index.json."
         return sec
     folder = RunFolder(run_dir)
-    data = folder.read_json("gallery/index.json")
+    data = folder.read_json("gallery/index.json", GALLERY)
     problems = folder.problems
-    if not isinstance(data, dict) or not isinstance(data.get("conditions"), list):
-        sec.missing = f"gallery/index.json is not in the expected form ({'; '.join(problems) or 'no conditions list'})."
+    if data is None:
+        sec.missing = f"{'; '.join(problems)}."
         return sec
     entries = _entries(data, page.models, run_dir, out, problems, page.classes.palette)
     corruptions = [c for _, names in T.column_groups([c for c, _ in entries]) for c in names]
