@@ -7,6 +7,8 @@ Torch-free, so that `segbench.reports` and `segbench compare` never load torch. 
 * `schema`: the row's columns, the typed `Row` and its one builder `make_row`, every metric name with its unit and
   direction (`METRICS`), deployment variant names, the schema version;
 * `io`: the one atomic writer, the tidy CSV files, the regression history;
+* `targets`: output paths a user names, checked before a write (what is there; only the writer's own kind is
+  replaced);
 * `summaries`: robustness (mPC, rPC, mCE), real-world drops and deployment deltas, derived from tidy rows;
 * `store`: the run folder (cells, run.json, env.json), its reader (`read_run`) and the resume check.
 """
