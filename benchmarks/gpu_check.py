@@ -37,6 +37,17 @@ CARRY = """\
 #   segbench itself needs no install: pytest imports it from the checkout (pyproject.toml's pythonpath)."""
 
 
+def check_json_target(path: Path, flag: str = "--json") -> Path:
+    """Where the rows go: nothing there yet, or an earlier GPU check's JSON (replaced); anything else is refused,
+    untouched (`TargetError`, one line)."""
+    from segbench.bench.results.targets import check_target, json_object
+
+    def earlier_check(path: Path) -> bool:
+        return {"rows", "counts"} <= set(json_object(path) or {})
+
+    return check_target(path, flag, "a GPU check's JSON", "give a new .json file", earlier_check)
+
+
 def pytest_command(device: str, json_path: Path | None, budget_scale: float | None, extra: Sequence[str]) -> list[str]:
     """The pytest command line that runs the GPU check on `device`, with pytest options `extra` after it."""
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "--gpu-device", device]
@@ -48,7 +59,8 @@ def pytest_command(device: str, json_path: Path | None, budget_scale: float | No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the carry note, run the GPU check under pytest, and return its exit code (2: no GPU for a CUDA device).
+    """Print the carry note, run the GPU check under pytest, and return its exit code (2: no GPU for a CUDA device,
+    or a --json path that holds something else).
 
     Args:
         argv: command-line arguments (None: `sys.argv[1:]`); those it does not know are pytest's.
@@ -58,6 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     ap.add_argument("--budget-scale", type=float, help="multiply every time budget (default: 1 on a GPU, 4 on a CPU)")
     args, extra = ap.parse_known_args(argv)
+    if args.json is not None:
+        from segbench.bench.results.targets import TargetError
+
+        try:
+            check_json_target(args.json)
+        except TargetError as e:
+            print(f"gpu_check: {e}", file=sys.stderr)
+            return 2
     print(CARRY, flush=True)
     if args.device.startswith("cuda"):
         import torch

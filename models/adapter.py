@@ -44,7 +44,7 @@ from torch import nn
 
 from segbench.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
 from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
-from segbench.models.sources import BuildRequest, SourceError, SourceInfo, first_line, map_labels
+from segbench.models.sources import BuildRequest, SourceError, SourceInfo, first_line, json_kind, map_labels
 
 DECLARATION_KEYS = ("mean", "std", "input_range", "trained", "output_stride", "eval_crop", "eval_stride", "class_names")
 """The keys of a model declaration (`segbench_meta`, a sidecar JSON, `--model-meta`)."""
@@ -123,7 +123,7 @@ def parse_declaration(raw: Mapping[str, Any] | ModelMeta, where: str) -> Declara
     if unknown:
         raise SourceError(f"{where}: unknown keys {', '.join(map(str, unknown))}; known: {', '.join(DECLARATION_KEYS)}")
     input_range = raw.get("input_range", "0-1")
-    if input_range not in INPUT_RANGES:
+    if not isinstance(input_range, str) or input_range not in INPUT_RANGES:
         raise SourceError(f"{where}: input_range must be one of {', '.join(INPUT_RANGES)}, got {input_range!r}")
     scale = INPUT_RANGES[input_range]
     if scale != 1.0 and not ("mean" in raw and "std" in raw):
@@ -170,7 +170,10 @@ def read_declaration_file(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SourceError(f"{path}: cannot read it as a JSON model declaration ({first_line(e)})") from None
     if not isinstance(data, dict):
-        raise SourceError(f'{path}: a model declaration must be a JSON object ({{"mean": [...], ...}})')
+        raise SourceError(
+            f'{path}: a model declaration must be a JSON object ({{"mean": [...], "trained": true, ...}}), '
+            f"not {json_kind(data)}"
+        )
     return data
 
 

@@ -25,9 +25,13 @@ source (`models/hf.py`, `models/user.py`, `models/exported.py`; the shared wrapp
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 SOURCE_KINDS = ("hf", "py", "torchscript", "onnx")
@@ -174,12 +178,13 @@ def map_labels(
 
     Raises:
         SourceError: a dataset class with no model label (naming them, and `--label-map FILE`), or a label map that
-            names labels the model does not have.
+            is not one (`check_label_map`) or names labels the model does not have.
     """
     index = {}
     for i, label in enumerate(model_labels):
         index.setdefault(label_key(label), i)
-    given = {label_key(k): v for k, v in (label_map or {}).items()}
+    checked = check_label_map(label_map, dataset_classes, f"{what}: --label-map") if label_map is not None else {}
+    given = {label_key(k): v for k, v in checked.items()}
     unknown = sorted(v for v in given.values() if label_key(v) not in index)
     if unknown:
         raise SourceError(f"{what}: --label-map names labels it does not have: {', '.join(unknown)}")
@@ -197,3 +202,68 @@ def map_labels(
             "pass --label-map FILE (JSON: dataset class -> the model's label) if they go by other names"
         )
     return out
+
+
+LABEL_MAP_EXAMPLE = '{"vegetation": "tree", "traffic sign": "signboard"}'
+
+
+def json_kind(value: Any) -> str:
+    """A JSON value's kind in words ("a list", "a number", ...), for messages about a file that holds the wrong one."""
+    kinds = {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def check_label_map(data: Any, dataset_classes: Sequence[str], where: str) -> dict[str, str]:
+    """A label map checked: a mapping of the dataset's class names (matched as `label_key` does, so `traffic_sign`
+    is `traffic sign`) to the model's label names.
+
+    Args:
+        data: the map (a JSON file's content, or a dict from the Python API).
+        dataset_classes: the dataset's class names; () when unknown (then the keys are not checked).
+        where: names the map in messages (the file, or `--label-map`).
+
+    Raises:
+        SourceError: not a mapping, a value that is not a name, or a key that is no class of the dataset (naming
+            it, with the closest class names).
+    """
+    if not isinstance(data, Mapping):
+        raise SourceError(
+            f"{where}: a label map is an object of dataset class -> the model's label name "
+            f"(e.g. {LABEL_MAP_EXAMPLE}), not {json_kind(data)}"
+        )
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not value.strip():
+            raise SourceError(
+                f"{where}: {key!r} maps to {json_kind(value)} ({value!r}); map each dataset class to the model's "
+                f"label name, a string (e.g. {LABEL_MAP_EXAMPLE})"
+            )
+    known = {label_key(c): c for c in dataset_classes}
+    unknown = [key for key in data if known and label_key(key) not in known]
+    if unknown:
+        names = list(dataset_classes)
+        lowered = {n.lower(): n for n in names}
+        hints = []
+        for key in unknown:
+            close = [lowered[c] for c in difflib.get_close_matches(key.lower(), list(lowered), n=3, cutoff=0.6)]
+            hints.append(f"{key!r} (closest: {', '.join(close)})" if close else repr(key))
+        raise SourceError(
+            f"{where}: not a class of the dataset: {'; '.join(hints)}; the keys are the dataset's class names "
+            f"({', '.join(names)})"
+        )
+    return dict(data)
+
+
+def read_label_map(path: str | os.PathLike, dataset_classes: Sequence[str] = ()) -> dict[str, str]:
+    """A `--label-map` JSON file, checked (`check_label_map`; its messages name the file).
+
+    Raises:
+        SourceError: unreadable, not JSON, or not a label map.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SourceError(
+            f"{path}: cannot read it as JSON ({first_line(e)}); a label map is a JSON object of dataset class -> the "
+            f"model's label name (e.g. {LABEL_MAP_EXAMPLE})"
+        ) from None
+    return check_label_map(data, dataset_classes, str(path))

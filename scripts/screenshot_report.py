@@ -43,7 +43,14 @@ def find_chromium(path: str | None = None) -> str:
 
 
 def screenshot(run_dir: Path, out: Path, width: int = 1400, height: int = 4000, chromium: str | None = None) -> Path:
-    """Screenshot `run_dir/index.html` into `out` (PNG) with headless Chromium; returns `out`."""
+    """Screenshot `run_dir/index.html` into `out` (PNG) with headless Chromium; returns `out`.
+
+    Raises:
+        TargetError: `out` is something other than a PNG image (a folder, a report, ...); it is left as it is.
+    """
+    from segbench.bench.results.targets import check_target, describe
+
+    check_target(out, "--out", "a PNG image", "give a new .png file", lambda p: describe(p) == "a PNG image")
     index = run_dir / "index.html"
     if not index.is_file():
         raise FileNotFoundError(

@@ -32,6 +32,7 @@ from segbench.bench.data.cityscapes import CityscapesDataset  # noqa: E402
 from segbench.bench.data.synthetic import write_synthetic_cityscapes  # noqa: E402
 from segbench.bench.measure.inference import normalize  # noqa: E402
 from segbench.bench.measure.metrics import confusion_matrix, mean_iou  # noqa: E402
+from segbench.bench.results.targets import TargetError, check_target  # noqa: E402
 
 OUT = ROOT / "suites" / "demo_weights"
 
@@ -76,8 +77,12 @@ def main() -> None:
     ap.add_argument("--size", default="128x256", help="HxW of the synthetic scenes (the demo suite's size)")
     ap.add_argument("--crop", default="96x192", help="HxW random training crop ('none' for whole scenes)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--out", default=str(OUT), help="folder of checkpoints to write <model>.safetensors and .json to")
     args = ap.parse_args()
+    try:  # before training: a file named as the folder is refused, untouched
+        check_target(args.out, "--out", "a folder of checkpoints", "give a folder", Path.is_dir)
+    except TargetError as e:
+        raise SystemExit(f"error: {e}") from None
     h, w = (int(v) for v in args.size.split("x"))
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)

@@ -197,6 +197,9 @@ def cmd_run(argv: list[str]) -> int:
         raise UsageError("--update-baseline needs --baseline FILE (where to write it)")
     from segbench import suites
     from segbench.bench.api import run_suite
+    from segbench.bench.track import regression
+
+    regression.check_outputs(args.baseline, args.update_baseline, args.history, args.summary)  # before the run
 
     suite = suites.get_suite(args.suite)
     result = run_suite(suite, run_config(args))
@@ -204,8 +207,6 @@ def cmd_run(argv: list[str]) -> int:
         return 0
     code = 0
     if args.baseline:
-        from segbench.bench.track import regression
-
         if args.update_baseline:
             path = regression.write_baseline(regression.load_results(result.run_dir), args.baseline)
             print(f"baseline written: {path}")

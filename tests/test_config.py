@@ -204,3 +204,121 @@ def test_bf16_on_a_gpu_without_it_is_refused_in_one_line(monkeypatch):
     assert check_precision_supported("bf16", "cuda:0") == "bf16"
     assert check_precision_supported("fp16", "cuda:1") == "fp16" and check_precision_supported("fp32", "cuda:1")
     assert check_precision_supported("bf16", "cpu") == "bf16"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Every field of the Python API refuses a wrong type or value with a ConfigError naming it
+# --------------------------------------------------------------------------------------------------------------------
+
+BAD_RUN_CONFIG = {
+    "suite": [123, "", None],
+    "suite_version": [1, None],
+    "models": [123, {"segformer-b0": 1}, [1], "segformer-b9"],
+    "weights": [["segformer-b0"], {"segformer-b0": 5}, "ckpt.pth"],
+    "weights_text": [5, ["a"]],
+    "data_root": [5, ["/data"]],
+    "data_roots": [["acdc"], {"acdc": 5}, {"kitti": "/data"}],
+    "split": [1, ""],
+    "corrupted_root": [5, {"a": 1}],
+    "out_dir": [5, None, "FILE"],
+    "run_id": [5, "a/b", ".."],
+    "device": [0, "tpu", ["cpu"]],
+    "precision": [16, "fp64", ["fp32"]],
+    "batch_size": [0, -1, "2", 1.5, True],
+    "workers": [-1, "two", 1.5, None, True],
+    "corruptions": [3, [1], "rain", {"fog": 1}],
+    "severities": [3, "6", [0], [True], 1.5],
+    "max_images": [0, -5, "10", 2.5],
+    "only": ["speed", 1, ["accuracy"]],
+    "resume": ["yes", 1, None],
+    "quiet": ["no", 0],
+    "seed": [-1, "0", 1.5, True, None],
+    "allow_random_weights": ["true", 1],
+    "inference": ["slide", 3, {"mode": "tiles"}, {"crop": "big"}, {"unknown": 1}],
+    "fast": ["yes", 1],
+    "channels_last": ["no", 0],
+    "compile": ["yes", 1],
+    "reference_model": [5, ""],
+    "num_classes": [0, -19, "19", 19.0],
+    "sources": [["hf:x"], {"m": 5}],
+    "model_args": [[1], 5, "a=1,a=2", {1: "x"}],
+    "label_map": [5, {"vegetation": "tree"}, "/nonexistent/map.json", "NOT_JSON", "LIST", "TYPO"],
+    "model_meta": [5, "/nonexistent/meta.json", "NOT_JSON", "LIST", "BAD_MEAN"],
+    "backends": [3, ["tpu"], "eager,tpu"],
+    "deploy_precisions": [3, ["fp8"], "int4"],
+    "command": ["python run_bench.py", [1, 2], 5],
+}
+"""A bad value (several, where a field can go wrong in several ways) for every field of `RunConfig`; upper-case
+words stand for files the test writes (see `_materialise`)."""
+
+BAD_INFERENCE_SPEC = {
+    "mode": ["tiles", 1, ["whole"]],
+    "crop": [0, "512", (512,), (512, 0), 512.0, True],
+    "stride": [-1, "x", (1, 2, 3), (True, 2)],
+    "flip": ["yes", 1],
+    "batch_size": [0, "2", -3],
+    "precision": ["fp64", 16, ["fp32"]],
+    "device": ["tpu", 0],
+    "channels_last": ["no", 1],
+}
+
+
+def _materialise(value, tmp_path):
+    """The files the table names by upper-case words."""
+    files = {
+        "FILE": ("a-file", "not a folder"),
+        "NOT_JSON": ("not.json", "vegetation: tree"),
+        "LIST": ("list.json", '["vegetation", "tree"]'),
+        "TYPO": ("typo.json", '{"vegitation": "tree"}'),
+        "BAD_MEAN": ("mean.json", '{"mean": "imagenet"}'),
+    }
+    if not isinstance(value, str) or value not in files:
+        return value
+    name, text = files[value]
+    (tmp_path / name).write_text(text)
+    return str(tmp_path / name)
+
+
+@pytest.mark.parametrize("cls, table", [(RunConfig, BAD_RUN_CONFIG), (InferenceSpec, BAD_INFERENCE_SPEC)])
+def test_every_field_has_bad_values_in_the_table(cls, table):
+    """A new field without bad values in the table fails here: add them, and the check that refuses them."""
+    import dataclasses
+
+    assert sorted(table) == sorted(f.name for f in dataclasses.fields(cls))
+
+
+@pytest.mark.parametrize(
+    "cls, field, value",
+    [(RunConfig, f, v) for f, values in BAD_RUN_CONFIG.items() for v in values]
+    + [(InferenceSpec, f, v) for f, values in BAD_INFERENCE_SPEC.items() for v in values],
+    ids=lambda v: repr(v)[:30] if not isinstance(v, type) else v.__name__,
+)
+def test_every_field_refuses_a_bad_value_naming_the_field(cls, field, value, tmp_path):
+    value = _materialise(value, tmp_path)
+    with pytest.raises(ConfigError) as info:
+        cls(**{field: value})
+    assert info.value.field == field, info.value
+    assert "\n" not in str(info.value) and info.value.problem
+
+
+def test_inference_given_as_a_bad_dict_names_the_inner_field():
+    with pytest.raises(ConfigError) as info:
+        RunConfig(inference={"mode": "slide", "crop": "big"})
+    assert info.value.field == "inference" and info.value.problem.startswith("crop: must be a positive int")
+
+
+def test_typed_values_of_the_python_api_are_kept():
+    """Paths may be `Path`s (kept as text, so that the config round-trips through JSON); sequences may be any."""
+    from pathlib import Path
+
+    cfg = RunConfig(
+        models=["segformer-b0"],
+        severities=range(1, 3),
+        data_root=Path("/data/cityscapes"),
+        weights={"segformer-b0": Path("/ckpt/b0.pth")},
+        out_dir=Path("/tmp/runs"),
+        command=("python", "run_bench.py"),
+    )
+    assert cfg.severities == (1, 2) and cfg.data_root == "/data/cityscapes" and cfg.out_dir == "/tmp/runs"
+    assert cfg.weights == {"segformer-b0": "/ckpt/b0.pth"} and cfg.command == ["python", "run_bench.py"]
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

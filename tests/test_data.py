@@ -226,3 +226,21 @@ def test_corrupted_root_manifest_checks(synthetic_root, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataNotFoundError, match="fog/1/leftImg8bit/val/synthtown/.*not found.*generate-c for fog-1"):
         CityscapesDataset(synthetic_root, condition="fog-1", corrupted_root=folder)
+
+
+def test_corrupted_root_of_another_size_names_the_pre_generated_image(synthetic_root, tmp_path):
+    """A generate-c folder made from other images (another size) is to blame, not the label it is paired with."""
+    folder = tmp_path / "c"
+    (folder / "manifest.json").parent.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"seed_protocol": SEED_PROTOCOL, "base_seed": 0, "split": "val"}))
+    for path in sorted((synthetic_root / "leftImg8bit" / "val").rglob("*.png")):
+        target = folder / "fog" / "1" / path.relative_to(synthetic_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((96, 192, 3), np.uint8)).save(target)
+    dataset = CityscapesDataset(synthetic_root, condition="fog-1", corrupted_root=folder)
+    with pytest.raises(DataError) as info:
+        dataset[0]
+    message = str(info.value)
+    assert message.startswith(f"{folder}/fog/1/leftImg8bit/val/synthtown/synthtown_000000_000019_leftImg8bit.png: ")
+    assert "pre-generated image of 96x192 px, but its label synthtown_000000_000019_gtFine" in message
+    assert "is 64x128 px: the --corrupted-data folder" in message and "\n" not in message

@@ -178,3 +178,22 @@ def test_compare_two_results_csv_with_speed_cells(tmp_path):
     )
     assert code == 0 and "no regression" in lines[0]
     assert regression.main([str(tmp_path / "a" / "results.csv"), str(tmp_path / "b" / "results.csv")]) == 0
+
+
+def test_write_baseline_replaces_only_a_baseline(tmp_path):
+    """The Python API refuses as `--update-baseline` does: a results CSV, a run folder or any other file is left as it
+    is; a new path is written, and a baseline replaced."""
+    from segbench.bench.results.io import write_csv
+    from segbench.bench.results.targets import TargetError
+
+    results = _set(_accuracy_rows())
+    csv = write_csv(_accuracy_rows(), tmp_path / "run" / "results.csv")
+    (tmp_path / "notes.json").write_text('{"format": "mine"}')
+    for target in (csv, csv.parent, tmp_path / "notes.json"):
+        before = target.read_bytes() if target.is_file() else sorted(target.iterdir())
+        with pytest.raises(TargetError, match=f"--update-baseline {target}: this is a .*, not a segbench baseline"):
+            regression.write_baseline(results, target)
+        assert (target.read_bytes() if target.is_file() else sorted(target.iterdir())) == before
+    path = regression.write_baseline(results, tmp_path / "baseline.json")
+    assert regression.write_baseline(_set(_accuracy_rows(50.0)), path) == path
+    assert regression.load_results(path).rows[0]["value"] == 50.0

@@ -377,11 +377,25 @@ class CityscapesDataset(torch.utils.data.Dataset):
         if condition.is_clean:
             image = read_image(sample.image)
         elif self.corrupted_root is not None:
-            image = read_image(corrupted_image_path(self.corrupted_root, condition, self.split, sample))
+            image = self._pre_generated(sample, label.shape)
         else:
             seed = condition_seed(sample.id, condition.corruption, condition.severity, self.base_seed)
             image = corrupt(read_image(sample.image), condition.corruption, condition.severity, seed)
         return dataset_item(image, label, sample.id, sample.label)
+
+    def _pre_generated(self, sample: SampleRef, size: tuple[int, ...]) -> np.ndarray:
+        """The sample's corrupted image from the `--corrupted-data` folder, which must be of the label's size (a folder
+        generated from other images, at another size, is named as the culprit, not the label)."""
+        path = corrupted_image_path(self.corrupted_root, self.condition, self.split, sample)
+        image = read_image(path)
+        if image.shape[:2] != tuple(size):
+            raise DataError(
+                f"{path}: pre-generated image of {image.shape[0]}x{image.shape[1]} px, but its label "
+                f"{sample.label.name} is {size[0]}x{size[1]} px: the --corrupted-data folder {self.corrupted_root} was "
+                "generated from other images; generate it again from this --data (generate-c), or leave "
+                "--corrupted-data out to corrupt on the fly"
+            )
+        return image
 
 
 def dataset_item(image: np.ndarray, label: np.ndarray, sample_id: str, label_path: Path) -> dict:

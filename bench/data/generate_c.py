@@ -53,6 +53,7 @@ from segbench.bench.data.cityscapes import (
 from segbench.bench.data.corruptions import SEED_PROTOCOL, condition_seed, corrupt, warm_up
 from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, Condition
 from segbench.bench.results.io import TEMP_SUFFIX, atomic_write, atomic_write_json, is_temp_file
+from segbench.bench.results.targets import check_target
 from segbench.bench.run.locks import FolderBusyError, folder_lock
 from segbench.bench.run.stop import check_stop
 
@@ -253,7 +254,19 @@ def _live_other_shardings(out: Path, shard: Shard | None) -> list[Shard]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _is_generate_c_folder(path: Path) -> bool:
+    """A folder generate-c may write into: its manifest is there, or nothing but corruption folders (hidden files,
+    such as locks, aside)."""
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir() if not p.name.startswith(".")}
+    return MANIFEST in names or names <= set(CORRUPTIONS + EXTRA_CORRUPTIONS)
+
+
 def _check_writable(out: Path) -> None:
+    """`out` is new, empty or a generate-c folder (anything else is refused untouched), and writable."""
+    instead = "give a new or empty folder, or one generate-c wrote (it holds manifest.json)"
+    check_target(out, "--out", "a generate-c folder", instead, _is_generate_c_folder)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe.", suffix=TEMP_SUFFIX):
@@ -512,6 +525,7 @@ def generate_c(
         ValueError: unknown corruption, severity outside 1-5, workers < 1, a bad shard (or RANK / WORLD_SIZE).
         DataError: bad dataset, unwritable output folder, or an output folder generated with another seed, protocol,
             split or library versions.
+        TargetError: ``out`` is a file, or a folder holding files generate-c did not write (a run folder, a dataset).
         FolderBusyError: another live run holds this share of the folder (the message names it).
     """
     start = time.perf_counter()

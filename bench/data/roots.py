@@ -8,8 +8,8 @@ roots come from `--data` (a bare path, or `name=path,...`) or the datasets' envi
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,8 @@ def synthetic_root(suite: SuiteSpec, datasets: Sequence[str] = ("cityscapes",)) 
     if root.is_dir():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+    tmp = root.parent / f".{root.name}.{secrets.token_hex(8)}"  # mkdir, not mkdtemp (0700): the umask decides
+    tmp.mkdir()
     try:
         write_synthetic_cityscapes(tmp, num_images=s.num_images, size=s.size, split="val", seed=s.seed)
         _write_synthetic_real_world(tmp, real, s)

@@ -8,6 +8,8 @@ Torch-free, so that `segbench.reports` and `segbench compare` never load torch. 
   direction (`METRICS`), deployment variant names, the schema version;
 * `files`: the schema of every JSON file segbench reads back, and the one reader that names a damaged file in one line;
 * `io`: the one atomic writer, the tidy CSV files, the regression history;
+* `targets`: output paths a user names, checked before a write (what is there; only the writer's own kind is
+  replaced);
 * `summaries`: robustness (mPC, rPC, mCE), real-world drops and deployment deltas, derived from tidy rows;
 * `store`: the run folder (cells, run.json, env.json), its reader (`read_run`) and the resume check.
 """

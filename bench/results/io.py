@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,7 +25,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    fd, tmp = _new_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -36,6 +36,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _new_temp_file(path: Path) -> tuple[int, Path]:
+    """Create `.<name>.<random>.tmp` beside `path`, open for writing, as `open()` creates a file: mode 0o666 less the
+    process's umask, which the kernel applies (so a colleague or a web server reads what a 022 umask lets them, and a
+    077 umask keeps it private). `tempfile.mkstemp` would make it 0600 whatever the umask; reading the umask
+    ourselves would mean setting it (`os.umask`), which races with other threads creating files."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # another writer's temporary file of the same name: draw again
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
 
 
 def is_temp_file(path: str | Path) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ def autocast_dtype(precision: str) -> Any:
 
 def check_precision(precision: str, device: str | None = None, field: str = "precision") -> str:
     """`precision` if it is one of `PRECISIONS` (and, given a device, one that device runs: fp16 needs CUDA)."""
-    if precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ConfigError(field, f"{precision!r} is not a precision; choose one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device is not None and not str(device).startswith("cuda"):
         raise ConfigError(field, "fp16 needs a CUDA device; use bf16 or fp32 on CPU")
@@ -82,18 +82,35 @@ def check_device(device: str, field: str = "device") -> str:
     return device
 
 
-def split_list(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """A comma list as typed on the command line (`"fog, snow"`), or a sequence, as a tuple of stripped names."""
+def split_list(value: str | Sequence[str] | None, field: str = "value") -> tuple[str, ...]:
+    """A comma list as typed on the command line (`"fog, snow"`), or a sequence of names, as a tuple of stripped
+    names; anything else is a `ConfigError` naming `field`."""
     if value is None:
         return ()
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(str(item).strip() for item in items if str(item).strip())
+    items = (
+        value.split(",")
+        if isinstance(value, str)
+        else _sequence(value, field, "a comma list or a sequence of names", str)
+    )
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _sequence(value: Any, field: str, what: str, of: type | None = None) -> list[Any]:
+    """The items of a list, tuple or other iterable (not a text, a mapping or a scalar), each an `of` when given;
+    anything else is a `ConfigError` saying the field must be `what`."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ConfigError(field, f"must be {what}, got {value!r}")
+    items = list(value)
+    if of is not None and not all(isinstance(item, of) for item in items):
+        raise ConfigError(field, f"must be {what}, got {value!r}")
+    return items
 
 
 def parse_severities(value: str | Sequence[int | str] | None, field: str = "severities") -> tuple[int, ...]:
     """Severities 1-5 from a comma list (`"1,3,5"`) or a sequence; () when none are given."""
     out = []
-    for item in split_list(value) if isinstance(value, str) else (value or ()):
+    items = () if value is None else split_list(value, field) if isinstance(value, str) else value
+    for item in _sequence(items, field, "a comma list or a sequence of severities 1-5"):
         text = str(item).strip()
         if isinstance(item, bool) or not text.isdigit() or int(text) not in SEVERITIES:
             raise ConfigError(field, f"{item!r} is not a severity; use integers 1-5, e.g. 1,3,5")
@@ -103,7 +120,7 @@ def parse_severities(value: str | Sequence[int | str] | None, field: str = "seve
 
 def parse_corruptions(value: str | Sequence[str] | None, field: str = "corruptions") -> tuple[str, ...]:
     """Corruption names from a comma list or a sequence, each one of the Cityscapes-C ones or the extra ones."""
-    names = split_list(value)
+    names = split_list(value, field)
     for name in names:
         if name not in CORRUPTIONS + EXTRA_CORRUPTIONS:
             raise ConfigError(
@@ -130,7 +147,7 @@ def parse_data(
     """
     out: dict[str, str] = {}
     for name, path in (roots or {}).items():
-        out[_data_name(name, field)] = str(path)
+        out[_data_name(name, "data_roots")] = str(path)
     if text is None or str(text).strip() == "":
         return out.get("cityscapes"), out
     text = str(text).strip()
@@ -164,11 +181,11 @@ def parse_grid(backends: Any, precisions: Any) -> tuple[tuple[str, ...], tuple[s
     """`backends` and `deploy_precisions` as tuples of known names (a comma list is split)."""
     from segbench.bench.results.schema import DEPLOY_BACKENDS, DEPLOY_PRECISIONS
 
-    names = split_list(backends)
+    names = split_list(backends, "backends")
     for name in names:
         if name not in DEPLOY_BACKENDS:
             raise ConfigError("backends", f"{name!r} is not a backend; choose from {', '.join(DEPLOY_BACKENDS)}")
-    chosen = split_list(precisions)
+    chosen = split_list(precisions, "deploy_precisions")
     for name in chosen:
         if name not in DEPLOY_PRECISIONS:
             raise ConfigError(
@@ -198,7 +215,7 @@ def expand_models(value: str | Sequence[str] | None, field: str = "models") -> t
     from segbench.models.sources import SourceError, parse_model_spec
 
     known = set(models.list_models()) | set(models.list_plugin_models())
-    tokens = split_list(value)
+    tokens = split_list(value, field)
     if not tokens:
         raise ConfigError(field, f"no model names in {value!r}; give a comma list such as segformer-b0,b5")
     out: list[str] = []
@@ -289,12 +306,50 @@ def default_workers(device: str) -> int:
 def _pair(value: Any, name: str) -> tuple[int, int] | None:
     if value is None:
         return None
-    if isinstance(value, int):
-        value = (value, value)
-    value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ValueError(f"{name} must be a positive int or an (H, W) pair of positive ints, got {value!r}")
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        not isinstance(pair, list | tuple)
+        or len(pair) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)
+    ):
+        raise ConfigError(name, f"must be a positive int or an (H, W) pair of positive ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be True or False, got {value!r}")
     return value
+
+
+def _text(value: Any, field: str, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(field, f"must be a non-empty string{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
+def _path(value: Any, field: str, optional: bool = True) -> str | None:
+    """A path given as a string or an `os.PathLike` (kept as a string, so that the config round-trips through JSON)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise ConfigError(field, f"must be a path (a string or a Path){' or None' if optional else ''}, got {value!r}")
+    return os.fspath(value)
+
+
+def _mapping(value: Any, field: str, values: str = "strings") -> dict[str, Any]:
+    """A mapping of names to strings (or paths, `values="paths"`), as a plain dict."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(field, f"must be a mapping (dict) of names to {values}, got {value!r}")
+    out = {}
+    for key, item in value.items():
+        ok = isinstance(item, str | os.PathLike) if values == "paths" else isinstance(item, str)
+        if not isinstance(key, str) or not ok:
+            raise ConfigError(field, f"must map names to {values}; got {key!r}: {item!r}")
+        out[key] = os.fspath(item)
+    return out
 
 
 @dataclass(frozen=True)
@@ -322,11 +377,13 @@ class InferenceSpec:
     channels_last: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
             raise ConfigError("mode", f"inference mode {self.mode!r} unknown; choose one of {', '.join(MODES)}")
         check_device(self.device)
         check_precision(self.precision, self.device)
         _positive_int(self.batch_size, "batch_size")
+        _flag(self.flip, "flip")
+        _flag(self.channels_last, "channels_last")
         object.__setattr__(self, "crop", _pair(self.crop, "crop"))
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
 
@@ -454,13 +511,10 @@ class RunConfig:
     command: list[str] | None = None
 
     def __post_init__(self) -> None:
-        entries = expand_models(self.models) if isinstance(self.models, str) else split_list(self.models)
+        self._check_types()
+        entries = expand_models(self.models) if isinstance(self.models, str) else split_list(self.models, "models")
         self.models, self.sources = split_sources(entries, self.sources)
         self.model_args = parse_model_args_field(self.model_args)
-        for name in ("label_map", "model_meta"):
-            path = getattr(self, name)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(name, f"{path}: no such file; give a JSON file")
         twice = sorted({m for m in self.models if self.models.count(m) > 1})
         if twice:
             raise ConfigError("models", f"{', '.join(twice)} listed more than once")
@@ -474,7 +528,7 @@ class RunConfig:
         _positive_int(self.batch_size, "batch_size")
         _positive_int(self.num_classes, "num_classes")
         self.workers = parse_workers(self.workers, lambda: default_workers(self.device))
-        if self.only not in ONLY:
+        if not isinstance(self.only, str | None) or self.only not in ONLY:
             raise ConfigError("only", f"{self.only!r} unknown; choose one of {', '.join(map(str, ONLY[1:]))} or None")
         if self.max_images is not None:
             _positive_int(self.max_images, "max_images", "a positive integer or None")
@@ -482,9 +536,62 @@ class RunConfig:
             raise ConfigError(
                 "reference_model", f"{self.reference_model!r} is not among the models ({', '.join(self.models)})"
             )
-        if isinstance(self.inference, Mapping):
-            self.inference = InferenceSpec.from_dict(self.inference)
-        self.weights = dict(self.weights)
+        self.inference = _inference(self.inference)
+        self._check_files()
+
+    def _check_types(self) -> None:
+        """The fields that need no parsing: each of its type (paths as strings, mappings as dicts), else a
+        `ConfigError` naming the field."""
+        for name in ("suite", "suite_version", "split"):
+            _text(getattr(self, name), name)
+        for name in ("weights_text", "reference_model"):
+            _text(getattr(self, name), name, optional=True)
+        for name in ("resume", "quiet", "allow_random_weights", "fast", "channels_last", "compile"):
+            _flag(getattr(self, name), name)
+        for name in ("data_root", "corrupted_root", "label_map", "model_meta"):
+            setattr(self, name, _path(getattr(self, name), name))
+        self.out_dir = _path(self.out_dir, "out_dir", optional=False)
+        if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
+            raise ConfigError(
+                "out_dir", f"{self.out_dir} is a file, not a folder; give the folder that holds run folders"
+            )
+        if self.run_id is not None:
+            if _text(self.run_id, "run_id") in (".", "..") or "/" in self.run_id:
+                raise ConfigError("run_id", f"{self.run_id!r} is not a folder name; give a name without '/'")
+            run_dir = Path(self.out_dir) / self.run_id
+            if run_dir.exists() and not run_dir.is_dir():
+                from segbench.bench.results.targets import describe
+
+                raise ConfigError("run_id", f"{run_dir} is {describe(run_dir)}, not a run folder; give another one")
+        self.weights = _mapping(self.weights, "weights", "paths")
+        self.data_roots = _mapping(self.data_roots, "data_roots", "paths")
+        self.sources = _mapping(self.sources, "sources")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError("seed", f"must be an integer >= 0, got {self.seed!r}")
+        if self.command is not None:
+            self.command = _sequence(self.command, "command", "a list of strings (an argv) or None", str)
+
+    def _check_files(self) -> None:
+        """`label_map` and `model_meta`: files that exist and read as what they declare (checked now, so that a
+        mistake is one line before the run, naming the file)."""
+        from segbench.models.sources import SourceError, read_label_map
+
+        for name in ("label_map", "model_meta"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(name, f"{path}: no such file; give a JSON file")
+        if self.label_map is not None:
+            try:
+                read_label_map(self.label_map, self.classes.names if self.classes.is_named else ())
+            except SourceError as e:
+                raise ConfigError("label_map", str(e)) from None
+        if self.model_meta is not None:
+            from segbench.models.adapter import parse_declaration, read_declaration_file
+
+            try:
+                parse_declaration(read_declaration_file(self.model_meta), self.model_meta)
+            except SourceError as e:
+                raise ConfigError("model_meta", str(e)) from None
 
     @property
     def classes(self) -> ClassTable:
@@ -535,10 +642,29 @@ class RunConfig:
         return cls(**_known(cls, data))
 
 
+def _inference(value: Any) -> InferenceSpec | None:
+    """`RunConfig.inference`: None, an `InferenceSpec`, or its dict (as run.json records it)."""
+    if value is None or isinstance(value, InferenceSpec):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError("inference", f"must be an InferenceSpec, its dict or None, got {value!r}")
+    try:
+        return InferenceSpec.from_dict(value)
+    except ConfigError as e:
+        raise ConfigError("inference", f"{e.field}: {e.problem}") from None
+    except ValueError as e:
+        raise ConfigError("inference", str(e)) from None
+
+
 def parse_model_args_field(value: Any) -> dict[str, Any]:
-    """`model_args` as a dict: a mapping as it is, a `k=v,...` text parsed as on the command line."""
+    """`model_args` as a dict: a mapping (of names) as it is, a `k=v,...` text (or several) parsed as on the command
+    line."""
     if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            raise ConfigError("model_args", f"must map argument names (strings) to values, got {dict(value)!r}")
         return dict(value)
+    if not isinstance(value, str):
+        value = _sequence(value, "model_args", "a mapping, a k=v,... text or a list of them", str)
     try:
         return parse_model_args(value)
     except ValueError as e:

@@ -18,10 +18,8 @@ Every decision is taken on every rank alike (`distributed.any_failed`), so that 
 from __future__ import annotations
 
 import gc
-import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -67,7 +65,7 @@ def _from_source(
 ) -> nn.Module:
     from segbench.models import build_from_source
     from segbench.models.adapter import read_declaration_file
-    from segbench.models.sources import BuildRequest, ModelSpec
+    from segbench.models.sources import BuildRequest, ModelSpec, read_label_map
     from segbench.models.user import load_module
 
     spec = ModelSpec(name, "py", "(in-memory)") if module is not None else parse_model_spec(f"{name}={source}")
@@ -77,7 +75,7 @@ def _from_source(
         class_names=config.classes.names if config.classes.is_named else (),
         weights=kwargs.get("weights"),
         model_args=config.model_args,
-        label_map=json.loads(Path(config.label_map).read_text()) if config.label_map else None,
+        label_map=read_label_map(config.label_map) if config.label_map else None,
         meta=read_declaration_file(config.model_meta) if config.model_meta else None,
     )
     return load_module(module, request).eval() if module is not None else build_from_source(request)

@@ -49,6 +49,7 @@ from segbench.bench.results.schema import (
     lower_is_better,
 )
 from segbench.bench.results.store import RunFolder
+from segbench.bench.results.targets import TargetError, check_target, check_text_target, is_json_lines, json_object
 
 ACCURACY_UNITS = ("%",)
 EXACT_METRICS = (PARAMS, PARAMS_BACKBONE, PARAMS_HEAD, GMACS, GFLOPS, GMACS_SLIDING)
@@ -122,8 +123,43 @@ def load_results(path: str | Path) -> ResultSet:
     raise CompareError(f"{path}: not a run folder, results.csv or baseline .json")
 
 
+def _is_baseline(path: Path) -> bool:
+    data = json_object(path)
+    return data is not None and data.get("format") == BASELINE_FORMAT
+
+
+def check_baseline_target(path: str | Path) -> Path:
+    """Where `--update-baseline` may write: nothing there yet, or a segbench baseline (then replaced). A run folder, a
+    results CSV or any other file is refused (`TargetError`), untouched."""
+    instead = "give a new .json file (e.g. baseline.json), or a baseline written by --update-baseline to replace"
+    return check_target(path, "--update-baseline", "a segbench baseline JSON", instead, _is_baseline)
+
+
+def check_history_target(path: str | Path) -> Path:
+    """Where `--history` may append: nothing there yet, or a history (JSON lines)."""
+    return check_target(path, "--history", "a segbench history (JSON lines)", "give a new .jsonl file", is_json_lines)
+
+
+def check_outputs(
+    baseline: str | Path | None, update_baseline: bool, history: str | Path | None, summary: str | Path | None
+) -> None:
+    """Refuse, before anything runs, output paths that hold something else (see `bench.results.targets`)."""
+    if update_baseline and baseline:
+        check_baseline_target(baseline)
+    if history:
+        check_history_target(history)
+    for target, flag in ((summary, "--summary"), (_github_summary(), "GITHUB_STEP_SUMMARY")):
+        if target:
+            check_text_target(target, flag)
+
+
 def write_baseline(results: ResultSet, path: str | Path) -> Path:
-    """Freeze a run as a baseline file (rows, speed samples and provenance), atomically."""
+    """Freeze a run as a baseline file (rows, speed samples and provenance), atomically.
+
+    Raises:
+        TargetError: `path` holds something that is not a segbench baseline (it is left as it is).
+    """
+    check_baseline_target(path)
     data = {
         "format": BASELINE_FORMAT,
         "suite": results.suite,
@@ -302,7 +338,13 @@ def run_compare(
     summary_file: str | Path | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
-    """Load, compare, print the Markdown summary, append to the history; returns the exit code."""
+    """Load, compare, print the Markdown summary, append to the history; returns the exit code.
+
+    Raises:
+        CompareError: an input that cannot be read or compared.
+        TargetError: `history` or `summary_file` holds something else (checked before anything is written).
+    """
+    check_outputs(None, False, history, summary_file)
     baseline, candidate = load_results(baseline_path), load_results(candidate_path)
     comparison = compare(baseline, candidate, tol)
     text = markdown(comparison, baseline, candidate)
@@ -347,15 +389,16 @@ def main(
     p.add_argument("--update-baseline", action="store_true", help="after comparing, write the candidate as baseline")
     add_arguments(p)
     args = p.parse_args(list(argv) if argv is not None else None)
-    if args.update_baseline and not Path(args.baseline).exists():
-        print(f"baseline written: {write_baseline(load_results(args.candidate), args.baseline)}")
-        return 0
     history = args.history or (Path(args.candidate).parent / "history.jsonl" if Path(args.candidate).is_dir() else None)
     try:
+        check_outputs(args.baseline, args.update_baseline, history, args.summary)
+        if args.update_baseline and not Path(args.baseline).exists():
+            print(f"baseline written: {write_baseline(load_results(args.candidate), args.baseline)}")
+            return 0
         code = run_compare(args.baseline, args.candidate, tolerances_from(args), history, args.summary)
-    except CompareError as e:
+        if args.update_baseline:
+            print(f"baseline written: {write_baseline(load_results(args.candidate), args.baseline)}")
+    except (CompareError, TargetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.update_baseline:
-        print(f"baseline written: {write_baseline(load_results(args.candidate), args.baseline)}")
     return code

@@ -35,8 +35,10 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.gpu_check import check_json_target
 from segbench import models
 from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.results.targets import TargetError
 from segbench.bench.run.config import usable_cores
 from segbench.models.user import first_line
 
@@ -130,6 +132,11 @@ class GpuRun:
     def __init__(self, config: pytest.Config) -> None:
         self.option = config.getoption("gpu_device", "cuda")
         self.json_path: Path | None = config.getoption("gpu_json", None)
+        if self.json_path is not None:
+            try:
+                check_json_target(self.json_path, "--gpu-json")
+            except TargetError as e:
+                raise pytest.UsageError(str(e)) from None
         self.scale_option: float | None = config.getoption("gpu_budget_scale", None)
         try:
             kind = torch.device(self.option).type
