@@ -70,8 +70,16 @@ class RunStore:
         return self.cells_dir / cell_filename(cell_id)
 
     def write_cell(self, record: Mapping[str, Any]) -> Path:
-        """Store a finished cell (atomically). `record` needs `cell` (its id) and `rows`."""
-        return atomic_write_json(self.cell_path(record["cell"]), {"schema": SCHEMA_VERSION, **record})
+        """Store a finished cell (atomically). `record` needs `cell` (its id) and `rows`.
+
+        Raises:
+            DamagedFileError: the record would not read back as a cell (rows without a numeric value, say: an
+                efficiency function's mistake); it is not stored, so a resume cannot loop over it.
+        """
+        path = self.cell_path(record["cell"])
+        data = json_safe({"schema": SCHEMA_VERSION, **record})
+        CELL.check(data, path)
+        return atomic_write_json(path, data)
 
     def finished(self) -> dict[str, dict]:
         """Finished cells by id. A damaged cell file (empty, unparsable, not a cell record, or named for another cell:

@@ -362,7 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="JSON file with RunConfig fields and optional 'conditions'")
     args = parser.parse_args(argv)
-    data = json.loads(Path(args.config).read_text())
+    try:
+        data = json.loads(Path(args.config).read_text())
+    except (OSError, ValueError) as exc:
+        parser.error(f"{args.config}: cannot read it as JSON ({str(exc).splitlines()[0]})")
+    if not isinstance(data, dict):
+        parser.error(f"{args.config}: holds a JSON {type(data).__name__}; give an object of RunConfig fields")
     conds = data.pop("conditions", None)
     data.setdefault("command", [sys.executable, "-m", "segbench.bench.run.runner", *(argv or sys.argv[1:])])
     result = run(RunConfig.from_dict(data), conds)
