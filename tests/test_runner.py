@@ -290,8 +290,10 @@ def test_keyboard_interrupt_keeps_finished_cells(data_root, tmp_path, capsys):
     cfg = make_config(data_root, tmp_path, run_id="int", max_images=1)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, ["clean", "fog-1"], on_cell_finished=interrupt)
-    assert "--resume (Python: RunConfig(..., run_id='int', resume=True))" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"--resume (Python: RunConfig(..., out_dir={str(tmp_path)!r}, run_id='int', resume=True))" in err
     assert list(RunStore(tmp_path / "int").finished()) == ["segformer-tiny__clean"]
+    assert (tmp_path / "int" / "results.csv").is_file() and not (tmp_path / "int" / ".segbench.lock.json").exists()
     done = run(make_config(data_root, tmp_path, run_id="int", max_images=1, resume=True), ["clean", "fog-1"])
     assert done.computed == ["segformer-tiny__fog-1"]
 

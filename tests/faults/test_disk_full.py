@@ -28,7 +28,7 @@ def _accuracy(run: Path) -> pd.DataFrame:
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SEGBENCH_DEBUG", raising=False)
+    monkeypatch.setenv("SEGBENCH_DEBUG", "0")  # restored after the test (--debug sets it in this process)
 
 
 def _check_stopped(run: Path, err: str) -> None:

@@ -60,7 +60,7 @@ def _source(kind: str, tmp_path) -> str:
 @pytest.fixture()
 def meta(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SEGBENCH_DEBUG", raising=False)
+    monkeypatch.setenv("SEGBENCH_DEBUG", "0")  # restored after the test (--debug sets it in this process)
     path = tmp_path / "meta.json"
     path.write_text(json.dumps({"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "trained": True}))
     return path
