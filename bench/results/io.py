@@ -126,6 +126,8 @@ def read_rows(path: str | Path, name: str | Path | None = None):
         raise FileNotFoundError(f"{path}: no results file; give a run folder or its results.csv")
     name = path if name is None else name
     remedy = "give a results.csv or summary.csv written by segbench"
+    if _cut_short(path):  # segbench writes whole files (atomically), each line ended
+        raise DamagedFileError(name, "cut short (its last line has no end)", remedy)
     try:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -140,6 +142,15 @@ def read_rows(path: str | Path, name: str | Path | None = None):
         raise DamagedFileError(name, f"not a segbench results CSV ({bad})", remedy)
     frame["value"] = pd.to_numeric(frame["value"])
     return _decode_json_columns(frame)
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether a non-empty text file does not end with a newline: truncated by something other than segbench."""
+    with open(path, "rb") as fh:
+        if fh.seek(0, 2) == 0:
+            return False
+        fh.seek(-1, 2)
+        return fh.read(1) != b"\n"
 
 
 def not_a_number(frame) -> str | None:

@@ -132,8 +132,15 @@ def resolve_run_dir(config: RunConfig) -> Path:
         run_dir = out / config.run_id
         if config.resume and not (run_dir / "run.json").is_file():
             raise FileNotFoundError(f"cannot resume: {run_dir} holds no run (no run.json); check out_dir and run_id")
-        if not config.resume and _holds_a_run(run_dir):
+        if not config.resume and (run_dir / "run.json").is_file():
             raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another run id")
+        if not config.resume and _holds_a_run(run_dir):
+            names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise FileExistsError(
+                f"{run_dir} holds other files ({shown}), not a run; give a new or empty folder (--out), or another "
+                "run id"
+            )
         return run_dir
     if config.resume:
         runs = sorted(

@@ -101,8 +101,17 @@ def efficiency_probe(suite: SuiteSpec, config: RunConfig) -> EfficiencySpec | No
 
 
 def deploy_grid(suite: SuiteSpec, config: RunConfig) -> DeploySpec | None:
-    """The suite's deployment grid narrowed by `config.backends` and `config.deploy_precisions`."""
+    """The suite's deployment grid narrowed by `config.backends` and `config.deploy_precisions`.
+
+    Raises:
+        ConfigError: backends or deployment precisions given for a suite without a grid (they would change nothing).
+    """
     if suite.deploy is None:
+        for field, given in (("backends", config.backends), ("deploy_precisions", config.deploy_precisions)):
+            if given:
+                raise ConfigError(
+                    field, f"suite {suite.name} has no deployment grid to narrow; use a deploy suite (--suite deploy)"
+                )
         return None
     return dataclasses.replace(
         suite.deploy,

@@ -382,3 +382,21 @@ def test_corrupted_data_of_another_size_names_the_pre_generated_image(tmp_path, 
         "its label synthtown_000000_000019_gtFine_labelTrainIds.png is 64x128 px",
         "the --corrupted-data folder",
     )
+
+
+def test_out_holding_other_files_is_named_as_such(main, tmp_path):
+    """Not "already holds a run" (it holds none): the message says what is there."""
+    holding = tmp_path / "holding"
+    holding.mkdir()
+    (holding / "notes.txt").write_text("mine")
+    before = snapshot(holding)
+    code, _, err = main("--suite", "ci", "--only", "accuracy", "--max-images", "1", "--quiet", "--out", holding)
+    assert_one_line_error(code, err, "holds other files (notes.txt), not a run")
+    assert snapshot(holding) == before
+
+
+@pytest.mark.parametrize("flag, value", [("--backends", "onnxruntime"), ("--precisions", "int8")])
+def test_a_grid_flag_on_a_suite_without_a_grid_is_refused(main, flag, value):
+    """It would change nothing: a silent surprise."""
+    code, _, err = main("--suite", "ci", flag, value, "--quiet")
+    assert_one_line_error(code, err, f"{flag}: suite ci has no deployment grid to narrow")

@@ -162,6 +162,7 @@ def test_a_damaged_env_json_is_set_aside_on_resume(damaged):
         ("env.json", '{"sessions": 3', "env.json: unreadable env.json"),
         ("summary.csv", "a,b\n1,2\n", "summary.csv: not a segbench results CSV (no column model, metric, value)"),
         ("results.csv", "model,metric,value\nm,miou,lots\n", "results.csv: not a segbench results CSV (value 'lots'"),
+        ("results.csv", "model,metric,value\nm,miou,41.5\nm,pixel_acc,8", "results.csv: cut short"),  # truncated
     ],
 )
 def test_report_renders_around_a_damaged_file(damaged, name, text, problem):
