@@ -12,16 +12,12 @@ import platform
 import re
 import subprocess
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
-"""What a fresh interpreter's default warning filters do not print (outside `__main__`)."""
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -43,28 +39,11 @@ def cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: int = 600)
 
 
 @pytest.fixture
-def in_process(tmp_path, monkeypatch, capsys) -> Callable[..., tuple[int, str]]:
+def in_process(tmp_path, monkeypatch, capsys, cli_here) -> Callable[..., tuple[int, str]]:
     """`main(args)` here, set up as `cli` sets up a fresh interpreter (folder, environment); returns the exit code and
     what a user sees on stderr: the printed lines, then each warning a fresh interpreter would print."""
-    from segbench.bench.run import allocator
-    from segbench.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    for name, value in _env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
-    monkeypatch.setenv("SEGBENCH_MALLOC", "system")  # leave this process's allocator as it is
-    monkeypatch.setattr(allocator, "_state", allocator.describe())
-
-    def call(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            code = main(list(args))
-        shown = [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, HIDDEN_WARNINGS)]
-        return code, capsys.readouterr().err + "".join(f"{line}\n" for line in shown)
-
-    return call
+    call = cli_here(monkeypatch, tmp_path, capsys)
+    return lambda *args: (lambda code, _, err: (code, err))(*call(*args))
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import stat
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,26 +38,9 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Callable[..., tuple]:
+def main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, cli_here) -> Callable:
     """`segbench.cli.main(args)` in this process; returns (exit code, stdout, stderr)."""
-    from segbench.bench.run import allocator
-    from segbench.cli import main as cli_main
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SEGBENCH_MALLOC", "system")
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    monkeypatch.setattr(allocator, "_state", allocator.describe())
-
-    def call(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            code = cli_main([str(a) for a in args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
+    return cli_here(monkeypatch, tmp_path, capsys)
 
 
 def snapshot(path: Path) -> dict[str, bytes]:

@@ -38,43 +38,27 @@ ARGS = (
 CLEAN, FOG = "segformer-tiny__clean.json", "segformer-tiny__fog-2.json"
 
 
-def _call(monkeypatch: pytest.MonkeyPatch, capsys, home: Path) -> Callable[..., tuple[int, str]]:
-    """`main(args)` in `home` with a fresh interpreter's environment; returns the exit code and stderr."""
-    from segbench.bench.run import allocator
-    from segbench.cli import main
-
-    monkeypatch.chdir(home)
-    monkeypatch.setenv("SEGBENCH_CACHE", str(home / "cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf"))
-    monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
-    monkeypatch.setenv("SEGBENCH_MALLOC", "system")  # leave this process's allocator as it is
-    monkeypatch.setattr(allocator, "_state", allocator.describe())
-
-    def call(*args: str) -> tuple[int, str]:
-        if capsys is not None:
-            capsys.readouterr()
-        code = main(list(args))
-        return code, capsys.readouterr().err if capsys is not None else ""
-
-    return call
+def _stderr_only(call: Callable[..., tuple[int, str, str]]) -> Callable[..., tuple[int, str]]:
+    """`call` (`cli_here`'s) returning the exit code and stderr."""
+    return lambda *args: (lambda code, _, err: (code, err))(*call(*args))
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
+def reference(tmp_path_factory, cli_here) -> Path:
     """The undamaged run (never modified: tests damage copies)."""
     home = tmp_path_factory.mktemp("reference")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        code, _ = _call(monkeypatch, None, home)(*ARGS, "--out", str(home / "run"))
+        code, _, _ = cli_here(monkeypatch, home)(*ARGS, "--out", str(home / "run"))
     assert code == 0
     return home / "run"
 
 
 @pytest.fixture
-def damaged(reference, tmp_path, monkeypatch, capsys) -> tuple[Path, Callable[..., tuple[int, str]]]:
+def damaged(reference, tmp_path, monkeypatch, capsys, cli_here) -> tuple[Path, Callable[..., tuple[int, str]]]:
     """(a copy of the reference run, `call(*args)` running the command line beside it)."""
     run = tmp_path / "run"
     shutil.copytree(reference, run)
-    return run, _call(monkeypatch, capsys, tmp_path)
+    return run, _stderr_only(cli_here(monkeypatch, tmp_path, capsys))
 
 
 def _resume(call, run: Path) -> tuple[int, str]:
