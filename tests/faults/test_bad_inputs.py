@@ -114,9 +114,17 @@ def test_compare_update_baseline_writes_a_new_file_and_replaces_a_baseline(run_d
 def test_run_update_baseline_refuses_before_running(run_dir, tmp_path, main):
     before = snapshot(run_dir)
     code, _, err = main(
-        "--suite", "ci", "--models", "segformer-tiny", "--allow-random-weights", "--out", tmp_path / "runs" / "new",
-        "--baseline", run_dir / "results.csv", "--update-baseline",
-    )  # fmt: skip
+        "--suite",
+        "ci",
+        "--models",
+        "segformer-tiny",
+        "--allow-random-weights",
+        "--out",
+        tmp_path / "runs" / "new",
+        "--baseline",
+        run_dir / "results.csv",
+        "--update-baseline",
+    )
     assert_one_line_error(code, err, "--update-baseline", "this is a results CSV, not a segbench baseline JSON")
     assert snapshot(run_dir) == before and not (tmp_path / "runs" / "new").exists()  # refused before the run
 
@@ -352,10 +360,25 @@ def test_corrupted_data_of_another_size_names_the_pre_generated_image(tmp_path, 
     other = write_synthetic_cityscapes(tmp_path / "bigger", num_images=1, size=(96, 192), seed=0)
     generate_c(other, tmp_path / "cityscapes-c", ("fog",), (1,), quiet=True)
     code, _, err = main(
-        "--suite", "cityscapes-c", "--models", "segformer-tiny", "--allow-random-weights", "--only", "accuracy",
-        "--data", data, "--corrupted-data", tmp_path / "cityscapes-c", "--corruptions", "fog", "--severities", "1",
-        "--workers", "0", "--quiet",
-    )  # fmt: skip
+        "--suite",
+        "cityscapes-c",
+        "--models",
+        "segformer-tiny",
+        "--allow-random-weights",
+        "--only",
+        "accuracy",
+        "--data",
+        data,
+        "--corrupted-data",
+        tmp_path / "cityscapes-c",
+        "--corruptions",
+        "fog",
+        "--severities",
+        "1",
+        "--workers",
+        "0",
+        "--quiet",
+    )
     pre_generated = tmp_path / "cityscapes-c" / "fog" / "1" / "leftImg8bit" / "val" / "synthtown"
     assert_one_line_error(
         code,

@@ -48,9 +48,22 @@ CONDITIONS = ("fog", "snow", "contrast")  # x severities 1, 2 and clean: 7 cells
 def _argv(tmp_path: Path, out: Path) -> list[str]:
     (tmp_path / "slow.py").write_text(SLOW)
     return [
-        "--suite", "ci", "--models", f"slow=py:{tmp_path}/slow.py:build", "--only", "accuracy",
-        "--corruptions", ",".join(CONDITIONS), "--severities", "1,2", "--max-images", "1", "--quiet", "--out", str(out),
-    ]  # fmt: skip
+        "--suite",
+        "ci",
+        "--models",
+        f"slow=py:{tmp_path}/slow.py:build",
+        "--only",
+        "accuracy",
+        "--corruptions",
+        ",".join(CONDITIONS),
+        "--severities",
+        "1,2",
+        "--max-images",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -83,19 +96,20 @@ def _accuracy(path: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> pd.DataFrame:
+def reference(tmp_path_factory, cli_here) -> pd.DataFrame:
     """The uninterrupted run's results."""
     tmp = tmp_path_factory.mktemp("reference")
-    env = _env(tmp)
-    proc = subprocess.run([sys.executable, "-m", "segbench.cli", *_argv(tmp, tmp / "run")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        code, _, _ = cli_here(monkeypatch, tmp)(*_argv(tmp, tmp / "run"))
+    assert code == 0
     return _accuracy(tmp / "run" / "results.csv")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
-def test_a_stopped_run_resumes_to_the_uninterrupted_results(sig, code, tmp_path, reference):
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_a_stopped_run_resumes_to_the_uninterrupted_results(sig, code, tmp_path, reference, monkeypatch, cli_here):
+    """(Ctrl-C takes the same path in the process: `test_runner`'s KeyboardInterrupt test, and the handler's own test
+    below.)"""
     out = tmp_path / "run"
     argv, env = _argv(tmp_path, out), _env(tmp_path)
     finished = random.Random(SEED + sig).randint(1, 4)
@@ -108,9 +122,8 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(sig, code, tmp_path,
         assert f"Resume: the same command with --out {out} --resume" in stopped.stderr
         assert (out / "results.csv").is_file() and not (out / ".segbench.lock.json").exists()
         assert len(pd.read_csv(out / "results.csv").query("metric == 'miou'")) == len(kept)
-    proc = subprocess.run([sys.executable, "-m", "segbench.cli", *argv, "--resume"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, _, err = cli_here(monkeypatch, tmp_path)(*argv, "--resume")
+    assert code == 0, err[-2000:]
     after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     assert len(after) == 7 and all(after[name] == t for name, t in kept.items())  # none computed twice
     pd.testing.assert_frame_equal(_accuracy(out / "results.csv"), reference)
@@ -123,11 +136,11 @@ def test_generate_c_stopped_then_run_again_writes_the_same_bytes(sig, tmp_path):
     corruptions = ("gaussian_noise", "snow", "spatter", "fog", "frost", "motion_blur", "glass_blur")
     reference = generate_c(data, tmp_path / "ref", corruptions, workers=1, base_seed=2, quiet=True)
     out = tmp_path / "out"
-    argv = ["generate-c", "--data", str(data), "--out", str(out), "--corruptions", ",".join(corruptions),
-            "--workers", "1", "--seed", "2", "--quiet"]  # fmt: skip
+    argv = ["generate-c", "--data", str(data), "--out", str(out), "--corruptions", ",".join(corruptions)]
+    argv += ["--workers", "1", "--seed", "2", "--quiet"]
     env = _env(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "segbench.cli", *argv], cwd=REPO, env=env,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    cmd = [sys.executable, "-m", "segbench.cli", *argv]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     target = random.Random(SEED + sig).randint(4, 20)
     deadline = time.monotonic() + 120
     while len(list(out.rglob("*_leftImg8bit.png"))) < target and proc.poll() is None and time.monotonic() < deadline:

@@ -68,10 +68,25 @@ def meta(tmp_path, monkeypatch):
 
 def _argv(source: str, meta, out) -> list[str]:
     return [
-        "--suite", "ci", "--models", f"segformer-tiny,bad={source}", "--model-meta", str(meta),
-        "--allow-random-weights", "--only", "accuracy", "--corruptions", "fog", "--severities", "1",
-        "--max-images", "1", "--quiet", "--out", str(out),
-    ]  # fmt: skip
+        "--suite",
+        "ci",
+        "--models",
+        f"segformer-tiny,bad={source}",
+        "--model-meta",
+        str(meta),
+        "--allow-random-weights",
+        "--only",
+        "accuracy",
+        "--corruptions",
+        "fog",
+        "--severities",
+        "1",
+        "--max-images",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.mark.parametrize("kind", ["py", "torchscript", "onnx"])
