@@ -21,19 +21,27 @@ values that are not Cityscapes ids) is checked by :func:`read_image` and :func:`
 from __future__ import annotations
 
 import os
-import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
-from segbench.bench.data.corruptions import MIN_SIZE, SEED_PROTOCOL, condition_seed, corrupt
+from segbench.bench.data import images
+from segbench.bench.data.datasets import Dataset, Sample, register_dataset
+from segbench.bench.data.errors import DataError, DataNotFoundError
+from segbench.bench.data.images import check_files
+from segbench.bench.data.loading import MANIFEST, SegmentationDataset, check_manifest, read_manifest
 from segbench.bench.results.axes import CLEAN, Condition
 from segbench.bench.results.classes import CITYSCAPES
-from segbench.bench.results.files import CORRUPTED, DamagedFileError
+
+__all__ = [
+    "MANIFEST",
+    "CityscapesDataset",
+    "DataError",
+    "DataNotFoundError",
+    "check_manifest",
+    "read_manifest",
+]
 
 ENV_VAR = "CITYSCAPES_DATASET"
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -41,15 +49,6 @@ TRAIN_ID_SUFFIX = "_gtFine_labelTrainIds.png"
 LABEL_ID_SUFFIX = "_gtFine_labelIds.png"
 NUM_CLASSES = CITYSCAPES.num_classes
 IGNORE_INDEX = CITYSCAPES.ignore_index
-MANIFEST = "manifest.json"
-
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file or value and what to do."""
-
-
-class DataNotFoundError(DataError, FileNotFoundError):
-    """The dataset (or one of its files) is not where it was looked for."""
 
 
 def _build_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -117,46 +116,6 @@ def resolve_root(root: str | Path | None) -> Path:
     return path
 
 
-def _decode_error(path: Path, exc: BaseException) -> DataError:
-    return DataError(f"{path}: cannot read PNG ({exc}); the file is truncated or corrupt, re-extract or regenerate it")
-
-
-def open_header(path: Path) -> Image.Image:
-    try:
-        return Image.open(path)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"{path}: file not found") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise _decode_error(path, exc) from None
-
-
-def check_image_header(path: Path, img: Image.Image) -> None:
-    if img.mode != "RGB":
-        raise DataError(
-            f"{path}: image mode {img.mode!r}, expected 8-bit RGB; grayscale, palette and RGBA images are rejected, "
-            "not converted (Cityscapes images are RGB): convert the file to RGB"
-        )
-    width, height = img.size
-    if min(width, height) < MIN_SIZE:
-        raise DataError(f"{path}: image of {height}x{width} px is under the minimum of {MIN_SIZE} px per side")
-
-
-def check_label_header(path: Path, img: Image.Image) -> None:
-    if img.mode not in ("L", "P"):
-        raise DataError(f"{path}: label mode {img.mode!r}, expected a single-channel 8-bit PNG of Cityscapes ids")
-
-
-def decode_png(path: Path, check_header) -> np.ndarray:
-    """Open a PNG, validate its header with `check_header(path, img)`, decode it to a uint8 array (one error line)."""
-    with open_header(path) as img:
-        check_header(path, img)
-        try:
-            img.load()
-        except (OSError, SyntaxError, ValueError, zlib.error) as exc:
-            raise _decode_error(path, exc) from None
-        return np.asarray(img, dtype=np.uint8).copy()
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """Reads an 8-bit RGB PNG into a uint8 array (H, W, 3).
 
@@ -164,7 +123,7 @@ def read_image(path: str | Path) -> np.ndarray:
         DataNotFoundError: the file does not exist.
         DataError: unreadable or truncated file, not RGB (grayscale/palette/RGBA are rejected), or under 32 px.
     """
-    return decode_png(Path(path), check_image_header)
+    return images.read_image(path)
 
 
 def read_label(path: str | Path, kind: str | None = None) -> np.ndarray:
@@ -191,7 +150,7 @@ def read_label(path: str | Path, kind: str | None = None) -> np.ndarray:
             )
     if kind not in ("trainIds", "labelIds"):
         raise ValueError(f"label kind {kind!r} must be 'trainIds' or 'labelIds'")
-    values = decode_png(path, check_label_header)
+    values = images.read_indices(path)
     valid = VALID_TRAIN_IDS if kind == "trainIds" else VALID_LABEL_IDS
     bad = ~valid[values]
     if bad.any():
@@ -213,26 +172,6 @@ def cityscapes_label_for(root: Path, split: str, city: str, stem: str, image: Pa
     if label_ids.is_file():
         return label_ids, "labelIds"
     raise DataNotFoundError(f"{image}: missing label: neither {train_ids} nor {label_ids} exists")
-
-
-def check_files(image: Path, others: Sequence[Path]) -> None:
-    """Checks the PNG headers of one image and the label-like files that go with it (labels, masks): readable, RGB
-    image of at least 32 px, single-channel 8-bit others, all of the image's size.
-
-    Raises:
-        DataError: naming the first bad file and what is wrong with it.
-    """
-    with open_header(image) as img:
-        check_image_header(image, img)
-        size = img.size
-    for path in others:
-        with open_header(path) as other:
-            check_label_header(path, other)
-            if other.size != size:
-                raise DataError(
-                    f"{path}: {other.size[1]}x{other.size[0]} px but its image {image.name} is "
-                    f"{size[1]}x{size[0]} px; the two must be the same size"
-                )
 
 
 def check_sample(sample: SampleRef) -> None:
@@ -301,46 +240,43 @@ def corrupted_image_path(corrupted_root: str | Path, condition: Condition, split
     )
 
 
-def read_manifest(folder: str | Path) -> dict:
-    """Reads the manifest.json of a generate-c output folder, checked (`bench.results.files.CORRUPTED`).
-
-    Raises:
-        DataNotFoundError: no manifest.
-        DataError: unreadable or damaged manifest.
-    """
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: not found; is {folder} a folder written by generate-c?")
-    try:
-        return CORRUPTED.read(path)
-    except DamagedFileError as exc:
-        raise DataError(str(exc)) from None
-    except OSError as exc:
-        raise DataError(f"{path}: unreadable manifest ({exc}); regenerate the folder with generate-c") from None
+def _find(root: Path, split: str, domain: str | None = None) -> list[Sample]:
+    return [
+        Sample(s.id, s.image, s.label, s.image.relative_to(root), kind=s.label_kind)
+        for s in find_samples(root, split, validate=False)
+    ]
 
 
-def check_manifest(manifest: dict, path: str | Path, base_seed: int, split: str) -> None:
-    """Refuses a pre-generated folder whose seed protocol, base seed or split differ from the requested ones."""
-    expected = {"seed_protocol": SEED_PROTOCOL, "base_seed": int(base_seed), "split": split}
-    for key, want in expected.items():
-        if manifest.get(key) != want:
-            raise DataError(
-                f"{Path(path) / MANIFEST}: {key} is {manifest.get(key)!r} but this run needs {want!r}; regenerate the "
-                "folder with generate-c or corrupt on the fly"
-            )
+def _read_label(sample: Sample) -> np.ndarray:
+    return read_label(sample.label, sample.kind)
 
 
-class CityscapesDataset(torch.utils.data.Dataset):
-    """Cityscapes images (clean or under one corruption condition) with train-id labels.
+def _write_synthetic(root: Path, num_images: int, size: tuple[int, int], seed: int = 0) -> Path:
+    from segbench.bench.data.synthetic import write_synthetic_cityscapes
 
-    The corruption is applied in ``__getitem__``, i.e. inside DataLoader workers, seeded per image by
-    :func:`bench.data.corruptions.condition_seed`, so the bytes never depend on the worker count or order. With
-    ``corrupted_root`` the corrupted images are read from a generate-c folder instead; its manifest must match the
-    seed protocol, base seed and split.
+    return write_synthetic_cityscapes(root, num_images=num_images, size=size, split="val", seed=seed)
 
-    Each item is ``dict(image=uint8 tensor (3, H, W) RGB, label=uint8 tensor (H, W) train ids, 255 ignored,
-    id=stem)``.
-    """
+
+DATASET = register_dataset(
+    Dataset(
+        name="cityscapes",
+        title="Cityscapes",
+        classes=CITYSCAPES,
+        env_var=ENV_VAR,
+        layout="leftImg8bit/ and gtFine/",
+        find=_find,
+        read_label=_read_label,
+        write_synthetic=_write_synthetic,
+        same_size=True,
+        download="https://www.cityscapes-dataset.com/downloads/ (gtFine_trainvaltest.zip, leftImg8bit_trainvaltest.zip)",  # noqa: E501
+    )
+)
+"""Cityscapes as a dataset value: 19 train-id classes, labelTrainIds or labelIds, images at their own size."""
+
+
+class CityscapesDataset(SegmentationDataset):
+    """Cityscapes images (clean or under one corruption condition) with train-id labels
+    (`bench.data.loading.SegmentationDataset` over `DATASET`)."""
 
     def __init__(
         self,
@@ -351,63 +287,4 @@ class CityscapesDataset(torch.utils.data.Dataset):
         base_seed: int = 0,
         corrupted_root: str | Path | None = None,
     ) -> None:
-        self.root = resolve_root(root)
-        self.split = split
-        self.condition = Condition.parse(condition) if isinstance(condition, str) else condition
-        self.base_seed = int(base_seed)
-        self.samples = find_samples(self.root, split, max_images)
-        self.corrupted_root = Path(corrupted_root) if corrupted_root is not None else None
-        if self.corrupted_root is not None and not self.condition.is_clean:
-            manifest = read_manifest(self.corrupted_root)
-            check_manifest(manifest, self.corrupted_root, self.base_seed, split)
-            for sample in self.samples:
-                path = corrupted_image_path(self.corrupted_root, self.condition, split, sample)
-                if not path.is_file():
-                    raise DataNotFoundError(
-                        f"{path}: not found in the pre-generated folder; run generate-c for {self.condition.name}"
-                    )
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.samples[index]
-        label = read_label(sample.label, sample.label_kind)
-        condition = self.condition
-        if condition.is_clean:
-            image = read_image(sample.image)
-        elif self.corrupted_root is not None:
-            image = self._pre_generated(sample, label.shape)
-        else:
-            seed = condition_seed(sample.id, condition.corruption, condition.severity, self.base_seed)
-            image = corrupt(read_image(sample.image), condition.corruption, condition.severity, seed)
-        return dataset_item(image, label, sample.id, sample.label)
-
-    def _pre_generated(self, sample: SampleRef, size: tuple[int, ...]) -> np.ndarray:
-        """The sample's corrupted image from the `--corrupted-data` folder, which must be of the label's size (a folder
-        generated from other images, at another size, is named as the culprit, not the label)."""
-        path = corrupted_image_path(self.corrupted_root, self.condition, self.split, sample)
-        image = read_image(path)
-        if image.shape[:2] != tuple(size):
-            raise DataError(
-                f"{path}: pre-generated image of {image.shape[0]}x{image.shape[1]} px, but its label "
-                f"{sample.label.name} is {size[0]}x{size[1]} px: the --corrupted-data folder {self.corrupted_root} was "
-                "generated from other images; generate it again from this --data (generate-c), or leave "
-                "--corrupted-data out to corrupt on the fly"
-            )
-        return image
-
-
-def dataset_item(image: np.ndarray, label: np.ndarray, sample_id: str, label_path: Path) -> dict:
-    """A dataset item: `dict(image=uint8 tensor (3, H, W) RGB, label=uint8 tensor (H, W), id=...)`; an image and
-    label of different sizes are a `DataError` naming the label file."""
-    if image.shape[:2] != label.shape:
-        raise DataError(
-            f"{label_path}: label is {label.shape[0]}x{label.shape[1]} px but the image is "
-            f"{image.shape[0]}x{image.shape[1]} px"
-        )
-    return {
-        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-        "label": torch.from_numpy(label),
-        "id": sample_id,
-    }
+        super().__init__(DATASET, root, split, max_images, condition, base_seed, corrupted_root)

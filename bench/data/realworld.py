@@ -47,16 +47,13 @@ from segbench.bench.data.cityscapes import (
 from segbench.bench.data.cityscapes import (
     IGNORE_INDEX,
     IMAGE_SUFFIX,
-    DataError,
-    DataNotFoundError,
-    check_files,
-    check_label_header,
     cityscapes_label_for,
-    dataset_item,
-    decode_png,
     read_image,
     read_label,
 )
+from segbench.bench.data.datasets import Dataset, Sample, register_dataset
+from segbench.bench.data.errors import DataError, DataNotFoundError
+from segbench.bench.data.images import check_files, read_indices
 from segbench.bench.data.synthetic import TRAIN_OF_ID, draw_scene, save_png
 from segbench.bench.results.axes import (
     FOGGY_BETAS,
@@ -66,6 +63,7 @@ from segbench.bench.results.axes import (
     Condition,
     beta_name,
 )
+from segbench.bench.results.classes import CITYSCAPES
 
 ACDC = "acdc"
 DARK_ZURICH = "dark_zurich"
@@ -311,7 +309,7 @@ def read_invalid_mask(path: str | Path) -> np.ndarray:
         DataError: unreadable file, not single-channel 8-bit, or values other than 0, 1 and 255.
     """
     path = Path(path)
-    values = decode_png(path, check_label_header)
+    values = read_indices(path)
     bad = (values != 0) & (values != 1) & (values != 255)
     if bad.any():
         raise DataError(
@@ -362,7 +360,11 @@ def describe_samples(samples: list[RealWorldSample]) -> str:
 
 
 def find_condition(
-    root: str | Path | None, condition: Condition, split: str = "val", max_images: int | None = None
+    root: str | Path | None,
+    condition: Condition,
+    split: str = "val",
+    max_images: int | None = None,
+    validate: bool = True,
 ) -> list[RealWorldSample]:
     """The samples of one real-world `Condition` (`acdc:fog`, `dark_zurich:night`, `foggy_cityscapes:beta_0.01`),
     sorted as their dataset's reader sorts them; `max_images` keeps the first N, and only those are validated.
@@ -380,7 +382,7 @@ def find_condition(
         samples = find_foggy_cityscapes(root, str(condition.domain).removeprefix("beta_"), split, validate=False)
     if max_images:
         samples = samples[:max_images]
-    return _finish(samples, validate=True)
+    return _finish(samples, validate=validate)
 
 
 class RealWorldDataset(torch.utils.data.Dataset):
@@ -400,7 +402,65 @@ class RealWorldDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        return dataset_item(read_image(sample.image), read_realworld_label(sample), sample.id, sample.label)
+        image, label = read_image(sample.image), read_realworld_label(sample)
+        if image.shape[:2] != label.shape:
+            raise DataError(
+                f"{sample.label}: label is {label.shape[0]}x{label.shape[1]} px but the image is "
+                f"{image.shape[0]}x{image.shape[1]} px"
+            )
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "label": torch.from_numpy(label),
+            "id": sample.id,
+        }
+
+
+def _as_sample(root: Path, sample: RealWorldSample) -> Sample:
+    masks = (sample.invalid_mask,) if sample.invalid_mask is not None else ()
+    return Sample(
+        sample.id,
+        sample.image,
+        sample.label,
+        sample.image.relative_to(root),
+        kind=sample.label_kind,
+        masks=masks,
+        domain=sample.condition,
+    )
+
+
+def _finder(name: str):
+    def find(root: Path, split: str, domain: str | None) -> list[Sample]:
+        domains = [domain] if domain is not None else list(REAL_WORLD[name])
+        found = []
+        for each in domains:
+            condition = Condition.real(name, each)
+            found += [_as_sample(root, s) for s in find_condition(root, condition, split, validate=False)]
+        return found
+
+    return find
+
+
+def _read_sample_label(sample: Sample) -> np.ndarray:
+    mask = sample.masks[0] if sample.masks else None
+    return read_realworld_label(
+        RealWorldSample("", sample.domain or "", sample.id, "", sample.image, sample.label, sample.kind, mask)
+    )
+
+
+for _name, _layout in _LAYOUTS.items():
+    register_dataset(
+        Dataset(
+            name=_name,
+            title=_NAMES[_name],
+            classes=CITYSCAPES,
+            env_var=ENV_VARS[_name],
+            layout=_layout,
+            find=_finder(_name),
+            read_label=_read_sample_label,
+            domains=tuple(REAL_WORLD[_name]),
+            same_size=True,
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- writers
