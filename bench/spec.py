@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.bench.measure.flops import DEFAULT_CONVENTIONS
-from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS, SEVERITIES, Condition
+from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS, DATASETS, SEVERITIES, Condition, dataset_key
 from segbench.bench.results.schema import DEPLOY_BACKENDS, DEPLOY_PRECISIONS
 from segbench.bench.run.config import InferenceSpec
 
 NOISE = CATEGORIES["noise"]
-DATA_KINDS = ("cityscapes", "synthetic", "none")
+DATA_KINDS = ("real", "synthetic", "none")
+"""Where a suite's data comes from: the dataset's real files (roots from `--data` or environment variables), the
+dataset's synthetic writer (scenes in the exact layout, written once into the cache), or no data (efficiency only).
+"cityscapes", the spelling of suites written before datasets were named, reads as "real"."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,10 @@ class SuiteSpec:
 
     Attributes:
         name, version, description: identity; every result row and the run's provenance carry name and version.
-        data: "cityscapes" (a Cityscapes root from --data / CITYSCAPES_DATASET), "synthetic" (generated scenes)
-            or "none" (efficiency only).
+        dataset: the dataset of the clean and corrupted conditions (`bench.results.axes.DATASETS`); real-world
+            conditions read their own.
+        data: "real" (the dataset's root from --data or its environment variable), "synthetic" (the dataset's
+            synthetic writer) or "none" (efficiency only); see `DATA_KINDS`.
         conditions: clean, corrupted and real-world conditions evaluated for accuracy (empty: no accuracy cells).
         inference: the prediction protocol (whole image or sliding window, crop, stride, flip).
         efficiency: the cost probe, or None.
@@ -104,7 +109,8 @@ class SuiteSpec:
     name: str
     version: str
     description: str
-    data: str = "cityscapes"
+    dataset: str = "cityscapes"
+    data: str = "real"
     conditions: tuple[Condition, ...] = ()
     inference: InferenceSpec = InferenceSpec()
     efficiency: EfficiencySpec | None = None
@@ -117,6 +123,11 @@ class SuiteSpec:
     deploy: DeploySpec | None = None
 
     def __post_init__(self) -> None:
+        if self.data == "cityscapes":
+            object.__setattr__(self, "data", "real")
+        if dataset_key(self.dataset) not in DATASETS:
+            raise ValueError(f"suite {self.name}: dataset {self.dataset!r} unknown; choose one of {tuple(DATASETS)}")
+        object.__setattr__(self, "dataset", dataset_key(self.dataset))
         if self.data not in DATA_KINDS:
             raise ValueError(f"suite {self.name}: data {self.data!r} unknown; choose one of {DATA_KINDS}")
         if self.data == "synthetic" and self.synthetic is None:
@@ -124,8 +135,8 @@ class SuiteSpec:
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        """The datasets the suite's conditions read: "cityscapes" (clean and Cityscapes-C), then the real-world ones."""
-        return datasets_of(self.conditions)
+        """The datasets the suite's conditions read: its `dataset` (clean and corrupted), then the real-world ones."""
+        return datasets_of(self.conditions, self.dataset)
 
     def with_conditions(self, conditions: tuple[Condition, ...]) -> SuiteSpec:
         return dataclasses.replace(self, conditions=tuple(conditions))
@@ -152,8 +163,8 @@ def paper_conditions(
     return tuple(out)
 
 
-def datasets_of(conditions: tuple[Condition, ...] | list[Condition]) -> tuple[str, ...]:
-    """The datasets `conditions` read, in order: "cityscapes" when any is clean or corrupted, then each real-world
-    dataset (`bench.results.REAL_WORLD` names)."""
-    out = ["cityscapes"] if any(not c.is_real for c in conditions) else []
+def datasets_of(conditions: tuple[Condition, ...] | list[Condition], base: str = "cityscapes") -> tuple[str, ...]:
+    """The datasets `conditions` read, in order: `base` (the suite's dataset) when any is clean or corrupted, then each
+    real-world dataset (`bench.results.REAL_WORLD` names)."""
+    out = [base] if any(not c.is_real for c in conditions) else []
     return tuple(dict.fromkeys([*out, *(c.dataset for c in conditions if c.is_real)]))

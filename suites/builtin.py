@@ -23,7 +23,7 @@ register_suite(
         version="1",
         description="Cityscapes val, clean and under the 16 Cityscapes-C corruptions (SegFormer protocol: noise at "
         "severities 1-3, the others at 1-5), sliding-window inference, plus the cost probe at 1024x2048.",
-        data="cityscapes",
+        data="real",
         conditions=paper_conditions(),
         inference=CITYSCAPES_SLIDE,
         efficiency=EfficiencySpec(resolutions=((1024, 2048),), batch_sizes=(1,), warmup=3, iters=10),
@@ -36,7 +36,7 @@ register_suite(
         name="cityscapes",
         version="1",
         description="Clean Cityscapes val, sliding-window inference, plus the cost probe at 1024x2048.",
-        data="cityscapes",
+        data="real",
         conditions=(Condition(),),
         inference=CITYSCAPES_SLIDE,
         efficiency=EfficiencySpec(resolutions=((1024, 2048),), batch_sizes=(1,), warmup=3, iters=10),
@@ -53,7 +53,7 @@ register_suite(
         description="ACDC val under real fog, night, rain and snow (1080x1920), plus clean Cityscapes val as the "
         "reference for the drops; sliding-window inference. Roots: --data cityscapes=PATH,acdc=PATH or "
         "CITYSCAPES_DATASET and ACDC_DATASET.",
-        data="cityscapes",
+        data="real",
         conditions=(Condition(),) + real_conditions(("acdc",)),
         inference=CITYSCAPES_SLIDE,
         default_models=("segformer-b0",),
@@ -66,7 +66,7 @@ register_suite(
         version="1",
         description="Dark Zurich val (night, 1080x1920), sliding-window inference. Root: --data PATH or "
         "DARK_ZURICH_DATASET.",
-        data="cityscapes",
+        data="real",
         conditions=real_conditions(("dark_zurich",)),
         inference=CITYSCAPES_SLIDE,
         default_models=("segformer-b0",),
@@ -80,7 +80,7 @@ register_suite(
         description="Foggy Cityscapes-DBF val at fog densities beta 0.005, 0.01 and 0.02, plus clean Cityscapes val; "
         "sliding-window inference. Root: the Cityscapes root holding leftImg8bit_foggyDBF/ (--data PATH or "
         "CITYSCAPES_DATASET).",
-        data="cityscapes",
+        data="real",
         conditions=(Condition(),) + real_conditions(("foggy_cityscapes",)),
         inference=CITYSCAPES_SLIDE,
         default_models=("segformer-b0",),
@@ -94,7 +94,7 @@ register_suite(
         description="Synthetic and real robustness in one run, sharing the loaded models and the clean reference: "
         "Cityscapes-C (as the cityscapes-c suite), ACDC and Foggy Cityscapes, plus the cost probe at 1024x2048. "
         "Roots: --data cityscapes=PATH,acdc=PATH (or the environment variables).",
-        data="cityscapes",
+        data="real",
         conditions=paper_conditions() + real_conditions(("acdc", "foggy_cityscapes")),
         inference=CITYSCAPES_SLIDE,
         efficiency=EfficiencySpec(resolutions=((1024, 2048),), batch_sizes=(1,), warmup=3, iters=10),
@@ -119,7 +119,7 @@ register_suite(
         "sliding window, per stage), at 512x1024 and 768x1536 for the latency curve, and re-measured (clean mIoU, "
         "and mPC over four corruptions at severity 3) on the first 50 Cityscapes val images. --backends and "
         "--precisions narrow it.",
-        data="cityscapes",
+        data="real",
         conditions=DEPLOY_CONDITIONS,
         inference=InferenceSpec(mode="whole"),
         efficiency=EfficiencySpec(

@@ -56,6 +56,17 @@ def category_of(name: str) -> str:
     return EXTRA_CATEGORIES[name]
 
 
+DATASETS: dict[str, str] = {
+    "cityscapes": "Cityscapes",
+    "ade20k": "ADE20K",
+    "voc": "Pascal VOC 2012",
+    "coco_stuff": "COCO-Stuff 164k",
+    "folder": "folder dataset",
+}
+"""The datasets whose clean images (and their synthetic corruptions) a run scores, by the name runs, rows and
+`--data name=PATH` use, with their titles; `bench.data.datasets` registers a reader for each."""
+
+
 REAL_WORLD: dict[str, tuple[str, ...]] = {
     "acdc": ("fog", "night", "rain", "snow"),
     "dark_zurich": ("night",),

@@ -95,6 +95,25 @@ CITYSCAPES = ClassTable(
 """Cityscapes' 19 evaluation classes (train ids 0-18; 255 ignored)."""
 
 
+def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """Distinct colours for a table that declares none: the Pascal VOC colour map's rule (the bits of the class index
+    spread over the high bits of R, G and B), which gives 256 distinct colours."""
+    out = []
+    for k in range(num_classes):
+        rgb, c = [0, 0, 0], k
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((c >> channel) & 1) << shift
+            c >>= 3
+        out.append((rgb[0], rgb[1], rgb[2]))
+    return tuple(out)
+
+
+def colours(classes: ClassTable) -> tuple[tuple[int, int, int], ...]:
+    """The table's palette, or `default_palette` when it declares none."""
+    return classes.palette or default_palette(classes.num_classes)
+
+
 def class_table(num_classes: int) -> ClassTable:
     """The table a run of `num_classes` classes scores with: Cityscapes' for 19, else placeholder names (`class0`,
     `class1`, ...) without colours."""

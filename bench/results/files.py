@@ -66,6 +66,7 @@ class RunInfo(msgspec.Struct, kw_only=True):
 
     suite: str | None = None
     suite_version: str | None = None
+    dataset: str | None = None  # runs made before datasets were named read Cityscapes
     num_classes: int | None = None
     classes: dict[str, Any] | None = None
     weights: dict[str, str] = {}

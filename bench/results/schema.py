@@ -4,11 +4,11 @@ unit and direction (`METRICS`), the deployment variant names and the schema vers
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-COLUMNS = ("model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit")
+COLUMNS = ("model", "suite", "dataset", "condition", "corruption", "category", "severity", "metric", "value", "unit")
 
 
 REQUIRED_COLUMNS = ("model", "metric", "value")
@@ -207,13 +207,15 @@ def lower_is_better(metric: str) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class Row:
-    """One result: one value of one metric, where it was measured (the nine `COLUMNS`), plus the keys that say what
+    """One result: one value of one metric, where it was measured (the ten `COLUMNS`), plus the keys that say what
     the number is (resolution, batch size, precision, ...; `extra`, after the columns). Stored as `to_dict()` in cell
     JSON and the CSV files.
 
     Attributes:
         model, suite, condition: the model (or deployment variant), the suite, the condition ("clean",
             "fog-3", "efficiency", "deploy", a summary's "corrupted" or corruption or category, ...).
+        dataset: the dataset the number was measured on ("cityscapes", "ade20k", "acdc", ...; `stamp_dataset` fills
+            it when a run stores its rows). Empty in results written before datasets were named: Cityscapes.
         corruption, category, severity: the condition's axes (None where they do not apply).
         metric, value, unit: the number (`METRICS` gives the unit).
         extra: more keys (none of them a column).
@@ -221,6 +223,7 @@ class Row:
 
     model: str
     suite: str
+    dataset: str | None = None
     condition: str
     corruption: str | None = None
     category: str | None = None
@@ -236,11 +239,34 @@ class Row:
             raise ValueError(f"extra keys {clash} of a {self.metric} row are result columns; set them as fields")
 
     def to_dict(self) -> dict[str, Any]:
-        """The row as stored: the nine columns in order, then the extra keys in theirs."""
+        """The row as stored: the ten columns in order, then the extra keys in theirs."""
         return {**{c: getattr(self, c) for c in COLUMNS}, **self.extra}
 
 
-_PLACE = COLUMNS[:6]
+_PLACE = COLUMNS[:7]
+
+
+def row_dataset(row: Mapping[str, Any], base: str) -> str:
+    """The dataset of a stored row: its own `dataset`, else the real-world dataset its condition names
+    ("acdc:fog" -> "acdc"), else `base` (the run's dataset; "cityscapes" for results written before datasets were
+    named)."""
+    named = row.get("dataset")
+    if isinstance(named, str) and named:
+        return named
+    condition = row.get("condition")
+    if isinstance(condition, str) and ":" in condition:
+        return condition.split(":", 1)[0]
+    return base
+
+
+def stamp_dataset(rows: Sequence[Mapping[str, Any]], base: str) -> list[dict[str, Any]]:
+    """`rows` with the `dataset` column filled (`row_dataset`), in column order."""
+    out = []
+    for row in rows:
+        placed = {c: row.get(c) for c in COLUMNS}
+        placed["dataset"] = row_dataset(row, base)
+        out.append({**placed, **{k: v for k, v in row.items() if k not in placed}})
+    return out
 
 
 def make_row(metric: str, value: float, **keys: Any) -> dict[str, Any]:

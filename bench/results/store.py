@@ -14,7 +14,7 @@ from typing import Any
 from segbench.bench.results.classes import ClassTable, class_table
 from segbench.bench.results.files import CELL, ENV, RUN_INFO, RUN_MANIFEST, DamagedFileError, FileKind, set_aside
 from segbench.bench.results.io import atomic_write_json, json_safe, read_rows, write_csv
-from segbench.bench.results.schema import COLUMNS, SCHEMA_VERSION
+from segbench.bench.results.schema import COLUMNS, SCHEMA_VERSION, stamp_dataset
 from segbench.bench.results.summaries import default_reference, summary_rows
 
 
@@ -52,11 +52,13 @@ def _set_aside(damaged: DamagedFileError, then: str) -> None:
 
 
 class RunStore:
-    """A run folder: cells, manifest, provenance and the gathered tables."""
+    """A run folder: cells, manifest, provenance and the gathered tables. Every row stored gets its `dataset`
+    (`schema.stamp_dataset`: a real-world condition's own, else the run's `dataset`)."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, dataset: str = "cityscapes"):
         self.dir = Path(run_dir)
         self.cells_dir = self.dir / "cells"
+        self.dataset = dataset
 
     @property
     def results_csv(self) -> Path:
@@ -77,6 +79,9 @@ class RunStore:
                 efficiency function's mistake); it is not stored, so a resume cannot loop over it.
         """
         path = self.cell_path(record["cell"])
+        rows = record.get("rows")
+        if isinstance(rows, list) and all(isinstance(r, Mapping) for r in rows):
+            record = {**record, "rows": stamp_dataset(rows, self.dataset)}
         data = json_safe({"schema": SCHEMA_VERSION, **record})
         CELL.check(data, path)
         return atomic_write_json(path, data)
@@ -135,14 +140,14 @@ class RunStore:
         cells = self.finished()
         rank = {cell: i for i, cell in enumerate(order or [])}
         ids = sorted(cells, key=lambda c: (rank.get(c, len(rank)), c))
-        rows = [r for c in ids for r in cells[c]["rows"]]
+        rows = stamp_dataset([r for c in ids for r in cells[c]["rows"]], self.dataset)
         write_csv(rows, self.results_csv)
         self.write_summary(rows, suite, reference_model)
         return self.results_csv
 
     def write_summary(self, rows: Sequence[Mapping[str, Any]], suite: str, reference_model: str | None) -> list[dict]:
         """Write summary.csv (robustness scores against `default_reference(rows, reference_model)`); returns it."""
-        summary = summary_rows(rows, suite, default_reference(rows, reference_model))
+        summary = stamp_dataset(summary_rows(rows, suite, default_reference(rows, reference_model)), self.dataset)
         if summary:
             write_csv(summary, self.summary_csv)
         else:
@@ -202,6 +207,13 @@ class RunFolder:
             return ClassTable.from_dict(manifest["classes"])
         num_classes = manifest.get("num_classes")
         return class_table(num_classes) if isinstance(num_classes, int) else None
+
+    @property
+    def dataset(self) -> str:
+        """The dataset of the run's clean and corrupted conditions (run.json's `dataset`); a run written before
+        datasets were named read Cityscapes."""
+        named = self.manifest.get("dataset")
+        return named if isinstance(named, str) and named else "cityscapes"
 
     @property
     def env(self) -> dict | None:
@@ -280,7 +292,7 @@ class RunFolder:
         suite = str(
             self.manifest.get("suite") or next((r["suite"] for r in rows if isinstance(r.get("suite"), str)), "")
         )
-        summary = RunStore(self.dir).write_summary(rows, suite, reference_model)
+        summary = RunStore(self.dir, self.dataset).write_summary(rows, suite, reference_model)
         return pd.DataFrame(summary) if summary else pd.DataFrame(columns=[*COLUMNS, "reference"])
 
     def _summary_file(self):
@@ -338,7 +350,8 @@ def read_run(run_dir: str | Path) -> RunFolder:
 def check_resume(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | Path) -> None:
     """Refuse to resume when what defines the numbers differs between the stored manifest and this run.
 
-    Compared: suite, suite version, seed, split, max_images, number of classes, every entry of `settings` (the fast
+    Compared: suite, suite version, dataset (a run made before datasets were named read Cityscapes), seed, split,
+    max_images, number of classes, every entry of `settings` (the fast
     path, precision, channels-last, compile, batch size, the conditions run, ...), and for every model present in
     both its weight hash and inference protocol (mode, crop, stride, flip, precision). Device and worker count may
     change.
@@ -347,6 +360,8 @@ def check_resume(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | 
     for key in ("suite", "suite_version", "seed", "split", "max_images", "num_classes"):
         if _norm(old.get(key)) != _norm(new.get(key)):
             problems.append(f"{key} was {old.get(key)!r}, now {new.get(key)!r}")
+    if (old.get("dataset") or "cityscapes") != (new.get("dataset") or "cityscapes"):
+        problems.append(f"dataset was {old.get('dataset') or 'cityscapes'!r}, now {new.get('dataset')!r}")
     for model, digest in new.get("weights", {}).items():
         before = old.get("weights", {}).get(model)
         if before is not None and before != digest:

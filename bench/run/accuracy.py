@@ -79,15 +79,18 @@ def _loader(
     condition: Condition, batch_size: int, config: RunConfig, ctx: distributed.DistContext
 ) -> tuple[torch.utils.data.DataLoader, int]:
     """This rank's shard of the condition's images, as a DataLoader; returns (loader, number of images)."""
-    from segbench.bench.data.cityscapes import CityscapesDataset
+    from segbench.bench.data.datasets import get_dataset
+    from segbench.bench.data.loading import SegmentationDataset
     from segbench.bench.data.realworld import RealWorldDataset
 
     if condition.is_real:
         root = config.root_of(condition.dataset)
         dataset = RealWorldDataset(root, condition, split=config.split, max_images=config.max_images)
     else:
-        dataset = CityscapesDataset(
-            config.data_root,
+        root = config.root_of(config.dataset)
+        dataset = SegmentationDataset(
+            get_dataset(config.dataset, root),
+            root,
             split=config.split,
             max_images=config.max_images,
             condition=condition,

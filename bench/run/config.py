@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, REAL_WORLD, SEVERITIES, dataset_key
-from segbench.bench.results.classes import ClassTable, class_table
+from segbench.bench.results.axes import CORRUPTIONS, DATASETS, EXTRA_CORRUPTIONS, REAL_WORLD, SEVERITIES, dataset_key
+from segbench.bench.results.classes import ClassTable
 from segbench.bench.run.model_args import parse_model_args
 
 MODES = ("whole", "slide")
@@ -131,7 +131,7 @@ def parse_corruptions(value: str | Sequence[str] | None, field: str = "corruptio
     return names
 
 
-DATA_NAMES = ("cityscapes", *REAL_WORLD)
+DATA_NAMES = (*DATASETS, *REAL_WORLD)
 """Datasets a run reads, by the name `--data name=path,...` gives them (`dark-zurich` is read as `dark_zurich`)."""
 
 
@@ -164,6 +164,14 @@ def parse_data(
             cityscapes = path.strip()
         out[key] = path.strip()  # "cityscapes" kept too: it says the root was named, not a bare path
     return cityscapes or out.get("cityscapes"), out
+
+
+def _dataset(name: Any) -> str:
+    """`RunConfig.dataset`: a name of `DATASETS` (`coco-stuff` spells `coco_stuff`)."""
+    if not isinstance(name, str) or dataset_key(name) not in DATASETS:
+        known = ", ".join(n.replace("_", "-") for n in DATASETS)
+        raise ConfigError("dataset", f"{name!r} is not a dataset; choose one of {known}")
+    return dataset_key(name)
 
 
 def _data_name(name: str, field: str) -> str:
@@ -427,12 +435,13 @@ class RunConfig:
         weights: model name -> checkpoint path or Hugging Face id; these entries win over `weights_text`.
         weights_text: the command line's `--weights`: a folder of checkpoints and/or `model=path` pairs. The runner
             resolves it per model (explicit pair, folder, the suite's shipped weights, the local Hugging Face cache).
-        data_root: Cityscapes root (None: the `CITYSCAPES_DATASET` environment variable), or the command line's
-            `name=path,...` text over `DATA_NAMES` (split into this field and `data_roots`). A bare path is the
-            Cityscapes root, except for a suite that reads no Cityscapes: then it is that suite's one dataset.
-        data_roots: roots of the real-world datasets by name (`acdc`, `dark_zurich`, `foggy_cityscapes`; None or
-            missing: their environment variables `ACDC_DATASET`, `DARK_ZURICH_DATASET`; Foggy Cityscapes lies in the
-            Cityscapes root).
+        data_root: the root of the run's `dataset` (None: its environment variable, e.g. `CITYSCAPES_DATASET`), or
+            the command line's `name=path,...` text over `DATA_NAMES` (split into this field and `data_roots`). A
+            bare path is the root of the suite's dataset, except for a suite that reads only real-world datasets:
+            then it is that suite's one dataset.
+        data_roots: roots by dataset name (`ade20k`, `acdc`, `dark_zurich`, `foggy_cityscapes`, ...; None or
+            missing: their environment variables `ADE20K_DATASET`, `ACDC_DATASET`, ...; Foggy Cityscapes lies in
+            the Cityscapes root).
         split: dataset split.
         corrupted_root: optional folder of pre-generated corrupted images.
         out_dir: folder that holds run folders (`<out_dir>/<run_id>/`).
@@ -459,7 +468,9 @@ class RunConfig:
         compile: run accuracy cells through `torch.compile(model)` and time latency compiled (the first batch of
             each input size compiles: about 40 s for SegFormer-B0 on 2 CPU cores).
         reference_model: model whose scores are the reference of CE / mCE in the run summary (must be in `models`).
-        num_classes: classes of the label space (its table, `classes`: Cityscapes' for 19).
+        dataset: the dataset of the clean and corrupted conditions (`bench.results.axes.DATASETS`: "cityscapes",
+            "ade20k", "voc", "coco_stuff", "folder"); its class table (`classes`) scores the run and sets every
+            model's class count (`num_classes`). A suite sets it.
         sources: model name -> where it comes from, for every model that is not a plain registry name:
             `hf:<folder or id>`, `py:<module or file>:<factory>`, `torchscript:<file>`, `onnx:<file>`, or the
             registry name of an aliased model. Filled from `[NAME=]SOURCE` entries of `models`.
@@ -501,7 +512,7 @@ class RunConfig:
     channels_last: bool = False
     compile: bool = False
     reference_model: str | None = None
-    num_classes: int = 19
+    dataset: str = "cityscapes"
     sources: dict[str, str] = field(default_factory=dict)
     model_args: dict[str, Any] = field(default_factory=dict)
     label_map: str | None = None
@@ -526,7 +537,7 @@ class RunConfig:
         if self.precision is not None:
             check_precision(self.precision, self.device)
         _positive_int(self.batch_size, "batch_size")
-        _positive_int(self.num_classes, "num_classes")
+        self.dataset = _dataset(self.dataset)
         self.workers = parse_workers(self.workers, lambda: default_workers(self.device))
         if not isinstance(self.only, str | None) or self.only not in ONLY:
             raise ConfigError("only", f"{self.only!r} unknown; choose one of {', '.join(map(str, ONLY[1:]))} or None")
@@ -582,7 +593,7 @@ class RunConfig:
                 raise ConfigError(name, f"{path}: no such file; give a JSON file")
         if self.label_map is not None:
             try:
-                read_label_map(self.label_map, self.classes.names if self.classes.is_named else ())
+                read_label_map(self.label_map, self._class_names())
             except SourceError as e:
                 raise ConfigError("label_map", str(e)) from None
         if self.model_meta is not None:
@@ -595,15 +606,36 @@ class RunConfig:
 
     @property
     def classes(self) -> ClassTable:
-        """The class table the run scores with (names, palette, ignore index), recorded in run.json."""
-        return class_table(self.num_classes)
+        """The class table the run scores with (names, palette, ignore index): its dataset's, recorded in run.json.
+        A folder dataset's comes from the folder's dataset.json (`DataError` when it cannot be read)."""
+        from segbench.bench.data.datasets import get_dataset
+
+        return get_dataset(self.dataset, self.root_of(self.dataset)).classes
+
+    def _class_names(self) -> tuple[str, ...]:
+        """The dataset's class names, or () while a folder dataset's root is not known yet (the plan checks again)."""
+        from segbench.bench.data.errors import DataError
+
+        try:
+            return self.classes.names if self.classes.is_named else ()
+        except DataError:
+            return ()
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes of the run's dataset: what every model is built with."""
+        return self.classes.num_classes
 
     def root_of(self, dataset: str) -> str | None:
-        """The root given for `dataset` ("cityscapes" or a real-world one); None: its environment variable decides.
-        Foggy Cityscapes lies in the Cityscapes root unless given its own."""
+        """The root given for `dataset` (the run's own or a real-world one); None: its environment variable decides.
+        A bare `data_root` is the run's dataset's root; Foggy Cityscapes lies in the Cityscapes root unless given its
+        own."""
+        if dataset == self.dataset:
+            return self.data_roots.get(dataset) or self.data_root
         if dataset == "cityscapes":
-            return self.data_root
-        return self.data_roots.get(dataset) or (self.data_root if dataset == "foggy_cityscapes" else None)
+            return self.data_roots.get(dataset)
+        cityscapes = self.data_root if self.dataset == "cityscapes" else self.data_roots.get("cityscapes")
+        return self.data_roots.get(dataset) or (cityscapes if dataset == "foggy_cityscapes" else None)
 
     def inference_spec(self, protocol: InferenceSpec | None = None) -> InferenceSpec:
         """The spec a run uses: the protocol (`self.inference`, else `protocol`, else defaults) with this config's
@@ -639,6 +671,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """The config `to_dict` wrote (a config recorded before datasets were named holds `num_classes`, 19, and read
+        Cityscapes)."""
+        data = dict(data)
+        legacy = data.pop("num_classes", None)
+        if legacy is not None and "dataset" not in data:
+            if legacy != 19:
+                raise ValueError(f"a config of {legacy} classes without a dataset: name its dataset")
+            data["dataset"] = "cityscapes"
         return cls(**_known(cls, data))
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.bench.data.cityscapes import CityscapesDataset
+from segbench.bench.data.datasets import get_dataset
+from segbench.bench.data.loading import SegmentationDataset
 from segbench.bench.deploy.grid import grid_cells, prepare_grid
 from segbench.bench.measure.inference import normalize
 from segbench.bench.results.schema import deploy_variant, variant_name
@@ -42,7 +43,8 @@ def deploy_models(
         model), a factory giving each variant, and the grid's `deploy` cell records (to store on rank 0).
     """
     count = max(spec.calibration_images, spec.agreement_images)
-    dataset = CityscapesDataset(config.data_root, split=config.split, max_images=count)
+    root = config.root_of(config.dataset)
+    dataset = SegmentationDataset(get_dataset(config.dataset, root), root, split=config.split, max_images=count)
     raw = [dataset[i]["image"].unsqueeze(0) for i in range(len(dataset))]
 
     def images(model: nn.Module) -> list[torch.Tensor]:

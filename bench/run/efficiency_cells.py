@@ -104,14 +104,15 @@ def efficiency_probe(
 
 
 def sample_image(spec: Any, config: RunConfig) -> Path | None:
-    """The image a probe times end to end: the first Cityscapes image of the run's split
-    (`bench.data.cityscapes.find_samples` order), when `spec` asks for end-to-end latency and the run has a Cityscapes
-    root (a synthetic suite's too). None otherwise: an efficiency-only run given no data, a suite that reads none."""
-    if spec is None or not getattr(spec, "end_to_end", False) or config.data_root is None:
+    """The image a probe times end to end: the first image of the run's dataset and split (its reader's order), when
+    `spec` asks for end-to-end latency and the run has a root of its dataset (a synthetic suite's too). None
+    otherwise: an efficiency-only run given no data, a suite that reads none."""
+    root = config.root_of(config.dataset)
+    if spec is None or not getattr(spec, "end_to_end", False) or root is None:
         return None
-    from segbench.bench.data.cityscapes import find_samples
+    from segbench.bench.data.datasets import get_dataset
 
-    return find_samples(config.data_root, config.split, max_images=1)[0].image
+    return get_dataset(config.dataset, root).samples(root, config.split, max_images=1)[0].image
 
 
 def efficiency_cell(cell: Cell, model: nn.Module, config: RunConfig, efficiency: EfficiencyFn) -> dict[str, Any]:

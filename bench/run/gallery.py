@@ -3,7 +3,7 @@
 Writes into a run folder::
 
     gallery/index.json                 what is where (read by the reporter)
-    gallery/gt.png                     the ground truth in the Cityscapes palette
+    gallery/gt.png                     the ground truth in the dataset's palette
     gallery/input/<condition>.png      the image under each condition
     gallery/pred/<model>/<condition>.png
 """
@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from segbench.bench.data.cityscapes import CityscapesDataset
+from segbench.bench.data.datasets import get_dataset
 from segbench.bench.data.generate_c import write_png_atomic
+from segbench.bench.data.loading import SegmentationDataset
 from segbench.bench.measure.inference import predict
 from segbench.bench.results.axes import Condition
-from segbench.bench.results.classes import CITYSCAPES, ClassTable
+from segbench.bench.results.classes import ClassTable, colours
 from segbench.bench.results.io import atomic_write_json
 from segbench.bench.run.config import InferenceSpec
 
@@ -30,7 +31,7 @@ from segbench.bench.run.config import InferenceSpec
 def palette_lut(classes: ClassTable) -> np.ndarray:
     """(256, 3) uint8 colours by label value: the table's palette, black elsewhere (the ignore index included)."""
     lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[: classes.num_classes] = classes.palette
+    lut[: classes.num_classes] = colours(classes)
     return lut
 
 
@@ -54,23 +55,29 @@ def write_gallery(
     split: str = "val",
     base_seed: int = 0,
     image_index: int = 0,
+    dataset: str = "cityscapes",
 ) -> Path:
     """Corrupt one image under every condition and save it with each model's prediction; returns index.json's path.
 
     Args:
         build_model: name -> model in eval mode on `spec.device` (the run's weights).
+        dataset: the dataset `data_root` holds (`bench.data.datasets.get_dataset`); the image is resized by its
+            protocol as in the accuracy cells, and the label map drawn at the label's size.
     """
     run_dir = Path(run_dir)
     out = run_dir / "gallery"
-    palette = palette_lut(CITYSCAPES)
-    clean = CityscapesDataset(data_root, split=split, max_images=image_index + 1, base_seed=base_seed)
+    data = get_dataset(dataset, data_root)
+    palette = palette_lut(data.classes)
+    clean = SegmentationDataset(data, data_root, split=split, max_images=image_index + 1, base_seed=base_seed)
     image_id = clean.samples[image_index].id
     label = clean[image_index]["label"].numpy()
     index: dict = {"image_id": image_id, "ground_truth": "gallery/gt.png", "conditions": []}
     _save(palette[label], out / "gt.png")
     inputs = {}
     for cond in conditions:
-        ds = CityscapesDataset(data_root, split=split, max_images=image_index + 1, condition=cond, base_seed=base_seed)
+        ds = SegmentationDataset(
+            data, data_root, split=split, max_images=image_index + 1, condition=cond, base_seed=base_seed
+        )
         inputs[cond.name] = ds[image_index]["image"]
         _save(inputs[cond.name].permute(1, 2, 0).numpy(), out / "input" / f"{cond.name}.png")
         index["conditions"].append(

@@ -121,11 +121,13 @@ def deploy_grid(suite: SuiteSpec, config: RunConfig) -> DeploySpec | None:
 
 
 def suite_of(config: RunConfig, inference: InferenceSpec | None = None, efficiency: Any = None) -> SuiteSpec:
-    """The suite a run without one is planned with: clean Cityscapes, named and versioned by `config`."""
+    """The suite a run without one is planned with: the clean images of `config.dataset`, named and versioned by
+    `config`."""
     return SuiteSpec(
         name=config.suite,
         version=config.suite_version,
         description="a run without a suite",
+        dataset=config.dataset,
         conditions=(Condition(),),
         inference=inference or InferenceSpec(),
         efficiency=efficiency if isinstance(efficiency, EfficiencySpec) else None,
@@ -172,7 +174,7 @@ def plan_run(
     if not config.models:
         raise ConfigError("models", "no models to run; name some (--models) or use a suite with default models")
     if accuracy or suite.deploy is not None:  # the grid is checked on the suite's first clean images
-        config = resolve_data(suite, config, datasets_of(conds) if accuracy else ("cityscapes",))
+        config = resolve_data(suite, config, datasets_of(conds, suite.dataset) if accuracy else (suite.dataset,))
     probe = efficiency if callable(efficiency) else efficiency_probe(suite, config)
     return RunPlan(
         config=dataclasses.replace(config, precision=config.precision or "fp32"),
@@ -192,8 +194,11 @@ def _completed(suite: SuiteSpec, config: RunConfig, accuracy: bool) -> RunConfig
     it is among the models), and every model's checkpoint (resolved once). A run that measures no accuracy may use
     random weights."""
     models = config.models or suite.default_models
+    if config.dataset not in ("cityscapes", suite.dataset):
+        raise ConfigError("dataset", f"{config.dataset!r}, but suite {suite.name} reads {suite.dataset}")
     config = dataclasses.replace(
         config,
+        dataset=suite.dataset,
         suite=suite.name,
         suite_version=suite.version,
         models=tuple(models),

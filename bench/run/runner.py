@@ -204,7 +204,7 @@ class _Run:
         """run.json and env.json written (or checked on resume), the grid's cells stored; the ids of finished cells."""
         config, ctx, run_dir = self.config, self.ctx, self.run_dir
         record = {**manifest(config, self.plan.conditions, described), "run_id": run_dir.name}
-        self.store = RunStore(run_dir)
+        self.store = RunStore(run_dir, config.dataset)
         env = functools.partial(run_environment, config, run_dir, self.spec, described, ctx)
         done = distributed.on_main(lambda: prepare(self.store, record, env()), ctx)
         if ctx.is_main:
@@ -271,20 +271,21 @@ class _Run:
         return [distributed.on_main(probe, self.ctx)]
 
     def _gallery(self, run_dir: Path) -> None:
-        """Rank 0 saves one Cityscapes image under each of the plan's synthetic conditions with every model's
-        prediction, from the models the run has loaded (one at a time when they do not fit together)."""
+        """Rank 0 saves the first image of the run's dataset under each of the plan's synthetic conditions with every
+        model's prediction, from the models the run has loaded (one at a time when they do not fit together)."""
         conditions = [c for c in self.plan.conditions if not c.is_real]
         if self.ctx.is_main and conditions:
             config = self.config
             write_gallery(
                 run_dir,
-                config.data_root,
+                config.root_of(config.dataset),
                 conditions,
                 config.models,
                 self.residency.on_this_rank,
                 self.spec,
                 config.split,
                 config.seed,
+                dataset=config.dataset,
             )
         distributed.barrier(self.ctx)
 
