@@ -35,6 +35,7 @@ PROG = "run_bench.py" if Path(sys.argv[0]).name == "run_bench.py" else "segbench
 FLAGS = {
     "data_root": "--data",
     "data_roots": "--data",
+    "dataset": "--dataset",
     "corrupted_root": "--corrupted-data",
     "weights_text": "--weights",
     "out_dir": "--out",
@@ -97,9 +98,10 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-map", help="JSON mapping the dataset's class names to a model's label names")
     p.add_argument(
         "--data",
-        help="dataset root: a bare PATH (the Cityscapes root, or the one dataset of a suite without Cityscapes), or "
-        "name=PATH,... over cityscapes, acdc, dark-zurich, foggy-cityscapes (default: $CITYSCAPES_DATASET, "
-        "$ACDC_DATASET, $DARK_ZURICH_DATASET; Foggy Cityscapes lies in the Cityscapes root)",
+        help="dataset root: a bare PATH (the root of the suite's dataset), or name=PATH,... over cityscapes, ade20k, "
+        "voc, coco-stuff, folder, acdc, dark-zurich, foggy-cityscapes (default: $CITYSCAPES_DATASET, $ADE20K_DATASET, "
+        "$VOC_DATASET, $COCO_STUFF_DATASET, $ACDC_DATASET, $DARK_ZURICH_DATASET; Foggy Cityscapes lies in the "
+        "Cityscapes root; a folder dataset has no variable)",
     )
     p.add_argument("--corrupted-data", help="a generate-c output folder to read corrupted images from")
     p.add_argument("--weights", help="a folder of checkpoints and/or model=path pairs (default: the local HF cache)")
@@ -262,13 +264,17 @@ def cmd_list(argv: list[str]) -> int:
 
 
 def cmd_generate_c(argv: list[str]) -> int:
-    p = _Parser(prog=f"{PROG} generate-c", description="write Cityscapes-C to disk (atomic files, resumable)")
+    p = _Parser(
+        prog=f"{PROG} generate-c",
+        description="write a dataset's corrupted copy (Cityscapes-C, ADE20K-C, ...) to disk (atomic files, resumable)",
+    )
     p.add_argument(
         "--data",
-        help="dataset root: a bare PATH (the Cityscapes root, or the one dataset of a suite without Cityscapes), or "
-        "name=PATH,... over cityscapes, acdc, dark-zurich, foggy-cityscapes (default: $CITYSCAPES_DATASET, "
-        "$ACDC_DATASET, $DARK_ZURICH_DATASET; Foggy Cityscapes lies in the Cityscapes root)",
+        help="the dataset's root: name=PATH for one of cityscapes, ade20k, voc, coco-stuff, folder (e.g. "
+        "ade20k=/data/ADEChallengeData2016), or a bare PATH of --dataset (default: its environment variable, e.g. "
+        "$CITYSCAPES_DATASET)",
     )
+    p.add_argument("--dataset", help="the dataset of a bare --data PATH (default: cityscapes)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--corruptions", help="comma list (default: the 16 Cityscapes-C corruptions)")
     p.add_argument("--severities", help="comma list (default: 1-5)")
@@ -289,8 +295,9 @@ def cmd_generate_c(argv: list[str]) -> int:
     from segbench.bench.run.config import usable_cores
 
     shard = None if args.shard is None else parse_shard(args.shard)
+    dataset, root = _generate_c_data(args.data, args.dataset)
     report = generate_c(
-        args.data,
+        root,
         args.out,
         corruptions=_csv(args.corruptions) or CORRUPTIONS,
         severities=_severities(args.severities) or SEVERITIES,
@@ -300,9 +307,29 @@ def cmd_generate_c(argv: list[str]) -> int:
         max_images=args.max_images,
         quiet=args.quiet,
         shard=shard,
+        dataset=dataset,
     )
     print(report)
     return 0
+
+
+def _generate_c_data(data: str | None, dataset: str | None) -> tuple[str, str | None]:
+    """generate-c's dataset and root from `--data` (a bare PATH or one name=PATH) and `--dataset`."""
+    from segbench.bench.results.axes import DATASETS, dataset_key
+    from segbench.bench.run.config import ConfigError, parse_data
+
+    if dataset is not None and dataset_key(dataset) not in DATASETS:
+        known = ", ".join(n.replace("_", "-") for n in DATASETS)
+        raise ConfigError("dataset", f"{dataset!r} is not a dataset generate-c corrupts; choose one of {known}")
+    bare, named = parse_data(data, field="data_root")
+    if len(named) > 1 or any(n not in DATASETS for n in named):
+        raise ConfigError("data_root", f"{data!r}: give one root, name=PATH, of {', '.join(DATASETS)}")
+    if named:
+        name, root = next(iter(named.items()))
+        if dataset is not None and dataset_key(dataset) != name:
+            raise ConfigError("dataset", f"{dataset!r}, but --data names {name}; give one of them")
+        return name, root
+    return dataset_key(dataset or "cityscapes"), bare
 
 
 def cmd_report(argv: list[str]) -> int:

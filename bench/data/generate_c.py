@@ -1,8 +1,11 @@
-"""Pre-generate Cityscapes-C on disk (``python run_bench.py generate-c``).
+"""Pre-generate a corrupted dataset on disk (``python run_bench.py generate-c``): Cityscapes-C, ADE20K-C, VOC-C, ...
 
-Writes ``OUT/<corruption>/<severity>/leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` for every image of the split
-and every requested (corruption, severity), seeded by the protocol of :mod:`bench.data.corruptions`, so the files are
-byte-identical to what :class:`bench.data.cityscapes.CityscapesDataset` computes on the fly, whatever the worker count.
+Writes ``OUT/<corruption>/<severity>/<rel>`` for every image of the split and every requested (corruption, severity),
+where ``<rel>`` is the image's path under its dataset's root with the suffix ``.png`` (`Sample.corrupted_rel`; for
+Cityscapes ``leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png``), seeded by the protocol of
+:mod:`bench.data.corruptions`, so the files are byte-identical to what :class:`bench.data.loading.SegmentationDataset`
+computes on the fly, whatever the worker count. Corruptions apply to the image at its own size, of any size and
+aspect ratio.
 
 * **Parallel:** one task per (image, corruption) covering all requested severities (the image is decoded once), run
   in ``workers`` processes.
@@ -18,10 +21,10 @@ byte-identical to what :class:`bench.data.cityscapes.CityscapesDataset` computes
   sharding (another N) covers, so it never deletes the temporary file of a live process.
 * **Manifest:** ``OUT/manifest.json`` records the seed protocol, base seed, split, the versions of the libraries the
   bytes depend on, the corruptions and severities, and per condition how many images are present
-  (``images_per_condition``). It is written before any image, so a rerun with another seed, protocol, split or
-  library version into the same folder is refused instead of mixing files; the evaluator refuses a folder whose seed
-  or protocol differ from its own. Shards read and write it under a short lock of its own, at the start and at the
-  end; the last shard to finish leaves the same manifest as one unsharded run.
+  (``images_per_condition``), and the dataset. It is written before any image, so a rerun with another dataset, seed,
+  protocol, split or library version into the same folder is refused instead of mixing files; the evaluator refuses a
+  folder whose dataset, seed or protocol differ from its own. Shards read and write it under a short lock of its own,
+  at the start and at the end; the last shard to finish leaves the same manifest as one unsharded run.
 """
 
 from __future__ import annotations
@@ -41,16 +44,11 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from segbench.bench.data.cityscapes import (
-    MANIFEST,
-    DataError,
-    SampleRef,
-    corrupted_image_path,
-    find_samples,
-    read_image,
-    read_manifest,
-)
 from segbench.bench.data.corruptions import SEED_PROTOCOL, condition_seed, corrupt, warm_up
+from segbench.bench.data.datasets import Sample, get_dataset
+from segbench.bench.data.errors import DataError
+from segbench.bench.data.images import read_image
+from segbench.bench.data.loading import MANIFEST, corrupted_path, read_manifest
 from segbench.bench.results.axes import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, Condition
 from segbench.bench.results.io import TEMP_SUFFIX, atomic_write, atomic_write_json, is_temp_file
 from segbench.bench.results.targets import check_target
@@ -306,31 +304,27 @@ def _remove_stale_manifest_temps(out: Path) -> int:
     return removed
 
 
-def _remove_stale_temps(out: Path, split: str, shard: Shard | None, list_split: Callable[[], list[SampleRef]]) -> int:
+def _remove_stale_temps(out: Path, shard: Shard | None, list_split: Callable[[], list[Sample]]) -> int:
     """Deletes the temporary image files of killed runs in this run's share (call with the share's lock held).
 
-    A temporary file belongs to the image its final name names; it is deleted only when that image is in our share and
-    in no share held by a live run of another sharding. Temporaries outside the split's image folders (lock notes,
-    the manifest's) are left alone.
+    A temporary file belongs to the image its final name names (`<corruption>/<severity>/<corrupted_rel>`); it is
+    deleted only when that image is in our share and in no share held by a live run of another sharding. Temporaries
+    that name no image of the split (lock notes, the manifest's) are left alone.
 
     Args:
         out: the output folder.
-        split: dataset split.
         shard: our share (None: every image).
         list_split: the split's samples in sorted order (called only when there are temporaries).
     """
-    temps = []
-    for path in out.rglob(f"*{TEMP_SUFFIX}"):
-        parts = path.relative_to(out).parts  # <corruption>/<severity>/leftImg8bit/<split>/<city>/<temp>
-        if len(parts) == 6 and parts[2] == "leftImg8bit" and parts[3] == split and is_temp_file(path):
-            temps.append(path)
+    temps = [p for p in out.rglob(f"*{TEMP_SUFFIX}") if len(p.relative_to(out).parts) > 3 and is_temp_file(p)]
     if not temps:
         return 0
-    index = {(s.city, s.image.name): i for i, s in enumerate(list_split())}
+    index = {s.corrupted_rel.as_posix(): i for i, s in enumerate(list_split())}
     others = _live_other_shardings(out, shard)  # after listing: a run that starts later made none of the listed temps
     removed = 0
     for path in temps:
-        i = index.get((path.parent.name, _final_name(path)))
+        rel = path.relative_to(out).parent.relative_to(*path.relative_to(out).parts[:2]) / _final_name(path)
+        i = index.get(rel.as_posix())
         if i is None or not _in_share(i, shard) or any(_in_share(i, other) for other in others):
             continue
         try:
@@ -341,10 +335,11 @@ def _remove_stale_temps(out: Path, split: str, shard: Shard | None, list_split: 
     return removed
 
 
-def _prepare_manifest(out: Path, base_seed: int, split: str, versions: dict[str, str]) -> dict:
+def _prepare_manifest(out: Path, base_seed: int, split: str, versions: dict[str, str], dataset: str) -> dict:
     """Returns the folder's manifest (new, or the existing one after checking it matches this run)."""
     fresh = {
         "format": MANIFEST_FORMAT,
+        "dataset": dataset,
         "seed_protocol": SEED_PROTOCOL,
         "base_seed": int(base_seed),
         "split": split,
@@ -356,7 +351,8 @@ def _prepare_manifest(out: Path, base_seed: int, split: str, versions: dict[str,
     if not (out / MANIFEST).exists():
         return fresh
     manifest = read_manifest(out)
-    for key in ("format", "seed_protocol", "base_seed", "split", "versions"):
+    manifest["dataset"] = manifest.get("dataset") or "cityscapes"  # generated before datasets were named
+    for key in ("dataset", "format", "seed_protocol", "base_seed", "split", "versions"):
         if manifest.get(key) != fresh[key]:
             raise DataError(
                 f"{out / MANIFEST}: the folder was generated with {key}={manifest.get(key)!r}, this run has "
@@ -372,8 +368,9 @@ def _update_manifest(
     versions: dict[str, str],
     corruptions: list[str],
     severities: list[int],
+    dataset: str,
     count: Iterable[Condition] = (),
-    samples: list[SampleRef] | None = None,
+    samples: list[Sample] | None = None,
 ) -> int:
     """Checks the manifest and adds this run's conditions, under the manifest's lock; returns the temps removed.
 
@@ -381,13 +378,13 @@ def _update_manifest(
     ``images_per_condition`` is recounted from the files present (of ``samples``).
     """
     with _manifest_lock(out):
-        manifest = _prepare_manifest(out, base_seed, split, versions)
+        manifest = _prepare_manifest(out, base_seed, split, versions, dataset)
         removed = _remove_stale_manifest_temps(out)
         requested = set(manifest["corruptions"]) | set(corruptions)
         manifest["corruptions"] = [c for c in CORRUPTIONS + EXTRA_CORRUPTIONS if c in requested]
         manifest["severities"] = sorted(set(manifest["severities"]) | {int(s) for s in severities})
         for condition in count:
-            present = sum(corrupted_image_path(out, condition, split, s).is_file() for s in samples or ())
+            present = sum(corrupted_path(out, condition, s).is_file() for s in samples or ())
             manifest["images_per_condition"][condition.name] = present
         atomic_write_json(out / MANIFEST, manifest)
     return removed
@@ -400,22 +397,21 @@ def _update_manifest(
 
 def _run_task(
     image_path: str,
-    city: str,
-    stem: str,
+    rel: str,
+    image_id: str,
     corruption: str,
     severities: tuple[int, ...],
     out: str,
-    split: str,
     base_seed: int,
+    grayscale: bool,
 ) -> int:
     """Corrupts one image with one corruption at the given severities and writes the files; returns their number."""
-    image = read_image(image_path)
-    sample = SampleRef(stem, city, Path(image_path), Path(), "")
+    image = read_image(image_path, grayscale)
+    sample = Sample(image_id, Path(image_path), Path(), Path(rel))
     for severity in severities:
         condition = Condition(corruption, severity)
-        path = corrupted_image_path(out, condition, split, sample)
-        seed = condition_seed(stem, corruption, severity, base_seed)
-        write_png_atomic(corrupt(image, corruption, severity, seed), path)
+        seed = condition_seed(image_id, corruption, severity, base_seed)
+        write_png_atomic(corrupt(image, corruption, severity, seed), corrupted_path(out, condition, sample))
     return len(severities)
 
 
@@ -465,12 +461,12 @@ def _unique(values: Iterable, kind: str) -> list:
 
 
 def _plan_tasks(
-    samples: Sequence[SampleRef],
+    samples: Sequence[Sample],
     corruptions: Sequence[str],
     severities: Sequence[int],
     out: Path,
-    split: str,
     seed: int,
+    grayscale: bool,
 ) -> tuple[list[tuple], int]:
     """The `_run_task` arguments of every (image, corruption) with a severity whose file is missing, and the number of
     files already there (skipped)."""
@@ -479,14 +475,13 @@ def _plan_tasks(
         for corruption in corruptions:
             todo = []
             for severity in severities:
-                if corrupted_image_path(out, Condition(corruption, severity), split, sample).is_file():
+                if corrupted_path(out, Condition(corruption, severity), sample).is_file():
                     skipped += 1
                 else:
                     todo.append(int(severity))
             if todo:
-                tasks.append(
-                    (str(sample.image), sample.city, sample.id, corruption, tuple(todo), str(out), split, seed)
-                )
+                task = (str(sample.image), sample.rel.as_posix(), sample.id, corruption, tuple(todo), str(out), seed)
+                tasks.append((*task, grayscale))
     return tasks, skipped
 
 
@@ -501,30 +496,33 @@ def generate_c(
     max_images: int | None = None,
     quiet: bool = False,
     shard: Shard | None = None,
+    dataset: str = "cityscapes",
 ) -> GenerateReport:
     """Writes the corrupted images of a split (or of one share of it) to disk, in parallel, resumably.
 
     Args:
-        data_root: Cityscapes root (None: ``CITYSCAPES_DATASET``).
+        data_root: the dataset's root (None: its environment variable, e.g. ``CITYSCAPES_DATASET``).
         out: output folder (created if needed).
         corruptions: corruption names; default the 16 of Cityscapes-C.
         severities: severities 1-5; default all.
         workers: number of processes (1: run in this process).
         base_seed: base seed of the seed protocol.
         split: dataset split.
-        max_images: only the first N images in sorted order (see :func:`bench.data.cityscapes.find_samples`).
+        max_images: only the first N images in the reader's order (`bench.data.datasets.Dataset.samples`).
         quiet: no progress bar.
         shard: (I, N): write only images I, I + N, I + 2N, ... of the sorted split (0-based I). None: under torchrun
             (``WORLD_SIZE`` > 1) the share ``(RANK, WORLD_SIZE)``, else every image. The N shares together write
             exactly the files of one unsharded run; they may run at the same time, into the same folder.
+        dataset: the dataset to corrupt (`bench.data.datasets.get_dataset`: "cityscapes", "ade20k", "voc",
+            "coco_stuff", "folder").
 
     Returns:
         A :class:`GenerateReport`.
 
     Raises:
         ValueError: unknown corruption, severity outside 1-5, workers < 1, a bad shard (or RANK / WORLD_SIZE).
-        DataError: bad dataset, unwritable output folder, or an output folder generated with another seed, protocol,
-            split or library versions.
+        DataError: bad dataset, unwritable output folder, or an output folder generated from another dataset, or with
+            another seed, protocol, split or library versions.
         TargetError: ``out`` is a file, or a folder holding files generate-c did not write (a run folder, a dataset).
         FolderBusyError: another live run holds this share of the folder (the message names it).
     """
@@ -537,19 +535,22 @@ def generate_c(
     shard = shard_from_env() if shard is None else _check_shard(shard)
     if shard == (0, 1):
         shard = None
-    samples = find_samples(data_root, split, max_images)
+    reader = get_dataset(dataset, data_root)
+    root = reader.resolve_root(data_root)
+    samples = reader.samples(root, split, max_images)
     mine = [s for i, s in enumerate(samples) if _in_share(i, shard)]
     out = Path(out)
     _check_writable(out)
     what = LOCK_WHAT if shard is None else f"{LOCK_WHAT} (shard {shard[0]}/{shard[1]})"
     versions, seed = library_versions(), int(base_seed)
     with folder_lock(out, name=shard_lock_name(shard), what=what):
-        removed = _update_manifest(out, base_seed, split, versions, corruptions, severities)
-        removed += _remove_stale_temps(out, split, shard, lambda: find_samples(data_root, split, validate=False))
+        name = reader.name
+        removed = _update_manifest(out, base_seed, split, versions, corruptions, severities, name)
+        removed += _remove_stale_temps(out, shard, lambda: reader.find(root, split, None))
 
-        tasks, skipped = _plan_tasks(mine, corruptions, severities, out, split, seed)
+        tasks, skipped = _plan_tasks(mine, corruptions, severities, out, seed, reader.grayscale)
         written = _run_tasks(tasks, workers, len(mine) * len(conditions), skipped, quiet)
-        removed += _update_manifest(out, base_seed, split, versions, corruptions, severities, conditions, samples)
+        removed += _update_manifest(out, base_seed, split, versions, corruptions, severities, name, conditions, samples)
     return GenerateReport(
         out,
         out / MANIFEST,

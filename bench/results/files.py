@@ -136,6 +136,7 @@ class CorruptedManifest(msgspec.Struct):
     seed_protocol: str
     base_seed: int
     split: str
+    dataset: str | None = None  # folders generated before datasets were named hold Cityscapes
     format: str | None = None
     versions: dict[str, Any] = {}
     corruptions: list[str] = []
