@@ -94,6 +94,8 @@ def _schema_problem(exc: msgspec.ValidationError) -> str:
     message = message[:1].lower() + message[1:]
     if "unknown field" in message:
         message += f" (the fields are {_FIELDS})"
+    elif not where:  # not an object, or no classes
+        message += f"; it should hold at least {EXAMPLE}"
     where = where.rstrip("`").lstrip(".")
     return f"{where}: {message}" if where else message
 
