@@ -28,6 +28,7 @@ image is read, as split "val".
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ import numpy as np
 from segbench.bench.data.datasets import Dataset, Protocol, Sample, register_dataset, values_outside
 from segbench.bench.data.errors import DataError, DataNotFoundError
 from segbench.bench.data.images import read_indices
-from segbench.bench.results.classes import ClassTable
+from segbench.bench.results.classes import ClassTable, default_palette
 
 NAME = "folder"
 SPEC_FILE = "dataset.json"
@@ -289,9 +290,21 @@ def load_folder(root: str | Path | None) -> Dataset:
         raise DataNotFoundError(
             f"folder dataset {str(root)!r} is not a folder: pass --data folder=PATH (a folder holding {LAYOUT})"
         )
+    try:
+        stat = (root / SPEC_FILE).stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = None
+    return _load(root.resolve(), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(root: Path, stamp: tuple[int, int] | None) -> Dataset:
+    """The dataset at `root` as its dataset.json of `stamp` (modification time, size) describes it: read once per
+    process while the file is unchanged (a run asks for its class table often)."""
     path = root / SPEC_FILE
     spec = read_spec(path)
-    palette = tuple((int(r), int(g), int(b)) for r, g, b in spec.palette or ())
+    palette = tuple((int(r), int(g), int(b)) for r, g, b in spec.palette or default_palette(len(spec.classes)))
     reader = FolderReader(root, len(spec.classes), spec.offset, spec.ignore_index)
     return Dataset(
         name=NAME,

@@ -14,6 +14,7 @@ from segbench.bench.data.errors import DataError, DataNotFoundError
 from segbench.bench.data.folder import write_synthetic_folder
 from segbench.bench.data.loading import SegmentationDataset
 from segbench.bench.results.axes import Condition
+from segbench.bench.results.classes import default_palette
 
 SIZE = (40, 56)
 
@@ -61,7 +62,7 @@ def test_synthetic_folder_reads_as_a_dataset(root: Path) -> None:
     dataset = get_dataset("folder", root)
     assert (dataset.name, dataset.classes.name, dataset.title) == ("folder", "folder", "synthetic folder dataset")
     assert dataset.classes.names == ("background", "crop", "weed", "soil")
-    assert dataset.classes.ignore_index == 255 and dataset.classes.palette == ()
+    assert dataset.classes.ignore_index == 255 and dataset.classes.palette == default_palette(4)
     assert dataset.env_var is None and dataset.same_size is False and dataset.grayscale is False
     assert dataset.protocol == Protocol()
     samples = dataset.samples(root)
