@@ -12,7 +12,10 @@ from segbench._rooms import require_namespace
 require_namespace(__name__)
 
 from segbench.bench.spec import SuiteSpec
-from segbench.suites import builtin  # noqa: F401  (registers the built-in suites)
+from segbench.suites import (
+    builtin,  # noqa: F401  (registers the built-in suites)
+    datasets,  # noqa: F401  (registers the suites of ADE20K, VOC, COCO-Stuff and folders)
+)
 from segbench.suites.registry import SUITES, register_suite
 
 

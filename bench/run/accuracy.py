@@ -97,6 +97,8 @@ def _loader(
             base_seed=config.seed,
             corrupted_root=config.corrupted_root,
         )
+    if not condition.is_real and not dataset.dataset.same_size:
+        batch_size = 1  # images of several sizes: one per batch (the plan says so in its notes)
     shard = distributed.shard_indices(len(dataset), ctx.rank, ctx.world_size)
     if config.workers > 0 and condition.corruption is not None and config.corrupted_root is None:
         warm_up(condition.corruption, condition.severity)  # inherited by the forked workers

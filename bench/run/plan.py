@@ -176,16 +176,40 @@ def plan_run(
     if accuracy or suite.deploy is not None:  # the grid is checked on the suite's first clean images
         config = resolve_data(suite, config, datasets_of(conds, suite.dataset) if accuracy else (suite.dataset,))
     probe = efficiency if callable(efficiency) else efficiency_probe(suite, config)
+    notes = (*describe_data(config, conds), *_batch_note(config)) if accuracy else ()
     return RunPlan(
         config=dataclasses.replace(config, precision=config.precision or "fp32"),
         conditions=conds,
         accuracy=accuracy,
-        inference=suite.inference,
+        inference=_inference(suite, config, accuracy),
         efficiency=None if config.only == "accuracy" else probe,
         deploy=deploy_grid(suite, config),
         gallery=accuracy and suite.gallery,
         modules=modules,
-        notes=tuple(f"data: {line}" for line in describe_data(config, conds)) if accuracy else (),
+        notes=tuple(f"data: {line}" for line in notes),
+    )
+
+
+def _inference(suite: SuiteSpec, config: RunConfig, accuracy: bool) -> InferenceSpec:
+    """The suite's protocol; a folder suite's from the folder's dataset.json (`Protocol.mode`, `crop`, `stride`)."""
+    if suite.dataset != "folder" or not accuracy:
+        return suite.inference
+    from segbench.bench.data.datasets import get_dataset
+
+    protocol = get_dataset("folder", config.root_of("folder")).protocol
+    return dataclasses.replace(suite.inference, mode=protocol.mode, crop=protocol.crop, stride=protocol.stride)
+
+
+def _batch_note(config: RunConfig) -> tuple[str, ...]:
+    """A note when the dataset's images differ in size: accuracy then runs one image per batch."""
+    from segbench.bench.data.datasets import get_dataset
+
+    dataset = get_dataset(config.dataset, config.root_of(config.dataset))
+    if dataset.same_size or config.batch_size == 1:
+        return ()
+    return (
+        f"{dataset.title} images differ in size: accuracy runs one image per batch (--batch-size {config.batch_size} "
+        "applies to the cost probe)",
     )
 
 
