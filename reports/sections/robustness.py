@@ -3,8 +3,11 @@ mCE), mIoU per severity and per-class IoU on the clean images. Every score is a 
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 
+from segbench.reports import class_view as CV
 from segbench.reports import figures
 from segbench.reports import tables as T
 from segbench.reports.page import Cell, HtmlTable, Page, Row, Section, builds
@@ -149,7 +152,34 @@ def class_iou(page: Page, sec: Section) -> Section:
         sec.missing = "Not measured in this run: no clean iou_<class> rows."
         return sec
     labels = page.figure_labels(page.models)
-    sec.figures.append(page.out.figure(figures.class_heatmap, "class_iou.png", "per-class IoU heatmap", matrix, labels))
-    sec.notes.append("IoU (%) per class on the clean images; the exact values are in the table files below.")
     sec.files = page.out.table(matrix.reset_index(names="model"), "per_class_iou", "Per-class IoU (%) on clean images")
+    selection = CV.select_classes(matrix, CV.ranking_model(matrix, page.reference))
+    if selection is None:
+        heatmap = figures.class_heatmap
+        alt = "per-class IoU heatmap"
+        sec.notes.append("IoU (%) per class on the clean images; the exact values are in the table files below.")
+    else:
+        heatmap = partial(figures.class_heatmap, split=selection.worst, title=selection.label)
+        alt = f"per-class IoU heatmap: {selection.label}"
+        sec.notes.append(
+            f"IoU (%) per class on the clean images: {selection.label}. The full table of all {selection.total} "
+            f"classes and {len(matrix)} model(s) is {sec.files[0]} (linked below)."
+        )
+        sec.tables.append(_extremes_table(CV.shown_columns(matrix, selection), selection))
+    shown = CV.shown_columns(matrix, selection)
+    sec.figures.append(page.out.figure(heatmap, "class_iou.png", alt, shown, labels))
     return sec
+
+
+def _extremes_table(shown: pd.DataFrame, selection: CV.ClassSelection) -> HtmlTable:
+    """The shown classes as rows (worst block, then best block), one column of clean IoU (%) per model."""
+    rows = []
+    for i, cls in enumerate(shown.columns):
+        divider = ""
+        if i == 0:
+            divider = f"{selection.worst} worst of {selection.total} classes"
+        elif i == selection.worst:
+            divider = f"{selection.best} best of {selection.total} classes"
+        cells = [Cell(T.format_number(shown.loc[model, cls])) for model in shown.index]
+        rows.append(Row(cells, label=str(cls), divider=divider))
+    return HtmlTable(["Class", *[str(m) for m in shown.index]], rows, cls="classes")
