@@ -207,7 +207,7 @@ def efficiency_curve(
                 textcoords="offset points",
                 ha="right",
             )
-        note = "published: " + plain(curve.published["note"].iloc[0])
+        note = plain(curve.published_label or "published: " + curve.published["note"].iloc[0])
         ax.scatter([], [], marker="D", facecolors="none", edgecolors="dimgray", label=note)
     xs = pd.concat([points["x"], curve.published.get("x", pd.Series(dtype=float))]).dropna()
     if len(xs) and xs.min() > 0 and xs.max() / xs.min() > 20:

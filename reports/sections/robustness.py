@@ -7,6 +7,8 @@ from functools import partial
 
 import pandas as pd
 
+from segbench.bench.results.classes import CITYSCAPES
+from segbench.reports import anchors as A
 from segbench.reports import class_view as CV
 from segbench.reports import figures
 from segbench.reports import tables as T
@@ -27,7 +29,11 @@ def table5(page: Page, sec: Section) -> Section:
     if conditions.empty:
         sec.missing = "Not measured in this run: no mIoU rows (clean or corrupted)."
         return sec
-    tab = T.table5(conditions, measured, page.summary, eligible=page.trained(measured))
+    cityscapes = page.classes.name == CITYSCAPES.name
+    if not cityscapes:  # Table 5's published rows are Cityscapes': the dataset's own anchors follow the table
+        sec.title = f"Clean and corrupted mIoU on {A.dataset_name(page.classes.name)} (layout of SegFormer Table 5)"
+    published = None if cityscapes else T.reference_table5().iloc[0:0]
+    tab = T.table5(conditions, measured, page.summary, published, eligible=page.trained(measured))
     sec.notes.append(
         "mIoU (%) per corruption, averaged over severities; "
         + page.best_note(measured)
@@ -36,7 +42,8 @@ def table5(page: Page, sec: Section) -> Section:
         + " The paper's protocol (Appendix D) uses the noise corruptions at severities 1-3 and the other twelve at "
         "1-5; where this run measured other severities its averages are not directly comparable."
     )
-    sec.notes.append(T.PUBLISHED_TABLE5)
+    if cityscapes:
+        sec.notes.append(T.PUBLISHED_TABLE5)
     groups = [("", 1), ("", 1)] + [(cat.capitalize(), len(names)) for cat, names in tab.groups]
     corruptions = [c for _, names in tab.groups for c in names]
     columns = ["Method", "Clean"] + [SHORT_NAMES.get(c, c.replace("_", " ")) for c in corruptions]
@@ -55,7 +62,36 @@ def table5(page: Page, sec: Section) -> Section:
     titles = ["", "clean images"] + [c.replace("_", " ") for c in corruptions]
     sec.tables.append(HtmlTable(columns, rows, groups, subheader, titles))
     sec.files = page.out.table(tab.to_frame(), "cityscapes_c", "Cityscapes-C mIoU (%), averaged over severities")
+    _anchors(page, sec)
     return sec
+
+
+def _anchors(page: Page, sec: Section) -> None:
+    """The published anchors of the run's dataset (ADE20K, VOC) under the table, beside the run's own figures, for
+    the models with trained weights that match one by name (nothing for other datasets)."""
+    dataset = page.classes.name
+    if dataset not in A.ANCHORED:
+        return
+    compared = [m for m in page.models if not (m in page.infos and page.infos[m].flag)]  # not random or demo weights
+    anchors = A.dataset_anchors(dataset, compared, page.conditions, page.summary)
+    if anchors is None:
+        sec.notes.append(
+            f"No published anchor for {A.dataset_name(dataset)} matches this run's models with trained weights "
+            "(SegFormer Table 1 and SemSegBench are matched by registry name: segformer-b0 ... segformer-b5)."
+        )
+        return
+    rows = []
+    for r in anchors.rows.to_dict("records"):
+        own = r["source"] == A.THIS_RUN
+        cells = [Cell(r["source"] if own else f"{r['source']}: {r['protocol']}", "reason")]
+        cells += [Cell(T.format_number(r[c])) for c in A.COLUMNS]
+        rows.append(
+            Row(cells, model=r["model"]) if own else Row(cells, label=f"{r['model']} (published)", cls="published")
+        )
+    sec.notes += A.anchor_notes(anchors)
+    sec.tables.append(HtmlTable(["Model", "Source and protocol", *A.COLUMNS.values()], rows))
+    title = f"Published anchors for {A.dataset_name(dataset)} beside this run's figures"
+    sec.files += page.out.table(anchors.rows, "anchors", title)
 
 
 def _score_frame(page: Page, measured: list[str]) -> tuple[pd.DataFrame, list[str]]:
