@@ -15,6 +15,7 @@ import pytest
 from test_report import _parse, make_fake_run
 from test_report_realworld import section_text, table_rows
 
+from segbench.bench.results.axes import Condition
 from segbench.bench.results.classes import CITYSCAPES, ClassTable
 from segbench.bench.results.schema import class_metric_name, make_row
 from segbench.bench.results.store import RunStore
@@ -23,7 +24,7 @@ from segbench.reports import class_view as CV
 from segbench.reports import render_report
 from segbench.reports import tables as T
 from segbench.reports.render import read_page
-from segbench.reports.sections import efficiency, robustness
+from segbench.reports.sections import efficiency, real_world, robustness
 
 EVIL_CLASS = "<i>bed</i>"
 NAMES = (EVIL_CLASS, *(f"thing {k}" for k in range(1, 150)))
@@ -136,6 +137,30 @@ def test_ade20k_anchors_show_their_protocol_beside_the_run(ade):
     assert b0["gaussian_noise-3"] == pytest.approx(results.query("condition == 'gaussian_noise-3'")["value"].item())
     summary = pd.read_csv(run / "summary.csv").query("model == 'segformer-b0' and metric == 'mPC'")
     assert b0["mPC"] == pytest.approx(summary["value"].item())  # summary.csv's, not recomputed
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_real_world_heatmap_shows_the_same_worst_and_best(tmp_path, clean):
+    store, order = RunStore(tmp_path), []
+    for model in MODELS[:2]:
+        for i, name in enumerate((["clean"] if clean else []) + ["acdc:fog", "acdc:night"]):
+            c = Condition.parse(name)
+            place = {"model": model, "suite": "acdc", "condition": c.name, "corruption": c.corruption}
+            place |= {"category": c.category, "severity": None if c.is_real else c.severity}
+            rows = [make_row("miou", 40.0 - i, **place)]
+            rows += [make_row(class_metric_name(n), iou(model, k, 3 * i), **place) for k, n in enumerate(NAMES)]
+            store.write_cell(
+                {"cell": f"{model}|{name}", "kind": "accuracy", "model": model, "condition": name, "rows": rows}
+            )
+            order.append(f"{model}|{name}")
+    store.gather(order, suite="acdc")
+    store.write_manifest({"suite": "acdc", "classes": ClassTable("ade20k", NAMES).to_dict()})
+    section = real_world.real_world(read_page(tmp_path))
+    basis = "clean IoU" if clean else "IoU under ACDC fog"  # without clean rows: the first model's first condition
+    label = f"10 worst / 10 best of 150 classes, sorted by {basis} of segformer-b0"
+    assert label in section.figures[-1].alt and label in section.notes[-1]
+    full = pd.read_csv(tmp_path / "report/real_world_class_iou.csv")
+    assert list(full.columns[2:]) == list(NAMES) and len(full) == 4  # the file holds every class
 
 
 @pytest.mark.parametrize("dataset", ["voc", "coco_stuff", "cityscapes"])

@@ -39,8 +39,12 @@ def table5(page: Page, sec: Section) -> Section:
         + page.best_note(measured)
         + " "
         + T.describe_severities(tab.severities)
-        + " The paper's protocol (Appendix D) uses the noise corruptions at severities 1-3 and the other twelve at "
-        "1-5; where this run measured other severities its averages are not directly comparable."
+        + (
+            " The paper's protocol (Appendix D) uses the noise corruptions at severities 1-3 and the other twelve at "
+            "1-5; where this run measured other severities its averages are not directly comparable."
+            if cityscapes
+            else ""
+        )
     )
     if cityscapes:
         sec.notes.append(T.PUBLISHED_TABLE5)
