@@ -89,8 +89,15 @@ def severity_curves(
     return save(fig, path)
 
 
-def class_heatmap(matrix: pd.DataFrame, labels: Mapping[str, str], path: str | Path) -> Path | None:
-    """Models x classes heatmap of clean IoU (%), values written in the cells."""
+def class_heatmap(
+    matrix: pd.DataFrame, labels: Mapping[str, str], path: str | Path, split: int | None = None, title: str = ""
+) -> Path | None:
+    """Models x classes heatmap of clean IoU (%), values written in the cells.
+
+    Args:
+        split: draw a white gap before this column (the first of the best classes after the worst ones).
+        title: drawn above the heatmap (e.g. which classes of how many are shown).
+    """
     if matrix.empty:
         return None
     values = matrix.to_numpy(dtype=float)
@@ -104,6 +111,10 @@ def class_heatmap(matrix: pd.DataFrame, labels: Mapping[str, str], path: str | P
     for (i, j), v in np.ndenumerate(values):
         text = "–" if math.isnan(v) else f"{v:.0f}"
         ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white" if not v > 60 else "black")
+    if split:
+        ax.axvline(split - 0.5, color="white", linewidth=4)
+    if title:
+        ax.set_title(plain(title), fontsize=9)
     fig.colorbar(image, ax=ax, label="IoU (%)", shrink=0.8)
     return save(fig, path)
 
@@ -196,7 +207,7 @@ def efficiency_curve(
                 textcoords="offset points",
                 ha="right",
             )
-        note = "published: " + plain(curve.published["note"].iloc[0])
+        note = plain(curve.published_label or "published: " + curve.published["note"].iloc[0])
         ax.scatter([], [], marker="D", facecolors="none", edgecolors="dimgray", label=note)
     xs = pd.concat([points["x"], curve.published.get("x", pd.Series(dtype=float))]).dropna()
     if len(xs) and xs.min() > 0 and xs.max() / xs.min() > 20:

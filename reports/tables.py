@@ -382,6 +382,8 @@ class CurvePoints:
     setting: str
     points: pd.DataFrame  # model, x, miou, params
     published: pd.DataFrame = field(default_factory=pd.DataFrame)  # label, x, miou, params, note
+    published_label: str = ""  # the published points' legend entry ('' : "published: <note>")
+    missing: str = ""  # why the curve is not drawn, in one line ('' : it is)
 
 
 def best_group(rows: pd.DataFrame, keys: list[str], prefer: dict[str, Sequence[str]]) -> tuple | None:
@@ -399,26 +401,33 @@ def best_group(rows: pd.DataFrame, keys: list[str], prefer: dict[str, Sequence[s
     return max(coverage.index, key=rank)
 
 
-def efficiency_curves(eff: pd.DataFrame, clean: pd.Series) -> list[CurvePoints]:
+PAPER_AXES = "512x512"
+"""The resolution of the SegFormer paper's ADE20K axes (Figure 1, Table 1): mIoU against GMACs at 512x512."""
+
+
+def efficiency_curves(eff: pd.DataFrame, clean: pd.Series, dataset: str = "cityscapes") -> list[CurvePoints]:
     """Points of the two efficiency curves (mIoU vs GMACs, mIoU vs median latency), one per model with a clean mIoU.
 
     The GMAC curve uses the convention and resolution that cover most models (the paper convention first); the
     latency curve the (resolution, batch, precision, device) that covers most models (batch 1 first). A deployment
     variant (`bench.results.deploy_variant`) is a point at its own precision: its precision names the variant, not the
-    setting, so it is left out of the grouping (and of the curve's setting when every point is a variant). The paper's
-    points are added for models whose names match `segformer_table1.csv` (GMACs, 1024x2048) or
-    `mmseg_segformer_cityscapes.csv` (V100 latency).
+    setting, so it is left out of the grouping (and of the curve's setting when every point is a variant). For a
+    Cityscapes run the paper's points are added for models whose names match `segformer_table1.csv` (GMACs,
+    1024x2048) or `mmseg_segformer_cityscapes.csv` (V100 latency). For an ADE20K run the GMAC curve is on the paper's
+    own axes (`ade20k_curve`); other datasets get no published points.
     """
     curves = []
     params = eff[eff["metric"] == "params"].groupby("model")["value"].first()
     macs = eff[(eff["metric"] == "gmacs") & eff["model"].isin(clean.index)]
     key = best_group(macs, ["convention", "resolution"], {"convention": ("paper", "fvcore")})
-    if key is not None:
+    if dataset == "ade20k":
+        curves.append(ade20k_curve(macs, clean, params))
+    elif key is not None:
         convention, resolution = key
         sel = macs[(macs["convention"] == convention) & (macs["resolution"] == resolution)]
         points = _points(sel, clean, params)
         pub = reference_table1()
-        pub = pub[pub.index.isin(points["model"])]
+        pub = pub[pub.index.isin(points["model"]) & (dataset == "cityscapes")]
         published = pd.DataFrame(
             {
                 "label": pub.index,
@@ -440,7 +449,7 @@ def efficiency_curves(eff: pd.DataFrame, clean: pd.Series) -> list[CurvePoints]:
         sel = timing[np.logical_and.reduce([timing[k] == v for k, v in named.items()])]
         points = _points(sel, clean, params)
         pub = reference_mmseg()
-        pub = pub[pub.index.isin(points["model"])]
+        pub = pub[pub.index.isin(points["model"]) & (dataset == "cityscapes")]
         published = pd.DataFrame(
             {"label": pub.index, "x": pub["v100_ms_per_img"], "miou": pub["miou_ss"], "params": np.nan}
         ).reset_index(drop=True)
@@ -448,6 +457,46 @@ def efficiency_curves(eff: pd.DataFrame, clean: pd.Series) -> list[CurvePoints]:
         setting = ", ".join(f"{k.replace('_size', '')} {v}" if k == "batch_size" else v for k, v in named.items() if v)
         curves.append(CurvePoints("median latency (ms)", setting, points, published))
     return curves
+
+
+def ade20k_curve(macs: pd.DataFrame, clean: pd.Series, params: pd.Series) -> CurvePoints:
+    """Clean mIoU against GMACs at 512x512, the SegFormer paper's ADE20K axes (Figure 1 / Table 1), with Table 1's
+    points (`ade20k_gflops`, GMACs by the mmcv counter; `ade20k_miou_ss`) for the run's models that match by name.
+
+    The run's GMACs are its 512x512 rows of the paper convention (mmcv's rules plus the hand-counted attention, as
+    the paper counted), else of fvcore or torch (both MACs too). Without a 512x512 row the curve has no points and
+    `missing` says so.
+    """
+    x_label = f"GMACs (the paper's 'GFLOPs') at {PAPER_AXES}"
+    at = macs[macs["resolution"] == PAPER_AXES]
+    key = best_group(at, ["convention", "resolution"], {"convention": ("paper", "fvcore", "torch")})
+    if key is None:
+        empty = pd.DataFrame(columns=["model", "x", "miou", "params"])
+        missing = (
+            f"No {PAPER_AXES} GMACs row in this run: the clean mIoU against GMACs figure on the SegFormer paper's "
+            f"ADE20K axes is not drawn (add {PAPER_AXES} to the efficiency resolutions to get it)."
+        )
+        return CurvePoints(x_label, "", empty, missing=missing)
+    convention = key[0]
+    points = _points(at[at["convention"] == convention], clean, params)
+    pub = reference_table1()
+    pub = pub[pub.index.isin(points["model"])]
+    published = pd.DataFrame(
+        {
+            "label": pub.index,
+            "x": pub["ade20k_gflops"],
+            "miou": pub["ade20k_miou_ss"],
+            "params": pub["total_params_m_150cls"],
+        }
+    ).reset_index(drop=True)
+    other = [f"{v} at {r}" for v, r in pub["ade20k_input"].items() if r != PAPER_AXES]
+    published["note"] = (
+        "SegFormer Table 1: ADE20K single-scale mIoU, GMACs by the mmcv counter at "
+        + PAPER_AXES
+        + (f" ({', '.join(other)})" if other else "")
+    )
+    setting = f"ADE20K axes of the SegFormer paper: {PAPER_AXES}, batch 1, {convention} convention"
+    return CurvePoints(f"{x_label} [{convention}]", setting, points, published, "published (SegFormer Table 1)")
 
 
 def _points(sel: pd.DataFrame, clean: pd.Series, params: pd.Series) -> pd.DataFrame:

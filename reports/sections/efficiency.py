@@ -104,10 +104,13 @@ def efficiency_curves(page: Page, sec: Section) -> Section:
     if clean.empty or eff.empty:
         sec.missing = "Not measured in this run: the curves need both a clean mIoU and efficiency rows per model."
         return sec
-    curves = T.efficiency_curves(eff, clean)
+    curves = T.efficiency_curves(eff, clean, page.classes.name)
     colors = figures.model_colors(models)
     labels = {m: page.infos[m].figure_label + (DISAGREE_MARK if m in disagree else "") for m in models}
     for i, curve in enumerate(curves):
+        if curve.missing:
+            sec.notes.append(curve.missing)
+            continue
         kind = "gmacs" if i == 0 and curve.x_label.startswith("GMACs") else "latency"
         fig = page.out.figure(
             figures.efficiency_curve,
@@ -120,14 +123,16 @@ def efficiency_curves(page: Page, sec: Section) -> Section:
         if fig is not None:
             sec.figures.append(fig)
         if not curve.published.empty:
+            legend = f"'{curve.published_label}', " if curve.published_label else ""
             sec.notes.append(
-                f"Published points ({curve.published['note'].iloc[0]}) are drawn beside this run's for: "
+                f"Published points ({legend}{curve.published['note'].iloc[0]}) are drawn beside this run's for: "
                 + ", ".join(curve.published["label"])
                 + ". They are published numbers, not measured here; "
                 "a different resolution or device moves them, compare with care."
             )
     if not sec.figures:
-        sec.missing = "Not measured in this run: no model has both a clean mIoU and GMACs or latency rows."
+        missing = next((c.missing for c in curves if c.missing), "")
+        sec.missing = missing or "Not measured in this run: no model has both a clean mIoU and GMACs or latency rows."
         return sec
     sec.notes.insert(
         0,

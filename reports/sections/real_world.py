@@ -3,10 +3,14 @@ clean as summary.csv holds it, and whether Cityscapes-C predicts them (correlati
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
+
 import pandas as pd
 
 from segbench.bench.results.axes import INVALID_REGION_NOTE, REAL_WORLD_NAMES
 from segbench.bench.results.summaries import prediction_table
+from segbench.reports import class_view as CV
 from segbench.reports import figures
 from segbench.reports import realworld as RW
 from segbench.reports import tables as T
@@ -73,27 +77,41 @@ def real_world(page: Page, sec: Section) -> Section:
 
 
 def _class_iou(page: Page, sec: Section) -> None:
-    """The per-class IoU under each real condition: a heatmap and its table files (nothing without such rows)."""
+    """The per-class IoU under each real condition: a heatmap and its table files (nothing without such rows). With
+    many classes the heatmap shows the worst and best ones (`reports.class_view`); the files hold all of them."""
     matrix = RW.real_class_iou(page.frame, page.models, page.classes)
     if matrix.empty:
         return
+    selection = _real_selection(page, matrix)
     names = [f"{page.infos[m].figure_label} \u00b7 {RW.long_label(c)}" for m, c in matrix.index]
-    heat = matrix.set_axis(names, axis=0)
-    fig = page.out.figure(
-        figures.class_heatmap,
-        "real_world_class_iou.png",
-        "per-class IoU heatmap under each real condition",
-        heat,
-        {n: n for n in names},
-    )
+    heat = CV.shown_columns(matrix, selection).set_axis(names, axis=0)
+    heatmap = figures.class_heatmap
+    alt = "per-class IoU heatmap under each real condition"
+    if selection is not None:
+        heatmap = partial(figures.class_heatmap, split=selection.worst, title=selection.label)
+        alt += f": {selection.label}"
+    fig = page.out.figure(heatmap, "real_world_class_iou.png", alt, heat, {n: n for n in names})
     sec.figures.append(fig)
+    files = page.out.table(
+        matrix.reset_index(), "real_world_class_iou", "Per-class IoU (%) under each real-world condition"
+    )
     sec.notes.append(
         "Per-class IoU (%) under each real condition in the heatmap (one row per model and condition); the "
         "exact values are in the real_world_class_iou table files below."
+        + (f" The heatmap shows {selection.label}; {files[0]} holds all of them." if selection else "")
     )
-    sec.files += page.out.table(
-        matrix.reset_index(), "real_world_class_iou", "Per-class IoU (%) under each real-world condition"
-    )
+    sec.files += files
+
+
+def _real_selection(page: Page, matrix: pd.DataFrame) -> CV.ClassSelection | None:
+    """The classes the real-world heatmap shows: those of the per-class section (ranked by clean IoU), else, in a run
+    without clean per-class rows, ranked by the first model's IoU under its first real condition."""
+    clean = T.class_iou(page.frame, page.models, page.classes)
+    if not clean.empty:
+        return CV.select_classes(clean, CV.ranking_model(clean, page.reference))
+    model, condition = matrix.index[0]
+    selection = CV.select_classes(matrix.iloc[[0]].set_axis([model], axis=0), model)
+    return None if selection is None else replace(selection, basis=f"IoU under {RW.long_label(condition)}")
 
 
 def _corr(value: float) -> Cell:

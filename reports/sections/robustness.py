@@ -3,8 +3,13 @@ mCE), mIoU per severity and per-class IoU on the clean images. Every score is a 
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 
+from segbench.bench.results.classes import CITYSCAPES
+from segbench.reports import anchors as A
+from segbench.reports import class_view as CV
 from segbench.reports import figures
 from segbench.reports import tables as T
 from segbench.reports.page import Cell, HtmlTable, Page, Row, Section, builds
@@ -24,16 +29,25 @@ def table5(page: Page, sec: Section) -> Section:
     if conditions.empty:
         sec.missing = "Not measured in this run: no mIoU rows (clean or corrupted)."
         return sec
-    tab = T.table5(conditions, measured, page.summary, eligible=page.trained(measured))
+    cityscapes = page.classes.name == CITYSCAPES.name
+    if not cityscapes:  # Table 5's published rows are Cityscapes': the dataset's own anchors follow the table
+        sec.title = f"Clean and corrupted mIoU on {A.dataset_name(page.classes.name)} (layout of SegFormer Table 5)"
+    published = None if cityscapes else T.reference_table5().iloc[0:0]
+    tab = T.table5(conditions, measured, page.summary, published, eligible=page.trained(measured))
     sec.notes.append(
         "mIoU (%) per corruption, averaged over severities; "
         + page.best_note(measured)
         + " "
         + T.describe_severities(tab.severities)
-        + " The paper's protocol (Appendix D) uses the noise corruptions at severities 1-3 and the other twelve at "
-        "1-5; where this run measured other severities its averages are not directly comparable."
+        + (
+            " The paper's protocol (Appendix D) uses the noise corruptions at severities 1-3 and the other twelve at "
+            "1-5; where this run measured other severities its averages are not directly comparable."
+            if cityscapes
+            else ""
+        )
     )
-    sec.notes.append(T.PUBLISHED_TABLE5)
+    if cityscapes:
+        sec.notes.append(T.PUBLISHED_TABLE5)
     groups = [("", 1), ("", 1)] + [(cat.capitalize(), len(names)) for cat, names in tab.groups]
     corruptions = [c for _, names in tab.groups for c in names]
     columns = ["Method", "Clean"] + [SHORT_NAMES.get(c, c.replace("_", " ")) for c in corruptions]
@@ -52,7 +66,36 @@ def table5(page: Page, sec: Section) -> Section:
     titles = ["", "clean images"] + [c.replace("_", " ") for c in corruptions]
     sec.tables.append(HtmlTable(columns, rows, groups, subheader, titles))
     sec.files = page.out.table(tab.to_frame(), "cityscapes_c", "Cityscapes-C mIoU (%), averaged over severities")
+    _anchors(page, sec)
     return sec
+
+
+def _anchors(page: Page, sec: Section) -> None:
+    """The published anchors of the run's dataset (ADE20K, VOC) under the table, beside the run's own figures, for
+    the models with trained weights that match one by name (nothing for other datasets)."""
+    dataset = page.classes.name
+    if dataset not in A.ANCHORED:
+        return
+    compared = [m for m in page.models if not (m in page.infos and page.infos[m].flag)]  # not random or demo weights
+    anchors = A.dataset_anchors(dataset, compared, page.conditions, page.summary)
+    if anchors is None:
+        sec.notes.append(
+            f"No published anchor for {A.dataset_name(dataset)} matches this run's models with trained weights "
+            "(SegFormer Table 1 and SemSegBench are matched by registry name: segformer-b0 ... segformer-b5)."
+        )
+        return
+    rows = []
+    for r in anchors.rows.to_dict("records"):
+        own = r["source"] == A.THIS_RUN
+        cells = [Cell(r["source"] if own else f"{r['source']}: {r['protocol']}", "reason")]
+        cells += [Cell(T.format_number(r[c])) for c in A.COLUMNS]
+        rows.append(
+            Row(cells, model=r["model"]) if own else Row(cells, label=f"{r['model']} (published)", cls="published")
+        )
+    sec.notes += A.anchor_notes(anchors)
+    sec.tables.append(HtmlTable(["Model", "Source and protocol", *A.COLUMNS.values()], rows))
+    title = f"Published anchors for {A.dataset_name(dataset)} beside this run's figures"
+    sec.files += page.out.table(anchors.rows, "anchors", title)
 
 
 def _score_frame(page: Page, measured: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -149,7 +192,34 @@ def class_iou(page: Page, sec: Section) -> Section:
         sec.missing = "Not measured in this run: no clean iou_<class> rows."
         return sec
     labels = page.figure_labels(page.models)
-    sec.figures.append(page.out.figure(figures.class_heatmap, "class_iou.png", "per-class IoU heatmap", matrix, labels))
-    sec.notes.append("IoU (%) per class on the clean images; the exact values are in the table files below.")
     sec.files = page.out.table(matrix.reset_index(names="model"), "per_class_iou", "Per-class IoU (%) on clean images")
+    selection = CV.select_classes(matrix, CV.ranking_model(matrix, page.reference))
+    if selection is None:
+        heatmap = figures.class_heatmap
+        alt = "per-class IoU heatmap"
+        sec.notes.append("IoU (%) per class on the clean images; the exact values are in the table files below.")
+    else:
+        heatmap = partial(figures.class_heatmap, split=selection.worst, title=selection.label)
+        alt = f"per-class IoU heatmap: {selection.label}"
+        sec.notes.append(
+            f"IoU (%) per class on the clean images: {selection.label}. The full table of all {selection.total} "
+            f"classes and {len(matrix)} model(s) is {sec.files[0]} (linked below)."
+        )
+        sec.tables.append(_extremes_table(CV.shown_columns(matrix, selection), selection))
+    shown = CV.shown_columns(matrix, selection)
+    sec.figures.append(page.out.figure(heatmap, "class_iou.png", alt, shown, labels))
     return sec
+
+
+def _extremes_table(shown: pd.DataFrame, selection: CV.ClassSelection) -> HtmlTable:
+    """The shown classes as rows (worst block, then best block), one column of clean IoU (%) per model."""
+    rows = []
+    for i, cls in enumerate(shown.columns):
+        divider = ""
+        if i == 0:
+            divider = f"{selection.worst} worst of {selection.total} classes"
+        elif i == selection.worst:
+            divider = f"{selection.best} best of {selection.total} classes"
+        cells = [Cell(T.format_number(shown.loc[model, cls])) for model in shown.index]
+        rows.append(Row(cells, label=str(cls), divider=divider))
+    return HtmlTable(["Class", *[str(m) for m in shown.index]], rows, cls="classes")
