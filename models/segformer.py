@@ -40,7 +40,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.models.base import ModelMeta, WeightsInfo
-from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
+from segbench.models.checkpoint import (
+    CheckpointError,
+    class_count_message,
+    load_strict,
+    read_state_dict,
+    resolve_weights,
+    sha256_file,
+)
 from segbench.models.registry import register_model
 from segbench.models.segformer_fast import FoldedMLPDecoder, banded_block
 
@@ -628,8 +635,7 @@ def load_segformer_weights(model: SegFormer, weights: str, reinit_classifier: bo
         if n_ckpt != n_model:
             if not reinit_classifier:
                 raise CheckpointError(
-                    f"{resolved.file}: checkpoint has {n_ckpt} classes, the model {n_model}; build the model with "
-                    f"num_classes={n_ckpt}, or pass reinit_classifier=True to start a fresh classifier"
+                    class_count_message(weights, n_ckpt, n_model, alternative=", or reinit_classifier=True")
                 )
             own = model.state_dict()
             native[cls_key] = own[cls_key]
