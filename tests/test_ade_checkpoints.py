@@ -431,3 +431,18 @@ def test_hf_ade_model_on_a_cityscapes_table_names_the_missing_classes(tmp_path):
     assert "\n" not in message and "--label-map" in message
     for missing in ("rider", "train", "motorcycle", "vegetation", "terrain", "traffic sign"):
         assert missing in message
+
+
+def test_hf_on_a_dataset_without_class_names_takes_its_classes_in_order(tmp_path):
+    ref = _tiny_hf(tmp_path, ADE20K_HF_LABELS)
+    spec = parse_model_spec(f"hf:{tmp_path}")
+    model = models.build_from_source(BuildRequest(spec=spec, num_classes=ADE, class_names=()))
+    assert model.meta.num_classes == ADE and "in order" in model.source_info.detail["labels"]["matched"]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(pixel_values=x).logits)
+    with pytest.raises(SourceError) as err:
+        models.build_from_source(BuildRequest(spec=spec, num_classes=19, class_names=()))
+    assert "\n" not in str(err.value) and "predicts 150 classes, the run's dataset has 19 without names" in str(
+        err.value
+    )
