@@ -40,14 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.models.base import ModelMeta, WeightsInfo
-from segbench.models.checkpoint import (
-    CheckpointError,
-    class_count_message,
-    load_strict,
-    read_state_dict,
-    resolve_weights,
-    sha256_file,
-)
+from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
 from segbench.models.registry import register_model
 from segbench.models.segformer_fast import FoldedMLPDecoder, banded_block
 
@@ -634,6 +627,8 @@ def load_segformer_weights(model: SegFormer, weights: str, reinit_classifier: bo
         n_ckpt, n_model = native[cls_key].shape[0], model.meta.num_classes
         if n_ckpt != n_model:
             if not reinit_classifier:
+                from segbench.models.checkpoint import class_count_message
+
                 raise CheckpointError(
                     class_count_message(weights, n_ckpt, n_model, alternative=", or reinit_classifier=True")
                 )
