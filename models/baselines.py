@@ -38,7 +38,14 @@ from torch import nn
 
 from segbench.models.backbones import MIT_PREFIX, DilationUnsupported, create_backbone
 from segbench.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, WeightsInfo
-from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
+from segbench.models.checkpoint import (
+    CheckpointError,
+    check_class_count,
+    load_strict,
+    read_state_dict,
+    resolve_weights,
+    sha256_file,
+)
 from segbench.models.heads import HEADS
 from segbench.models.registry import register_model
 
@@ -305,6 +312,7 @@ def load_baseline_weights(model: EncoderDecoder, weights: str | Path) -> None:
             notes.append(f"dropped {len(dropped)} auxiliary-head tensors (training only)")
     elif not any(k.startswith(("backbone.", "decode_head.")) for k in sd):
         raise CheckpointError(f"{resolved.file}: not a whole segmentation-model checkpoint; accepted: {ACCEPTED}")
+    check_class_count(sd, "decode_head.classifier.weight", model, str(weights))
     load_strict(model, sd, str(resolved.file))
     model.weights_info = WeightsInfo(
         source=str(weights),

@@ -228,6 +228,54 @@ def _few(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
+KNOWN_LABEL_SPACES: dict[int, tuple[str, str]] = {
+    19: ("Cityscapes", "cityscapes"),
+    21: ("Pascal VOC", "voc"),
+    150: ("ADE20K", "ade20k"),
+    171: ("COCO-Stuff", "coco-stuff"),
+}
+"""Class count -> (dataset, suite) of the label spaces public checkpoints are trained on: where a checkpoint of that
+many classes most likely comes from, and the suite that evaluates it."""
+
+
+def class_count_message(
+    source: str, ckpt_classes: int, run_classes: int, dataset: str | None = None, alternative: str = ""
+) -> str:
+    """One line for a checkpoint whose classifier has another class count than the run's dataset.
+
+    E.g. ``x.pth: a 150-class checkpoint (ADE20K), but the run's dataset has 19 classes (cityscapes); run it on
+    --suite ade20k (in Python: num_classes=150)``.
+
+    Args:
+        source: the checkpoint as the user named it.
+        ckpt_classes: rows of the checkpoint's classifier.
+        run_classes: classes of the run's dataset (the model's `num_classes`).
+        dataset: the run's dataset name, when known; else guessed from `run_classes` (`KNOWN_LABEL_SPACES`).
+        alternative: another way out, for the Python hint (", or reinit_classifier=True ...").
+    """
+    known = KNOWN_LABEL_SPACES.get(ckpt_classes)
+    ckpt = f"a {ckpt_classes}-class checkpoint" + (f" ({known[0]})" if known else "")
+    run_name = dataset or KNOWN_LABEL_SPACES.get(run_classes, ("", ""))[1]
+    run = f"the run's dataset has {run_classes} classes" + (f" ({run_name})" if run_name else "")
+    where = f"run it on --suite {known[1]}" if known else f"run it on a dataset of {ckpt_classes} classes"
+    return f"{source}: {ckpt}, but {run}; {where} (in Python: num_classes={ckpt_classes}{alternative})"
+
+
+def check_class_count(
+    state_dict: dict[str, torch.Tensor], key: str, model: nn.Module, source: str, dataset: str | None = None
+) -> None:
+    """Refuse a checkpoint whose classifier `key` has another class count than `model` (`class_count_message`).
+
+    The count is the classifier's first dimension (its output rows); a state dict without `key` passes (an
+    encoder-only checkpoint, or one that `load_strict` will name as incomplete).
+    """
+    own = model.state_dict().get(key)
+    theirs = state_dict.get(key)
+    if own is None or theirs is None or theirs.ndim == 0 or theirs.shape[0] == own.shape[0]:
+        return
+    raise CheckpointError(class_count_message(source, int(theirs.shape[0]), int(own.shape[0]), dataset))
+
+
 def load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str, ignore_missing: str = "") -> None:
     """Load `state_dict` into `model`, failing on any missing, unexpected or wrongly shaped key.
 

@@ -21,7 +21,8 @@ What segbench takes from transformers and what it does not:
   processor's default. Resizing, cropping and padding are the suite's protocol: every model sees the same pixels.
 * **Labels** are matched to the dataset's classes by name through `config.id2label` (`sources.map_labels`): a
   model whose classes come in another order scores right; one whose labels do not cover the dataset is refused,
-  unless `--label-map FILE` says how.
+  unless `--label-map FILE` says how. A dataset without class names takes the model's classes in order, if they
+  are as many.
 * **Weights** load strictly: any missing, unexpected or wrongly shaped key is an error naming them. `--weights`
   (a safetensors or weights-only torch state dict) replaces the folder's weights, through the same strict check.
 * **OneFormer** is conditioned on the task text "the task is semantic", tokenized once at load with the folder's own
@@ -484,10 +485,30 @@ def _task_inputs(transformers: Any, folder: Path, config: Any, target: str) -> t
     return torch.tensor(tokens["input_ids"]) * torch.tensor(tokens["attention_mask"])
 
 
+def _label_index(model_labels: Sequence[str], request: BuildRequest, target: str) -> list[int]:
+    """For each dataset class, the model class that scores it: matched by name (`sources.map_labels`), or, when the
+    dataset's classes have no names (a placeholder class table), the model's classes in order if they are as many.
+
+    Raises:
+        SourceError: labels that do not map, or unnamed dataset classes of another count than the model's.
+    """
+    if request.class_names:
+        return map_labels(model_labels, request.class_names, request.label_map, what=f"hf:{target}")
+    if request.label_map:
+        raise SourceError(f"hf:{target}: --label-map needs the dataset's class names, and this dataset has none")
+    if len(model_labels) != request.num_classes:
+        raise SourceError(
+            f"hf:{target}: the model predicts {len(model_labels)} classes, the run's dataset has {request.num_classes} "
+            "without names, so they cannot be matched by name; run it on a dataset with named classes"
+        )
+    return list(range(len(model_labels)))
+
+
 def _label_summary(model_labels: Sequence[str], index: Sequence[int], request: BuildRequest) -> dict[str, Any]:
     used = set(index)
     return {
-        "matched": f"{len(index)} dataset classes from {len(model_labels)} model classes, by name",
+        "matched": f"{len(index)} dataset classes from {len(model_labels)} model classes, "
+        + ("by name" if request.class_names else "in order (the dataset's classes have no names)"),
         "order": "same as the dataset" if list(index) == list(range(len(index))) else "permuted",
         "renamed": dict(request.label_map or {}),
         "unused_model_classes": [model_labels[i] for i in range(len(model_labels)) if i not in used],
@@ -518,7 +539,7 @@ def load_hf(request: BuildRequest) -> nn.Module:
         model_labels = [str(config.id2label[i]) for i in range(config.num_labels)]
     except KeyError as e:
         raise SourceError(f"hf:{target}: config.json's id2label lacks class {e}") from None
-    index = map_labels(model_labels, request.class_names, request.label_map, what=f"hf:{target}")
+    index = _label_index(model_labels, request, target)
     norm = read_normalisation(transformers, folder, arch, target)
     task_inputs = _task_inputs(transformers, folder, config, target) if model_type == "oneformer" else None
     model, weights = _load_model(transformers, arch, config, folder, request, target)
@@ -542,7 +563,7 @@ def load_hf(request: BuildRequest) -> nn.Module:
         family=f"hf-{model_type}",
         backbone=str(backbone),
         head=arch.model_class,
-        num_classes=len(request.class_names),
+        num_classes=len(index),
         mean=norm.mean,
         std=norm.std,
         output_stride=arch.output_stride or int(getattr(config, "output_stride", 32)),

@@ -627,9 +627,10 @@ def load_segformer_weights(model: SegFormer, weights: str, reinit_classifier: bo
         n_ckpt, n_model = native[cls_key].shape[0], model.meta.num_classes
         if n_ckpt != n_model:
             if not reinit_classifier:
+                from segbench.models.checkpoint import class_count_message
+
                 raise CheckpointError(
-                    f"{resolved.file}: checkpoint has {n_ckpt} classes, the model {n_model}; build the model with "
-                    f"num_classes={n_ckpt}, or pass reinit_classifier=True to start a fresh classifier"
+                    class_count_message(weights, n_ckpt, n_model, alternative=", or reinit_classifier=True")
                 )
             own = model.state_dict()
             native[cls_key] = own[cls_key]

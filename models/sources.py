@@ -172,17 +172,23 @@ def map_labels(
 ) -> list[int]:
     """For each dataset class (in train-id order) the index of the model's output channel that scores it.
 
-    Matched by name (`label_key`), so a model whose classes come in another order still scores right. `label_map`
-    (dataset class -> model label) overrides or completes the matching. The model's labels that match no dataset
-    class are left out of the scores (a pixel it gives them goes to its best dataset class).
+    Matched by name (`label_key`: case, spaces and punctuation aside, so HF's ADE20K ``"bed "`` is ``bed``), so a
+    model whose classes come in another order still scores right. `label_map` (dataset class -> model label)
+    overrides or completes the matching. The model's labels that match no dataset class are left out of the scores
+    (a pixel it gives them goes to its best dataset class).
 
     Raises:
-        SourceError: a dataset class with no model label (naming them, and `--label-map FILE`), or a label map that
-            is not one (`check_label_map`) or names labels the model does not have.
+        SourceError: a dataset class with no model label (naming them, and `--label-map FILE`), one that two model
+            labels match (naming both), or a label map that is not one (`check_label_map`) or names labels the
+            model does not have.
     """
-    index = {}
+    index: dict[str, int] = {}
+    twins: dict[str, list[int]] = {}  # label_key -> every model class of that name, where there are several
     for i, label in enumerate(model_labels):
-        index.setdefault(label_key(label), i)
+        key = label_key(label)
+        if key in index:
+            twins.setdefault(key, [index[key]]).append(i)
+        index.setdefault(key, i)
     checked = check_label_map(label_map, dataset_classes, f"{what}: --label-map") if label_map is not None else {}
     given = {label_key(k): v for k, v in checked.items()}
     unknown = sorted(v for v in given.values() if label_key(v) not in index)
@@ -190,9 +196,15 @@ def map_labels(
         raise SourceError(f"{what}: --label-map names labels it does not have: {', '.join(unknown)}")
     out, missing = [], []
     for name in dataset_classes:
-        target = given.get(label_key(name), name)
-        if label_key(target) in index:
-            out.append(index[label_key(target)])
+        target = label_key(given.get(label_key(name), name))
+        if target in twins:
+            same = " and ".join(f"{model_labels[i]!r} (class {i})" for i in twins[target])
+            raise SourceError(
+                f"{what}: its labels {same} both match the dataset's class {name!r} (names match whatever their "
+                "case, spaces and punctuation); give each class a distinct name in the model's labels (id2label)"
+            )
+        if target in index:
+            out.append(index[target])
         else:
             missing.append(name)
     if missing:
