@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants as hub_constants
 
-from segbench.bench.run.weights import HF_CITYSCAPES_IDS, resolve_model_weights
+from segbench.bench.run.weights import HF_ADE20K_IDS, HF_CITYSCAPES_IDS, resolve_model_weights
 from segbench.models.checkpoint import CheckpointError, hf_cache_dir, resolve_weights
 
 MAIN, V2, DETACHED = "a" * 40, "b" * 40, "c" * 40  # commit hashes
@@ -124,6 +124,16 @@ def test_the_authors_checkpoint_is_found_under_hf_home_with_a_tilde(home, monkey
     assert resolve_model_weights(["segformer-b1"]) == {"segformer-b1": None}
     make_cached_repo(home / "hf" / "hub", HF_CITYSCAPES_IDS["segformer-b1"], {MAIN: "b1"}, {"main": MAIN})
     assert resolve_model_weights(["segformer-b1"]) == {"segformer-b1": HF_CITYSCAPES_IDS["segformer-b1"]}
+
+
+def test_the_authors_checkpoint_is_the_one_of_the_runs_dataset(home, monkeypatch):
+    monkeypatch.setenv("HF_HOME", "~/hf")
+    make_cached_repo(home / "hf" / "hub", HF_CITYSCAPES_IDS["segformer-b5"], {MAIN: "cs"}, {"main": MAIN})
+    assert resolve_model_weights(["segformer-b5"], dataset="ade20k") == {"segformer-b5": None}
+    make_cached_repo(home / "hf" / "hub", HF_ADE20K_IDS["segformer-b5"], {V2: "ade"}, {"main": V2})
+    assert HF_ADE20K_IDS["segformer-b5"] == "nvidia/segformer-b5-finetuned-ade-640-640"
+    assert resolve_model_weights(["segformer-b5"], dataset="ade20k") == {"segformer-b5": HF_ADE20K_IDS["segformer-b5"]}
+    assert resolve_model_weights(["segformer-b5"], dataset="voc") == {"segformer-b5": None}
 
 
 def test_a_missing_model_is_one_clear_line(home, monkeypatch):

@@ -96,7 +96,7 @@ def resolve_weights(config: RunConfig, shipped: dict[str, str] | None = None) ->
     names, else `shipped` (a suite's own weights), else the authors' checkpoint in the local Hugging Face cache."""
     from segbench.bench.run.weights import resolve_model_weights
 
-    found = resolve_model_weights(list(config.models), config.weights_text, shipped)
+    found = resolve_model_weights(list(config.models), config.weights_text, shipped, config.dataset)
     return {m: w for m, w in found.items() if w is not None} | config.weights
 
 

@@ -8,8 +8,14 @@ from pathlib import Path
 
 from segbench.models.checkpoint import HF_WEIGHT_FILES, hub_snapshot
 
-# The authors' Cityscapes checkpoints on the Hugging Face hub, used when they are already in the local cache.
+# The authors' checkpoints on the Hugging Face hub, by dataset, used when they are already in the local cache.
 HF_CITYSCAPES_IDS = {f"segformer-b{i}": f"nvidia/segformer-b{i}-finetuned-cityscapes-1024-1024" for i in range(6)}
+HF_ADE20K_IDS = {
+    **{f"segformer-b{i}": f"nvidia/segformer-b{i}-finetuned-ade-512-512" for i in range(5)},
+    "segformer-b5": "nvidia/segformer-b5-finetuned-ade-640-640",  # B5's ADE20K release is the 640x640 one
+}
+HF_IDS = {"cityscapes": HF_CITYSCAPES_IDS, "ade20k": HF_ADE20K_IDS}
+"""The authors' checkpoints by the run's dataset (the real-world datasets use Cityscapes-trained models)."""
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
@@ -58,13 +64,15 @@ def resolve_model_weights(
     models: list[str],
     weights_arg: str | None = None,
     suite_weights: dict[str, str] | None = None,
+    dataset: str = "cityscapes",
 ) -> dict[str, str | None]:
     """The checkpoint for each model (None: none found, the model would run at random init).
 
     Order: an explicit `model=path`, then the `--weights` folder, then the suite's own weights (the demo's synthetic
-    checkpoints), then the authors' checkpoint in the local Hugging Face cache (its default branch, looked up through
-    `huggingface_hub` with local files only).
+    checkpoints), then the authors' checkpoint for the run's `dataset` in the local Hugging Face cache (`HF_IDS`; its
+    default branch, looked up through `huggingface_hub` with local files only).
     """
+    hub = HF_IDS.get(dataset, {})
     pairs, folder = parse_weights_arg(weights_arg, models)
     out: dict[str, str | None] = {}
     for model in models:
@@ -73,7 +81,7 @@ def resolve_model_weights(
             found = find_in_folder(folder, model)
         if found is None and suite_weights and model in suite_weights:
             found = suite_weights[model]
-        if found is None and model in HF_CITYSCAPES_IDS and hub_snapshot(HF_CITYSCAPES_IDS[model]) is not None:
-            found = HF_CITYSCAPES_IDS[model]
+        if found is None and model in hub and hub_snapshot(hub[model]) is not None:
+            found = hub[model]
         out[model] = found
     return out
