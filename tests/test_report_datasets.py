@@ -188,9 +188,23 @@ def test_ade20k_efficiency_curve_on_the_papers_axes(ade):
     page = read_page(run)
     gmacs, latency = T.efficiency_curves(page.eff, page.clean, "ade20k")
     assert gmacs.published_label == "published (SegFormer Table 1)"
-    published = gmacs.published.set_index("label")  # matched by name, as on a Cityscapes run's curve
-    assert published["x"].to_dict() == {"segformer-b0": 8.4, "segformer-b2": 62.4, "segformer-b1": 15.9}
-    assert published["miou"].to_dict() == {"segformer-b0": 37.4, "segformer-b2": 46.5, "segformer-b1": 42.2}
+    published = gmacs.published.set_index("label")  # the paper's whole B0-B5 curve, as in its Figure 1
+    assert published["x"].to_dict() == {
+        "segformer-b0": 8.4,
+        "segformer-b1": 15.9,
+        "segformer-b2": 62.4,
+        "segformer-b3": 79.0,
+        "segformer-b4": 95.7,
+        "segformer-b5": 183.3,
+    }
+    assert published["miou"].to_dict() == {
+        "segformer-b0": 37.4,
+        "segformer-b1": 42.2,
+        "segformer-b2": 46.5,
+        "segformer-b3": 49.4,
+        "segformer-b4": 50.3,
+        "segformer-b5": 51.0,
+    }
     assert list(gmacs.points["x"]) == [8.0, 18.0, 13.0]  # the run's 512x512 rows
     assert latency.published.empty  # the mmseg zoo's latencies are Cityscapes'
 
