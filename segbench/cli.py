@@ -231,8 +231,8 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_list(argv: list[str]) -> int:
-    p = _Parser(prog=f"{PROG} list", description="list models, suites or corruptions")
-    p.add_argument("what", nargs="?", choices=("models", "suites", "corruptions"), default=None)
+    p = _Parser(prog=f"{PROG} list", description="list models, suites, datasets or corruptions")
+    p.add_argument("what", nargs="?", choices=("models", "suites", "datasets", "corruptions"), default=None)
     args = p.parse_args(argv)
     if args.what in (None, "models"):
         from segbench import models
@@ -253,6 +253,8 @@ def cmd_list(argv: list[str]) -> int:
         for name in suites.list_suites():
             s = suites.get_suite(name)
             print(f"  {name} (v{s.version}): {s.description}")
+    if args.what in (None, "datasets"):
+        _list_datasets()
     if args.what in (None, "corruptions"):
         from segbench.bench.results.axes import CATEGORIES, EXTRA_CORRUPTIONS
 
@@ -261,6 +263,19 @@ def cmd_list(argv: list[str]) -> int:
             print(f"  {cat}: {', '.join(names)}")
         print(f"  extra (not in Cityscapes-C): {', '.join(EXTRA_CORRUPTIONS)}")
     return 0
+
+
+def _list_datasets() -> None:
+    from segbench.bench.data.datasets import get_dataset, list_datasets
+
+    print("datasets (--data NAME=PATH; or the environment variable):")
+    for name in list_datasets():
+        if name == "folder":
+            print("  folder: your own images/, labels/ and dataset.json (classes from the file; no variable)")
+            continue
+        d = get_dataset(name)
+        var = f", ${d.env_var}" if d.env_var else ""
+        print(f"  {name.replace('_', '-')}: {d.title}, {d.classes.num_classes} classes{var}; root holds {d.layout}")
 
 
 def cmd_generate_c(argv: list[str]) -> int:

@@ -54,6 +54,16 @@ def _torchrun_runner(config: dict, path: Path, nproc: int = 2) -> None:
     )
 
 
+DATASET_VARIABLES = (
+    "CITYSCAPES_DATASET",
+    "ADE20K_DATASET",
+    "VOC_DATASET",
+    "COCO_STUFF_DATASET",
+    "ACDC_DATASET",
+    "DARK_ZURICH_DATASET",
+)
+"""The environment variables of the datasets' roots, unset for an in-process command line."""
+
 HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 """What a fresh interpreter's default warning filters do not print (outside `__main__`)."""
 
@@ -73,7 +83,7 @@ def _cli_here(
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf"))
     monkeypatch.setenv("SEGBENCH_DEBUG", "0")  # and restored after: `--debug` sets it in this process
     monkeypatch.setenv("SEGBENCH_MALLOC", "system")
-    for name in ("CITYSCAPES_DATASET", "GITHUB_STEP_SUMMARY"):
+    for name in (*DATASET_VARIABLES, "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(allocator, "_state", allocator.describe())
 
