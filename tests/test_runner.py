@@ -163,15 +163,22 @@ def test_run_json_records_every_setting_that_can_change_a_number(reference_run):
     assert RunFolder(reference_run.run_dir).classes == CITYSCAPES
 
 
-def test_resume_of_a_run_made_before_class_tables_were_recorded(reference_run, data_root, tmp_path):
+def test_resume_of_a_run_made_before_class_tables_and_datasets_were_recorded(reference_run, data_root, tmp_path):
     shutil.copytree(reference_run.run_dir, tmp_path / "ref")
     manifest_path = tmp_path / "ref" / "run.json"
     manifest = json.loads(manifest_path.read_text())
-    del manifest["classes"]
+    del manifest["classes"], manifest["dataset"], manifest["config"]["dataset"]
+    manifest["config"]["num_classes"] = 19
     manifest_path.write_text(json.dumps(manifest))
-    assert RunFolder(tmp_path / "ref").classes == CITYSCAPES  # 19 classes: Cityscapes' table
+    for cell in (tmp_path / "ref" / "cells").glob("*.json"):  # rows without the dataset column
+        record = json.loads(cell.read_text())
+        record["rows"] = [{k: v for k, v in row.items() if k != "dataset"} for row in record["rows"]]
+        cell.write_text(json.dumps(record))
+    folder = RunFolder(tmp_path / "ref")
+    assert folder.classes == CITYSCAPES and folder.dataset == "cityscapes"  # 19 classes: Cityscapes' table
     again = run(make_config(data_root, tmp_path, run_id="ref", resume=True), CONDITIONS, InferenceSpec())
     assert again.computed == [] and again.skipped == reference_run.computed
+    assert set(again.frame()["dataset"]) == {"cityscapes"}  # filled in when the tables are gathered
 
 
 @pytest.mark.parametrize(
