@@ -34,6 +34,7 @@ from segbench.bench.measure.efficiency import (
     time_callable,
 )
 from segbench.bench.measure.latency import model_peak_bytes
+from segbench.bench.results.schema import COLUMNS
 
 PAPER_TABLE = Path(__file__).parent / "data" / "segformer_paper_table1.csv"
 VARIANTS = ["b0", "b1", "b2", "b3", "b4", "b5"]
@@ -500,7 +501,7 @@ def test_measure_latency_cuda_fp16():
 # Sweeps and provenance
 # --------------------------------------------------------------------------------------------------------------------
 
-BASE_COLUMNS = ["model", "suite", "condition", "corruption", "category", "severity", "metric", "value", "unit"]
+BASE_COLUMNS = list(COLUMNS)
 
 
 def test_efficiency_sweep_rows():
@@ -508,7 +509,7 @@ def test_efficiency_sweep_rows():
     rows = efficiency_sweep(
         model, [(32, 64)], (1, 2), precision=("fp32", "bf16"), suite="demo", warmup=1, iters=2, max_retries=0
     )
-    assert all(list(r)[:9] == BASE_COLUMNS for r in rows)
+    assert all(list(r)[: len(COLUMNS)] == BASE_COLUMNS for r in rows)
     assert {r["condition"] for r in rows} == {"efficiency"} and {r["model"] for r in rows} == {"segformer-tiny"}
     assert all(r["corruption"] is None and r["severity"] is None and r["suite"] == "demo" for r in rows)
     by_metric = {}

@@ -83,9 +83,10 @@ def test_end_to_end_python_api(reference_run, data_root):
     result = reference_run
     assert result.computed == [f"segformer-tiny__{c}" for c in CONDITIONS] and not result.failed
     frame = pd.read_csv(result.results_csv)
-    assert list(frame.columns[:9]) == [
+    assert list(frame.columns[:10]) == [
         "model",
         "suite",
+        "dataset",
         "condition",
         "corruption",
         "category",
@@ -763,7 +764,7 @@ def test_warnings_raised_in_a_cell_are_logged_with_it(data_root, tmp_path):
 
 
 def test_models_share_each_conditions_images_and_are_built_once(reference_run, data_root, tmp_path, monkeypatch):
-    import segbench.bench.data.cityscapes as data_module
+    import segbench.bench.data.loading as data_module
 
     built, corrupted = [], []
     real_corrupt = data_module.corrupt
