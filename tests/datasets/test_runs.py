@@ -18,7 +18,7 @@ from segbench.bench.data.datasets import get_dataset
 from segbench.bench.data.folder import write_synthetic_folder
 from segbench.bench.data.generate_c import generate_c
 
-QUIET = dict(allow_random_weights=True, quiet=True, workers=0)
+QUIET = dict(allow_random_weights=True, quiet=True, workers=0, only="accuracy")
 
 
 class Constant(nn.Module):
