@@ -127,12 +127,13 @@ def test_metric_names_units_and_directions_are_defined_once():
         make_row("made_up", 1.0, **where)
 
 
-def test_a_row_is_the_nine_columns_then_its_keys_in_order():
+def test_a_row_is_the_ten_columns_then_its_keys_in_order():
     row = make_row(MIOU, 61, model="m", suite="s", condition="fog-2", corruption="fog", severity=2, resolution="8x8")
     assert list(row) == [*COLUMNS, "resolution"]
     assert row == {
         "model": "m",
         "suite": "s",
+        "dataset": None,
         "condition": "fog-2",
         "corruption": "fog",
         "category": None,

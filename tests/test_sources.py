@@ -360,7 +360,7 @@ def test_an_installed_plugin_builds_by_name(tmp_path, monkeypatch):
     )
     assert out.returncode == 0, out.stderr
     rows = (tmp_path / "run" / "results.csv").read_text()
-    assert "tinyplug,ci,clean" in rows and "tinyplug,ci,efficiency" in rows
+    assert "tinyplug,ci,cityscapes,clean" in rows and "tinyplug,ci,cityscapes,efficiency" in rows
 
 
 # --------------------------------------------------------------------------------------------------------------------
