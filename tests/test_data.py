@@ -105,7 +105,7 @@ def test_resolve_root(monkeypatch, synthetic_root):
     assert resolve_root(None) == synthetic_root
     assert len(CityscapesDataset()) == 4
     monkeypatch.delenv("CITYSCAPES_DATASET")
-    with pytest.raises(DataNotFoundError, match="--data ROOT or set CITYSCAPES_DATASET.*--suite demo"):
+    with pytest.raises(DataNotFoundError, match="--data cityscapes=ROOT or set CITYSCAPES_DATASET.*--suite demo"):
         resolve_root(None)
     with pytest.raises(FileNotFoundError, match="/no/such/dir.*not a folder"):
         resolve_root("/no/such/dir")

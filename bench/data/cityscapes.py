@@ -20,7 +20,6 @@ values that are not Cityscapes ids) is checked by :func:`read_image` and :func:`
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,27 +92,13 @@ class SampleRef:
 
 
 def resolve_root(root: str | Path | None) -> Path:
-    """Returns the dataset root: the argument if given, else the ``CITYSCAPES_DATASET`` environment variable.
+    """Returns the dataset root: the argument if given, else the ``CITYSCAPES_DATASET`` environment variable
+    (`bench.data.datasets.Dataset.resolve_root`).
 
     Raises:
         DataNotFoundError: neither is set, or the folder does not exist.
     """
-    source = "the data argument"
-    if root is None or str(root) == "":
-        env = os.environ.get(ENV_VAR, "")
-        if not env:
-            raise DataNotFoundError(
-                f"no Cityscapes root given: pass --data ROOT or set {ENV_VAR}=ROOT (the folder holding leftImg8bit/ "
-                "and gtFine/); `--suite demo` runs on synthetic data without it"
-            )
-        root, source = env, f"${ENV_VAR}"
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise DataNotFoundError(
-            f"Cityscapes root {str(path)!r} (from {source}) is not a folder: point --data or {ENV_VAR} at the folder "
-            "holding leftImg8bit/ and gtFine/; `--suite demo` runs on synthetic data without it"
-        )
-    return path
+    return DATASET.resolve_root(root)
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -145,22 +145,19 @@ class Dataset:
         Raises:
             DataNotFoundError: neither is set, or the folder does not exist (one line saying what to give).
         """
-        source = "the data argument"
-        hint = f"the folder holding {self.layout}"
+        source, flag = "the data argument", f"--data {self.name.replace('_', '-')}=ROOT"
+        where = f"{flag} or {self.env_var}" if self.env_var else flag
+        hint = f"the folder holding {self.layout}; `--suite demo` runs on synthetic data without it"
         if root is None or str(root) == "":
             env = os.environ.get(self.env_var or "", "") if self.env_var else ""
             if not env:
                 via = f" or set {self.env_var}=ROOT" if self.env_var else ""
-                raise DataNotFoundError(
-                    f"no {self.title} root given: pass --data {self.name.replace('_', '-')}=ROOT{via} ({hint}); "
-                    "`--suite demo` runs on synthetic data without it"
-                )
+                raise DataNotFoundError(f"no {self.title} root given: pass {flag}{via} ({hint})")
             root, source = env, f"${self.env_var}"
         path = Path(root).expanduser()
         if not path.is_dir():
             raise DataNotFoundError(
-                f"{self.title} root {str(path)!r} (from {source}) is not a folder: point it at {hint}; `--suite demo` "
-                "runs on synthetic data without it"
+                f"{self.title} root {str(path)!r} (from {source}) is not a folder: point {where} at {hint}"
             )
         return path
 
