@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import time
 
+import numpy as np
 import pytest
-import torch
 
-from segbench.bench.measure.latency import timed_pairs
 from segbench.bench.track import regression
 from segbench.bench.track.regression import ResultSet, Tolerances, compare
 
-A = torch.randn(192, 192, generator=torch.Generator().manual_seed(0))
-
-
-def work(units: int) -> None:
-    """CPU work proportional to `units` (a stand-in for a model forward, or for the calibration workload)."""
-    y = A
-    for _ in range(units):
-        y = torch.tanh(y @ A)
+_SEEDS = itertools.count()
 
 
 def _speed_rows(model_units: int, calib_units: int, sleep_fraction: float = 0.0, iters: int = 30) -> list[dict]:
-    t0 = time.perf_counter()
-    work(model_units)
-    model_s = time.perf_counter() - t0
-
-    def model() -> None:
-        work(model_units)
-        if sleep_fraction:
-            time.sleep(sleep_fraction * model_s)  # an injected slowdown inside the timed function
-
-    model_ms, calib_ms = timed_pairs(model, lambda: work(calib_units), warmup=3, iters=iters)
-    ratios = [m / c for m, c in zip(model_ms, calib_ms)]
+    """Calibrated-latency rows of simulated timings, the same on every machine and under any load (no test here times
+    real work: a loaded machine made that flaky). Each timed pair meets the machine at one moment: its speed then
+    (`load`, varying by 20%) hits the model and the calibration workload alike, plus 2% jitter of each own.
+    `sleep_fraction` slows the model alone (an injected slowdown inside the timed function); more `units` of both is
+    a uniformly slower machine."""
+    rng = np.random.default_rng(next(_SEEDS))
+    load = rng.lognormal(0.0, 0.2, iters)
+    jitter = rng.lognormal(0.0, 0.02, (2, iters))
+    model_ms = model_units * (1.0 + sleep_fraction) * load * jitter[0]
+    calib_ms = calib_units * load * jitter[1]
+    ratios = (model_ms / calib_ms).tolist()
     base = {
         "model": "m",
         "suite": "ci",
