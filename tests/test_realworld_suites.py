@@ -145,7 +145,7 @@ def test_data_flag_takes_a_path_or_named_roots():
     assert parse_data("cityscapes=/a,acdc=/b,dark-zurich=/c") == named
     assert parse_data(None, {"Foggy-Cityscapes": "/f"}) == (None, {"foggy_cityscapes": "/f"})
     assert parse_data("/x/a=b,c") == ("/x/a=b,c", {})  # a path with '=' after its first '/' stays a path
-    with pytest.raises(ConfigError, match="unknown dataset 'acd'; name one of cityscapes, .*, acdc, dark-zurich"):
+    with pytest.raises(ConfigError, match="unknown dataset 'acd'; did you mean acdc. name one of cityscapes, .*, acdc"):
         RunConfig(data_root="acd=/x")
     with pytest.raises(ConfigError, match="'acdc=' has no path; write acdc=PATH"):
         RunConfig(data_root="acdc=")

@@ -177,9 +177,13 @@ def _dataset(name: Any) -> str:
 def _data_name(name: str, field: str) -> str:
     key = dataset_key(name)
     if key not in DATA_NAMES:
+        import difflib
+
+        close = difflib.get_close_matches(key, DATA_NAMES, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0].replace('_', '-')}? " if close else ""
         raise ConfigError(
             field,
-            f"unknown dataset {name.strip()!r}; name one of {', '.join(n.replace('_', '-') for n in DATA_NAMES)} "
+            f"unknown dataset {name.strip()!r}; {hint}name one of {', '.join(n.replace('_', '-') for n in DATA_NAMES)} "
             "(e.g. --data cityscapes=/data/cityscapes,acdc=/data/acdc), or give one bare PATH",
         )
     return key

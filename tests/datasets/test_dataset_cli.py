@@ -65,6 +65,7 @@ def test_generate_c_on_a_folder_dataset(call, tmp_path: Path) -> None:
         (["run", "--suite", "ade20k", "--data", "cityscapes=/x"], "reads no Cityscapes; give --data ade20k=PATH"),
         (["run", "--suite", "voc", "--data", "voc=/nonexistent"], "Pascal VOC 2012 root '/nonexistent' (from the data"),
         (["run", "--suite", "folder"], "no folder dataset given: pass --data folder=PATH"),
+        (["run", "--suite", "ade20k", "--data", "ade=/x"], "unknown dataset 'ade'; did you mean ade20k?"),
         (["run", "--suite", "folder", "--data", "folder=EMPTY"], "dataset.json"),
         (["generate-c", "--data", "ade20k=/a,voc=/b", "--out", "o"], "give one root, name=PATH"),
         (["generate-c", "--dataset", "kitti", "--data", "/x", "--out", "o"], "'kitti' is not a dataset generate-c"),
