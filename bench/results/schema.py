@@ -33,6 +33,20 @@ NUM_IMAGES = "num_images"
 THROUGHPUT = "throughput"
 """Images per second: of an accuracy cell (over its wall time) and of a latency configuration (batch / median)."""
 
+# Calibration of accuracy cells (`bench.measure.calibration`): softmax of the scored logits, labelled pixels only.
+ECE = "ece"
+"""Expected calibration error (%): 15 equal-width bins of the top-label confidence (`CALIBRATION_BINS`), the
+pixel-weighted mean |accuracy - confidence| over the bins."""
+NLL = "nll"
+"""Negative log-likelihood of the label's class, nats per labelled pixel."""
+BRIER = "brier"
+"""Brier score: sum over classes of (p_k - onehot_k)^2, per labelled pixel (0 to 2)."""
+CALIBRATION_BINS = 15
+CALIBRATION_KEY = "calibration"
+"""The cell record's key holding its calibration sums (`bench.measure.calibration.CalibrationCounter.to_dict`): per bin
+the pixel count, confidence sum and correct count, and the NLL and Brier sums, so reliability diagrams are drawn later
+and shards add up exactly."""
+
 CLASS_METRIC_PREFIX = "iou_"
 """Per-class IoU: `iou_<class>` (`class_metric_name`)."""
 
@@ -125,6 +139,9 @@ METRICS: Mapping[str, MetricSpec] = {
     MEAN_ACC: MetricSpec("%", HIGHER),
     NUM_IMAGES: MetricSpec("count", None),
     THROUGHPUT: MetricSpec("img/s", HIGHER),
+    ECE: MetricSpec("%", LOWER),
+    NLL: MetricSpec("nats", LOWER),
+    BRIER: MetricSpec("score", LOWER),
     MIOU_AVG: MetricSpec("%", HIGHER),
     MPC: MetricSpec("%", HIGHER),
     RPC: MetricSpec("%", HIGHER),
