@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.bench.measure._numba import compiled
+from segbench.bench.measure.calibration import CalibrationCounter
 from segbench.bench.run.config import InferenceSpec, autocast_dtype, check_precision
 
 
@@ -192,7 +193,13 @@ def _argmax_rows_kernel(scores: np.ndarray, row0: int, out: np.ndarray) -> None:
 BAND_ROWS = 8  # source rows resized per band: 8 x 4 output rows x 19 classes x 2048 px x 4 B = 2.5 MB, cache-sized
 
 
-def resize_argmax(logits: torch.Tensor, size: tuple[int, int], band_rows: int | None = None) -> torch.Tensor:
+def resize_argmax(
+    logits: torch.Tensor,
+    size: tuple[int, int],
+    band_rows: int | None = None,
+    calibration: CalibrationCounter | None = None,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
     """`F.interpolate(logits, size, mode="bilinear", align_corners=False).max(1).indices`, with identical labels.
 
     On the CPU, when the height grows by a power-of-two factor `k` (1 included; SegFormer's stride-4 logits of an
@@ -207,6 +214,8 @@ def resize_argmax(logits: torch.Tensor, size: tuple[int, int], band_rows: int | 
         logits: `(B, C, h, w)` scores.
         size: `(H, W)` of the label map.
         band_rows: source rows per band (default `BAND_ROWS`).
+        calibration: also add the softmax calibration of the resized logits against `labels` (`(B, H, W)`) into this
+            counter (`bench.measure.calibration`), in the same pass.
 
     Returns:
         int64 `(B, H, W)` labels.
@@ -218,21 +227,30 @@ def resize_argmax(logits: torch.Tensor, size: tuple[int, int], band_rows: int | 
     if plain or k < 1 or k & (k - 1) or c == 0:
         if (h, w) != tuple(size):
             logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        if calibration is not None:
+            return calibration.add_logits(logits, labels)
         # max(dim).indices is argmax (first index on ties, NaN wins), about 4x faster on CPU for a strided class dim
         return logits.max(1).indices
     kernel = compiled(_argmax_rows_kernel)
     band_rows = band_rows or BAND_ROWS
-    labels = torch.empty((b, out_h, out_w), dtype=torch.int64)
-    out = labels.numpy()
+    result = torch.empty((b, out_h, out_w), dtype=torch.int64)
+    out = result.numpy()
     if (h, w) == (out_h, out_w):  # nothing to resize (F.interpolate would copy)
-        kernel(logits.numpy(), 0, out)
-        return labels
+        if calibration is not None:
+            calibration.add_band(logits, 0, labels, result)
+        else:
+            kernel(logits.numpy(), 0, out)
+        return result
     for start in range(0, h, band_rows):
         stop = min(start + band_rows, h)
         lo, hi = max(start - 1, 0), min(stop + 1, h)
         band = F.interpolate(logits[:, :, lo:hi], size=((hi - lo) * k, out_w), mode="bilinear", align_corners=False)
-        kernel(band.numpy(), (start - lo) * k, out[:, start * k : stop * k])
-    return labels
+        if calibration is not None:
+            rows = slice(start * k, stop * k)
+            calibration.add_band(band, (start - lo) * k, labels[:, rows], result[:, rows])
+        else:
+            kernel(band.numpy(), (start - lo) * k, out[:, start * k : stop * k])
+    return result
 
 
 @torch.inference_mode()
@@ -242,6 +260,8 @@ def predict(
     spec: InferenceSpec,
     out_size: tuple[int, int] | None = None,
     check_finite: bool = True,
+    calibration: CalibrationCounter | None = None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Label map per image: logits resized to `out_size` (bilinear, `align_corners=False`), then argmax.
 
@@ -251,6 +271,8 @@ def predict(
         spec: inference settings.
         out_size: (H, W) of the labels; None keeps the input size.
         check_finite: raise `NonFiniteLogitsError` when any logit is NaN or inf (costs one host sync).
+        calibration: add the softmax calibration of the scored logits against `labels` into this counter
+            (`bench.measure.calibration.CalibrationCounter`; `labels` at `out_size`).
 
     Returns:
         int64 `(B, *out_size)` train ids.
@@ -260,6 +282,7 @@ def predict(
     if spec.mode == "whole" and not spec.flip and (out_size is None or tuple(out_size) == size):
         # the model's own logits go straight to resize_argmax: the same labels as resizing to `size` first
         x = normalize(images, model.meta.mean, model.meta.std)
-        return resize_argmax(_forward(model, x, None, spec, check_finite), size)
+        return resize_argmax(_forward(model, x, None, spec, check_finite), size, calibration=calibration, labels=labels)
     logits = predict_logits(model, images, spec, check_finite)
-    return resize_argmax(logits, size if out_size is None else tuple(out_size))
+    out = size if out_size is None else tuple(out_size)
+    return resize_argmax(logits, out, calibration=calibration, labels=labels)

@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from segbench.bench.data.corruptions import warm_up
+from segbench.bench.measure.calibration import CalibrationCounter
 from segbench.bench.measure.clock import Clock
 from segbench.bench.measure.inference import NonFiniteLogitsError, nonfinite_message, predict
 from segbench.bench.measure.latency import strict_fp32, tf32_flags
 from segbench.bench.measure.metrics import ConfusionCounter, accuracy_rows
 from segbench.bench.results.axes import Condition
+from segbench.bench.results.schema import CALIBRATION_KEY, MIOU, make_row
 from segbench.bench.run import distributed
 from segbench.bench.run.cells import Cell
 from segbench.bench.run.config import InferenceSpec, RunConfig
@@ -133,6 +135,7 @@ class _ConditionPass:
         self.runners = [_WatchFinite(r, f) for r, f in zip(runners, self.nonfinite)] if self.defer else list(runners)
         classes = config.classes
         self.counters = [ConfusionCounter(classes.num_classes, classes.ignore_index, ctx.device) for _ in cells]
+        self.calibration = [CalibrationCounter(classes.ignore_index, ctx.device) for _ in cells]
         self.clock = Clock(ctx.device)  # model and metric seconds per cell; on a GPU read once per condition
         self.data_seconds = 0.0  # the wait for each batch, shared by the cells
         self.tf32: dict[str, bool] = {}  # the TF32 settings the pass ran under (`bench.measure.latency.tf32_flags`)
@@ -166,7 +169,15 @@ class _ConditionPass:
             with warnings.catch_warnings(record=True) as caught:  # each model's warnings go to its own cell
                 warnings.simplefilter("always")
                 out_size = tuple(labels.shape[-2:])
-                pred = predict(self.runners[i], images, spec, out_size=out_size, check_finite=not self.defer)
+                pred = predict(
+                    self.runners[i],
+                    images,
+                    spec,
+                    out_size=out_size,
+                    check_finite=not self.defer,
+                    calibration=self.calibration[i],
+                    labels=labels,
+                )
             self.notes[i].update(dict.fromkeys(map(warning_text, caught)))
         except NonFiniteLogitsError as exc:
             self.errors[i] = f"cell {cell.id}: {exc}"
@@ -227,11 +238,25 @@ def accuracy_cells(
             out.append(CellError(message, distributed.any_failed(work.out_of_memory[i], ctx)))
             continue
         cm = distributed.all_reduce_(work.counters[i].matrix(), ctx).cpu()
+        _reduce_calibration(work.calibration[i], ctx)
         phases = torch.tensor([seconds[i, 0], work.data_seconds, seconds[i, 1]], dtype=torch.float64)
         split = distributed.all_reduce_(phases.to(ctx.device), ctx).cpu()  # summed over ranks
         timing = {"total": total_seconds, "model": float(split[0]), "data": float(split[1]), "metric": float(split[2])}
         out.append(_record(work, i, cm, timing, int(count.item()), config, ctx))
     return out
+
+
+def _reduce_calibration(counter: CalibrationCounter, ctx: distributed.DistContext) -> None:
+    """Sum a cell's calibration counts and sums over the ranks, in place."""
+    for name in ("count", "correct", "confidence", "sums"):
+        setattr(counter, name, distributed.all_reduce_(getattr(counter, name), ctx).cpu())
+
+
+def _calibration_rows(rows: list[dict[str, Any]], counter: CalibrationCounter) -> list[dict[str, Any]]:
+    """ECE, NLL and Brier rows placed as the cell's mIoU row (`bench.measure.calibration`)."""
+    place = next(r for r in rows if r["metric"] == MIOU)
+    keys = {k: place[k] for k in ("model", "suite", "condition", "corruption", "category", "severity")}
+    return [make_row(name, value, **keys) for name, value in counter.values().items()]
 
 
 def _record(
@@ -245,6 +270,7 @@ def _record(
 ) -> dict[str, Any]:
     """The stored record of cell `i`: its confusion matrix, tidy rows, timing and where it ran."""
     cell, spec = work.cells[i], work.specs[i]
+    rows = accuracy_rows(cell.model, config.suite, cell.condition, cm, config.classes, timing, num_images)
     return {
         "cell": cell.id,
         "kind": "accuracy",
@@ -260,5 +286,6 @@ def _record(
         "warnings": list(work.notes[i]),  # completed by the run loop (`cell_warnings`)
         "class_names": list(config.classes.names),
         "confusion_matrix": cm.tolist(),
-        "rows": accuracy_rows(cell.model, config.suite, cell.condition, cm, config.classes, timing, num_images),
+        CALIBRATION_KEY: work.calibration[i].to_dict(),
+        "rows": rows + _calibration_rows(rows, work.calibration[i]),
     }
