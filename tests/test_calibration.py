@@ -50,7 +50,7 @@ def test_figures_equal_a_direct_float64_computation(size):
     assert torch.equal(pred, resize_argmax(logits, size))
     got, want = counter.values(), _direct(logits, labels)
     for name in ("ece", "nll", "brier"):
-        assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-12), name
+        assert got[name] == pytest.approx(want[name], rel=1e-6, abs=1e-9), name  # float32 exponentials
     assert counter.pixels == int((labels != 255).sum())
 
 
