@@ -166,8 +166,10 @@ def test_seeded_random_start_is_reproducible_and_per_image(model, images, labels
     a = attack(model, images, labels, spec, WHOLE, seed=3, ids=[10, 11])
     assert torch.equal(a, attack(model, images, labels, spec, WHOLE, seed=3, ids=[10, 11]))
     assert not torch.equal(a, attack(model, images, labels, spec, WHOLE, seed=4, ids=[10, 11]))
-    alone = attack(model, images[:1], labels[:1], spec, WHOLE, seed=3, ids=[10])
-    torch.testing.assert_close(alone[0], a[0], rtol=0, atol=1e-4)  # up to a batch-size-dependent conv rounding
+    for inference in (WHOLE, SLIDE):  # slide: the crops of both images share forward batches
+        both = attack(model, images, labels, spec, inference, seed=3, ids=[10, 11])
+        alone = attack(model, images[:1], labels[:1], spec, inference, seed=3, ids=[10])
+        torch.testing.assert_close(alone[0], both[0], rtol=0, atol=1e-4)  # up to a batch-size-dependent rounding
     x0 = images.float() / 255
     assert torch.equal(random_start(x0[1:], spec, 3, [11])[0], random_start(x0, spec, 3, [10, 11])[1])
     assert not torch.equal(random_start(x0[:1], spec, 3, [11]), random_start(x0[:1], spec, 3, [10]))
