@@ -9,7 +9,7 @@ Losses, with `CE_i` the cross-entropy of labelled pixel `i` (summed, not average
 the sign of the gradient nor its L2 direction, so the steps are those of the papers' means):
 
 * **pgd** (Madry et al., ICLR 2018): `L = sum_i CE_i`.
-* **segpgd** (Gu et al., ECCV 2022, Eq. 4): `L = (1 - l) sum_{i correct} CE_i + l sum_{i wrong} CE_i`,
+* **segpgd** (Gu et al., ECCV 2022): `L = (1 - l) sum_{i correct} CE_i + l sum_{i wrong} CE_i`,
   `l = t / (2T)` at step `t = 0..T-1`; a pixel is correct when the argmax of its logits is its label.
 * **cospgd** (Agnihotri et al., ICML 2024): `L = sum_i cos(softmax(f_i), onehot(y_i)) CE_i`, the cosine detached.
 
@@ -19,9 +19,10 @@ Steps (those of the `cospgd` package's `step_inf` / `step_l2`, the authors' code
 * **l2**: `x <- clip01(x0 + proj_eps(x + a grad / ||grad|| - x0))`, norms per image over all pixels and channels;
   `proj_eps` scales a perturbation longer than `eps` back onto the sphere.
 
-The default step size is `2.5 eps / steps`, the rule of thumb of the Madry lab's `robustness` library (Engstrom et
-al., 2019; after Madry et al., 2018): the budget can be crossed 2.5 times, so a step that the projection or the
-[0, 1] clip cuts short is made up for.
+The default step size is `2.5 eps / steps`, the widespread rule of thumb from the Madry lab's adversarial-training
+work (Madry et al., ICLR 2018, and their `robustness` library): the steps could cross the budget 2.5 times, so steps
+that the projection or the [0, 1] clip cut short are made up for. Papers' settings (SegPGD, CosPGD: a fixed step such
+as 0.01) are given as `step_size`.
 
 The random start is uniform in the L-inf ball (linf) or a uniform draw in [-1, 1] scaled onto the L2 sphere (l2,
 the `cospgd` package's `init_l2`), then clipped to [0, 1]. It is drawn on the CPU per image from the run's seed, the
