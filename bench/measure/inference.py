@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -107,32 +108,61 @@ def window_starts(length: int, crop: int, stride: int) -> list[int]:
     return [max(min(i * stride + crop, length) - crop, 0) for i in range(grids)]
 
 
+def slide_windows(h: int, w: int, spec: InferenceSpec) -> list[tuple[int, int, int, int]]:
+    """The sliding windows `(y1, x1, y2, x2)` over an `h` x `w` image, row by row (`spec` resolved, mode slide)."""
+    ch, cw = spec.crop
+    sh, sw = spec.stride
+    return [
+        (y, xx, min(y + ch, h), min(xx + cw, w)) for y in window_starts(h, ch, sh) for xx in window_starts(w, cw, sw)
+    ]
+
+
+def window_count(boxes: list[tuple[int, int, int, int]], h: int, w: int, device: torch.device) -> torch.Tensor:
+    """float32 `(1, 1, h, w)`: how many of `boxes` cover each pixel (what stitched logits are divided by)."""
+    count = torch.zeros((1, 1, h, w), dtype=torch.float32, device=device)
+    for y1, x1, y2, x2 in boxes:
+        count[:, :, y1:y2, x1:x2] += 1
+    return count
+
+
 def _slide(
     model: nn.Module, x: torch.Tensor, num_classes: int | None, spec: InferenceSpec, check_finite: bool = False
 ) -> torch.Tensor:
     b, _, h, w = x.shape
-    ch, cw = spec.crop
-    sh, sw = spec.stride
-    boxes = [
-        (y, xx, min(y + ch, h), min(xx + cw, w)) for y in window_starts(h, ch, sh) for xx in window_starts(w, cw, sw)
-    ]
+    boxes = slide_windows(h, w, spec)
     crop_size = (boxes[0][2] - boxes[0][0], boxes[0][3] - boxes[0][1])  # every window has the same size
     crops = torch.cat([x[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in boxes])  # window-major: (n_windows * B, 3, ...)
     outs = [_forward(model, chunk, crop_size, spec, check_finite) for chunk in crops.split(spec.batch_size)]
     logits = torch.cat(outs)
     c = logits.shape[1] if num_classes is None else num_classes
     total = x.new_zeros((b, c, h, w), dtype=torch.float32)
-    count = x.new_zeros((1, 1, h, w), dtype=torch.float32)
     for k, (y1, x1, y2, x2) in enumerate(boxes):
         total[:, :, y1:y2, x1:x2] += logits[k * b : (k + 1) * b]
-        count[:, :, y1:y2, x1:x2] += 1
-    return total / count
+    return total / window_count(boxes, h, w, x.device)
 
 
 def _single(model: nn.Module, x: torch.Tensor, spec: InferenceSpec, check_finite: bool = False) -> torch.Tensor:
     if spec.mode == "whole":
         return _forward(model, x, tuple(x.shape[-2:]), spec, check_finite)
     return _slide(model, x, None, spec, check_finite)
+
+
+def image_scores(
+    model: nn.Module,
+    x: torch.Tensor,
+    spec: InferenceSpec,
+    check_finite: bool = False,
+    single: Callable[..., torch.Tensor] = _single,
+) -> torch.Tensor:
+    """`predict_logits` on a normalised batch (`spec` resolved), without its inference mode: the scores at the input
+    size, flip-averaged with `spec.flip`. `single` makes one pass (`_single`'s signature); the attacks pass one whose
+    sliding window backpropagates crop by crop (`bench.measure.attacks`)."""
+    logits = single(model, x, spec, check_finite)
+    if spec.flip:
+        flipped = single(model, x.flip(-1), spec, check_finite).flip(-1)
+        # log((softmax(a) + softmax(b)) / 2), computed in log space so confident pixels cannot underflow to -inf
+        logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - math.log(2.0)
+    return logits
 
 
 def model_logits(model: nn.Module, x: torch.Tensor, spec: InferenceSpec, check_finite: bool = False) -> torch.Tensor:
@@ -158,13 +188,7 @@ def predict_logits(
         float32 `(B, num_classes, H, W)`: logits, or with `spec.flip` the log of the flip-averaged probabilities.
     """
     spec = spec.resolve(model.meta)
-    x = normalize(images, model.meta.mean, model.meta.std)
-    logits = _single(model, x, spec, check_finite)
-    if spec.flip:
-        flipped = _single(model, x.flip(-1), spec, check_finite).flip(-1)
-        # log((softmax(a) + softmax(b)) / 2), computed in log space so confident pixels cannot underflow to -inf
-        logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - math.log(2.0)
-    return logits
+    return image_scores(model, normalize(images, model.meta.mean, model.meta.std), spec, check_finite)
 
 
 def _argmax_rows_kernel(scores: np.ndarray, row0: int, out: np.ndarray) -> None:
