@@ -117,8 +117,9 @@ def _diagrams(page: Page, sec: Section, cal: pd.DataFrame, models: list[str]) ->
     sec.notes.append(
         "Reliability diagrams from the bins the cells stored: per bin of confidence with pixels, the bar is its "
         "accuracy (correct / pixels) and the point sits at its mean confidence; bins without pixels are left out. "
-        "On the dashed diagonal a model is perfectly calibrated; below it, overconfident. Shown per model: clean, "
-        "its worst corruption (highest ECE) and, where the run attacked, its worst attack."
+        "On the dashed diagonal a model is perfectly calibrated; below it, overconfident. Shown per model: clean "
+        "and its worst corruption (highest ECE)"
+        + (", and its worst attack (highest ECE of the adversarial conditions)." if attacked else ".")
     )
     frames = [p.assign(model=m, role=role, condition=c) for m, role, c, _, p in panels]
     points = pd.concat(frames, ignore_index=True)[["model", "role", "condition", *C.RELIABILITY_COLUMNS]]
