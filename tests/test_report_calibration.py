@@ -20,8 +20,8 @@ from test_report_realworld import _Tables, section_text
 from segbench.bench.results.axes import Condition
 from segbench.bench.results.schema import CALIBRATION_BINS, CALIBRATION_KEY, make_row
 from segbench.bench.results.store import RunFolder, RunStore, cell_filename
+from segbench.reports import SECTION_IDS, render_report
 from segbench.reports import calibration as C
-from segbench.reports import render_report
 from segbench.reports import tables as T
 
 MODELS = ("segformer-b0", "fcn-r18")
@@ -126,6 +126,8 @@ def test_section_renders_with_its_figures_and_files(rendered):
         assert (run / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in ("calibration", "calibration_per_condition", "calibration_reliability", "calibration_real_world"):
         assert (run / "report" / f"{name}.csv").is_file() and (run / "report" / f"{name}.md").is_file()
+    order = list(SECTION_IDS)
+    assert order.index("severity-curves") < order.index("calibration") < order.index("real-world")
     text = section_text(index, "calibration")
     assert "http" not in text and "and the worst attack" in text
 
