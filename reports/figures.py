@@ -363,3 +363,73 @@ def history_trends(history: pd.DataFrame, path: str | Path, max_panels: int = 24
     for ax in axes.flat[len(drawn) :]:
         ax.set_visible(False)
     return save(fig, path), left_out
+
+
+def calibration_curves(
+    curves: pd.DataFrame, models: Sequence[str], labels: Mapping[str, str], path: str | Path
+) -> Path | None:
+    """One panel per corruption category (`reports.calibration.severity_curves`): ECE (%) against severity, one line
+    per model (the mean over the category's corruptions); severity 0 is the clean image. None without curves."""
+    if curves.empty:
+        return None
+    categories = list(dict.fromkeys(curves["category"]))
+    cols = min(4, len(categories))
+    rows = math.ceil(len(categories) / cols)
+    fig = _figure(2.7 * cols + 0.3, 2.1 * rows + 0.6)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    colors = model_colors(models)
+    top = int(curves["severity"].max())
+    for ax, category in zip(axes.flat, categories):
+        for model in models:
+            sel = curves[(curves["category"] == category) & (curves["model"] == model)]
+            if not sel.empty:
+                ax.plot(sel["severity"], sel["ece"], marker="o", markersize=3, linewidth=1.2, color=colors[model],
+                        label=labels[model])  # fmt: skip
+        ax.set_title(plain(category), fontsize=9)
+        ax.set_xticks(range(0, top + 1))
+        ax.set_xticklabels(["clean", *map(str, range(1, top + 1))], fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(categories) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ECE (%)", fontsize=8)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(4, max(1, len(names))), fontsize=8, frameon=False)
+    return save(fig, path)
+
+
+def reliability_diagrams(panels: Sequence[tuple], labels: Mapping[str, str], path: str | Path) -> Path | None:
+    """Reliability diagrams (`reports.calibration.diagram_panels`), one row per model and one panel per condition
+    shown (clean, worst corruption, worst attack): per bin with pixels, a bar over the bin's confidence range up to
+    its accuracy, and a point at (mean confidence, accuracy); the diagonal is perfect calibration. None without
+    panels."""
+    if not panels:
+        return None
+    models = list(dict.fromkeys(p[0] for p in panels))
+    cols = max(sum(1 for p in panels if p[0] == m) for m in models)
+    fig = _figure(2.5 * cols + 0.3, 2.5 * len(models) + 0.2)
+    axes = fig.subplots(len(models), cols, squeeze=False)
+    used: set[tuple[int, int]] = set()
+    for model, role, condition, ece, points in panels:
+        i = models.index(model)
+        j = sum(1 for k in range(cols) if (i, k) in used)
+        used.add((i, j))
+        ax = axes[i, j]
+        ax.bar(points["lower"], points["accuracy"], width=points["upper"] - points["lower"], align="edge",
+               color="#9ecae1", edgecolor="#3182bd", linewidth=0.6)  # fmt: skip
+        ax.plot(points["confidence"], points["accuracy"], marker="o", markersize=2.5, linewidth=0.8, color="#08519c")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="#7f7f7f", linewidth=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        shown = role if role == condition else f"{role}: {condition}"
+        ax.set_title(plain(f"{labels.get(model, model)}\n{shown} (ECE {ece:.1f}%)"), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("confidence", fontsize=7)
+        ax.set_ylabel("accuracy", fontsize=7)
+    for i in range(len(models)):
+        for j in range(cols):
+            if (i, j) not in used:
+                axes[i, j].set_visible(False)
+    return save(fig, path)

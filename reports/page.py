@@ -235,6 +235,7 @@ class Page:
         out: the files this render writes.
         classes: the class table the run scored with (run.json; Cityscapes' for a folder without run.json).
         partial: one line when the run is not whole (`RunFolder.partial`: how far it got, how to resume), else "".
+        calibration: the accuracy cells' calibration sums by (model, condition) (`RunFolder.calibration`).
     """
 
     run_dir: Path
@@ -248,6 +249,7 @@ class Page:
     out: Outputs
     classes: ClassTable = CITYSCAPES
     partial: str = ""
+    calibration: dict[tuple[str, str], dict] = field(default_factory=dict)
 
     @cached_property
     def models(self) -> list[str]:

@@ -44,6 +44,7 @@ def read_page(run_dir: Path, reference_model: str | None = None) -> Page:
     frame = T.normalize_results(raw, source)
     env = folder.env
     summary = folder.summary(reference_model)
+    calibration = folder.calibration()
     return Page(
         run_dir=run_dir,
         frame=frame,
@@ -56,6 +57,7 @@ def read_page(run_dir: Path, reference_model: str | None = None) -> Page:
         out=Outputs(run_dir),
         classes=folder.classes or CITYSCAPES,
         partial=folder.partial() or "",
+        calibration=calibration,
     )
 
 

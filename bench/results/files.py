@@ -60,6 +60,18 @@ class CellRecord(msgspec.Struct):
     model: str | None = None
 
 
+class CalibrationSums(msgspec.Struct):
+    """A cell record's `calibration` key (`bench.measure.calibration.CalibrationCounter.to_dict`): per bin of the
+    top-label confidence the pixel count, correct count and confidence sum, and the NLL and Brier sums."""
+
+    bins: int
+    count: list[int]
+    correct: list[int]
+    confidence: list[float]
+    nll_sum: float
+    brier_sum: float
+
+
 class RunInfo(msgspec.Struct, kw_only=True):
     """run.json as its readers use it (the report, the regression check): each key optional, as hand-made and old
     run folders lack some, but of the type the run writes."""
@@ -199,6 +211,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 CELL = FileKind("cell record", CellRecord, "`--resume` sets it aside and computes the cell again")
+CALIBRATION = FileKind("calibration key", CalibrationSums, "the report leaves the cell out of its reliability diagrams")
 RUN_MANIFEST = FileKind("run.json", RunManifest, "remove the folder or give another --out")
 RUN_INFO = FileKind("run.json", RunInfo, "the report reads the run without it")
 ENV = FileKind("env.json", EnvFile, "the report shows no provenance; `--resume` sets it aside and writes a new one")

@@ -12,9 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from segbench.bench.results.classes import ClassTable, class_table
-from segbench.bench.results.files import CELL, ENV, RUN_INFO, RUN_MANIFEST, DamagedFileError, FileKind, set_aside
+from segbench.bench.results.files import (
+    CALIBRATION,
+    CELL,
+    ENV,
+    RUN_INFO,
+    RUN_MANIFEST,
+    DamagedFileError,
+    FileKind,
+    set_aside,
+)
 from segbench.bench.results.io import atomic_write_json, json_safe, read_rows, write_csv
-from segbench.bench.results.schema import COLUMNS, SCHEMA_VERSION, stamp_dataset
+from segbench.bench.results.schema import CALIBRATION_KEY, COLUMNS, SCHEMA_VERSION, stamp_dataset
 from segbench.bench.results.summaries import default_reference, summary_rows
 
 
@@ -234,6 +243,28 @@ class RunFolder:
                     self._problem(f"{name}: unreadable ({exc.strerror or exc})")
         return self._cells
 
+    def calibration(self) -> dict[tuple[str, str], dict]:
+        """The calibration sums of the accuracy cells (their `CALIBRATION_KEY`), by (model, condition): `bins`,
+        per-bin `count`, `correct` and `confidence` (sums), `nll_sum`, `brier_sum` (`files.CalibrationSums`).
+
+        A cell without the key (a run made before calibration was measured) is absent; a damaged key (wrong types,
+        lists that are not `bins` long, more correct pixels than pixels) is left out with one line in `problems`.
+        """
+        out: dict[tuple[str, str], dict] = {}
+        for cell in self.cells():
+            sums, model, condition = cell.get(CALIBRATION_KEY), cell.get("model"), cell.get("condition")
+            if sums is None or not isinstance(model, str) or not isinstance(condition, str):
+                continue
+            name = f"cells/{cell['_file']}"
+            try:
+                CALIBRATION.check(sums, name)
+                _check_bins(sums, name)
+            except DamagedFileError as exc:
+                self._problem(str(exc))
+                continue
+            out[(model, condition)] = sums
+        return out
+
     def rows(self) -> tuple[Any, str]:
         """(DataFrame of the tidy rows, where they came from): results.csv, else the cells' rows (a running or
         interrupted run, or a damaged results.csv: noted in problems).
@@ -336,6 +367,19 @@ class RunFolder:
         if config.get("only") == "efficiency":
             return set()
         return {(str(m), str(c)) for m in models for c in conditions}
+
+
+def _check_bins(sums: Mapping[str, Any], name: str) -> None:
+    """Raise `DamagedFileError` unless the calibration sums have `bins` entries per list and 0 <= correct <= count."""
+    bins = sums["bins"]
+    lengths = {len(sums[k]) for k in ("count", "correct", "confidence")}
+    problem = ""
+    if bins < 1 or lengths != {bins}:
+        problem = f"calibration lists of lengths {sorted(lengths)} for {bins} bins"
+    elif any(not 0 <= k <= n for k, n in zip(sums["correct"], sums["count"])):
+        problem = "calibration bins with more correct pixels than pixels (or negative counts)"
+    if problem:
+        raise DamagedFileError(name, problem, CALIBRATION.remedy)
 
 
 def read_run(run_dir: str | Path) -> RunFolder:

@@ -5,7 +5,16 @@
 """
 
 from segbench.reports.page import Builder
-from segbench.reports.sections import deployment, efficiency, evaluation, gallery, provenance, real_world, robustness
+from segbench.reports.sections import (
+    calibration,
+    deployment,
+    efficiency,
+    evaluation,
+    gallery,
+    provenance,
+    real_world,
+    robustness,
+)
 
 PAGE: tuple[Builder, ...] = (
     provenance.run_summary,
@@ -13,6 +22,7 @@ PAGE: tuple[Builder, ...] = (
     robustness.table5,
     robustness.scores,
     robustness.severity_curves,
+    calibration.calibration,
     real_world.real_world,
     real_world.prediction,
     robustness.class_iou,
