@@ -17,6 +17,7 @@ from segbench.bench.results.schema import (
     CE,
     COLUMNS,
     E2E_METRICS,
+    ECE,
     MCE,
     MCE_CORRUPTIONS,
     METRICS,
@@ -121,7 +122,7 @@ def test_metric_names_units_and_directions_are_defined_once():
     assert make_row(MCE_CORRUPTIONS, 16, **where)["unit"] == "count"
     assert make_row(class_metric_name("traffic light"), 1, **where)["unit"] == "%"
     assert make_row(time_metric_name("total"), 1, **where)["unit"] == "s"
-    assert [name for name in METRICS if lower_is_better(name) and METRICS[name].unit == "%"] == [CE, MCE, REL_MCE]
+    assert [name for name in METRICS if lower_is_better(name) and METRICS[name].unit == "%"] == [ECE, CE, MCE, REL_MCE]
     assert not lower_is_better(MIOU) and not lower_is_better("iou_road") and not lower_is_better("made_up")
     with pytest.raises(ValueError, match="unknown metric 'made_up'"):
         make_row("made_up", 1.0, **where)

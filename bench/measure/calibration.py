@@ -46,14 +46,11 @@ class CalibrationCounter:
         self._add(logits, top, pred, labels)
         return pred
 
-    def add_band(self, band: torch.Tensor, row0: int, labels: torch.Tensor, out: torch.Tensor) -> None:
+    def add_band(self, band: torch.Tensor, row0: int, labels: torch.Tensor, out: torch.Tensor, argmax) -> None:
         """The CPU path of `bench.measure.inference.resize_argmax`: the argmax of the float32 `band`'s rows from
-        `row0` into `out` by its compiled kernel (the labels it gives without calibration), and the sums of those
-        rows against `labels`."""
-        from segbench.bench.measure._numba import compiled
-        from segbench.bench.measure.inference import _argmax_rows_kernel
-
-        compiled(_argmax_rows_kernel)(band.numpy(), row0, out.numpy())
+        `row0` into `out` by its compiled kernel `argmax(scores, row0, out)` (the labels it gives without
+        calibration), and the sums of those rows against `labels`."""
+        argmax(band.numpy(), row0, out.numpy())
         rows = band[:, :, row0 : row0 + out.shape[1]]
         self._add(rows, rows.amax(1), out, labels)
 
@@ -70,7 +67,8 @@ class CalibrationCounter:
         logp_y = (shifted.gather(1, y.unsqueeze(1)).squeeze(1).double() - s1.log())[valid]
         s1, s2 = s1[valid], s2[valid]
         conf = s1.reciprocal()
-        k = (conf * self.bins).long().clamp_(max=self.bins - 1)
+        # NaN logits (a cell the NaN check fails) must not break the binning: they land in bin 0, the sums turn NaN
+        k = (conf * self.bins).nan_to_num_(0.0).long().clamp_(0, self.bins - 1)
         self.count += torch.bincount(k, minlength=self.bins)
         self.confidence += torch.bincount(k, weights=conf, minlength=self.bins)
         self.correct += torch.bincount(k[(pred == y)[valid]], minlength=self.bins)

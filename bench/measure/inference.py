@@ -261,7 +261,7 @@ def resize_argmax(
     out = result.numpy()
     if (h, w) == (out_h, out_w):  # nothing to resize (F.interpolate would copy)
         if calibration is not None:
-            calibration.add_band(logits, 0, labels, result)
+            calibration.add_band(logits, 0, labels, result, kernel)
         else:
             kernel(logits.numpy(), 0, out)
         return result
@@ -271,7 +271,7 @@ def resize_argmax(
         band = F.interpolate(logits[:, :, lo:hi], size=((hi - lo) * k, out_w), mode="bilinear", align_corners=False)
         if calibration is not None:
             rows = slice(start * k, stop * k)
-            calibration.add_band(band, (start - lo) * k, labels[:, rows], result[:, rows])
+            calibration.add_band(band, (start - lo) * k, labels[:, rows], result[:, rows], kernel)
         else:
             kernel(band.numpy(), (start - lo) * k, out[:, start * k : stop * k])
     return result
