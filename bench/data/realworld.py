@@ -34,7 +34,6 @@ The writers (:func:`write_synthetic_acdc`, :func:`write_synthetic_dark_zurich`,
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +50,7 @@ from segbench.bench.data.cityscapes import (
     read_image,
     read_label,
 )
-from segbench.bench.data.datasets import Dataset, Sample, register_dataset
+from segbench.bench.data.datasets import Dataset, Sample, get_dataset, register_dataset
 from segbench.bench.data.errors import DataError, DataNotFoundError
 from segbench.bench.data.images import check_files, read_indices
 from segbench.bench.data.synthetic import TRAIN_OF_ID, draw_scene, save_png
@@ -132,21 +131,7 @@ def resolve_realworld_root(name: str, given: str | Path | None) -> Path:
     """
     if name not in ENV_VARS:
         raise ValueError(f"unknown real-world dataset {name!r}; expected one of {', '.join(DATASETS)}")
-    var, label = ENV_VARS[name], _NAMES[name]
-    source = "the command line"
-    if given is None or str(given) == "":
-        env = os.environ.get(var, "")
-        if not env:
-            raise DataNotFoundError(
-                f"no {label} root given: pass --data {name.replace('_', '-')}=ROOT or set {var}=ROOT ({_LAYOUTS[name]})"
-            )
-        given, source = env, f"${var}"
-    path = Path(given).expanduser()
-    if not path.is_dir():
-        raise DataNotFoundError(
-            f"{label} root {str(path)!r} (from {source}) is not a folder; expected {_LAYOUTS[name]}"
-        )
-    return path
+    return get_dataset(name).resolve_root(given)
 
 
 def _subfolders(folder: Path) -> list[str]:
