@@ -64,6 +64,23 @@ def check_manifest(manifest: dict, path: str | Path, base_seed: int, split: str,
             )
 
 
+def item(image: np.ndarray, label: np.ndarray, sample_id: str) -> dict:
+    """A loader's item: `dict(image=uint8 tensor (3, H, W) RGB, label=uint8 tensor (H, W), id=sample_id)`."""
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        "label": torch.from_numpy(label),
+        "id": sample_id,
+    }
+
+
+def label_size_error(label_path: Path, image: np.ndarray, label: np.ndarray) -> DataError:
+    """An image and its label of different sizes: one line naming the label file."""
+    return DataError(
+        f"{label_path}: label is {label.shape[0]}x{label.shape[1]} px but the image is "
+        f"{image.shape[0]}x{image.shape[1]} px"
+    )
+
+
 def corrupted_path(corrupted_root: str | Path, condition: Condition, sample: Sample) -> Path:
     """`<corrupted_root>/<corruption>/<severity>/<sample.corrupted_rel>`: where generate-c writes the sample."""
     return Path(corrupted_root) / str(condition.corruption) / str(condition.severity) / sample.corrupted_rel
@@ -135,11 +152,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise self._size_error(sample, image, label)
         if self.resize:
             image = self.dataset.protocol.resize(image)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "label": torch.from_numpy(label),
-            "id": sample.id,
-        }
+        return item(image, label, sample.id)
 
     def _size_error(self, sample: Sample, image: np.ndarray, label: np.ndarray) -> DataError:
         """An image and label of different sizes: a pre-generated image is named as the culprit (a folder generated
@@ -152,4 +165,4 @@ class SegmentationDataset(torch.utils.data.Dataset):
                 f"--corrupted-data folder {self.corrupted_root} was generated from other images; generate it again "
                 "from this --data (generate-c), or leave --corrupted-data out to corrupt on the fly"
             )
-        return DataError(f"{sample.label}: label is {want} but the image is {got}")
+        return label_size_error(sample.label, image, label)

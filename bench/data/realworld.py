@@ -53,6 +53,7 @@ from segbench.bench.data.cityscapes import (
 from segbench.bench.data.datasets import Dataset, Sample, get_dataset, register_dataset
 from segbench.bench.data.errors import DataError, DataNotFoundError
 from segbench.bench.data.images import check_files, read_indices
+from segbench.bench.data.loading import item, label_size_error
 from segbench.bench.data.synthetic import TRAIN_OF_ID, draw_scene, save_png
 from segbench.bench.results.axes import (
     FOGGY_BETAS,
@@ -313,14 +314,19 @@ def read_realworld_label(sample: RealWorldSample) -> np.ndarray:
     Raises:
         DataError: bad label or mask file (naming it), or a mask of another size than the label.
     """
-    label = read_label(sample.label, sample.label_kind)
-    if sample.invalid_mask is None:
+    return _masked_label(sample.label, sample.label_kind, sample.invalid_mask)
+
+
+def _masked_label(path: Path, kind: str, invalid_mask: Path | None) -> np.ndarray:
+    """The label at `path` (`kind` encoding) as train ids, with the pixels `invalid_mask` marks set to 255."""
+    label = read_label(path, kind)
+    if invalid_mask is None:
         return label
-    invalid = read_invalid_mask(sample.invalid_mask)
+    invalid = read_invalid_mask(invalid_mask)
     if invalid.shape != label.shape:
         raise DataError(
-            f"{sample.invalid_mask}: mask is {invalid.shape[0]}x{invalid.shape[1]} px but the label "
-            f"{sample.label.name} is {label.shape[0]}x{label.shape[1]} px"
+            f"{invalid_mask}: mask is {invalid.shape[0]}x{invalid.shape[1]} px but the label "
+            f"{path.name} is {label.shape[0]}x{label.shape[1]} px"
         )
     label = label.copy()
     label[invalid] = IGNORE_INDEX
@@ -389,15 +395,8 @@ class RealWorldDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         image, label = read_image(sample.image), read_realworld_label(sample)
         if image.shape[:2] != label.shape:
-            raise DataError(
-                f"{sample.label}: label is {label.shape[0]}x{label.shape[1]} px but the image is "
-                f"{image.shape[0]}x{image.shape[1]} px"
-            )
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "label": torch.from_numpy(label),
-            "id": sample.id,
-        }
+            raise label_size_error(sample.label, image, label)
+        return item(image, label, sample.id)
 
 
 def _as_sample(root: Path, sample: RealWorldSample) -> Sample:
@@ -426,10 +425,7 @@ def _finder(name: str):
 
 
 def _read_sample_label(sample: Sample) -> np.ndarray:
-    mask = sample.masks[0] if sample.masks else None
-    return read_realworld_label(
-        RealWorldSample("", sample.domain or "", sample.id, "", sample.image, sample.label, sample.kind, mask)
-    )
+    return _masked_label(sample.label, sample.kind, sample.masks[0] if sample.masks else None)
 
 
 for _name, _layout in _LAYOUTS.items():
