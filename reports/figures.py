@@ -58,10 +58,7 @@ def severity_curves(
         return None
     categories = dict(zip(corrupted["corruption"], corrupted["category"]))
     order = [(cat, c) for cat, names in column_groups(categories, categories) for c in names if c in categories]
-    cols = min(4, len(order))
-    rows = math.ceil(len(order) / cols)
-    fig = _figure(2.7 * cols + 0.3, 2.0 * rows + 0.6)
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    fig, axes = _severity_grid(len(order), 2.0)
     colors = model_colors(models)
     clean = conditions[conditions["corruption"] == "clean"].set_index("model")["miou"]
     top = int(corrupted["severity"].max())
@@ -75,18 +72,36 @@ def severity_curves(
             if model in clean.index:
                 xs, ys = [0, *xs], [float(clean[model]), *ys]
             ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=colors[model], label=labels[model])
-        ax.set_title(f"{corruption} ({category})", fontsize=9)
-        ax.set_xticks(range(0, top + 1))
-        ax.set_xticklabels(["clean", *map(str, range(1, top + 1))], fontsize=7)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(order) :]:
+        _severity_axes(ax, f"{corruption} ({category})", top)
+    _finish_severity_grid(fig, axes, len(order), "mIoU (%)")
+    return save(fig, path)
+
+
+def _severity_grid(panels: int, panel_height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of `panels` small multiples, four per row, sharing the y axis."""
+    cols = min(4, panels)
+    rows = math.ceil(panels / cols)
+    fig = _figure(2.7 * cols + 0.3, panel_height * rows + 0.6)
+    return fig, fig.subplots(rows, cols, squeeze=False, sharey=True)
+
+
+def _severity_axes(ax, title: str, top: int) -> None:
+    """One panel's title and its severity axis: clean (0), then 1 to `top`."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks(range(0, top + 1))
+    ax.set_xticklabels(["clean", *map(str, range(1, top + 1))], fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+def _finish_severity_grid(fig: Figure, axes: np.ndarray, used: int, ylabel: str) -> None:
+    """Hide the unused panels, label the y axes and put the models' legend under the grid."""
+    for ax in axes.flat[used:]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("mIoU (%)", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=8, frameon=False)
-    return save(fig, path)
+    fig.legend(handles, names, loc="outside lower center", ncols=min(4, max(1, len(names))), fontsize=8, frameon=False)
 
 
 def class_heatmap(
@@ -373,10 +388,7 @@ def calibration_curves(
     if curves.empty:
         return None
     categories = list(dict.fromkeys(curves["category"]))
-    cols = min(4, len(categories))
-    rows = math.ceil(len(categories) / cols)
-    fig = _figure(2.7 * cols + 0.3, 2.1 * rows + 0.6)
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    fig, axes = _severity_grid(len(categories), 2.1)
     colors = model_colors(models)
     top = int(curves["severity"].max())
     for ax, category in zip(axes.flat, categories):
@@ -385,17 +397,8 @@ def calibration_curves(
             if not sel.empty:
                 ax.plot(sel["severity"], sel["ece"], marker="o", markersize=3, linewidth=1.2, color=colors[model],
                         label=labels[model])  # fmt: skip
-        ax.set_title(plain(category), fontsize=9)
-        ax.set_xticks(range(0, top + 1))
-        ax.set_xticklabels(["clean", *map(str, range(1, top + 1))], fontsize=7)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(categories) :]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("ECE (%)", fontsize=8)
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=min(4, max(1, len(names))), fontsize=8, frameon=False)
+        _severity_axes(ax, plain(category), top)
+    _finish_severity_grid(fig, axes, len(categories), "ECE (%)")
     return save(fig, path)
 
 
