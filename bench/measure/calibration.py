@@ -59,6 +59,9 @@ CHUNK_ELEMENTS = 1 << 19
 class CalibrationCounter:
     """Binned calibration sums of one cell (see the module docstring); `add` per batch, `all_reduce` across ranks."""
 
+    TENSORS = ("count", "correct", "confidence", "sums")
+    """The attributes that hold the sums: what adds up across batches, ranks and shards."""
+
     def __init__(self, ignore_index: int = 255, device: torch.device | str = "cpu", bins: int = CALIBRATION_BINS):
         self.ignore_index, self.bins = int(ignore_index), int(bins)
         device = torch.device(device)
@@ -156,6 +159,6 @@ class CalibrationCounter:
 
     def merge(self, other: CalibrationCounter) -> CalibrationCounter:
         """Add `other`'s sums (another shard's or rank's) into this counter; returns it."""
-        for name in ("count", "correct", "confidence", "sums"):
+        for name in self.TENSORS:
             getattr(self, name).add_(getattr(other, name).to(getattr(self, name).device))
         return self

@@ -248,7 +248,7 @@ def accuracy_cells(
 
 def _reduce_calibration(counter: CalibrationCounter, ctx: distributed.DistContext) -> None:
     """Sum a cell's calibration counts and sums over the ranks, in place."""
-    for name in ("count", "correct", "confidence", "sums"):
+    for name in counter.TENSORS:
         setattr(counter, name, distributed.all_reduce_(getattr(counter, name), ctx).cpu())
 
 
