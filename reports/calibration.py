@@ -13,14 +13,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from segbench.bench.results.axes import ADVERSARIAL_CATEGORY as ADVERSARIAL
 from segbench.bench.results.axes import REAL_WORLD_CATEGORY
 from segbench.bench.results.schema import BRIER, ECE, NLL
 
 METRICS = (ECE, NLL, BRIER)
 """The calibration metrics of an accuracy cell, in table order."""
-
-ADVERSARIAL = "adversarial"
-"""The category of attack conditions: shown apart from the corruptions (their own worst case), never averaged in."""
 
 CATEGORY_ORDER = ("blur", "noise", "digital", "weather", "other")
 

@@ -42,6 +42,7 @@ FLAGS = {
     "run_id": "--out",
     "reference_model": "--reference",
     "deploy_precisions": "--precisions",
+    "random_start": "--no-random-start",
 }
 """`RunConfig` fields whose flag is not `--<field with dashes>`."""
 
@@ -141,6 +142,24 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--precisions", help="deploy suite: comma list narrowing the precisions (fp32, bf16, fp16, int8)")
     p.add_argument(
+        "--attacks",
+        help="comma list of adversarial attacks added to the suite's conditions: pgd, segpgd, cospgd (with two or "
+        "more, also the per-image worst case at each budget)",
+    )
+    p.add_argument("--norm", help="the attacks' norm: linf or l2 (default: the suite's, else linf)")
+    p.add_argument(
+        "--eps",
+        help="comma list of budgets in [0, 1] pixel units: L-inf as 0.25/255,1/255,8/255, L2 as 0.5,1 (default: the "
+        "suite's, else 0.25/255 to 8/255 for L-inf)",
+    )
+    p.add_argument("--attack-steps", type=int, help="gradient steps of every attack (default 10)")
+    p.add_argument("--attack-step-size", help="step size in eps units, e.g. 0.01 or 1/255 (default 2.5*eps/steps)")
+    p.add_argument(
+        "--no-random-start",
+        action="store_true",
+        help="start each attack from the clean image (default: a random point of the budget, seeded per image)",
+    )
+    p.add_argument(
         "--allow-random-weights", action="store_true", help="run models without trained weights (marked in red)"
     )
     p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
@@ -189,6 +208,12 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         label_map=args.label_map,
         backends=args.backends,
         deploy_precisions=args.precisions,
+        attacks=args.attacks,
+        norm=args.norm,
+        eps=args.eps,
+        attack_steps=args.attack_steps,
+        attack_step_size=args.attack_step_size,
+        random_start=False if args.no_random_start else None,
     )
     return RunConfig(**{k: v for k, v in given.items() if v is not None}, command=[sys.executable, *sys.argv])
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segbench.bench.results.axes import CORRUPTIONS, Condition, real_conditions
+from segbench.bench.results.axes import ATTACKS, CORRUPTIONS, Condition, real_conditions
+from segbench.bench.run.attack_options import select_attacks
 from segbench.bench.run.config import InferenceSpec
 from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
 from segbench.suites.registry import register_suite
@@ -165,6 +166,40 @@ register_suite(
         conditions=(Condition(),) + tuple(Condition(c, s) for c in CORRUPTIONS for s in (1, 3, 5)) + real_conditions(),
         inference=InferenceSpec(mode="whole"),
         efficiency=EfficiencySpec(resolutions=((256, 512),), batch_sizes=(1,), warmup=2, iters=5),
+        default_models=DEMO_MODELS,
+        weights={m: str(DEMO_WEIGHTS / f"{m}.safetensors") for m in DEMO_MODELS},
+    )
+)
+
+# Every attack at the L-inf grid from SEA's small budgets to SemSegBench's 8/255, 10 steps, seeded random start, and
+# the per-image worst case at each budget (`bench.results.axes.DEFAULT_EPS`).
+ADVERSARIAL_CONDITIONS = (Condition(),) + select_attacks((), ATTACKS)
+
+register_suite(
+    SuiteSpec(
+        name="adversarial",
+        version="1",
+        description="Cityscapes val, clean and under PGD, SegPGD and CosPGD at L-inf 0.25/255 to 8/255 (10 steps, "
+        "seeded random start) with the per-image worst case at each budget; the gradient flows through the same "
+        "sliding window as evaluation, in fp32. --attacks, --norm, --eps, --attack-steps, --attack-step-size and "
+        "--no-random-start change the grid. A GPU is advised: each attack step costs about three forward passes.",
+        data="real",
+        conditions=ADVERSARIAL_CONDITIONS,
+        inference=CITYSCAPES_SLIDE,
+        default_models=("segformer-b0",),
+    )
+)
+
+register_suite(
+    SuiteSpec(
+        name="adversarial-demo",
+        version="1",
+        description="The adversarial suite on the demo's synthetic scenes and weights: runs on a CPU in minutes "
+        "(not Cityscapes numbers).",
+        data="synthetic",
+        synthetic=SyntheticData(num_images=8, size=(128, 256), seed=0),
+        conditions=ADVERSARIAL_CONDITIONS,
+        inference=InferenceSpec(mode="whole"),
         default_models=DEMO_MODELS,
         weights={m: str(DEMO_WEIGHTS / f"{m}.safetensors") for m in DEMO_MODELS},
     )

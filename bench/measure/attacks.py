@@ -45,80 +45,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from segbench.bench.measure.inference import _forward, _slide, image_scores, normalize, slide_windows, window_count
+from segbench.bench.results.axes import ATTACKS, NORMS, AttackSpec
+
+__all__ = ["ATTACKS", "NORMS", "AttackSpec", "attack", "attack_logits", "attack_loss", "input_gradient", "random_start"]
 from segbench.bench.run.config import InferenceSpec
-
-ATTACKS: tuple[str, ...] = ("pgd", "segpgd", "cospgd")
-"""Attack names."""
-
-NORMS: tuple[str, ...] = ("linf", "l2")
-"""Perturbation norms."""
 
 SEED_PROTOCOL = "attack-v1"
 """Version of the random start's seed derivation (`attack_seed`): a change of derivation changes this."""
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """One attack and its budget.
-
-    Attributes:
-        name: one of `ATTACKS`.
-        norm: "linf" or "l2".
-        eps: budget in [0, 1] pixel units: the L-inf radius (8/255 is eight grey levels) or the L2 radius of the
-            whole image's perturbation (all pixels and channels).
-        steps: gradient steps.
-        step_size: step in the same units as `eps`; None takes `2.5 * eps / steps` (see the module docstring).
-        random_start: start from a random point of the budget (seeded per image) instead of the clean image.
-    """
-
-    name: str = "pgd"
-    norm: str = "linf"
-    eps: float = 8 / 255
-    steps: int = 10
-    step_size: float | None = None
-    random_start: bool = True
-
-    def __post_init__(self) -> None:
-        if self.name not in ATTACKS:
-            raise ValueError(f"name: attack {self.name!r} unknown; choose one of {', '.join(ATTACKS)}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm: {self.norm!r} unknown; choose one of {', '.join(NORMS)}")
-        if isinstance(self.eps, bool) or not isinstance(self.eps, int | float) or not 0 <= self.eps < float("inf"):
-            raise ValueError(f"eps: the budget must be a finite number >= 0, got {self.eps!r}")
-        if self.norm == "linf" and self.eps > 1:
-            raise ValueError(f"eps: an L-inf budget is in [0, 1] pixel units (8/255, not 8), got {self.eps!r}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps: must be an integer >= 1, got {self.steps!r}")
-        size = self.step_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1e9):
-            raise ValueError(f"step_size: must be a number > 0 or None (2.5 * eps / steps), got {size!r}")
-        if not isinstance(self.random_start, bool):
-            raise ValueError(f"random_start: must be True or False, got {self.random_start!r}")
-
-    @property
-    def alpha(self) -> float:
-        """The step size: `step_size`, or `2.5 * eps / steps`."""
-        return 2.5 * self.eps / self.steps if self.step_size is None else float(self.step_size)
-
-    def condition_name(self) -> str:
-        """Condition name: `<name>-<norm>-<eps>`, e.g. "pgd-linf-8/255" (L-inf in grey levels) or "cospgd-l2-0.5",
-        followed by whatever differs from the defaults: "-20steps", "-step0.01", "-nostart"."""
-        eps = f"{self.eps * 255:.6g}/255" if self.norm == "linf" else f"{self.eps:.6g}"
-        parts = [self.name, self.norm, eps]
-        if self.steps != 10:
-            parts.append(f"{self.steps}steps")
-        if self.step_size is not None:
-            parts.append(f"step{self.step_size:.6g}")
-        if not self.random_start:
-            parts.append("nostart")
-        return "-".join(parts)
 
 
 class _SlideVJP(torch.autograd.Function):
@@ -303,6 +242,8 @@ def attack(
         float32 `(B, 3, H, W)` in [0, 255]: `images + 255 * delta` with `delta` the perturbation in [0, 1] units, so
         `eps = 0` gives the images back exactly.
     """
+    if spec.is_worst:
+        raise ValueError("spec: the worst case is chosen per image among attacks; it is not an attack to run")
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
     if labels.ndim != 3 or labels.shape[0] != images.shape[0]:

@@ -295,8 +295,8 @@ def accuracy_rows(
     Args:
         model: model name.
         suite: suite name.
-        condition: a `bench.results.Condition` (name, corruption, severity, category); a real-world condition's
-            rows have no severity.
+        condition: a `bench.results.Condition` (name, corruption, severity, category); a real-world or attack
+            condition's rows have no severity, an attack's has the attack's name as its corruption.
         cm: the cell's confusion matrix.
         classes: the class table scored with (its names in train-id order; as many as the matrix has rows).
         timing: seconds per phase (`model`, `data`, `metric`, `total`).
@@ -308,9 +308,9 @@ def accuracy_rows(
         "model": model,
         "suite": suite,
         "condition": condition.name,
-        "corruption": condition.corruption,
+        "corruption": condition.corruption_column,
         "category": condition.category,
-        "severity": None if condition.is_real else condition.severity,
+        "severity": condition.severity_column,
     }
     rows = [
         make_row(MIOU, 100 * mean_iou(cm), **place),

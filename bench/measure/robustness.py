@@ -12,6 +12,8 @@ Sources:
       is Coming", 2019, Eq. 1-2 (there with AP; here with mIoU).
     * CE, mCE, relative CE and relative mCE: Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to
       Common Corruptions and Perturbations", ICLR 2019, Sec. 3 (there with top-1 error; here with 100 - mIoU).
+    * Robustness area: segbench's one-number summary of a robustness curve (mIoU against the attack's budget eps,
+      from eps = 0, the clean mIoU): the area under it divided by the largest budget, i.e. the curve's mean.
 """
 
 from __future__ import annotations
@@ -188,6 +190,23 @@ def summary(
             rel = relative_corruption_errors(scores, clean, reference, reference_clean)
             out.update({f"rel_CE/{c}": v for c, v in rel.items()})
     return out
+
+
+def robustness_area(clean: float, by_budget: Mapping[float, float]) -> float:
+    """The mean mIoU over budgets 0 to the largest measured, by the trapezoid rule through `(0, clean)` and each
+    `(eps, mIoU)`: 100 when no budget moves the model, 0 when every budget (and clean) scores 0. Percent.
+
+    Raises:
+        ValueError: no budget above 0, or an mIoU outside [0, 100].
+    """
+    _check_value(clean, "clean")
+    for eps, value in by_budget.items():
+        _check_value(value, f"by_budget[{eps!r}]")
+    points = sorted({0.0: clean, **{float(e): float(v) for e, v in by_budget.items() if e > 0}}.items())
+    if len(points) < 2:
+        raise ValueError("by_budget: no budget above 0 given")
+    area = sum((e1 - e0) * (v0 + v1) / 2 for (e0, v0), (e1, v1) in zip(points, points[1:]))
+    return area / points[-1][0]
 
 
 def drop(clean: float, value: float) -> float:

@@ -1,8 +1,10 @@
 """The axes of a benchmark: Cityscapes-C corruptions and their categories, severities, the real adverse-condition
-datasets and their conditions, and `Condition`, the one parser and name of every condition."""
+datasets and their conditions, adversarial attacks and their budgets (`AttackSpec`), and `Condition`, the one parser
+and name of every condition."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,6 +100,173 @@ INVALID_REGION_NOTE = (
 the report states it in these words."""
 
 
+ADVERSARIAL_CATEGORY = "adversarial"
+"""The `category` of an attack condition's rows (the attack's name is in the `corruption` column)."""
+
+ATTACKS: tuple[str, ...] = ("pgd", "segpgd", "cospgd")
+"""Attack names (`bench.measure.attacks` runs them)."""
+
+WORST = "worst"
+"""The per-image worst case over a run's attacks at one budget (as SEA, Croce et al. 2023, reports it): for each image
+the attacked image with the lowest pixel accuracy. Its condition is `worst-<budget>`."""
+
+NORMS: tuple[str, ...] = ("linf", "l2")
+"""Perturbation norms."""
+
+DEFAULT_EPS: dict[str, tuple[float, ...]] = {
+    "linf": (0.25 / 255, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255),
+    "l2": (0.25, 0.5, 1.0, 2.0),
+}
+"""The budget grid taken when attacks are asked for without budgets, per norm ([0, 1] pixel units). L-inf spans
+SEA's small budgets (0.25-1/255, where undefended models still differ) to SemSegBench's 8/255; L2 is the radius of the
+whole image's perturbation."""
+
+DEFAULT_ATTACK_STEPS = 10
+
+
+def eps_text(eps: float, norm: str) -> str:
+    """A budget as condition names and tables write it: L-inf in grey levels ("8/255", "0.25/255"), L2 as a number."""
+    return f"{eps * 255:.6g}/255" if norm == "linf" else f"{eps:.6g}"
+
+
+def parse_eps(text: object, norm: str = "linf") -> float:
+    """A budget from its text: "8/255", "0.25/255", "0.03", or a number; in [0, 1] pixel units.
+
+    Raises:
+        ValueError: not a number or fraction, negative, or an L-inf budget above 1 ("8" where "8/255" was meant).
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"eps: {text!r} is not a budget; give e.g. 8/255 (L-inf) or 0.5 (L2)")
+    try:
+        if isinstance(text, int | float):
+            value = float(text)
+        else:
+            top, _, bottom = str(text).strip().partition("/")
+            value = float(top) / float(bottom) if bottom else float(top)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"eps: {text!r} is not a budget; give e.g. 8/255 (L-inf) or 0.5 (L2)") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"eps: the budget must be a finite number >= 0, got {text!r}")
+    if norm == "linf" and value > 1:
+        raise ValueError(f"eps: an L-inf budget is in [0, 1] pixel units ({text}/255, not {text}), got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack and its budget.
+
+    Attributes:
+        name: one of `ATTACKS`, or `WORST` (the per-image worst case over the run's attacks at this budget).
+        norm: "linf" or "l2".
+        eps: budget in [0, 1] pixel units: the L-inf radius (8/255 is eight grey levels) or the L2 radius of the
+            whole image's perturbation (all pixels and channels). Kept as its name writes it (six significant digits),
+            so that a spec and its parsed name are equal.
+        steps: gradient steps.
+        step_size: step in the same units as `eps`; None takes `2.5 * eps / steps` (see `bench.measure.attacks`).
+        random_start: start from a random point of the budget (seeded per image) instead of the clean image.
+    """
+
+    name: str = "pgd"
+    norm: str = "linf"
+    eps: float = 8 / 255
+    steps: int = DEFAULT_ATTACK_STEPS
+    step_size: float | None = None
+    random_start: bool = True
+
+    def __post_init__(self) -> None:
+        if self.name not in (*ATTACKS, WORST):
+            raise ValueError(f"name: attack {self.name!r} unknown; choose one of {', '.join(ATTACKS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm: {self.norm!r} unknown; choose one of {', '.join(NORMS)}")
+        if isinstance(self.eps, bool) or not isinstance(self.eps, int | float):
+            raise ValueError(f"eps: the budget must be a finite number >= 0, got {self.eps!r}")
+        object.__setattr__(self, "eps", parse_eps(eps_text(parse_eps(self.eps, self.norm), self.norm), self.norm))
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps: must be an integer >= 1, got {self.steps!r}")
+        size = self.step_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1e9):
+            raise ValueError(f"step_size: must be a number > 0 or None (2.5 * eps / steps), got {size!r}")
+        if not isinstance(self.random_start, bool):
+            raise ValueError(f"random_start: must be True or False, got {self.random_start!r}")
+
+    @property
+    def alpha(self) -> float:
+        """The step size: `step_size`, or `2.5 * eps / steps`."""
+        return 2.5 * self.eps / self.steps if self.step_size is None else float(self.step_size)
+
+    @property
+    def is_worst(self) -> bool:
+        return self.name == WORST
+
+    def budget_name(self) -> str:
+        """The budget and settings, without the attack: `<norm>-<eps>` ("linf-8/255", "l2-0.5"), followed by whatever
+        differs from the defaults: "-20steps", "-step0.01", "-nostart"."""
+        parts = [self.norm, eps_text(self.eps, self.norm)]
+        if self.steps != DEFAULT_ATTACK_STEPS:
+            parts.append(f"{self.steps}steps")
+        if self.step_size is not None:
+            parts.append(f"step{self.step_size:.6g}")
+        if not self.random_start:
+            parts.append("nostart")
+        return "-".join(parts)
+
+    def condition_name(self) -> str:
+        """Condition name: `<name>-<budget>`, e.g. "pgd-linf-8/255", "cospgd-l2-0.5-20steps-nostart"."""
+        return f"{self.name}-{self.budget_name()}"
+
+    def at_budget(self, name: str) -> AttackSpec:
+        """The same budget and settings for attack `name` (e.g. `WORST`)."""
+        return dataclasses.replace(self, name=name)
+
+    @classmethod
+    def parse(cls, text: str) -> AttackSpec:
+        """The spec a `condition_name()` names.
+
+        Raises:
+            ValueError: not an attack condition name.
+        """
+        parts = str(text).strip().split("-")
+        if len(parts) < 3 or parts[0] not in (*ATTACKS, WORST) or parts[1] not in NORMS:
+            raise ValueError(
+                f"cannot parse attack condition {text!r}: expected '<attack>-<norm>-<eps>', e.g. pgd-linf-8/255"
+            )
+        kwargs: dict = {"name": parts[0], "norm": parts[1], "eps": parse_eps(parts[2], parts[1])}
+        for part in parts[3:]:
+            if part.endswith("steps") and part[:-5].isdigit():
+                kwargs["steps"] = int(part[:-5])
+            elif part.startswith("step"):
+                kwargs["step_size"] = parse_eps(part[4:], "l2")
+            elif part == "nostart":
+                kwargs["random_start"] = False
+            else:
+                raise ValueError(f"cannot parse attack condition {text!r}: unknown part {part!r}")
+        return cls(**kwargs)
+
+
+ATTACK_TITLES = {"pgd": "PGD", "segpgd": "SegPGD", "cospgd": "CosPGD", WORST: "worst case"}
+NORM_TITLES = {"linf": "L-inf", "l2": "L2"}
+
+
+def attack_label(attack: AttackSpec) -> str:
+    """How a person reads an attack condition: "PGD L-inf 8/255", "worst case L2 0.5 (20 steps, no random start)"."""
+    extras = []
+    if attack.steps != DEFAULT_ATTACK_STEPS:
+        extras.append(f"{attack.steps} steps")
+    if attack.step_size is not None:
+        extras.append(f"step {attack.step_size:.6g}")
+    if not attack.random_start:
+        extras.append("no random start")
+    text = f"{ATTACK_TITLES[attack.name]} {NORM_TITLES[attack.norm]} {eps_text(attack.eps, attack.norm)}"
+    return f"{text} ({', '.join(extras)})" if extras else text
+
+
+def is_attack_name(text: object) -> bool:
+    """Whether a condition name names an attack (`<attack>-<norm>-...`)."""
+    parts = str(text).strip().split("-")
+    return len(parts) >= 3 and parts[0] in (*ATTACKS, WORST) and parts[1] in NORMS
+
+
 def beta_name(beta: float | str) -> str:
     """A fog density as Foggy Cityscapes writes it in file names: 0.005 -> "0.005", 0.01 -> "0.01"."""
     return f"{float(beta):g}"
@@ -121,24 +290,33 @@ def split_condition(text: str) -> tuple[str | None, int | None]:
 
 @dataclass(frozen=True)
 class Condition:
-    """An evaluation condition: clean Cityscapes, one Cityscapes-C corruption at one severity, or one condition of a
-    real adverse-condition dataset.
+    """An evaluation condition: the clean images, one corruption at one severity, one condition of a real
+    adverse-condition dataset, or an adversarial attack at one budget on the clean images.
 
     Attributes:
-        corruption: corruption name, or None (clean or real-world).
+        corruption: corruption name, or None (clean, real-world or attacked).
         severity: 1-5 for a corruption, 0 otherwise.
         dataset: a `REAL_WORLD` dataset ("acdc", "dark_zurich", "foggy_cityscapes"), or None.
         domain: the dataset's condition ("fog", "night", "beta_0.01", ...) when `dataset` is set.
+        attack: the attack and its budget (`AttackSpec`), or None.
 
-    Names: "clean", "<corruption>-<severity>" (e.g. "fog-3") and "<dataset>:<domain>" (e.g. "acdc:night").
+    Names: "clean", "<corruption>-<severity>" (e.g. "fog-3"), "<dataset>:<domain>" (e.g. "acdc:night") and
+    "<attack>-<norm>-<eps>[-<settings>]" (e.g. "pgd-linf-8/255", "worst-linf-8/255"; `AttackSpec.condition_name`).
     """
 
     corruption: str | None = None
     severity: int = 0
     dataset: str | None = None
     domain: str | None = None
+    attack: AttackSpec | None = None
 
     def __post_init__(self) -> None:
+        if self.attack is not None:
+            if not isinstance(self.attack, AttackSpec):
+                raise ValueError(f"attack must be an AttackSpec, got {self.attack!r}")
+            if self.corruption is not None or self.severity != 0 or self.dataset is not None or self.domain is not None:
+                raise ValueError("an attack condition attacks the clean images: no corruption, dataset or domain")
+            return
         if self.dataset is not None:
             if self.corruption is not None or self.severity != 0:
                 raise ValueError("a real-world condition has no corruption and severity 0")
@@ -172,10 +350,30 @@ class Condition:
         """A real-world condition, e.g. `Condition.real("acdc", "fog")`."""
         return cls(dataset=dataset, domain=domain)
 
+    @classmethod
+    def attacked(cls, attack: AttackSpec) -> Condition:
+        """An attack condition, e.g. `Condition.attacked(AttackSpec("pgd", "linf", 8 / 255))`."""
+        return cls(attack=attack)
+
     @property
     def is_clean(self) -> bool:
-        """Clean Cityscapes (neither corrupted nor from a real-world dataset)."""
-        return self.corruption is None and self.dataset is None
+        """The clean images of the run's dataset (neither corrupted, nor real-world, nor attacked)."""
+        return self.corruption is None and self.dataset is None and self.attack is None
+
+    @property
+    def is_attack(self) -> bool:
+        """An adversarial attack (or the worst case over attacks) on the clean images."""
+        return self.attack is not None
+
+    @property
+    def corruption_column(self) -> str | None:
+        """What a row's `corruption` column holds: the corruption, or the attack's name (`WORST` for the worst case)."""
+        return self.attack.name if self.attack is not None else self.corruption
+
+    @property
+    def severity_column(self) -> int | None:
+        """What a row's `severity` column holds: 1-5 for a corruption, 0 for clean, None for real-world and attacks."""
+        return None if self.is_real or self.is_attack else self.severity
 
     @property
     def is_real(self) -> bool:
@@ -187,28 +385,38 @@ class Condition:
         """ "clean", "<corruption>-<severity>" (e.g. "gaussian_noise-3") or "<dataset>:<domain>" (e.g. "acdc:fog")."""
         if self.dataset is not None:
             return f"{self.dataset}:{self.domain}"
+        if self.attack is not None:
+            return self.attack.condition_name()
         return "clean" if self.corruption is None else f"{self.corruption}-{self.severity}"
 
     @property
     def category(self) -> str:
-        """ "clean", the corruption's category, or "real-world"."""
+        """ "clean", the corruption's category, "real-world" or "adversarial"."""
         if self.dataset is not None:
             return REAL_WORLD_CATEGORY
+        if self.attack is not None:
+            return ADVERSARIAL_CATEGORY
         return "clean" if self.corruption is None else category_of(self.corruption)
 
     @property
     def label(self) -> str:
-        """How a person reads the condition: "clean", "fog-3", "ACDC fog", "Foggy Cityscapes beta 0.01"."""
+        """How a person reads the condition: "clean", "fog-3", "ACDC fog", "Foggy Cityscapes beta 0.01",
+        "PGD L-inf 8/255"."""
+        if self.attack is not None:
+            return attack_label(self.attack)
         if self.dataset is None:
             return self.name
         return f"{REAL_WORLD_NAMES[self.dataset]} {str(self.domain).replace('_', ' ')}"
 
     @classmethod
     def parse(cls, text: str) -> Condition:
-        """Parses "clean", "<corruption>-<severity>" (e.g. "fog-2") or "<dataset>:<domain>" (e.g. "acdc:night")."""
+        """Parses "clean", "<corruption>-<severity>" (e.g. "fog-2"), "<dataset>:<domain>" (e.g. "acdc:night") or an
+        attack's "<attack>-<norm>-<eps>..." (e.g. "pgd-linf-8/255")."""
         text = text.strip()
         if text == "clean":
             return cls()
+        if is_attack_name(text):
+            return cls(attack=AttackSpec.parse(text))
         if ":" in text:
             dataset, _, domain = text.partition(":")
             return cls(dataset=dataset.strip(), domain=domain.strip())
@@ -216,7 +424,7 @@ class Condition:
         if corruption is None:
             raise ValueError(
                 f"cannot parse condition {text!r}: expected 'clean', '<corruption>-<severity>' (e.g. 'fog-2') or "
-                "'<dataset>:<condition>' (e.g. 'acdc:night')"
+                "'<dataset>:<condition>' (e.g. 'acdc:night') or '<attack>-<norm>-<eps>' (e.g. 'pgd-linf-8/255')"
             )
         return cls(corruption, severity)
 

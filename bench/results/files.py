@@ -116,12 +116,21 @@ class GalleryItem(msgspec.Struct):
     predictions: dict[str, str] = {}
 
 
+class AttackGalleryItem(msgspec.Struct):
+    """One attack condition in the gallery: each model's own attacked input and its prediction."""
+
+    condition: str
+    inputs: dict[str, str] = {}
+    predictions: dict[str, str] = {}
+
+
 class GalleryIndex(msgspec.Struct):
     """`gallery/index.json` (`bench.run.gallery.write_gallery`): what image is where."""
 
     conditions: list[GalleryItem]
     image_id: str | None = None
     ground_truth: str | None = None
+    attacks: list[AttackGalleryItem] = []
 
 
 class Baseline(msgspec.Struct):

@@ -47,6 +47,19 @@ CALIBRATION_KEY = "calibration"
 the pixel count, confidence sum and correct count, and the NLL and Brier sums, so reliability diagrams are drawn later
 and shards add up exactly."""
 
+# Attack cells (`bench.run.adversarial`): the cost of the attack, beside the accuracy rows of the attacked images.
+ATTACK_STEP_TIME = "attack_step_ms"
+"""Milliseconds of one attack step for one image (forward, backward and projection; the sliding window's crops
+included): the attack's time over steps x images."""
+ATTACK_MEMORY = "attack_peak_memory"
+"""Peak device memory (MiB) allocated while the attack ran, on a GPU (torch's caching allocator; no row on a CPU)."""
+ADV_MIOU = "adv_miou"
+"""Summary: a model's mIoU under the worst case of the run's attacks at one budget (the `worst-<budget>` condition,
+or the one attack when the run has one)."""
+ADV_AREA = "adv_area"
+"""Summary: the robustness area, the mean mIoU over the budget grid from 0 (clean) to the largest budget by the
+trapezoid rule, per attack (and worst case) and norm: 100 for a model no attack moves, 0 for one every budget breaks."""
+
 CLASS_METRIC_PREFIX = "iou_"
 """Per-class IoU: `iou_<class>` (`class_metric_name`)."""
 
@@ -140,6 +153,10 @@ METRICS: Mapping[str, MetricSpec] = {
     NUM_IMAGES: MetricSpec("count", None),
     THROUGHPUT: MetricSpec("img/s", HIGHER),
     ECE: MetricSpec("%", LOWER),
+    ATTACK_STEP_TIME: MetricSpec("ms", LOWER),
+    ATTACK_MEMORY: MetricSpec("MiB", LOWER),
+    ADV_MIOU: MetricSpec("%", HIGHER),
+    ADV_AREA: MetricSpec("%", HIGHER),
     NLL: MetricSpec("nats", LOWER),
     BRIER: MetricSpec("score", LOWER),
     MIOU_AVG: MetricSpec("%", HIGHER),

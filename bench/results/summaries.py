@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from segbench.bench.measure import robustness
+from segbench.bench.results.adversarial import adversarial_summary
 from segbench.bench.results.axes import (
     CATEGORIES,
     REAL_WORLD,
@@ -95,6 +96,9 @@ def summary_rows(
 
     Real-world conditions (`REAL_WORLD`): per condition its `drop` from clean (percentage points, unit "pp"), per
     dataset the `miou_avg` over its measured conditions and that average's `drop` (`real_world_scores`).
+
+    Attacks: per budget `adv_miou` (the worst case) and per attack curve `adv_area`
+    (`bench.results.adversarial.adversarial_summary`).
     """
     rows = list(rows)
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -105,6 +109,7 @@ def summary_rows(
         out += _deploy_summary(rows, model, suite)
         out += _speedup_summary(rows, model, suite)
         clean, scores = condition_scores(rows, model)
+        out += adversarial_summary(rows, model, suite, clean)
         if not scores:
             continue
 

@@ -24,7 +24,7 @@ from segbench.bench.measure.clock import Clock
 from segbench.bench.measure.inference import NonFiniteLogitsError, nonfinite_message, predict
 from segbench.bench.measure.latency import strict_fp32, tf32_flags
 from segbench.bench.measure.metrics import ConfusionCounter, accuracy_rows
-from segbench.bench.results.axes import Condition
+from segbench.bench.results.axes import CLEAN, Condition
 from segbench.bench.results.schema import CALIBRATION_KEY, MIOU, make_row
 from segbench.bench.run import distributed
 from segbench.bench.run.cells import Cell
@@ -80,7 +80,8 @@ def _collate(items: list[dict]) -> dict:
 def _loader(
     condition: Condition, batch_size: int, config: RunConfig, ctx: distributed.DistContext
 ) -> tuple[torch.utils.data.DataLoader, int]:
-    """This rank's shard of the condition's images, as a DataLoader; returns (loader, number of images)."""
+    """This rank's shard of the condition's images, as a DataLoader; returns (loader, number of images). An attack
+    condition reads the clean images (the pass attacks them)."""
     from segbench.bench.data.datasets import get_dataset
     from segbench.bench.data.loading import SegmentationDataset
     from segbench.bench.data.realworld import RealWorldDataset
@@ -95,7 +96,7 @@ def _loader(
             root,
             split=config.split,
             max_images=config.max_images,
-            condition=condition,
+            condition=CLEAN if condition.is_attack else condition,
             base_seed=config.seed,
             corrupted_root=config.corrupted_root,
         )
@@ -115,7 +116,7 @@ def _loader(
     return loader, len(shard)
 
 
-class _ConditionPass:
+class ConditionPass:
     """The models of one condition on its batches: per cell a confusion counter, model and metric seconds, the first
     error, and the warnings its model raised (in order, without repeats)."""
 
@@ -151,9 +152,7 @@ class _ConditionPass:
             self.data_seconds += time.perf_counter() - t
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
-            for i in range(len(self.cells)):
-                if self.errors[i] is None:
-                    self._predict(i, images, labels)
+            self.batch(images, labels, batch["id"])
             bar.update(len(batch["id"]))
             t = time.perf_counter()
         seconds = self.clock.seconds()  # on a GPU: the one wait for the device, for the whole condition
@@ -161,6 +160,16 @@ class _ConditionPass:
             if self.defer and self.errors[i] is None and bool(self.nonfinite[i]):
                 self.errors[i] = f"cell {self.cells[i].id}: {nonfinite_message(runner, spec)}"
         return seconds
+
+    def batch(self, images: torch.Tensor, labels: torch.Tensor, ids: Sequence[object]) -> None:
+        """One batch through every cell still in the loop."""
+        for i in range(len(self.cells)):
+            if self.errors[i] is None:
+                self._predict(i, images, labels)
+
+    def extra_rows(self, i: int) -> list[tuple[str, float]]:
+        """(metric, value) rows cell `i` adds beside its accuracy rows (none here; an attack pass adds its cost)."""
+        return []
 
     def _predict(self, i: int, images: torch.Tensor, labels: torch.Tensor) -> None:
         cell, spec = self.cells[i], self.specs[i]
@@ -216,11 +225,18 @@ def accuracy_cells(
     Returns one record per cell, or the `CellError` that failed it. Cells share the data time and the total wall
     time; the model and metric times are each model's own.
     """
+    work = ConditionPass(cells, runners, specs, config, ctx, list(sources) or [None] * len(cells))
+    return run_pass(work, config, ctx, label)
+
+
+def run_pass(
+    work: ConditionPass, config: RunConfig, ctx: distributed.DistContext, label: str
+) -> list[dict[str, Any] | CellError]:
+    """Stream the pass's condition through it, reduce each cell over the ranks; one record (or error) per cell."""
     from tqdm import tqdm
 
     start = time.perf_counter()
-    loader, shard_size = _loader(cells[0].condition, specs[0].batch_size, config, ctx)
-    work = _ConditionPass(cells, runners, specs, config, ctx, list(sources) or [None] * len(cells))
+    loader, shard_size = _loader(work.cells[0].condition, work.specs[0].batch_size, config, ctx)
     bar = tqdm(total=shard_size, desc=label, unit="img", disable=config.quiet or not ctx.is_main, leave=False)
     try:
         with strict_fp32():  # "fp32" is IEEE fp32 (no TF32 convolutions on Ampere and later), as in the latency cells
@@ -254,13 +270,17 @@ def _reduce_calibration(counter: CalibrationCounter, ctx: distributed.DistContex
 
 def _calibration_rows(rows: list[dict[str, Any]], counter: CalibrationCounter) -> list[dict[str, Any]]:
     """ECE, NLL and Brier rows placed as the cell's mIoU row (`bench.measure.calibration`)."""
+    return [make_row(name, value, **_place(rows)) for name, value in counter.values().items()]
+
+
+def _place(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The columns that place a cell's rows (those of its mIoU row)."""
     place = next(r for r in rows if r["metric"] == MIOU)
-    keys = {k: place[k] for k in ("model", "suite", "condition", "corruption", "category", "severity")}
-    return [make_row(name, value, **keys) for name, value in counter.values().items()]
+    return {k: place[k] for k in ("model", "suite", "condition", "corruption", "category", "severity")}
 
 
 def _record(
-    work: _ConditionPass,
+    work: ConditionPass,
     i: int,
     cm: torch.Tensor,
     timing: dict[str, float],
@@ -287,5 +307,7 @@ def _record(
         "class_names": list(config.classes.names),
         "confusion_matrix": cm.tolist(),
         CALIBRATION_KEY: work.calibration[i].to_dict(),
-        "rows": rows + _calibration_rows(rows, work.calibration[i]),
+        "rows": rows
+        + _calibration_rows(rows, work.calibration[i])
+        + [make_row(name, value, **_place(rows)) for name, value in work.extra_rows(i)],
     }

@@ -5,6 +5,10 @@ them in results order (per model: its efficiency cell, then its conditions). The
 one by one first, then the accuracy cells condition by condition, every model of a condition together (each batch is
 read and corrupted once for all models). When the models do not fit on the device together, the `Schedule` turns to
 one cell at a time, model by model, so that each model is loaded once.
+
+Attack cells of one budget (every attack, and the per-image worst case over them) form one group: the worst case
+needs each image's attacked versions side by side (`bench.run.adversarial`). One model at a time, they stay together
+per model.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ def plan_cells(models: Sequence[str], conds: Sequence[Condition], efficiency: bo
     return cells
 
 
+def group_key(cell: Cell) -> str:
+    """What an accuracy cell is grouped by: its condition, or for an attack its budget (`AttackSpec.budget_name`)."""
+    attack = cell.condition.attack
+    return f"attacks at {attack.budget_name()}" if attack is not None else cell.condition.name
+
+
 def group_cells(cells: Sequence[Cell], together: bool = True) -> list[list[Cell]]:
     """The order of work, as groups of cells evaluated together.
 
@@ -50,17 +60,33 @@ def group_cells(cells: Sequence[Cell], together: bool = True) -> list[list[Cell]
     """
     if not together:
         order = {m: i for i, m in enumerate(dict.fromkeys(c.model for c in cells))}
-        return [[c] for c in sorted(cells, key=lambda c: (order[c.model], c.kind == "accuracy"))]
+        out: list[list[Cell]] = []
+        for c in sorted(cells, key=lambda c: (order[c.model], c.kind == "accuracy")):
+            last = out[-1][0] if out else None
+            joins = last is not None and c.kind == last.kind == "accuracy" and c.model == last.model
+            if joins and c.condition.is_attack and last.condition.is_attack and group_key(c) == group_key(last):
+                out[-1].append(c)
+            else:
+                out.append([c])
+        return out
     groups: dict[str, list[Cell]] = {}
     for cell in cells:
         if cell.kind == "accuracy":
-            groups.setdefault(cell.condition.name, []).append(cell)
+            groups.setdefault(group_key(cell), []).append(cell)
     return [[c] for c in cells if c.kind != "accuracy"] + list(groups.values())
 
 
 def group_label(group: Sequence[Cell]) -> str:
-    """How progress lines name a group: its cell id, or `<condition> x <n> models`."""
-    return group[0].id if len(group) == 1 else f"{group[0].condition.name} x {len(group)} models"
+    """How progress lines name a group: its cell id, `<condition> x <n> models`, or for attacks
+    `<attacks> at <budget> x <n> models`."""
+    if len(group) == 1:
+        return group[0].id
+    models = len({c.model for c in group})
+    name = group[0].condition.name
+    if group[0].condition.is_attack:
+        names = ",".join(dict.fromkeys(c.condition.attack.name for c in group))
+        name = f"{names} at {group[0].condition.attack.budget_name()}"
+    return f"{group[0].model} {name}" if models == 1 else f"{name} x {models} models"
 
 
 class Schedule:

@@ -485,6 +485,14 @@ class RunConfig:
             and `onnx:` models (see `segbench.models.adapter`).
         backends: deployment backends (or a comma list) narrowing a deploy suite's grid; () keeps the suite's.
         deploy_precisions: deployment precisions (fp32, bf16, fp16, int8; or a comma list) narrowing the grid.
+        attacks: adversarial attacks (`pgd`, `segpgd`, `cospgd`; or a comma list) added to the conditions, or
+            replacing a suite's (`bench.run.attack_options.select_attacks`); () keeps the suite's.
+        norm: the attacks' norm, "linf" or "l2"; None: the suite's, else linf.
+        eps: the attacks' budgets in [0, 1] pixel units ("0.25/255,8/255" or numbers); (): the suite's, else
+            `bench.results.axes.DEFAULT_EPS`.
+        attack_steps, attack_step_size: steps and step size of every attack; None: the suite's, else 10 steps of
+            `2.5 * eps / steps`.
+        random_start: start each attack from a random point of the budget, seeded per image (False: the clean image).
         command: the command line recorded in env.json (None: `sys.argv`).
     """
 
@@ -523,6 +531,12 @@ class RunConfig:
     model_meta: str | None = None
     backends: tuple[str, ...] = ()
     deploy_precisions: tuple[str, ...] = ()
+    attacks: tuple[str, ...] = ()
+    norm: str | None = None
+    eps: tuple[float, ...] = ()
+    attack_steps: int | None = None
+    attack_step_size: float | None = None
+    random_start: bool = True
     command: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -537,6 +551,7 @@ class RunConfig:
         self.corruptions = parse_corruptions(self.corruptions)
         self.severities = parse_severities(self.severities)
         self.backends, self.deploy_precisions = parse_grid(self.backends, self.deploy_precisions)
+        self._parse_attack_options()
         check_device(self.device)
         if self.precision is not None:
             check_precision(self.precision, self.device)
@@ -585,6 +600,19 @@ class RunConfig:
             raise ConfigError("seed", f"must be an integer >= 0, got {self.seed!r}")
         if self.command is not None:
             self.command = _sequence(self.command, "command", "a list of strings (an argv) or None", str)
+
+    def _parse_attack_options(self) -> None:
+        from segbench.bench.run import attack_options as options
+
+        try:
+            self.attacks = options.parse_attacks(self.attacks)
+            self.norm = options.parse_norm(self.norm)
+            self.eps = options.parse_eps_list(self.eps)
+            self.attack_steps = options.parse_steps(self.attack_steps)
+            self.attack_step_size = options.parse_step_size(self.attack_step_size)
+        except options.AttackOptionError as e:
+            raise ConfigError(e.field, e.problem) from None
+        _flag(self.random_start, "random_start")
 
     def _check_files(self) -> None:
         """`label_map` and `model_meta`: files that exist and read as what they declare (checked now, so that a

@@ -78,6 +78,19 @@ def describe_models(residency: Residency, config: RunConfig, spec: InferenceSpec
     return described
 
 
+def attack_settings(conds: Sequence[Condition]) -> dict[str, Any]:
+    """run.json's record of each attack condition (norm, eps, steps, the step size used, random start, the seed
+    derivation), under "attacks"; nothing for a run without attacks (so that older runs resume as they were)."""
+    from segbench.bench.measure.attacks import SEED_PROTOCOL
+
+    attacks = {
+        c.name: {**dataclasses.asdict(c.attack), "alpha": c.attack.alpha, "seed_protocol": SEED_PROTOCOL}
+        for c in conds
+        if c.is_attack
+    }
+    return {"attacks": attacks} if attacks else {}
+
+
 def manifest(config: RunConfig, conds: Sequence[Condition], described: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """run.json: what defines the run's numbers (see the module docstring); `run_id` is filled in later."""
     return {
@@ -92,7 +105,7 @@ def manifest(config: RunConfig, conds: Sequence[Condition], described: dict[str,
         "classes": config.classes.to_dict(),
         "weights": described["weights"],
         "protocols": described["protocols"],
-        "settings": {**config.settings(), "conditions": [c.name for c in conds]},
+        "settings": {**config.settings(), "conditions": [c.name for c in conds], **attack_settings(conds)},
         "created_at": now(),
         "config": config.to_dict(),
     }

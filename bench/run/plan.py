@@ -77,10 +77,11 @@ def select_conditions(
 
     Given severities apply to every corruption (so `--severities 1,2,3,4,5` runs all five everywhere, also where
     the suite's protocol stops the noise corruptions at 3); without, each corruption keeps the suite's severities
-    (1-5 for a corruption the suite does not have). Real-world conditions are kept as they are.
+    (1-5 for a corruption the suite does not have). Real-world conditions are kept as they are. Attack conditions
+    are left to `attack_conditions`.
     """
     if not corruptions and not severities:
-        return suite.conditions
+        return tuple(c for c in suite.conditions if not c.is_attack)
     by_corruption: dict[str, list[int]] = {}
     for c in suite.conditions:
         if c.corruption is not None:
@@ -91,6 +92,45 @@ def select_conditions(
         for sev in severities or by_corruption.get(name, SEVERITIES):
             out.append(Condition(name, sev))
     return tuple(out) + tuple(c for c in suite.conditions if c.is_real)
+
+
+def attack_conditions(source: Sequence[Condition], config: RunConfig, suite: SuiteSpec) -> tuple[Condition, ...]:
+    """The run's attack conditions: those of `source` (the suite's or the caller's conditions), remade by the config's
+    attack options (`bench.run.attack_options.select_attacks`).
+
+    Raises:
+        ConfigError: an attack option that cannot be used, or attacks on models without gradients (an `onnx:` model,
+            a deployment grid's exported variants).
+    """
+    from segbench.bench.run.attack_options import AttackOptionError, select_attacks
+
+    try:
+        conds = select_attacks(
+            source,
+            config.attacks,
+            config.norm,
+            config.eps,
+            config.attack_steps,
+            config.attack_step_size,
+            config.random_start,
+        )
+    except AttackOptionError as e:
+        raise ConfigError(e.field, e.problem) from None
+    if conds and config.only != "efficiency":
+        onnx = [name for name, src in config.sources.items() if src.startswith("onnx:") and name in config.models]
+        if onnx:
+            raise ConfigError(
+                "attacks",
+                f"{onnx[0]} is an ONNX model ({config.sources[onnx[0]]}): it has no gradients to attack; "
+                "run it without attacks, or attack its PyTorch source",
+            )
+        if suite.deploy is not None:
+            raise ConfigError(
+                "attacks",
+                f"suite {suite.name} measures exported variants, which have no gradients; attack the "
+                "models in a suite without a deployment grid (e.g. --suite adversarial)",
+            )
+    return conds
 
 
 def efficiency_probe(suite: SuiteSpec, config: RunConfig) -> EfficiencySpec | None:
@@ -167,8 +207,11 @@ def plan_run(
             raise ConfigError("models", f"{', '.join(clash)} given both in models and as in-memory modules")
         config = dataclasses.replace(config, models=(*config.models, *modules))
     if conditions is None:
+        source = suite.conditions
         conditions = select_conditions(suite, config.corruptions, config.severities)
-    conds = tuple(Condition.parse(c) if isinstance(c, str) else c for c in conditions)
+    else:
+        source = conditions = tuple(Condition.parse(c) if isinstance(c, str) else c for c in conditions)
+    conds = tuple(c for c in conditions if not c.is_attack) + attack_conditions(source, config, suite)
     accuracy = config.only != "efficiency" and bool(conds)
     config = _completed(suite, config, accuracy)
     if not config.models:

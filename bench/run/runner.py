@@ -55,6 +55,7 @@ from segbench.bench.results.axes import Condition
 from segbench.bench.results.store import RunStore
 from segbench.bench.run import distributed
 from segbench.bench.run.accuracy import accuracy_cells, oom_message
+from segbench.bench.run.adversarial import adversarial_cells
 from segbench.bench.run.cells import Cell, Schedule, group_label, plan_cells
 from segbench.bench.run.config import InferenceSpec, RunConfig, check_precision_supported
 from segbench.bench.run.deployment import deploy_models
@@ -266,6 +267,9 @@ class _Run:
             runners = [self.residency.slot.for_inference(cell.model) for cell in group]
             specs = [self.spec.resolve(model.meta) for model in models]
             sources = [user_source(model) for model in models]
+            if group[0].condition.is_attack:
+                conds = self.plan.conditions
+                return adversarial_cells(group, runners, specs, self.config, self.ctx, label, conds, sources)
             return accuracy_cells(group, runners, specs, self.config, self.ctx, label, sources)
         probe = functools.partial(efficiency_cell, group[0], models[0], self.config, self.efficiency)
         return [distributed.on_main(probe, self.ctx)]
