@@ -82,6 +82,29 @@ def _workers(text: str, auto: Callable[[], int]) -> int:
     return parse_workers(text, auto)
 
 
+def _attack_arguments(p: argparse.ArgumentParser) -> None:
+    """`run`'s attack flags (`RunConfig.attacks`, `norm`, `eps`, `attack_steps`, `attack_step_size`,
+    `random_start`)."""
+    p.add_argument(
+        "--attacks",
+        help="comma list of adversarial attacks added to the suite's conditions: pgd, segpgd, cospgd (with two or "
+        "more, also the per-image worst case at each budget)",
+    )
+    p.add_argument("--norm", help="the attacks' norm: linf or l2 (default: the suite's, else linf)")
+    p.add_argument(
+        "--eps",
+        help="comma list of budgets in [0, 1] pixel units: L-inf as 0.25/255,1/255,8/255, L2 as 0.5,1 (default: the "
+        "suite's, else 0.25/255 to 8/255 for L-inf)",
+    )
+    p.add_argument("--attack-steps", type=int, help="gradient steps of every attack (default 10)")
+    p.add_argument("--attack-step-size", help="step size in eps units, e.g. 0.01 or 1/255 (default 2.5*eps/steps)")
+    p.add_argument(
+        "--no-random-start",
+        action="store_true",
+        help="start each attack from the clean image (default: a random point of the budget, seeded per image)",
+    )
+
+
 def _run_parser() -> argparse.ArgumentParser:
     from segbench.bench.run.config import PRECISIONS
 
@@ -141,24 +164,7 @@ def _run_parser() -> argparse.ArgumentParser:
         help="deploy suite: comma list narrowing the backends (eager, fast, compile, onnxruntime, tensorrt)",
     )
     p.add_argument("--precisions", help="deploy suite: comma list narrowing the precisions (fp32, bf16, fp16, int8)")
-    p.add_argument(
-        "--attacks",
-        help="comma list of adversarial attacks added to the suite's conditions: pgd, segpgd, cospgd (with two or "
-        "more, also the per-image worst case at each budget)",
-    )
-    p.add_argument("--norm", help="the attacks' norm: linf or l2 (default: the suite's, else linf)")
-    p.add_argument(
-        "--eps",
-        help="comma list of budgets in [0, 1] pixel units: L-inf as 0.25/255,1/255,8/255, L2 as 0.5,1 (default: the "
-        "suite's, else 0.25/255 to 8/255 for L-inf)",
-    )
-    p.add_argument("--attack-steps", type=int, help="gradient steps of every attack (default 10)")
-    p.add_argument("--attack-step-size", help="step size in eps units, e.g. 0.01 or 1/255 (default 2.5*eps/steps)")
-    p.add_argument(
-        "--no-random-start",
-        action="store_true",
-        help="start each attack from the clean image (default: a random point of the budget, seeded per image)",
-    )
+    _attack_arguments(p)
     p.add_argument(
         "--allow-random-weights", action="store_true", help="run models without trained weights (marked in red)"
     )

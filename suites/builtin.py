@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segbench.bench.results.axes import ATTACKS, CORRUPTIONS, Condition, real_conditions
-from segbench.bench.run.attack_options import select_attacks
+from segbench.bench.results.axes import CORRUPTIONS, Condition, attack_grid, real_conditions
 from segbench.bench.run.config import InferenceSpec
 from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData, paper_conditions
 from segbench.suites.registry import register_suite
@@ -173,7 +172,7 @@ register_suite(
 
 # Every attack at the L-inf grid from SEA's small budgets to SemSegBench's 8/255, 10 steps, seeded random start, and
 # the per-image worst case at each budget (`bench.results.axes.DEFAULT_EPS`).
-ADVERSARIAL_CONDITIONS = (Condition(),) + select_attacks((), ATTACKS)
+ADVERSARIAL_CONDITIONS = (Condition(),) + attack_grid()
 
 register_suite(
     SuiteSpec(

@@ -246,6 +246,12 @@ BAD_RUN_CONFIG = {
     "model_meta": [5, "/nonexistent/meta.json", "NOT_JSON", "LIST", "BAD_MEAN"],
     "backends": [3, ["tpu"], "eager,tpu"],
     "deploy_precisions": [3, ["fp8"], "int4"],
+    "attacks": [3, "fgsm", ["pgd", "pgd"], {"pgd": 1}],
+    "norm": [2, "l1", ["linf"]],
+    "eps": ["8/0", "x/255", "-1/255", [True], 3],
+    "attack_steps": [0, "10", 2.5, True],
+    "attack_step_size": [0, "-0.01", "big", True],
+    "random_start": ["no", 0, None],
     "command": ["python run_bench.py", [1, 2], 5],
 }
 """A bad value (several, where a field can go wrong in several ways) for every field of `RunConfig`; upper-case

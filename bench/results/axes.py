@@ -148,7 +148,7 @@ def parse_eps(text: object, norm: str = "linf") -> float:
     if not 0 <= value < float("inf"):
         raise ValueError(f"eps: the budget must be a finite number >= 0, got {text!r}")
     if norm == "linf" and value > 1:
-        raise ValueError(f"eps: an L-inf budget is in [0, 1] pixel units ({text}/255, not {text}), got {text!r}")
+        raise ValueError(f"eps: an L-inf budget is in [0, 1] pixel units ({value:g}/255, not {value:g}), got {text!r}")
     return value
 
 
@@ -469,4 +469,27 @@ def conditions(
     """Returns the conditions of a benchmark: clean first (if asked), then each corruption at each severity."""
     out = [Condition()] if clean else []
     out += [Condition(c, s) for c in corruptions for s in severities]
+    return tuple(out)
+
+
+def attack_grid(
+    attacks: Sequence[str] = ATTACKS,
+    norm: str = "linf",
+    eps: Sequence[float] | None = None,
+    steps: int = DEFAULT_ATTACK_STEPS,
+    step_size: float | None = None,
+    random_start: bool = True,
+) -> tuple[Condition, ...]:
+    """Attack conditions: each budget (`eps`, default `DEFAULT_EPS[norm]`) x attack, and with two attacks or more the
+    per-image worst case at each budget (`WORST`).
+
+    Raises:
+        ValueError: a setting `AttackSpec` refuses (the message names its field).
+    """
+    out: list[Condition] = []
+    for value in DEFAULT_EPS[norm] if eps is None else eps:
+        specs = [AttackSpec(name, norm, value, steps, step_size, random_start) for name in attacks]
+        out += [Condition(attack=s) for s in specs]
+        if len(specs) > 1:
+            out.append(Condition(attack=specs[0].at_budget(WORST)))
     return tuple(out)

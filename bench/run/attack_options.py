@@ -11,10 +11,8 @@ from segbench.bench.results.axes import (
     DEFAULT_ATTACK_STEPS,
     DEFAULT_EPS,
     NORMS,
-    WORST,
-    AttackSpec,
     Condition,
-    eps_text,
+    attack_grid,
     parse_eps,
 )
 
@@ -120,23 +118,16 @@ def select_attacks(
     norm = norm or (first.norm if first else "linf")
     same_norm = [a for a in base if a.norm == norm]
     budgets = eps or tuple(sorted({a.eps for a in same_norm})) or DEFAULT_EPS[norm]
-    out = []
-    for value in budgets:
-        try:
-            specs = [
-                AttackSpec(
-                    name,
-                    norm,
-                    value,
-                    steps or (first.steps if first else DEFAULT_ATTACK_STEPS),
-                    step_size if step_size is not None else (first.step_size if first else None),
-                    random_start and (first.random_start if first else True),
-                )
-                for name in names
-            ]
-        except ValueError as e:
-            raise AttackOptionError("eps", f"{eps_text(value, 'l2')}: {str(e).removeprefix('eps: ')}") from None
-        out += [Condition.attacked(s) for s in specs]
-        if len(specs) > 1:
-            out.append(Condition.attacked(specs[0].at_budget(WORST)))
-    return tuple(out)
+    try:
+        return attack_grid(
+            names,
+            norm,
+            budgets,
+            steps or (first.steps if first else DEFAULT_ATTACK_STEPS),
+            step_size if step_size is not None else (first.step_size if first else None),
+            random_start and (first.random_start if first else True),
+        )
+    except ValueError as e:
+        field, _, problem = str(e).partition(": ")
+        field = {"steps": "attack_steps", "step_size": "attack_step_size"}.get(field, field)
+        raise AttackOptionError(field, problem) from None
