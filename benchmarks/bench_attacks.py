@@ -1,86 +1,95 @@
-"""mIoU against the L-inf budget for PGD, SegPGD and CosPGD, the attack's cost per image, and ECE clean and attacked,
-for the demo models on synthetic scenes (`segbench.bench.measure.attacks`, used directly: attacks are not yet
-conditions of a run).
+"""The adversarial-demo suite as a benchmark: mIoU against the L-inf budget for PGD, SegPGD, CosPGD and the per-image
+worst case, the robustness area, the attack's cost per step and per image, and ECE clean, corrupted and attacked.
 
-    python -m benchmarks.bench_attacks                         # SegFormer-B0 and DeepLabV3+ (MobileNetV2), demo weights
-    python -m benchmarks.bench_attacks --images 2 --steps 5 --eps 0,1,4
+    python -m benchmarks.bench_attacks            # SegFormer-B0 and DeepLabV3+ (MobileNetV2), demo weights
+    python -m benchmarks.bench_attacks --images 2 --steps 3 --eps 1/255,4/255 --out /tmp/adv
 
-The scenes are the demo's (synthetic Cityscapes layout, 128x256, seed 0), the models carry the demo's weights trained
-on such scenes (not Cityscapes numbers). Each image is attacked at each budget (eps in /255 units, L-inf, `--steps`
-steps of 2.5 eps / steps, seeded random start), whole-image inference, fp32, on the CPU; mIoU and ECE are measured on
-the attacked images as an accuracy cell measures them. Seconds per image are the attack's wall time (all its steps)
-divided by the images. Run it alone on a quiet machine.
+It runs the `adversarial-demo` suite through the Python API (`segbench.bench.api.run_suite`), widened by the 16
+corruptions at severity 3 (for corrupted ECE), and prints the tables from the run's own results.csv and summary.csv:
+the figures a user's run writes. Scenes are the demo's (synthetic Cityscapes layout, 128x256, seed 0), the weights
+the demo's, trained on such scenes (not Cityscapes numbers); whole-image inference, fp32, on this machine's device.
+The attack's milliseconds per step and image are its wall time (forwards, backwards, projections) over steps x images.
+Run it alone on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-import torch
+import pandas as pd
 
-from segbench import models, suites
-from segbench.bench.data.cityscapes import CityscapesDataset
-from segbench.bench.data.synthetic import write_synthetic_cityscapes
-from segbench.bench.measure.attacks import ATTACKS, AttackSpec, attack
-from segbench.bench.measure.calibration import CalibrationCounter
-from segbench.bench.measure.inference import predict
-from segbench.bench.measure.metrics import ConfusionCounter, mean_iou
-from segbench.bench.run.config import InferenceSpec
-
-SPEC = InferenceSpec(mode="whole")
+from segbench import suites
+from segbench.bench.api import run_suite
+from segbench.bench.results.axes import CORRUPTIONS, Condition
+from segbench.bench.results.schema import ADV_AREA, ATTACK_STEP_TIME, ECE, MIOU
+from segbench.bench.run.config import RunConfig
 
 
-def _scores(model, images, labels) -> tuple[float, float]:
-    """mIoU (%) and ECE (%) of `model` on `images` against `labels`."""
-    cm, cal = ConfusionCounter(19, 255, "cpu"), CalibrationCounter()
-    pred = predict(model, images, SPEC, out_size=tuple(labels.shape[-2:]), calibration=cal, labels=labels)
-    cm.add(pred, labels)
-    return 100 * mean_iou(cm.matrix()), cal.values()["ece"]
+def _attack_table(results: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    miou = results[results.metric == MIOU]
+    lines = ["| model | attack | " + " | ".join(["clean", *_budgets(miou)]) + " | area |", ""]
+    lines[1] = "|---|---|" + "---|" * (len(_budgets(miou)) + 2)
+    for model, rows in miou.groupby("model", sort=False):
+        clean = rows[rows.condition == "clean"].value.iloc[0]
+        attacked = rows[rows.category == "adversarial"]
+        for name, group in attacked.groupby("corruption", sort=False):
+            by_eps = {Condition.parse(c).attack.budget_name(): v for c, v in zip(group.condition, group.value)}
+            area = summary[(summary.model == model) & (summary.metric == ADV_AREA) & (summary.corruption == name)]
+            cells = [f"{clean:.2f}", *(f"{by_eps[b]:.2f}" if b in by_eps else "" for b in _budgets(miou))]
+            lines.append(f"| {model} | {name} | " + " | ".join(cells) + f" | {area.value.iloc[0]:.2f} |")
+    return lines
 
 
-def run(name: str, images: torch.Tensor, labels: torch.Tensor, eps: list[float], steps: int) -> list[dict]:
-    weights = suites.get_suite("demo").weights[name]
-    model = models.create_model(name, num_classes=19, weights=weights).eval()
-    clean_miou, clean_ece = _scores(model, images, labels)
-    rows = [{"model": name, "attack": "clean", "eps": 0.0, "miou": clean_miou, "ece": clean_ece, "s_per_image": 0.0}]
-    for attack_name in ATTACKS:
-        for e in eps:
-            spec = AttackSpec(name=attack_name, norm="linf", eps=e / 255, steps=steps)
-            start = time.perf_counter()
-            adv = attack(model, images, labels, spec, SPEC, seed=0, ids=list(range(len(images))))
-            seconds = (time.perf_counter() - start) / len(images)
-            miou, ece = _scores(model, adv, labels)
-            rows.append(
-                {"model": name, "attack": attack_name, "eps": e, "miou": miou, "ece": ece, "s_per_image": seconds}
-            )
-    return rows
+def _budgets(miou: pd.DataFrame) -> list[str]:
+    names = [Condition.parse(c).attack for c in miou[miou.category == "adversarial"].condition]
+    return list(dict.fromkeys(a.budget_name() for a in sorted(names, key=lambda a: a.eps)))
+
+
+def _cost_and_ece(results: pd.DataFrame, steps: int) -> list[str]:
+    lines = ["| model | attack | ms per step and image | s per image (all steps) | ECE clean | ECE corrupted (mean) |"]
+    lines.append("|---|---|---|---|---|---|")
+    for model, rows in results.groupby("model", sort=False):
+        ece = rows[rows.metric == ECE]
+        clean = ece[ece.condition == "clean"].value.iloc[0]
+        corrupted = ece[ece.severity.fillna(0) > 0].value.mean()
+        cost = rows[rows.metric == ATTACK_STEP_TIME]
+        for name, group in cost.groupby("corruption", sort=False):
+            ms = group.value.mean()
+            lines.append(f"| {model} | {name} | {ms:.1f} | {ms * steps / 1000:.3f} | {clean:.2f} | {corrupted:.2f} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="segformer-b0,deeplabv3plus-mobilenetv2")
-    p.add_argument("--images", type=int, default=4)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--eps", default="0.25,0.5,1,2,4,8", help="L-inf budgets in /255 units")
+    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--steps", type=int, default=None, help="attack steps (default: the suite's, 10)")
+    p.add_argument("--eps", default=None, help="L-inf budgets, e.g. 1/255,4/255 (default: the suite's)")
+    p.add_argument("--out", default=None, help="keep the run folder here (default: a temporary folder)")
     args = p.parse_args(argv)
-    eps = [float(v) for v in args.eps.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_synthetic_cityscapes(Path(tmp), num_images=args.images, size=(128, 256), split="val", seed=0)
-        data = CityscapesDataset(root, max_images=args.images)
-        images = torch.stack([data[i]["image"] for i in range(len(data))])
-        labels = torch.stack([data[i]["label"] for i in range(len(data))])
-    print(f"{len(images)} synthetic scenes 128x256, demo weights, L-inf, {args.steps} steps, CPU fp32, whole image\n")
-    print("| model | attack | eps (/255) | mIoU (%) | ECE (%) | attack s per image |")
-    print("|---|---|---|---|---|---|")
-    for name in args.models.split(","):
-        for r in run(name, images, labels, eps, args.steps):
-            print(
-                f"| {r['model']} | {r['attack']} | {r['eps']:g} | {r['miou']:.2f} | {r['ece']:.2f} | "
-                f"{r['s_per_image']:.3f} |"
-            )
+        out = Path(args.out or Path(tmp) / "adversarial-demo")
+        config = RunConfig(
+            models=args.models,
+            out_dir=str(out.parent),
+            run_id=out.name,
+            max_images=args.images,
+            corruptions=CORRUPTIONS,
+            severities=(3,),
+            eps=args.eps or (),
+            attack_steps=args.steps,
+            quiet=True,
+        )
+        result = run_suite(suites.get_suite("adversarial-demo"), config)
+        results = pd.read_csv(result.results_csv)
+        summary = pd.read_csv(Path(result.run_dir) / "summary.csv")
+    steps = args.steps or 10
+    print(f"adversarial-demo: {args.images} synthetic scenes 128x256, demo weights, L-inf, {steps} steps, fp32, whole")
+    print("image; mIoU (%) per budget (eps in /255 grey levels), area = mean mIoU over 0 to the largest budget\n")
+    print("\n".join(_attack_table(results, summary)))
+    print("\n" + "\n".join(_cost_and_ece(results, steps)))
 
 
 if __name__ == "__main__":
