@@ -37,7 +37,7 @@ def model_colors(models: Sequence[str]) -> dict[str, str]:
     return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -81,7 +81,7 @@ def _severity_grid(panels: int, panel_height: float) -> tuple[Figure, np.ndarray
     """A figure of `panels` small multiples, four per row, sharing the y axis."""
     cols = min(4, panels)
     rows = math.ceil(panels / cols)
-    fig = _figure(2.7 * cols + 0.3, panel_height * rows + 0.6)
+    fig = new_figure(2.7 * cols + 0.3, panel_height * rows + 0.6)
     return fig, fig.subplots(rows, cols, squeeze=False, sharey=True)
 
 
@@ -116,7 +116,7 @@ def class_heatmap(
     if matrix.empty:
         return None
     values = matrix.to_numpy(dtype=float)
-    fig = _figure(0.5 * values.shape[1] + 2.8, 0.42 * values.shape[0] + 1.6)
+    fig = new_figure(0.5 * values.shape[1] + 2.8, 0.42 * values.shape[0] + 1.6)
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(values.shape[1]))
@@ -144,7 +144,7 @@ def prediction_scatter(
         return None
     cols = min(3, len(pairs))
     rows = math.ceil(len(pairs) / cols)
-    fig = _figure(3.5 * cols + 0.3, 3.1 * rows + 0.3)
+    fig = new_figure(3.5 * cols + 0.3, 3.1 * rows + 0.3)
     axes = fig.subplots(rows, cols, squeeze=False)
 
     def corr(value: float | None) -> str:
@@ -180,7 +180,7 @@ def efficiency_curve(
     points = curve.points.dropna(subset=["x", "miou"])
     if points.empty:
         return None
-    fig = _figure(6.2, 4.6)
+    fig = new_figure(6.2, 4.6)
     ax = fig.add_subplot()
     all_params = pd.concat([points["params"], curve.published.get("params", pd.Series(dtype=float))]).dropna()
     scale = 900.0 / max(float(all_params.max()), 1e-9) if len(all_params) else 0.0
@@ -259,7 +259,7 @@ def deploy_trade_off(points: pd.DataFrame, colors: Mapping[str, str], path: str 
     """
     if points.empty:
         return None
-    fig = _figure(6.4, 4.6)
+    fig = new_figure(6.4, 4.6)
     ax = fig.add_subplot()
     ax.axhline(0.0, color="gray", linewidth=0.8, linestyle="--", zorder=1)
     for row in points.itertuples():
@@ -310,7 +310,7 @@ def deploy_latency_curve(points: pd.DataFrame, title: str, path: str | Path) -> 
     points = points.dropna(subset=["megapixels", "latency_median_ms"])
     if points["resolution"].nunique() < 2:
         return None
-    fig = _figure(6.4, 4.4)
+    fig = new_figure(6.4, 4.4)
     ax = fig.add_subplot()
     others = 0
     for _, line in points.groupby("variant", sort=False):
@@ -363,7 +363,7 @@ def history_trends(history: pd.DataFrame, path: str | Path, max_panels: int = 24
     drawn, left_out = metrics[:max_panels], metrics[max_panels:]
     cols = min(3, len(drawn))
     rows = math.ceil(len(drawn) / cols)
-    fig = _figure(4.2 * cols + 0.3, 2.6 * rows + 0.4)
+    fig = new_figure(4.2 * cols + 0.3, 2.6 * rows + 0.4)
     axes = fig.subplots(rows, cols, squeeze=False)
     ticks = history.drop_duplicates("index").sort_values("index")
     for ax, metric in zip(axes.flat, drawn):
@@ -411,7 +411,7 @@ def reliability_diagrams(panels: Sequence[tuple], labels: Mapping[str, str], pat
         return None
     models = list(dict.fromkeys(p[0] for p in panels))
     cols = max(sum(1 for p in panels if p[0] == m) for m in models)
-    fig = _figure(2.5 * cols + 0.3, 2.5 * len(models) + 0.2)
+    fig = new_figure(2.5 * cols + 0.3, 2.5 * len(models) + 0.2)
     axes = fig.subplots(len(models), cols, squeeze=False)
     used: set[tuple[int, int]] = set()
     for model, role, condition, ece, points in panels:

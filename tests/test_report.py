@@ -214,8 +214,9 @@ def test_every_section_figure_and_table_present(rendered):
     text, page = _parse(index)
     assert set(SECTION_IDS) <= page.ids
     # every section has content in the full fake run, but calibration (tests/test_report_calibration.py), the
-    # real-world ones (tests/test_report_realworld.py) and the deployment grid (tests/test_report_deploy.py)
-    assert page.missing == ["calibration", "real-world", "prediction", "deployment"]
+    # real-world ones (tests/test_report_realworld.py), attacks (tests/test_report_adversarial.py) and the deployment
+    # grid (tests/test_report_deploy.py)
+    assert page.missing == ["calibration", "real-world", "prediction", "adversarial", "deployment"]
     sections_with_images = {s for s, _ in page.imgs}
     for section in ("severity-curves", "per-class-iou", "efficiency-curves", "gallery", "history"):
         assert section in sections_with_images, section
@@ -400,6 +401,7 @@ def test_missing_sections_degrade_and_stale_files_go(tmp_path):
         "severity-curves",
         "calibration",
         "real-world",
+        "adversarial",
         "prediction",
         "per-class-iou",
         "efficiency-table",

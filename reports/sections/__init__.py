@@ -6,6 +6,7 @@
 
 from segbench.reports.page import Builder
 from segbench.reports.sections import (
+    adversarial,
     calibration,
     deployment,
     efficiency,
@@ -25,6 +26,7 @@ PAGE: tuple[Builder, ...] = (
     calibration.calibration,
     real_world.real_world,
     real_world.prediction,
+    adversarial.adversarial,
     robustness.class_iou,
     efficiency.efficiency_table,
     efficiency.efficiency_curves,

@@ -18,11 +18,11 @@ from segbench.reports import tables as T
 from segbench.reports.page import Outputs, Page, Section, builds
 
 
-def _palette_legend(classes: ClassTable) -> list[tuple[str, str]]:
+def palette_legend(classes: ClassTable) -> list[tuple[str, str]]:
     return [(name, "#{:02x}{:02x}{:02x}".format(*rgb)) for name, rgb in zip(classes.names, classes.palette)]
 
 
-def _gallery_image(
+def gallery_image(
     run_dir: Path, rel: object, out: Outputs, problems: list[str], palette: Sequence[tuple[int, int, int]] = ()
 ) -> str | None:
     """A gallery image's path relative to index.html; given a palette, single-channel label maps are drawn in it."""
@@ -59,9 +59,9 @@ def _entries(data: dict, models: list[str], run_dir: Path, out: Outputs, problem
             continue
         preds = item.get("predictions", {})
         entries[corruption, severity] = {
-            "input": _gallery_image(run_dir, item.get("input"), out, problems),
+            "input": gallery_image(run_dir, item.get("input"), out, problems),
             "predictions": [
-                (m, _gallery_image(run_dir, preds.get(m), out, problems, palette))
+                (m, gallery_image(run_dir, preds.get(m), out, problems, palette))
                 for m in [*[m for m in models if m in preds], *[m for m in preds if m not in models]]
             ],
         }
@@ -93,14 +93,14 @@ def gallery(page: Page, sec: Section) -> Section:
     if not grid and clean is None:
         sec.missing = "gallery/index.json lists no usable condition."
         return sec
-    gt = _gallery_image(run_dir, data.get("ground_truth"), out, problems, page.classes.palette)
+    gt = gallery_image(run_dir, data.get("ground_truth"), out, problems, page.classes.palette)
     sec.extra.update(
         image_id=str(data.get("image_id", "")),
         clean=clean,
         grid=grid,
         severities=severities,
         ground_truth=gt,
-        palette=_palette_legend(page.classes),
+        palette=palette_legend(page.classes),
     )
     sec.notes.append(
         "First the clean image, every model's prediction and the ground truth; then one row per corruption and one "
