@@ -3,6 +3,7 @@ one, the per-image worst case), resume, summaries, refusals and the gallery."""
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 from pathlib import Path
@@ -255,3 +256,42 @@ def test_the_command_line_refuses_bad_attack_options_in_one_line(args, says, tmp
     code, _, err = call("run", "--suite", "demo", "--models", "segformer-b0", "--max-images", "1", *args)
     assert code == 2 and says in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+class _RunsOutOfMemoryBesideOthers(torch.nn.Module):
+    """segformer-tiny that runs out of memory in its forward (so during an attack) while `loaded` has another model."""
+
+    def __init__(self, model, loaded):
+        super().__init__()
+        self.model, self.meta, self.loaded = model, model.meta, loaded
+
+    def forward(self, x):
+        gc.collect()  # a released model leaves `loaded` once collected
+        if len(self.loaded) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.model(x)
+
+
+def test_an_attack_out_of_memory_beside_other_models_goes_on_one_model_at_a_time(data_root, tmp_path, capsys):
+    """The out-of-memory policy: the budget's cells of the model that ran out are tried again alone, model by model,
+    and the worst case still has its budget's attacks beside it; every cell finishes."""
+    import weakref
+
+    loaded = weakref.WeakSet()
+    plain = model_factory(make_config(data_root, tmp_path))
+
+    def factory(name, **kw):
+        model = plain("segformer-tiny", **kw)
+        if name == "big":
+            model = _RunsOutOfMemoryBesideOthers(model, loaded)
+        loaded.add(model)
+        return model
+
+    config = make_config(data_root, tmp_path, models=("segformer-tiny", "big"), max_images=1)
+    conds = ["clean", "pgd-linf-2/255-1steps", "cospgd-linf-2/255-1steps", "worst-linf-2/255-1steps"]
+    result = run(config, conds, WHOLE, model_factory=factory)
+    assert not result.failed and len(result.computed) == 8
+    assert "going on one model at a time" in capsys.readouterr().err
+    frame = pd.read_csv(result.results_csv)
+    miou = frame[frame.metric == MIOU].pivot(index="condition", columns="model", values="value")
+    assert (miou["big"] == miou["segformer-tiny"]).all()  # the same network, seeded alike

@@ -905,13 +905,13 @@ def test_accuracy_cells_run_strict_fp32_whatever_the_process_default(data_root, 
     from segbench.bench.measure.latency import tf32_flags
 
     seen = []
-    real = accuracy_module._ConditionPass.stream
+    real = accuracy_module.ConditionPass.stream
 
     def spy(self, loader, bar):
         seen.append(tf32_flags())
         return real(self, loader, bar)
 
-    monkeypatch.setattr(accuracy_module._ConditionPass, "stream", spy)
+    monkeypatch.setattr(accuracy_module.ConditionPass, "stream", spy)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     result = run(make_config(data_root, tmp_path, run_id="strict"), ("clean",), InferenceSpec())
     assert seen == [{"tf32_matmul": False, "tf32_cudnn": False}]

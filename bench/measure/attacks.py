@@ -145,9 +145,10 @@ def attack_loss(
         correct = logits.argmax(1) == target
         return torch.where(correct, (1 - lam) * ce, lam * ce).sum()
     if name == "cospgd":
+        # cos(p, onehot(y)) = p_y / ||p||: no one-hot tensor, and no host sync (`F.one_hot` checks its labels' range)
         with torch.no_grad():
-            onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
-            cos = F.cosine_similarity(logits.softmax(1), onehot, dim=1)
+            p = logits.softmax(1)
+            cos = p.gather(1, target[:, None]).squeeze(1) / p.norm(dim=1)
         return (cos * ce).sum()
     raise ValueError(f"name: attack {name!r} unknown; choose one of {', '.join(ATTACKS)}")
 
