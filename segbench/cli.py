@@ -11,6 +11,9 @@ The `segbench` command (from a checkout, `python run_bench.py` is the same comma
   python run_bench.py generate-c --data /data/cityscapes --out /data/cityscapes-c --workers 8
   python run_bench.py report runs/demo-20261125-120000
   python run_bench.py compare runs/baseline runs/candidate
+  python run_bench.py --suite adversarial-demo                          # PGD, SegPGD, CosPGD on the demo scenes
+  python run_bench.py --suite cityscapes-c --shard 0/4 --out runs/c-0    # share 0 of 4 (a SLURM array task)
+  python run_bench.py merge runs/c-0 runs/c-1 runs/c-2 runs/c-3 --out runs/c   # join the shards exactly
 
 `--models` takes a comma list; a bare variant inherits the family of the name before it (`segformer-b0,b5`).
 Add `--debug` to any command for full tracebacks (or set SEGBENCH_DEBUG=1). Ctrl-C and SIGTERM stop a run cleanly.
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from segbench.bench.run.config import RunConfig
 
-COMMANDS = ("run", "list", "generate-c", "report", "compare")
+COMMANDS = ("run", "list", "generate-c", "report", "compare", "merge")
 PROG = "run_bench.py" if Path(sys.argv[0]).name == "run_bench.py" else "segbench"
 
 
@@ -146,6 +149,11 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, help="evaluate only the first N images")
     p.add_argument("--only", help="accuracy or efficiency: run only one kind of measurement")
     p.add_argument("--out", help="run folder (default: runs/<suite>-<timestamp>)")
+    p.add_argument(
+        "--shard",
+        help="I/N: evaluate share I (0-based) of N of the images into a shard folder; join the N folders with "
+        "`segbench merge` (e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the suite's latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
     p.add_argument("--seed", type=int, help="base seed of the corruptions (default: 0)")
@@ -220,6 +228,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         attack_steps=args.attack_steps,
         attack_step_size=args.attack_step_size,
         random_start=False if args.no_random_start else None,
+        shard=args.shard,
     )
     return RunConfig(**{k: v for k, v in given.items() if v is not None}, command=[sys.executable, *sys.argv])
 
@@ -237,6 +246,9 @@ def cmd_run(argv: list[str]) -> int:
     suite = suites.get_suite(args.suite)
     result = run_suite(suite, run_config(args))
     if not result.is_main:  # under torchrun, the rank that wrote the run reports it
+        return 0
+    if args.shard:
+        print(f"shard {args.shard}: {result.run_dir} (a share of the images: merge all shards with `{PROG} merge`)")
         return 0
     code = 0
     if args.baseline:
@@ -399,6 +411,21 @@ def cmd_report(argv: list[str]) -> int:
     return 0
 
 
+def cmd_merge(argv: list[str]) -> int:
+    p = _Parser(prog=f"{PROG} merge", description="join the shard folders of one run (--shard I/N) into a run folder")
+    p.add_argument("shards", nargs="+", help="every shard folder of the run")
+    p.add_argument("--out", required=True, help="the merged run folder (new)")
+    p.add_argument("--reference", help="reference model for mCE in the report")
+    args = p.parse_args(argv)
+    from segbench.bench.run.merge import merge_shards
+    from segbench.reports import render_report
+
+    run_dir = merge_shards(args.shards, args.out)
+    print(f"merged {len(args.shards)} shards: {run_dir}")
+    print(f"report: {render_report(run_dir, reference_model=args.reference)}")
+    return 0
+
+
 def cmd_compare(argv: list[str]) -> int:
     from segbench.bench.track.regression import main as compare_main
 
@@ -419,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate-c": cmd_generate_c,
         "report": cmd_report,
         "compare": cmd_compare,
+        "merge": cmd_merge,
     }[command]
     from segbench.bench.run.allocator import retain_freed_memory
     from segbench.bench.run.stop import exit_code, quiet_exit, stop_on_signals
@@ -441,6 +469,7 @@ STOPPED = {
     "list": "stopped",
     "report": "stopped; run it again (the report is written atomically, file by file)",
     "compare": "stopped; nothing was written",
+    "merge": "stopped; remove the half-written --out folder and run it again",
 }
 """What each command says when a signal stops it."""
 

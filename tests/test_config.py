@@ -252,6 +252,7 @@ BAD_RUN_CONFIG = {
     "attack_steps": [0, "10", 2.5, True],
     "attack_step_size": [0, "-0.01", "big", True],
     "random_start": ["no", 0, None],
+    "shard": ["4/4", "1", "-1/2", "a/b", 3, (0, 2)],
     "command": ["python run_bench.py", [1, 2], 5],
 }
 """A bad value (several, where a field can go wrong in several ways) for every field of `RunConfig`; upper-case

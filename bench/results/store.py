@@ -395,13 +395,13 @@ def check_resume(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | 
     """Refuse to resume when what defines the numbers differs between the stored manifest and this run.
 
     Compared: suite, suite version, dataset (a run made before datasets were named read Cityscapes), seed, split,
-    max_images, number of classes, every entry of `settings` (the fast
+    max_images, number of classes, the shard (`RunConfig.shard`), every entry of `settings` (the fast
     path, precision, channels-last, compile, batch size, the conditions run, ...), and for every model present in
     both its weight hash and inference protocol (mode, crop, stride, flip, precision). Device and worker count may
     change.
     """
     problems = []
-    for key in ("suite", "suite_version", "seed", "split", "max_images", "num_classes"):
+    for key in ("suite", "suite_version", "seed", "split", "max_images", "num_classes", "shard"):
         if _norm(old.get(key)) != _norm(new.get(key)):
             problems.append(f"{key} was {old.get(key)!r}, now {new.get(key)!r}")
     if (old.get("dataset") or "cityscapes") != (new.get("dataset") or "cityscapes"):

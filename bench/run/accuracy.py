@@ -66,6 +66,13 @@ class _WatchFinite(nn.Module):
         return out
 
 
+def image_share(n: int, config: RunConfig, ctx: distributed.DistContext) -> range:
+    """The indices of `n` images this process evaluates: its rank's share, or with `config.shard` "I/N" share I of N
+    (the one torchrun's rank I of N takes; a shard runs in one process)."""
+    index, count = config.shard_part or (ctx.rank, ctx.world_size)
+    return distributed.shard_indices(n, index, count)
+
+
 def _collate(items: list[dict]) -> dict:
     shapes = {tuple(it["image"].shape) for it in items}
     if len(shapes) > 1:
@@ -102,7 +109,7 @@ def _loader(
         )
     if not condition.is_real and not dataset.dataset.same_size:
         batch_size = 1  # images of several sizes: one per batch (the plan says so in its notes)
-    shard = distributed.shard_indices(len(dataset), ctx.rank, ctx.world_size)
+    shard = image_share(len(dataset), config, ctx)
     if config.workers > 0 and condition.corruption is not None and config.corrupted_root is None:
         warm_up(condition.corruption, condition.severity)  # inherited by the forked workers
     loader = torch.utils.data.DataLoader(
@@ -268,12 +275,12 @@ def _reduce_calibration(counter: CalibrationCounter, ctx: distributed.DistContex
         setattr(counter, name, distributed.all_reduce_(getattr(counter, name), ctx).cpu())
 
 
-def _calibration_rows(rows: list[dict[str, Any]], counter: CalibrationCounter) -> list[dict[str, Any]]:
+def calibration_rows(rows: list[dict[str, Any]], counter: CalibrationCounter) -> list[dict[str, Any]]:
     """ECE, NLL and Brier rows placed as the cell's mIoU row (`bench.measure.calibration`)."""
-    return [make_row(name, value, **_place(rows)) for name, value in counter.values().items()]
+    return [make_row(name, value, **place(rows)) for name, value in counter.values().items()]
 
 
-def _place(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def place(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The columns that place a cell's rows (those of its mIoU row)."""
     place = next(r for r in rows if r["metric"] == MIOU)
     return {k: place[k] for k in ("model", "suite", "condition", "corruption", "category", "severity")}
@@ -308,6 +315,6 @@ def _record(
         "confusion_matrix": cm.tolist(),
         CALIBRATION_KEY: work.calibration[i].to_dict(),
         "rows": rows
-        + _calibration_rows(rows, work.calibration[i])
-        + [make_row(name, value, **_place(rows)) for name, value in work.extra_rows(i)],
+        + calibration_rows(rows, work.calibration[i])
+        + [make_row(name, value, **place(rows)) for name, value in work.extra_rows(i)],
     }

@@ -493,6 +493,9 @@ class RunConfig:
         attack_steps, attack_step_size: steps and step size of every attack; None: the suite's, else 10 steps of
             `2.5 * eps / steps`.
         random_start: start each attack from a random point of the budget, seeded per image (False: the clean image).
+        shard: "I/N": evaluate only share I (0-based) of N of every condition's images, the share torchrun's rank I
+            of N would take (`shard_indices`), into a shard folder that `segbench merge` joins with the others. The
+            cost probe and the gallery run in shard 0 only. None: all images.
         command: the command line recorded in env.json (None: `sys.argv`).
     """
 
@@ -537,6 +540,7 @@ class RunConfig:
     attack_steps: int | None = None
     attack_step_size: float | None = None
     random_start: bool = True
+    shard: str | None = None
     command: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -552,6 +556,7 @@ class RunConfig:
         self.severities = parse_severities(self.severities)
         self.backends, self.deploy_precisions = parse_grid(self.backends, self.deploy_precisions)
         self._parse_attack_options()
+        self.shard = parse_shard(self.shard)
         check_device(self.device)
         if self.precision is not None:
             check_precision(self.precision, self.device)
@@ -654,6 +659,14 @@ class RunConfig:
             return ()
 
     @property
+    def shard_part(self) -> tuple[int, int] | None:
+        """`shard` as (index, count), or None."""
+        if self.shard is None:
+            return None
+        index, count = self.shard.split("/")
+        return int(index), int(count)
+
+    @property
     def num_classes(self) -> int:
         """The number of classes of the run's dataset: what every model is built with."""
         return self.classes.num_classes
@@ -726,6 +739,16 @@ def _inference(value: Any) -> InferenceSpec | None:
         raise ConfigError("inference", f"{e.field}: {e.problem}") from None
     except ValueError as e:
         raise ConfigError("inference", str(e)) from None
+
+
+def parse_shard(value: Any, field: str = "shard") -> str | None:
+    """`shard`: "I/N" with 0 <= I < N (e.g. "0/4", or `$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`), or None."""
+    if value is None:
+        return None
+    index, sep, count = str(value).strip().partition("/") if isinstance(value, str) else ("", "", "")
+    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise ConfigError(field, f"expected I/N with 0 <= I < N (e.g. 0/4: the first of four shares), got {value!r}")
+    return f"{int(index)}/{int(count)}"
 
 
 def parse_model_args_field(value: Any) -> dict[str, Any]:

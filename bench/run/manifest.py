@@ -91,6 +91,12 @@ def attack_settings(conds: Sequence[Condition]) -> dict[str, Any]:
     return {"attacks": attacks} if attacks else {}
 
 
+def shard_record(config: RunConfig) -> dict[str, int] | None:
+    """run.json's `shard`: {"index": I, "count": N} for a shard folder (`RunConfig.shard`), None for a whole run."""
+    part = config.shard_part
+    return None if part is None else {"index": part[0], "count": part[1]}
+
+
 def manifest(config: RunConfig, conds: Sequence[Condition], described: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """run.json: what defines the run's numbers (see the module docstring); `run_id` is filled in later."""
     return {
@@ -106,6 +112,7 @@ def manifest(config: RunConfig, conds: Sequence[Condition], described: dict[str,
         "weights": described["weights"],
         "protocols": described["protocols"],
         "settings": {**config.settings(), "conditions": [c.name for c in conds], **attack_settings(conds)},
+        "shard": shard_record(config),
         "created_at": now(),
         "config": config.to_dict(),
     }
@@ -164,6 +171,8 @@ def resolve_run_dir(config: RunConfig) -> Path:
             raise FileNotFoundError(f"cannot resume: no run of suite {config.suite!r} in {out}; give run_id")
         return runs[-1]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    if config.shard_part is not None:
+        stamp += "-shard{}of{}".format(*config.shard_part)
     run_dir, k = out / f"{config.suite}-{stamp}", 1
     while run_dir.exists():
         k += 1

@@ -220,14 +220,19 @@ def plan_run(
         config = resolve_data(suite, config, datasets_of(conds, suite.dataset) if accuracy else (suite.dataset,))
     probe = efficiency if callable(efficiency) else efficiency_probe(suite, config)
     notes = (*describe_data(config, conds), *_batch_note(config)) if accuracy else ()
+    first = config.shard_part is None or config.shard_part[0] == 0  # a shard: the probe and gallery in shard 0 only
+    if config.shard_part is not None and suite.deploy is not None:
+        raise ConfigError(
+            "shard", f"suite {suite.name} has a deployment grid, which is measured whole; run it without --shard"
+        )
     return RunPlan(
         config=dataclasses.replace(config, precision=config.precision or "fp32"),
         conditions=conds,
         accuracy=accuracy,
         inference=_inference(suite, config, accuracy),
-        efficiency=None if config.only == "accuracy" else probe,
+        efficiency=None if config.only == "accuracy" or not first else probe,
         deploy=deploy_grid(suite, config),
-        gallery=accuracy and suite.gallery,
+        gallery=accuracy and suite.gallery and first,
         modules=modules,
         notes=tuple(f"data: {line}" for line in notes),
     )

@@ -57,7 +57,7 @@ from segbench.bench.run import distributed
 from segbench.bench.run.accuracy import accuracy_cells, oom_message
 from segbench.bench.run.adversarial import adversarial_cells
 from segbench.bench.run.cells import Cell, Schedule, group_label, plan_cells
-from segbench.bench.run.config import InferenceSpec, RunConfig, check_precision_supported
+from segbench.bench.run.config import ConfigError, InferenceSpec, RunConfig, check_precision_supported
 from segbench.bench.run.deployment import deploy_models
 from segbench.bench.run.efficiency_cells import EfficiencyFn, efficiency_cell, efficiency_probe, sample_image
 from segbench.bench.run.gallery import write_gallery
@@ -151,6 +151,11 @@ class _Run:
     ):
         for precision in plan.precisions:
             check_precision_supported(precision, ctx.device)  # before any model is built: one line, not a traceback
+        if plan.config.shard is not None and ctx.world_size > 1:
+            raise ConfigError(
+                "shard",
+                "a shard runs in one process (its share is torchrun rank I of N's); drop --shard under torchrun",
+            )
         self.plan, self.config, self.ctx = plan, plan.config, ctx
         self.on_cell_finished = on_cell_finished
         self.records: list[dict[str, Any]] = []
