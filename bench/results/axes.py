@@ -202,14 +202,21 @@ class AttackSpec:
     def budget_name(self) -> str:
         """The budget and settings, without the attack: `<norm>-<eps>` ("linf-8/255", "l2-0.5"), followed by whatever
         differs from the defaults: "-20steps", "-step0.01", "-nostart"."""
-        parts = [self.norm, eps_text(self.eps, self.norm)]
-        if self.steps != DEFAULT_ATTACK_STEPS:
-            parts.append(f"{self.steps}steps")
-        if self.step_size is not None:
-            parts.append(f"step{self.step_size:.6g}")
-        if not self.random_start:
-            parts.append("nostart")
-        return "-".join(parts)
+        named = {
+            "steps": f"{self.steps}steps",
+            "step_size": f"step{self.step_size or 0:.6g}",
+            "random_start": "nostart",
+        }
+        return "-".join([self.norm, eps_text(self.eps, self.norm), *(named[k] for k in self.changed_settings())])
+
+    def changed_settings(self) -> list[str]:
+        """The settings that differ from the defaults, in name order: "steps", "step_size", "random_start"."""
+        changed = {
+            "steps": self.steps != DEFAULT_ATTACK_STEPS,
+            "step_size": self.step_size is not None,
+            "random_start": not self.random_start,
+        }
+        return [k for k, v in changed.items() if v]
 
     def condition_name(self) -> str:
         """Condition name: `<name>-<budget>`, e.g. "pgd-linf-8/255", "cospgd-l2-0.5-20steps-nostart"."""
@@ -250,13 +257,8 @@ NORM_TITLES = {"linf": "L-inf", "l2": "L2"}
 
 def attack_label(attack: AttackSpec) -> str:
     """How a person reads an attack condition: "PGD L-inf 8/255", "worst case L2 0.5 (20 steps, no random start)"."""
-    extras = []
-    if attack.steps != DEFAULT_ATTACK_STEPS:
-        extras.append(f"{attack.steps} steps")
-    if attack.step_size is not None:
-        extras.append(f"step {attack.step_size:.6g}")
-    if not attack.random_start:
-        extras.append("no random start")
+    said = {"steps": f"{attack.steps} steps", "step_size": f"step {attack.step_size or 0:.6g}"}
+    extras = [said.get(k, "no random start") for k in attack.changed_settings()]
     text = f"{ATTACK_TITLES[attack.name]} {NORM_TITLES[attack.norm]} {eps_text(attack.eps, attack.norm)}"
     return f"{text} ({', '.join(extras)})" if extras else text
 
