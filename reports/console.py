@@ -1,8 +1,9 @@
 """The results table printed at the end of a run (as lm-evaluation-harness prints its table), from the run folder.
 
-One row per model: clean mIoU, mPC, rPC, mCE and each real-world dataset's mean mIoU (from summary.csv, as the
-report shows them), parameters, GMACs and latency (from results.csv). The efficiency columns name their resolution,
-batch size, counter and device in the header, since a number without them says little.
+One row per model: clean mIoU, mPC, rPC, mCE, each real-world dataset's mean mIoU and, for attacks, the worst-case
+mIoU at the largest budget and the robustness area (from summary.csv, as the report shows them), parameters, GMACs
+and latency (from results.csv). The efficiency columns name their resolution, batch size, counter and device in the
+header, since a number without them says little.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from segbench.bench.results.axes import REAL_WORLD, REAL_WORLD_NAMES
+from segbench.bench.results.adversarial import AREA_PREFIX
+from segbench.bench.results.axes import REAL_WORLD, REAL_WORLD_NAMES, WORST
+from segbench.bench.results.schema import ADV_AREA, ADV_MIOU
 from segbench.bench.results.store import RunFolder
 from segbench.reports import tables as T
 
@@ -48,6 +51,18 @@ def _efficiency_columns(eff: pd.DataFrame, models: list[str]) -> dict[str, pd.Se
     return out
 
 
+def _adversarial_columns(summary: pd.DataFrame) -> dict[str, pd.Series]:
+    """The worst-case mIoU at the largest budget and the worst case's robustness area, per norm (summary.csv)."""
+    out: dict[str, pd.Series] = {}
+    area = summary[(summary["metric"] == ADV_AREA) & (summary["corruption"] == WORST)]
+    for condition, rows in area.groupby("condition", sort=False):
+        budget = str(condition).removeprefix(AREA_PREFIX)
+        worst = summary[(summary["metric"] == ADV_MIOU) & (summary["condition"] == budget)]
+        out[f"Worst-attack mIoU [{budget}]"] = worst.groupby("model", sort=False)["value"].last()
+        out[f"Attack area [{budget.split('-')[0]}]"] = rows.groupby("model", sort=False)["value"].last()
+    return out
+
+
 def results_table(run_dir: str | Path) -> pd.DataFrame:
     """Per model: clean mIoU, mPC, rPC, mCE (reference named), params, GMACs and latency; empty columns dropped."""
     folder = RunFolder(run_dir)
@@ -71,6 +86,8 @@ def results_table(run_dir: str | Path) -> pd.DataFrame:
         for dataset, rows in means.groupby("condition", sort=False):
             values = rows.groupby("model", sort=False)["value"].last()
             table[f"{REAL_WORLD_NAMES[dataset]} mIoU"] = values.reindex(models)
+        for label, values in _adversarial_columns(summary).items():
+            table[label] = values.reindex(models)
     for label, values in _efficiency_columns(T.efficiency_rows(frame), models).items():
         table[label] = values
     return table.dropna(axis=1, how="all")

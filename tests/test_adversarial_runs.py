@@ -192,6 +192,19 @@ def test_summary_has_the_worst_case_per_budget_and_the_area(attacked_run):
     assert float(area.value.iloc[0]) == pytest.approx(expected)
 
 
+def test_the_console_table_shows_the_worst_case_and_the_area(attacked_run):
+    from segbench.reports.console import results_table
+
+    table = results_table(attacked_run.run_dir)
+    summary = pd.read_csv(attacked_run.run_dir / "summary.csv").set_index(["metric", "condition", "corruption"])
+    assert (
+        table.loc["segformer-tiny", f"Worst-attack mIoU [{BUDGET}]"] == summary.loc[(ADV_MIOU, BUDGET, WORST), "value"]
+    )
+    assert (
+        table.loc["segformer-tiny", "Attack area [linf]"] == summary.loc[(ADV_AREA, f"area-{BUDGET}", WORST), "value"]
+    )
+
+
 def test_a_resumed_worst_case_runs_its_attacks_again_and_equals_the_first(attacked_run, tmp_path, data_root):
     run_dir = tmp_path / "adv"
     shutil.copytree(attacked_run.run_dir, run_dir)
