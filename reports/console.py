@@ -59,7 +59,7 @@ def _adversarial_columns(summary: pd.DataFrame) -> dict[str, pd.Series]:
         budget = str(condition).removeprefix(AREA_PREFIX)
         worst = summary[(summary["metric"] == ADV_MIOU) & (summary["condition"] == budget)]
         out[f"Worst-attack mIoU [{budget}]"] = worst.groupby("model", sort=False)["value"].last()
-        out[f"Attack area [{budget.split('-')[0]}]"] = rows.groupby("model", sort=False)["value"].last()
+        out[f"Attack area [0 to {budget}]"] = rows.groupby("model", sort=False)["value"].last()
     return out
 
 

@@ -14,6 +14,7 @@ The `segbench` command (from a checkout, `python run_bench.py` is the same comma
   python run_bench.py --suite adversarial-demo                          # PGD, SegPGD, CosPGD on the demo scenes
   python run_bench.py --suite cityscapes-c --shard 0/4 --out runs/c-0    # share 0 of 4 (a SLURM array task)
   python run_bench.py merge runs/c-0 runs/c-1 runs/c-2 runs/c-3 --out runs/c   # join the shards exactly
+  python run_bench.py leaderboard 'runs/*' --out leaderboard.html                # one table across runs
 
 `--models` takes a comma list; a bare variant inherits the family of the name before it (`segformer-b0,b5`).
 Add `--debug` to any command for full tracebacks (or set SEGBENCH_DEBUG=1). Ctrl-C and SIGTERM stop a run cleanly.
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from segbench.bench.run.config import RunConfig
 
-COMMANDS = ("run", "list", "generate-c", "report", "compare", "merge")
+COMMANDS = ("run", "list", "generate-c", "report", "compare", "merge", "leaderboard")
 PROG = "run_bench.py" if Path(sys.argv[0]).name == "run_bench.py" else "segbench"
 
 
@@ -426,6 +427,18 @@ def cmd_merge(argv: list[str]) -> int:
     return 0
 
 
+def cmd_leaderboard(argv: list[str]) -> int:
+    p = _Parser(prog=f"{PROG} leaderboard", description="one HTML table across run folders (and CSV, Markdown, LaTeX)")
+    p.add_argument("runs", nargs="+", help="run folders or globs (quote them: 'runs/*')")
+    p.add_argument("--out", default="leaderboard.html", help="the page (default: leaderboard.html)")
+    args = p.parse_args(argv)
+    from segbench.reports.leaderboard import write_leaderboard
+
+    page = write_leaderboard(args.runs, args.out)
+    print(f"leaderboard: {page} (and {page.with_suffix('.csv').name}, .md, .tex beside it)")
+    return 0
+
+
 def cmd_compare(argv: list[str]) -> int:
     from segbench.bench.track.regression import main as compare_main
 
@@ -447,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "compare": cmd_compare,
         "merge": cmd_merge,
+        "leaderboard": cmd_leaderboard,
     }[command]
     from segbench.bench.run.allocator import retain_freed_memory
     from segbench.bench.run.stop import exit_code, quiet_exit, stop_on_signals
@@ -470,6 +484,7 @@ STOPPED = {
     "report": "stopped; run it again (the report is written atomically, file by file)",
     "compare": "stopped; nothing was written",
     "merge": "stopped; remove the half-written --out folder and run it again",
+    "leaderboard": "stopped; run it again (each file is written atomically)",
 }
 """What each command says when a signal stops it."""
 

@@ -1,0 +1,91 @@
+"""The leaderboard across run folders: each run's own figures, settings never merged, the Pareto front, a
+self-contained escaped page, the exports and the refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from segbench.bench.data.synthetic import write_synthetic_cityscapes
+from segbench.bench.results.schema import MIOU
+from segbench.bench.results.targets import TargetError
+from segbench.bench.run.config import InferenceSpec, RunConfig
+from segbench.bench.run.runner import run
+from segbench.reports.leaderboard import leaderboard, pareto_front, write_leaderboard
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list[Path]:
+    """Three runs: two models at fp32, the same at bf16 (another setting), and a copy of the first whose cells say
+    they ran on cuda:0 (a device this machine does not have: the record is what the leaderboard reads)."""
+    root = write_synthetic_cityscapes(tmp_path_factory.mktemp("cs"), num_images=2, size=(48, 96), seed=1)
+    out = tmp_path_factory.mktemp("runs")
+    made = []
+    for run_id, precision in (("fp32-run", "fp32"), ("bf16-run", "bf16")):
+        config = RunConfig(
+            suite="lb",
+            suite_version="1",
+            models=("segformer-tiny", "fcn-mit-tiny"),
+            data_root=str(root),
+            out_dir=str(out),
+            run_id=run_id,
+            precision=precision,
+            allow_random_weights=True,
+            quiet=True,
+        )
+        made.append(run(config, ["clean", "fog-1"], InferenceSpec(mode="whole")).run_dir)
+    gpu = shutil.copytree(made[0], out / "<i>gpu-run")
+    for path in (gpu / "cells").glob("*.json"):
+        cell = json.loads(path.read_text())
+        path.write_text(json.dumps({**cell, "device": "cuda:0"}))
+    return [*made, gpu]
+
+
+def test_rows_are_each_runs_own_and_settings_stay_apart(runs):
+    table = leaderboard(runs)
+    assert len(table) == 6 and table["Setting"].nunique() == 3
+    assert set(table["Device"]) == {"cpu", "cuda:0"} and set(table["Precision"]) == {"fp32", "bf16"}
+    for run_dir in runs:
+        frame = pd.read_csv(run_dir / "results.csv")
+        clean = frame[(frame.metric == MIOU) & (frame.condition == "clean")].set_index("model")["value"]
+        mine = table[table["Run"] == run_dir.name].set_index("Model")["Clean mIoU"]
+        assert (mine.sort_index() == clean.sort_index()).all()
+    for _, rows in table.groupby("Setting", sort=False):  # best first within each setting
+        assert list(rows["Clean mIoU"]) == sorted(rows["Clean mIoU"], reverse=True)
+
+
+def test_the_pareto_front_keeps_what_nothing_beats():
+    accuracy = pd.Series([70.0, 75.0, 72.0, 60.0, None])
+    latency = pd.Series([10.0, 20.0, 25.0, 5.0, 1.0])
+    assert list(pareto_front(accuracy, latency)) == [True, True, False, True, False]
+
+
+def test_the_page_is_self_contained_escaped_and_exported(runs, tmp_path):
+    page = write_leaderboard([str(r) for r in runs], tmp_path / "board.html")
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html and "<script src" not in html
+    assert "&lt;i&gt;gpu-run" in html and "<i>gpu-run" not in html
+    assert "3 settings" in html
+    for suffix in (".csv", ".md", ".tex"):
+        assert page.with_suffix(suffix).is_file()
+    assert len(pd.read_csv(page.with_suffix(".csv"))) == 6
+    again = write_leaderboard([str(runs[0])], page)  # its own page is replaced
+    assert "1 runs" in again.read_text()
+
+
+def test_mistakes_are_one_line_each(runs, tmp_path):
+    with pytest.raises(ValueError, match="matches no folder"):
+        write_leaderboard([str(tmp_path / "nothing-*")], tmp_path / "a.html")
+    with pytest.raises(ValueError, match="no run.json here"):
+        write_leaderboard([str(tmp_path)], tmp_path / "a.html")
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html><body>my page</body></html>")
+    with pytest.raises(TargetError, match="left as it is"):
+        write_leaderboard([str(runs[0])], mine)
+    assert mine.read_text() == "<html><body>my page</body></html>"
+    with pytest.raises(ValueError, match="give an .html file"):
+        write_leaderboard([str(runs[0])], tmp_path / "board.csv")
