@@ -180,8 +180,10 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
     p.add_argument("--update-baseline", action="store_true", help="write this run as the new --baseline file")
     from segbench.bench.track.regression import add_arguments
+    from segbench.launch import add_arguments as add_launcher_arguments
 
     add_arguments(p)
+    add_launcher_arguments(p)
     return p
 
 
@@ -236,6 +238,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(argv: list[str]) -> int:
     args = _run_parser().parse_args(argv)
+    from segbench.launch import maybe_launch
+
+    launched = maybe_launch(["run", *argv], args)
+    if launched is not None:
+        return launched
     if args.update_baseline and not args.baseline:
         raise UsageError("--update-baseline needs --baseline FILE (where to write it)")
     from segbench import suites
