@@ -15,6 +15,7 @@ The `segbench` command (from a checkout, `python run_bench.py` is the same comma
   python run_bench.py --suite cityscapes-c --shard 0/4 --out runs/c-0    # share 0 of 4 (a SLURM array task)
   python run_bench.py merge runs/c-0 runs/c-1 runs/c-2 runs/c-3 --out runs/c   # join the shards exactly
   python run_bench.py leaderboard 'runs/*' --out leaderboard.html                # one table across runs
+  python run_bench.py export runs/demo-20261125-120000 --format hf-model-index  # a model card's model-index
 
 `--models` takes a comma list; a bare variant inherits the family of the name before it (`segformer-b0,b5`).
 Add `--debug` to any command for full tracebacks (or set SEGBENCH_DEBUG=1). Ctrl-C and SIGTERM stop a run cleanly.
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from segbench.bench.run.config import RunConfig
 
-COMMANDS = ("run", "list", "generate-c", "report", "compare", "merge", "leaderboard")
+COMMANDS = ("run", "list", "generate-c", "report", "compare", "merge", "leaderboard", "export")
 PROG = "run_bench.py" if Path(sys.argv[0]).name == "run_bench.py" else "segbench"
 
 
@@ -446,6 +447,31 @@ def cmd_leaderboard(argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(argv: list[str]) -> int:
+    p = _Parser(prog=f"{PROG} export", description="a run's results in another format")
+    p.add_argument("run_dir")
+    p.add_argument("--format", required=True, choices=("hf-model-index",), help="hf-model-index: a model card block")
+    p.add_argument("--out", help="write to this new .yaml file (default: print)")
+    args = p.parse_args(argv)
+    if not (Path(args.run_dir) / "run.json").is_file():
+        raise FileNotFoundError(f"{args.run_dir}: no run.json here; give a run folder that segbench wrote")
+    from segbench.bench.results.io import atomic_write_text
+    from segbench.bench.results.targets import check_target
+    from segbench.reports.model_index import model_index_yaml
+
+    text = model_index_yaml(args.run_dir)
+    if args.out is None:
+        print(text, end="")
+        return 0
+    check_target(args.out, "--out", "a segbench model-index YAML", "give a new file", _is_model_index)
+    print(f"model-index: {atomic_write_text(args.out, text)}")
+    return 0
+
+
+def _is_model_index(path: Path) -> bool:
+    return path.is_file() and path.read_text(errors="replace").startswith("model-index:")
+
+
 def cmd_compare(argv: list[str]) -> int:
     from segbench.bench.track.regression import main as compare_main
 
@@ -468,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         "compare": cmd_compare,
         "merge": cmd_merge,
         "leaderboard": cmd_leaderboard,
+        "export": cmd_export,
     }[command]
     from segbench.bench.run.allocator import retain_freed_memory
     from segbench.bench.run.stop import exit_code, quiet_exit, stop_on_signals
@@ -492,6 +519,7 @@ STOPPED = {
     "compare": "stopped; nothing was written",
     "merge": "stopped; remove the half-written --out folder and run it again",
     "leaderboard": "stopped; run it again (each file is written atomically)",
+    "export": "stopped; run it again",
 }
 """What each command says when a signal stops it."""
 
