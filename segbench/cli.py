@@ -178,6 +178,11 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-random-weights", action="store_true", help="run models without trained weights (marked in red)"
     )
+    p.add_argument(
+        "--log-to",
+        help="log the finished run to an experiment tracker: mlflow, or mlflow=URI (default: a local sqlite store "
+        "beside the run folder; pip install 'segbench[mlflow]')",
+    )
     p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
     p.add_argument("--update-baseline", action="store_true", help="write this run as the new --baseline file")
     from segbench.bench.track.regression import add_arguments
@@ -251,6 +256,9 @@ def cmd_run(argv: list[str]) -> int:
     from segbench.bench.track import regression
 
     regression.check_outputs(args.baseline, args.update_baseline, args.history, args.summary)  # before the run
+    from segbench.bench.track.trackers import log_run, parse_log_to
+
+    trackers = parse_log_to(args.log_to)  # before the run: a typo is one line, not a lost run
 
     suite = suites.get_suite(args.suite)
     result = run_suite(suite, run_config(args))
@@ -279,6 +287,8 @@ def cmd_run(argv: list[str]) -> int:
     summary = evaluation_summary(result.run_dir)
     if summary:
         print(summary)
+    for line in log_run(result.run_dir, trackers):
+        print(line)
     return code
 
 
