@@ -128,3 +128,14 @@ def test_two_process_torchrun_equals_single_process(tmp_path, torchrun_runner):
 
     pd.testing.assert_frame_equal(accuracy(two.results_csv), accuracy(single.results_csv))
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["single", "two"]  # only rank 0 wrote
+
+    # a torchrun run resumes in one process (another world size): only the missing cell is computed, and it equals
+    # the one the two ranks made
+    dropped = "fcn-mit-tiny__gaussian_noise-2"
+    kept = two.finished()[dropped]
+    two.cell_path(dropped).unlink()
+    two.results_csv.unlink()
+    resumed = run(RunConfig(**base, run_id="two", resume=True), conditions)
+    assert resumed.computed == [dropped]
+    again = RunStore(tmp_path / "runs" / "two").finished()[dropped]
+    assert again["world_size"] == 1 and again["confusion_matrix"] == kept["confusion_matrix"]
