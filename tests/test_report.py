@@ -651,3 +651,10 @@ def test_models_section_names_each_models_source(tmp_path):
     assert models.loc[MODELS[0], "model_source"] == "hf: /ckpt/upernet (FLOPs: fvcore only)"
     assert models.loc[MODELS[1], "model_source"] == "onnx: /deploy/m.onnx (FLOPs not counted: no counter)"
     assert models.loc[EVIL, "model_source"] == "registry"
+
+
+def test_tables_without_dividers_are_sortable_offline(rendered):
+    _, index = rendered
+    html = index.read_text()
+    assert 'class="sortable"' in html and 'document.querySelectorAll("table.sortable")' in html
+    assert "<script src" not in html  # the one script is inline: the page works from file:// offline
