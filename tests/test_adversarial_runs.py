@@ -219,6 +219,11 @@ def test_a_resumed_worst_case_runs_its_attacks_again_and_equals_the_first(attack
         run(make_config(data_root, tmp_path, run_id="adv", resume=True), other, WHOLE)
 
 
+def test_a_worst_case_without_attacks_at_its_budget_is_refused(data_root, tmp_path):
+    with pytest.raises(ConfigError, match="none is run there"):
+        run(make_config(data_root, tmp_path), ["clean", "pgd-linf-1/255", "worst-linf-8/255"], WHOLE)
+
+
 def test_attacks_under_autocast_warn_about_their_gradients(data_root, tmp_path):
     result = run(make_config(data_root, tmp_path, precision="bf16", max_images=1), ["pgd-linf-1/255-1steps"], WHOLE)
     cell = _cell(result.run_dir, "pgd-linf-1/255-1steps")

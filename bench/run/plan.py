@@ -116,6 +116,10 @@ def attack_conditions(source: Sequence[Condition], config: RunConfig, suite: Sui
         )
     except AttackOptionError as e:
         raise ConfigError(e.field, e.problem) from None
+    budgets = {c.attack.budget_name() for c in conds if not c.attack.is_worst}
+    lone = [c.name for c in conds if c.attack.is_worst and c.attack.budget_name() not in budgets]
+    if lone:
+        raise ConfigError("attacks", f"{lone[0]} is the worst case over attacks at its budget, but none is run there")
     if conds and config.only != "efficiency":
         onnx = [name for name, src in config.sources.items() if src.startswith("onnx:") and name in config.models]
         if onnx:
