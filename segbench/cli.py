@@ -110,6 +110,17 @@ def _attack_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _output_arguments(p: argparse.ArgumentParser) -> None:
+    """`run`'s flags for what happens to the finished run: a tracker, a baseline to compare with or to write."""
+    p.add_argument(
+        "--log-to",
+        help="log the finished run to an experiment tracker: mlflow, or mlflow=URI (default: a local sqlite store "
+        "beside the run folder; pip install 'segbench[mlflow]')",
+    )
+    p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
+    p.add_argument("--update-baseline", action="store_true", help="write this run as the new --baseline file")
+
+
 def _run_parser() -> argparse.ArgumentParser:
     from segbench.bench.run.config import PRECISIONS
 
@@ -178,13 +189,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-random-weights", action="store_true", help="run models without trained weights (marked in red)"
     )
-    p.add_argument(
-        "--log-to",
-        help="log the finished run to an experiment tracker: mlflow, or mlflow=URI (default: a local sqlite store "
-        "beside the run folder; pip install 'segbench[mlflow]')",
-    )
-    p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
-    p.add_argument("--update-baseline", action="store_true", help="write this run as the new --baseline file")
+    _output_arguments(p)
     from segbench.bench.track.regression import add_arguments
     from segbench.launch import add_arguments as add_launcher_arguments
 

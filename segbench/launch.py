@@ -51,12 +51,13 @@ def job_command(argv: list[str]) -> list[str]:
 
 
 def run_command(argv: list[str]) -> str:
-    """What a job runs: `segbench <argv>` in this process; raises when it fails (so the job is marked failed)."""
-    from segbench.cli import main
+    """What a job runs: `python -m segbench <argv>` (its output goes to the job's log); raises when it fails, so that
+    the job is marked failed."""
+    import subprocess
 
-    code = main(list(argv))
-    if code != 0:
-        raise RuntimeError(f"segbench {' '.join(argv)} exited with {code}")
+    done = subprocess.run([sys.executable, "-m", "segbench", *argv], check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"segbench {' '.join(argv)} exited with {done.returncode}")
     return " ".join(argv)
 
 
