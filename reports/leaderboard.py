@@ -59,6 +59,12 @@ def _protocol(protocol: object) -> str:
     return f"{mode} {crop[0]}x{crop[1]}" if mode == "slide" and isinstance(crop, list | tuple) else mode
 
 
+def _weights(digest: object, info: dict) -> str:
+    """A model's weights as the table shows them: the hash's first 12 digits, marked when random or the demo's."""
+    mark = " [random]" if info.get("random") else " [synthetic demo]" if info.get("status") == "synthetic-demo" else ""
+    return f"{str(digest or 'none')[:12]}{mark}"
+
+
 def run_rows(run_dir: Path) -> pd.DataFrame:
     """One run's rows: its `results_table`, with the run, the settings and each model's weights beside."""
     folder = RunFolder(run_dir)
@@ -73,7 +79,8 @@ def run_rows(run_dir: Path) -> pd.DataFrame:
     table["Device"] = [devices.get(m, "?") for m in table["Model"]]
     table["Precision"] = str((manifest.get("settings") or {}).get("precision") or "fp32")
     table["Protocol"] = [_protocol(protocols.get(m)) for m in table["Model"]]
-    table["Weights (sha256)"] = [str(weights.get(m) or "random")[:12] for m in table["Model"]]
+    status = (folder.env or {}).get("weights") or {}
+    table["Weights (sha256)"] = [_weights(weights.get(m), status.get(m) or {}) for m in table["Model"]]
     return table
 
 

@@ -49,6 +49,7 @@ def test_rows_are_each_runs_own_and_settings_stay_apart(runs):
     table = leaderboard(runs)
     assert len(table) == 6 and table["Setting"].nunique() == 3
     assert set(table["Device"]) == {"cpu", "cuda:0"} and set(table["Precision"]) == {"fp32", "bf16"}
+    assert table["Weights (sha256)"].str.endswith("[random]").all()  # allow_random_weights: marked, not hidden
     for run_dir in runs:
         frame = pd.read_csv(run_dir / "results.csv")
         clean = frame[(frame.metric == MIOU) & (frame.condition == "clean")].set_index("model")["value"]
