@@ -60,7 +60,7 @@ def render_page(table: pd.DataFrame, figures: dict[str, str], generator: str, st
         (setting, [[_cell(v) for v in row] for row in rows[columns].itertuples(index=False)])
         for setting, rows in table.groupby("Setting", sort=False)
     ]
-    text = {c for c in columns if table[c].dtype == object}
+    text = {c for c in columns if not pd.api.types.is_numeric_dtype(table[c])}
     return template.render(
         generator=generator,
         runs=table["Run"].nunique(),
