@@ -96,10 +96,60 @@ def pareto_front(accuracy: pd.Series, latency: pd.Series) -> pd.Series:
     return front
 
 
-def leaderboard(run_dirs: Sequence[Path]) -> pd.DataFrame:
+PUBLISHED_RUN = "published"
+"""The `Run` of a published row: never a run folder's name, so such rows are told apart."""
+
+
+def published_rows(datasets: Sequence[str]) -> pd.DataFrame:
+    """Published figures as marked rows, for the datasets the runs read: the SegFormer paper's Table 1 (single-scale
+    mIoU; its GFLOPs are mmcv's multiply-adds plus hand-counted attention, at 1024x2048 for Cityscapes, 512x512 for
+    ADE20K) and SemSegBench's Cityscapes table (mmseg checkpoints: clean, ACDC). Each is a setting of its own."""
+    from segbench.reports import tables as T
+
+    frames = []
+    table1 = T.read_reference("segformer_table1.csv")
+    for dataset, size in (("cityscapes", "1024x2048"), ("ade20k", "512x512")):
+        if dataset in datasets:
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "Model": table1["variant"],
+                        CLEAN: table1[f"{dataset}_miou_ss"],
+                        f"GMACs [paper: mmcv + attention, {size}]": table1[f"{dataset}_gflops"],
+                        "Suite": "SegFormer paper, Table 1 (single scale)",
+                        "Dataset": dataset,
+                    }
+                )
+            )
+    if "cityscapes" in datasets:
+        bench = T.read_reference("semsegbench_cityscapes.csv")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "Model": bench["model"],
+                    CLEAN: bench["clean_miou"],
+                    "ACDC mIoU": bench["acdc_miou"],
+                    "Params (M)": bench["params"] / 1e6,
+                    "Suite": "SemSegBench (arXiv 2505.18015), mmseg checkpoints",
+                    "Dataset": "cityscapes",
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    out["Run"], out["Device"], out["Precision"], out["Protocol"] = PUBLISHED_RUN, *["as published"] * 3
+    out["Weights (sha256)"] = "the authors'"
+    return out
+
+
+def leaderboard(run_dirs: Sequence[Path], published: bool = False) -> pd.DataFrame:
     """Every run's rows, grouped by setting (`SETTINGS`), best clean mIoU first within a group; a "Pareto" column per
-    latency column."""
+    latency column. `published`: the published rows of the runs' datasets too (`published_rows`), as groups of their
+    own."""
     table = pd.concat([run_rows(d) for d in run_dirs], ignore_index=True)
+    if published:
+        table = pd.concat([table, published_rows(list(dict.fromkeys(table["Dataset"])))], ignore_index=True)
     table.insert(0, "Setting", table[list(SETTINGS)].astype(str).agg("; ".join, axis=1))
     for column in [c for c in table.columns if c.startswith("Latency") and CLEAN in table.columns]:
         front = pd.Series(False, index=table.index)
@@ -149,7 +199,7 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_leaderboard(patterns: Sequence[str], out: str | Path) -> Path:
+def write_leaderboard(patterns: Sequence[str], out: str | Path, published: bool = False) -> Path:
     """Write the leaderboard page `out` (.html) and its .csv, .md and .tex beside; returns the page's path.
 
     Raises:
@@ -162,7 +212,7 @@ def write_leaderboard(patterns: Sequence[str], out: str | Path) -> Path:
     if out.suffix.lower() != ".html":
         raise ValueError(f"--out {out}: give an .html file (the .csv, .md and .tex are written beside it)")
     check_target(out, "--out", "a segbench leaderboard", "give a new .html file", _is_leaderboard)
-    table = leaderboard(run_dirs(patterns))
+    table = leaderboard(run_dirs(patterns), published)
     figures = {c: _figure(table, c) for c in table.columns if c.startswith("Latency")}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".csv"), table.to_csv(index=False))

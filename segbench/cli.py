@@ -454,10 +454,13 @@ def cmd_leaderboard(argv: list[str]) -> int:
     p = _Parser(prog=f"{PROG} leaderboard", description="one HTML table across run folders (and CSV, Markdown, LaTeX)")
     p.add_argument("runs", nargs="+", help="run folders or globs (quote them: 'runs/*')")
     p.add_argument("--out", default="leaderboard.html", help="the page (default: leaderboard.html)")
+    p.add_argument(
+        "--published", action="store_true", help="add the published tables of the runs' datasets as marked rows"
+    )
     args = p.parse_args(argv)
     from segbench.reports.leaderboard import write_leaderboard
 
-    page = write_leaderboard(args.runs, args.out)
+    page = write_leaderboard(args.runs, args.out, args.published)
     print(f"leaderboard: {page} (and {page.with_suffix('.csv').name}, .md, .tex beside it)")
     return 0
 

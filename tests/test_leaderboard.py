@@ -15,7 +15,7 @@ from segbench.bench.results.schema import MIOU
 from segbench.bench.results.targets import TargetError
 from segbench.bench.run.config import InferenceSpec, RunConfig
 from segbench.bench.run.runner import run
-from segbench.reports.leaderboard import leaderboard, pareto_front, write_leaderboard
+from segbench.reports.leaderboard import CLEAN, leaderboard, pareto_front, write_leaderboard
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,15 @@ def test_mistakes_are_one_line_each(runs, tmp_path):
     assert mine.read_text() == "<html><body>my page</body></html>"
     with pytest.raises(ValueError, match="give an .html file"):
         write_leaderboard([str(runs[0])], tmp_path / "board.csv")
+
+
+def test_published_tables_are_marked_rows_of_their_own_settings(runs):
+    from segbench.reports import tables as T
+
+    table = leaderboard(runs, published=True)
+    published = table[table["Run"] == "published"]
+    assert set(published["Setting"]).isdisjoint(table.loc[table["Run"] != "published", "Setting"])
+    table1 = T.read_reference("segformer_table1.csv").set_index("variant")["cityscapes_miou_ss"]
+    paper = published[published["Suite"].str.startswith("SegFormer paper")].set_index("Model")[CLEAN]
+    assert (paper.sort_index() == table1.sort_index()).all()
+    assert len(leaderboard(runs)) == 6  # without the flag, only the runs
