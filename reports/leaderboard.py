@@ -166,12 +166,10 @@ def leaderboard(run_dirs: Sequence[Path], published: bool = False) -> pd.DataFra
 
 def _figure(table: pd.DataFrame, column: str) -> str:
     """A scatter of clean mIoU against a latency column, the front joined, as a data: URI (PNG)."""
-    import matplotlib
+    from segbench.reports.figures import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    fig = new_figure(6.0, 3.8)
+    ax = fig.add_subplot()
     for setting, rows in table.groupby("Setting", sort=False):
         rows = rows.dropna(subset=[CLEAN, column])
         if rows.empty:
@@ -186,17 +184,8 @@ def _figure(table: pd.DataFrame, column: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="lower right")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=110)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """The table as GitHub Markdown (numbers to two decimals, empty cells blank)."""
-    shown = table.map(lambda v: "" if v is None or v != v else f"{v:.2f}" if isinstance(v, float) else str(v))
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(row) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
 
 
 def write_leaderboard(patterns: Sequence[str], out: str | Path, published: bool = False) -> Path:
@@ -206,6 +195,7 @@ def write_leaderboard(patterns: Sequence[str], out: str | Path, published: bool 
         ValueError: a pattern without runs, a folder without run.json, or an `out` that is not a leaderboard
             segbench wrote (`TargetError`: it is left as it is).
     """
+    from segbench.reports import tables as T
     from segbench.reports.leaderboard_page import render_page
 
     out = Path(out)
@@ -216,7 +206,7 @@ def write_leaderboard(patterns: Sequence[str], out: str | Path, published: bool 
     figures = {c: _figure(table, c) for c in table.columns if c.startswith("Latency")}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".csv"), table.to_csv(index=False))
-    atomic_write_text(out.with_suffix(".md"), markdown(table))
+    atomic_write_text(out.with_suffix(".md"), T.to_markdown(table, 2))
     atomic_write_text(out.with_suffix(".tex"), table.to_latex(index=False, float_format="%.2f", na_rep=""))
     return atomic_write_text(out, render_page(table, figures, GENERATOR, out.stem))
 

@@ -3,12 +3,7 @@ figures as data: URIs), so it works from `file://` with the network off."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import jinja2
 import pandas as pd
-
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "leaderboard.html.j2"
 
 SCRIPT = """
 document.querySelectorAll("th[data-col]").forEach(function (th) {
@@ -53,8 +48,9 @@ def _cell(value: object) -> tuple[str, str, bool]:
 
 def render_page(table: pd.DataFrame, figures: dict[str, str], generator: str, stem: str = "leaderboard") -> str:
     """The page's HTML for `leaderboard`'s table (its "Setting" column becomes the group rows)."""
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
+    from segbench.reports.render import environment
+
+    template = environment().get_template("leaderboard.html.j2")
     columns = [c for c in table.columns if c != "Setting"]
     groups = [
         (setting, [[_cell(v) for v in row] for row in rows[columns].itertuples(index=False)])

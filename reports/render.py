@@ -26,7 +26,8 @@ from segbench.reports.sections import PAGE
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def _environment() -> Environment:
+def environment() -> Environment:
+    """The reporter's one jinja2 environment: its templates, autoescaped, undefined names an error."""
     return Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
@@ -84,7 +85,7 @@ def render_report(run_dir: str | Path, reference_model: str | None = None) -> Pa
     markdown = "\n".join(out.markdown)
     banner = f"> {page.partial}\n\n" if page.partial else ""
     all_md = atomic_write_text(out.path("report.md"), f"# segbench report: {run_dir.name}\n\n{banner}{markdown}")
-    template = _environment().get_template("report.html.j2")
+    template = environment().get_template("report.html.j2")
     suite = (page.env or {}).get("suite")
     title = f"segbench report — {suite.get('name') if isinstance(suite, dict) else suite or run_dir.name}"
     html = template.render(
