@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segbench.models import segformer_kernels as kernels
+
 # --------------------------------------------------------------------------------------------------------------------
 # Encoder blocks in bands of rows
 # --------------------------------------------------------------------------------------------------------------------
@@ -69,27 +71,27 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
         reduced = attn.sr_norm(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
     else:
         reduced = block.norm1(x)
-    kv = attn.kv(reduced).reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
-    # attention, band by band
+    kv = kernels.linear(attn.kv, reduced).reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+    # attention, band by band, each band's residual added into its rows as the projection writes them
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
         band = tokens(r0, r1)
-        q = attn.q(block.norm1(band)).reshape(b, -1, heads, c // heads).transpose(1, 2)
+        q = kernels.linear(attn.q, block.norm1(band)).reshape(b, -1, heads, c // heads).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, kv[0], kv[1]).transpose(1, 2).reshape(b, -1, c)
-        band += attn.proj(out)
-    # Mix-FFN, band by band, each band's result added once the next band has read its halo
-    pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        kernels.linear_add_(band, attn.proj, out, r1 - r0, w)
+    # Mix-FFN, band by band: a band's fc2 (with its residual add) runs once the next band has read its halo row
+    pending: tuple[torch.Tensor, torch.Tensor, int] | None = None  # the band's tokens, its GELU output, its rows
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
-        hid = mlp.fc1(block.norm2(tokens(lo, hi))).reshape(b, hi - lo, w, hidden).permute(0, 3, 1, 2)
-        conv = mlp.dwconv(hid)[:, :, r0 - lo : r0 - lo + (r1 - r0)]  # rows next to a band edge saw zero padding
-        result = mlp.fc2(mlp.act(conv.permute(0, 2, 3, 1).reshape(b, -1, hidden)))
+        hid = kernels.linear(mlp.fc1, block.norm2(tokens(lo, hi))).reshape(b, hi - lo, w, hidden).permute(0, 3, 1, 2)
+        act = kernels.dwconv_gelu(mlp.dwconv, mlp.act, hid)
+        act = act[:, :, r0 - lo : r0 - lo + (r1 - r0)]  # rows next to a band edge saw zero padding
         if pending is not None:
-            pending[0].add_(pending[1])
-        pending = (tokens(r0, r1), result)
+            kernels.linear_add_(pending[0], mlp.fc2, pending[1], pending[2], w)
+        pending = (tokens(r0, r1), act.permute(0, 2, 3, 1).reshape(b, -1, hidden), r1 - r0)
     if pending is not None:
-        pending[0].add_(pending[1])
+        kernels.linear_add_(pending[0], mlp.fc2, pending[1], pending[2], w)
     return x
 
 

@@ -18,12 +18,13 @@ def _random_block_inputs(model: torch.nn.Module, stage: int, batch: int, h: int,
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])  # sr 8, 4, 2, 1; heads 1, 2, 5, 8
 @pytest.mark.parametrize(("h", "w", "band_bytes"), [(33, 20, 1), (40, 24, 2**14), (17, 9, 2**30)])
-def test_a_banded_block_computes_the_block(stage: int, h: int, w: int, band_bytes: int) -> None:
+@pytest.mark.parametrize("batch", [1, 2])  # one image takes the fused kernels' in-place adds, two the plain adds
+def test_a_banded_block_computes_the_block(stage: int, h: int, w: int, band_bytes: int, batch: int) -> None:
     """One-row bands, several rows, one band; sides that the reduction conv does not divide (its last rows dropped, as
-    the whole-map conv drops them); a batch of two."""
+    the whole-map conv drops them); one image and a batch of two."""
     torch.manual_seed(stage)
     model = models.create_model("segformer-b0").eval()
-    block, x = _random_block_inputs(model, stage, 2, h, w)
+    block, x = _random_block_inputs(model, stage, batch, h, w)
     with torch.inference_mode():
         expected = block(x, h, w)
         got = banded_block(block, x.clone(), h, w, band_bytes)

@@ -1,0 +1,85 @@
+"""The fast path's fused CPU kernels: oneDNN primitives that do in one pass what the plain blocks do in two or three.
+
+`banded_block` (`models/segformer_fast.py`) calls these on each band of rows; each computes exactly what the plain
+code next to it in the docstring computes, in fp32 with the same operations (oneDNN's post-ops apply the activation
+or the addition to each output element as it is written, instead of in a second pass over memory):
+
+============================ ============================================== ========================================
+kernel                       plain code                                     the memory pass it saves
+============================ ============================================== ========================================
+`linear`                     ``F.linear(x, w, b)``                          ATen's addmm first copies the broadcast
+                                                                            bias into the output, then accumulates
+`linear_add_`                ``out += F.linear(x, w, b)``                   the product's temporary and the add pass
+`dwconv_gelu`                ``F.gelu(dwconv(x))``                          the GELU pass over the hidden map
+============================ ============================================== ========================================
+
+They are taken only where oneDNN runs them as written: CPU tensors in float32, outside autocast (`fused_ok`).
+Elsewhere (bf16 autocast, another device, a torch built without oneDNN) each falls back to the plain code, so the
+fast path computes the same function everywhere. `tests/test_fast_kernels.py` checks every kernel against its plain
+code.
+Inference only: none of the ops has a backward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_MKLDNN = torch.ops.mkldnn
+
+
+def fused_ok(x: torch.Tensor) -> bool:
+    """Whether the fused kernels run for `x`: a float32 CPU tensor, no autocast, no autograd, oneDNN built in."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` for contiguous `x` (..., in channels) as one oneDNN matmul with its bias."""
+    if not (fused_ok(x) and x.is_contiguous()):
+        return layer(x)
+    out = _MKLDNN._linear_pointwise(x.view(-1, x.shape[-1]), layer.weight, layer.bias, "none", [], "")
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def linear_add_(out: torch.Tensor, layer: nn.Linear, x: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """``out += layer(x)`` in place, for `out` (1, tokens, out channels) and `x` (1, tokens, in channels), contiguous,
+    holding `rows` x `width` tokens in row order: a 1x1 convolution over their NHWC maps with oneDNN's binary-add
+    post-op writing into `out`. A batch of several images takes the plain code."""
+    if not (fused_ok(x) and out.shape[0] == 1 and out.is_contiguous() and x.is_contiguous()):
+        return out.add_(layer(x))
+    # NHWC views of the same memory; the weight (out, in) viewed as a 1x1 kernel is contiguous as it is
+    out_map = out.view(1, rows, width, out.shape[-1]).permute(0, 3, 1, 2)
+    x_map = x.view(1, rows, width, x.shape[-1]).permute(0, 3, 1, 2)
+    weight = layer.weight[:, :, None, None]
+    _MKLDNN._convolution_pointwise_.binary(
+        out_map, x_map, weight, layer.bias, [0, 0], [1, 1], [1, 1], 1, "add", 1.0, None, [], None
+    )
+    return out
+
+
+def dwconv_gelu(conv: nn.Conv2d, act: nn.GELU, x: torch.Tensor) -> torch.Tensor:
+    """``act(conv(x))`` for the Mix-FFN's depthwise conv and its GELU (exact or tanh), as one oneDNN convolution
+    with an eltwise post-op; `x` is an NCHW-shaped map (NHWC in memory), so is the result."""
+    if not fused_ok(x) or not isinstance(act, nn.GELU):
+        return act(conv(x))
+    return _MKLDNN._convolution_pointwise(
+        x,
+        conv.weight,
+        conv.bias,
+        list(conv.padding),
+        list(conv.stride),
+        list(conv.dilation),
+        conv.groups,
+        "gelu",
+        [],
+        act.approximate,  # "none" (erf) or "tanh", as oneDNN names them
+    )
+
+
+__all__ = ["dwconv_gelu", "fused_ok", "linear", "linear_add_"]

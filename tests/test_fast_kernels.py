@@ -1,0 +1,82 @@
+"""The fast path's fused CPU kernels (`models/segformer_kernels.py`): each equals the plain code it replaces at fp32,
+writes where it says, and falls back to that code where oneDNN does not run it as written."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segbench.models import segformer_kernels as kernels
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+
+def _linear(cin: int, cout: int) -> nn.Linear:
+    torch.manual_seed(cin * 100 + cout)
+    return nn.Linear(cin, cout).eval()
+
+
+def test_fused_kernels_run_for_fp32_cpu_inference_only() -> None:
+    x = torch.randn(4, 8)
+    with torch.inference_mode():
+        assert kernels.fused_ok(x)
+        assert not kernels.fused_ok(x.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not kernels.fused_ok(x)
+    assert not kernels.fused_ok(x)  # autograd on: the oneDNN ops have no backward
+
+
+@pytest.mark.parametrize("shape", [(37, 32), (1, 37, 32), (2, 5, 7, 32)])
+def test_linear_is_the_layer(shape: tuple[int, ...]) -> None:
+    layer = _linear(32, 64)
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        got = kernels.linear(layer, x)
+        torch.testing.assert_close(got, F.linear(x, layer.weight, layer.bias), rtol=1e-6, atol=1e-5)
+    assert got.shape == (*shape[:-1], 64)
+
+
+@pytest.mark.parametrize(("rows", "width", "cin", "cout"), [(3, 5, 32, 16), (1, 7, 128, 32), (4, 4, 16, 16)])
+def test_linear_add_adds_the_layer_in_place(rows: int, width: int, cin: int, cout: int) -> None:
+    layer = _linear(cin, cout)
+    x = torch.randn(1, rows * width, cin)
+    tokens = torch.randn(1, 2 * rows * width, cout)  # the band is the second half of a larger map
+    band = tokens[:, rows * width :]
+    expected = tokens.clone()
+    with torch.inference_mode():
+        expected[:, rows * width :] += F.linear(x, layer.weight, layer.bias)
+        out = kernels.linear_add_(band, layer, x, rows, width)
+    assert out.data_ptr() == band.data_ptr()
+    torch.testing.assert_close(tokens, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_linear_add_takes_the_plain_add_for_a_batch_or_under_autocast() -> None:
+    layer = _linear(8, 8)
+    for batch, autocast in ((2, False), (1, True)):
+        x, out = torch.randn(batch, 6, 8), torch.randn(batch, 6, 8)
+        expected = out.clone()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            expected.add_(layer(x))
+            kernels.linear_add_(out, layer, x, 2, 3)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_dwconv_gelu_is_the_conv_then_gelu(approximate: str) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(24, 24, 3, padding=1, groups=24).eval()
+    act = nn.GELU(approximate=approximate)
+    x = torch.randn(1, 6, 9, 24).permute(0, 3, 1, 2)  # NHWC in memory, as the Mix-FFN hands it over
+    with torch.inference_mode():
+        got = kernels.dwconv_gelu(conv, act, x)
+        torch.testing.assert_close(got, act(conv(x)), rtol=1e-5, atol=1e-6)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_dwconv_gelu_another_activation_takes_the_plain_code() -> None:
+    conv, act = nn.Conv2d(4, 4, 3, padding=1, groups=4).eval(), nn.ReLU()
+    x = torch.randn(1, 4, 5, 5)
+    with torch.inference_mode():
+        torch.testing.assert_close(kernels.dwconv_gelu(conv, act, x), act(conv(x)), rtol=0, atol=0)
