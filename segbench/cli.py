@@ -114,8 +114,9 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
     """`run`'s flags for what happens to the finished run: a tracker, a baseline to compare with or to write."""
     p.add_argument(
         "--log-to",
-        help="log the finished run to an experiment tracker: mlflow, or mlflow=URI (default: a local sqlite store "
-        "beside the run folder; pip install 'segbench[mlflow]')",
+        help="log the finished run to experiment trackers, a comma list: mlflow or mlflow=URI (default: a local sqlite "
+        "store beside the run folder; pip install 'segbench[mlflow]'), wandb (offline, under the run folder's wandb/ "
+        "for `wandb sync`, unless WANDB_MODE is set or wandb is logged in; pip install 'segbench[wandb]')",
     )
     p.add_argument("--baseline", help="compare the run against this baseline (.json, run folder or results.csv)")
     p.add_argument("--update-baseline", action="store_true", help="write this run as the new --baseline file")
