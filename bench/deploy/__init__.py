@@ -6,7 +6,7 @@ TensorRT) at the precisions they offer (fp32, bf16, fp16, int8), each checked ag
 - `export`: segbench's own ONNX export, fp16 conversion and int8 static quantisation;
 - `cache`: the artifact cache (ONNX files, engines), keyed and written atomically;
 - `agreement`: logit and argmax agreement with eager fp32, and the tolerance per precision;
-- `ort`, `trt`: the ONNX Runtime and TensorRT glue.
+- `ort`, `trt`, `cudagraphs`: the ONNX Runtime, TensorRT and CUDA-graph glue.
 
 >>> from segbench.bench.deploy import check_deployment  # doctest: +SKIP
 >>> cell = check_deployment("onnxruntime", model, images, "int8", calibration=images)  # doctest: +SKIP
