@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,10 @@ def test_demo_and_ci_need_no_dataset():
         suite = suites.get_suite(name)
         assert suite.data == "synthetic" and suite.synthetic is not None and suite.default_models
     assert suites.get_suite("efficiency").data == "none"
+
+
+def test_the_deploy_demo_is_the_deploy_grid_on_the_demo_data_and_weights():
+    demo, deploy = suites.get_suite("deploy-demo"), suites.get_suite("deploy")
+    assert demo.data == "synthetic" and demo.deploy is not None and demo.deploy.backends == deploy.deploy.backends
+    assert demo.conditions == deploy.conditions  # the same accuracy protocol, on synthetic scenes
+    assert all(Path(demo.weights[m]).is_file() for m in demo.default_models)  # trained demo weights, not random
