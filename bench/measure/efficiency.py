@@ -64,6 +64,7 @@ from segbench.bench.measure.flops import (
 from segbench.bench.measure.latency import (
     LatencyStats,
     TimingStats,
+    cpu_isa_flags,
     cpu_model_name,
     device_name,
     measure_latency,
@@ -197,8 +198,9 @@ def hardware_info(device: str | torch.device | None = None) -> dict[str, Any]:
         device: the device measured: its GPU is the one described (``"cuda"`` and None: the current GPU; a CPU
             device: the current GPU too, as part of the machine).
 
-    Keys: ``cpu_model``, ``cpu_count`` (logical cores), ``cpu_affinity`` (cores this process may use),
-    ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``allocator``
+    Keys: ``cpu_model``, ``cpu_isa`` (its kernel-deciding ISA flags: AVX2, AVX-512, VNNI, bf16, AMX;
+    `bench.measure.latency.cpu_isa_flags`), ``cpu_count`` (logical cores), ``cpu_affinity`` (cores this process may
+    use), ``torch_threads``, ``torch_version``, ``python_version``, ``platform``, ``allocator``
     (`bench.run.allocator.describe`), ``cuda_available``, and when CUDA is available ``gpu_index`` (the GPU described),
     ``gpu_name``, ``gpu_count``, ``gpu_memory_mib``, ``gpu_driver``, ``cuda_version``, ``cudnn_version`` (otherwise
     those are None). Through NVML (nvidia-ml-py, `bench.measure.energy.nvml_device`), each None where NVML cannot tell
@@ -209,6 +211,7 @@ def hardware_info(device: str | torch.device | None = None) -> dict[str, Any]:
     """
     info: dict[str, Any] = {
         "cpu_model": cpu_model_name(),
+        "cpu_isa": cpu_isa_flags(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": usable_cores(),
         "torch_threads": torch.get_num_threads(),

@@ -416,6 +416,20 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+CPU_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+"""The /proc/cpuinfo flags that decide which kernels run (int8 dot products, native bf16, AMX tiles)."""
+
+
+def cpu_isa_flags() -> list[str]:
+    """Which of `CPU_ISA_FLAGS` the CPU has, from /proc/cpuinfo (Linux); [] when it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except (OSError, IndexError):
+        return []
+    return [flag for flag in CPU_ISA_FLAGS if flag in flags]
+
+
 def device_name(device: str | torch.device) -> str:
     """GPU name for a CUDA device, CPU model otherwise."""
     if torch.device(device).type == "cuda":
