@@ -183,7 +183,8 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="reference model for mCE (one of --models)")
     p.add_argument(
         "--backends",
-        help="deploy suite: comma list narrowing the backends (eager, fast, compile, onnxruntime, tensorrt)",
+        help="deploy suite: comma list narrowing the backends (eager, fast, compile, cudagraphs, onnxruntime, "
+        "openvino, tensorrt)",
     )
     p.add_argument("--precisions", help="deploy suite: comma list narrowing the precisions (fp32, bf16, fp16, int8)")
     _attack_arguments(p)

@@ -227,7 +227,7 @@ def _one_line(e: pytest.ExceptionInfo) -> str:
 
 
 def test_unavailable_backends_and_precisions_are_one_line(monkeypatch, demo_models, images):
-    assert list_backends() == ["compile", "cudagraphs", "eager", "fast", "onnxruntime", "tensorrt"]
+    assert list_backends() == ["compile", "cudagraphs", "eager", "fast", "onnxruntime", "openvino", "tensorrt"]
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # not installed, wherever this runs
     with pytest.raises(BackendUnavailable) as e:
         get_backend("tensorrt").check("cpu", "fp32")
@@ -243,7 +243,7 @@ def test_unavailable_backends_and_precisions_are_one_line(monkeypatch, demo_mode
     assert _one_line(e).startswith("onnxruntime bf16: not offered: ONNX Conv (opset 17) has no bfloat16 type")
     with pytest.raises(BackendUnavailable) as e:
         get_backend("eager").check("cpu", "int8")
-    assert "onnxruntime, tensorrt" in _one_line(e)
+    assert "onnxruntime, openvino, tensorrt" in _one_line(e)
     with pytest.raises(BackendUnavailable) as e:
         get_backend("fast").check("cpu", "fp32", demo_models["deeplabv3plus-mobilenetv2"])
     assert _one_line(e).startswith("fast: deeplabv3plus-mobilenetv2 has no fast path")

@@ -147,7 +147,7 @@ def test_backends_and_precisions_narrow_the_grid(tmp_path, cache):
 def test_cli_names_the_bad_backend_in_one_line(tmp_path, capsys):
     assert cli(["--suite", "deploy", "--backends", "onnx", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
-    choices = "eager, fast, compile, cudagraphs, onnxruntime, tensorrt"
+    choices = "eager, fast, compile, cudagraphs, onnxruntime, openvino, tensorrt"
     assert err == f"error: --backends: 'onnx' is not a backend; choose from {choices}"
 
 

@@ -1,12 +1,14 @@
-"""Deployment: a model run the ways a user would ship it (eager, SegFormer's fast path, ``torch.compile``, ONNX Runtime,
-TensorRT) at the precisions they offer (fp32, bf16, fp16, int8), each checked against eager fp32.
+"""Deployment: a model run the ways a user would ship it (eager, SegFormer's fast path, ``torch.compile``, CUDA graphs,
+ONNX Runtime, OpenVINO, TensorRT) at the precisions they offer (fp32, bf16, fp16, int8), each checked against eager
+fp32.
 
 - `backends`: the backend registry (`get_backend`, `list_backends`), `BackendUnavailable`, `Built`, and
   `check_deployment` (one backend x precision cell: build, then agreement, or a one-line reason it cannot run);
 - `export`: segbench's own ONNX export, fp16 conversion and int8 static quantisation;
-- `cache`: the artifact cache (ONNX files, engines), keyed and written atomically;
+- `cache`: the artifact cache (ONNX files, OpenVINO IRs, engines), keyed and written atomically;
 - `agreement`: logit and argmax agreement with eager fp32, and the tolerance per precision;
-- `ort`, `trt`, `cudagraphs`: the ONNX Runtime, TensorRT and CUDA-graph glue.
+- `ort`, `openvino`, `trt`, `cudagraphs`: the ONNX Runtime, OpenVINO (with NNCF's int8), TensorRT and CUDA-graph
+  glue.
 
 >>> from segbench.bench.deploy import check_deployment  # doctest: +SKIP
 >>> cell = check_deployment("onnxruntime", model, images, "int8", calibration=images)  # doctest: +SKIP

@@ -14,13 +14,16 @@ compile     ``torch.compile``, static shapes, compiled at build   as eager; a C+
 cudagraphs  the model captured as one CUDA graph (static shape)   fp32; bf16; fp16 (autocast in the graph); GPU only
 onnxruntime segbench's ONNX export in ONNX Runtime: the CPU         fp32; int8 (static QDQ, calibrated); fp16 (GPU)
             provider, the CUDA and TensorRT providers if present
+openvino    the ONNX export compiled by OpenVINO: the CPU       fp32; bf16 (CPUs with native bf16); int8 (NNCF
+            plugin, or its GPU plugin for cuda if listed        IR, calibrated); fp16 (GPU plugin)
 tensorrt    a TensorRT engine built from the ONNX export (GPU)  fp32; fp16; int8 (from the QDQ graph)
 =========== =================================================== =============================================
 
-bf16 is offered by the torch backends only: ONNX's Conv (opset 17) has no bfloat16 type, so neither ONNX Runtime nor
-TensorRT (which builds from the same graphs) can be given a bf16 graph. Artifacts (ONNX files, engines) go through the
-deployment cache (`bench.deploy.cache`). `check_deployment` builds one cell and measures its agreement with eager fp32;
-any reason it cannot run becomes a one-line status instead of an exception, so that the other cells go on.
+ONNX's Conv (opset 17) has no bfloat16 type, so neither ONNX Runtime nor TensorRT (which builds from the same graphs)
+can be given a bf16 graph; OpenVINO runs bf16 from the fp32 graph, as a compile-time hint (`bench.deploy.openvino`).
+Artifacts (ONNX files, OpenVINO IRs, engines) go through the deployment cache (`bench.deploy.cache`).
+`check_deployment` builds one cell and measures its agreement with eager fp32; any reason it cannot run becomes a
+one-line status instead of an exception, so that the other cells go on.
 """
 
 from __future__ import annotations
@@ -30,18 +33,27 @@ import copy
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from segbench.bench.deploy import openvino as ov_runtime
 from segbench.bench.deploy import ort as ort_runtime
 from segbench.bench.deploy.agreement import Agreement, measure_agreement, reference_logits
 from segbench.bench.deploy.cache import ArtifactCache, CachedArtifact, CacheKey
 from segbench.bench.deploy.cudagraphs import CUDA_GRAPH_WARMUP, CudaGraphModule
-from segbench.bench.deploy.export import EXPORTER, OPSET, ExportError, graph_versions, onnx_graph
+from segbench.bench.deploy.export import (
+    EXPORTER,
+    OPSET,
+    ExportError,
+    calibration_batches,
+    calibration_sha256,
+    graph_versions,
+    onnx_graph,
+)
 from segbench.bench.measure.latency import resolve_device
 from segbench.bench.results.schema import FAILED, UNAVAILABLE
 from segbench.bench.run.config import ConfigError, autocast_dtype, check_precision_supported
@@ -186,6 +198,7 @@ class Backend:
             raise BackendUnavailable(f"{self.name}: {device} asked for, but torch.cuda.is_available() is False here")
         if precision in self.unsupported:
             raise BackendUnavailable(f"{self.name} {precision}: {self.unsupported[precision]}")
+        self._precision_requirements(device, precision)
         if precision == "fp16" and device.type != "cuda":
             none = "" if torch.cuda.is_available() else ", and torch.cuda.is_available() is False here"
             raise BackendUnavailable(f"{self.name} fp16: needs a CUDA GPU (the device is {device}{none})")
@@ -199,6 +212,10 @@ class Backend:
 
     def _requirements(self, device: torch.device) -> None:
         """Packages and hardware; raise `BackendUnavailable`."""
+
+    def _precision_requirements(self, device: torch.device, precision: str) -> None:
+        """What `precision` needs on `device` beyond the generic checks that follow (fp16 on a CUDA GPU, bf16 on one
+        that has it); raise `BackendUnavailable`."""
 
     def _model_requirements(self, model: nn.Module) -> None:
         """What the model must be; raise `BackendUnavailable`."""
@@ -267,7 +284,9 @@ def list_backends() -> list[str]:
 # torch: eager, fast, compile
 # --------------------------------------------------------------------------------------------------------------------
 
-_TORCH_INT8 = "not offered: int8 is static quantisation of the exported graph (backends onnxruntime, tensorrt)"
+_TORCH_INT8 = (
+    "not offered: int8 is static quantisation of the exported graph (backends onnxruntime, openvino, tensorrt)"
+)
 
 
 class EagerBackend(Backend):
@@ -419,6 +438,109 @@ class OnnxRuntimeBackend(Backend):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# OpenVINO
+# --------------------------------------------------------------------------------------------------------------------
+
+_OPENVINO_EXTRA = "(pip install 'segbench[openvino]')"
+_OV_TYPES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+"""The INFERENCE_PRECISION_HINT a compiled model must report per precision (int8: the ops left in float, fp32)."""
+
+
+class OpenVinoBackend(Backend):
+    """segbench's ONNX export compiled by OpenVINO (`bench.deploy.openvino`): its CPU plugin, or its GPU plugin for
+    ``cuda`` where OpenVINO lists a GPU; fp32, bf16 (CPUs with native bf16), int8 (NNCF), fp16 (the GPU plugin)."""
+
+    name = "openvino"
+
+    def _requirements(self, device: torch.device) -> None:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            raise BackendUnavailable(f"openvino: the `openvino` package is not installed {_OPENVINO_EXTRA}") from None
+        if ov_runtime.ov_device(device) is None:
+            raise BackendUnavailable(
+                f"openvino: {device} asked for, but OpenVINO lists no GPU (Core().available_devices is "
+                f"{ov_runtime.available_devices()})"
+            )
+
+    def _precision_requirements(self, device: torch.device, precision: str) -> None:
+        target = ov_runtime.ov_device(device)
+        if precision == "fp16" and target == "CPU":
+            raise BackendUnavailable(
+                "openvino fp16: not offered on the CPU (its CPU plugin runs fp32, bf16 and int8 here; fp16 is the "
+                "GPU plugin's)"
+            )
+        if precision == "bf16" and target != "CPU":
+            raise BackendUnavailable(f"openvino bf16: the CPU plugin's only (not offered on {target})")
+        if precision == "bf16" and "BF16" not in ov_runtime.capabilities(target):
+            raise BackendUnavailable(
+                "openvino bf16: this CPU has no native bf16 (AVX-512-BF16 or AMX: OpenVINO's optimization "
+                f"capabilities are {ov_runtime.capabilities(target)}), so OpenVINO would run fp32"
+            )
+        if precision == "int8":
+            try:
+                import nncf  # noqa: F401
+            except ImportError:
+                raise BackendUnavailable(
+                    f"openvino int8: the `nncf` package is not installed {_OPENVINO_EXTRA}"
+                ) from None
+
+    def _build(self, model: nn.Module, request: DeployRequest) -> Built:
+        target = ov_runtime.ov_device(request.device)
+        cache = request.cache or ArtifactCache()
+        name, weights = _weights_and_name(model, request.name)
+        graph = onnx_graph(
+            model, request.shape, "fp32", cache, name=name, weights_sha256=weights, dynamic=request.dynamic
+        )
+        artifact = graph
+        if request.precision == "int8":
+            artifact = self._int8_ir(graph, request, name, weights, cache)
+        try:
+            module = ov_runtime.OpenVinoModule(artifact.path, target, request.precision)
+        except ov_runtime.DamagedIR:  # same size, other bytes: removed, so that the cache builds it again
+            artifact.path.unlink(missing_ok=True)
+            artifact = self._int8_ir(graph, request, name, weights, cache)
+            module = ov_runtime.OpenVinoModule(artifact.path, target, request.precision)
+        properties = module.properties
+        if properties["INFERENCE_PRECISION_HINT"] != _OV_TYPES[request.precision]:  # a hint OpenVINO did not take
+            raise BackendUnavailable(
+                f"openvino {request.precision}: asked for {_OV_TYPES[request.precision]}, OpenVINO's {target} plugin "
+                f"compiled at {properties['INFERENCE_PRECISION_HINT']}"
+            )
+        return request.built(
+            self.name,
+            module,
+            request.dynamic,
+            artifact,
+            versions={**graph_versions(), **ov_runtime.versions(request.precision == "int8")},
+            ov_device=target,
+            properties=properties,
+            source=f"segbench's ONNX export ({EXPORTER}, opset {OPSET}): {graph.path.name}",
+            cpu_isa=ov_runtime.cpu_isa(),
+            **({"int8": ov_runtime.INT8_RECIPE} if request.precision == "int8" else {}),
+        )
+
+    def _int8_ir(
+        self, graph: CachedArtifact, request: DeployRequest, name: str, weights: str, cache: ArtifactCache
+    ) -> CachedArtifact:
+        """The NNCF int8 IR of the cached fp32 `graph`, from the cache or quantised now (packed: one file per key)."""
+        if request.calibration is None:
+            raise ValueError("int8 needs calibration images (normalised NCHW tensors): pass calibration=...")
+        batches = calibration_batches(request.calibration, request.shape)
+        settings = {
+            "graph": graph.path.name,
+            "int8": ov_runtime.INT8_RECIPE,
+            "calibration": {"batches": len(batches), "sha256": calibration_sha256(batches)},
+        }
+        versions = {**graph_versions(), **ov_runtime.versions(int8=True)}
+        key = CacheKey(
+            name, weights, request.shape, "int8", self.name, ov_runtime.IR_SUFFIX, request.dynamic, versions, settings
+        )
+        ir = cache.get_or_build(key, lambda: ov_runtime.quantize_int8(graph.path, batches))
+        return replace(ir, build_s=graph.build_s + ir.build_s)  # building it from scratch takes both
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # TensorRT
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -506,6 +628,7 @@ for _backend in (
     CompileBackend(),
     CudaGraphsBackend(),
     OnnxRuntimeBackend(),
+    OpenVinoBackend(),
     TensorRTBackend(),
 ):
     register_backend(_backend)

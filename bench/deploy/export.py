@@ -325,7 +325,8 @@ def onnx_graph(
 ) -> CachedArtifact:
     """The ONNX graph of `model` at `precision` ("fp32", "fp16", "int8"), from the cache or made now (the fp16 and int8
     graphs from the cached fp32 one). int8 needs `calibration` images; `target` ("cpu", "gpu") picks its activation
-    type. Keyed under backend "onnxruntime" (TensorRT builds its engines from these graphs too).
+    type. Keyed under backend "onnxruntime" (TensorRT builds its engines from these graphs too, and OpenVINO compiles
+    the fp32 one).
 
     Raises:
         ExportError: export, conversion or quantisation failed.

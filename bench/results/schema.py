@@ -343,10 +343,10 @@ JSON_COLUMNS = ("samples",)
 # --------------------------------------------------------------------------------------------------------------------
 
 
-DEPLOY_BACKENDS: tuple[str, ...] = ("eager", "fast", "compile", "cudagraphs", "onnxruntime", "tensorrt")
-"""Deployment backends (`bench.deploy.backends` registers one of each): the model as written, SegFormer's fast path,
-`torch.compile`, the model captured as one CUDA graph, ONNX Runtime (CPU, CUDA and TensorRT execution providers) and
-TensorRT."""
+DEPLOY_BACKENDS: tuple[str, ...] = ("eager", "fast", "compile", "cudagraphs", "onnxruntime", "openvino", "tensorrt")
+"""Deployment backends (`bench.deploy.backends` registers one of each), in the order reports list them: the model as
+written, SegFormer's fast path, `torch.compile`, the model captured as one CUDA graph, ONNX Runtime (CPU, CUDA and
+TensorRT execution providers), OpenVINO (its CPU plugin; int8 by NNCF) and TensorRT."""
 
 
 DEPLOY_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")

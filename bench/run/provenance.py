@@ -38,6 +38,8 @@ VERSIONED_PACKAGES = (
     "onnx",
     "onnxruntime",
     "onnxruntime-gpu",
+    "openvino",
+    "nncf",
     "tensorrt",
     "nvidia-ml-py",
 )
