@@ -102,6 +102,11 @@ def test_missing_nncf_fp16_on_the_cpu_and_no_gpu_are_one_line(openvino, monkeypa
         backend.check("cpu", "int8")
     assert _one_line(e) == f"openvino int8: the `nncf` package is not installed {EXTRA}"
     backend.check("cpu", "fp32")  # fp32 needs no nncf
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(BackendUnavailable) as e:
+        backend.check("cpu", "fp32")
+    assert _one_line(e) == f"openvino: the `onnx` package is not installed {EXTRA}"  # the export needs it
+    monkeypatch.delitem(sys.modules, "onnx")
     monkeypatch.setattr(ov_runtime, "available_devices", lambda: ["CPU"])
     with pytest.raises(BackendUnavailable) as e:
         backend.check("cuda", "fp32")

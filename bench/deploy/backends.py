@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -453,10 +454,13 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     def _requirements(self, device: torch.device) -> None:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            raise BackendUnavailable(f"openvino: the `openvino` package is not installed {_OPENVINO_EXTRA}") from None
+        for package in ("openvino", "onnx"):  # onnx: torch's exporter writes the graph OpenVINO reads with it
+            try:
+                importlib.import_module(package)
+            except ImportError:
+                raise BackendUnavailable(
+                    f"openvino: the `{package}` package is not installed {_OPENVINO_EXTRA}"
+                ) from None
         if ov_runtime.ov_device(device) is None:
             raise BackendUnavailable(
                 f"openvino: {device} asked for, but OpenVINO lists no GPU (Core().available_devices is "
