@@ -10,6 +10,7 @@ reaches.
   stated counting convention (`bench.measure.flops`; the SegFormer paper's for SegFormer) and the median latency of
   one image. A backend that runs fewer MACs than the convention counts (the fast path's folded decoder) can exceed
   what it would reach on the published network's MACs; the convention keeps every backend of a model on one scale.
+  The formulas are the results contract's (`bench.results.summaries`): a deploy run's summary uses the same ones.
 
 Example:
     >>> peak = measure_gemm_peak("fp32", size=256, repeats=1)  # doctest: +SKIP
@@ -22,6 +23,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+
+from segbench.bench.results.summaries import achieved_gmacs_per_s, peak_share
 
 GEMM_SIZE = 4096
 """The side of the square matrices whose product measures the peak (4096: 137 GFLOP in fp32, large enough that every
@@ -74,15 +77,10 @@ def measure_gemm_peak(
     return GemmPeak(precision, str(dev), size, torch.get_num_threads(), repeats, best, 2 * size**3 / best / 1e6)
 
 
-def achieved_gmacs_per_s(gmacs: float, latency_ms: float) -> float:
-    """GMAC/s of one image's `gmacs` done in `latency_ms`."""
-    return gmacs / (latency_ms / 1e3)
-
-
 def percent_of_peak(gmacs: float, latency_ms: float, peak: GemmPeak | float) -> float:
-    """The share (%) of the GEMM peak (a `GemmPeak` or GFLOP/s) that `gmacs` in `latency_ms` reach: 2 FLOPs per MAC."""
-    gflops = peak.gflops if isinstance(peak, GemmPeak) else float(peak)
-    return 100.0 * 2.0 * achieved_gmacs_per_s(gmacs, latency_ms) / gflops
+    """The share (%) of the GEMM peak (a `GemmPeak` or GFLOP/s) that `gmacs` in `latency_ms` reach: 2 FLOPs per MAC
+    (`bench.results.summaries.peak_share`, the formula a run's summary uses)."""
+    return peak_share(gmacs, latency_ms, peak.gflops if isinstance(peak, GemmPeak) else float(peak))
 
 
 __all__ = ["GEMM_SIZE", "GemmPeak", "achieved_gmacs_per_s", "measure_gemm_peak", "percent_of_peak"]

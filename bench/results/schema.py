@@ -128,6 +128,22 @@ UNAVAILABLE = "unavailable"
 FAILED = "failed"
 """A deployment cell whose export, quantisation or build failed: its status, and the metric of its one row."""
 
+# The machine's ceiling (`bench.run.deployment.gemm_peak_cell`, `bench.measure.peak`) and each model's share of it.
+GEMM_PEAK = "gemm_peak"
+"""The run device's measured GEMM throughput in one precision (GFLOP/s, 2 FLOPs per multiply-add;
+`bench.measure.peak.measure_gemm_peak`): one row per precision in the run's `MACHINE` cell, with ``precision``,
+``device``, ``device_name``, ``size`` (the side of the square matrices), ``threads``, ``repeats`` and ``best_ms``."""
+ACHIEVED_GMACS = "achieved_gmacs"
+"""Summary: the multiply-adds one image takes under a stated FLOP convention (``convention``) over its median latency
+at batch 1, in GMAC/s (`bench.results.summaries.achieved_gmacs_per_s`)."""
+PEAK_SHARE = "peak_share"
+"""Summary: the share (%) of the GEMM peak of the model's precision on its device that `ACHIEVED_GMACS` reaches, 2
+FLOPs per MAC (`bench.results.summaries.peak_share`); no row where that precision has no measured peak (int8)."""
+MACHINE = "machine"
+"""The model and condition of the rows that describe the run's machine rather than a model (`GEMM_PEAK`); its cell
+is `MACHINE_CELL`."""
+MACHINE_CELL = "machine__gemm_peak"
+
 
 HIGHER = "higher"
 LOWER = "lower"
@@ -203,6 +219,9 @@ METRICS: Mapping[str, MetricSpec] = {
     AGREES: MetricSpec("flag", HIGHER),
     UNAVAILABLE: MetricSpec("flag", None),
     FAILED: MetricSpec("flag", None),
+    GEMM_PEAK: MetricSpec("GFLOP/s", None),
+    ACHIEVED_GMACS: MetricSpec("GMAC/s", HIGHER),
+    PEAK_SHARE: MetricSpec("%", HIGHER),
 }
 """Unit and direction of every metric a run writes (the per-class and per-phase families in `_FAMILIES`)."""
 
@@ -327,7 +346,10 @@ E2E_METRICS = (LATENCY_E2E_MEDIAN, LATENCY_E2E_P90, LATENCY_E2E_P99, THROUGHPUT_
 """Every metric of end-to-end latency rows (model-only latency is ``latency_median`` and its kin)."""
 
 
-SUMMARY_METRICS = (MIOU_AVG, MPC, RPC, CE, MCE, REL_MCE, MCE_CORRUPTIONS, DROP, DELTA_MIOU, DELTA_MPC, SPEEDUP)
+SUMMARY_METRICS = (
+    MIOU_AVG, MPC, RPC, CE, MCE, REL_MCE, MCE_CORRUPTIONS, DROP, DELTA_MIOU, DELTA_MPC, SPEEDUP,
+    ACHIEVED_GMACS, PEAK_SHARE,
+)  # fmt: skip
 
 
 REFERENCE_METRICS = (CE, MCE, REL_MCE, MCE_CORRUPTIONS)

@@ -1,5 +1,6 @@
 """The summaries derived from tidy rows: robustness (mPC, rPC, mCE; formulas in `bench.measure.robustness`), real
-world (each condition's drop from clean) and deployment (each variant's accuracy delta from eager fp32)."""
+world (each condition's drop from clean), deployment (each variant's accuracy delta from eager fp32 and speed-up) and
+closeness to the hardware (each model's GMAC/s and its share of the machine's GEMM peak)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,21 @@ from segbench.bench.results.axes import (
     real_condition,
 )
 from segbench.bench.results.schema import (
+    ACHIEVED_GMACS,
     CE,
     DELTA_MIOU,
     DELTA_MPC,
     DEPLOY_REFERENCE,
     DROP,
+    GEMM_PEAK,
+    GMACS,
     LATENCY_MEDIAN,
     MCE,
     MCE_CORRUPTIONS,
     MIOU,
     MIOU_AVG,
     MPC,
+    PEAK_SHARE,
     REFERENCE_METRICS,
     REL_MCE,
     RPC,
@@ -94,6 +99,10 @@ def summary_rows(
     both measured) against the model's eager fp32 variant (`DEPLOY_REFERENCE`), in percentage points; and per timing
     setting the `SPEEDUP` of a variant that agrees with eager fp32 (`_speedup_summary`).
 
+    Closeness to the hardware, in a run that measured its device's GEMM peak (a deployment run's `machine` cell): per
+    resolution where a model has GMACs and a median latency at batch 1, its `ACHIEVED_GMACS` and, where the run
+    measured the peak of its precision on its device, its `PEAK_SHARE` (`_peak_summary`).
+
     Real-world conditions (`REAL_WORLD`): per condition its `drop` from clean (percentage points, unit "pp"), per
     dataset the `miou_avg` over its measured conditions and that average's `drop` (`real_world_scores`).
 
@@ -103,11 +112,13 @@ def summary_rows(
     rows = list(rows)
     models = list(dict.fromkeys(r["model"] for r in rows))
     ref_clean, ref_scores = condition_scores(rows, reference_model) if reference_model else (None, {})
+    peaks = gemm_peaks(rows)
     out: list[dict[str, Any]] = []
     for model in models:
         out += _real_world_summary(rows, model, suite)
         out += _deploy_summary(rows, model, suite)
         out += _speedup_summary(rows, model, suite)
+        out += _peak_summary(rows, model, suite, peaks)
         clean, scores = condition_scores(rows, model)
         out += adversarial_summary(rows, model, suite, clean)
         if not scores:
@@ -260,6 +271,81 @@ def _key_text(value: Any) -> str:
     if _missing(value):
         return ""
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+PEAK_CONVENTIONS = ("paper", "fvcore", "torch")
+"""The FLOP conventions a model's GMAC/s is computed under, the first the run counted: the SegFormer paper's (mmcv's
+rules plus the attention matmuls; every registry model), else fvcore's, else torch's counter (a model from hf:, py:,
+torchscript: or onnx: counts with those)."""
+
+
+def achieved_gmacs_per_s(gmacs: float, latency_ms: float) -> float:
+    """GMAC/s of one image's `gmacs` done in `latency_ms`."""
+    return gmacs / (latency_ms / 1e3)
+
+
+def peak_share(gmacs: float, latency_ms: float, peak_gflops: float) -> float:
+    """The share (%) of a GEMM peak of `peak_gflops` (GFLOP/s) that `gmacs` in `latency_ms` reach: 2 FLOPs per MAC,
+    ``100 * 2 * gmacs / (latency_ms / 1000) / peak_gflops``. The one formula (`bench.measure.peak` calls it too)."""
+    return 100.0 * 2.0 * achieved_gmacs_per_s(gmacs, latency_ms) / peak_gflops
+
+
+def gemm_peaks(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """The run's `GEMM_PEAK` rows by (precision, device) as text (the last of each)."""
+    return {
+        (_key_text(r.get("precision")), _key_text(r.get("device"))): r
+        for r in rows
+        if r["metric"] == GEMM_PEAK and not _missing(r.get("value")) and float(r["value"]) > 0
+    }
+
+
+def _peak_gmacs(rows: Sequence[Mapping[str, Any]], model: str) -> dict[str, tuple[str, float]]:
+    """A model's GMACs per resolution (text) under the first of `PEAK_CONVENTIONS` it was counted with."""
+    out: dict[str, tuple[str, float]] = {}
+    for r in rows:
+        if r["model"] != model or r["metric"] != GMACS or r.get("convention") not in PEAK_CONVENTIONS:
+            continue
+        if _missing(r.get("value")):
+            continue
+        resolution, convention = _key_text(r.get("resolution")), r["convention"]
+        known = out.get(resolution)
+        if known is None or PEAK_CONVENTIONS.index(convention) < PEAK_CONVENTIONS.index(known[0]):
+            out[resolution] = (convention, float(r["value"]))
+    return out
+
+
+def _peak_summary(
+    rows: Sequence[Mapping[str, Any]], model: str, suite: str, peaks: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """A model's `ACHIEVED_GMACS` at each resolution, precision and device where it has GMACs (`_peak_gmacs`) and a
+    median latency at batch 1 (the first row of each), and its `PEAK_SHARE` where `peaks` holds the GEMM peak of that
+    precision on that device. Both rows carry the GMACs, convention and latency they come from; the share also the
+    peak's GFLOP/s, matrix size and threads. None when the run measured no peak at all."""
+    if not peaks:
+        return []
+    gmacs = _peak_gmacs(rows, model)
+    seen, out = set(), []
+    for r in rows:
+        if r["model"] != model or r["condition"] != "efficiency" or r["metric"] != LATENCY_MEDIAN:
+            continue
+        setting = tuple(_key_text(r.get(k)) for k in ("resolution", "precision", "device"))
+        if _key_text(r.get("batch_size")) != "1" or setting[0] not in gmacs or setting in seen:
+            continue
+        if _missing(r.get("value")) or float(r["value"]) <= 0:
+            continue
+        seen.add(setting)
+        convention, macs = gmacs[setting[0]]
+        ms = float(r["value"])
+        keys = {k: r.get(k) for k in ("resolution", "batch_size", "precision", "device")}
+        keys |= {"convention": convention, "gmacs": macs, "latency_median_ms": ms}
+        where = {"model": model, "suite": suite, "condition": "efficiency", "reference": None}
+        out.append(make_row(ACHIEVED_GMACS, achieved_gmacs_per_s(macs, ms), **where, **keys))
+        peak = peaks.get(setting[1:])
+        if peak is not None:
+            gflops = float(peak["value"])
+            keys |= {"peak_gflops": gflops, "peak_size": peak.get("size"), "peak_threads": peak.get("threads")}
+            out.append(make_row(PEAK_SHARE, peak_share(macs, ms, gflops), **where, **keys))
+    return out
 
 
 @dataclass(frozen=True)
