@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.bench.measure.flops import DEFAULT_CONVENTIONS
+from segbench.bench.measure.peak import GEMM_SIZE
 from segbench.bench.results.axes import CATEGORIES, CORRUPTIONS, DATASETS, SEVERITIES, Condition, dataset_key
 from segbench.bench.results.schema import DEPLOY_BACKENDS, DEPLOY_PRECISIONS
 from segbench.bench.run.config import InferenceSpec
@@ -76,12 +77,16 @@ class DeploySpec:
 
     `calibration_images` calibrate int8; `agreement_images` are where logits are compared with eager fp32 (both the
     suite's first clean images). `--backends` and `--precisions` narrow the grid; eager fp32 is always in it.
+
+    `gemm_size`: the side of the square matrices whose product measures the device's GEMM peak, once per run and
+    precision (`bench.run.deployment.gemm_peak_cell`), the ceiling each variant's GMAC/s is compared with.
     """
 
     backends: tuple[str, ...] = DEPLOY_BACKENDS
     precisions: tuple[str, ...] = DEPLOY_PRECISIONS
     calibration_images: int = 8
     agreement_images: int = 2
+    gemm_size: int = GEMM_SIZE
 
 
 @dataclass(frozen=True)

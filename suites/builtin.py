@@ -117,8 +117,9 @@ register_suite(
         "eager fp32 on the first images, then timed at 1024x2048 (latency at batch 1, throughput at batch 2, 4, ... "
         "until it stops growing or memory runs out; end to end from the PNG on disk to labels, whole image and "
         "sliding window, per stage), at 512x1024 and 768x1536 for the latency curve, and re-measured (clean mIoU, "
-        "and mPC over four corruptions at severity 3) on the first 50 Cityscapes val images. --backends and "
-        "--precisions narrow it.",
+        "and mPC over four corruptions at severity 3) on the first 50 Cityscapes val images; beside latency, each "
+        "variant's GMAC/s (paper convention) as a share of the device's measured GEMM peak in its precision. "
+        "--backends and --precisions narrow it.",
         data="real",
         conditions=DEPLOY_CONDITIONS,
         inference=InferenceSpec(mode="whole"),
@@ -127,7 +128,7 @@ register_suite(
             batch_sizes=(1, 2, 4, 8, 16, 32),
             saturation=0.05,
             curve=((512, 1024), (768, 1536)),
-            conventions=(),
+            conventions=("paper",),  # GMACs for each variant's share of the GEMM peak (meta device: seconds)
             warmup=3,
             iters=20,
             end_to_end=True,
@@ -148,13 +149,16 @@ register_suite(
         version="1",
         description="The deploy suite on the demo's synthetic scenes and SegFormer-B0 demo weights, at 256x512: each "
         "backend and precision this machine runs, checked against eager fp32, timed at batch 1 and 2, and "
-        "re-measured (clean mIoU, mPC over four corruptions at severity 3) on 8 scenes; minutes on a CPU (not "
-        "Cityscapes numbers). --backends and --precisions narrow it.",
+        "re-measured (clean mIoU, mPC over four corruptions at severity 3) on 8 scenes, each variant's GMAC/s set "
+        "against the device's GEMM peak; minutes on a CPU (not Cityscapes numbers). --backends and --precisions "
+        "narrow it.",
         data="synthetic",
         synthetic=SyntheticData(num_images=8, size=(256, 512), seed=0),
         conditions=DEPLOY_CONDITIONS,
         inference=InferenceSpec(mode="whole"),
-        efficiency=EfficiencySpec(resolutions=((256, 512),), batch_sizes=(1, 2), conventions=(), warmup=2, iters=10),
+        efficiency=EfficiencySpec(
+            resolutions=((256, 512),), batch_sizes=(1, 2), conventions=("paper",), warmup=2, iters=10
+        ),
         default_models=("segformer-b0",),
         weights={"segformer-b0": str(DEMO_WEIGHTS / "segformer-b0.safetensors")},
         gallery=False,

@@ -10,9 +10,20 @@ from segbench import suites
 from segbench.bench.api import run_suite
 from segbench.bench.deploy.backends import list_backends
 from segbench.bench.deploy.grid import grid_cells
+from segbench.bench.measure.peak import percent_of_peak
 from segbench.bench.results.axes import Condition
-from segbench.bench.results.schema import DEPLOY_BACKENDS, deploy_variant, variant_name
-from segbench.bench.results.store import RunFolder
+from segbench.bench.results.schema import (
+    ACHIEVED_GMACS,
+    DEPLOY_BACKENDS,
+    GEMM_PEAK,
+    MACHINE,
+    MACHINE_CELL,
+    PEAK_SHARE,
+    deploy_variant,
+    make_row,
+    variant_name,
+)
+from segbench.bench.results.store import RunFolder, cell_filename
 from segbench.bench.results.summaries import summary_rows
 from segbench.bench.run.config import ConfigError, InferenceSpec, RunConfig
 from segbench.bench.spec import DeploySpec, EfficiencySpec, SuiteSpec, SyntheticData
@@ -27,13 +38,14 @@ TINY = SuiteSpec(
     synthetic=SyntheticData(num_images=3, size=(64, 128), seed=0),
     conditions=(Condition(), Condition("fog", 3)),
     inference=InferenceSpec(mode="whole"),
-    efficiency=EfficiencySpec(resolutions=((64, 128),), conventions=(), warmup=1, iters=3),
+    efficiency=EfficiencySpec(resolutions=((64, 128),), conventions=("paper",), warmup=1, iters=3),
     gallery=False,
     deploy=DeploySpec(
         backends=("eager", "onnxruntime", "tensorrt"),
         precisions=("fp32", "int8", "fp16"),
         calibration_images=2,
         agreement_images=1,
+        gemm_size=64,  # the GEMM peak in milliseconds
     ),
 )
 
@@ -84,6 +96,41 @@ def test_delta_is_computed_from_two_real_cells():
     assert ("m@eager-fp32", "delta_miou") not in summary
 
 
+def _efficiency_row(model: str, metric: str, value: float, **keys) -> dict:
+    return make_row(metric, value, model=model, suite="s", condition="efficiency", **keys)
+
+
+def test_share_of_the_gemm_peak_is_two_gmacs_over_latency_over_the_peak():
+    at = {"resolution": "256x512", "device": "cpu"}
+    rows = [
+        make_row(GEMM_PEAK, 100.0, model=MACHINE, suite="s", condition=MACHINE, precision="fp32", device="cpu"),
+        make_row(GEMM_PEAK, 400.0, model=MACHINE, suite="s", condition=MACHINE, precision="bf16", device="cpu"),
+    ]
+    for name, precision, ms in (
+        ("m@eager-fp32", "fp32", 50.0),
+        ("m@fast-bf16", "bf16", 20.0),
+        ("m@ort-int8", "int8", 10.0),
+    ):
+        rows += [
+            _efficiency_row(name, "gmacs", 2.5, resolution="256x512", batch_size=1, convention="fvcore"),
+            _efficiency_row(name, "gmacs", 2.0, resolution="256x512", batch_size=1, convention="paper"),  # preferred
+            _efficiency_row(name, "latency_median", ms, **at, batch_size=1, precision=precision),
+            _efficiency_row(name, "latency_median", ms / 3, **at, batch_size=4, precision=precision),  # not batch 1
+            _efficiency_row(name, "latency_median", ms / 5, resolution="256x512", device="cuda:0", batch_size=1,
+                            precision=precision),  # a device without a measured peak
+        ]  # fmt: skip
+    summary = summary_rows(rows, "s")
+    achieved = {(r["model"], r["device"]): r for r in summary if r["metric"] == ACHIEVED_GMACS}
+    share = {r["model"]: r for r in summary if r["metric"] == PEAK_SHARE}
+    assert achieved["m@eager-fp32", "cpu"]["value"] == pytest.approx(2.0 / 0.050)  # GMACs / s
+    assert achieved["m@eager-fp32", "cpu"]["convention"] == "paper" and len(achieved) == 6
+    assert share["m@eager-fp32"]["value"] == pytest.approx(100 * 2 * 2.0 / 0.050 / 100.0)  # 80 %
+    assert share["m@fast-bf16"]["value"] == pytest.approx(100 * 2 * 2.0 / 0.020 / 400.0)  # 50 %: bf16's own peak
+    assert share["m@fast-bf16"]["peak_gflops"] == 400.0 and share["m@fast-bf16"]["unit"] == "%"
+    assert "m@ort-int8" not in share and set(share) == {"m@eager-fp32", "m@fast-bf16"}  # int8, cuda:0: no peak
+    assert share["m@eager-fp32"]["value"] == pytest.approx(percent_of_peak(2.0, 50.0, 100.0))  # the same formula
+
+
 def test_grid_runs_through_the_runner(tmp_path, cache, capsys):
     config = RunConfig(models=("segformer-tiny",), allow_random_weights=True, out_dir=str(tmp_path), run_id="grid")
     result = run_suite(TINY, config)
@@ -118,13 +165,34 @@ def test_grid_runs_through_the_runner(tmp_path, cache, capsys):
     agreement = deploy.set_index(["model", "metric"])["value"]
     assert agreement["segformer-tiny@onnxruntime-fp32", "argmax_agreement"] == pytest.approx(100.0)
 
+    peaks = frame[frame["metric"] == GEMM_PEAK]  # measured once, before the efficiency cells, fp32 only on a CPU
+    assert peaks[["model", "precision", "size"]].values.tolist() == [[MACHINE, "fp32", 64]]
+    assert peaks["value"].item() > 0
+    assert peaks["device"].item() == "cpu" and peaks["threads"].item() >= 1
+    cells = {c["cell"]: c for c in folder.cells()}
+    timed = [c["finished_at"] for c in cells.values() if c.get("kind") == "efficiency"]
+    assert cells[MACHINE_CELL]["finished_at"] <= min(timed)
+    share = folder.summary().query("metric == 'peak_share'").set_index("model")
+    ort = frame[(frame["model"] == "segformer-tiny@onnxruntime-fp32") & (frame["condition"] == "efficiency")]
+    gmacs = ort.loc[ort["metric"] == "gmacs", "value"].item()
+    ms = ort.loc[(ort["metric"] == "latency_median") & (ort["batch_size"] == 1), "value"].item()
+    assert share.loc["segformer-tiny@onnxruntime-fp32", "value"] == pytest.approx(
+        100 * 2 * gmacs / (ms / 1e3) / peaks["value"].item()
+    )
+    assert "segformer-tiny@onnxruntime-int8" not in share.index  # no int8 peak
+    assert not (ort["metric"] == "gmacs_executed").any()  # a variant counts the architecture only
+
+    peak = folder.dir / "cells" / cell_filename(MACHINE_CELL)
+    measured = peak.read_text()
     again = run_suite(TINY, RunConfig(**{**config.to_dict(), "resume": True, "models": ("segformer-tiny",)}))
     assert again.computed == []  # the artifacts are cached and every cell is stored
+    assert MACHINE_CELL in again.skipped and peak.read_text() == measured  # the peak is not measured again
 
     page = render_report(result.run_dir).read_text()
     section = page[page.index('id="deployment"') : page.index('id="evaluation-time"')]
     assert "needs a CUDA GPU" in section and "the `tensorrt` package is not installed" in section
     assert "segformer-tiny" in section and "onnxruntime" in section
+    assert ">GMAC/s [paper]<" in section and "\u2013\u2020" in section  # int8: no peak, a dash and its footnote
 
 
 def test_backends_and_precisions_narrow_the_grid(tmp_path, cache):
@@ -138,7 +206,7 @@ def test_backends_and_precisions_narrow_the_grid(tmp_path, cache):
         quiet=True,
     )
     result = run_suite(TINY, config)
-    models = set(RunFolder(result.run_dir).frame()["model"])
+    models = set(RunFolder(result.run_dir).frame()["model"]) - {MACHINE}  # the GEMM peak's rows
     assert models == {"segformer-tiny@eager-fp32", "segformer-tiny@onnxruntime-fp32"}  # eager fp32 always in
     with pytest.raises(ConfigError, match="backends: 'onnx' is not a backend; choose from eager, fast"):
         RunConfig(backends="onnx")
@@ -153,7 +221,9 @@ def test_cli_names_the_bad_backend_in_one_line(tmp_path, capsys):
 
 def test_the_deploy_suite_is_registered():
     deploy = suites.get_suite("deploy")
-    assert deploy.deploy is not None and deploy.inference.mode == "whole" and deploy.efficiency.conventions == ()
+    assert (
+        deploy.deploy is not None and deploy.inference.mode == "whole" and deploy.efficiency.conventions == ("paper",)
+    )
 
 
 def test_random_weights_are_refused_before_any_grid_cell_is_built(tmp_path, cache):

@@ -317,6 +317,7 @@ def efficiency_sweep(
     max_retries: int = 2,
     curve: Sequence[tuple[int, int]] = (),
     saturation: float | None = None,
+    executed: bool = True,
 ) -> list[dict[str, Any]]:
     """Parameters, FLOPs per resolution and latency per (resolution, batch size, precision) as tidy rows (the module
     docstring lists them, `bench.results.schema.METRICS` their units). A configuration that runs out of memory gives
@@ -344,6 +345,9 @@ def efficiency_sweep(
         curve: more resolutions, each timed at batch 1 only (a latency-vs-resolution curve beside the main grid;
             FLOPs counted there too); one already in `resolutions` is not timed twice.
         saturation: stop timing larger batches once throughput gains less than this fraction (see above).
+        executed: count the executed graph's FLOPs too (``*_executed`` rows) when the model runs another graph than
+            its `architecture()`; False for a deployment variant, whose graph (ONNX Runtime, TensorRT, a compiled
+            module) no module-level counter sees into.
     """
     grid = _sweep_grid(resolutions, curve, batch_sizes)
     precisions = _check_precisions(precision)
@@ -364,7 +368,7 @@ def efficiency_sweep(
         "max_retries": max_retries,
     }
     for size, batches in grid:
-        rows += _cost_rows(row, model, arch, size, conventions, sliding_window)
+        rows += _cost_rows(row, model, arch, size, conventions, sliding_window, executed)
         if latency:
             for prec in precisions:
                 rows += _batch_rows(row, model, size, batches, prec, device, timing, saturation)
@@ -450,8 +454,10 @@ def _cost_rows(
     size: tuple[int, int],
     conventions: Sequence[str],
     sliding_window: bool,
+    executed: bool = True,
 ) -> list[dict[str, Any]]:
-    """FLOPs at one resolution, per convention: the architecture's, the executed graph's, the sliding window's."""
+    """FLOPs at one resolution, per convention: the architecture's, the executed graph's (with `executed`), the
+    sliding window's."""
     meta = getattr(model, "meta", None)
     crop, stride = getattr(meta, "eval_crop", None), getattr(meta, "eval_stride", None)
     rows = []
@@ -460,10 +466,10 @@ def _cost_rows(
         common = {"resolution": _size_str(size), "batch_size": 1, "convention": convention, "counter": flops.counter}
         rows.append(row(GMACS, flops.gmacs, **common))
         rows.append(row(GFLOPS, flops.gflops, **common))
-        if arch is not model:
-            executed = count_flops(model, size, convention=convention)
-            rows.append(row(GMACS_EXECUTED, executed.gmacs, **common))
-            rows.append(row(GFLOPS_EXECUTED, executed.gflops, **common))
+        if executed and arch is not model:
+            graph = count_flops(model, size, convention=convention)
+            rows.append(row(GMACS_EXECUTED, graph.gmacs, **common))
+            rows.append(row(GFLOPS_EXECUTED, graph.gflops, **common))
         if sliding_window and crop and stride and (size[0] > crop[0] or size[1] > crop[1]):
             slide = sliding_window_flops(arch, size, crop, stride, convention=convention)
             extra = {"crop": _size_str(crop), "stride": _size_str(stride), "num_crops": slide.num_crops}

@@ -5,12 +5,17 @@ variant's accuracy cells on its share of the images; the artifact cache makes th
 graph cache hits. A variant is kept only when every rank built it, so that the ranks run the same cells; rank 0's
 `deploy` records are the ones the run stores. The variants then replace the run's models: the runner measures each
 like any other model.
+
+The grid's ceiling (`gemm_peak_cell`): the device's GEMM throughput in each precision of the grid it runs natively,
+measured once per run folder on rank 0 before the efficiency cells, stored as the `machine` cell. The run's summary
+compares each variant's GMAC/s with it (`bench.results.summaries.peak_share`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -20,7 +25,7 @@ from segbench.bench.data.datasets import get_dataset
 from segbench.bench.data.loading import SegmentationDataset
 from segbench.bench.deploy.grid import grid_cells, prepare_grid
 from segbench.bench.measure.inference import normalize
-from segbench.bench.results.schema import deploy_variant, variant_name
+from segbench.bench.results.schema import GEMM_PEAK, MACHINE, MACHINE_CELL, deploy_variant, make_row, variant_name
 from segbench.bench.run import distributed
 from segbench.bench.run.config import RunConfig
 from segbench.bench.spec import DeploySpec
@@ -71,3 +76,61 @@ def deploy_models(
         return grid.variants[name]
 
     return config, variant, grid.records
+
+
+def peak_precisions(precisions: Sequence[str], device: str | torch.device) -> list[str]:
+    """The precisions of `precisions` whose GEMM peak is measured on `device`: fp32 always (eager fp32 is in every
+    grid); bf16 on a GPU that supports it or a CPU with native bf16 (`cpu_has_native_bf16`: emulated bf16 has no
+    ceiling worth stating); fp16 on a GPU. int8 never: its kernels (oneDNN VNNI/AMX, TensorRT, ONNX Runtime's QLinear
+    ops) are not a torch matrix product."""
+    from segbench.bench.deploy.backends import cpu_has_native_bf16
+
+    device = torch.device(device)
+    gpu = device.type == "cuda" and torch.cuda.is_available()
+    out = ["fp32"]
+    if "bf16" in precisions:
+        if gpu:
+            with torch.cuda.device(device):  # `is_bf16_supported` asks about the current device
+                native = torch.cuda.is_bf16_supported()
+        else:
+            native = device.type == "cpu" and cpu_has_native_bf16()
+        out += ["bf16"] if native else []
+    out += ["fp16"] if "fp16" in precisions and gpu else []
+    return out
+
+
+def gemm_peak_cell(spec: DeploySpec, device: str | torch.device, suite: str = "") -> dict[str, Any]:
+    """The `machine` cell of a deployment run: one `GEMM_PEAK` row (GFLOP/s) per precision of `peak_precisions`
+    (`bench.measure.peak.measure_gemm_peak` at `spec.gemm_size`, the best of 3), each with its precision, device,
+    device name, matrix size, threads, repeats and best time (ms)."""
+    from segbench.bench.measure.latency import device_name
+    from segbench.bench.measure.peak import measure_gemm_peak
+
+    start = time.perf_counter()
+    rows = []
+    for precision in peak_precisions(spec.precisions, device):
+        peak = measure_gemm_peak(precision, device, size=spec.gemm_size)
+        rows.append(
+            make_row(
+                GEMM_PEAK,
+                peak.gflops,
+                model=MACHINE,
+                suite=suite,
+                condition=MACHINE,
+                precision=precision,
+                device=peak.device,
+                device_name=device_name(peak.device),
+                size=peak.size,
+                threads=peak.threads,
+                repeats=peak.repeats,
+                best_ms=peak.best_ms,
+            )
+        )
+    return {
+        "cell": MACHINE_CELL,
+        "kind": MACHINE,
+        "model": MACHINE,
+        "condition": MACHINE,
+        "timing": {"total": time.perf_counter() - start},
+        "rows": rows,
+    }

@@ -38,7 +38,7 @@ def efficiency_probe(
     is given.
 
     A deployment variant (a model with a `deployment`) runs its own backend and precision: every row that has a
-    precision says the variant's, and every row names its backend.
+    precision says the variant's, and every row names its backend; its FLOPs are the architecture's only.
 
     Args:
         spec: the suite's efficiency spec.
@@ -98,6 +98,7 @@ def efficiency_probe(
             compile=compile,
             curve=getattr(spec, "curve", ()),
             saturation=getattr(spec, "saturation", None),
+            executed=getattr(model, "deployment", None) is None,  # no counter sees into an exported graph
         )
 
     return probe

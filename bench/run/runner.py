@@ -13,7 +13,7 @@ A run carries out a `bench.run.plan.RunPlan` (every decision taken once, before 
 its parts (`bench/run/`), on each rank inside the distributed context and on the rank's own device:
 
 1. the deployment grid, when the plan has one (`deployment`): every variant built and checked, and then measured as
-   a model of its own;
+   a model of its own; the device's GEMM peak is measured once (rank 0) before any cell runs;
 2. the cells (`cells`): for each model, an efficiency cell (when the plan has a probe) and one accuracy cell per
    condition (when the plan measures accuracy);
 3. residency and preflight (`residency`, `manifest`): every model is built and loaded before any work (weights
@@ -52,13 +52,14 @@ from typing import Any
 from torch import nn
 
 from segbench.bench.results.axes import Condition
+from segbench.bench.results.schema import MACHINE_CELL
 from segbench.bench.results.store import RunStore
 from segbench.bench.run import distributed
 from segbench.bench.run.accuracy import accuracy_cells, oom_message
 from segbench.bench.run.adversarial import adversarial_cells
 from segbench.bench.run.cells import Cell, Schedule, group_label, plan_cells
 from segbench.bench.run.config import ConfigError, InferenceSpec, RunConfig, check_precision_supported
-from segbench.bench.run.deployment import deploy_models
+from segbench.bench.run.deployment import deploy_models, gemm_peak_cell
 from segbench.bench.run.efficiency_cells import EfficiencyFn, efficiency_cell, efficiency_probe, sample_image
 from segbench.bench.run.gallery import write_gallery
 from segbench.bench.run.locks import folder_lock
@@ -192,6 +193,7 @@ class _Run:
         try:
             done = self._prepare(described)
             try:
+                self._gemm_peak(done)
                 self._work(Schedule([c for c in self.cells if c.id not in done], self.residency.together))
                 if self.plan.gallery and not self.result.failed:
                     self._gallery(run_dir)
@@ -217,11 +219,26 @@ class _Run:
             for made in self.records:  # cells measured before the run (the deployment grid's checks)
                 if made["cell"] not in done:
                     self.store.write_cell({**made, "finished_at": now()})
-        ids = [r["cell"] for r in self.records] + [c.id for c in self.cells]
+        machine = [MACHINE_CELL] if self.plan.deploy is not None else []
+        ids = [r["cell"] for r in self.records] + machine + [c.id for c in self.cells]
         self.result = RunResult(run_dir, None, ids, skipped=[i for i in ids if i in done], is_main=ctx.is_main)
         self.progress = Progress(self.result, ctx.is_main, config.quiet)
         self.progress.plan(run_dir)
         return done
+
+    def _gemm_peak(self, done: set[str]) -> None:
+        """A deployment run's `machine` cell (`gemm_peak_cell`): the device's GEMM peak, measured on rank 0 while the
+        other ranks wait, before the efficiency cells (the machine is quiet); never again on resume."""
+        if self.plan.deploy is None or MACHINE_CELL in done:
+            return
+        label = f"[{self.result.settled + 1}/{len(self.result.cells)}] {MACHINE_CELL}"
+        measure = functools.partial(gemm_peak_cell, self.plan.deploy, self.ctx.device, self.config.suite)
+        record = distributed.on_main(measure, self.ctx)
+        if self.ctx.is_main:
+            self.store.write_cell({**record, "finished_at": now()})
+            self.progress.finished(label, record["timing"])
+        self.result.computed.append(MACHINE_CELL)
+        self.result.timing[MACHINE_CELL] = record["timing"]
 
     def _work(self, schedule: Schedule) -> None:
         """Every group of the schedule; a cell that ran out of memory beside the run's other models is tried again
