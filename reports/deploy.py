@@ -6,7 +6,10 @@ built, build time and cache hit, artifact size, logit and argmax agreement with 
 held to), its efficiency rows (latency distribution, throughput, peak memory; energy per image and mean power where
 NVML measured them) and its accuracy (clean mIoU from results.csv; mPC, `delta_miou` and `delta_mPC` from summary.csv,
 written by the contract) and its speed-up over eager fp32 at the model's timing setting (summary.csv's `speedup`,
-written only for a variant that agrees with eager fp32). Like `reports.tables` this module computes no score.
+written only for a variant that agrees with eager fp32). Beside its latency, how close it runs to the hardware:
+summary.csv's `achieved_gmacs` (the architecture's GMACs under a named convention over the median latency at batch 1)
+and `peak_share` (its share of the run's measured GEMM peak in the variant's precision; `gemm_peak_table` lists the
+peaks). Like `reports.tables` this module computes no score.
 
 Beside the grid, three views of the variants' other efficiency rows, each left out (an empty frame) when the run has
 none of its rows (a deploy run of suite version 1 timed batch 1 at one resolution only):
@@ -27,14 +30,17 @@ import numpy as np
 import pandas as pd
 
 from segbench.bench.results.schema import (
+    ACHIEVED_GMACS,
     DEPLOY_BACKENDS,
     DEPLOY_PRECISIONS,
     DEPLOY_REFERENCE,
     E2E_STAGES,
+    GEMM_PEAK,
     LATENCY_E2E_MEDIAN,
     LATENCY_E2E_P90,
     LATENCY_E2E_P99,
     LATENCY_STAGE,
+    PEAK_SHARE,
     SPEEDUP,
     THROUGHPUT_E2E,
     deploy_variant,
@@ -77,9 +83,14 @@ DEPLOY = {
 }
 """Metrics of a `deploy` cell -> the grid's columns."""
 
+PEAK = ["gmacs", "convention", "gmacs_per_s", "peak_share_pct", "peak_gflops"]
+"""The grid's closeness-to-the-hardware columns: the architecture's GMACs per image and their convention, GMAC/s at
+the timing setting (batch 1), the share (%) of the GEMM peak of the variant's precision and that peak (GFLOP/s)."""
+
 COLUMNS = [
     "variant", "model", "backend", "precision", "status", "reason", "device", "resolution", "batch_size",
-    *TIMING.values(), "energy_source", "noisy", "memory_kind", "speedup_vs_eager_fp32", "build_time_s", "cache_hit",
+    *TIMING.values(), *PEAK, "energy_source", "noisy", "memory_kind", "speedup_vs_eager_fp32", "build_time_s",
+    "cache_hit",
     "artifact_build_s", "artifact_size_MiB", "agreement_max_abs", "agreement_max_rel", "argmax_agreement_pct",
     "tolerance_rel", "tolerance_argmax_pct", "agreement_images", "clean_miou", "delta_miou_pp", "mPC",
     "delta_mPC_pp",
@@ -97,15 +108,27 @@ class DeployGrid:
         settings: per model, the timing setting its variants are compared at: resolution, batch_size, device,
             device_name, threads (text; '' when unknown).
         other_settings: the models with timing rows at other settings too (shown in the efficiency table only).
+        peaks: the run's GEMM peaks (`gemm_peak_table`; empty when it measured none).
     """
 
     table: pd.DataFrame
     settings: dict[str, dict[str, str]] = field(default_factory=dict)
     other_settings: list[str] = field(default_factory=list)
+    peaks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PEAK_TABLE))
 
     @property
     def models(self) -> list[str]:
         return list(dict.fromkeys(self.table["model"]))
+
+    @property
+    def has_peak(self) -> bool:
+        """Whether the grid shows closeness to the hardware: a variant has GMAC/s, or the run measured a GEMM peak."""
+        return bool(self.table["gmacs_per_s"].notna().any()) or not self.peaks.empty
+
+    @property
+    def conventions(self) -> list[str]:
+        """The FLOP conventions of the grid's GMAC/s, in order of first appearance."""
+        return [c for c in dict.fromkeys(self.table["convention"].dropna()) if isinstance(c, str) and c]
 
     @property
     def has_energy(self) -> bool:
@@ -193,7 +216,7 @@ def deploy_grid(frame: pd.DataFrame, eff: pd.DataFrame, summary: pd.DataFrame, c
         (m for m, v in variants.items() if v[0] in bases),
         key=lambda m: (bases.index(variants[m][0]), _order(variants[m])),
     )
-    scores, speedups = _summary(summary), _speedups(summary)
+    scores, speedups, closeness = _summary(summary), _speedups(summary), _closeness(summary)
     settings, others, timing = {}, [], {}
     for base in bases:
         mine = eff[eff["model"].isin([m for m in names if variants[m][0] == base])]
@@ -214,10 +237,12 @@ def deploy_grid(frame: pd.DataFrame, eff: pd.DataFrame, summary: pd.DataFrame, c
         for column in ("delta_miou_pp", "mPC", "delta_mPC_pp"):
             row[column] = scores.get((name, column), np.nan)
         setting = settings.get(base, {})
-        row["speedup_vs_eager_fp32"] = speedups.get((name, *(setting.get(k, "") for k in SPEEDUP_SETTING)), np.nan)
+        key = (name, *(setting.get(k, "") for k in SPEEDUP_SETTING))
+        row["speedup_vs_eager_fp32"] = speedups.get(key, np.nan)
+        row |= closeness.get(key, {})
         rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    return DeployGrid(table, settings, others)
+    return DeployGrid(table, settings, others, gemm_peak_table(frame))
 
 
 def _summary(summary: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -305,6 +330,37 @@ def _speedups(summary: pd.DataFrame) -> dict[tuple[str, ...], float]:
     return {tuple(key): float(value) for *key, value in zip(*keys, rows["value"])}
 
 
+def _closeness(summary: pd.DataFrame) -> dict[tuple[str, ...], dict[str, object]]:
+    """(variant, resolution, batch_size, device) -> its `PEAK` columns, from summary.csv's `achieved_gmacs` and
+    `peak_share` rows (keys as text); a variant without a peak in its precision has no `peak_share_pct`."""
+    if summary.empty or not set(SPEEDUP_SETTING) <= set(summary.columns):
+        return {}
+    out: dict[tuple[str, ...], dict[str, object]] = {}
+    for metric, column in ((ACHIEVED_GMACS, "gmacs_per_s"), (PEAK_SHARE, "peak_share_pct")):
+        rows = summary[summary["metric"] == metric]
+        keys = zip(rows["model"].astype(str), *(_key_text(rows, k) for k in SPEEDUP_SETTING))
+        for key, (_, r) in zip(keys, rows.iterrows()):
+            entry = out.setdefault(key, {"gmacs": r.get("gmacs"), "convention": r.get("convention")})
+            entry[column] = float(r["value"])
+            if metric == PEAK_SHARE:
+                entry["peak_gflops"] = r.get("peak_gflops")
+    return out
+
+
+PEAK_TABLE = ["precision", "device", "device_name", "gflops", "size", "threads", "repeats", "best_ms"]
+"""`gemm_peak_table`'s columns."""
+
+
+def gemm_peak_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The run's measured GEMM peaks (`GEMM_PEAK` rows of its machine cell): one row per precision and device, in
+    `DEPLOY_PRECISIONS` order (`PEAK_TABLE`; GFLOP/s, the matrices' side, threads, the best of `repeats` in ms)."""
+    rows = frame[(frame["metric"] == GEMM_PEAK) & frame["value"].notna()]
+    table = rows.rename(columns={"value": "gflops"}).reindex(columns=PEAK_TABLE)
+    table = table.drop_duplicates(["precision", "device"], keep="last")
+    order = table["precision"].map(lambda p: DEPLOY_PRECISIONS.index(p) if p in DEPLOY_PRECISIONS else 99)
+    return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
 def disagreeing(frame: pd.DataFrame) -> list[str]:
     """The variants whose `deploy` cell says their logits disagree with eager fp32."""
     deploy = frame[(frame["condition"] == "deploy") & frame["model"].map(lambda m: deploy_variant(m) is not None)]
@@ -334,6 +390,14 @@ def trade_off_points(grid: DeployGrid) -> pd.DataFrame:
     return table.dropna(subset=["latency_median_ms", "delta"])[
         ["variant", "model", "backend", "precision", "status", "reference", "latency_median_ms", "delta"]
     ]
+
+
+def peak_points(grid: DeployGrid) -> pd.DataFrame:
+    """The share-of-peak figure's bars: per built variant with a GMAC/s, in the grid's order (`peak_share_pct` NaN
+    where its precision has no measured GEMM peak)."""
+    table = grid.table[~grid.table["status"].isin(NOT_BUILT)]
+    columns = ["variant", "model", "backend", "precision", "status", "gmacs_per_s", "peak_share_pct"]
+    return table.dropna(subset=["gmacs_per_s"])[columns]
 
 
 # --------------------------------------------------------------------------------------------------------------------

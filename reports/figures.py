@@ -6,6 +6,7 @@ Every function takes ready-made tables from `reports.tables`, writes one PNG ato
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -343,6 +344,50 @@ def deploy_latency_curve(points: pd.DataFrame, title: str, path: str | Path) -> 
     ax.grid(alpha=0.3)
     handles, names = ax.get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=min(3, len(names)), fontsize=7, frameon=False)
+    return save(fig, path)
+
+
+def deploy_peak_share(points: pd.DataFrame, colors: Mapping[str, str], title: str, path: str | Path) -> Path | None:
+    """Each variant's share (%) of the GEMM peak of its precision (x), one horizontal bar per variant
+    (`reports.deploy.peak_points`: variant, model, backend, precision, status, gmacs_per_s, peak_share_pct), in its
+    model's colour and labelled with its GMAC/s; a variant whose precision has no measured peak (int8) has no bar but
+    the words "no <precision> peak", one that disagrees with eager fp32 a red hatched bar and red words. `title`
+    states the peaks (wrapped). Returns None without points."""
+    if points.empty:
+        return None
+    points = points.iloc[::-1]  # the grid's order from the top
+    many = points["model"].nunique() > 1
+    fig = new_figure(6.4, 1.4 + 0.32 * len(points))
+    ax = fig.add_subplot()
+    top = float(np.nanmax(points["peak_share_pct"].to_numpy(dtype=float), initial=0.0))
+    for i, row in enumerate(points.itertuples()):
+        bad = row.status == "disagrees"
+        share = row.peak_share_pct
+        words = f"{row.gmacs_per_s:.3g} GMAC/s" + ("; disagrees with eager fp32" if bad else "")
+        if pd.isna(share):
+            words = f"no {row.precision} peak; {words}"
+        else:
+            style = {"color": colors.get(row.model, PALETTE[0]), "edgecolor": "black", "linewidth": 0.5}
+            if bad:
+                style |= {"color": "white", "edgecolor": DISAGREE, "hatch": "///"}
+            ax.barh(i, share, height=0.6, **style)
+            words = f"{share:.1f}% ({words})"
+        ax.text(
+            0 if pd.isna(share) else share,
+            i,
+            plain(" " + words),
+            va="center",
+            fontsize=7,
+            color=DISAGREE if bad else "black",
+        )
+    names = [(f"{r.model}: " if many else "") + f"{r.backend} {r.precision}" for r in points.itertuples()]
+    ax.set_yticks(np.arange(len(points)), [plain(n) for n in names], fontsize=7.5)
+    ax.set_ylim(-0.7, len(points) - 0.3)
+    ax.set_xlim(0, max(top, 1.0) * 1.5)
+    ax.set_title(plain(textwrap.fill(title, 100)), fontsize=7.5)
+    ax.set_xlabel("% of the measured GEMM peak in the variant's precision", fontsize=8.5)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
 
 

@@ -25,7 +25,7 @@ from segbench.bench.results.axes import CATEGORIES, real_conditions, split_condi
 from segbench.bench.results.axes import category_of as _contract_category
 from segbench.bench.results.classes import ClassTable
 from segbench.bench.results.io import not_a_number
-from segbench.bench.results.schema import COLUMNS, REQUIRED_COLUMNS, deploy_variant
+from segbench.bench.results.schema import COLUMNS, MACHINE, REQUIRED_COLUMNS, deploy_variant
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
@@ -130,8 +130,8 @@ def is_accuracy(frame: pd.DataFrame) -> pd.Series:
 
 
 def model_order(frame: pd.DataFrame) -> list[str]:
-    """Model names in order of first appearance."""
-    return list(dict.fromkeys(frame["model"]))
+    """Model names in order of first appearance (not `MACHINE`, whose rows describe the run's device)."""
+    return [m for m in dict.fromkeys(frame["model"]) if m != MACHINE]
 
 
 # --------------------------------------------------------------------------------------------------------------------

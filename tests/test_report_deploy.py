@@ -180,12 +180,16 @@ def accuracy_cell(model: str, backend: str, precision: str, condition: str) -> d
     }
 
 
-def make_deploy_run(run_dir: Path, efficiency=efficiency_cell) -> Path:
+def make_deploy_run(run_dir: Path, efficiency=efficiency_cell, machine: dict | None = None) -> Path:
     """A run of the deploy suite with two models: eager fp32, onnxruntime fp32 (agrees), onnxruntime int8
     (disagrees), tensorrt fp16 (unavailable: no rows but its deploy cell). `efficiency(model, backend, precision)`
-    makes a variant's efficiency cell (default: suite version 1's, batch 1 at one resolution)."""
+    makes a variant's efficiency cell (default: suite version 1's, batch 1 at one resolution); `machine`, the run's
+    GEMM peak cell, is stored first."""
     store = RunStore(run_dir)
     order = []
+    if machine is not None:
+        store.write_cell(machine)
+        order.append(machine["cell"])
     for model in MODELS:
         for backend, precision in GRID:
             cells = [deploy_cell(model, backend, precision)]

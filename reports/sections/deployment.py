@@ -1,6 +1,7 @@
 """The deployment section: per model, the grid of backend x precision variants (status against eager fp32, latency
-distribution, throughput, memory, energy, speed-up, build, agreement and accuracy) with the latency / accuracy-change
-figure, and beside it throughput against batch size, latency against resolution and model only against end to end."""
+distribution, throughput, closeness to the GEMM peak, memory, energy, speed-up, build, agreement and accuracy) with the
+latency / accuracy-change figure and the share-of-peak figure, and beside it throughput against batch size, latency
+against resolution and model only against end to end."""
 
 from __future__ import annotations
 
@@ -43,10 +44,28 @@ ENERGY_COLUMNS = [
 """Beside peak memory in the grid table, when a variant has energy or power rows (GPU with NVML only)."""
 
 
-def _grid_columns(energy: bool) -> list[tuple[str, str]]:
-    """`DEPLOY_COLUMNS`, with `ENERGY_COLUMNS` after peak memory when `energy`."""
-    at = [c for c, _ in DEPLOY_COLUMNS].index("Peak memory (MiB)") + 1
-    return [*DEPLOY_COLUMNS[:at], *ENERGY_COLUMNS, *DEPLOY_COLUMNS[at:]] if energy else DEPLOY_COLUMNS
+NO_PEAK = "\u2020"
+"""The footnote mark of a variant whose precision has no measured GEMM peak (int8; bf16 or fp16 where not native)."""
+
+
+def _peak_columns(conventions: list[str]) -> list[tuple[str, str]]:
+    """The two closeness-to-the-hardware columns; the GMAC/s head names the FLOP convention when there is one."""
+    named = f" [{conventions[0]}]" if len(conventions) == 1 else ""
+    return [
+        (f"GMAC/s{named}", "the architecture's multiply-adds per image under the named FLOP convention / the median "
+         "latency at batch 1 (the same for every backend of a model, whatever graph it runs)"),
+        ("% of GEMM peak", "GMAC/s x 2 FLOPs per MAC / the measured GEMM peak (GFLOP/s) of the variant's precision "
+         f"on this device; {NO_PEAK}: no peak measured for that precision"),
+    ]  # fmt: skip
+
+
+def _grid_columns(energy: bool, peak: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """`DEPLOY_COLUMNS`, with the `peak` columns (`_peak_columns`) after throughput and `ENERGY_COLUMNS` after peak
+    memory when `energy`."""
+    names = [c for c, _ in DEPLOY_COLUMNS]
+    at, mem = names.index("Throughput (img/s)") + 1, names.index("Peak memory (MiB)") + 1
+    power = ENERGY_COLUMNS if energy else []
+    return [*DEPLOY_COLUMNS[:at], *(peak or []), *DEPLOY_COLUMNS[at:mem], *power, *DEPLOY_COLUMNS[mem:]]
 
 
 DISAGREES_TITLE = (
@@ -67,17 +86,34 @@ def _rel(value: float) -> str:
     return "\u2013" if pd.isna(value) else "0" if value == 0 else f"{value:.1e}"
 
 
-def _deploy_cells(row: pd.Series, energy: bool = False) -> list[Cell]:
+def _peak_cells(row: pd.Series, conventions: list[str]) -> list[Cell]:
+    """A grid row's GMAC/s (its convention named when the grid has several) and share of the GEMM peak: a dash
+    without GMACs, a dash with `NO_PEAK` when its precision has no measured peak."""
+    convention = row["convention"] if isinstance(row["convention"], str) else ""
+    if pd.isna(row["gmacs_per_s"]):
+        return [Cell("\u2013", title="no GMACs or no median latency at batch 1 for this variant")] * 2
+    text = sig(row["gmacs_per_s"]) + (f" [{convention}]" if len(conventions) > 1 and convention else "")
+    how = f"{row['gmacs']:.4g} GMAC per image ({convention or '?'} convention) / {sig(row['latency_median_ms'])} ms"
+    if pd.isna(row["peak_share_pct"]):
+        why = f"no GEMM peak measured for {row['precision']} on this device"
+        return [Cell(text, title=how), Cell("\u2013" + NO_PEAK, title=why)]
+    peak = f"of the {row['precision']} GEMM peak, {row['peak_gflops']:.1f} GFLOP/s"
+    return [Cell(text, title=how), Cell(f"{row['peak_share_pct']:.1f}%", title=peak)]
+
+
+def _deploy_cells(row: pd.Series, energy: bool = False, peak: list[str] | None = None) -> list[Cell]:
     """A grid row's cells after the row label (the texts the Markdown file holds too); with `energy`, the energy and
-    power cells after peak memory."""
+    power cells after peak memory; with `peak` (the grid's FLOP conventions), GMAC/s and the share of the GEMM peak
+    after throughput."""
     status = str(row["status"])
     reference = (row["backend"], row["precision"]) == D.DEPLOY_REFERENCE
     if status in D.NOT_BUILT:
         reason = D.short_reason(row["reason"])
+        columns = _grid_columns(energy, _peak_columns(peak) if peak is not None else None)
         return [
             Cell(row["precision"]),
             Cell(status, "status", str(row["reason"]) if not pd.isna(row["reason"]) else ""),
-            Cell(reason, "reason", span=len(_grid_columns(energy)) - 2),
+            Cell(reason, "reason", span=len(columns) - 2),
         ]
     disagrees = status == "disagrees"
     tolerance = (
@@ -127,6 +163,7 @@ def _deploy_cells(row: pd.Series, energy: bool = False) -> list[Cell]:
         status_cell,
         *timing,
         Cell(sig(row["throughput_img_s"])),
+        *(_peak_cells(row, peak) if peak is not None else []),
         Cell(sig(row["peak_memory_MiB"])),
         *power,
         speedup,
@@ -159,17 +196,14 @@ def _setting_text(setting: dict[str, str]) -> str:
 def _grid_tables(grid: D.DeployGrid, page: Page) -> tuple[list[HtmlTable], pd.DataFrame]:
     """The grid as one table per model (eager fp32 first), and the same texts as the Markdown file's frame."""
     energy = grid.has_energy
-    columns = _grid_columns(energy)
+    peak = grid.conventions if grid.has_peak else None
+    columns = _grid_columns(energy, _peak_columns(peak) if peak is not None else None)
     header = ["Backend", *[c for c, _ in columns]]
     titles = ["", *[t for _, t in columns]]
-    groups = [
-        ("", 3),
-        ("Latency per batch (ms)", 4),
-        ("", 3 + len(columns) - len(DEPLOY_COLUMNS)),
-        ("Build", 2),
-        ("Agreement", 2),
-        ("Accuracy", 4),
-    ]
+    power = len(ENERGY_COLUMNS) if energy else 0
+    groups = [("", 3), ("Latency per batch (ms)", 4)]
+    groups += [("", 1), ("Closeness to the hardware", 2), ("", 2 + power)] if peak is not None else [("", 3 + power)]
+    groups += [("Build", 2), ("Agreement", 2), ("Accuracy", 4)]
     tables, markdown = [], []
     for model in grid.models:
         info = page.infos.get(variant_name(model, *D.DEPLOY_REFERENCE))
@@ -177,7 +211,7 @@ def _grid_tables(grid: D.DeployGrid, page: Page) -> tuple[list[HtmlTable], pd.Da
         divider = f"{model}{flag}: {_setting_text(grid.settings.get(model, {}))}"
         rows = []
         for i, (_, row) in enumerate(grid.table[grid.table["model"] == model].iterrows()):
-            cells = _deploy_cells(row, energy)
+            cells = _deploy_cells(row, energy, peak)
             status = str(row["status"])
             cls = "disagrees" if status == "disagrees" else "not-built" if status in D.NOT_BUILT else ""
             rows.append(Row(cells, label=row["backend"], cls=cls, divider=divider if i == 0 else ""))
@@ -197,7 +231,7 @@ def deployment(page: Page, sec: Section) -> Section:
             "backend \u00d7 precision (eager, fast, compile, onnxruntime, tensorrt at fp32, bf16, fp16, int8)."
         )
         return sec
-    sec.notes = _deploy_notes(grid)
+    sec.notes = _deploy_notes(grid) + (_peak_notes(grid) if grid.has_peak else [])
     sec.tables, markdown = _grid_tables(grid, page)
     fig = out.figure(
         figures.deploy_trade_off,
@@ -212,8 +246,20 @@ def deployment(page: Page, sec: Section) -> Section:
             "Figure: each built variant's median latency (ms, at the setting above) against its \u0394 clean mIoU "
             "(pp) from eager fp32 (drawn at 0); a red cross marks a variant that disagrees with eager fp32."
         )
+    fig = out.figure(
+        figures.deploy_peak_share,
+        "deployment_peak.png",
+        "each variant's share of the measured GEMM peak in its precision, with its GMAC/s",
+        D.peak_points(grid),
+        figures.model_colors(grid.models),
+        f"GEMM peak: {peak_statement(grid.peaks)}",
+    )
+    if fig is not None:
+        sec.figures.append(fig)
     title = "Deployment: backends and precisions (latency in ms, \u0394 in pp)"
     sec.files = out.table(grid.table, "deployment", title, digits=3, markdown=markdown)
+    if not grid.peaks.empty:
+        sec.files += out.table(grid.peaks, "deployment_gemm_peak", "GEMM peak of the run's device (GFLOP/s)", 3)
     parts = (
         _deploy_batches(D.batch_sweep(eff, grid), out),
         _deploy_curves(D.latency_curve(eff, grid), out),
@@ -289,6 +335,61 @@ def _deploy_notes(grid: D.DeployGrid) -> list[str]:
         notes.append(
             f"{others}: timed at other settings too (batch sizes, resolutions): below, and in the Efficiency table."
         )
+    return notes
+
+
+CONVENTION_WORDS = {
+    "paper": "the SegFormer paper's (mmcv's module rules plus the attention matmuls it adds by hand)",
+    "fvcore": "fvcore's (a traced forward: matmuls, convolutions, attention, norms)",
+    "torch": "PyTorch's FlopCounterMode (matmul, convolution and attention kernels)",
+}
+"""How the closeness notes name each FLOP convention (`bench.measure.flops`)."""
+
+
+def peak_statement(peaks: pd.DataFrame) -> str:
+    """`fp32 131.8, bf16 310.0 GFLOP/s on cpu (Xeon), 2 threads, 4096x4096 matrices, best of 3`: the run's GEMM peaks
+    (`D.gemm_peak_table`), one clause per machine setting; "none measured" without any."""
+    if peaks.empty:
+        return "none measured in this run"
+    keys = ["device", "device_name", "threads", "size", "repeats"]
+    texts = peaks.assign(**{k: [_count(v) for v in peaks[k]] for k in keys})
+    clauses = []
+    for (device, name, threads, size, repeats), rows in texts.groupby(keys, sort=False):
+        values = ", ".join(f"{p} {float(g):.1f}" for p, g in zip(rows["precision"], rows["gflops"]))
+        where = device + (f" ({name})" if name else "") + (f", {threads} threads" if threads else "")
+        clauses.append(f"{values} GFLOP/s on {where}, {size}\u00d7{size} matrices, best of {repeats}")
+    return "; ".join(clauses)
+
+
+def _count(value: object) -> str:
+    """A key as text: '' when missing, a whole number without its '.0'."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _peak_notes(grid: D.DeployGrid) -> list[str]:
+    """What the GMAC/s and % of GEMM peak columns are, the peaks themselves, and why a precision has none."""
+    conventions = "; ".join(f"{c}: {CONVENTION_WORDS.get(c, c)}" for c in grid.conventions) or "none counted"
+    notes = [
+        "Closeness to the hardware: GMAC/s = the architecture's multiply-adds per image under the named FLOP "
+        f"convention ({conventions}) / the variant's median latency at batch 1 at the setting above; % of GEMM peak "
+        "= 2 FLOPs \u00d7 GMAC/s / the GEMM peak of the variant's precision, a dense square matrix product timed "
+        f"on this run's device (the practical ceiling, not the datasheet's): {peak_statement(grid.peaks)}. Every "
+        "backend of a model is divided by the same GMACs, so a backend that runs fewer multiply-adds (the fast "
+        "path's folded decoder) shows as closer to the peak than its kernels are."
+    ]
+    built = grid.table[~grid.table["status"].isin(D.NOT_BUILT) & grid.table["gmacs_per_s"].notna()]
+    missing = list(dict.fromkeys(built.loc[built["peak_share_pct"].isna(), "precision"]))
+    if missing:
+        why = [
+            "int8: integer kernels (VNNI/AMX dot products, TensorRT, ONNX Runtime's QLinear ops) are not a float "
+            "matrix product, and no int8 peak is invented"
+            if p == "int8"
+            else f"{p}: the run measures the bf16 peak on a GPU or a CPU with native bf16, fp16 on a GPU only"
+            for p in missing
+        ]
+        notes.append(f"{NO_PEAK} No GEMM peak for " + "; ".join(why) + ": the % column shows a dash.")
     return notes
 
 
