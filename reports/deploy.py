@@ -357,6 +357,10 @@ def gemm_peak_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = frame[(frame["metric"] == GEMM_PEAK) & frame["value"].notna()]
     table = rows.rename(columns={"value": "gflops"}).reindex(columns=PEAK_TABLE)
     table = table.drop_duplicates(["precision", "device"], keep="last")
+    for column in ("size", "threads", "repeats"):  # counts, as results.csv's floats read them back
+        counts = pd.to_numeric(table[column], errors="coerce")
+        if counts.notna().all() and (counts == counts.round()).all():
+            table[column] = counts.astype(int)
     order = table["precision"].map(lambda p: DEPLOY_PRECISIONS.index(p) if p in DEPLOY_PRECISIONS else 99)
     return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
