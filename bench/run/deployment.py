@@ -7,7 +7,7 @@ graph cache hits. A variant is kept only when every rank built it, so that the r
 like any other model.
 
 The grid's ceiling (`gemm_peak_cell`): the device's GEMM throughput in each precision of the grid it runs natively,
-measured once per run folder on rank 0 before the efficiency cells, stored as the `machine` cell. The run's summary
+measured once per run folder on rank 0 after the efficiency cells, stored as the `machine` cell. The run's summary
 compares each variant's GMAC/s with it (`bench.results.summaries.peak_share`).
 """
 

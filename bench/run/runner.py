@@ -13,7 +13,8 @@ A run carries out a `bench.run.plan.RunPlan` (every decision taken once, before 
 its parts (`bench/run/`), on each rank inside the distributed context and on the rank's own device:
 
 1. the deployment grid, when the plan has one (`deployment`): every variant built and checked, and then measured as
-   a model of its own; the device's GEMM peak is measured once (rank 0) before any cell runs;
+   a model of its own; the device's GEMM peak is measured once (rank 0), after the efficiency cells and before the
+   accuracy cells;
 2. the cells (`cells`): for each model, an efficiency cell (when the plan has a probe) and one accuracy cell per
    condition (when the plan measures accuracy);
 3. residency and preflight (`residency`, `manifest`): every model is built and loaded before any work (weights
@@ -192,9 +193,10 @@ class _Run:
         distributed.on_main(lambda: held.enter_context(folder_lock(run_dir, what="run folder")), ctx)
         try:
             done = self._prepare(described)
+            self.peak_due = self.plan.deploy is not None and MACHINE_CELL not in done
             try:
-                self._gemm_peak(done)
                 self._work(Schedule([c for c in self.cells if c.id not in done], self.residency.together))
+                self._gemm_peak()  # a run without accuracy cells
                 if self.plan.gallery and not self.result.failed:
                     self._gallery(run_dir)
             except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`stop_on_signals`)
@@ -226,11 +228,13 @@ class _Run:
         self.progress.plan(run_dir)
         return done
 
-    def _gemm_peak(self, done: set[str]) -> None:
-        """A deployment run's `machine` cell (`gemm_peak_cell`): the device's GEMM peak, measured on rank 0 while the
-        other ranks wait, before the efficiency cells (the machine is quiet); never again on resume."""
-        if self.plan.deploy is None or MACHINE_CELL in done:
+    def _gemm_peak(self) -> None:
+        """A deployment run's `machine` cell (`gemm_peak_cell`), when it is due: the device's GEMM peak, measured on
+        rank 0 while the other ranks wait, between the efficiency cells and the accuracy cells (the machine is quiet,
+        and the matrices cannot raise the efficiency cells' peak memory); never again on resume."""
+        if not self.peak_due:
             return
+        self.peak_due = False
         label = f"[{self.result.settled + 1}/{len(self.result.cells)}] {MACHINE_CELL}"
         measure = functools.partial(gemm_peak_cell, self.plan.deploy, self.ctx.device, self.config.suite)
         record = distributed.on_main(measure, self.ctx)
@@ -245,6 +249,8 @@ class _Run:
         alone, and the rest of the run goes on one model at a time."""
         while (group := schedule.next()) is not None:
             check_stop()  # a stop whose exception a library swallowed ends the run here, between cells
+            if group[0].kind == "accuracy":
+                self._gemm_peak()  # after the latency cells (one model at a time: after the first model's)
             beside_others = self.residency.beside_others
             label = self.progress.label(group)
             outcomes = self._evaluate(group, label)
