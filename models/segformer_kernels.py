@@ -29,9 +29,12 @@ _MKLDNN = torch.ops.mkldnn
 
 
 def fused_ok(x: torch.Tensor) -> bool:
-    """Whether the fused kernels run for `x`: a float32 CPU tensor, no autocast, no autograd, oneDNN built in."""
+    """Whether the fused kernels run for `x`: a float32 CPU tensor, no autocast, no autograd, no trace or compilation,
+    oneDNN built in."""
     return (
-        x.device.type == "cpu"
+        not torch.jit.is_tracing()  # a trace (FLOP counters, exports) records the plain operators it knows
+        and not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
