@@ -8,9 +8,9 @@
 Per configuration (model@HxW, batch 1, random init seeded: latency does not depend on the weights), every backend is
 built through `segbench.bench.deploy.check_deployment` into a fresh cache (ONNX export, OpenVINO compilation with the
 LATENCY hint and torch's thread count), compared with eager fp32 on the timed image (max |d| / max |eager|, argmax
-agreement), then timed *interleaved*: one untimed call each, then `--iters` rounds of one call per backend, so that
-drift and other load hit them alike; the median is reported. The fast path's lead over a backend is that backend's
-median over the fast path's.
+agreement), then timed *interleaved*: one untimed call each, then `--iters` rounds of one call per backend, each after
+`--pause` seconds idle, so that drift and other load hit them alike and no runtime's spinning threads slow the next
+one; the median is reported. The fast path's lead over a backend is that backend's median over the fast path's.
 
 Closeness to the hardware: the machine's GEMM peak in the run's precision (`bench.measure.peak`, a 4096^3 product,
 measured before the first and after each configuration's timings; the highest so far is used) and each backend's
@@ -76,13 +76,16 @@ class Contention:
             self.process.wait()
 
 
-def interleaved(calls: dict[str, Callable[[], object]], iters: int) -> dict[str, list[float]]:
-    """Seconds per call of each entry: one untimed call each, then `iters` rounds of one call each, in turn."""
+def interleaved(calls: dict[str, Callable[[], object]], iters: int, pause: float) -> dict[str, list[float]]:
+    """Seconds per call of each entry: one untimed call each, then `iters` rounds of one call each, in turn, each
+    after `pause` seconds idle (the previous runtime's threads spin for a while after a call: ONNX Runtime's and TBB's
+    do, and would take cores from the next one)."""
     for call in calls.values():
         call()
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(iters):
         for name, call in calls.items():
+            time.sleep(pause)
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
@@ -110,7 +113,7 @@ def run_config(name: str, size: tuple[int, int], args: argparse.Namespace, peaks
             cells[backend] = check
         calls = {b: (lambda m=c.built.module: m(x)) for b, c in cells.items()}
         with torch.inference_mode(), Contention(args.contention_threads if args.contention else None):
-            times = interleaved(calls, args.iters)
+            times = interleaved(calls, args.iters, args.pause)
     peaks.append(measure_gemm_peak(args.precision))
     gemm = max(peaks, key=lambda p: p.gflops)
     median = {b: statistics.median(t) for b, t in times.items()}
@@ -144,6 +147,7 @@ def main() -> None:
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--iters", type=int, default=3, help="timed rounds (default 3; the median is reported)")
+    ap.add_argument("--pause", type=float, default=0.5, help="idle seconds before each timed call (default 0.5)")
     ap.add_argument("--contention", action="store_true", help="a second busy process during the timings")
     ap.add_argument("--contention-threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
