@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from segbench.bench.results.io import atomic_write_text
+from segbench.bench.results.schema import FAILED, UNAVAILABLE, deploy_variant
 from segbench.bench.results.store import RunFolder
 from segbench.bench.results.targets import check_target
 from segbench.reports.console import results_table
@@ -70,14 +71,18 @@ def run_rows(run_dir: Path) -> pd.DataFrame:
     folder = RunFolder(run_dir)
     manifest = folder.manifest
     table = results_table(run_dir).reset_index()
-    devices = {c.get("model"): str(c.get("device", "?")) for c in folder.cells() if c.get("kind") == "accuracy"}
+    cells = list(folder.cells())
+    unbuilt = {c.get("model") for c in cells if c.get("kind") == "deploy" and c.get("status") in (UNAVAILABLE, FAILED)}
+    table = table[~table["Model"].isin(unbuilt)].reset_index(drop=True)  # grid cells this machine could not build
+    devices = {c.get("model"): str(c.get("device", "?")) for c in cells if c.get("kind") == "accuracy"}
     protocols = manifest.get("protocols") or {}
     weights = manifest.get("weights") or {}
     table.insert(1, "Run", run_dir.name)
     table["Dataset"] = manifest.get("dataset") or "cityscapes"
     table["Suite"] = f"{manifest.get('suite', '?')} v{manifest.get('suite_version', '?')}"
     table["Device"] = [devices.get(m, "?") for m in table["Model"]]
-    table["Precision"] = str((manifest.get("settings") or {}).get("precision") or "fp32")
+    precision = str((manifest.get("settings") or {}).get("precision") or "fp32")
+    table["Precision"] = [(deploy_variant(m) or (None, None, precision))[2] for m in table["Model"]]  # a variant's own
     table["Protocol"] = [_protocol(protocols.get(m)) for m in table["Model"]]
     status = (folder.env or {}).get("weights") or {}
     table["Weights (sha256)"] = [_weights(weights.get(m), status.get(m) or {}) for m in table["Model"]]

@@ -102,3 +102,23 @@ def test_published_tables_are_marked_rows_of_their_own_settings(runs):
     paper = published[published["Suite"].str.startswith("SegFormer paper")].set_index("Model")[CLEAN]
     assert (paper.sort_index() == table1.sort_index()).all()
     assert len(leaderboard(runs)) == 6  # without the flag, only the runs
+
+
+def test_a_deploy_grid_shows_each_variants_precision_and_leaves_out_what_was_not_built(runs, tmp_path):
+    """A run of the deploy grid, made from the fp32 run by naming its models as variants, plus the `deploy` cell of a
+    variant this machine could not build."""
+    grid = shutil.copytree(runs[0], tmp_path / "grid-run")
+    names = {"segformer-tiny": "segformer-tiny@openvino-bf16", "fcn-mit-tiny": "fcn-mit-tiny@eager-fp32"}
+    for path in [p for p in grid.rglob("*") if p.is_file() and p.suffix in (".json", ".csv")]:
+        text = path.read_text()
+        for old, new in names.items():
+            text = text.replace(old, new)
+        path.write_text(text)
+    unavailable = {"cell": "x@eager-fp16__deploy", "kind": "deploy", "model": "x@eager-fp16", "status": "unavailable"}
+    (grid / "cells" / "x@eager-fp16__deploy.json").write_text(json.dumps({**unavailable, "rows": []}))
+    table = leaderboard([grid])
+    assert dict(zip(table["Model"], table["Precision"])) == {
+        "segformer-tiny@openvino-bf16": "bf16",  # the variant's own, not the run's fp32 setting
+        "fcn-mit-tiny@eager-fp32": "fp32",
+    }
+    assert table["Setting"].nunique() == 2  # bf16 and fp32 are never one column
