@@ -116,6 +116,9 @@ def test_a_deploy_grid_shows_each_variants_precision_and_leaves_out_what_was_not
         path.write_text(text)
     unavailable = {"cell": "x@eager-fp16__deploy", "kind": "deploy", "model": "x@eager-fp16", "status": "unavailable"}
     (grid / "cells" / "x@eager-fp16__deploy.json").write_text(json.dumps({**unavailable, "rows": []}))
+    results = pd.read_csv(grid / "results.csv")
+    row = {"model": "x@eager-fp16", "suite": "lb", "condition": "deploy", "metric": "unavailable", "value": 1.0}
+    pd.concat([results, pd.DataFrame([row])]).to_csv(grid / "results.csv", index=False)
     table = leaderboard([grid])
     assert dict(zip(table["Model"], table["Precision"])) == {
         "segformer-tiny@openvino-bf16": "bf16",  # the variant's own, not the run's fp32 setting
