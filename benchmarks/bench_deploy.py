@@ -24,14 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.common import parse_size, table  # noqa: E402
 from segbench import models  # noqa: E402
-from segbench.bench.data.synthetic import draw_scene  # noqa: E402
+from segbench.bench.data.synthetic import model_scenes  # noqa: E402
 from segbench.bench.deploy import ArtifactCache, check_deployment, reference_logits  # noqa: E402
 from segbench.bench.measure.latency import cpu_model_name, measure_latency  # noqa: E402
 from segbench.bench.run.allocator import describe, retain_freed_memory  # noqa: E402
@@ -42,13 +41,7 @@ DEMO_WEIGHTS = ROOT / "suites" / "demo_weights"
 
 def scenes(model: torch.nn.Module, size: tuple[int, int], count: int, seed: int) -> list[torch.Tensor]:
     """`count` synthetic street scenes (1, 3, H, W), normalised with the model's mean and std."""
-    mean = torch.tensor(model.meta.mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.meta.std).view(1, 3, 1, 1)
-    out = []
-    for i in range(count):
-        image = draw_scene(size, seed=seed, index=i)[0].astype(np.float32) / 255.0
-        out.append((torch.from_numpy(image).permute(2, 0, 1)[None] - mean) / std)
-    return out
+    return model_scenes(model, size, count, seed)
 
 
 def weights_for(model: str, text: str) -> str | None:

@@ -9,13 +9,12 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from segbench import models
-from segbench.bench.data.synthetic import draw_scene
+from segbench.bench.data.synthetic import model_scenes
 from segbench.bench.deploy import (
     PRECISIONS,
     TOLERANCES,
@@ -40,13 +39,7 @@ EXTRA = "(pip install 'segbench[openvino]')"
 
 def scenes(model: nn.Module, count: int, seed: int, size: tuple[int, int]) -> list[torch.Tensor]:
     """Synthetic street scenes (1, 3, H, W), normalised as the model expects."""
-    mean = torch.tensor(model.meta.mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.meta.std).view(1, 3, 1, 1)
-    out = []
-    for i in range(count):
-        image = torch.from_numpy(draw_scene(size, seed=seed, index=i)[0].astype(np.float32) / 255.0)
-        out.append((image.permute(2, 0, 1)[None] - mean) / std)
-    return out
+    return model_scenes(model, size, count, seed)
 
 
 @pytest.fixture(scope="module")

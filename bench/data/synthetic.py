@@ -23,6 +23,7 @@ the same bytes on every run.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -529,6 +530,21 @@ def draw_scene(size: tuple[int, int], seed: int = 0, index: int = 0) -> tuple[np
     exposure = rng.uniform(0.85, 1.15)
     image = np.clip(canvas.image * exposure, 0, 255).astype(np.uint8)
     return image, canvas.label
+
+
+def model_scenes(model: Any, size: tuple[int, int], count: int, seed: int) -> list[Any]:
+    """`count` scenes (`draw_scene`, indices 0..count-1 of `seed`) as float32 (1, 3, H, W) torch tensors normalised
+    with `model.meta`'s mean and std: the inputs the deployment checks and benchmarks compare backends on and
+    calibrate int8 with."""
+    import torch
+
+    mean = torch.tensor(model.meta.mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.meta.std).view(1, 3, 1, 1)
+    out = []
+    for i in range(count):
+        image = torch.from_numpy(draw_scene(size, seed=seed, index=i)[0].astype(np.float32) / 255.0)
+        out.append((image.permute(2, 0, 1)[None] - mean) / std)
+    return out
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
