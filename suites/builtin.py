@@ -113,9 +113,9 @@ register_suite(
         name="deploy",
         version="3",
         description="The deployment grid: each model under eager, SegFormer's fast path, torch.compile, CUDA graphs, "
-        "ONNX Runtime, OpenVINO and TensorRT at fp32, bf16, fp16 and int8 where the machine runs them; each checked against "
-        "eager fp32 on the first images, then timed at 1024x2048 (latency at batch 1, throughput at batch 2, 4, ... "
-        "until it stops growing or memory runs out; end to end from the PNG on disk to labels, whole image and "
+        "ONNX Runtime, OpenVINO and TensorRT at fp32, bf16, fp16 and int8 where the machine runs them; each checked "
+        "against eager fp32 on the first images, then timed at 1024x2048 (latency at batch 1, throughput at batch 2, "
+        "4, ... until it stops growing or memory runs out; end to end from the PNG on disk to labels, whole image and "
         "sliding window, per stage), at 512x1024 and 768x1536 for the latency curve, and re-measured (clean mIoU, "
         "and mPC over four corruptions at severity 3) on the first 50 Cityscapes val images; beside latency, each "
         "variant's GMAC/s (paper convention) as a share of the device's measured GEMM peak in its precision. "

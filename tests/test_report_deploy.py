@@ -487,8 +487,8 @@ def test_run_without_deploy_rows_marks_the_section_missing(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Beside the grid (deploy suite version 2 and later): throughput against batch size, latency against resolution, end to end,
-# energy
+# Beside the grid (deploy suite version 2 and later): throughput against batch size, latency against resolution, end
+# to end, energy
 # --------------------------------------------------------------------------------------------------------------------
 
 MAIN = "1024x2048"
@@ -510,9 +510,9 @@ def e2e_median(model: str, backend: str, precision: str, mode: str) -> float:
 
 
 def sweep_cell(model: str, backend: str, precision: str, energy: bool = False, end_to_end: bool = True) -> dict:
-    """A variant's efficiency cell as the deploy suite (version 2 and later) writes it: the batch sweep at 1024x2048 (eager fp32
-    runs out of memory at batch 8), the latency curve at batch 1, end to end whole image and sliding window, and with
-    `energy` the NVML rows."""
+    """A variant's efficiency cell as the deploy suite (version 2 and later) writes it: the batch sweep at 1024x2048
+    (eager fp32 runs out of memory at batch 8), the latency curve at batch 1, end to end whole image and sliding window,
+    and with `energy` the NVML rows."""
     keys = {**_key(model, backend, precision), "condition": "efficiency", "backend": backend}
     setting = {"precision": precision, **GPU, "noisy": False}
     rows = [{**keys, "metric": "params", "value": 3.7, "unit": "M", "precision": None}]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from segbench.bench.results.schema import variant_name
+from segbench.bench.results.schema import DEPLOY_BACKENDS, DEPLOY_PRECISIONS, variant_name
 from segbench.reports import deploy as D
 from segbench.reports import figures
 from segbench.reports import tables as T
@@ -228,7 +228,7 @@ def deployment(page: Page, sec: Section) -> Section:
     if grid is None:
         sec.missing = (
             f"Not measured in this run: no deployment rows; the `{D.DEPLOY_SUITE}` suite measures each model per "
-            "backend \u00d7 precision (eager, fast, compile, onnxruntime, tensorrt at fp32, bf16, fp16, int8)."
+            f"backend \u00d7 precision ({', '.join(DEPLOY_BACKENDS)} at {', '.join(DEPLOY_PRECISIONS)})."
         )
         return sec
     sec.notes = _deploy_notes(grid) + (_peak_notes(grid) if grid.has_peak else [])
