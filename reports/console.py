@@ -28,7 +28,8 @@ def _largest_resolution(rows: pd.DataFrame) -> str | None:
 
 
 def _efficiency_columns(eff: pd.DataFrame, models: list[str]) -> dict[str, pd.Series]:
-    """Params (M), GMACs and latency (ms) per model, at the largest resolution timed, batch 1."""
+    """Params (M), GMACs and latency (ms) per model, at the largest resolution timed, batch 1; latency in one column
+    per device and precision."""
     out: dict[str, pd.Series] = {}
     params = eff[eff["metric"] == "params"].groupby("model", sort=False)["value"].last()
     if len(params):
@@ -43,10 +44,11 @@ def _efficiency_columns(eff: pd.DataFrame, models: list[str]) -> dict[str, pd.Se
     latency = latency[latency["resolution"] == size]
     for metric in LATENCY_METRICS:
         rows = latency[latency["metric"] == metric]
-        if len(rows):
-            first = rows.iloc[0]
-            label = f"Latency ms [{first.get('device')}, {first.get('precision')}, {size}, batch 1]"
-            out[label] = rows.groupby("model", sort=False)["value"].first().reindex(models)
+        if len(rows):  # one column per device and precision (a deploy grid's variants run their own precisions)
+            keys = [rows[k].astype(object).where(rows[k].notna(), "?") for k in ("device", "precision")]
+            for (device, precision), group in rows.groupby(keys, sort=False):
+                label = f"Latency ms [{device}, {precision}, {size}, batch 1]"
+                out[label] = group.groupby("model", sort=False)["value"].first().reindex(models)
             break
     return out
 

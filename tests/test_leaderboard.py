@@ -117,11 +117,23 @@ def test_a_deploy_grid_shows_each_variants_precision_and_leaves_out_what_was_not
     unavailable = {"cell": "x@eager-fp16__deploy", "kind": "deploy", "model": "x@eager-fp16", "status": "unavailable"}
     (grid / "cells" / "x@eager-fp16__deploy.json").write_text(json.dumps({**unavailable, "rows": []}))
     results = pd.read_csv(grid / "results.csv")
-    row = {"model": "x@eager-fp16", "suite": "lb", "condition": "deploy", "metric": "unavailable", "value": 1.0}
-    pd.concat([results, pd.DataFrame([row])]).to_csv(grid / "results.csv", index=False)
+    rows = [{"model": "x@eager-fp16", "suite": "lb", "condition": "deploy", "metric": "unavailable", "value": 1.0}]
+    for model, precision, ms in (
+        ("segformer-tiny@openvino-bf16", "bf16", 5.0),
+        ("fcn-mit-tiny@eager-fp32", "fp32", 9.0),
+    ):
+        # each variant's latency row carries its own precision, as the grid writes them
+        keys = {"model": model, "suite": "lb", "condition": "efficiency", "device": "cpu", "precision": precision}
+        rows.append({**keys, "metric": "latency_median", "value": ms, "resolution": "48x96", "batch_size": 1})
+    pd.concat([results, pd.DataFrame(rows)]).to_csv(grid / "results.csv", index=False)
     table = leaderboard([grid])
     assert dict(zip(table["Model"], table["Precision"])) == {
         "segformer-tiny@openvino-bf16": "bf16",  # the variant's own, not the run's fp32 setting
         "fcn-mit-tiny@eager-fp32": "fp32",
     }
     assert table["Setting"].nunique() == 2  # bf16 and fp32 are never one column
+    latency = table.set_index("Model").filter(like="Latency ms")
+    fp32, bf16 = (next(c for c in latency.columns if f", {p}, " in c) for p in ("fp32", "bf16"))
+    assert latency.loc["segformer-tiny@openvino-bf16", bf16] == 5.0
+    assert pd.isna(latency.loc["segformer-tiny@openvino-bf16", fp32])  # never under an fp32 label
+    assert pd.isna(latency.loc["fcn-mit-tiny@eager-fp32", bf16]) and latency.loc["fcn-mit-tiny@eager-fp32", fp32] == 9.0
