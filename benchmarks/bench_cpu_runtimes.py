@@ -151,7 +151,10 @@ def main() -> None:
     ap.add_argument("--contention", action="store_true", help="a second busy process during the timings")
     ap.add_argument("--contention-threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
-    configs = [parse_config(c) for c in args.configs.split(",")]
+    try:
+        configs = [parse_config(c) for c in args.configs.split(",")]
+    except argparse.ArgumentTypeError as e:
+        ap.error(str(e))
     before = measure_gemm_peak(args.precision)
     print(
         f"# {cpu_model_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; interleaved, "
