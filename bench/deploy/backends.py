@@ -50,9 +50,8 @@ from segbench.bench.deploy.export import (
     EXPORTER,
     OPSET,
     ExportError,
-    calibration_batches,
-    calibration_sha256,
     graph_versions,
+    int8_calibration,
     onnx_graph,
 )
 from segbench.bench.measure.latency import resolve_device
@@ -528,14 +527,8 @@ class OpenVinoBackend(Backend):
         self, graph: CachedArtifact, request: DeployRequest, name: str, weights: str, cache: ArtifactCache
     ) -> CachedArtifact:
         """The NNCF int8 IR of the cached fp32 `graph`, from the cache or quantised now (packed: one file per key)."""
-        if request.calibration is None:
-            raise ValueError("int8 needs calibration images (normalised NCHW tensors): pass calibration=...")
-        batches = calibration_batches(request.calibration, request.shape)
-        settings = {
-            "graph": graph.path.name,
-            "int8": ov_runtime.INT8_RECIPE,
-            "calibration": {"batches": len(batches), "sha256": calibration_sha256(batches)},
-        }
+        batches, calibration = int8_calibration(request.calibration, request.shape)
+        settings = {"graph": graph.path.name, "int8": ov_runtime.INT8_RECIPE, "calibration": calibration}
         versions = {**graph_versions(), **ov_runtime.versions(int8=True)}
         key = CacheKey(
             name, weights, request.shape, "int8", self.name, ov_runtime.IR_SUFFIX, request.dynamic, versions, settings

@@ -227,6 +227,21 @@ def calibration_sha256(batches: Sequence[np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def int8_calibration(
+    images: torch.Tensor | Sequence[torch.Tensor] | None, input_shape: Sequence[int]
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """The calibration batches of an int8 build (`calibration_batches`) and what they are in its cache key (count and
+    sha256), for every backend that quantises.
+
+    Raises:
+        ValueError: no images given, or images `calibration_batches` refuses.
+    """
+    if images is None:
+        raise ValueError("int8 needs calibration images (normalised NCHW tensors): pass calibration=...")
+    batches = calibration_batches(images, input_shape)
+    return batches, {"batches": len(batches), "sha256": calibration_sha256(batches)}
+
+
 def int8_settings(target: str) -> dict[str, Any]:
     """The quantisation recipe for graphs that run on `target` ("cpu" or "gpu"); part of their cache key."""
     return {
@@ -340,11 +355,8 @@ def onnx_graph(
     if precision == "fp16":
         settings["fp16_keep_fp32"] = sorted(FP16_KEEP_FP32)
     if precision == "int8":
-        if calibration is None:
-            raise ValueError("int8 needs calibration images (normalised NCHW tensors): pass calibration=...")
-        batches = calibration_batches(calibration, shape)
+        batches, settings["calibration"] = int8_calibration(calibration, shape)
         settings["int8"] = int8_settings(target)
-        settings["calibration"] = {"batches": len(batches), "sha256": calibration_sha256(batches)}
 
     def key(p: str, s: dict[str, Any]) -> CacheKey:
         return CacheKey(name, weights_sha256, shape, p, "onnxruntime", ".onnx", dynamic, graph_versions(), s)
@@ -372,6 +384,7 @@ __all__ = [
     "calibration_batches",
     "export_onnx",
     "failed_operator",
+    "int8_calibration",
     "int8_settings",
     "onnx_graph",
     "quantize_int8",
