@@ -1,8 +1,8 @@
 """The fast path's fused CPU kernels: oneDNN primitives that do in one pass what the plain blocks do in two or three.
 
 `banded_block` (`models/segformer_fast.py`) calls these on each band of rows; each computes exactly what the plain
-code next to it in the docstring computes, in fp32 with the same operations (oneDNN's post-ops apply the activation
-or the addition to each output element as it is written, instead of in a second pass over memory):
+code next to it in the docstring computes, in the tensors' dtype with the same operations (oneDNN's post-ops apply the
+activation or the addition to each output element as it is written, instead of in a second pass over memory):
 
 ============================ ============================================== ========================================
 kernel                       plain code                                     the memory pass it saves
@@ -13,14 +13,17 @@ kernel                       plain code                                     the 
 `dwconv_gelu`                ``F.gelu(dwconv(x))``                          the GELU pass over the hidden map
 ============================ ============================================== ========================================
 
-They are taken only where oneDNN runs them as written: CPU tensors in float32, outside autocast (`fused_ok`).
-Elsewhere (bf16 autocast, another device, a torch built without oneDNN) each falls back to the plain code, so the
-fast path computes the same function everywhere. `tests/test_fast_kernels.py` checks every kernel against its plain
+They are taken only where oneDNN runs them as written: CPU tensors in float32, or in bfloat16 where oneDNN has bf16
+kernels (a bf16 copy of the model: the deploy grid's fast bf16), outside autocast (`fused_ok`). Elsewhere (under
+autocast, another device, a torch built without oneDNN) each falls back to the plain code, so the fast path computes
+the same function everywhere. `tests/test_fast_kernels.py` checks every kernel against its plain
 code.
 Inference only: none of the ops has a backward.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
@@ -28,14 +31,23 @@ from torch import nn
 _MKLDNN = torch.ops.mkldnn
 
 
+@functools.cache
+def _onednn_bf16() -> bool:
+    """Whether this torch's oneDNN runs bf16 on this CPU (what its bf16 primitives check before they run)."""
+    try:
+        return bool(_MKLDNN._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without that query
+        return False
+
+
 def fused_ok(x: torch.Tensor) -> bool:
-    """Whether the fused kernels run for `x`: a float32 CPU tensor, no autocast, no autograd, no trace or compilation,
-    oneDNN built in."""
+    """Whether the fused kernels run for `x`: a CPU tensor in float32 (or bfloat16 where oneDNN has bf16), no
+    autocast, no autograd, no trace or compilation, oneDNN built in."""
     return (
         not torch.jit.is_tracing()  # a trace (FLOP counters, exports) records the plain operators it knows
         and not torch.compiler.is_compiling()
         and x.device.type == "cpu"
-        and x.dtype == torch.float32
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _onednn_bf16()))
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.is_available()

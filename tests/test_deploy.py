@@ -140,6 +140,20 @@ def test_bf16_autocast_on_cpu_agrees_within_its_tolerance(demo_models, images, r
     assert cell.built(images[0]).dtype == torch.float32
 
 
+def test_fast_bf16_on_cpu_is_a_bf16_copy_that_agrees_within_its_tolerance(demo_models, images, references):
+    """The fast path's bf16 on the CPU runs bf16 weights (its fused kernels in bf16), not autocast; the caller's
+    model stays fp32."""
+    model = demo_models["segformer-b0"]
+    cell = check_deployment("fast", model, images, "bf16", references=references["segformer-b0"])
+    assert cell.status == "agrees", cell.agreement.line()
+    assert cell.built.detail["weights"] == "bfloat16" and cell.built.detail["autocast"] is None
+    assert {p.dtype for p in cell.built.module.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert 1e-4 < cell.agreement.max_rel <= TOLERANCES["bf16"].max_rel  # bf16 really ran: not fp32's ~1e-7
+    assert cell.agreement.argmax_agreement >= TOLERANCES["bf16"].min_argmax
+    assert cell.built(images[0]).dtype == torch.float32
+
+
 def test_fp16_graph_keeps_layernorm_in_fp32_and_agrees(demo_models, images, references, cache):
     """The GPU backends' fp16 graph, run here by the CPU provider (a stand-in: its speed means nothing)."""
     model = demo_models["segformer-b0"]

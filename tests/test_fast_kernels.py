@@ -1,5 +1,6 @@
-"""The fast path's fused CPU kernels (`models/segformer_kernels.py`): each equals the plain code it replaces at fp32,
-writes where it says, and falls back to that code where oneDNN does not run it as written."""
+"""The fast path's fused CPU kernels (`models/segformer_kernels.py`): each equals the plain code it replaces at fp32
+(and at bf16 within bf16's rounding), writes where it says, and falls back to that code where oneDNN does not run it
+as written."""
 
 from __future__ import annotations
 
@@ -80,3 +81,33 @@ def test_dwconv_gelu_another_activation_takes_the_plain_code() -> None:
     x = torch.randn(1, 4, 5, 5)
     with torch.inference_mode():
         torch.testing.assert_close(kernels.dwconv_gelu(conv, act, x), act(conv(x)), rtol=0, atol=0)
+
+
+BF16 = pytest.mark.skipif(not kernels._onednn_bf16(), reason="this CPU's oneDNN has no bf16 kernels")
+
+
+def _bf16_close(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """bf16 against the same inputs' fp32 result: within a few of bf16's roundings (8-bit mantissa, 2^-8)."""
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, rtol=2e-2, atol=2e-2 * expected.abs().max().item())
+
+
+@BF16
+def test_the_kernels_run_in_bf16_and_compute_the_plain_code() -> None:
+    """A bf16 copy of the model (the deploy grid's fast bf16) takes the fused kernels too; each result is the plain
+    code's on the same bf16 inputs, computed in fp32, to bf16's rounding."""
+    layer, wide = _linear(32, 64).bfloat16(), _linear(64, 32).bfloat16()
+    conv, act = nn.Conv2d(24, 24, 3, padding=1, groups=24).eval().bfloat16(), nn.GELU()
+    x = torch.randn(1, 12, 32).bfloat16()
+    hidden = torch.randn(1, 12, 64).bfloat16()
+    tokens = torch.randn(1, 12, 32).bfloat16()
+    fmap = torch.randn(1, 6, 9, 24).bfloat16().permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        assert kernels.fused_ok(x)
+        _bf16_close(kernels.linear(layer, x), F.linear(x.float(), layer.weight.float(), layer.bias.float()))
+        expected = tokens.float() + F.linear(hidden.float(), wide.weight.float(), wide.bias.float())
+        out = tokens.clone()
+        assert kernels.linear_add_(out, wide, hidden, 3, 4).data_ptr() == out.data_ptr()
+        _bf16_close(out, expected)
+        plain = act(F.conv2d(fmap.float(), conv.weight.float(), conv.bias.float(), padding=1, groups=24))
+        _bf16_close(kernels.dwconv_gelu(conv, act, fmap), plain)

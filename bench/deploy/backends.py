@@ -9,7 +9,9 @@ a normalised float32 NCHW batch and returns float32 NCHW logits on the batch's d
 backend     what runs                                           precisions
 =========== =================================================== =============================================
 eager       the model as given                                  fp32; bf16 (autocast, CPU or GPU); fp16 (GPU)
-fast        SegFormer's fast path (a copy, `fast_path`)        as eager; SegFormer models only
+fast        SegFormer's fast path (a copy, `fast_path`)        as eager, but bf16 on the CPU is a bf16 copy
+                                                                (its fused oneDNN kernels run in bf16); SegFormer
+                                                                models only
 compile     ``torch.compile``, static shapes, compiled at build   as eager; a C++ compiler (CPU) or triton (GPU)
 cudagraphs  the model captured as one CUDA graph (static shape)   fp32; bf16; fp16 (autocast in the graph); GPU only
 onnxruntime segbench's ONNX export in ONNX Runtime: the CPU         fp32; int8 (static QDQ, calibrated); fp16 (GPU)
@@ -155,6 +157,19 @@ class AutocastModule(nn.Module):
             return self.model(x)
         with torch.autocast(self.device_type, dtype=self.dtype):
             return self.model(x).float()
+
+
+class CastModule(nn.Module):
+    """A model whose weights were cast to `dtype`: the batch is cast to it on the way in, the logits back to fp32."""
+
+    def __init__(self, model: nn.Module | Any, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+        if hasattr(model, "meta"):
+            self.meta = model.meta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to(self.dtype)).float()
 
 
 def model_name(model: nn.Module) -> str:
@@ -321,6 +336,18 @@ class FastBackend(EagerBackend):
 
     def _prepare(self, model: nn.Module, device: torch.device) -> nn.Module:
         return copy.deepcopy(model).to(device).fast_path().eval()
+
+    def _build(self, model: nn.Module, request: DeployRequest) -> Built:
+        """On the CPU, bf16 is a bf16 copy of the fast path rather than autocast: its fused oneDNN kernels
+        (`models/segformer_kernels.py`) then run in bf16, and no activation is cast back and forth between ops
+        (LayerNorm and softmax still accumulate in fp32 inside their kernels); like OpenVINO's bf16, which also
+        keeps its tensors in bf16 between ops."""
+        if request.precision != "bf16" or request.device.type != "cpu":
+            return super()._build(model, request)
+        module = CastModule(self._prepare(model, request.device).to(torch.bfloat16), torch.bfloat16)
+        return request.built(
+            self.name, module, True, autocast=None, weights="bfloat16", cpu_native_bf16=cpu_has_native_bf16()
+        )
 
 
 def _cxx_compiler() -> str | None:
