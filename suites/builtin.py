@@ -111,7 +111,7 @@ DEPLOY_CONDITIONS = (Condition(),) + tuple(
 register_suite(
     SuiteSpec(
         name="deploy",
-        version="3",
+        version="4",  # 4: the fast path's CPU bf16 is a bf16 copy of the model (was autocast); 3: OpenVINO joined
         description="The deployment grid: each model under eager, SegFormer's fast path, torch.compile, CUDA graphs, "
         "ONNX Runtime, OpenVINO and TensorRT at fp32, bf16, fp16 and int8 where the machine runs them; each checked "
         "against eager fp32 on the first images, then timed at 1024x2048 (latency at batch 1, throughput at batch 2, "
@@ -146,7 +146,7 @@ register_suite(
 register_suite(
     SuiteSpec(
         name="deploy-demo",
-        version="1",
+        version="2",  # 2: the fast path's CPU bf16 is a bf16 copy of the model (was autocast)
         description="The deploy suite on the demo's synthetic scenes and SegFormer-B0 demo weights, at 256x512: each "
         "backend and precision this machine runs, checked against eager fp32, timed at batch 1 and 2, and "
         "re-measured (clean mIoU, mPC over four corruptions at severity 3) on 8 scenes, each variant's GMAC/s set "
