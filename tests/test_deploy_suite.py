@@ -147,6 +147,9 @@ def test_grid_runs_through_the_runner(tmp_path, cache, capsys):
     assert "tensorrt" in reason and "\n" not in reason
     err = capsys.readouterr().err
     assert "deploy: segformer-tiny@tensorrt-fp32 unavailable: tensorrt: the `tensorrt` package" in err
+    assert set(result.computed) == set(result.cells) and result.settled == len(result.cells)  # the checks count too
+    last = [line for line in err.splitlines() if line.startswith("progress: ")][-1]
+    assert last.startswith(f"progress: {len(result.cells)}/{len(result.cells)} cells,"), last
 
     measured = {"segformer-tiny@eager-fp32", "segformer-tiny@onnxruntime-fp32", "segformer-tiny@onnxruntime-int8"}
     miou = frame[frame["metric"] == "miou"]

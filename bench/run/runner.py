@@ -224,6 +224,10 @@ class _Run:
         machine = [MACHINE_CELL] if self.plan.deploy is not None else []
         ids = [r["cell"] for r in self.records] + machine + [c.id for c in self.cells]
         self.result = RunResult(run_dir, None, ids, skipped=[i for i in ids if i in done], is_main=ctx.is_main)
+        for made in self.records:  # the grid's checks settled before the plan: this session's cells
+            if made["cell"] not in done:
+                self.result.computed.append(made["cell"])
+                self.result.timing[made["cell"]] = made["timing"]
         self.progress = Progress(self.result, ctx.is_main, config.quiet)
         self.progress.plan(run_dir)
         return done
