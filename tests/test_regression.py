@@ -118,6 +118,32 @@ def test_uniformly_slower_machine_passes():
     assert result.exit_code == 0, (raw_ratio, regression.markdown(result, base, cand))
 
 
+def _on(rows: list[dict], cpu_model: str, isa: tuple[str, ...] = ("avx2",)) -> ResultSet:
+    return ResultSet("x", "ci", "1", rows, {"hardware": {"cpu_model": cpu_model, "cpu_isa": list(isa)}})
+
+
+def test_a_baseline_from_another_processor_reports_speed_ungated_and_says_so():
+    """The calibrated ratio does not carry across CPU models (measured: x1.47 from an AMD EPYC baseline on an Intel
+    Xeon, same code): speed is reported, not gated, and the summary says to re-take the baseline; accuracy, params
+    and FLOPs stay gated."""
+    rows = _accuracy_rows() + _speed_rows(6, 6)
+    slower = _accuracy_rows() + _speed_rows(6, 6, sleep_fraction=0.5)
+    same = compare(_on(rows, "AMD EPYC 9B14"), _on(slower, "AMD EPYC 9B14"))
+    assert same.exit_code == 1 and not same.notes  # the same processor: gated as ever
+    other = compare(_on(rows, "AMD EPYC 9B14"), _on(slower, "Intel(R) Xeon(R) Processor"))
+    speed = [f for f in other.findings if f.kind == "speed"]
+    assert other.exit_code == 0 and [f.status for f in speed] == ["info"]
+    assert "another CPU (CPU model: 'AMD EPYC 9B14' vs 'Intel(R) Xeon(R) Processor'), not gated" in speed[0].detail
+    text = regression.markdown(other, _on(rows, "a"), _on(slower, "b"))
+    assert "- note: speed: baseline timed on another CPU" in text and "--update-baseline" in text
+    isa = compare(_on(rows, "Xeon", ("avx2",)), _on(slower, "Xeon", ("avx2", "amx_bf16")))
+    assert isa.exit_code == 0 and "(CPU ISA flags: amx_bf16 on one side only)" in isa.notes[0]
+    worse = _accuracy_rows(58.0) + _speed_rows(6, 6)
+    assert compare(_on(rows, "AMD EPYC 9B14"), _on(worse, "Intel(R) Xeon(R) Processor")).exit_code == 1
+    unknown = compare(_on(rows, "AMD EPYC 9B14"), _set(slower))  # a side without provenance: gated as before
+    assert unknown.exit_code == 1 and not unknown.notes
+
+
 def test_comparison_that_cannot_be_made_exits_2():
     base = _set(_accuracy_rows())
     assert compare(base, _set(_accuracy_rows()[1:])).exit_code == 2  # a metric vanished

@@ -15,6 +15,10 @@ Rules (metric by metric, baseline vs candidate):
   top, the false-alarm rate per speed metric is below 1% even when the factor gate alone would misfire; in this
   project's CI (5 consecutive `ci` runs against the committed baseline on the same machine) no false alarm occurred.
   Raw latencies (ms) are reported for information only: across machines or jobs they are not comparable.
+  The ratio holds a run to its own processor, though (the calibration workload gains more from some instruction sets
+  than the model does): where both sides record the machine (env.json's `hardware`) and its CPU model or ISA flags
+  (GPU name, for GPU timings) differ, the speed rows are reported ungated, each saying why, and the summary says to
+  record a baseline on this machine (`--update-baseline`).
 
 This module only compares: it reads run folders through the results contract (`bench.results`) and imports no
 torch. The measurement it gates lives in `bench.measure.latency`.
@@ -203,6 +207,7 @@ class Finding:
 class Comparison:
     findings: list[Finding]
     errors: list[str]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -229,9 +234,32 @@ def _kind(row: Mapping[str, Any]) -> str:
     return "info"
 
 
+def speed_machine(provenance: Mapping[str, Any], device: str) -> tuple | None:
+    """What a calibrated speed ratio is tied to, from a side's provenance (env.json): the GPU's name for a GPU timing,
+    else the CPU model and its ISA flags; None where the side does not record it (a bare results.csv)."""
+    hardware = provenance.get("hardware")
+    if not isinstance(hardware, Mapping):
+        return None
+    if device.startswith("cuda"):
+        return ("gpu", hardware.get("gpu_name"))
+    return ("cpu", hardware.get("cpu_model"), tuple(hardware.get("cpu_isa") or ()))
+
+
+def other_machine(baseline: ResultSet, candidate: ResultSet, device: str) -> str | None:
+    """Why the speed rows timed on `device` cannot be gated (another processor, one line), or None."""
+    b, c = speed_machine(baseline.provenance, device), speed_machine(candidate.provenance, device)
+    if b is None or c is None or b == c:
+        return None
+    name = "GPU" if b[0] == "gpu" else "CPU"
+    if b[1] != c[1]:
+        return f"baseline timed on another {name} ({name} model: {b[1]!r} vs {c[1]!r}), not gated"
+    only = sorted(set(b[2]) ^ set(c[2]))  # the same CPU model name with other instruction sets
+    return f"baseline timed on another CPU (CPU ISA flags: {', '.join(only)} on one side only), not gated"
+
+
 def compare(baseline: ResultSet, candidate: ResultSet, tol: Tolerances = Tolerances()) -> Comparison:
     """Compare metric by metric (see the module docstring for the rules)."""
-    errors = []
+    errors, notes = [], []
     if baseline.suite and candidate.suite and baseline.suite != candidate.suite:
         errors.append(f"suites differ: baseline {baseline.suite!r}, candidate {candidate.suite!r}")
     if baseline.suite_version and candidate.suite_version and baseline.suite_version != candidate.suite_version:
@@ -264,11 +292,15 @@ def compare(baseline: ResultSet, candidate: ResultSet, tol: Tolerances = Toleran
         elif kind == "exact":
             status = "ok" if cv == bv else ("regressed" if cv > bv else "improved")
             findings.append(Finding(key, kind, bv, cv, status, "exact", f"{cv - bv:+.6g}"))
+        elif kind == "speed" and (other := other_machine(baseline, candidate, str(b.get("device") or "cpu"))):
+            findings.append(Finding(key, kind, bv, cv, "info", "-", f"x{cv / bv:.3f}; {other}"))
+            if not notes:
+                notes.append(f"speed: {other}; record a baseline on this machine (--update-baseline)")
         elif kind == "speed":
             findings.append(_speed_finding(key, b, c, tol))
         else:
             findings.append(Finding(key, kind, bv, cv, "info", "-", f"x{cv / bv:.3f}" if bv else ""))
-    return Comparison(findings, errors)
+    return Comparison(findings, errors, notes)
 
 
 def _speed_finding(key: tuple, b: Mapping[str, Any], c: Mapping[str, Any], tol: Tolerances) -> Finding:
@@ -297,6 +329,7 @@ def markdown(comparison: Comparison, baseline: ResultSet, candidate: ResultSet) 
     verdict = {0: "no regression", 1: "REGRESSION", 2: "comparison failed"}[comparison.exit_code]
     lines = [f"### segbench compare: {verdict}", "", f"baseline `{baseline.source}` vs candidate `{candidate.source}`"]
     lines += [f"- error: {e}" for e in comparison.errors]
+    lines += [f"- note: {n}" for n in comparison.notes]
     moved = [f for f in comparison.findings if f.status in ("regressed", "improved", "missing")]
     counts = {s: sum(f.status == s for f in comparison.findings) for s in ("ok", "regressed", "improved", "missing")}
     lines += ["", ", ".join(f"{n} {s}" for s, n in counts.items()), ""]
