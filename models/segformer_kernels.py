@@ -16,8 +16,7 @@ kernel                       plain code                                     the 
 They are taken only where oneDNN runs them as written: CPU tensors in float32, or in bfloat16 where oneDNN has bf16
 kernels (a bf16 copy of the model: the deploy grid's fast bf16), outside autocast (`fused_ok`). Elsewhere (under
 autocast, another device, a torch built without oneDNN) each falls back to the plain code, so the fast path computes
-the same function everywhere. `tests/test_fast_kernels.py` checks every kernel against its plain
-code.
+the same function everywhere. `tests/test_fast_kernels.py` checks every kernel against its plain code.
 Inference only: none of the ops has a backward.
 """
 
@@ -32,8 +31,9 @@ _MKLDNN = torch.ops.mkldnn
 
 
 @functools.cache
-def _onednn_bf16() -> bool:
-    """Whether this torch's oneDNN runs bf16 on this CPU (what its bf16 primitives check before they run)."""
+def onednn_bf16() -> bool:
+    """Whether this torch's oneDNN runs bf16 on this CPU (what its bf16 primitives check before they run; the deploy
+    grid's `cpu_has_native_bf16` asks this too)."""
     try:
         return bool(_MKLDNN._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch without that query
@@ -47,7 +47,7 @@ def fused_ok(x: torch.Tensor) -> bool:
         not torch.jit.is_tracing()  # a trace (FLOP counters, exports) records the plain operators it knows
         and not torch.compiler.is_compiling()
         and x.device.type == "cpu"
-        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _onednn_bf16()))
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and onednn_bf16()))
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.is_available()
@@ -97,4 +97,4 @@ def dwconv_gelu(conv: nn.Conv2d, act: nn.GELU, x: torch.Tensor) -> torch.Tensor:
     )
 
 
-__all__ = ["dwconv_gelu", "fused_ok", "linear", "linear_add_"]
+__all__ = ["dwconv_gelu", "fused_ok", "linear", "linear_add_", "onednn_bf16"]

@@ -83,7 +83,7 @@ def test_dwconv_gelu_another_activation_takes_the_plain_code() -> None:
         torch.testing.assert_close(kernels.dwconv_gelu(conv, act, x), act(conv(x)), rtol=0, atol=0)
 
 
-BF16 = pytest.mark.skipif(not kernels._onednn_bf16(), reason="this CPU's oneDNN has no bf16 kernels")
+BF16 = pytest.mark.skipif(not kernels.onednn_bf16(), reason="this CPU's oneDNN has no bf16 kernels")
 
 
 def _bf16_close(got: torch.Tensor, expected: torch.Tensor) -> None:

@@ -30,7 +30,6 @@ one-line status instead of an exception, so that the other cells go on.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib
 import shutil
@@ -62,6 +61,7 @@ from segbench.bench.run.config import ConfigError, autocast_dtype, check_precisi
 from segbench.models.checkpoint import state_dict_sha256
 from segbench.models.exported import onnx_session
 from segbench.models.registry import Registry
+from segbench.models.segformer_kernels import onednn_bf16
 from segbench.models.sources import first_line
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -179,9 +179,7 @@ def model_name(model: nn.Module) -> str:
 
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX-512-BF16 or AMX); without, bf16 is emulated and slow."""
-    with contextlib.suppress(Exception):
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
+    return onednn_bf16()
 
 
 # --------------------------------------------------------------------------------------------------------------------
