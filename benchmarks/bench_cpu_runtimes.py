@@ -17,6 +17,10 @@ measured before the first and after each configuration's timings; the highest so
 achieved GMAC/s under the SegFormer paper's MAC convention (`bench.measure.flops`, the published network's count for
 every backend), as a percentage of the peak (2 FLOPs per MAC).
 
+The process runs with glibc's default allocator unless `--retain-freed-memory` gives it the policy the `segbench`
+command sets for itself (`bench.run.allocator`: every block from the heap, freed memory kept), which spares the
+eager and fast paths the fresh pages the kernel zeroes for every image; the header says which.
+
 `--contention` starts a second process doing matrix products on `--contention-threads` threads (default: torch's
 thread count) for the whole timing, as another job on a shared machine would, and stops it afterwards.
 """
@@ -39,6 +43,7 @@ from segbench.bench.deploy import ArtifactCache, check_deployment, reference_log
 from segbench.bench.measure.flops import count_flops
 from segbench.bench.measure.latency import cpu_model_name
 from segbench.bench.measure.peak import GemmPeak, achieved_gmacs_per_s, measure_gemm_peak, percent_of_peak
+from segbench.bench.run import allocator
 
 DEFAULT_CONFIGS = "segformer-b0@1024x2048,segformer-b2@1024x2048,segformer-b0@512x1024"
 BACKENDS = ("eager", "fast", "onnxruntime", "openvino")
@@ -150,15 +155,20 @@ def main() -> None:
     ap.add_argument("--pause", type=float, default=0.5, help="idle seconds before each timed call (default 0.5)")
     ap.add_argument("--contention", action="store_true", help="a second busy process during the timings")
     ap.add_argument("--contention-threads", type=int, default=torch.get_num_threads())
+    ap.add_argument(
+        "--retain-freed-memory", action="store_true", help="the segbench command's allocator policy (default: glibc's)"
+    )
     args = ap.parse_args()
     try:
         configs = [parse_config(c) for c in args.configs.split(",")]
     except argparse.ArgumentTypeError as e:
         ap.error(str(e))
+    malloc = allocator.retain_freed_memory() if args.retain_freed_memory else allocator.describe()
     before = measure_gemm_peak(args.precision)
     print(
         f"# {cpu_model_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; interleaved, "
-        f"{args.iters} rounds, median; GEMM peak ({args.precision}, {before.size}^3): {before.gflops:.0f} GFLOP/s"
+        f"{args.iters} rounds, median; GEMM peak ({args.precision}, {before.size}^3): {before.gflops:.0f} GFLOP/s; "
+        f"allocator: {malloc}"
     )
     peaks = [before]
     for name, size in configs:
