@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segbench.bench.results.schema import TIMING_UNITS
+from segbench.bench.results.schema import BRIER, ECE, NLL, TIMING_UNITS
 
 pytest.importorskip("submitit")
 
@@ -30,7 +30,14 @@ def test_the_local_launcher_runs_two_shards_and_the_merge(tmp_path, monkeypatch,
     assert code == 0, err
     a, b = accuracy(tmp_path / "runs" / "one"), accuracy(tmp_path / "runs" / "x")
     assert list(a["metric"]) == list(b["metric"])
-    assert (a["value"] - b["value"]).abs().max() < 1e-9  # batch size 1: the shards' numbers add up exactly
+    # Batch size 1: the confusion counts of the shards add up exactly. The calibration sums are float sums of each
+    # pixel's confidence, computed in other processes than the single run's, and their last bits may differ: in one
+    # CI run a value moved by 1e-6 (a count-based figure moves by 1e-3 or more when a pixel changes), so they are
+    # held to 1e-5.
+    calibration = a["metric"].isin((ECE, NLL, BRIER))
+    gap = (a["value"] - b["value"]).abs()
+    assert gap[~calibration].max() < 1e-9, a.assign(gap=gap)[gap > 1e-9]
+    assert gap[calibration].max() < 1e-5, a.assign(gap=gap)[calibration]
 
 
 def test_slurm_submits_an_array_and_a_merge_that_waits_for_it(tmp_path, monkeypatch, capsys, cli_here):
