@@ -61,6 +61,11 @@ class RunResult:
 
         return RunFolder(self.run_dir).summary(reference_model)
 
+    def add_computed(self, cell: str, timing: dict[str, float]) -> None:
+        """Record `cell` as finished in this session, with its timing."""
+        self.computed.append(cell)
+        self.timing[cell] = timing
+
     @property
     def settled(self) -> int:
         """Cells of the plan that are no longer to run: finished before, finished now, or failed now."""

@@ -226,8 +226,7 @@ class _Run:
         self.result = RunResult(run_dir, None, ids, skipped=[i for i in ids if i in done], is_main=ctx.is_main)
         for made in self.records:  # the grid's checks settled before the plan: this session's cells
             if made["cell"] not in done:
-                self.result.computed.append(made["cell"])
-                self.result.timing[made["cell"]] = made["timing"]
+                self.result.add_computed(made["cell"], made["timing"])
         self.progress = Progress(self.result, ctx.is_main, config.quiet)
         self.progress.plan(run_dir)
         return done
@@ -245,8 +244,7 @@ class _Run:
         if self.ctx.is_main:
             self.store.write_cell({**record, "finished_at": now()})
             self.progress.finished(label, record["timing"])
-        self.result.computed.append(MACHINE_CELL)
-        self.result.timing[MACHINE_CELL] = record["timing"]
+        self.result.add_computed(MACHINE_CELL, record["timing"])
 
     def _work(self, schedule: Schedule) -> None:
         """Every group of the schedule; a cell that ran out of memory beside the run's other models is tried again
@@ -339,8 +337,7 @@ class _Run:
             self.progress.finished(label, outcome["timing"])
             if self.on_cell_finished is not None:
                 self.on_cell_finished(outcome)
-        self.result.computed.append(cell.id)
-        self.result.timing[cell.id] = outcome["timing"]
+        self.result.add_computed(cell.id, outcome["timing"])
 
     def _resume_hint(self) -> str:
         run_dir = self.run_dir
