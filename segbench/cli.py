@@ -123,6 +123,7 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_parser() -> argparse.ArgumentParser:
+    from segbench.bench.results.schema import DEPLOY_BACKENDS, DEPLOY_PRECISIONS
     from segbench.bench.run.config import PRECISIONS
 
     p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,12 +182,10 @@ def _run_parser() -> argparse.ArgumentParser:
         help="torch.compile the model (each input size compiles once: about 40 s for SegFormer-B0 on 2 CPU cores)",
     )
     p.add_argument("--reference", help="reference model for mCE (one of --models)")
+    p.add_argument("--backends", help=f"deploy suite: comma list narrowing the backends ({', '.join(DEPLOY_BACKENDS)})")
     p.add_argument(
-        "--backends",
-        help="deploy suite: comma list narrowing the backends (eager, fast, compile, cudagraphs, onnxruntime, "
-        "openvino, tensorrt)",
+        "--precisions", help=f"deploy suite: comma list narrowing the precisions ({', '.join(DEPLOY_PRECISIONS)})"
     )
-    p.add_argument("--precisions", help="deploy suite: comma list narrowing the precisions (fp32, bf16, fp16, int8)")
     _attack_arguments(p)
     p.add_argument(
         "--allow-random-weights", action="store_true", help="run models without trained weights (marked in red)"
