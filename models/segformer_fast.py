@@ -7,7 +7,8 @@ to float rounding, with fewer FLOPs and less memory traffic, for inference only.
   they are reused from band to band and from image to image instead of fresh pages the kernel zeroes for every image
   (what ONNX Runtime's arena gives it), and they stay in cache.
 - `FoldedMLPDecoder`: the decoder with its quarter-resolution fuse conv folded into per-stage 1x1 convs run before
-  upsampling; on the CPU it writes its quarter-resolution maps into buffers it keeps.
+  upsampling; on the CPU it computes its quarter-resolution sum, ReLU and classifier in bands of rows, in buffers it
+  keeps (`DECODER_BAND_ROWS`).
 
 `models/segformer.py` calls into this module; this module takes its blocks and decoders by their attributes and
 imports nothing from it. `tests/test_fast_path.py` and `tests/test_segformer.py` check both against the published
@@ -15,6 +16,8 @@ network.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +103,14 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
 # --------------------------------------------------------------------------------------------------------------------
 
 
+DECODER_BAND_ROWS = 32
+"""Rows of the decoder's output (quarter resolution) per band on the CPU, rounded up to a multiple of every coarser
+map's factor. A band's upsampled sum stays cache-sized (B0, 1024x2048: 16 MiB), while each coarser map's slice brings
+one halo row above and below, whose upsampled rows are computed and dropped (at factor 8, 16 of 48 rows). Measured on
+the 2-core machine this was written on: 16, 32 and 64 rows all gave the decoder 85-125 ms for B0 and 455-485 ms for
+B2 at 1024x2048, against 152-167 ms and 506-515 ms whole-map; 32 was best for B0, 128 already slower."""
+
+
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BatchNorm as y = s * x + t per channel."""
     s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -161,6 +172,8 @@ class FoldedMLPDecoder(nn.Module):
         self.branch.to(memory_format=torch.channels_last)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        if self._bands_fit(features):
+            return self._forward_banded(features)
         size = tuple(features[0].shape[2:])
         # On the CPU at inference, the quarter-resolution maps (B0 at 1024x2048: 128 MiB each) go into buffers the
         # decoder keeps: a fresh one per image would be pages the kernel zeroes first (an upsampling then takes 66 ms
@@ -183,15 +196,83 @@ class FoldedMLPDecoder(nn.Module):
                 out.add_(F.interpolate(y, size=size, mode="bilinear", align_corners=False))
         return self.classifier(out.relu_()).contiguous()  # NCHW logits, as the other decoders give
 
+    def _bands_fit(self, features: list[torch.Tensor]) -> bool:
+        """Whether the decoder runs in bands of rows (`_forward_banded`): CPU inference where the fused kernels run,
+        NHWC maps, and every coarser map's height dividing the first's (an integer upsampling factor)."""
+        first = features[0]
+        return (
+            len(features) > 1
+            and kernels.fused_ok(first)
+            and self.classifier.kernel_size == (1, 1)
+            and all(f.is_contiguous(memory_format=torch.channels_last) for f in features)
+            and all(0 < f.shape[2] and first.shape[2] % f.shape[2] == 0 for f in features[1:])
+        )
+
+    def _forward_banded(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """`forward` one image and one band of output rows at a time, so that the upsampled sum, its ReLU and the
+        classifier read and write band-sized buffers the decoder keeps, instead of three full-size maps.
+
+        Bilinear upsampling by an integer factor s (align_corners False) computes output row r from input rows
+        floor((r + 0.5) / s - 0.5) and the next, clamped to the map. Rows [r0, r1), both multiples of s, thus read
+        only input rows [r0 / s - 1, r1 / s + 1); upsampling that slice to s times its rows gives the same source
+        coordinates shifted by the slice's first row, so its middle rows are the whole map's rows r0..r1. The width is
+        upsampled whole. Each band's sum is the whole-map sum's up to rounding; `tests/test_fast_path.py` checks it.
+        """
+        first = features[0]
+        b, _, h, w = first.shape
+        coarse = []  # coarsest first: each stage's map after its folded conv, at its own resolution, and its factor
+        for i in range(len(features) - 1, 0, -1):
+            feat = F.relu(self.branch_pre[i](features[i])) if self.mmseg else features[i]
+            coarse.append((self.branch[i](feat), h // feat.shape[2]))
+        align = math.lcm(*(s for _, s in coarse))
+        step = -(-DECODER_BAND_ROWS // align) * align
+        logits = torch.empty(b, self.classifier.out_channels, h, w, dtype=first.dtype, device=first.device)
+        for n in range(b):
+            for r0 in range(0, h, step):
+                r1 = min(r0 + step, h)
+                acc = self._upsampled_sum(coarse, n, r0, r1, w)
+                f0 = first[n : n + 1, :, r0:r1]
+                kernels.conv1x1_add_relu_(acc, self.branch[0], F.relu(self.branch_pre[0](f0)) if self.mmseg else f0)
+                self._classify_into(logits[n, :, r0:r1], acc)
+        return logits
+
+    def _upsampled_sum(self, coarse: list[tuple[torch.Tensor, int]], n: int, r0: int, r1: int, w: int) -> torch.Tensor:
+        """Image `n`'s rows [r0, r1) of the sum of the `coarse` maps upsampled to the decoder's resolution, in a kept
+        NHWC buffer (see `_forward_banded`)."""
+        acc = None
+        for k, (y, s) in enumerate(coarse):
+            lo, hi = max(r0 // s - 1, 0), min(r1 // s + 1, y.shape[2])
+            size = [(hi - lo) * s, w]
+            up = self._buffer("band" if k == 0 else "upsampled", (1, y.shape[1], *size), y)
+            torch.ops.aten.upsample_bilinear2d.out(y[n : n + 1, :, lo:hi], size, False, None, None, out=up)
+            rows = up[:, :, r0 - lo * s : r1 - lo * s]
+            acc = rows if acc is None else acc.add_(rows)
+        return acc
+
+    def _classify_into(self, out: torch.Tensor, acc: torch.Tensor) -> None:
+        """The 1x1 classifier over the NHWC band `acc` (1, C, rows, W), written into `out`, a (classes, rows, W) slice
+        of the NCHW logits, as one matrix product (classes x C) @ (C x pixels)."""
+        weight = self.classifier.weight.view(self.classifier.out_channels, -1)
+        pixels = acc[0].permute(1, 2, 0).reshape(-1, weight.shape[1]).t()  # a view: C x pixels over NHWC memory
+        target = out.view(out.shape[0], -1)
+        bias = self.classifier.bias
+        if bias is None:
+            torch.mm(weight, pixels, out=target)
+        else:
+            torch.addmm(bias[:, None], weight, pixels, out=target)
+
     def _buffer(self, tag: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """The decoder's NHWC buffer `tag` of `shape`, `like`'s dtype and device, made again only when those change.
-        Not thread-safe: one model, one caller at a time (as every inference loop here)."""
+        """An NHWC tensor of the NCHW `shape`, `like`'s dtype and device, over the decoder's kept flat buffer `tag`,
+        which is made again only when it is too small or of another dtype or device. Not thread-safe: one model, one
+        caller at a time (as every inference loop here)."""
         buffers: dict[str, torch.Tensor] = self.__dict__.setdefault("_buffers_kept", {})  # not module state
-        buf = buffers.get(tag)
-        if buf is None or tuple(buf.shape) != shape or buf.dtype != like.dtype or buf.device != like.device:
-            buf = torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
-            buffers[tag] = buf
-        return buf
+        b, c, h, w = shape
+        need = b * c * h * w
+        flat = buffers.get(tag)
+        if flat is None or flat.numel() < need or flat.dtype != like.dtype or flat.device != like.device:
+            flat = torch.empty(need, dtype=like.dtype, device=like.device)
+            buffers[tag] = flat
+        return flat[:need].view(b, h, w, c).permute(0, 3, 1, 2)
 
     def _conv1x1_into(self, conv: nn.Conv2d, feat: torch.Tensor) -> torch.Tensor:
         """`conv(feat)` for a 1x1 conv, written into the kept buffer ``"sum"`` as a matrix product over the NHWC

@@ -11,6 +11,8 @@ kernel                       plain code                                     the 
                                                                             bias into the output, then accumulates
 `linear_add_`                ``out += F.linear(x, w, b)``                   the product's temporary and the add pass
 `dwconv_gelu`                ``F.gelu(dwconv(x))``                          the GELU pass over the hidden map
+`conv1x1_add_relu_`          ``out.add_(conv(x)).relu_()``                  the conv's output, the add and the ReLU
+                                                                            passes (the folded decoder's last sum)
 ============================ ============================================== ========================================
 
 They are taken only where oneDNN runs them as written: CPU tensors in float32, or in bfloat16 where oneDNN has bf16
@@ -97,4 +99,22 @@ def dwconv_gelu(conv: nn.Conv2d, act: nn.GELU, x: torch.Tensor) -> torch.Tensor:
     )
 
 
-__all__ = ["dwconv_gelu", "fused_ok", "linear", "linear_add_", "onednn_bf16"]
+def conv1x1_add_relu_(out: torch.Tensor, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``out.add_(conv(x)).relu_()`` in place, for a 1x1 `conv` and one image's NCHW-shaped maps `out` and `x`, both
+    NHWC in memory: one oneDNN convolution whose binary-add post-op reads `out` and whose ReLU post-op follows it."""
+    nhwc = torch.channels_last
+    if not (
+        fused_ok(x)
+        and out.shape[0] == 1
+        and (conv.kernel_size, conv.stride, conv.padding, conv.groups) == ((1, 1), (1, 1), (0, 0), 1)
+        and out.is_contiguous(memory_format=nhwc)
+        and x.is_contiguous(memory_format=nhwc)
+    ):
+        return out.add_(conv(x)).relu_()
+    _MKLDNN._convolution_pointwise_.binary(
+        out, x, conv.weight, conv.bias, [0, 0], [1, 1], [1, 1], 1, "add", 1.0, "relu", [], None
+    )
+    return out
+
+
+__all__ = ["conv1x1_add_relu_", "dwconv_gelu", "fused_ok", "linear", "linear_add_", "onednn_bf16"]

@@ -64,6 +64,33 @@ def test_linear_add_takes_the_plain_add_for_a_batch_or_under_autocast() -> None:
         torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
+def test_conv1x1_add_relu_sums_and_rectifies_in_place() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(12, 20, 1).eval()
+    x = torch.randn(1, 5, 7, 12).permute(0, 3, 1, 2)  # NHWC maps, as the decoder's bands
+    rows = torch.randn(1, 9, 7, 20).permute(0, 3, 1, 2)
+    out = rows[:, :, 2:7]  # a band of a larger map
+    expected = rows.clone()
+    with torch.inference_mode():
+        expected[:, :, 2:7] = (expected[:, :, 2:7] + conv(x)).relu()
+        assert kernels.conv1x1_add_relu_(out, conv, x).data_ptr() == out.data_ptr()
+    torch.testing.assert_close(rows, expected, rtol=1e-6, atol=1e-5)
+    assert (rows[:, :, 2:7] == 0).any() and (rows[:, :, :2] < 0).any()  # rectified in the band only
+
+
+def test_conv1x1_add_relu_takes_the_plain_code_for_a_batch_or_nchw() -> None:
+    conv = nn.Conv2d(4, 4, 1).eval()
+    for x, out in (
+        (torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)),
+        (torch.randn(1, 4, 3, 5), torch.randn(1, 4, 3, 5)),
+    ):
+        expected = out.clone()
+        with torch.inference_mode():
+            expected = (expected + conv(x)).relu()
+            kernels.conv1x1_add_relu_(out, conv, x)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_dwconv_gelu_is_the_conv_then_gelu(approximate: str) -> None:
     torch.manual_seed(0)
@@ -111,3 +138,7 @@ def test_the_kernels_run_in_bf16_and_compute_the_plain_code() -> None:
         _bf16_close(out, expected)
         plain = act(F.conv2d(fmap.float(), conv.weight.float(), conv.bias.float(), padding=1, groups=24))
         _bf16_close(kernels.dwconv_gelu(conv, act, fmap), plain)
+        point = nn.Conv2d(24, 16, 1).eval().bfloat16()
+        summed = torch.randn(1, 6, 9, 16).bfloat16().permute(0, 3, 1, 2)
+        expected = (summed.float() + F.conv2d(fmap.float(), point.weight.float(), point.bias.float())).relu()
+        _bf16_close(kernels.conv1x1_add_relu_(summed, point, fmap), expected)

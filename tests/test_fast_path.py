@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from segbench import models
+from segbench.models import segformer_fast
 from segbench.models.segformer_fast import banded_block
 
 
@@ -55,6 +56,28 @@ def test_the_fast_path_is_the_model(name: str) -> None:
     assert first.is_contiguous()
 
 
+@pytest.mark.parametrize("name", ["segformer-b0", "segformer-b1-mmseg"])
+@pytest.mark.parametrize(
+    ("size", "band_rows", "banded"), [((256, 96), 8, True), ((128, 64), 32, True), ((75, 130), 8, False)]
+)
+def test_the_decoder_in_bands_is_the_whole_map_decoder(name, size, band_rows, banded, monkeypatch) -> None:
+    """Several bands of 8 output rows (halo rows at factors 2, 4 and 8, top and bottom edges), one band, and sizes
+    whose maps do not divide (the whole-map code); one image takes the fused sum, and so does each of a batch."""
+    monkeypatch.setattr(segformer_fast, "DECODER_BAND_ROWS", band_rows)
+    calls = []
+    real = segformer_fast.FoldedMLPDecoder._forward_banded
+    monkeypatch.setattr(segformer_fast.FoldedMLPDecoder, "_forward_banded", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    model = models.create_model(name, num_classes=7).eval()
+    fast = copy.deepcopy(model).fast_path()
+    x = torch.randn(2, 3, *size)
+    with torch.inference_mode():
+        expected, got = model(x), fast(x)
+    assert bool(calls) == banded
+    assert got.shape == expected.shape and got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_the_fast_decoder_keeps_its_buffers_between_images() -> None:
     torch.manual_seed(0)
     fast = models.create_model("segformer-b0", num_classes=5, fast=True)
@@ -63,9 +86,12 @@ def test_the_fast_decoder_keeps_its_buffers_between_images() -> None:
         kept = {k: v.data_ptr() for k, v in fast.decode_head._buffers_kept.items()}
         fast(torch.randn(1, 3, 64, 128))
         assert {k: v.data_ptr() for k, v in fast.decode_head._buffers_kept.items()} == kept
-        assert set(kept) == {"sum", "upsampled"}
-        fast(torch.randn(1, 3, 96, 128))  # another size: made again for it
-        assert tuple(fast.decode_head._buffers_kept["sum"].shape[2:]) == (24, 32)
+        assert set(kept) == {"band", "upsampled"}  # the banded decoder's two upsampling buffers
+        small = fast.decode_head._buffers_kept["band"].numel()
+        fast(torch.randn(1, 3, 96, 256))  # a wider band: made again, larger
+        assert fast.decode_head._buffers_kept["band"].numel() > small
+        fast(torch.randn(1, 3, 75, 130))  # maps that do not divide: the whole-map sum in its own buffers
+        assert {"sum", "upsampled"} <= set(fast.decode_head._buffers_kept)
     assert "_buffers_kept" not in fast.decode_head.state_dict()
 
 
