@@ -21,8 +21,10 @@ The process runs with glibc's default allocator unless `--retain-freed-memory` g
 command sets for itself (`bench.run.allocator`: every block from the heap, freed memory kept), which spares the
 eager and fast paths the fresh pages the kernel zeroes for every image; the header says which.
 
-`--contention` starts a second process doing matrix products on `--contention-threads` threads (default: torch's
-thread count) for the whole timing, as another job on a shared machine would, and stops it afterwards.
+`--contention` first times every backend idle, then starts a second process doing matrix products on
+`--contention-threads` threads (default: torch's thread count) for the whole second timing, as another job on a shared
+machine would, and stops it afterwards; the table gives each backend's busy median, its idle median from the same
+process, and the slowdown between the two.
 """
 
 from __future__ import annotations
@@ -117,8 +119,10 @@ def run_config(name: str, size: tuple[int, int], args: argparse.Namespace, peaks
                 continue
             cells[backend] = check
         calls = {b: (lambda m=c.built.module: m(x)) for b, c in cells.items()}
-        with torch.inference_mode(), Contention(args.contention_threads if args.contention else None):
-            times = interleaved(calls, args.iters, args.pause)
+        with torch.inference_mode():
+            idle = interleaved(calls, args.iters, args.pause) if args.contention else None
+            with Contention(args.contention_threads if args.contention else None):
+                times = interleaved(calls, args.iters, args.pause)
     peaks.append(measure_gemm_peak(args.precision))
     gemm = max(peaks, key=lambda p: p.gflops)
     median = {b: statistics.median(t) for b, t in times.items()}
@@ -126,22 +130,22 @@ def run_config(name: str, size: tuple[int, int], args: argparse.Namespace, peaks
     rows = []
     for backend, check in cells.items():
         ms = median[backend] * 1e3
-        rows.append(
-            [
-                backend,
-                f"{median[backend]:.3f}",
-                f"{min(times[backend]):.3f}",
-                f"{median[backend] / fast:.2f}x" if fast else "-",
-                f"{check.agreement.max_rel:.1e}",
-                f"{check.agreement.argmax_agreement:.2f}",
-                f"{achieved_gmacs_per_s(gmacs, ms):.1f}",
-                f"{percent_of_peak(gmacs, ms, gemm):.1f}",
-            ]
-        )
+        row = [backend, f"{median[backend]:.3f}", f"{min(times[backend]):.3f}"]
+        if idle is not None:  # the same process's idle timings, just before the busy process started
+            calm = statistics.median(idle[backend])
+            row += [f"{calm:.3f}", f"{median[backend] / calm:.2f}x"]
+        row += [
+            f"{median[backend] / fast:.2f}x" if fast else "-",
+            f"{check.agreement.max_rel:.1e}",
+            f"{check.agreement.argmax_agreement:.2f}",
+            f"{achieved_gmacs_per_s(gmacs, ms):.1f}",
+            f"{percent_of_peak(gmacs, ms, gemm):.1f}",
+        ]
+        rows.append(row)
     load = f", with a busy process on {args.contention_threads} thread(s)" if args.contention else ", idle"
     print(f"\n## {name} at {h}x{w}, batch 1, {args.precision}{load}: {gmacs:.1f} GMACs (paper convention)")
-    header = ["backend", "median s", "min s", "/ fast", "rel err", "argmax %", "GMAC/s", "% of peak"]
-    print(table(header, rows))
+    header = ["backend", "median s", "min s"] + (["idle s", "slowdown"] if idle is not None else [])
+    print(table(header + ["/ fast", "rel err", "argmax %", "GMAC/s", "% of peak"], rows))
     for note in notes:
         print(f"# {note}")
 
