@@ -107,7 +107,7 @@ DECODER_BAND_ROWS = 32
 """Rows of the decoder's output (quarter resolution) per band on the CPU, rounded up to a multiple of every coarser
 map's factor. A band's upsampled sum stays cache-sized (B0, 1024x2048: 16 MiB), while each coarser map's slice brings
 one halo row above and below, whose upsampled rows are computed and dropped (at factor 8, 16 of 48 rows). Measured on
-the 2-core machine this was written on: 16, 32 and 64 rows all gave the decoder 85-125 ms for B0 and 455-485 ms for
+the 2-core machine this was written on: 16, 32 and 64 rows all gave the decoder 85-125 ms for B0 and 448-485 ms for
 B2 at 1024x2048, against 152-167 ms and 506-515 ms whole-map; 32 was best for B0, 128 already slower."""
 
 
