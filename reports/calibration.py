@@ -15,10 +15,8 @@ import pandas as pd
 
 from segbench.bench.results.axes import ADVERSARIAL_CATEGORY as ADVERSARIAL
 from segbench.bench.results.axes import REAL_WORLD_CATEGORY
-from segbench.bench.results.schema import BRIER, ECE, NLL
-
-METRICS = (ECE, NLL, BRIER)
-"""The calibration metrics of an accuracy cell, in table order."""
+from segbench.bench.results.schema import CALIBRATION_METRICS as METRICS
+from segbench.bench.results.schema import ECE
 
 CATEGORY_ORDER = ("blur", "noise", "digital", "weather", "other")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segbench.bench.results.schema import BRIER, ECE, NLL, TIMING_UNITS
+from segbench.bench.results.schema import CALIBRATION_METRICS, TIMING_UNITS
 
 pytest.importorskip("submitit")
 
@@ -34,7 +34,7 @@ def test_the_local_launcher_runs_two_shards_and_the_merge(tmp_path, monkeypatch,
     # pixel's confidence, computed in other processes than the single run's, and their last bits may differ: in one
     # CI run a value moved by 1e-6 (a count-based figure moves by 1e-3 or more when a pixel changes), so they are
     # held to 1e-5.
-    calibration = a["metric"].isin((ECE, NLL, BRIER))
+    calibration = a["metric"].isin(CALIBRATION_METRICS)
     gap = (a["value"] - b["value"]).abs()
     assert gap[~calibration].max() < 1e-9, a.assign(gap=gap)[gap > 1e-9]
     assert gap[calibration].max() < 1e-5, a.assign(gap=gap)[calibration]

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from segbench.bench.results.schema import CALIBRATION_BINS
+from segbench.bench.results.schema import BRIER, CALIBRATION_BINS, ECE, NLL
 
 
 def _bin_pixels(s1, s2, shifted_y, pred, labels, ignore, classes, count, confidence, correct, sums) -> None:
@@ -132,10 +132,10 @@ class CalibrationCounter:
         """ECE (%), NLL (nats per pixel) and Brier score per pixel; NaN without labelled pixels."""
         n = self.pixels
         if n == 0:
-            return {"ece": math.nan, "nll": math.nan, "brier": math.nan}
+            return {ECE: math.nan, NLL: math.nan, BRIER: math.nan}
         gap = (self.correct.double().cpu() - self.confidence.cpu()).abs().sum()
         sums = self.sums.cpu()
-        return {"ece": 100.0 * float(gap) / n, "nll": float(sums[0]) / n, "brier": float(sums[1]) / n}
+        return {ECE: 100.0 * float(gap) / n, NLL: float(sums[0]) / n, BRIER: float(sums[1]) / n}
 
     def to_dict(self) -> dict[str, Any]:
         """The sums as a cell stores them (`bench.results.schema.CALIBRATION_KEY`)."""

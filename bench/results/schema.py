@@ -41,6 +41,8 @@ NLL = "nll"
 """Negative log-likelihood of the label's class, nats per labelled pixel."""
 BRIER = "brier"
 """Brier score: sum over classes of (p_k - onehot_k)^2, per labelled pixel (0 to 2)."""
+CALIBRATION_METRICS = (ECE, NLL, BRIER)
+"""The calibration metrics of an accuracy cell, in table order."""
 CALIBRATION_BINS = 15
 CALIBRATION_KEY = "calibration"
 """The cell record's key holding its calibration sums (`bench.measure.calibration.CalibrationCounter.to_dict`): per bin
