@@ -1,4 +1,5 @@
-"""The CPU runtimes side by side in one plain Python process: eager, SegFormer's fast path, ONNX Runtime, OpenVINO.
+"""The CPU runtimes side by side in one plain Python process: eager, SegFormer's fast path (`fast`; `fast-sdpa`: with
+PyTorch's attention kernel instead of segbench's), ONNX Runtime, OpenVINO.
 
     python -m benchmarks.bench_cpu_runtimes                          # B0 and B2 at 1024x2048, B0 at 512x1024, fp32
     python -m benchmarks.bench_cpu_runtimes --precision bf16         # the bf16 of each backend that offers it
@@ -30,6 +31,7 @@ process, and the slowdown between the two.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -46,9 +48,12 @@ from segbench.bench.measure.flops import count_flops
 from segbench.bench.measure.latency import cpu_model_name
 from segbench.bench.measure.peak import GemmPeak, achieved_gmacs_per_s, measure_gemm_peak, percent_of_peak
 from segbench.bench.run import allocator
+from segbench.models import segformer_attention
 
 DEFAULT_CONFIGS = "segformer-b0@1024x2048,segformer-b2@1024x2048,segformer-b0@512x1024"
-BACKENDS = ("eager", "fast", "onnxruntime", "openvino")
+BACKENDS = ("eager", "fast", "fast-sdpa", "onnxruntime", "openvino")
+"""`fast-sdpa` is not a deployment backend: the fast path with PyTorch's attention kernel instead of segbench's
+(`models.segformer_attention.pytorch_attention`), to show that kernel's effect within one process."""
 BUSY = (
     "import torch, sys\n"
     "torch.set_num_threads(int(sys.argv[1]))\n"
@@ -99,6 +104,16 @@ def interleaved(calls: dict[str, Callable[[], object]], iters: int, pause: float
     return times
 
 
+def _attention_for(backend: str) -> contextlib.AbstractContextManager:
+    """`fast-sdpa` runs under `pytorch_attention`; every other backend as it is."""
+    return segformer_attention.pytorch_attention() if backend == "fast-sdpa" else contextlib.nullcontext()
+
+
+def _call(backend: str, module: torch.nn.Module, x: torch.Tensor) -> object:
+    with _attention_for(backend):
+        return module(x)
+
+
 def run_config(name: str, size: tuple[int, int], args: argparse.Namespace, peaks: list[GemmPeak]) -> None:
     """Build, check and time every backend for one model and size; print its table. `peaks`: the GEMM peaks measured
     so far (one more is measured after the timings; the highest is used)."""
@@ -111,14 +126,14 @@ def run_config(name: str, size: tuple[int, int], args: argparse.Namespace, peaks
     cells, notes = {}, []
     with tempfile.TemporaryDirectory(prefix="segbench-runtimes-") as tmp:
         for backend in args.backends.split(","):
-            check = check_deployment(
-                backend, model, [x], args.precision, ArtifactCache(tmp), references=references, name=name
-            )
+            with _attention_for(backend):
+                runtime, cache = backend.removesuffix("-sdpa"), ArtifactCache(tmp)
+                check = check_deployment(runtime, model, [x], args.precision, cache, references=references, name=name)
             if check.built is None:
                 notes.append(f"{backend} {args.precision}: {check.status}: {check.reason}")
                 continue
             cells[backend] = check
-        calls = {b: (lambda m=c.built.module: m(x)) for b, c in cells.items()}
+        calls = {b: (lambda m=c.built.module, b=b: _call(b, m, x)) for b, c in cells.items()}
         with torch.inference_mode():
             idle = interleaved(calls, args.iters, args.pause) if args.contention else None
             with Contention(args.contention_threads if args.contention else None):
@@ -172,7 +187,7 @@ def main() -> None:
     print(
         f"# {cpu_model_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; interleaved, "
         f"{args.iters} rounds, median; GEMM peak ({args.precision}, {before.size}^3): {before.gflops:.0f} GFLOP/s; "
-        f"allocator: {malloc}"
+        f"allocator: {malloc}\n# fast path's fp32 attention: {segformer_attention.status().detail}"
     )
     peaks = [before]
     for name, size in configs:

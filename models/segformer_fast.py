@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segbench.models import segformer_attention
 from segbench.models import segformer_kernels as kernels
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -48,7 +49,8 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
     - keys and values: the reduction conv (kernel = stride = sr) runs over bands whose row counts are multiples of sr,
       which is the whole-map conv cut at window boundaries; they are concatenated and normalised as a whole;
     - attention: each band's queries against all keys, its residual added to its rows right away (a band reads only
-      its own rows);
+      its own rows); in fp32 on an AVX-512 CPU through segbench's kernel (`models/segformer_attention.py`), else
+      PyTorch's;
     - Mix-FFN: each band's 3x3 depthwise conv reads one row above and below, so fc1 runs on the band plus that halo,
       and the band's output is added to `x` only after the next band has read its halo from the rows before the add.
 
@@ -74,13 +76,19 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
         reduced = attn.sr_norm(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
     else:
         reduced = block.norm1(x)
-    kv = kernels.linear(attn.kv, reduced).reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+    kv = kernels.linear(attn.kv, reduced)
+    native = segformer_attention.prepare(kv, heads)  # None: PyTorch's kernel (not fp32 on an AVX-512 CPU, ...)
+    kv = kv.reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
     # attention, band by band, each band's residual added into its rows as the projection writes them
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
         band = tokens(r0, r1)
-        q = kernels.linear(attn.q, block.norm1(band)).reshape(b, -1, heads, c // heads).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1]).transpose(1, 2).reshape(b, -1, c)
+        q = kernels.linear(attn.q, block.norm1(band))
+        if native is not None:
+            out = segformer_attention.attend(native, q)
+        else:
+            q = q.reshape(b, -1, heads, c // heads).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, kv[0], kv[1]).transpose(1, 2).reshape(b, -1, c)
         kernels.linear_add_(band, attn.proj, out, r1 - r0, w)
     # Mix-FFN, band by band: a band's fc2 (with its residual add) runs once the next band has read its halo row
     pending: tuple[torch.Tensor, torch.Tensor, int] | None = None  # the band's tokens, its GELU output, its rows

@@ -31,6 +31,7 @@ from segbench.bench.deploy import (
 from segbench.bench.deploy import backends as backends_module
 from segbench.bench.deploy import export as export_module
 from segbench.bench.deploy import ort as ort_module
+from segbench.models import segformer_attention
 from segbench.models.checkpoint import state_dict_sha256
 from segbench.models.exported import onnx_session
 from segbench.models.segformer_fast import FoldedMLPDecoder
@@ -103,6 +104,7 @@ def test_fp32_backends_agree_with_eager(model_name, backend, demo_models, images
         assert cell.built.artifact is None
         assert isinstance(cell.built.module.model.decode_head, FoldedMLPDecoder)  # a folded copy...
         assert not isinstance(model.decode_head, FoldedMLPDecoder)  # ...of the model, left as it was
+        assert cell.built.detail["attention"] == segformer_attention.status().detail  # which attention kernel ran
 
 
 def test_int8_static_quantization_is_calibrated_run_and_judged(demo_models, images, references, cache):
@@ -147,6 +149,7 @@ def test_fast_bf16_on_cpu_is_a_bf16_copy_that_agrees_within_its_tolerance(demo_m
     cell = check_deployment("fast", model, images, "bf16", references=references["segformer-b0"])
     assert cell.status == "agrees", cell.agreement.line()
     assert cell.built.detail["weights"] == "bfloat16" and cell.built.detail["autocast"] is None
+    assert cell.built.detail["attention"].startswith("PyTorch's attention")
     assert {p.dtype for p in cell.built.module.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert 1e-4 < cell.agreement.max_rel <= TOLERANCES["bf16"].max_rel  # bf16 really ran: not fp32's ~1e-7

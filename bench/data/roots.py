@@ -17,8 +17,9 @@ from typing import Any
 from segbench.bench.data import realworld
 from segbench.bench.data.datasets import Dataset, get_dataset
 from segbench.bench.results.axes import DATASETS, REAL_WORLD, REAL_WORLD_NAMES, Condition
-from segbench.bench.run.config import ConfigError, RunConfig, cache_dir
+from segbench.bench.run.config import ConfigError, RunConfig
 from segbench.bench.spec import SuiteSpec
+from segbench.paths import cache_dir
 
 
 def synthetic_root(suite: SuiteSpec, datasets: Sequence[str] = ("cityscapes",)) -> Path:

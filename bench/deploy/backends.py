@@ -58,6 +58,7 @@ from segbench.bench.deploy.export import (
 from segbench.bench.measure.latency import resolve_device
 from segbench.bench.results.schema import FAILED, UNAVAILABLE
 from segbench.bench.run.config import ConfigError, autocast_dtype, check_precision_supported
+from segbench.models import segformer_attention
 from segbench.models.checkpoint import state_dict_sha256
 from segbench.models.exported import onnx_session
 from segbench.models.registry import Registry
@@ -340,11 +341,21 @@ class FastBackend(EagerBackend):
         (`models/segformer_kernels.py`) then run in bf16, and no activation is cast back and forth between ops
         (LayerNorm and softmax still accumulate in fp32 inside their kernels); like OpenVINO's bf16, which also
         keeps its tensors in bf16 between ops."""
-        if request.precision != "bf16" or request.device.type != "cpu":
+        if request.device.type != "cpu":
             return super()._build(model, request)
+        if request.precision != "bf16":
+            built = super()._build(model, request)
+            built.detail["attention"] = segformer_attention.status().detail  # segbench's AVX-512 kernel or PyTorch's
+            return built
         module = CastModule(self._prepare(model, request.device).to(torch.bfloat16), torch.bfloat16)
         return request.built(
-            self.name, module, True, autocast=None, weights="bfloat16", cpu_native_bf16=cpu_has_native_bf16()
+            self.name,
+            module,
+            True,
+            autocast=None,
+            weights="bfloat16",
+            cpu_native_bf16=cpu_has_native_bf16(),
+            attention="PyTorch's attention (segbench's kernel is fp32)",
         )
 
 

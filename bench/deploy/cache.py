@@ -5,7 +5,7 @@ A key (`CacheKey`) is everything that changes the artifact: the model's name and
 whether H and W are dynamic, the precision, the backend, the versions of the libraries that wrote it (torch, onnx,
 onnxruntime, tensorrt and the GPU for an engine), and the backend's settings (opset, quantisation, calibration images).
 
-Layout, under `$SEGBENCH_CACHE/deploy` (`bench.run.config.cache_dir`) unless given another root::
+Layout, under `$SEGBENCH_CACHE/deploy` (`segbench.paths.cache_dir`) unless given another root::
 
     <root>/<model>/<backend>-<precision>-<N>x<C>x<H>x<W>[-dyn]-<digest16><suffix>        the artifact
     <root>/<model>/<backend>-<precision>-<N>x<C>x<H>x<W>[-dyn]-<digest16><suffix>.json   its manifest
@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 
 from segbench.bench.results.files import ARTIFACT, DamagedFileError
 from segbench.bench.results.io import TEMP_SUFFIX, atomic_write_bytes, atomic_write_json
-from segbench.bench.run.config import cache_dir
+from segbench.paths import cache_dir
 
 CACHE_FORMAT = 1
 """Bumped when what segbench writes for a key changes (export settings, quantisation recipe): old entries then miss."""

@@ -280,12 +280,6 @@ def _positive_int(value: Any, field: str, what: str = "a positive integer") -> i
     return value
 
 
-def cache_dir() -> Path:
-    """Where generated files live (synthetic scenes, deployment artifacts): `$SEGBENCH_CACHE`, else
-    `~/.cache/segbench`."""
-    return Path(os.environ.get("SEGBENCH_CACHE") or Path.home() / ".cache" / "segbench")
-
-
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity; all logical cores where affinity is unknown)."""
     try:

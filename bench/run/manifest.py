@@ -22,6 +22,7 @@ from segbench.bench.run import distributed
 from segbench.bench.run.config import InferenceSpec, RunConfig
 from segbench.bench.run.provenance import environment, sha256_path
 from segbench.bench.run.residency import Residency
+from segbench.models import segformer_attention
 
 
 def now() -> str:
@@ -126,8 +127,10 @@ def run_environment(
     ctx: distributed.DistContext,
 ) -> dict[str, Any]:
     """env.json: the command line, versions, hardware and seed (`bench.run.provenance.environment`), plus the run's
-    inference spec, config and weight details."""
+    inference spec, config and weight details, and with `--fast` which attention kernel its CPU blocks run."""
     extra = {"run_id": run_dir.name, "inference": spec.to_dict(), "config": config.to_dict()}
+    if config.fast and ctx.device.type == "cpu":  # the attention its fp32 blocks run: segbench's kernel or PyTorch's
+        extra["fast_attention"] = segformer_attention.status().detail
     return environment(
         config.command,
         config.seed,

@@ -1,0 +1,180 @@
+/* SegFormer's efficient attention on the CPU in fp32 with AVX-512: softmax(q k^T * scale) v for every query row and
+ * head, exactly as the plain attention computes it up to float rounding (no online rescaling: each query's scores
+ * over all keys are kept, their maximum subtracted, exponentiated and summed, then multiplied into v).
+ *
+ * Built and loaded by models/segformer_attention.py (which documents the layouts and when this runs); compiled with
+ * -mavx512f -mavx512dq, called only where the CPU has them. Plain C11 and POSIX threads, no Python or torch headers.
+ *
+ * Layouts (fp32, contiguous unless a stride is given):
+ *   q    (nq, q_stride): query row i, head h at q[i * q_stride + h * D .. + D]
+ *   kt   (heads, nkp / 32, D, 32): keys transposed in tiles of 32 keys; kt[h][t][d][j] = k[h][32 t + j][d]
+ *   v    (heads, nkp, D)
+ *   out  (nq, out_stride): like q
+ * nkp is nk rounded up to a multiple of 32; the padding keys' scores are masked, their v rows must be finite.
+ *
+ * Work: items of (head, ROWS query rows), head-major, taken dynamically by `threads` threads from one atomic counter,
+ * so a thread slowed by another process takes fewer items instead of holding the others at a barrier.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define QB 8     /* query rows computed together: 16 score accumulators, 8 broadcasts per two key loads */
+#define ROWS 128 /* query rows per work item */
+
+/* e^x for x <= 0 (scaled scores minus their maximum), 0 below -87 (the fp32 range), about 1 ulp:
+ * x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts), e^r by its Taylor series to r^7, times 2^n */
+static inline __m512 exp_nonpositive(__m512 x) {
+    const __m512 lowest = _mm512_set1_ps(-87.0f);
+    __mmask16 underflow = _mm512_cmp_ps_mask(x, lowest, _CMP_LT_OQ);
+    x = _mm512_max_ps(x, lowest);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_mov_ps((__mmask16)~underflow, _mm512_scalef_ps(p, n));
+}
+
+/* lanes of the 16 keys from k0 that are real keys (not padding) */
+static inline __mmask16 real_keys(long k0, long nk) {
+    if (k0 + 16 <= nk) return (__mmask16)0xffff;
+    if (k0 >= nk) return 0;
+    return (__mmask16)((1u << (nk - k0)) - 1);
+}
+
+/* scores s[i][k] = q_i . k_k for up to QB query rows (rows past nq repeat row 0 and are never stored), one head;
+ * padding keys get -inf */
+static inline __attribute__((always_inline)) void scores(const float *q, long q_stride, long nq, const float *kt,
+                                                         long nk, long nkp, int D, float *s, long ss) {
+    const float *row[QB];
+    for (int i = 0; i < QB; i++) row[i] = q + (i < nq ? i : 0) * q_stride;
+    for (long k0 = 0; k0 < nkp; k0 += 32) {
+        const float *tile = kt + k0 * D;
+        __m512 acc[QB][2];
+        for (int i = 0; i < QB; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        for (int d = 0; d < D; d++) {
+            __m512 ka = _mm512_loadu_ps(tile + d * 32), kb = _mm512_loadu_ps(tile + d * 32 + 16);
+            for (int i = 0; i < QB; i++) {
+                __m512 b = _mm512_set1_ps(row[i][d]);
+                acc[i][0] = _mm512_fmadd_ps(b, ka, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(b, kb, acc[i][1]);
+            }
+        }
+        __mmask16 ma = real_keys(k0, nk), mb = real_keys(k0 + 16, nk);
+        const __m512 minus_inf = _mm512_set1_ps(-INFINITY);
+        for (int i = 0; i < QB; i++) {
+            _mm512_storeu_ps(s + i * ss + k0, _mm512_mask_mov_ps(minus_inf, ma, acc[i][0]));
+            _mm512_storeu_ps(s + i * ss + k0 + 16, _mm512_mask_mov_ps(minus_inf, mb, acc[i][1]));
+        }
+    }
+}
+
+/* s[k] = e^(scale (s[k] - max s)) in place; returns 1 / their sum */
+static inline float softmax_numerators(float *s, long nkp, float scale) {
+    __m512 top = _mm512_set1_ps(-INFINITY);
+    for (long k0 = 0; k0 < nkp; k0 += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(s + k0));
+    const __m512 factor = _mm512_set1_ps(scale), offset = _mm512_set1_ps(-_mm512_reduce_max_ps(top) * scale);
+    __m512 sum = _mm512_setzero_ps();
+    for (long k0 = 0; k0 < nkp; k0 += 16) {
+        __m512 e = exp_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(s + k0), factor, offset));
+        sum = _mm512_add_ps(sum, e);
+        _mm512_storeu_ps(s + k0, e);
+    }
+    return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+/* out_i = inv_i * sum_k s[i][k] v_k for up to QB rows (nq of them stored), 32 of the head's D columns at a time */
+static inline __attribute__((always_inline)) void weighted_values(const float *s, long ss, const float *inv,
+                                                                  const float *v, long nk, int D, float *out,
+                                                                  long out_stride, long nq) {
+    for (int c0 = 0; c0 < D; c0 += 32) {
+        __m512 acc[QB][2];
+        for (int i = 0; i < QB; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        for (long k = 0; k < nk; k++) {
+            __m512 va = _mm512_loadu_ps(v + k * D + c0), vb = _mm512_loadu_ps(v + k * D + c0 + 16);
+            for (int i = 0; i < QB; i++) {
+                __m512 p = _mm512_set1_ps(s[i * ss + k]);
+                acc[i][0] = _mm512_fmadd_ps(p, va, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(p, vb, acc[i][1]);
+            }
+        }
+        for (int i = 0; i < QB && i < nq; i++) {
+            __m512 f = _mm512_set1_ps(inv[i]);
+            _mm512_storeu_ps(out + i * out_stride + c0, _mm512_mul_ps(acc[i][0], f));
+            _mm512_storeu_ps(out + i * out_stride + c0 + 16, _mm512_mul_ps(acc[i][1], f));
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void rows(const float *q, long q_stride, long nq, const float *kt,
+                                                       const float *v, long nk, long nkp, int D, float scale,
+                                                       float *out, long out_stride, float *s) {
+    const long ss = nkp + 16; /* rows of the score buffer 64 bytes off a multiple of 4 KiB apart */
+    float inv[QB];
+    for (long i0 = 0; i0 < nq; i0 += QB) {
+        long n = nq - i0 < QB ? nq - i0 : QB;
+        scores(q + i0 * q_stride, q_stride, n, kt, nk, nkp, D, s, ss);
+        for (int i = 0; i < QB; i++) inv[i] = i < n ? softmax_numerators(s + i * ss, nkp, scale) : 0.0f;
+        weighted_values(s, ss, inv, v, nk, D, out + i0 * out_stride, out_stride, n);
+    }
+}
+
+typedef struct {
+    const float *q, *kt, *v;
+    float *out;
+    long q_stride, out_stride, nq, nk, nkp;
+    int heads, D;
+    float scale;
+    long items;
+    long next; /* the next work item, taken with an atomic add */
+} job_t;
+
+static void *worker(void *arg) {
+    job_t *job = arg;
+    float *s = aligned_alloc(64, sizeof(float) * QB * (job->nkp + 16));
+    if (s == NULL) return NULL; /* the other threads take its items */
+    long per_head = (job->nq + ROWS - 1) / ROWS;
+    for (;;) {
+        long item = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (item >= job->items) break;
+        long h = item / per_head, r0 = (item % per_head) * ROWS;
+        long n = job->nq - r0 < ROWS ? job->nq - r0 : ROWS;
+        const float *q = job->q + r0 * job->q_stride + h * job->D;
+        const float *kt = job->kt + h * job->D * job->nkp, *v = job->v + h * job->nkp * job->D;
+        float *out = job->out + r0 * job->out_stride + h * job->D;
+        if (job->D == 32) /* SegFormer's head dimension (MiT-B0..B5): unrolled for it */
+            rows(q, job->q_stride, n, kt, v, job->nk, job->nkp, 32, job->scale, out, job->out_stride, s);
+        else if (job->D == 64)
+            rows(q, job->q_stride, n, kt, v, job->nk, job->nkp, 64, job->scale, out, job->out_stride, s);
+        else
+            rows(q, job->q_stride, n, kt, v, job->nk, job->nkp, job->D, job->scale, out, job->out_stride, s);
+    }
+    free(s);
+    return NULL;
+}
+
+/* Returns 0 on success; 1 for a head dimension that is not a positive multiple of 32 or a bad count; 2 when no thread
+ * could have its score buffer (the caller then computes the attention another way). */
+int segbench_attention_f32(const float *q, long q_stride, const float *kt, const float *v, float *out,
+                           long out_stride, long nq, long nk, int heads, int head_dim, float scale, int threads) {
+    if (head_dim <= 0 || head_dim % 32 != 0 || nq < 0 || nk <= 0 || heads <= 0 || threads <= 0) return 1;
+    job_t job = {q, kt, v, out, q_stride, out_stride, nq, nk, (nk + 31) / 32 * 32, heads, head_dim, scale, 0, 0};
+    job.items = heads * ((nq + ROWS - 1) / ROWS);
+    if (threads > job.items) threads = (int)(job.items > 0 ? job.items : 1);
+    pthread_t helpers[threads > 1 ? threads - 1 : 1];
+    int started = 0;
+    for (; started < threads - 1; started++)
+        if (pthread_create(&helpers[started], NULL, worker, &job) != 0) break;
+    worker(&job);
+    for (int i = 0; i < started; i++) pthread_join(helpers[i], NULL);
+    return job.next >= job.items ? 0 : 2; /* every item was taken, hence done */
+}

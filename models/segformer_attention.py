@@ -1,0 +1,259 @@
+"""SegFormer's attention on the CPU in fp32 through segbench's own AVX-512 kernel (`segformer_attention.c`).
+
+The fast path (`banded_block` in `models/segformer_fast.py`) spends most of its CPU time in attention: in SegFormer-B0
+at 1024x2048, 60% of it in PyTorch's flash-attention kernel, which runs SegFormer's shapes (head dimension 32, up to
+2,048 keys) at about 60% of the machine's GEMM throughput. The kernel here computes the same softmax(q k^T / sqrt(d)) v
+without online rescaling, with the keys transposed in cache-sized tiles and eight query rows per register block, and
+hands out work to its threads dynamically (a thread slowed by another process takes fewer rows instead of holding the
+others at a barrier). It reads the query projection's (tokens, channels) output as it is and writes the (tokens,
+channels) input of the output projection, so the transposes around PyTorch's (batch, heads, tokens, dim) layout go too.
+
+It is C with AVX-512 intrinsics and POSIX threads, compiled on first use by the system's C compiler (`$CC`, else `cc`
+or `gcc`) into `$SEGBENCH_CACHE/kernels/` under a name hashing the source, flags and compiler, atomically (a partly
+written library is never loaded), checked once against `torch.nn.functional.scaled_dot_product_attention` on a small
+case, then loaded with ctypes (which releases the GIL during the call). Where any of that is not possible (no AVX-512
+in `torch.backends.cpu.get_cpu_capability()`, no compiler, a failed build or check, `SEGBENCH_NATIVE_ATTENTION=0`),
+`prepare` returns None and the fast path uses PyTorch's kernel: the same function, slower. `status()` says which
+runs and why (env.json records it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import math
+import os
+import secrets
+import shutil
+import subprocess
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from segbench.paths import cache_dir
+
+SOURCE = Path(__file__).with_name("segformer_attention.c")
+COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fPIC", "-shared", "-pthread")
+SWITCH_ENV = "SEGBENCH_NATIVE_ATTENTION"
+"""Set to 0 to keep the fast path on PyTorch's attention kernel."""
+KEY_TILE = 32
+"""Keys per tile of the transposed keys (`segformer_attention.c` reads them so)."""
+_SYMBOL = "segbench_attention_f32"
+_P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    """Whether the kernel runs here (`available`) and, in words, which attention the fast path uses and why."""
+
+    available: bool
+    detail: str
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def _build(compiler: str, version: str) -> Path:
+    """The compiled library in the cache, built now unless a library of the same source, flags and compiler is there."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join((*COMPILE_FLAGS, compiler, version)).encode())
+    target = cache_dir() / "kernels" / f"segformer_attention-{digest.hexdigest()[:16]}.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    try:
+        subprocess.run(
+            [compiler, *COMPILE_FLAGS, str(SOURCE), "-o", str(partial)], check=True, capture_output=True, timeout=300
+        )
+        os.replace(partial, target)  # atomic: another process sees no library or a whole one
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    fn = getattr(lib, _SYMBOL)
+    fn.argtypes = [_P, _L, _P, _P, _P, _L, _L, _L, _I, _I, ctypes.c_float, _I]
+    fn.restype = _I
+    return lib
+
+
+def missing_requirement() -> str | None:
+    """Why the kernel cannot be built here (switched off, no AVX-512, no C compiler), or None when it can be."""
+    if os.environ.get(SWITCH_ENV, "1").strip() == "0":
+        return f"{SWITCH_ENV}=0"
+    if (capability := torch.backends.cpu.get_cpu_capability()) not in ("AVX512", "AMX"):
+        return f"this CPU runs ATen at {capability}, not AVX512"
+    if _compiler() is None:
+        return "no C compiler: set CC or install gcc to build segbench's kernel"
+    return None
+
+
+@functools.cache
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    """The loaded library, or None and why not (decided once per process)."""
+    compiler = _compiler()
+    if (missing := missing_requirement()) is not None or compiler is None:
+        return None, f"PyTorch's attention ({missing})"
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60, check=True)
+        version_line = (version.stdout.splitlines() or ["unknown version"])[0]
+        path = _build(compiler, version_line)
+        try:
+            lib = _open(path)
+        except (OSError, AttributeError):  # a damaged cached library: build it again once
+            path.unlink(missing_ok=True)
+            lib = _open(_build(compiler, version_line))
+    except (OSError, AttributeError, subprocess.SubprocessError) as exc:
+        reason = getattr(exc, "stderr", None) or exc
+        detail = f"PyTorch's attention (building segbench's kernel with {compiler} failed: {str(reason).strip()[:300]})"
+        warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
+        return None, detail
+    if not _agrees(lib):
+        detail = f"PyTorch's attention (segbench's kernel {path} disagreed with PyTorch's on a check; delete it)"
+        warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
+        return None, detail
+    return lib, f"segbench's AVX-512 kernel ({version_line}; {path})"
+
+
+def _agrees(lib: ctypes.CDLL) -> bool:
+    """The kernel against PyTorch's on a small case with a head of each unrolled size and ragged counts."""
+    gen = torch.Generator().manual_seed(0)
+    for heads, dim, nq, nk in ((2, 32, 37, 45), (1, 64, 9, 64), (1, 96, 3, 7)):
+        q = torch.randn(1, nq, heads * dim, generator=gen)
+        kv = torch.randn(1, nk, 2 * heads * dim, generator=gen)
+        got = _run(lib, KeysValues.of(kv, heads), q)
+        ref = _reference(q, kv, heads)
+        if got is None or not torch.allclose(got, ref, rtol=1e-4, atol=1e-5):
+            return False
+    return True
+
+
+def _reference(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tensor:
+    """What `MiTBlock`'s attention computes from the projected queries (B, N, C) and keys/values (B, M, 2C)."""
+    b, n, c = q.shape
+    k, v = kv.reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+    qh = q.reshape(b, n, heads, c // heads).transpose(1, 2)
+    return F.scaled_dot_product_attention(qh, k, v).transpose(1, 2).reshape(b, n, c)
+
+
+def status() -> KernelStatus:
+    """Which attention the fast path's fp32 CPU blocks use, building and checking the kernel if not done yet."""
+    lib, detail = _load()
+    return KernelStatus(lib is not None, detail)
+
+
+@dataclass(frozen=True)
+class KeysValues:
+    """A block's keys and values in the kernel's layout: keys transposed in tiles of `KEY_TILE` (B, heads, tiles, D,
+    KEY_TILE) and values (B, heads, tiles * KEY_TILE, D), zero beyond the `keys` real ones."""
+
+    keys_t: torch.Tensor
+    values: torch.Tensor
+    keys: int
+    heads: int
+    source: torch.Tensor  # the projection's output it was made from (for PyTorch's kernel, should the call fail)
+
+    @classmethod
+    def of(cls, kv: torch.Tensor, heads: int) -> KeysValues:
+        """From the key/value projection's output (B, M, 2C): keys in its first C channels, values in the last C,
+        each head's D = C / heads channels together."""
+        b, m, c2 = kv.shape
+        d = c2 // 2 // heads
+        padded = math.ceil(m / KEY_TILE) * KEY_TILE
+        both = kv.new_zeros(b, padded, 2, heads, d)
+        both[:, :m] = kv.view(b, m, 2, heads, d)
+        keys_t = both[:, :, 0].view(b, padded // KEY_TILE, KEY_TILE, heads, d).permute(0, 3, 1, 4, 2).contiguous()
+        values = both[:, :, 1].permute(0, 2, 1, 3).contiguous()
+        return cls(keys_t, values, m, heads, kv)
+
+
+_declined = 0  # depth of `pytorch_attention` blocks
+
+
+@contextlib.contextmanager
+def pytorch_attention() -> Iterator[None]:
+    """Within the block, the fast path runs PyTorch's attention kernel instead (for timing both in one process,
+    `benchmarks/bench_cpu_runtimes.py`'s `fast-sdpa`). Process-wide, not per thread."""
+    global _declined
+    _declined += 1
+    try:
+        yield
+    finally:
+        _declined -= 1
+
+
+def prepare(kv: torch.Tensor, heads: int) -> KeysValues | None:
+    """The keys and values for `attend`, or None where the kernel does not run for them (then use PyTorch's): fp32 CPU
+    tensors outside autograd, autocast, tracing and compilation, a head dimension that is a multiple of 32, the
+    kernel built here, and no `pytorch_attention` block."""
+    if not (
+        not _declined
+        and kv.dtype == torch.float32
+        and kv.device.type == "cpu"
+        and kv.dim() == 3
+        and (kv.shape[2] // 2) % (heads * 32) == 0
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    ):
+        return None
+    lib, _ = _load()
+    return None if lib is None else KeysValues.of(kv, heads)
+
+
+def attend(kv: KeysValues, q: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v per head for the projected queries `q` (B, N, C), as (B, N, C): what `MiTBlock`'s
+    attention gives its output projection. Falls back to PyTorch's kernel if the call fails."""
+    lib, _ = _load()
+    out = _run(lib, kv, q) if lib is not None else None
+    return _reference(q, kv.source, kv.heads) if out is None else out
+
+
+def _run(lib: ctypes.CDLL, kv: KeysValues, q: torch.Tensor) -> torch.Tensor | None:
+    """The kernel on each image of `q`, or None if it refused (a count it does not take, no memory)."""
+    q = q.contiguous()
+    b, n, c = q.shape
+    d = c // kv.heads
+    out = torch.empty_like(q)
+    fn = getattr(lib, _SYMBOL)
+    for i in range(b):
+        rc = fn(
+            q[i].data_ptr(),
+            c,
+            kv.keys_t[i].data_ptr(),
+            kv.values[i].data_ptr(),
+            out[i].data_ptr(),
+            c,
+            n,
+            kv.keys,
+            kv.heads,
+            d,
+            1.0 / math.sqrt(d),
+            torch.get_num_threads(),
+        )
+        if rc != 0:
+            return None
+    return out
+
+
+__all__ = [
+    "COMPILE_FLAGS",
+    "KEY_TILE",
+    "SOURCE",
+    "SWITCH_ENV",
+    "KeysValues",
+    "KernelStatus",
+    "attend",
+    "prepare",
+    "status",
+]
