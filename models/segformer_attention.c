@@ -3,7 +3,9 @@
  * over all keys are kept, their maximum subtracted, exponentiated and summed, then multiplied into v).
  *
  * Built and loaded by models/segformer_attention.py (which documents the layouts and when this runs); compiled with
- * -mavx512f -mavx512dq, called only where the CPU has them. Plain C11 and POSIX threads, no Python or torch headers.
+ * -mavx512f -mavx512dq, called only where the CPU has them. Plain C11 and OpenMP, no Python or torch headers: loaded
+ * into a process where torch has loaded its libgomp.so.1, the library's libgomp.so.1 is that one (the dynamic linker
+ * matches the soname), so its threads are torch's own OpenMP threads, not a second set competing with them.
  *
  * Layouts (fp32, contiguous unless a stride is given):
  *   q    (nq, q_stride): query row i, head h at q[i * q_stride + h * D .. + D]
@@ -13,11 +15,10 @@
  * nkp is nk rounded up to a multiple of 32; the padding keys' scores are masked, their v rows must be finite.
  *
  * Work: items of (head, ROWS query rows), head-major, taken dynamically by `threads` threads from one atomic counter,
- * so a thread slowed by another process takes fewer items instead of holding the others at a barrier.
+ * so a thread slowed by another process takes fewer items instead of holding the others up at the end.
  */
 #include <immintrin.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 
 #define QB 8     /* query rows computed together: 16 score accumulators, 8 broadcasts per two key loads */
@@ -170,11 +171,7 @@ int segbench_attention_f32(const float *q, long q_stride, const float *kt, const
     job_t job = {q, kt, v, out, q_stride, out_stride, nq, nk, (nk + 31) / 32 * 32, heads, head_dim, scale, 0, 0};
     job.items = heads * ((nq + ROWS - 1) / ROWS);
     if (threads > job.items) threads = (int)(job.items > 0 ? job.items : 1);
-    pthread_t helpers[threads > 1 ? threads - 1 : 1];
-    int started = 0;
-    for (; started < threads - 1; started++)
-        if (pthread_create(&helpers[started], NULL, worker, &job) != 0) break;
+#pragma omp parallel num_threads(threads)
     worker(&job);
-    for (int i = 0; i < started; i++) pthread_join(helpers[i], NULL);
     return job.next >= job.items ? 0 : 2; /* every item was taken, hence done */
 }

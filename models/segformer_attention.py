@@ -5,11 +5,12 @@ at 1024x2048, 60% of it in PyTorch's flash-attention kernel, which runs SegForme
 2,048 keys) at about 60% of the machine's GEMM throughput. The kernel here computes the same softmax(q k^T / sqrt(d)) v
 without online rescaling, with the keys transposed in cache-sized tiles and eight query rows per register block, and
 hands out work to its threads dynamically (a thread slowed by another process takes fewer rows instead of holding the
-others at a barrier). It reads the query projection's (tokens, channels) output as it is and writes the (tokens,
+others up). It reads the query projection's (tokens, channels) output as it is and writes the (tokens,
 channels) input of the output projection, so the transposes around PyTorch's (batch, heads, tokens, dim) layout go too.
 
-It is C with AVX-512 intrinsics and POSIX threads, compiled on first use by the system's C compiler (`$CC`, else `cc`
-or `gcc`) into `$SEGBENCH_CACHE/kernels/` under a name hashing the source, flags and compiler, atomically (a partly
+It is C with AVX-512 intrinsics and OpenMP, whose threads are torch's own (the library's libgomp.so.1 resolves to the
+one torch loaded; a second set of threads would compete with torch's while those spin after each of its ops). It is
+compiled on first use by the system's C compiler (`$CC`, else `cc` or `gcc`) into `$SEGBENCH_CACHE/kernels/` under a name hashing the source, flags and compiler, atomically (a partly
 written library is never loaded), checked once against `torch.nn.functional.scaled_dot_product_attention` on a small
 case, then loaded with ctypes (which releases the GIL during the call). Where any of that is not possible (no AVX-512
 in `torch.backends.cpu.get_cpu_capability()`, no compiler, a failed build or check, `SEGBENCH_NATIVE_ATTENTION=0`),
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from segbench.paths import cache_dir
 
 SOURCE = Path(__file__).with_name("segformer_attention.c")
-COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fPIC", "-shared", "-pthread")
+COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-fPIC", "-shared")
 SWITCH_ENV = "SEGBENCH_NATIVE_ATTENTION"
 """Set to 0 to keep the fast path on PyTorch's attention kernel."""
 KEY_TILE = 32
