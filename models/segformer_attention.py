@@ -10,12 +10,12 @@ channels) input of the output projection, so the transposes around PyTorch's (ba
 
 It is C with AVX-512 intrinsics and OpenMP, whose threads are torch's own (the library's libgomp.so.1 resolves to the
 one torch loaded; a second set of threads would compete with torch's while those spin after each of its ops). It is
-compiled on first use by the system's C compiler (`$CC`, else `cc` or `gcc`) into `$SEGBENCH_CACHE/kernels/` under a name hashing the source, flags and compiler, atomically (a partly
-written library is never loaded), checked once against `torch.nn.functional.scaled_dot_product_attention` on a small
-case, then loaded with ctypes (which releases the GIL during the call). Where any of that is not possible (no AVX-512
-in `torch.backends.cpu.get_cpu_capability()`, no compiler, a failed build or check, `SEGBENCH_NATIVE_ATTENTION=0`),
-`prepare` returns None and the fast path uses PyTorch's kernel: the same function, slower. `status()` says which
-runs and why (env.json records it).
+compiled on first use by the system's C compiler (`$CC`, else `cc` or `gcc`) into `$SEGBENCH_CACHE/kernels/` under a
+name hashing the source, flags and compiler, atomically (a partly written library is never loaded), checked once
+against `torch.nn.functional.scaled_dot_product_attention` on a small case, then loaded with ctypes (which releases
+the GIL during the call). Where any of that is not possible (no AVX-512 in `torch.backends.cpu.get_cpu_capability()`,
+no compiler, a failed build or check, `SEGBENCH_NATIVE_ATTENTION=0`), `prepare` returns None and the fast path uses
+PyTorch's kernel: the same function, slower. `status()` says which runs and why (env.json records it).
 """
 
 from __future__ import annotations
