@@ -105,6 +105,8 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "segbench/bench/run/runner.py",
         "segbench/bench/results/store.py",
         "segbench/models/segformer.py",
+        "segbench/models/segformer_attention.c",  # the fast path's kernel source, compiled on first use
+        "segbench/paths.py",
         "segbench/suites/builtin.py",
         "segbench/reports/render.py",
         "segbench/reports/sections/deployment.py",
@@ -151,6 +153,15 @@ def test_wheel_runs_outside_the_checkout(wheel_install: Path, tmp_path: Path):
     assert where.returncode == 0, where.stderr
     for path in where.stdout.split():
         assert Path(path).is_relative_to(wheel_install), where.stdout
+
+    # the fast path's attention kernel builds from the wheel's own source into the cache
+    code = "from segbench.models import segformer_attention as a; print(a.SOURCE, a.missing_requirement(), sep='\\n')"
+    kernel = _outside(wheel_install, tmp_path, sys.executable, "-c", code + "; print(a.status().detail)")
+    assert kernel.returncode == 0, kernel.stderr
+    source, missing, detail = kernel.stdout.splitlines()
+    assert Path(source).is_relative_to(wheel_install)
+    if missing == "None":  # AVX-512 and a C compiler here
+        assert str(tmp_path / "cache" / "kernels") in detail, detail
 
     listing = _outside(wheel_install, tmp_path, "segbench", "list")
     assert listing.returncode == 0, listing.stderr
