@@ -1,12 +1,14 @@
 """SegFormer's attention on the CPU in fp32 through segbench's own AVX-512 kernel (`segformer_attention.c`).
 
 The fast path (`banded_block` in `models/segformer_fast.py`) spends most of its CPU time in attention: in SegFormer-B0
-at 1024x2048, 60% of it in PyTorch's flash-attention kernel, which runs SegFormer's shapes (head dimension 32, up to
-2,048 keys) at about 60% of the machine's GEMM throughput. The kernel here computes the same softmax(q k^T / sqrt(d)) v
-without online rescaling, with the keys transposed in cache-sized tiles and eight query rows per register block, and
-hands out work to its threads dynamically (a thread slowed by another process takes fewer rows instead of holding the
-others up). It reads the query projection's (tokens, channels) output as it is and writes the (tokens,
-channels) input of the output projection, so the transposes around PyTorch's (batch, heads, tokens, dim) layout go too.
+at 1024x2048, 60% of it in PyTorch's flash-attention kernel, which runs SegFormer's shapes (heads of 32 or 64, up to
+2,048 keys) at 81-108 GMAC/s on the 2-core AVX-512 machine this was written on (GEMM peak about 150 GMAC/s). The
+kernel here computes the same softmax(q k^T / sqrt(d)) v without online rescaling, with the keys transposed in
+cache-sized tiles and eight query rows per register block, at 91-116 GMAC/s on the same shapes; it hands out work to
+its threads dynamically (a thread slowed by another process takes fewer rows instead of holding the others up), and
+it reads the query projection's (tokens, channels) output as it is and writes the output projection's input, so the
+transposes around PyTorch's (batch, heads, tokens, dim) layout go too. The exponentials and the score passes, about a
+quarter of its work at a head of 32, are what keep it from the GEMM peak.
 
 It is C with AVX-512 intrinsics and OpenMP, whose threads are torch's own (the library's libgomp.so.1 resolves to the
 one torch loaded; a second set of threads would compete with torch's while those spin after each of its ops). It is
@@ -114,12 +116,16 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
             path.unlink(missing_ok=True)
             lib = _open(_build(compiler, version_line))
     except (OSError, AttributeError, subprocess.SubprocessError) as exc:
-        reason = getattr(exc, "stderr", None) or exc
-        detail = f"PyTorch's attention (building segbench's kernel with {compiler} failed: {str(reason).strip()[:300]})"
+        reason = getattr(exc, "stderr", None) or exc  # the compiler's own message where it ran
+        reason = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+        detail = f"PyTorch's attention (building segbench's kernel with {compiler} failed: {reason.strip()[:300]})"
         warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
         return None, detail
     if not _agrees(lib):
-        detail = f"PyTorch's attention (segbench's kernel {path} disagreed with PyTorch's on a check; delete it)"
+        detail = (
+            f"PyTorch's attention (segbench's kernel {path}, built by {version_line}, disagreed with PyTorch's on its "
+            f"check; try another compiler through CC, or set {SWITCH_ENV}=0 to skip it)"
+        )
         warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
         return None, detail
     return lib, f"segbench's AVX-512 kernel ({version_line}; {path})"

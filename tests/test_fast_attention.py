@@ -157,6 +157,41 @@ def test_without_a_compiler_the_fast_path_uses_pytorchs_attention(fresh_kernel, 
     _check_the_fast_path_without_the_kernel()
 
 
+def _fake_compiler(folder, script: str) -> str:
+    path = folder / "fake-cc"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_failed_build_says_what_the_compiler_said(fresh_kernel, monkeypatch) -> None:
+    script = 'if [ "$1" = --version ]; then echo fake-cc 1.0; exit 0; fi\necho "fake-cc: no AVX-512 here" >&2; exit 1\n'
+    monkeypatch.setenv("CC", _fake_compiler(fresh_kernel.parent, script))
+    with pytest.warns(RuntimeWarning, match="fake-cc: no AVX-512 here"):
+        status = attention.status()
+    assert not status.available and status.detail.endswith("failed: fake-cc: no AVX-512 here)")
+    assert not fresh_kernel.exists() or not list(fresh_kernel.iterdir())  # no partial library left
+
+
+@needs_kernel
+def test_a_kernel_that_computes_wrong_is_never_used(fresh_kernel, monkeypatch) -> None:
+    """A compiler whose build of the kernel is wrong (here: the padding keys left unmasked) fails the check."""
+    real = attention._compiler()
+    script = (
+        'if [ "$1" = --version ]; then echo miscompiling-cc; exit 0; fi\n'
+        "for last; do :; done\n"  # the output file; the source is the argument before "-o"
+        'src=$(dirname "$last")/broken.c\n'
+        f"sed 's/_mm512_mask_mov_ps(minus_inf, ma, acc\\[i\\]\\[0\\])/acc[i][0]/' {attention.SOURCE} > \"$src\"\n"
+        f'exec {real} {" ".join(attention.COMPILE_FLAGS)} "$src" -o "$last"\n'
+    )
+    monkeypatch.setenv("CC", _fake_compiler(fresh_kernel.parent, script))
+    with pytest.warns(RuntimeWarning, match="disagreed with PyTorch's"):
+        status = attention.status()
+    assert not status.available and "miscompiling-cc" in status.detail
+    with torch.inference_mode():
+        assert attention.prepare(torch.randn(1, 8, 64), 1) is None
+
+
 def test_the_switch_turns_the_kernel_off(fresh_kernel, monkeypatch) -> None:
     monkeypatch.setenv(attention.SWITCH_ENV, "0")
     status = attention.status()
