@@ -53,7 +53,7 @@ from segbench.models import segformer_attention
 DEFAULT_CONFIGS = "segformer-b0@1024x2048,segformer-b2@1024x2048,segformer-b0@512x1024"
 BACKENDS = ("eager", "fast", "fast-sdpa", "onnxruntime", "openvino")
 """`fast-sdpa` is not a deployment backend: the fast path with PyTorch's attention kernel instead of segbench's
-(`models.segformer_attention.pytorch_attention`), to show that kernel's effect within one process."""
+(`models.segformer_attention.without_kernel`), to show that kernel's effect within one process."""
 BUSY = (
     "import torch, sys\n"
     "torch.set_num_threads(int(sys.argv[1]))\n"
@@ -105,8 +105,8 @@ def interleaved(calls: dict[str, Callable[[], object]], iters: int, pause: float
 
 
 def _attention_for(backend: str) -> contextlib.AbstractContextManager:
-    """`fast-sdpa` runs under `pytorch_attention`; every other backend as it is."""
-    return segformer_attention.pytorch_attention() if backend == "fast-sdpa" else contextlib.nullcontext()
+    """`fast-sdpa` runs under `without_kernel`; every other backend as it is."""
+    return segformer_attention.without_kernel() if backend == "fast-sdpa" else contextlib.nullcontext()
 
 
 def _call(backend: str, module: torch.nn.Module, x: torch.Tensor) -> object:

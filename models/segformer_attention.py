@@ -138,14 +138,15 @@ def _agrees(lib: ctypes.CDLL) -> bool:
         q = torch.randn(1, nq, heads * dim, generator=gen)
         kv = torch.randn(1, nk, 2 * heads * dim, generator=gen)
         got = _run(lib, KeysValues.of(kv, heads), q)
-        ref = _reference(q, kv, heads)
+        ref = pytorch_attend(q, kv, heads)
         if got is None or not torch.allclose(got, ref, rtol=1e-4, atol=1e-5):
             return False
     return True
 
 
-def _reference(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tensor:
-    """What `MiTBlock`'s attention computes from the projected queries (B, N, C) and keys/values (B, M, 2C)."""
+def pytorch_attend(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tensor:
+    """PyTorch's kernel on what `MiTBlock`'s attention computes from the projected queries (B, N, C) and keys/values
+    (B, M, 2C): the same (B, N, C) as `attend`."""
     b, n, c = q.shape
     k, v = kv.reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
     qh = q.reshape(b, n, heads, c // heads).transpose(1, 2)
@@ -183,11 +184,11 @@ class KeysValues:
         return cls(keys_t, values, m, heads, kv)
 
 
-_declined = 0  # depth of `pytorch_attention` blocks
+_declined = 0  # depth of `without_kernel` blocks
 
 
 @contextlib.contextmanager
-def pytorch_attention() -> Iterator[None]:
+def without_kernel() -> Iterator[None]:
     """Within the block, the fast path runs PyTorch's attention kernel instead (for timing both in one process,
     `benchmarks/bench_cpu_runtimes.py`'s `fast-sdpa`). Process-wide, not per thread."""
     global _declined
@@ -201,7 +202,7 @@ def pytorch_attention() -> Iterator[None]:
 def prepare(kv: torch.Tensor, heads: int) -> KeysValues | None:
     """The keys and values for `attend`, or None where the kernel does not run for them (then use PyTorch's): fp32 CPU
     tensors outside autograd, autocast, tracing and compilation, a head dimension that is a multiple of 32, the
-    kernel built here, and no `pytorch_attention` block."""
+    kernel built here, and no `without_kernel` block."""
     if not (
         not _declined
         and kv.dtype == torch.float32
@@ -223,7 +224,7 @@ def attend(kv: KeysValues, q: torch.Tensor) -> torch.Tensor:
     attention gives its output projection. Falls back to PyTorch's kernel if the call fails."""
     lib, _ = _load()
     out = _run(lib, kv, q) if lib is not None else None
-    return _reference(q, kv.source, kv.heads) if out is None else out
+    return pytorch_attend(q, kv.source, kv.heads) if out is None else out
 
 
 def _run(lib: ctypes.CDLL, kv: KeysValues, q: torch.Tensor) -> torch.Tensor | None:

@@ -78,7 +78,6 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
         reduced = block.norm1(x)
     kv = kernels.linear(attn.kv, reduced)
     native = segformer_attention.prepare(kv, heads)  # None: PyTorch's kernel (not fp32 on an AVX-512 CPU, ...)
-    kv = kv.reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
     # attention, band by band, each band's residual added into its rows as the projection writes them
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
@@ -87,8 +86,7 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
         if native is not None:
             out = segformer_attention.attend(native, q)
         else:
-            q = q.reshape(b, -1, heads, c // heads).transpose(1, 2)
-            out = F.scaled_dot_product_attention(q, kv[0], kv[1]).transpose(1, 2).reshape(b, -1, c)
+            out = segformer_attention.pytorch_attend(q, kv, heads)
         kernels.linear_add_(band, attn.proj, out, r1 - r0, w)
     # Mix-FFN, band by band: a band's fc2 (with its residual add) runs once the next band has read its halo row
     pending: tuple[torch.Tensor, torch.Tensor, int] | None = None  # the band's tokens, its GELU output, its rows

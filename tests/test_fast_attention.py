@@ -117,7 +117,7 @@ def test_prepare_declines_what_the_kernel_does_not_compute() -> None:
         assert attention.prepare(kv.double(), 2) is None
         assert attention.prepare(torch.randn(1, 10, 128).bfloat16(), 2) is None
     assert attention.prepare(torch.randn(1, 10, 128), 2) is None  # autograd on
-    with torch.inference_mode(), attention.pytorch_attention():
+    with torch.inference_mode(), attention.without_kernel():
         assert attention.prepare(torch.randn(1, 10, 128), 2) is None  # asked for PyTorch's
 
 
