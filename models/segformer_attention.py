@@ -31,6 +31,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ def _build(compiler: str, version: str) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target.parent)
     partial = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
         subprocess.run(
@@ -79,6 +81,18 @@ def _build(compiler: str, version: str) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+STALE_PARTIAL_S = 600
+"""A `.partial` library older than this (a build takes about a second) was left by a killed build: removed."""
+
+
+def _remove_stale_partials(folder: Path) -> None:
+    now = time.time()
+    for left in folder.glob(".segformer_attention-*.partial"):
+        with contextlib.suppress(OSError):  # another process removed it first
+            if now - left.stat().st_mtime > STALE_PARTIAL_S:
+                left.unlink()
 
 
 def _open(path: Path) -> ctypes.CDLL:

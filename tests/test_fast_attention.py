@@ -7,6 +7,7 @@ import copy
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -132,6 +133,20 @@ def test_the_kernel_is_built_once_into_the_cache(fresh_kernel) -> None:
     stamp = built[0].stat().st_mtime_ns
     attention._load.cache_clear()
     assert attention.status().available and built[0].stat().st_mtime_ns == stamp  # loaded, not built again
+
+
+def test_a_killed_builds_partial_library_is_removed_by_the_next_build(fresh_kernel) -> None:
+    if attention.missing_requirement() is not None:
+        pytest.skip(f"segbench's attention kernel cannot be built here: {attention.missing_requirement()}")
+    fresh_kernel.mkdir(parents=True)
+    stale = fresh_kernel / ".segformer_attention-0123456789abcdef.so.99-dead.partial"
+    recent = fresh_kernel / ".segformer_attention-0123456789abcdef.so.98-beef.partial"  # a build under way elsewhere
+    for left in (stale, recent):
+        left.write_bytes(b"half a library")
+    old = time.time() - attention.STALE_PARTIAL_S - 60
+    os.utime(stale, (old, old))
+    assert attention.status().available
+    assert not stale.exists() and recent.exists()
 
 
 def test_a_damaged_cached_kernel_is_built_again(fresh_kernel) -> None:
