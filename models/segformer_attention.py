@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from segbench.paths import cache_dir
+from segbench.paths import cache_dir, make_folder
 
 SOURCE = Path(__file__).with_name("segformer_attention.c")
 COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-fPIC", "-shared")
@@ -70,7 +70,7 @@ def _build(compiler: str, version: str) -> Path:
     target = cache_dir() / "kernels" / f"segformer_attention-{digest.hexdigest()[:16]}.so"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     _remove_stale_partials(target.parent)
     partial = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
@@ -130,9 +130,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
             path.unlink(missing_ok=True)
             lib = _open(_build(compiler, version_line))
     except (OSError, AttributeError, subprocess.SubprocessError) as exc:
-        reason = getattr(exc, "stderr", None) or exc  # the compiler's own message where it ran
-        reason = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
-        detail = f"PyTorch's attention (building segbench's kernel with {compiler} failed: {reason.strip()[:300]})"
+        said = getattr(exc, "stderr", None)  # the compiler's own message where it ran (its first 500 characters)
+        reason = said.decode(errors="replace").strip()[:500] if isinstance(said, bytes) and said else str(exc)
+        detail = f"PyTorch's attention (building segbench's kernel with {compiler} failed: {reason})"
         warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
         return None, detail
     if not _agrees(lib):

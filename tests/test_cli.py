@@ -108,6 +108,17 @@ def test_missing_data_says_where_it_looked(in_process):
     assert "CITYSCAPES_DATASET" in line and "--data" in line and "--suite demo" in line
 
 
+def test_an_unusable_cache_says_where_it_is_and_how_to_move_it(in_process, monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "a-file"))
+    code, stderr = in_process("--suite", "ci", "--models", "segformer-tiny", "--allow-random-weights")
+    assert code == 2 and "Traceback" not in stderr
+    line = stderr.strip()
+    assert "\n" not in line
+    assert f"cannot create the folder {tmp_path / 'a-file' / 'synthetic'}" in line
+    assert f"SEGBENCH_CACHE={tmp_path / 'a-file'}" in line and "writable folder" in line
+
+
 def test_random_weights_refused_without_flag(in_process):
     code, stderr = in_process("--suite", "ci", "--models", "segformer-tiny", "--max-images", "1")
     assert code == 2 and "Traceback" not in stderr

@@ -329,3 +329,20 @@ def test_typed_values_of_the_python_api_are_kept():
     assert cfg.severities == (1, 2) and cfg.data_root == "/data/cityscapes" and cfg.out_dir == "/tmp/runs"
     assert cfg.weights == {"segformer-b0": "/ckpt/b0.pth"} and cfg.command == ["python", "run_bench.py"]
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_a_folder_that_cannot_be_made_is_named_with_the_cache_setting_only_inside_the_cache(tmp_path, monkeypatch):
+    from segbench.paths import make_folder
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SEGBENCH_CACHE", str(blocker))
+    with pytest.raises(
+        OSError, match=r"a-file/deploy: Not a directory; segbench keeps generated files in .*SEGBENCH_CACHE="
+    ):
+        make_folder(blocker / "deploy")
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(OSError) as outside:  # the user's own folder: nothing about the cache
+        make_folder(blocker / "engines")
+    assert str(outside.value) == f"cannot create the folder {blocker / 'engines'}: Not a directory"
+    assert make_folder(tmp_path / "cache" / "a" / "b").is_dir()

@@ -207,6 +207,20 @@ def test_a_kernel_that_computes_wrong_is_never_used(fresh_kernel, monkeypatch) -
         assert attention.prepare(torch.randn(1, 8, 64), 1) is None
 
 
+def test_an_unusable_cache_leaves_pytorchs_attention_and_says_why(monkeypatch, tmp_path) -> None:
+    if attention.missing_requirement() is not None:
+        pytest.skip(f"segbench's attention kernel cannot be built here: {attention.missing_requirement()}")
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "a-file"))
+    attention._load.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="set SEGBENCH_CACHE to a writable folder"):
+            status = attention.status()
+    finally:
+        attention._load.cache_clear()
+    assert not status.available and "cannot create the folder" in status.detail
+
+
 def test_the_switch_turns_the_kernel_off(fresh_kernel, monkeypatch) -> None:
     monkeypatch.setenv(attention.SWITCH_ENV, "0")
     status = attention.status()

@@ -19,7 +19,7 @@ from segbench.bench.data.datasets import Dataset, get_dataset
 from segbench.bench.results.axes import DATASETS, REAL_WORLD, REAL_WORLD_NAMES, Condition
 from segbench.bench.run.config import ConfigError, RunConfig
 from segbench.bench.spec import SuiteSpec
-from segbench.paths import cache_dir
+from segbench.paths import cache_dir, make_folder
 
 
 def synthetic_root(suite: SuiteSpec, datasets: Sequence[str] = ("cityscapes",)) -> Path:
@@ -39,7 +39,7 @@ def synthetic_root(suite: SuiteSpec, datasets: Sequence[str] = ("cityscapes",)) 
     root = cache_dir() / "synthetic" / name
     if root.is_dir():
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(root.parent)
     tmp = root.parent / f".{root.name}.{secrets.token_hex(8)}"  # mkdir, not mkdtemp (0700): the umask decides
     tmp.mkdir()
     try:

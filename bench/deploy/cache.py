@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 
 from segbench.bench.results.files import ARTIFACT, DamagedFileError
 from segbench.bench.results.io import TEMP_SUFFIX, atomic_write_bytes, atomic_write_json
-from segbench.paths import cache_dir
+from segbench.paths import cache_dir, make_folder
 
 CACHE_FORMAT = 1
 """Bumped when what segbench writes for a key changes (export settings, quantisation recipe): old entries then miss."""
@@ -156,7 +156,7 @@ class ArtifactCache:
         if found is not None:
             return found
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         lock = FileLock(path.with_name(f".{path.name}.lock"), thread_local=False)
         try:
             lock.acquire(timeout=self.lock_timeout)
