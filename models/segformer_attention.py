@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from segbench.models import segformer_kernels as kernels
 from segbench.paths import cache_dir, make_folder
 
 SOURCE = Path(__file__).with_name("segformer_attention.c")
@@ -219,14 +220,10 @@ def prepare(kv: torch.Tensor, heads: int) -> KeysValues | None:
     kernel built here, and no `without_kernel` block."""
     if not (
         not _declined
+        and kernels.cpu_inference(kv)
         and kv.dtype == torch.float32
-        and kv.device.type == "cpu"
         and kv.dim() == 3
         and (kv.shape[2] // 2) % (heads * 32) == 0
-        and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
     ):
         return None
     lib, _ = _load()
@@ -276,6 +273,9 @@ __all__ = [
     "KeysValues",
     "KernelStatus",
     "attend",
+    "missing_requirement",
     "prepare",
+    "pytorch_attend",
     "status",
+    "without_kernel",
 ]

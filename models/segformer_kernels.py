@@ -42,16 +42,24 @@ def onednn_bf16() -> bool:
         return False
 
 
-def fused_ok(x: torch.Tensor) -> bool:
-    """Whether the fused kernels run for `x`: a CPU tensor in float32 (or bfloat16 where oneDNN has bf16), no
-    autocast, no autograd, no trace or compilation, oneDNN built in."""
+def cpu_inference(x: torch.Tensor) -> bool:
+    """Whether `x` is a CPU tensor in plain eager inference, where the fast path's own kernels may replace the plain
+    ops: no autocast, no autograd, no trace or compilation (those record or transform the plain operators)."""
     return (
         not torch.jit.is_tracing()  # a trace (FLOP counters, exports) records the plain operators it knows
         and not torch.compiler.is_compiling()
         and x.device.type == "cpu"
-        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and onednn_bf16()))
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def fused_ok(x: torch.Tensor) -> bool:
+    """Whether the fused kernels run for `x`: CPU inference (`cpu_inference`) in float32 (or bfloat16 where oneDNN
+    has bf16), oneDNN built in."""
+    return (
+        cpu_inference(x)
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and onednn_bf16()))
         and torch.backends.mkldnn.is_available()
     )
 
@@ -117,4 +125,4 @@ def conv1x1_add_relu_(out: torch.Tensor, conv: nn.Conv2d, x: torch.Tensor) -> to
     return out
 
 
-__all__ = ["conv1x1_add_relu_", "dwconv_gelu", "fused_ok", "linear", "linear_add_", "onednn_bf16"]
+__all__ = ["conv1x1_add_relu_", "cpu_inference", "dwconv_gelu", "fused_ok", "linear", "linear_add_", "onednn_bf16"]
