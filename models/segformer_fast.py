@@ -187,8 +187,7 @@ class FoldedMLPDecoder(nn.Module):
         reuse = features[0].device.type == "cpu" and not torch.is_grad_enabled()
         out = None
         for i, feat in enumerate(features):
-            if self.mmseg:
-                feat = F.relu(self.branch_pre[i](feat))
+            feat = self._stage_input(i, feat)
             if out is None:  # the first map is at the decoder's resolution: its 1x1 conv starts the sum
                 out = self._conv1x1_into(self.branch[i], feat) if reuse else self.branch[i](feat)
                 continue
@@ -201,6 +200,11 @@ class FoldedMLPDecoder(nn.Module):
             else:
                 out.add_(F.interpolate(y, size=size, mode="bilinear", align_corners=False))
         return self.classifier(out.relu_()).contiguous()  # NCHW logits, as the other decoders give
+
+    def _stage_input(self, i: int, feat: torch.Tensor) -> torch.Tensor:
+        """What stage `i`'s folded conv reads: the encoder's map, or for the mmseg decoder its per-stage conv + BN
+        (folded) and ReLU of it."""
+        return F.relu(self.branch_pre[i](feat)) if self.mmseg else feat
 
     def _bands_fit(self, features: list[torch.Tensor]) -> bool:
         """Whether the decoder runs in bands of rows (`_forward_banded`): CPU inference where the fused kernels run,
@@ -228,7 +232,7 @@ class FoldedMLPDecoder(nn.Module):
         b, _, h, w = first.shape
         coarse = []  # coarsest first: each stage's map after its folded conv, at its own resolution, and its factor
         for i in range(len(features) - 1, 0, -1):
-            feat = F.relu(self.branch_pre[i](features[i])) if self.mmseg else features[i]
+            feat = self._stage_input(i, features[i])
             coarse.append((self.branch[i](feat), h // feat.shape[2]))
         align = math.lcm(*(s for _, s in coarse))
         step = -(-DECODER_BAND_ROWS // align) * align
@@ -237,8 +241,8 @@ class FoldedMLPDecoder(nn.Module):
             for r0 in range(0, h, step):
                 r1 = min(r0 + step, h)
                 acc = self._upsampled_sum(coarse, n, r0, r1, w)
-                f0 = first[n : n + 1, :, r0:r1]
-                kernels.conv1x1_add_relu_(acc, self.branch[0], F.relu(self.branch_pre[0](f0)) if self.mmseg else f0)
+                f0 = self._stage_input(0, first[n : n + 1, :, r0:r1])
+                kernels.conv1x1_add_relu_(acc, self.branch[0], f0)
                 self._classify_into(logits[n, :, r0:r1], acc)
         return logits
 
