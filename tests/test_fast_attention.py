@@ -122,9 +122,8 @@ def test_prepare_declines_what_the_kernel_does_not_compute() -> None:
         assert attention.prepare(torch.randn(1, 10, 128), 2) is None  # asked for PyTorch's
 
 
+@needs_kernel
 def test_the_kernel_is_built_once_into_the_cache(fresh_kernel) -> None:
-    if attention.missing_requirement() is not None:
-        pytest.skip(f"segbench's attention kernel cannot be built here: {attention.missing_requirement()}")
     status = attention.status()
     assert status.available, status.detail
     built = list(fresh_kernel.iterdir())
@@ -135,9 +134,8 @@ def test_the_kernel_is_built_once_into_the_cache(fresh_kernel) -> None:
     assert attention.status().available and built[0].stat().st_mtime_ns == stamp  # loaded, not built again
 
 
+@needs_kernel
 def test_a_killed_builds_partial_library_is_removed_by_the_next_build(fresh_kernel) -> None:
-    if attention.missing_requirement() is not None:
-        pytest.skip(f"segbench's attention kernel cannot be built here: {attention.missing_requirement()}")
     fresh_kernel.mkdir(parents=True)
     stale = fresh_kernel / ".segformer_attention-0123456789abcdef.so.99-dead.partial"
     recent = fresh_kernel / ".segformer_attention-0123456789abcdef.so.98-beef.partial"  # a build under way elsewhere
@@ -149,10 +147,9 @@ def test_a_killed_builds_partial_library_is_removed_by_the_next_build(fresh_kern
     assert not stale.exists() and recent.exists()
 
 
+@needs_kernel
 def test_a_damaged_cached_kernel_is_built_again(fresh_kernel) -> None:
     """In a new process: this one keeps the library it loaded under that name (dlopen matches loaded names)."""
-    if attention.missing_requirement() is not None:
-        pytest.skip(f"segbench's attention kernel cannot be built here: {attention.missing_requirement()}")
     assert attention.status().available, attention.status().detail
     (built,) = fresh_kernel.iterdir()
     damaged = built.with_name("damaged")
@@ -207,9 +204,8 @@ def test_a_kernel_that_computes_wrong_is_never_used(fresh_kernel, monkeypatch) -
         assert attention.prepare(torch.randn(1, 8, 64), 1) is None
 
 
+@needs_kernel
 def test_an_unusable_cache_leaves_pytorchs_attention_and_says_why(monkeypatch, tmp_path) -> None:
-    if attention.missing_requirement() is not None:
-        pytest.skip(f"segbench's attention kernel cannot be built here: {attention.missing_requirement()}")
     (tmp_path / "a-file").write_text("not a folder")
     monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "a-file"))
     attention._load.cache_clear()
