@@ -48,12 +48,12 @@ from segbench.bench.measure.flops import count_flops
 from segbench.bench.measure.latency import cpu_model_name
 from segbench.bench.measure.peak import GemmPeak, achieved_gmacs_per_s, measure_gemm_peak, percent_of_peak
 from segbench.bench.run import allocator
-from segbench.models import segformer_attention
+from segbench.models import segformer_native
 
 DEFAULT_CONFIGS = "segformer-b0@1024x2048,segformer-b2@1024x2048,segformer-b0@512x1024"
 BACKENDS = ("eager", "fast", "fast-sdpa", "onnxruntime", "openvino")
 """`fast-sdpa` is not a deployment backend: the fast path with PyTorch's attention kernel instead of segbench's
-(`models.segformer_attention.without_kernel`), to show that kernel's effect within one process."""
+(`models.segformer_native.without_kernel`), to show that kernel's effect within one process."""
 BUSY = (
     "import torch, sys\n"
     "torch.set_num_threads(int(sys.argv[1]))\n"
@@ -106,7 +106,7 @@ def interleaved(calls: dict[str, Callable[[], object]], iters: int, pause: float
 
 def _attention_for(backend: str) -> contextlib.AbstractContextManager:
     """`fast-sdpa` runs under `without_kernel`; every other backend as it is."""
-    return segformer_attention.without_kernel() if backend == "fast-sdpa" else contextlib.nullcontext()
+    return segformer_native.without_kernel() if backend == "fast-sdpa" else contextlib.nullcontext()
 
 
 def _call(backend: str, module: torch.nn.Module, x: torch.Tensor) -> object:
@@ -187,7 +187,7 @@ def main() -> None:
     print(
         f"# {cpu_model_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; interleaved, "
         f"{args.iters} rounds, median; GEMM peak ({args.precision}, {before.size}^3): {before.gflops:.0f} GFLOP/s; "
-        f"allocator: {malloc}\n# fast path's fp32 attention: {segformer_attention.status().detail}"
+        f"allocator: {malloc}\n# fast path's fp32 kernels: {segformer_native.status().detail}"
     )
     peaks = [before]
     for name, size in configs:

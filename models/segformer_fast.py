@@ -8,7 +8,8 @@ to float rounding, with fewer FLOPs and less memory traffic, for inference only.
   (what ONNX Runtime's arena gives it), and they stay in cache.
 - `FoldedMLPDecoder`: the decoder with its quarter-resolution fuse conv folded into per-stage 1x1 convs run before
   upsampling; on the CPU it computes its quarter-resolution sum, ReLU and classifier in bands of rows, in buffers it
-  keeps (`DECODER_BAND_ROWS`).
+  keeps (`DECODER_BAND_ROWS`), the sum of upsampled maps in fp32 on an AVX-512 CPU in one pass through segbench's
+  kernel (`models/segformer_native.py`).
 
 `models/segformer.py` calls into this module; this module takes its blocks and decoders by their attributes and
 imports nothing from it. `tests/test_fast_path.py` and `tests/test_segformer.py` check both against the published
@@ -23,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models import segformer_attention
 from segbench.models import segformer_kernels as kernels
+from segbench.models import segformer_native
 
 # --------------------------------------------------------------------------------------------------------------------
 # Encoder blocks in bands of rows
@@ -49,7 +50,7 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
     - keys and values: the reduction conv (kernel = stride = sr) runs over bands whose row counts are multiples of sr,
       which is the whole-map conv cut at window boundaries; they are concatenated and normalised as a whole;
     - attention: each band's queries against all keys, its residual added to its rows right away (a band reads only
-      its own rows); in fp32 on an AVX-512 CPU through segbench's kernel (`models/segformer_attention.py`), else
+      its own rows); in fp32 on an AVX-512 CPU through segbench's kernel (`models/segformer_native.py`), else
       PyTorch's;
     - Mix-FFN: each band's 3x3 depthwise conv reads one row above and below, so fc1 runs on the band plus that halo,
       and the band's output is added to `x` only after the next band has read its halo from the rows before the add.
@@ -77,16 +78,16 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
     else:
         reduced = block.norm1(x)
     kv = kernels.linear(attn.kv, reduced)
-    native = segformer_attention.prepare(kv, heads)  # None: PyTorch's kernel (not fp32 on an AVX-512 CPU, ...)
+    native = segformer_native.prepare(kv, heads)  # None: PyTorch's kernel (not fp32 on an AVX-512 CPU, ...)
     # attention, band by band, each band's residual added into its rows as the projection writes them
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
         band = tokens(r0, r1)
         q = kernels.linear(attn.q, block.norm1(band))
         if native is not None:
-            out = segformer_attention.attend(native, q)
+            out = segformer_native.attend(native, q)
         else:
-            out = segformer_attention.pytorch_attend(q, kv, heads)
+            out = segformer_native.pytorch_attend(q, kv, heads)
         kernels.linear_add_(band, attn.proj, out, r1 - r0, w)
     # Mix-FFN, band by band: a band's fc2 (with its residual add) runs once the next band has read its halo row
     pending: tuple[torch.Tensor, torch.Tensor, int] | None = None  # the band's tokens, its GELU output, its rows
@@ -111,10 +112,12 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
 
 DECODER_BAND_ROWS = 32
 """Rows of the decoder's output (quarter resolution) per band on the CPU, rounded up to a multiple of every coarser
-map's factor. A band's upsampled sum stays cache-sized (B0, 1024x2048: 16 MiB), while each coarser map's slice brings
-one halo row above and below, whose upsampled rows are computed and dropped (at factor 8, 16 of 48 rows). Measured on
-the 2-core machine this was written on: 16, 32 and 64 rows all gave the decoder 85-125 ms for B0 and 448-485 ms for
-B2 at 1024x2048, against 152-167 ms and 506-515 ms whole-map; 32 was best for B0, 128 already slower."""
+map's factor. A band's upsampled sum stays cache-sized (B0, 1024x2048: 16 MiB). Where PyTorch upsamples (not fp32 on
+an AVX-512 CPU), each coarser map's slice brings one halo row above and below, whose upsampled rows are computed and
+dropped (at factor 8, 16 of 48 rows). Measured on the 2-core machine this was written on, B0 and B2 at 1024x2048:
+with PyTorch's upsampling, 16, 32 and 64 rows gave the decoder 85-125 ms and 448-485 ms, against 152-167 ms and
+506-515 ms whole-map, 32 best for B0 and 128 already slower; with segbench's kernel, 8 to 64 rows gave 63-75 ms and
+262-304 ms, within the machine's noise of each other."""
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,21 +243,28 @@ class FoldedMLPDecoder(nn.Module):
         for n in range(b):
             for r0 in range(0, h, step):
                 r1 = min(r0 + step, h)
-                acc = self._upsampled_sum(coarse, n, r0, r1, w)
+                acc = self._upsampled_sum(coarse, n, r0, r1, (h, w))
                 f0 = self._stage_input(0, first[n : n + 1, :, r0:r1])
                 kernels.conv1x1_add_relu_(acc, self.branch[0], f0)
                 self._classify_into(logits[n, :, r0:r1], acc)
         return logits
 
-    def _upsampled_sum(self, coarse: list[tuple[torch.Tensor, int]], n: int, r0: int, r1: int, w: int) -> torch.Tensor:
-        """Image `n`'s rows [r0, r1) of the sum of the `coarse` maps upsampled to the decoder's resolution, in a kept
-        NHWC buffer (see `_forward_banded`)."""
+    def _upsampled_sum(
+        self, coarse: list[tuple[torch.Tensor, int]], n: int, r0: int, r1: int, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Image `n`'s rows [r0, r1) of the sum of the `coarse` maps upsampled to the decoder's resolution `size`, in a
+        kept NHWC buffer: in one pass through segbench's kernel in fp32 on an AVX-512 CPU
+        (`models/segformer_native.py`), else each map's slice upsampled by PyTorch and added (see `_forward_banded`)."""
+        h, w = size
+        band = self._buffer("band", (1, coarse[0][0].shape[1], r1 - r0, w), coarse[0][0])
+        if segformer_native.upsampled_sum(band, [y[n : n + 1] for y, _ in coarse], h, r0):
+            return band
         acc = None
         for k, (y, s) in enumerate(coarse):
             lo, hi = max(r0 // s - 1, 0), min(r1 // s + 1, y.shape[2])
-            size = [(hi - lo) * s, w]
-            up = self._buffer("band" if k == 0 else "upsampled", (1, y.shape[1], *size), y)
-            torch.ops.aten.upsample_bilinear2d.out(y[n : n + 1, :, lo:hi], size, False, None, None, out=up)
+            slice_size = [(hi - lo) * s, w]
+            up = self._buffer("band" if k == 0 else "upsampled", (1, y.shape[1], *slice_size), y)
+            torch.ops.aten.upsample_bilinear2d.out(y[n : n + 1, :, lo:hi], slice_size, False, None, None, out=up)
             rows = up[:, :, r0 - lo * s : r1 - lo * s]
             acc = rows if acc is None else acc.add_(rows)
         return acc

@@ -31,7 +31,7 @@ from segbench.bench.deploy import (
 from segbench.bench.deploy import backends as backends_module
 from segbench.bench.deploy import export as export_module
 from segbench.bench.deploy import ort as ort_module
-from segbench.models import segformer_attention
+from segbench.models import segformer_native
 from segbench.models.checkpoint import state_dict_sha256
 from segbench.models.exported import onnx_session
 from segbench.models.segformer_fast import FoldedMLPDecoder
@@ -104,7 +104,7 @@ def test_fp32_backends_agree_with_eager(model_name, backend, demo_models, images
         assert cell.built.artifact is None
         assert isinstance(cell.built.module.model.decode_head, FoldedMLPDecoder)  # a folded copy...
         assert not isinstance(model.decode_head, FoldedMLPDecoder)  # ...of the model, left as it was
-        assert cell.built.detail["attention"] == segformer_attention.status().detail  # which attention kernel ran
+        assert cell.built.detail["kernels"] == segformer_native.status().detail  # which kernels ran
 
 
 def test_int8_static_quantization_is_calibrated_run_and_judged(demo_models, images, references, cache):

@@ -105,7 +105,8 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "segbench/bench/run/runner.py",
         "segbench/bench/results/store.py",
         "segbench/models/segformer.py",
-        "segbench/models/segformer_attention.c",  # the fast path's kernel source, compiled on first use
+        "segbench/models/segformer_attention.c",  # the fast path's kernel sources, compiled on first use
+        "segbench/models/segformer_upsample.c",
         "segbench/paths.py",
         "segbench/suites/builtin.py",
         "segbench/reports/render.py",
@@ -154,8 +155,8 @@ def test_wheel_runs_outside_the_checkout(wheel_install: Path, tmp_path: Path):
     for path in where.stdout.split():
         assert Path(path).is_relative_to(wheel_install), where.stdout
 
-    # the fast path's attention kernel builds from the wheel's own source into the cache
-    code = "from segbench.models import segformer_attention as a; print(a.SOURCE, a.missing_requirement(), sep='\\n')"
+    # the fast path's kernels build from the wheel's own sources into the cache
+    code = "from segbench.models import segformer_native as a; print(a.SOURCES[1], a.missing_requirement(), sep='\\n')"
     kernel = _outside(wheel_install, tmp_path, sys.executable, "-c", code + "; print(a.status().detail)")
     assert kernel.returncode == 0, kernel.stderr
     source, missing, detail = kernel.stdout.splitlines()

@@ -121,7 +121,7 @@ def make_fake_run(run_dir: Path, models=MODELS, gallery=True, history=True, effi
         "suite": {"name": "demo", "version": "1"},
         "weights": weights,
         "hardware": {"cpu_count": 2},
-        "fast_attention": "segbench's AVX-512 kernel (cc 12.2.0; /cache/kernels/segformer_attention-0.so)",
+        "fast_kernels": "segbench's AVX-512 kernels: attention, upsampled sum (cc 12.2.0; /cache/kernels/x-0.so)",
     }
     (run_dir / "env.json").write_text(json.dumps(env))
     cells = run_dir / "cells"
@@ -242,9 +242,9 @@ def test_model_names_and_warnings_are_escaped(rendered):
     assert "<script>alert" not in text and "<b>cell</b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "slow &lt;b&gt;cell&lt;/b&gt; 0" in text
-    shown = html.unescape(text)  # env.json's fast_attention, as the run wrote it
-    assert "Fast path's CPU attention" in shown
-    assert "segbench's AVX-512 kernel (cc 12.2.0; /cache/kernels/segformer_attention-0.so)" in shown
+    shown = html.unescape(text)  # env.json's fast_kernels, as the run wrote it
+    assert "Fast path's CPU kernels" in shown
+    assert "segbench's AVX-512 kernels: attention, upsampled sum (cc 12.2.0; /cache/kernels/x-0.so)" in shown
     warnings = pd.read_csv(run / "report" / "warnings.csv")
     assert list(warnings["condition"]) == ["fog-2", "fog-2", "efficiency"]
     assert list(warnings["model"]) == [MODELS[0], EVIL, "fcn-r18"]  # the last: its latency was flagged noisy

@@ -36,7 +36,7 @@ from segbench.bench.run.locks import FolderBusyError, folder_lock
 from segbench.bench.run.outcome import RunFailed
 from segbench.bench.run.residency import model_factory
 from segbench.bench.run.runner import run
-from segbench.models import segformer_attention
+from segbench.models import segformer_native
 from segbench.models.base import WeightsInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,7 +226,7 @@ def test_fast_path_is_a_run_setting_for_every_family(data_root, tmp_path):
     assert sorted(result.computed) == ["deeplabv3plus:resnet18__clean", "segformer-tiny__clean"]
     env = json.loads((result.run_dir / "env.json").read_text())
     assert env["config"]["fast"] is True
-    assert env["fast_attention"] == segformer_attention.status().detail  # which attention its CPU blocks ran
+    assert env["fast_kernels"] == segformer_native.status().detail  # which kernels its CPU blocks and decoder ran
     factory = model_factory(cfg)
     assert type(factory("segformer-tiny").decode_head).__name__ == "FoldedMLPDecoder"
     plain = model_factory(dataclasses.replace(cfg, fast=False))

@@ -58,7 +58,7 @@ from segbench.bench.deploy.export import (
 from segbench.bench.measure.latency import resolve_device
 from segbench.bench.results.schema import FAILED, UNAVAILABLE
 from segbench.bench.run.config import ConfigError, autocast_dtype, check_precision_supported
-from segbench.models import segformer_attention
+from segbench.models import segformer_native
 from segbench.models.checkpoint import state_dict_sha256
 from segbench.models.exported import onnx_session
 from segbench.models.registry import Registry
@@ -345,7 +345,7 @@ class FastBackend(EagerBackend):
             return super()._build(model, request)
         if request.precision != "bf16":
             built = super()._build(model, request)
-            built.detail["attention"] = segformer_attention.status().detail  # segbench's AVX-512 kernel or PyTorch's
+            built.detail["kernels"] = segformer_native.status().detail  # segbench's AVX-512 kernels or PyTorch's
             return built
         module = CastModule(self._prepare(model, request.device).to(torch.bfloat16), torch.bfloat16)
         return request.built(

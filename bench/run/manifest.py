@@ -22,7 +22,7 @@ from segbench.bench.run import distributed
 from segbench.bench.run.config import InferenceSpec, RunConfig
 from segbench.bench.run.provenance import environment, sha256_path
 from segbench.bench.run.residency import Residency
-from segbench.models import segformer_attention
+from segbench.models import segformer_native
 
 
 def now() -> str:
@@ -127,10 +127,10 @@ def run_environment(
     ctx: distributed.DistContext,
 ) -> dict[str, Any]:
     """env.json: the command line, versions, hardware and seed (`bench.run.provenance.environment`), plus the run's
-    inference spec, config and weight details, and with `--fast` which attention kernel its CPU blocks run."""
+    inference spec, config and weight details, and with `--fast` which kernels its CPU blocks and decoder run."""
     extra = {"run_id": run_dir.name, "inference": spec.to_dict(), "config": config.to_dict()}
-    if config.fast and ctx.device.type == "cpu":  # the attention its fp32 blocks run: segbench's kernel or PyTorch's
-        extra["fast_attention"] = segformer_attention.status().detail
+    if config.fast and ctx.device.type == "cpu":  # segbench's kernels or PyTorch's operators
+        extra["fast_kernels"] = segformer_native.status().detail
     return environment(
         config.command,
         config.seed,

@@ -23,7 +23,7 @@ def _environment_rows(env: dict) -> list[tuple[str, object]]:
         ("Device", " / ".join(str(v) for v in (env.get("device"), env.get("device_name")) if v)),
         ("CUDA / cuDNN", " / ".join(str(v) for v in (env.get("cuda"), env.get("cudnn")) if v)),
         ("CPU threads", env.get("threads")),
-        ("Fast path's CPU attention", env.get("fast_attention")),
+        ("Fast path's CPU kernels", env.get("fast_kernels") or env.get("fast_attention")),  # older runs: attention only
         ("World size", env.get("world_size")),
         ("Seed", " ".join(str(v) for v in (env.get("seed"), env.get("seed_protocol")) if v is not None)),
         ("Python", env.get("python")),

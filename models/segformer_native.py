@@ -1,23 +1,29 @@
-"""SegFormer's attention on the CPU in fp32 through segbench's own AVX-512 kernel (`segformer_attention.c`).
+"""segbench's compiled CPU kernels for SegFormer's fast path: attention (`segformer_attention.c`) and the folded
+decoder's sum of upsampled maps (`segformer_upsample.c`), fp32 with AVX-512, built into one library.
 
-The fast path (`banded_block` in `models/segformer_fast.py`) spends most of its CPU time in attention: in SegFormer-B0
-at 1024x2048, 60% of it in PyTorch's flash-attention kernel, which runs SegFormer's shapes (heads of 32 or 64, up to
-2,048 keys) at 81-108 GMAC/s on the 2-core AVX-512 machine this was written on (GEMM peak about 150 GMAC/s). The
-kernel here computes the same softmax(q k^T / sqrt(d)) v without online rescaling, with the keys transposed in
-cache-sized tiles and eight query rows per register block, at 91-116 GMAC/s on the same shapes; it hands out work to
-its threads dynamically (a thread slowed by another process takes fewer rows instead of holding the others up), and
-it reads the query projection's (tokens, channels) output as it is and writes the output projection's input, so the
-transposes around PyTorch's (batch, heads, tokens, dim) layout go too. The exponentials and the score passes, about a
-quarter of its work at a head of 32, are what keep it from the GEMM peak.
+- **Attention.** The fast path (`banded_block` in `models/segformer_fast.py`) spends most of its CPU time in
+  attention: in SegFormer-B0 at 1024x2048, 60% of it in PyTorch's flash-attention kernel, which runs SegFormer's shapes
+  (heads of 32 or 64, up to 2,048 keys) at 81-108 GMAC/s on the 2-core AVX-512 machine this was written on (GEMM peak
+  about 150 GMAC/s). The kernel here computes the same softmax(q k^T / sqrt(d)) v without online rescaling, with the
+  keys transposed in cache-sized tiles and eight query rows per register block, at 91-116 GMAC/s on the same shapes;
+  it hands out work to its threads dynamically (a thread slowed by another process takes fewer rows instead of holding
+  the others up), and it reads the query projection's (tokens, channels) output as it is and writes the output
+  projection's input, so the transposes around PyTorch's (batch, heads, tokens, dim) layout go too. The exponentials
+  and the score passes, about a quarter of its work at a head of 32, are what keep it from the GEMM peak.
+- **Upsampled sum.** `FoldedMLPDecoder` adds three coarse maps, each bilinearly upsampled to quarter resolution, band
+  by band. PyTorch upsamples each into a buffer that is then added: the band is written and read once per map. The
+  kernel blends each map's two source rows once per output row and writes every output pixel once, from all maps
+  (B0 at 1024x2048: 13 ms against 53 ms; B2: 54 ms against 300 ms, on the same machine).
 
-It is C with AVX-512 intrinsics and OpenMP, whose threads are torch's own (the library's libgomp.so.1 resolves to the
-one torch loaded; a second set of threads would compete with torch's while those spin after each of its ops). It is
-compiled on first use by the system's C compiler (`$CC`, else `cc` or `gcc`) into `$SEGBENCH_CACHE/kernels/` under a
-name hashing the source, flags and compiler, atomically (a partly written library is never loaded), checked once
-against `torch.nn.functional.scaled_dot_product_attention` on a small case, then loaded with ctypes (which releases
-the GIL during the call). Where any of that is not possible (no AVX-512 in `torch.backends.cpu.get_cpu_capability()`,
-no compiler, a failed build or check, `SEGBENCH_NATIVE_ATTENTION=0`), `prepare` returns None and the fast path uses
-PyTorch's kernel: the same function, slower. `status()` says which runs and why (env.json records it).
+They are C with AVX-512 intrinsics and OpenMP, whose threads are torch's own (the library's libgomp.so.1 resolves to
+the one torch loaded; a second set of threads would compete with torch's while those spin after each of its ops). The
+library is compiled on first use by the system's C compiler (`$CC`, else `cc` or `gcc`) into `$SEGBENCH_CACHE/kernels/`
+under a name hashing the sources, flags and compiler, atomically (a partly written library is never loaded), checked
+once against PyTorch (`scaled_dot_product_attention`, `interpolate`) on small ragged cases, then loaded with ctypes
+(which releases the GIL during each call). Where any of that is not possible (no AVX-512 in
+`torch.backends.cpu.get_cpu_capability()`, no compiler, a failed build or check, `SEGBENCH_NATIVE_KERNELS=0`),
+`prepare` returns None, `upsampled_sum` returns False and the fast path uses PyTorch's operators: the same functions,
+slower. `status()` says which run and why (env.json records it).
 """
 
 from __future__ import annotations
@@ -43,19 +49,22 @@ import torch.nn.functional as F
 from segbench.models import segformer_kernels as kernels
 from segbench.paths import cache_dir, make_folder
 
-SOURCE = Path(__file__).with_name("segformer_attention.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("segformer_attention.c", "segformer_upsample.c"))
+"""Compiled together into one library."""
 COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-fPIC", "-shared")
-SWITCH_ENV = "SEGBENCH_NATIVE_ATTENTION"
-"""Set to 0 to keep the fast path on PyTorch's attention kernel."""
+SWITCH_ENV = "SEGBENCH_NATIVE_KERNELS"
+"""Set to 0 to keep the fast path on PyTorch's operators (its attention and upsampling)."""
+LIBRARY = "segformer_native"
+"""The library's file name stem in the cache."""
 KEY_TILE = 32
 """Keys per tile of the transposed keys (`segformer_attention.c` reads them so)."""
-_SYMBOL = "segbench_attention_f32"
+_ATTENTION, _UPSAMPLE = "segbench_attention_f32", "segbench_upsample_sum_f32"
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 
 
 @dataclass(frozen=True)
 class KernelStatus:
-    """Whether the kernel runs here (`available`) and, in words, which attention the fast path uses and why."""
+    """Whether segbench's kernels run here (`available`) and, in words, which the fast path uses and why."""
 
     available: bool
     detail: str
@@ -67,8 +76,9 @@ def _compiler() -> str | None:
 
 def _build(compiler: str, version: str) -> Path:
     """The compiled library in the cache, built now unless a library of the same source, flags and compiler is there."""
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join((*COMPILE_FLAGS, compiler, version)).encode())
-    target = cache_dir() / "kernels" / f"segformer_attention-{digest.hexdigest()[:16]}.so"
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in SOURCES))
+    digest.update(" ".join((*COMPILE_FLAGS, compiler, version)).encode())
+    target = cache_dir() / "kernels" / f"{LIBRARY}-{digest.hexdigest()[:16]}.so"
     if target.is_file():
         return target
     make_folder(target.parent)
@@ -76,7 +86,10 @@ def _build(compiler: str, version: str) -> Path:
     partial = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
         subprocess.run(
-            [compiler, *COMPILE_FLAGS, str(SOURCE), "-o", str(partial)], check=True, capture_output=True, timeout=300
+            [compiler, *COMPILE_FLAGS, *map(str, SOURCES), "-o", str(partial)],
+            check=True,
+            capture_output=True,
+            timeout=300,
         )
         os.replace(partial, target)  # atomic: another process sees no library or a whole one
     finally:
@@ -90,7 +103,7 @@ STALE_PARTIAL_S = 600
 
 def _remove_stale_partials(folder: Path) -> None:
     now = time.time()
-    for left in folder.glob(".segformer_attention-*.partial"):
+    for left in folder.glob(f".{LIBRARY}-*.partial"):
         with contextlib.suppress(OSError):  # another process removed it first
             if now - left.stat().st_mtime > STALE_PARTIAL_S:
                 left.unlink()
@@ -98,20 +111,21 @@ def _remove_stale_partials(folder: Path) -> None:
 
 def _open(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    fn = getattr(lib, _SYMBOL)
-    fn.argtypes = [_P, _L, _P, _P, _P, _L, _L, _L, _I, _I, ctypes.c_float, _I]
-    fn.restype = _I
+    attention, upsample = getattr(lib, _ATTENTION), getattr(lib, _UPSAMPLE)
+    attention.argtypes = [_P, _L, _P, _P, _P, _L, _L, _L, _I, _I, ctypes.c_float, _I]
+    upsample.argtypes = [_P, _L, _L, _L, _L, _L, _P, _P, _P, _I, _I]
+    attention.restype = upsample.restype = _I
     return lib
 
 
 def missing_requirement() -> str | None:
-    """Why the kernel cannot be built here (switched off, no AVX-512, no C compiler), or None when it can be."""
+    """Why the kernels cannot be built here (switched off, no AVX-512, no C compiler), or None when it can be."""
     if os.environ.get(SWITCH_ENV, "1").strip() == "0":
         return f"{SWITCH_ENV}=0"
     if (capability := torch.backends.cpu.get_cpu_capability()) not in ("AVX512", "AMX"):
         return f"this CPU runs ATen at {capability}, not AVX512"
     if _compiler() is None:
-        return "no C compiler: set CC or install gcc to build segbench's kernel"
+        return "no C compiler: set CC or install gcc to build segbench's kernels"
     return None
 
 
@@ -120,7 +134,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     """The loaded library, or None and why not (decided once per process)."""
     compiler = _compiler()
     if (missing := missing_requirement()) is not None or compiler is None:
-        return None, f"PyTorch's attention ({missing})"
+        return None, f"PyTorch's operators ({missing})"
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60, check=True)
         version_line = (version.stdout.splitlines() or ["unknown version"])[0]
@@ -133,21 +147,22 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     except (OSError, AttributeError, subprocess.SubprocessError) as exc:
         said = getattr(exc, "stderr", None)  # the compiler's own message where it ran (its first 500 characters)
         reason = said.decode(errors="replace").strip()[:500] if isinstance(said, bytes) and said else str(exc)
-        detail = f"PyTorch's attention (building segbench's kernel with {compiler} failed: {reason})"
+        detail = f"PyTorch's operators (building segbench's kernels with {compiler} failed: {reason})"
         warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
         return None, detail
     if not _agrees(lib):
         detail = (
-            f"PyTorch's attention (segbench's kernel {path}, built by {version_line}, disagreed with PyTorch's on its "
-            f"check; try another compiler through CC, or set {SWITCH_ENV}=0 to skip it)"
+            f"PyTorch's operators (segbench's kernels {path}, built by {version_line}, disagreed with PyTorch on their "
+            f"check; try another compiler through CC, or set {SWITCH_ENV}=0 to skip them)"
         )
         warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
         return None, detail
-    return lib, f"segbench's AVX-512 kernel ({version_line}; {path})"
+    return lib, f"segbench's AVX-512 kernels: attention, upsampled sum ({version_line}; {path})"
 
 
 def _agrees(lib: ctypes.CDLL) -> bool:
-    """The kernel against PyTorch's on a small case with a head of each unrolled size and ragged counts."""
+    """Each kernel against PyTorch on small ragged cases: attention with a head of each unrolled size, the upsampled
+    sum with a channel count past its blocks and factors that are not integers."""
     gen = torch.Generator().manual_seed(0)
     for heads, dim, nq, nk in ((2, 32, 37, 45), (1, 64, 9, 64), (1, 96, 3, 7)):
         q = torch.randn(1, nq, heads * dim, generator=gen)
@@ -156,7 +171,12 @@ def _agrees(lib: ctypes.CDLL) -> bool:
         ref = pytorch_attend(q, kv, heads)
         if got is None or not torch.allclose(got, ref, rtol=1e-4, atol=1e-5):
             return False
-    return True
+    nhwc = torch.channels_last
+    sizes = ((3, 5), (7, 4), (2, 2))
+    maps = [torch.randn(1, 144, h, w, generator=gen).contiguous(memory_format=nhwc) for h, w in sizes]
+    out = torch.empty(1, 144, 5, 13).contiguous(memory_format=nhwc)
+    ref = pytorch_upsampled_sum(maps, (11, 13))[:, :, 4:9]
+    return _upsample(lib, out, maps, 11, 4) and torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
 
 
 def pytorch_attend(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tensor:
@@ -169,7 +189,7 @@ def pytorch_attend(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tenso
 
 
 def status() -> KernelStatus:
-    """Which attention the fast path's fp32 CPU blocks use, building and checking the kernel if not done yet."""
+    """Which kernels the fast path's fp32 CPU blocks and decoder use, building and checking segbench's if not yet."""
     lib, detail = _load()
     return KernelStatus(lib is not None, detail)
 
@@ -204,8 +224,8 @@ _declined = 0  # depth of `without_kernel` blocks
 
 @contextlib.contextmanager
 def without_kernel() -> Iterator[None]:
-    """Within the block, the fast path runs PyTorch's attention kernel instead (for timing both in one process,
-    `benchmarks/bench_cpu_runtimes.py`'s `fast-sdpa`). Process-wide, not per thread."""
+    """Within the block, the fast path runs PyTorch's attention kernel instead of segbench's (for timing both in one
+    process, `benchmarks/bench_cpu_runtimes.py`'s `fast-sdpa`). Process-wide, not per thread."""
     global _declined
     _declined += 1
     try:
@@ -244,7 +264,7 @@ def _run(lib: ctypes.CDLL, kv: KeysValues, q: torch.Tensor) -> torch.Tensor | No
     b, n, c = q.shape
     d = c // kv.heads
     out = torch.empty_like(q)
-    fn = getattr(lib, _SYMBOL)
+    fn = getattr(lib, _ATTENTION)
     for i in range(b):
         rc = fn(
             q[i].data_ptr(),
@@ -265,10 +285,56 @@ def _run(lib: ctypes.CDLL, kv: KeysValues, q: torch.Tensor) -> torch.Tensor | No
     return out
 
 
+def pytorch_upsampled_sum(maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """PyTorch's operators on what `upsampled_sum` computes: the sum of `maps` (B, C, h_k, w_k), each bilinearly
+    upsampled to `size` (align_corners False), as (B, C, *size)."""
+    total = F.interpolate(maps[0], size=size, mode="bilinear", align_corners=False)
+    for m in maps[1:]:
+        total.add_(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
+    return total
+
+
+def upsampled_sum(out: torch.Tensor, maps: list[torch.Tensor], height: int, r0: int) -> bool:
+    """Rows [r0, r0 + rows) of `pytorch_upsampled_sum(maps, (height, W))` written into `out` (1, C, rows, W) through
+    the kernel, for one image of fp32 CPU maps (1, C, h_k, w_k), NHWC in memory like `out`, at inference. Returns False,
+    writing nothing, where the kernel does not run for them (then use PyTorch's operators): another dtype, device or
+    layout, a channel count that is not a multiple of 16, autograd, tracing, or the kernel not built here."""
+    nhwc = torch.channels_last
+    tensors = [out, *maps]
+    if not (
+        out.dim() == 4
+        and 0 < len(maps) <= _MAX_MAPS
+        and out.shape[1] % 16 == 0
+        and 0 <= r0 <= height - out.shape[2]
+        and all(kernels.cpu_inference(t) and t.dtype == torch.float32 for t in tensors)
+        and all(t.dim() == 4 and t.shape[:2] == out.shape[:2] and t.shape[0] == 1 for t in tensors)
+        and all(t.is_contiguous(memory_format=nhwc) for t in tensors)
+    ):
+        return False
+    lib, _ = _load()
+    return lib is not None and _upsample(lib, out, maps, height, r0)
+
+
+_MAX_MAPS = 8
+"""Maps one call of the upsampled sum takes (`MAX_MAPS` in `segformer_upsample.c`)."""
+
+
+def _upsample(lib: ctypes.CDLL, out: torch.Tensor, maps: list[torch.Tensor], height: int, r0: int) -> bool:
+    n = len(maps)
+    pointers = (ctypes.c_void_p * n)(*(m.data_ptr() for m in maps))
+    heights = (ctypes.c_long * n)(*(m.shape[2] for m in maps))
+    widths = (ctypes.c_long * n)(*(m.shape[3] for m in maps))
+    _, c, rows, w = out.shape
+    fn = getattr(lib, _UPSAMPLE)
+    rc = fn(out.data_ptr(), r0, r0 + rows, height, w, c, pointers, heights, widths, n, torch.get_num_threads())
+    return rc == 0
+
+
 __all__ = [
     "COMPILE_FLAGS",
     "KEY_TILE",
-    "SOURCE",
+    "LIBRARY",
+    "SOURCES",
     "SWITCH_ENV",
     "KeysValues",
     "KernelStatus",
@@ -276,6 +342,8 @@ __all__ = [
     "missing_requirement",
     "prepare",
     "pytorch_attend",
+    "pytorch_upsampled_sum",
     "status",
+    "upsampled_sum",
     "without_kernel",
 ]
