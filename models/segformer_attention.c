@@ -24,25 +24,24 @@
 #define QB 8     /* query rows computed together: 16 score accumulators, 8 broadcasts per two key loads */
 #define ROWS 128 /* query rows per work item */
 
-/* e^x for x <= 0 (scaled scores minus their maximum), 0 below -87 (the fp32 range), about 1 ulp:
- * x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts), e^r by its Taylor series to r^7, times 2^n */
+/* e^x for x <= 0 (scaled scores minus their maximum), within 2e-7 relative; x below -87 gives e^-87 (1.6e-38, the
+ * bottom of the fp32 range), nothing next to the row's maximum's 1. A NaN stays NaN (the maximum's second operand).
+ * x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts), e^r by a degree-6 polynomial fitted to it on that
+ * interval (Chebyshev nodes), times 2^n */
 static inline __m512 exp_nonpositive(__m512 x) {
-    const __m512 lowest = _mm512_set1_ps(-87.0f);
-    __mmask16 underflow = _mm512_cmp_ps_mask(x, lowest, _CMP_LT_OQ);
-    x = _mm512_max_ps(x, lowest);
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    __m512 p = _mm512_set1_ps(0.0013941108481958508f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.00837512593716383f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04166635125875473f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16666415333747864f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps((__mmask16)~underflow, _mm512_scalef_ps(p, n));
+    return _mm512_scalef_ps(p, n);
 }
 
 /* lanes of the 16 keys from k0 that are real keys (not padding) */
@@ -79,18 +78,37 @@ static inline __attribute__((always_inline)) void scores(const float *q, long q_
     }
 }
 
-/* s[k] = e^(scale (s[k] - max s)) in place; returns 1 / their sum */
-static inline float softmax_numerators(float *s, long nkp, float scale) {
-    __m512 top = _mm512_set1_ps(-INFINITY);
-    for (long k0 = 0; k0 < nkp; k0 += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(s + k0));
-    const __m512 factor = _mm512_set1_ps(scale), offset = _mm512_set1_ps(-_mm512_reduce_max_ps(top) * scale);
-    __m512 sum = _mm512_setzero_ps();
-    for (long k0 = 0; k0 < nkp; k0 += 16) {
-        __m512 e = exp_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(s + k0), factor, offset));
-        sum = _mm512_add_ps(sum, e);
-        _mm512_storeu_ps(s + k0, e);
+/* the maximum of s[0..nkp), nkp a multiple of 32: four running maxima, so that the pass does not wait on one max's
+ * latency for every vector */
+static inline float row_max(const float *s, long nkp) {
+    __m512 t0 = _mm512_set1_ps(-INFINITY), t1 = t0, t2 = t0, t3 = t0;
+    long k0 = 0;
+    for (; k0 + 64 <= nkp; k0 += 64) {
+        t0 = _mm512_max_ps(t0, _mm512_loadu_ps(s + k0));
+        t1 = _mm512_max_ps(t1, _mm512_loadu_ps(s + k0 + 16));
+        t2 = _mm512_max_ps(t2, _mm512_loadu_ps(s + k0 + 32));
+        t3 = _mm512_max_ps(t3, _mm512_loadu_ps(s + k0 + 48));
     }
-    return 1.0f / _mm512_reduce_add_ps(sum);
+    if (k0 < nkp) {
+        t0 = _mm512_max_ps(t0, _mm512_loadu_ps(s + k0));
+        t1 = _mm512_max_ps(t1, _mm512_loadu_ps(s + k0 + 16));
+    }
+    return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(t0, t2), _mm512_max_ps(t1, t3)));
+}
+
+/* s[k] = e^(scale (s[k] - max s)) in place, nkp a multiple of 32; returns 1 / their sum (two running sums) */
+static inline float softmax_numerators(float *s, long nkp, float scale) {
+    const __m512 factor = _mm512_set1_ps(scale), offset = _mm512_set1_ps(-row_max(s, nkp) * scale);
+    __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0;
+    for (long k0 = 0; k0 < nkp; k0 += 32) {
+        __m512 e0 = exp_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(s + k0), factor, offset));
+        __m512 e1 = exp_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(s + k0 + 16), factor, offset));
+        sum0 = _mm512_add_ps(sum0, e0);
+        sum1 = _mm512_add_ps(sum1, e1);
+        _mm512_storeu_ps(s + k0, e0);
+        _mm512_storeu_ps(s + k0 + 16, e1);
+    }
+    return 1.0f / _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
 }
 
 /* out_i = inv_i * sum_k s[i][k] v_k for up to QB rows (nq of them stored), 32 of the head's D columns at a time */

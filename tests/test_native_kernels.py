@@ -75,6 +75,22 @@ def test_peaked_scores_neither_overflow_nor_lose_the_maximum() -> None:
 
 
 @needs_kernel
+def test_a_nan_spreads_as_in_pytorchs_attention() -> None:
+    """A NaN query spoils its row, a NaN key every row: a broken model's NaN is not hidden by the fast path."""
+    torch.manual_seed(0)
+    q, kv = torch.randn(1, 20, 32), torch.randn(1, 40, 64)
+    q[0, 3, 5] = float("nan")
+    with torch.inference_mode():
+        got = native.attend(native.prepare(kv, 1), q)
+    assert got[0, 3].isnan().all() and not got[0, torch.arange(20) != 3].isnan().any()
+    kv[0, 7, 2] = float("nan")  # a key's channel
+    with torch.inference_mode():
+        got = native.attend(native.prepare(kv, 1), q)
+    assert got.isnan().all()
+    torch.testing.assert_close(got, _sdpa(q, kv, 1), equal_nan=True)
+
+
+@needs_kernel
 def test_the_result_does_not_depend_on_the_thread_count() -> None:
     """Each query row is computed by one thread in one order, so the work's split over threads changes no bit."""
     torch.manual_seed(0)
