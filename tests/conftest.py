@@ -1,5 +1,6 @@
 """Shared fixtures."""
 
+import gc
 import json
 import os
 import subprocess
@@ -104,3 +105,9 @@ def _cli_here(
 def cli_here() -> Callable[..., Callable[..., tuple[int, str, str]]]:
     """`cli_here(monkeypatch, home, capsys=None)` -> `call(*args)`: the command line in this process (`_cli_here`)."""
     return _cli_here
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every object alive once the tests are collected (the imported libraries, mostly) goes to the garbage collector's
+    permanent generation: the runner's and the tests' `gc.collect()` calls then walk only what the tests made."""
+    gc.freeze()
