@@ -5,7 +5,7 @@ decoder's sum of upsampled maps (`segformer_upsample.c`), fp32 with AVX-512, bui
   attention: in SegFormer-B0 at 1024x2048, 60% of it in PyTorch's flash-attention kernel, which runs SegFormer's shapes
   (heads of 32 or 64, up to 2,048 keys) at 81-108 GMAC/s on the 2-core AVX-512 machine this was written on (GEMM peak
   about 150 GMAC/s). The kernel here computes the same softmax(q k^T / sqrt(d)) v without online rescaling, with the
-  keys transposed in cache-sized tiles and eight query rows per register block, at 91-116 GMAC/s on the same shapes;
+  keys transposed in cache-sized tiles and eight query rows per register block, at 100-115 GMAC/s on the same shapes;
   it hands out work to its threads dynamically (a thread slowed by another process takes fewer rows instead of holding
   the others up), and it reads the query projection's (tokens, channels) output as it is and writes the output
   projection's input, so the transposes around PyTorch's (batch, heads, tokens, dim) layout go too. The exponentials
@@ -75,7 +75,7 @@ def _compiler() -> str | None:
 
 
 def _build(compiler: str, version: str) -> Path:
-    """The compiled library in the cache, built now unless a library of the same source, flags and compiler is there."""
+    """The compiled library in the cache, built now unless one of the same sources, flags and compiler is there."""
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in SOURCES))
     digest.update(" ".join((*COMPILE_FLAGS, compiler, version)).encode())
     target = cache_dir() / "kernels" / f"{LIBRARY}-{digest.hexdigest()[:16]}.so"
@@ -119,7 +119,7 @@ def _open(path: Path) -> ctypes.CDLL:
 
 
 def missing_requirement() -> str | None:
-    """Why the kernels cannot be built here (switched off, no AVX-512, no C compiler), or None when it can be."""
+    """Why the kernels cannot be built here (switched off, no AVX-512, no C compiler), or None when they can be."""
     if os.environ.get(SWITCH_ENV, "1").strip() == "0":
         return f"{SWITCH_ENV}=0"
     if (capability := torch.backends.cpu.get_cpu_capability()) not in ("AVX512", "AMX"):
