@@ -54,6 +54,8 @@ SOURCES = tuple(Path(__file__).with_name(name) for name in ("segformer_attention
 COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-fPIC", "-shared")
 SWITCH_ENV = "SEGBENCH_NATIVE_KERNELS"
 """Set to 0 to keep the fast path on PyTorch's operators (its attention and upsampling)."""
+_FORMER_SWITCH_ENV = "SEGBENCH_NATIVE_ATTENTION"
+"""The switch's name while the attention was the only kernel: 0 still turns the kernels off, with a warning."""
 LIBRARY = "segformer_native"
 """The library's file name stem in the cache."""
 KEY_TILE = 32
@@ -122,6 +124,9 @@ def missing_requirement() -> str | None:
     """Why the kernels cannot be built here (switched off, no AVX-512, no C compiler), or None when they can be."""
     if os.environ.get(SWITCH_ENV, "1").strip() == "0":
         return f"{SWITCH_ENV}=0"
+    if os.environ.get(_FORMER_SWITCH_ENV, "1").strip() == "0":
+        warnings.warn(f"segbench: {_FORMER_SWITCH_ENV} is now {SWITCH_ENV}; set that instead", FutureWarning, 2)
+        return f"{_FORMER_SWITCH_ENV}=0"
     if (capability := torch.backends.cpu.get_cpu_capability()) not in ("AVX512", "AMX"):
         return f"this CPU runs ATen at {capability}, not AVX512"
     if _compiler() is None:

@@ -253,6 +253,14 @@ def test_the_switch_turns_the_kernel_off(fresh_kernel, monkeypatch) -> None:
     _check_the_fast_path_without_the_kernel()
 
 
+def test_the_switchs_former_name_still_turns_the_kernels_off_and_says_its_new_one(fresh_kernel, monkeypatch) -> None:
+    monkeypatch.setenv("SEGBENCH_NATIVE_ATTENTION", "0")
+    with pytest.warns(FutureWarning, match=f"now {native.SWITCH_ENV}"):
+        status = native.status()
+    assert not status.available and "SEGBENCH_NATIVE_ATTENTION=0" in status.detail
+    assert not fresh_kernel.exists()
+
+
 def _check_the_fast_path_without_the_kernel() -> None:
     torch.manual_seed(0)
     model = models.create_model("segformer-b0", num_classes=5).eval()
