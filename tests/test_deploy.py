@@ -149,7 +149,7 @@ def test_fast_bf16_on_cpu_is_a_bf16_copy_that_agrees_within_its_tolerance(demo_m
     cell = check_deployment("fast", model, images, "bf16", references=references["segformer-b0"])
     assert cell.status == "agrees", cell.agreement.line()
     assert cell.built.detail["weights"] == "bfloat16" and cell.built.detail["autocast"] is None
-    assert cell.built.detail["attention"].startswith("PyTorch's attention")
+    assert cell.built.detail["kernels"].startswith("PyTorch's operators")
     assert {p.dtype for p in cell.built.module.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert 1e-4 < cell.agreement.max_rel <= TOLERANCES["bf16"].max_rel  # bf16 really ran: not fp32's ~1e-7

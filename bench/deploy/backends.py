@@ -355,7 +355,7 @@ class FastBackend(EagerBackend):
             autocast=None,
             weights="bfloat16",
             cpu_native_bf16=cpu_has_native_bf16(),
-            attention="PyTorch's attention (segbench's kernel is fp32)",
+            kernels="PyTorch's operators (segbench's kernels are fp32)",
         )
 
 
