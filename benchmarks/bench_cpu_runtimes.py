@@ -187,7 +187,7 @@ def main() -> None:
     print(
         f"# {cpu_model_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; interleaved, "
         f"{args.iters} rounds, median; GEMM peak ({args.precision}, {before.size}^3): {before.gflops:.0f} GFLOP/s; "
-        f"allocator: {malloc}\n# fast path's fp32 kernels: {segformer_native.status().detail}"
+        f"allocator: {malloc}\n# fast path's kernels: {segformer_native.status().detail}"
     )
     peaks = [before]
     for name, size in configs:

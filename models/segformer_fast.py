@@ -8,8 +8,8 @@ to float rounding, with fewer FLOPs and less memory traffic, for inference only.
   (what ONNX Runtime's arena gives it), and they stay in cache.
 - `FoldedMLPDecoder`: the decoder with its quarter-resolution fuse conv folded into per-stage 1x1 convs run before
   upsampling; on the CPU it computes its quarter-resolution sum, ReLU and classifier in bands of rows, in buffers it
-  keeps (`DECODER_BAND_ROWS`), the sum of upsampled maps in fp32 on an AVX-512 CPU in one pass through segbench's
-  kernel (`models/segformer_native.py`).
+  keeps (`DECODER_BAND_ROWS`), the sum of upsampled maps (fp32 or bf16) on an AVX-512 CPU in one pass through
+  segbench's kernel (`models/segformer_native.py`).
 
 `models/segformer.py` calls into this module; this module takes its blocks and decoders by their attributes and
 imports nothing from it. `tests/test_fast_path.py` and `tests/test_segformer.py` check both against the published
@@ -50,8 +50,8 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
     - keys and values: the reduction conv (kernel = stride = sr) runs over bands whose row counts are multiples of sr,
       which is the whole-map conv cut at window boundaries; they are concatenated and normalised as a whole;
     - attention: each band's queries against all keys, its residual added to its rows right away (a band reads only
-      its own rows); in fp32 on an AVX-512 CPU through segbench's kernel (`models/segformer_native.py`), else
-      PyTorch's;
+      its own rows); through segbench's kernels (`models/segformer_native.py`) in fp32 on an AVX-512 CPU and in
+      bf16 on one with AMX, else PyTorch's;
     - Mix-FFN: each band's 3x3 depthwise conv reads one row above and below, so fc1 runs on the band plus that halo,
       and the band's output is added to `x` only after the next band has read its halo from the rows before the add.
 
@@ -78,7 +78,7 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
     else:
         reduced = block.norm1(x)
     kv = kernels.linear(attn.kv, reduced)
-    native = segformer_native.prepare(kv, heads)  # None: PyTorch's kernel (not fp32 on an AVX-512 CPU, ...)
+    native = segformer_native.prepare(kv, heads)  # None: PyTorch's kernel (bf16 without AMX, autocast, ...)
     # attention, band by band, each band's residual added into its rows as the projection writes them
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
@@ -253,7 +253,7 @@ class FoldedMLPDecoder(nn.Module):
         self, coarse: list[tuple[torch.Tensor, int]], n: int, r0: int, r1: int, size: tuple[int, int]
     ) -> torch.Tensor:
         """Image `n`'s rows [r0, r1) of the sum of the `coarse` maps upsampled to the decoder's resolution `size`, in a
-        kept NHWC buffer: in one pass through segbench's kernel in fp32 on an AVX-512 CPU
+        kept NHWC buffer: in one pass through segbench's kernel (fp32 or bf16) on an AVX-512 CPU
         (`models/segformer_native.py`), else each map's slice upsampled by PyTorch and added (see `_forward_banded`)."""
         h, w = size
         band = self._buffer("band", (1, coarse[0][0].shape[1], r1 - r0, w), coarse[0][0])

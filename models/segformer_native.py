@@ -1,5 +1,6 @@
-"""segbench's compiled CPU kernels for SegFormer's fast path: attention (`segformer_attention.c`) and the folded
-decoder's sum of upsampled maps (`segformer_upsample.c`), fp32 with AVX-512, built into one library.
+"""segbench's compiled CPU kernels for SegFormer's fast path: attention in fp32 with AVX-512 (`segformer_attention.c`)
+and in bf16 with AMX (`segformer_attention_amx.c`), and the folded decoder's sum of upsampled maps in fp32 or bf16
+(`segformer_upsample.c`), built into one library.
 
 - **Attention.** The fast path (`banded_block` in `models/segformer_fast.py`) spends most of its CPU time in
   attention: in SegFormer-B0 at 1024x2048, 60% of it in PyTorch's flash-attention kernel, which runs SegFormer's shapes
@@ -10,10 +11,15 @@ decoder's sum of upsampled maps (`segformer_upsample.c`), fp32 with AVX-512, bui
   the others up), and it reads the query projection's (tokens, channels) output as it is and writes the output
   projection's input, so the transposes around PyTorch's (batch, heads, tokens, dim) layout go too. The exponentials
   and the score passes, about a quarter of its work at a head of 32, are what keep it from the GEMM peak.
+- **Attention in bf16.** A bf16 model (the deploy grid's fast bf16) on a CPU with AMX-BF16: the two products run on
+  AMX tiles and the softmax in fp32 with a degree-3 exp2 (bf16 rounds its weights far coarser), at 260-320 GMAC/s at
+  a head of 32 and 440-550 at a head of 64 on the same machine, against 185-205 and 330-355 for PyTorch's bf16
+  flash attention (B0 bf16 at 1024x2048: 0.40 s instead of 0.63 s). Without AMX, bf16 takes PyTorch's.
 - **Upsampled sum.** `FoldedMLPDecoder` adds three coarse maps, each bilinearly upsampled to quarter resolution, band
   by band. PyTorch upsamples each into a buffer that is then added: the band is written and read once per map. The
   kernel blends each map's two source rows once per output row and writes every output pixel once, from all maps
-  (B0 at 1024x2048: 13 ms against 53 ms; B2: 54 ms against 300 ms, on the same machine).
+  (B0 at 1024x2048: 13 ms against 53 ms; B2: 54 ms against 300 ms, on the same machine). bf16 maps are summed in fp32
+  and rounded once.
 
 They are C with AVX-512 intrinsics and OpenMP, whose threads are torch's own (the library's libgomp.so.1 resolves to
 the one torch loaded; a second set of threads would compete with torch's while those spin after each of its ops). The
@@ -42,6 +48,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +56,10 @@ import torch.nn.functional as F
 from segbench.models import segformer_kernels as kernels
 from segbench.paths import cache_dir, make_folder
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("segformer_attention.c", "segformer_upsample.c"))
+SOURCES = tuple(
+    Path(__file__).with_name(name)
+    for name in ("segformer_attention.c", "segformer_attention_amx.c", "segformer_upsample.c")
+)
 """Compiled together into one library."""
 COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-fPIC", "-shared")
 SWITCH_ENV = "SEGBENCH_NATIVE_KERNELS"
@@ -61,6 +71,11 @@ LIBRARY = "segformer_native"
 KEY_TILE = 32
 """Keys per tile of the transposed keys (`segformer_attention.c` reads them so)."""
 _ATTENTION, _UPSAMPLE = "segbench_attention_f32", "segbench_upsample_sum_f32"
+_ATTENTION_BF16, _AMX_READY, _UPSAMPLE_BF16 = (
+    "segbench_attention_bf16",
+    "segbench_amx_ready",
+    "segbench_upsample_sum_bf16",
+)
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 
 
@@ -114,9 +129,13 @@ def _remove_stale_partials(folder: Path) -> None:
 def _open(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     attention, upsample = getattr(lib, _ATTENTION), getattr(lib, _UPSAMPLE)
-    attention.argtypes = [_P, _L, _P, _P, _P, _L, _L, _L, _I, _I, ctypes.c_float, _I]
-    upsample.argtypes = [_P, _L, _L, _L, _L, _L, _P, _P, _P, _I, _I]
-    attention.restype = upsample.restype = _I
+    attention_bf16, upsample_bf16 = getattr(lib, _ATTENTION_BF16), getattr(lib, _UPSAMPLE_BF16)
+    amx_ready = getattr(lib, _AMX_READY)
+    attention.argtypes = attention_bf16.argtypes = [_P, _L, _P, _P, _P, _L, _L, _L, _I, _I, ctypes.c_float, _I]
+    upsample.argtypes = upsample_bf16.argtypes = [_P, _L, _L, _L, _L, _L, _P, _P, _P, _I, _I]
+    amx_ready.argtypes = []
+    for fn in (attention, attention_bf16, upsample, upsample_bf16, amx_ready):
+        fn.restype = _I
     return lib
 
 
@@ -134,12 +153,18 @@ def missing_requirement() -> str | None:
     return None
 
 
+class _Loaded(NamedTuple):
+    lib: ctypes.CDLL | None
+    detail: str
+    bf16: bool  # whether the bf16 attention kernel (AMX) runs here too
+
+
 @functools.cache
-def _load() -> tuple[ctypes.CDLL | None, str]:
-    """The loaded library, or None and why not (decided once per process)."""
+def _load() -> _Loaded:
+    """The loaded library, or None and why not, and whether its bf16 attention runs (decided once per process)."""
     compiler = _compiler()
     if (missing := missing_requirement()) is not None or compiler is None:
-        return None, f"PyTorch's operators ({missing})"
+        return _Loaded(None, f"PyTorch's operators ({missing})", False)
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60, check=True)
         version_line = (version.stdout.splitlines() or ["unknown version"])[0]
@@ -154,15 +179,35 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         reason = said.decode(errors="replace").strip()[:500] if isinstance(said, bytes) and said else str(exc)
         detail = f"PyTorch's operators (building segbench's kernels with {compiler} failed: {reason})"
         warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
-        return None, detail
+        return _Loaded(None, detail, False)
     if not _agrees(lib):
         detail = (
             f"PyTorch's operators (segbench's kernels {path}, built by {version_line}, disagreed with PyTorch on their "
             f"check; try another compiler through CC, or set {SWITCH_ENV}=0 to skip them)"
         )
         warnings.warn(f"segbench fast path: {detail}", RuntimeWarning, stacklevel=2)
-        return None, detail
-    return lib, f"segbench's AVX-512 kernels: attention, upsampled sum ({version_line}; {path})"
+        return _Loaded(None, detail, False)
+    bf16, bf16_detail = _bf16_attention(lib, path)
+    detail = (
+        f"segbench's AVX-512 kernels: attention (fp32; {bf16_detail}), upsampled sum (fp32, bf16) ({version_line}; "
+        f"{path})"
+    )
+    return _Loaded(lib, detail, bf16)
+
+
+def _bf16_attention(lib: ctypes.CDLL, path: Path) -> tuple[bool, str]:
+    """Whether the library's bf16 attention runs here (AMX, allowed by the OS, and right on its check), in words."""
+    if getattr(lib, _AMX_READY)() != 1:
+        return False, "bf16 takes PyTorch's: no AMX-BF16 on this CPU, or the OS does not allow it"
+    if not _agrees_bf16(lib):
+        warnings.warn(
+            f"segbench fast path: the bf16 attention kernel in {path} disagreed with PyTorch on its check; bf16 "
+            "models take PyTorch's attention",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False, "bf16 takes PyTorch's: the AMX kernel disagreed with PyTorch on its check"
+    return True, "bf16 with AMX"
 
 
 def _agrees(lib: ctypes.CDLL) -> bool:
@@ -181,7 +226,32 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     maps = [torch.randn(1, 144, h, w, generator=gen).contiguous(memory_format=nhwc) for h, w in sizes]
     out = torch.empty(1, 144, 5, 13).contiguous(memory_format=nhwc)
     ref = pytorch_upsampled_sum(maps, (11, 13))[:, :, 4:9]
-    return _upsample(lib, out, maps, 11, 4) and torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
+    if not (_upsample(lib, out, maps, 11, 4) and torch.allclose(out, ref, rtol=1e-4, atol=1e-5)):
+        return False
+    maps = [m.bfloat16() for m in maps]  # bf16: summed in fp32 and rounded once
+    out = out.bfloat16()
+    ref = pytorch_upsampled_sum([m.float() for m in maps], (11, 13))[:, :, 4:9]
+    tolerance = BF16_CHECK_TOLERANCE
+    return _upsample(lib, out, maps, 11, 4) and torch.allclose(out.float(), ref, rtol=tolerance, atol=tolerance)
+
+
+def _agrees_bf16(lib: ctypes.CDLL) -> bool:
+    """The bf16 attention against PyTorch's in fp32 on the same bf16 inputs, to bf16's rounding: heads of 32, 64 and
+    96 channels, queries past a block of 16 and keys past a tile."""
+    gen = torch.Generator().manual_seed(0)
+    for heads, dim, nq, nk in ((2, 32, 37, 45), (1, 64, 9, 64), (1, 96, 3, 7)):
+        q = torch.randn(1, nq, heads * dim, generator=gen).bfloat16()
+        kv = torch.randn(1, nk, 2 * heads * dim, generator=gen).bfloat16()
+        got = _run(lib, KeysValues.of(kv, heads), q)
+        ref = pytorch_attend(q.float(), kv.float(), heads)
+        if got is None or not torch.allclose(got.float(), ref, rtol=BF16_CHECK_TOLERANCE, atol=BF16_CHECK_TOLERANCE):
+            return False
+    return True
+
+
+BF16_CHECK_TOLERANCE = 1e-2
+"""The bf16 kernels' checks against PyTorch's fp32 on the same bf16 inputs: outputs of about 1 differ by up to one
+bf16 step (2^-8) where right, by tenths where a layout or a coordinate is wrong."""
 
 
 def pytorch_attend(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tensor:
@@ -195,14 +265,16 @@ def pytorch_attend(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tenso
 
 def status() -> KernelStatus:
     """Which kernels the fast path's fp32 CPU blocks and decoder use, building and checking segbench's if not yet."""
-    lib, detail = _load()
-    return KernelStatus(lib is not None, detail)
+    loaded = _load()
+    return KernelStatus(loaded.lib is not None, loaded.detail)
 
 
 @dataclass(frozen=True)
 class KeysValues:
-    """A block's keys and values in the kernel's layout: keys transposed in tiles of `KEY_TILE` (B, heads, tiles, D,
-    KEY_TILE) and values (B, heads, tiles * KEY_TILE, D), zero beyond the `keys` real ones."""
+    """A block's keys and values in the kernel's layout, zero beyond the `keys` real ones, padded to a multiple of
+    `KEY_TILE` keys. fp32 (`segformer_attention.c`): keys transposed in tiles (B, heads, tiles, D, KEY_TILE), values
+    (B, heads, tiles * KEY_TILE, D). bf16 (`segformer_attention_amx.c`): AMX's pair-interleaved tiles, keys
+    (B, heads, keys / 16, D / 32, 16, 16, 2) and values (B, heads, keys / 32, D / 16, 16, 16, 2)."""
 
     keys_t: torch.Tensor
     values: torch.Tensor
@@ -212,16 +284,21 @@ class KeysValues:
 
     @classmethod
     def of(cls, kv: torch.Tensor, heads: int) -> KeysValues:
-        """From the key/value projection's output (B, M, 2C): keys in its first C channels, values in the last C,
-        each head's D = C / heads channels together."""
+        """From the key/value projection's output (B, M, 2C), fp32 or bf16: keys in its first C channels, values in the
+        last C, each head's D = C / heads channels together."""
         b, m, c2 = kv.shape
         d = c2 // 2 // heads
         padded = math.ceil(m / KEY_TILE) * KEY_TILE
         both = kv.new_zeros(b, padded, 2, heads, d)
         both[:, :m] = kv.view(b, m, 2, heads, d)
-        keys_t = both[:, :, 0].view(b, padded // KEY_TILE, KEY_TILE, heads, d).permute(0, 3, 1, 4, 2).contiguous()
-        values = both[:, :, 1].permute(0, 2, 1, 3).contiguous()
-        return cls(keys_t, values, m, heads, kv)
+        keys, values = both[:, :, 0], both[:, :, 1]  # (B, padded, heads, D)
+        if kv.dtype == torch.bfloat16:
+            keys_t = keys.reshape(b, padded // 16, 16, heads, d // 32, 16, 2).permute(0, 3, 1, 4, 5, 2, 6)
+            values = values.reshape(b, padded // 32, 16, 2, heads, d // 16, 16).permute(0, 4, 1, 5, 2, 6, 3)
+        else:
+            keys_t = keys.view(b, padded // KEY_TILE, KEY_TILE, heads, d).permute(0, 3, 1, 4, 2)
+            values = values.permute(0, 2, 1, 3)
+        return cls(keys_t.contiguous(), values.contiguous(), m, heads, kv)
 
 
 _declined = 0  # depth of `without_kernel` blocks
@@ -240,36 +317,41 @@ def without_kernel() -> Iterator[None]:
 
 
 def prepare(kv: torch.Tensor, heads: int) -> KeysValues | None:
-    """The keys and values for `attend`, or None where the kernel does not run for them (then use PyTorch's): fp32 CPU
-    tensors outside autograd, autocast, tracing and compilation, a head dimension that is a multiple of 32, the
-    kernel built here, and no `without_kernel` block."""
+    """The keys and values for `attend`, or None where the kernel does not run for them (then use PyTorch's): CPU
+    tensors in fp32 (or bf16 where the AMX kernel runs) outside autograd, autocast, tracing and compilation, a head
+    dimension that is a multiple of 32, the kernels built here, and no `without_kernel` block."""
     if not (
         not _declined
         and kernels.cpu_inference(kv)
-        and kv.dtype == torch.float32
+        and kv.dtype in (torch.float32, torch.bfloat16)
         and kv.dim() == 3
         and (kv.shape[2] // 2) % (heads * 32) == 0
     ):
         return None
-    lib, _ = _load()
-    return None if lib is None else KeysValues.of(kv, heads)
+    loaded = _load()
+    if loaded.lib is None or (kv.dtype == torch.bfloat16 and not loaded.bf16):
+        return None
+    return KeysValues.of(kv, heads)
 
 
 def attend(kv: KeysValues, q: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v per head for the projected queries `q` (B, N, C), as (B, N, C): what `MiTBlock`'s
     attention gives its output projection. Falls back to PyTorch's kernel if the call fails."""
-    lib, _ = _load()
+    lib = _load().lib
     out = _run(lib, kv, q) if lib is not None else None
     return pytorch_attend(q, kv.source, kv.heads) if out is None else out
 
 
 def _run(lib: ctypes.CDLL, kv: KeysValues, q: torch.Tensor) -> torch.Tensor | None:
-    """The kernel on each image of `q`, or None if it refused (a count it does not take, no memory)."""
+    """The kernel for `q`'s dtype on each image of `q`, or None if it refused (a count it does not take, no memory, a
+    dtype that is not the keys')."""
+    if q.dtype != kv.source.dtype:
+        return None
     q = q.contiguous()
     b, n, c = q.shape
     d = c // kv.heads
     out = torch.empty_like(q)
-    fn = getattr(lib, _ATTENTION)
+    fn = getattr(lib, _ATTENTION_BF16 if q.dtype == torch.bfloat16 else _ATTENTION)
     for i in range(b):
         rc = fn(
             q[i].data_ptr(),
@@ -301,9 +383,10 @@ def pytorch_upsampled_sum(maps: list[torch.Tensor], size: tuple[int, int]) -> to
 
 def upsampled_sum(out: torch.Tensor, maps: list[torch.Tensor], height: int, r0: int) -> bool:
     """Rows [r0, r0 + rows) of `pytorch_upsampled_sum(maps, (height, W))` written into `out` (1, C, rows, W) through
-    the kernel, for one image of fp32 CPU maps (1, C, h_k, w_k), NHWC in memory like `out`, at inference. Returns False,
-    writing nothing, where the kernel does not run for them (then use PyTorch's operators): another dtype, device or
-    layout, a channel count that is not a multiple of 16, autograd, tracing, or the kernel not built here."""
+    the kernel, for one image of CPU maps (1, C, h_k, w_k) in fp32 or bf16 (summed in fp32, rounded once), NHWC in
+    memory like `out` and of its dtype, at inference. Returns False, writing nothing, where the kernel does not run for
+    them (then use PyTorch's operators): another dtype, device or layout, a channel count that is not a multiple of
+    16, autograd, tracing, or the kernel not built here."""
     nhwc = torch.channels_last
     tensors = [out, *maps]
     if not (
@@ -311,12 +394,13 @@ def upsampled_sum(out: torch.Tensor, maps: list[torch.Tensor], height: int, r0: 
         and 0 < len(maps) <= _MAX_MAPS
         and out.shape[1] % 16 == 0
         and 0 <= r0 <= height - out.shape[2]
-        and all(kernels.cpu_inference(t) and t.dtype == torch.float32 for t in tensors)
+        and out.dtype in (torch.float32, torch.bfloat16)
+        and all(kernels.cpu_inference(t) and t.dtype == out.dtype for t in tensors)
         and all(t.dim() == 4 and t.shape[:2] == out.shape[:2] and t.shape[0] == 1 for t in tensors)
         and all(t.is_contiguous(memory_format=nhwc) for t in tensors)
     ):
         return False
-    lib, _ = _load()
+    lib = _load().lib
     return lib is not None and _upsample(lib, out, maps, height, r0)
 
 
@@ -330,7 +414,7 @@ def _upsample(lib: ctypes.CDLL, out: torch.Tensor, maps: list[torch.Tensor], hei
     heights = (ctypes.c_long * n)(*(m.shape[2] for m in maps))
     widths = (ctypes.c_long * n)(*(m.shape[3] for m in maps))
     _, c, rows, w = out.shape
-    fn = getattr(lib, _UPSAMPLE)
+    fn = getattr(lib, _UPSAMPLE_BF16 if out.dtype == torch.bfloat16 else _UPSAMPLE)
     rc = fn(out.data_ptr(), r0, r0 + rows, height, w, c, pointers, heights, widths, n, torch.get_num_threads())
     return rc == 0
 

@@ -10,10 +10,14 @@
  * map's own width, then every output pixel blends two pixels of each blended row. The rounding differs from
  * PyTorch's four-term sum by a few float ulps.
  *
- * Layouts (fp32, NHWC, contiguous): maps[k] (heights[k], widths[k], C); out (r1 - r0, W, C). C a multiple of 16.
+ * Layouts (NHWC, contiguous): maps[k] (heights[k], widths[k], C); out (r1 - r0, W, C). C a multiple of 16.
+ * Precision: fp32 maps and out (segbench_upsample_sum_f32), or bf16 (segbench_upsample_sum_bf16, a bf16 model's
+ * decoder): bf16 values are widened to fp32, blended and summed in fp32, and the sum rounded to bf16 once (to nearest
+ * even), where PyTorch rounds each upsampled map and each partial sum.
  * Work: output rows, handed out dynamically to `threads` OpenMP threads (torch's own, as for the attention).
  */
 #include <immintrin.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define MAX_MAPS 8
@@ -30,15 +34,36 @@ static inline void taps(long dst, long n, float scale, long *i0, long *i1, float
     *w0 = 1.0f - *w1;
 }
 
-/* tmp (w, C) = wy0 row y0 + wy1 row y1 of one map, for output row r */
-static void blend_rows(const float *map, long h, long w, long C, long r, long H, float *tmp) {
+/* 16 values of an fp32 or bf16 (`bf16`) array from element i, in fp32 (bf16 is fp32's upper half: widening is exact) */
+static inline __attribute__((always_inline)) __m512 load16(const void *a, long i, int bf16) {
+    if (!bf16) return _mm512_loadu_ps((const float *)a + i);
+    __m256i half = _mm256_loadu_si256((const __m256i *)((const uint16_t *)a + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
+}
+
+/* x stored at element i of an fp32 or bf16 (`bf16`) array: bf16 rounded to nearest even, a NaN kept a NaN */
+static inline __attribute__((always_inline)) void store16(void *a, long i, __m512 x, int bf16) {
+    if (!bf16) {
+        _mm512_storeu_ps((float *)a + i, x);
+        return;
+    }
+    __m512i bits = _mm512_castps_si512(x);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+    rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7fc0));
+    _mm256_storeu_si256((__m256i *)((uint16_t *)a + i), _mm512_cvtepi32_epi16(rounded));
+}
+
+/* tmp (w, C) = wy0 row y0 + wy1 row y1 of one map (fp32 or bf16), for output row r */
+static inline __attribute__((always_inline)) void blend_rows(const void *map, long h, long w, long C, long r, long H,
+                                                             float *tmp, int bf16) {
     long y0, y1;
     float wy0, wy1;
     taps(r, h, (float)h / (float)H, &y0, &y1, &wy0, &wy1);
-    const float *a = map + y0 * w * C, *b = map + y1 * w * C;
+    const long a = y0 * w * C, b = y1 * w * C;
     const __m512 v0 = _mm512_set1_ps(wy0), v1 = _mm512_set1_ps(wy1);
     for (long j = 0; j < w * C; j += 16)
-        _mm512_store_ps(tmp + j, _mm512_fmadd_ps(v1, _mm512_loadu_ps(b + j), _mm512_mul_ps(v0, _mm512_loadu_ps(a + j))));
+        _mm512_store_ps(tmp + j, _mm512_fmadd_ps(v1, load16(map, b + j, bf16), _mm512_mul_ps(v0, load16(map, a + j, bf16))));
 }
 
 typedef struct {
@@ -48,11 +73,11 @@ typedef struct {
     const float *xw;    /* (n, W, 2) their weights */
 } plan_t;
 
-/* one output row from the n blended rows in tmp */
-static void output_row(const plan_t *p, const float *tmp, float *row) {
+/* one output row (fp32 or bf16) from the n blended rows in tmp */
+static inline __attribute__((always_inline)) void output_row(const plan_t *p, const float *tmp, void *row, int bf16) {
     const long C = p->C;
     for (long x = 0; x < p->W; x++) {
-        float *o = row + x * C;
+        const long o = x * C;
         long c0 = 0;
         for (; c0 + CB <= C; c0 += CB) {
             __m512 acc[CB / 16];
@@ -66,7 +91,7 @@ static void output_row(const plan_t *p, const float *tmp, float *row) {
                     acc[j] = _mm512_fmadd_ps(w1, _mm512_load_ps(b + 16 * j),
                                              _mm512_fmadd_ps(w0, _mm512_load_ps(a + 16 * j), acc[j]));
             }
-            for (int j = 0; j < CB / 16; j++) _mm512_storeu_ps(o + c0 + 16 * j, acc[j]);
+            for (int j = 0; j < CB / 16; j++) store16(row, o + c0 + 16 * j, acc[j], bf16);
         }
         for (; c0 < C; c0 += 16) { /* channels past the last whole block, 16 at a time */
             __m512 acc = _mm512_setzero_ps();
@@ -76,15 +101,15 @@ static void output_row(const plan_t *p, const float *tmp, float *row) {
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(wt[0]), _mm512_load_ps(tmp + p->offset[k] + i[0] * C + c0), acc);
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(wt[1]), _mm512_load_ps(tmp + p->offset[k] + i[1] * C + c0), acc);
             }
-            _mm512_storeu_ps(o + c0, acc);
+            store16(row, o + c0, acc, bf16);
         }
     }
 }
 
 /* Returns 0 on success; 1 for counts it does not take (C not a positive multiple of 16, no maps or more than
  * MAX_MAPS, rows outside [0, H)); 2 when memory for its tables ran out (the caller then upsamples another way). */
-int segbench_upsample_sum_f32(float *out, long r0, long r1, long H, long W, long C, const float *const *maps,
-                              const long *heights, const long *widths, int n, int threads) {
+static int upsample_sum(void *out, long r0, long r1, long H, long W, long C, const void *const *maps,
+                        const long *heights, const long *widths, int n, int threads, int bf16) {
     if (C <= 0 || C % 16 != 0 || n <= 0 || n > MAX_MAPS || r0 < 0 || r1 > H || r0 > r1 || W <= 0 || threads <= 0)
         return 1;
     long offset[MAX_MAPS], size = 0;
@@ -110,12 +135,28 @@ int segbench_upsample_sum_f32(float *out, long r0, long r1, long H, long W, long
 #pragma omp for schedule(dynamic, 1)
         for (long r = r0; r < r1; r++) {
             if (tmp == NULL || __atomic_load_n(&failed, __ATOMIC_RELAXED)) continue;
-            for (int k = 0; k < n; k++) blend_rows(maps[k], heights[k], widths[k], C, r, H, tmp + offset[k]);
-            output_row(&plan, tmp, out + (r - r0) * W * C);
+            const long at = (r - r0) * W * C;
+            if (bf16) {
+                for (int k = 0; k < n; k++) blend_rows(maps[k], heights[k], widths[k], C, r, H, tmp + offset[k], 1);
+                output_row(&plan, tmp, (uint16_t *)out + at, 1);
+            } else {
+                for (int k = 0; k < n; k++) blend_rows(maps[k], heights[k], widths[k], C, r, H, tmp + offset[k], 0);
+                output_row(&plan, tmp, (float *)out + at, 0);
+            }
         }
         free(tmp);
     }
     free(xi);
     free(xw);
     return failed ? 2 : 0;
+}
+
+int segbench_upsample_sum_f32(float *out, long r0, long r1, long H, long W, long C, const float *const *maps,
+                              const long *heights, const long *widths, int n, int threads) {
+    return upsample_sum(out, r0, r1, H, W, C, (const void *const *)maps, heights, widths, n, threads, 0);
+}
+
+int segbench_upsample_sum_bf16(uint16_t *out, long r0, long r1, long H, long W, long C, const uint16_t *const *maps,
+                               const long *heights, const long *widths, int n, int threads) {
+    return upsample_sum(out, r0, r1, H, W, C, (const void *const *)maps, heights, widths, n, threads, 1);
 }

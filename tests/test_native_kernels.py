@@ -1,5 +1,6 @@
-"""segbench's CPU kernels (`models/segformer_native.py`; `segformer_native.c`, `segformer_upsample.c`): PyTorch's
-attention and upsampled sum to float rounding, their build cache, and PyTorch's operators wherever they cannot run."""
+"""segbench's CPU kernels (`models/segformer_native.py`; `segformer_attention.c`, `segformer_attention_amx.c`,
+`segformer_upsample.c`): PyTorch's attention and upsampled sum to float rounding (fp32) or to bf16's rounding (bf16),
+their build cache, and PyTorch's operators wherever they cannot run."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from segbench import models
+from segbench.bench.measure.latency import cpu_isa_flags
 from segbench.models import segformer_native as native
 from segbench.models.segformer_fast import banded_block
 
@@ -21,6 +23,11 @@ from segbench.models.segformer_fast import banded_block
 needs_kernel = pytest.mark.skipif(
     native.missing_requirement() is not None,
     reason=f"segbench's kernels cannot be built here: {native.missing_requirement()}",
+)
+# the bf16 attention needs AMX besides (a CPU with it whose kernel fails its check fails these tests)
+needs_amx = pytest.mark.skipif(
+    native.missing_requirement() is not None or not {"amx_tile", "amx_bf16", "avx512_bf16"} <= set(cpu_isa_flags()),
+    reason="segbench's bf16 attention needs AMX-BF16 and AVX512-BF16, which this CPU lacks (or no kernels here)",
 )
 
 
@@ -108,8 +115,53 @@ def test_the_result_does_not_depend_on_the_thread_count() -> None:
     assert torch.equal(one, three)
 
 
+@needs_amx
+@pytest.mark.parametrize(
+    ("batch", "heads", "dim", "queries", "keys"),
+    [
+        (1, 1, 32, 300, 2048),  # stage 1 of every MiT; queries not a multiple of the blocks of 16
+        (2, 2, 32, 129, 64),  # a batch of two; one query past a work item of 64 rows
+        (1, 5, 32, 7, 315),  # fewer queries than a block; keys not a multiple of the tile
+        (1, 8, 64, 40, 1),  # MiT-B1..B5's head of 64; a single key
+        (1, 1, 96, 17, 33),  # a head of 96: one tile pass of 64 channels and one of 32
+    ],
+)
+def test_the_bf16_kernel_is_pytorchs_attention_to_bf16_rounding(batch, heads, dim, queries, keys) -> None:
+    """Against PyTorch's fp32 attention on the same bf16 inputs; values about 1 (their mean), so that a padding key
+    given weight, or a key left out, shifts every output by far more than bf16's rounding."""
+    torch.manual_seed(queries)
+    q = torch.randn(batch, queries, heads * dim).bfloat16()
+    kv = torch.randn(batch, keys, 2 * heads * dim)
+    kv[..., heads * dim :] += 1.0
+    kv = kv.bfloat16()
+    with torch.inference_mode():
+        prepared = native.prepare(kv, heads)
+        assert prepared is not None, native.status().detail
+        got = native.attend(prepared, q)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), _sdpa(q.float(), kv.float(), heads), rtol=1e-2, atol=1e-3)
+
+
+@needs_amx
+def test_the_bf16_kernel_neither_overflows_nor_depends_on_the_thread_count() -> None:
+    torch.manual_seed(0)
+    q, kv = (torch.randn(1, 1000, 64) * 20).bfloat16(), (torch.randn(1, 256, 128) * 20).bfloat16()
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            prepared = native.prepare(kv, 2)
+            torch.set_num_threads(1)
+            one = native.attend(prepared, q)
+            torch.set_num_threads(3)
+            three = native.attend(prepared, q)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, three) and torch.isfinite(one).all()
+    torch.testing.assert_close(one.float(), _sdpa(q.float(), kv.float(), 2), rtol=2e-2, atol=2e-1)  # values ~20
+
+
 @needs_kernel
-def test_the_fast_blocks_run_the_kernel_in_fp32_only(monkeypatch) -> None:
+def test_the_fast_blocks_run_the_kernel_in_fp32_and_with_amx_in_bf16(monkeypatch) -> None:
     calls = []
     monkeypatch.setattr(native, "attend", lambda kv, q: calls.append(q.dtype) or _sdpa(q, kv.source, kv.heads))
     torch.manual_seed(0)
@@ -124,7 +176,8 @@ def test_the_fast_blocks_run_the_kernel_in_fp32_only(monkeypatch) -> None:
             banded_block(block, x.clone(), 16, 24)
     with torch.no_grad():
         banded_block(block, x.clone(), 16, 24)
-    assert calls == [torch.float32, torch.float32]  # bf16 weights and autocast take PyTorch's kernel
+    bf16 = [torch.bfloat16] if native._load().bf16 else []  # bf16 weights: the AMX kernel where it runs
+    assert calls == [torch.float32, *bf16, torch.float32]  # autocast takes PyTorch's kernel
 
 
 def test_prepare_declines_what_the_kernel_does_not_compute() -> None:
@@ -132,7 +185,7 @@ def test_prepare_declines_what_the_kernel_does_not_compute() -> None:
     with torch.inference_mode():
         assert native.prepare(kv, 1) is None  # a head of 48 channels
         assert native.prepare(kv.double(), 2) is None
-        assert native.prepare(torch.randn(1, 10, 128).bfloat16(), 2) is None
+        assert native.prepare(torch.randn(1, 10, 128).half(), 2) is None
     assert native.prepare(torch.randn(1, 10, 128), 2) is None  # autograd on
     with torch.inference_mode(), native.without_kernel():
         assert native.prepare(torch.randn(1, 10, 128), 2) is None  # asked for PyTorch's
@@ -201,18 +254,11 @@ def test_a_failed_build_says_what_the_compiler_said(fresh_kernel, monkeypatch) -
     assert not fresh_kernel.exists() or not list(fresh_kernel.iterdir())  # no partial library left
 
 
-@needs_kernel
-@pytest.mark.parametrize(
-    ("source", "edit"),
-    [
-        (0, "s/_mm512_mask_mov_ps(minus_inf, ma, acc\\[i\\]\\[0\\])/acc[i][0]/"),  # attention: padding keys unmasked
-        (1, "s/if (src < 0.0f) src = 0.0f;//"),  # upsampled sum: the first rows' source coordinate not clamped
-    ],
-)
-def test_a_kernel_that_computes_wrong_is_never_used(fresh_kernel, monkeypatch, source, edit) -> None:
-    """A compiler whose build of either kernel is wrong fails the check, and neither kernel is used."""
+def _miscompiling_compiler(folder, source: int, edit: str) -> str:
+    """A compiler that builds the library with `sed` `edit` applied to `native.SOURCES[source]`."""
     real = native._compiler()
-    broken, kept = native.SOURCES[source], native.SOURCES[1 - source]
+    broken = native.SOURCES[source]
+    kept = " ".join(str(path) for path in native.SOURCES if path != broken)
     script = (
         'if [ "$1" = --version ]; then echo miscompiling-cc; exit 0; fi\n'
         "for last; do :; done\n"  # the output file
@@ -221,7 +267,21 @@ def test_a_kernel_that_computes_wrong_is_never_used(fresh_kernel, monkeypatch, s
         'cmp -s "$src" ' + str(broken) + " && exit 3\n"  # the edit must change the source
         f'exec {real} {" ".join(native.COMPILE_FLAGS)} "$src" {kept} -o "$last"\n'
     )
-    monkeypatch.setenv("CC", _fake_compiler(fresh_kernel.parent, script))
+    return _fake_compiler(folder, script)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("source", "edit"),
+    [
+        (0, "s/_mm512_mask_mov_ps(minus_inf, ma, acc\\[i\\]\\[0\\])/acc[i][0]/"),  # attention: padding keys unmasked
+        (2, "s/if (src < 0.0f) src = 0.0f;//"),  # upsampled sum: the first rows' source coordinate not clamped
+        (2, "s/_mm512_cvtepu16_epi32(half), 16)/_mm512_cvtepu16_epi32(half), 15)/"),  # bf16 widened wrong
+    ],
+)
+def test_a_kernel_that_computes_wrong_is_never_used(fresh_kernel, monkeypatch, source, edit) -> None:
+    """A compiler whose build of either kernel is wrong fails the check, and neither kernel is used."""
+    monkeypatch.setenv("CC", _miscompiling_compiler(fresh_kernel.parent, source, edit))
     with pytest.warns(RuntimeWarning, match="disagreed with PyTorch"):
         status = native.status()
     assert not status.available and "miscompiling-cc" in status.detail
@@ -230,6 +290,26 @@ def test_a_kernel_that_computes_wrong_is_never_used(fresh_kernel, monkeypatch, s
         assert native.prepare(torch.randn(1, 8, 64), 1) is None
         maps = [torch.randn(1, 16, 2, 2).contiguous(memory_format=nhwc)]
         assert not native.upsampled_sum(torch.empty(1, 16, 4, 4).contiguous(memory_format=nhwc), maps, 4, 0)
+
+
+@needs_amx
+def test_a_wrong_bf16_attention_leaves_bf16_to_pytorch_and_keeps_the_rest(fresh_kernel, monkeypatch) -> None:
+    edit = "s|return 1.0f / _mm512_reduce_add_ps|return 0.5f / _mm512_reduce_add_ps|"  # weights off by half
+    monkeypatch.setenv("CC", _miscompiling_compiler(fresh_kernel.parent, 1, edit))
+    with pytest.warns(RuntimeWarning, match="bf16 attention kernel .* disagreed with PyTorch"):
+        status = native.status()
+    assert status.available and "bf16 takes PyTorch's: the AMX kernel disagreed" in status.detail
+    with torch.inference_mode():
+        assert native.prepare(torch.randn(1, 8, 64).bfloat16(), 1) is None
+        assert native.prepare(torch.randn(1, 8, 64), 1) is not None
+
+
+def test_without_amx_bf16_takes_pytorchs_attention_and_says_so(fresh_kernel, monkeypatch) -> None:
+    monkeypatch.setattr(native, "_bf16_attention", lambda lib, path: (False, "bf16 takes PyTorch's: no AMX-BF16"))
+    status = native.status()
+    assert "bf16 takes PyTorch's: no AMX-BF16" in status.detail or not status.available
+    with torch.inference_mode():
+        assert native.prepare(torch.randn(1, 8, 64).bfloat16(), 1) is None
 
 
 @needs_kernel
@@ -302,6 +382,21 @@ def test_the_upsampled_sum_is_pytorchs(channels, out_size, sizes, r0, rows) -> N
 
 
 @needs_kernel
+def test_the_bf16_upsampled_sum_is_the_fp32_sum_rounded_once() -> None:
+    """bf16 maps widened, summed in fp32 and rounded once: within half a bf16 step of the fp32 sum of the same values
+    (the blend's order moves it by fp32 ulps); a NaN where PyTorch's is."""
+    torch.manual_seed(0)
+    maps = [_nhwc(1, 144, 3, 5).bfloat16(), _nhwc(1, 144, 7, 4).bfloat16(), _nhwc(1, 144, 11, 13).bfloat16()]
+    maps[0][0, 17, 1, 2] = float("nan")
+    out = _nhwc(1, 144, 7, 13).bfloat16()
+    with torch.inference_mode():
+        assert native.upsampled_sum(out, maps, 11, 4), native.status().detail
+    expected = native.pytorch_upsampled_sum([m.float() for m in maps], (11, 13))[:, :, 4:11]
+    assert torch.equal(out.isnan(), expected.isnan()) and out.isnan().any()
+    torch.testing.assert_close(out.float(), expected, rtol=2**-8, atol=1e-6, equal_nan=True)
+
+
+@needs_kernel
 def test_the_upsampled_sum_does_not_depend_on_the_thread_count() -> None:
     torch.manual_seed(0)
     maps = [_nhwc(1, 128, 4, 6), _nhwc(1, 128, 8, 12)]
@@ -324,7 +419,8 @@ def test_the_upsampled_sum_declines_what_it_does_not_compute() -> None:
     with torch.inference_mode():
         assert not native.upsampled_sum(out, [torch.randn(1, 32, 4, 4)], 8, 0)  # NCHW in memory
         assert not native.upsampled_sum(torch.randn(1, 32, 8, 8), maps, 8, 0)
-        assert not native.upsampled_sum(out.bfloat16(), [m.bfloat16() for m in maps], 8, 0)
+        assert not native.upsampled_sum(out.half(), [m.half() for m in maps], 8, 0)
+        assert not native.upsampled_sum(out.bfloat16(), maps, 8, 0)  # dtypes differ
         assert not native.upsampled_sum(_nhwc(1, 24, 8, 8), [_nhwc(1, 24, 4, 4)], 8, 0)  # not a multiple of 16
         assert not native.upsampled_sum(_nhwc(2, 32, 8, 8), [_nhwc(2, 32, 4, 4)], 8, 0)  # one image at a time
         assert not native.upsampled_sum(out, [_nhwc(1, 16, 4, 4)], 8, 0)  # channels differ
@@ -334,17 +430,25 @@ def test_the_upsampled_sum_declines_what_it_does_not_compute() -> None:
 
 
 @needs_kernel
-def test_the_fast_decoder_runs_the_upsampled_sum_in_fp32_only(monkeypatch) -> None:
-    calls = []
+def test_the_fast_decoder_runs_the_upsampled_sum_in_fp32_and_bf16(monkeypatch) -> None:
+    calls = []  # (the band's dtype, whether the kernel ran)
+
+    def recorded(out, *args):
+        calls.append((out.dtype, ran := real(out, *args)))
+        return ran
+
     real = native.upsampled_sum
-    monkeypatch.setattr(native, "upsampled_sum", lambda out, *a: calls.append(out.dtype) or real(out, *a))
+    monkeypatch.setattr(native, "upsampled_sum", recorded)
     torch.manual_seed(0)
     model = models.create_model("segformer-b0", num_classes=5).eval()
     fast = copy.deepcopy(model).fast_path()
     x = torch.randn(1, 3, 128, 128)
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
-        assert calls and set(calls) == {torch.float32}  # one call per band
+        assert calls and set(calls) == {(torch.float32, True)}  # one call per band
         count = len(calls)
-        copy.deepcopy(fast).bfloat16()(x.bfloat16())
-    assert len(calls) > count and set(calls[count:]) == {torch.bfloat16}  # asked, and declined: PyTorch's ran
+        fast_bf16 = copy.deepcopy(fast).bfloat16()(x.bfloat16()).float()
+        plain_bf16 = copy.deepcopy(model).bfloat16()(x.bfloat16()).float()
+    assert len(calls) > count and set(calls[count:]) == {(torch.bfloat16, True)}
+    scale = plain_bf16.abs().max().item()
+    torch.testing.assert_close(fast_bf16, plain_bf16, rtol=0, atol=0.03 * scale)  # bf16's rounding, not a wrong sum
