@@ -42,7 +42,7 @@ from torch import nn
 from segbench.models.base import ModelMeta, WeightsInfo
 from segbench.models.checkpoint import CheckpointError, load_strict, read_state_dict, resolve_weights, sha256_file
 from segbench.models.registry import register_model
-from segbench.models.segformer_fast import FoldedMLPDecoder, banded_block
+from segbench.models.segformer_fast import FoldedMLPDecoder, banded_block, embed_patches, layer_norm
 
 MIN_INPUT_SIZE = 32  # four stride-2+ stages and the 8x8 reduction conv of stage 1 need at least 32 px
 
@@ -163,12 +163,12 @@ class MiTStage(nn.Module):
         """The stage's map (B, C, H, W): contiguous NCHW, or with `banded` (the fast path: blocks in bands, see
         `segformer_fast.banded_block`; inference only) the NHWC view of the tokens, which the next stage and the folded
         decoder's convs take without converting."""
-        x, h, w = self.patch_embed(x)
         if banded:
-            x = x.contiguous()  # the blocks update their own copy of the tokens in place
+            x, h, w = embed_patches(self.patch_embed, x)  # contiguous: the blocks update these tokens in place
             for block in self.blocks:
                 x = banded_block(block, x, h, w)
-            return _tokens_as_map(self.norm(x), h, w)
+            return _tokens_as_map(layer_norm(self.norm, x), h, w)
+        x, h, w = self.patch_embed(x)
         for block in self.blocks:
             x = block(x, h, w)
         x = self.norm(x)

@@ -58,9 +58,11 @@ from segbench.paths import cache_dir, make_folder
 
 SOURCES = tuple(
     Path(__file__).with_name(name)
-    for name in ("segformer_attention.c", "segformer_attention_amx.c", "segformer_upsample.c")
+    for name in ("segformer_attention.c", "segformer_attention_amx.c", "segformer_upsample.c", "segformer_layernorm.c")
 )
 """Compiled together into one library."""
+HEADERS = (Path(__file__).with_name("segformer_simd.h"),)
+"""Included by the sources (found through -I with their folder); part of the library's hash."""
 COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-fPIC", "-shared")
 SWITCH_ENV = "SEGBENCH_NATIVE_KERNELS"
 """Set to 0 to keep the fast path on PyTorch's operators (its attention and upsampling)."""
@@ -76,6 +78,7 @@ _ATTENTION_BF16, _AMX_READY, _UPSAMPLE_BF16 = (
     "segbench_amx_ready",
     "segbench_upsample_sum_bf16",
 )
+_LAYER_NORM, _LAYER_NORM_BF16 = "segbench_layer_norm_f32", "segbench_layer_norm_bf16"
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 
 
@@ -93,7 +96,7 @@ def _compiler() -> str | None:
 
 def _build(compiler: str, version: str) -> Path:
     """The compiled library in the cache, built now unless one of the same sources, flags and compiler is there."""
-    digest = hashlib.sha256(b"".join(path.read_bytes() for path in SOURCES))
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in (*SOURCES, *HEADERS)))
     digest.update(" ".join((*COMPILE_FLAGS, compiler, version)).encode())
     target = cache_dir() / "kernels" / f"{LIBRARY}-{digest.hexdigest()[:16]}.so"
     if target.is_file():
@@ -103,7 +106,7 @@ def _build(compiler: str, version: str) -> Path:
     partial = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
         subprocess.run(
-            [compiler, *COMPILE_FLAGS, *map(str, SOURCES), "-o", str(partial)],
+            [compiler, *COMPILE_FLAGS, f"-I{HEADERS[0].parent}", *map(str, SOURCES), "-o", str(partial)],
             check=True,
             capture_output=True,
             timeout=300,
@@ -134,7 +137,9 @@ def _open(path: Path) -> ctypes.CDLL:
     attention.argtypes = attention_bf16.argtypes = [_P, _L, _P, _P, _P, _L, _L, _L, _I, _I, ctypes.c_float, _I]
     upsample.argtypes = upsample_bf16.argtypes = [_P, _L, _L, _L, _L, _L, _P, _P, _P, _I, _I]
     amx_ready.argtypes = []
-    for fn in (attention, attention_bf16, upsample, upsample_bf16, amx_ready):
+    layer_norm, layer_norm_bf16 = getattr(lib, _LAYER_NORM), getattr(lib, _LAYER_NORM_BF16)
+    layer_norm.argtypes = layer_norm_bf16.argtypes = [_P, _P, _L, _L, _P, _P, ctypes.c_float, _I]
+    for fn in (attention, attention_bf16, upsample, upsample_bf16, amx_ready, layer_norm, layer_norm_bf16):
         fn.restype = _I
     return lib
 
@@ -232,7 +237,23 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     out = out.bfloat16()
     ref = pytorch_upsampled_sum([m.float() for m in maps], (11, 13))[:, :, 4:9]
     tolerance = BF16_CHECK_TOLERANCE
-    return _upsample(lib, out, maps, 11, 4) and torch.allclose(out.float(), ref, rtol=tolerance, atol=tolerance)
+    if not (_upsample(lib, out, maps, 11, 4) and torch.allclose(out.float(), ref, rtol=tolerance, atol=tolerance)):
+        return False
+    return _layer_norm_agrees(lib, gen)
+
+
+def _layer_norm_agrees(lib: ctypes.CDLL, gen: torch.Generator) -> bool:
+    """LayerNorm against PyTorch's at an unrolled width (160) and another (48), rows offset from 0, in fp32 and bf16."""
+    for channels in (160, 48):
+        x = torch.randn(7, channels, generator=gen) * 3 + 5
+        weight, bias = torch.randn(channels, generator=gen), torch.randn(channels, generator=gen)
+        for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, BF16_CHECK_TOLERANCE)):
+            xd, wd, bd = x.to(dtype), weight.to(dtype), bias.to(dtype)
+            ref = F.layer_norm(xd.float(), (channels,), wd.float(), bd.float(), 1e-6)
+            got = _layer_norm(lib, xd, wd, bd, 1e-6)
+            if got is None or not torch.allclose(got.float(), ref, rtol=tolerance, atol=tolerance):
+                return False
+    return True
 
 
 def _agrees_bf16(lib: ctypes.CDLL) -> bool:
@@ -372,6 +393,38 @@ def _run(lib: ctypes.CDLL, kv: KeysValues, q: torch.Tensor) -> torch.Tensor | No
     return out
 
 
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor | None:
+    """``F.layer_norm(x, (C,), weight, bias, eps)`` over the last dimension C through the kernel, for contiguous CPU
+    tokens in fp32 or bf16 (computed in fp32, rounded once) at inference; None where the kernel does not run for them
+    (then use PyTorch's): another dtype or device, a width that is not a multiple of 16, autograd, tracing, weight or
+    bias missing or not of `x`'s dtype, or the kernel not built here."""
+    c = x.shape[-1] if x.dim() else 0
+    if not (
+        x.dtype in (torch.float32, torch.bfloat16)
+        and kernels.cpu_inference(x)
+        and x.is_contiguous()
+        and c % 16 == 0
+        and c > 0
+        and all(
+            t is not None and t.shape == (c,) and t.dtype == x.dtype and t.device == x.device for t in (weight, bias)
+        )
+    ):
+        return None
+    lib = _load().lib
+    return None if lib is None else _layer_norm(lib, x, weight, bias, eps)
+
+
+def _layer_norm(
+    lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor | None:
+    out = torch.empty_like(x)
+    w, b = weight.contiguous(), bias.contiguous()
+    fn = getattr(lib, _LAYER_NORM_BF16 if x.dtype == torch.bfloat16 else _LAYER_NORM)
+    c = x.shape[-1]
+    rc = fn(x.data_ptr(), out.data_ptr(), x.numel() // c, c, w.data_ptr(), b.data_ptr(), eps, torch.get_num_threads())
+    return out if rc == 0 else None
+
+
 def pytorch_upsampled_sum(maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
     """PyTorch's operators on what `upsampled_sum` computes: the sum of `maps` (B, C, h_k, w_k), each bilinearly
     upsampled to `size` (align_corners False), as (B, C, *size)."""
@@ -421,6 +474,7 @@ def _upsample(lib: ctypes.CDLL, out: torch.Tensor, maps: list[torch.Tensor], hei
 
 __all__ = [
     "COMPILE_FLAGS",
+    "HEADERS",
     "KEY_TILE",
     "LIBRARY",
     "SOURCES",
@@ -428,6 +482,7 @@ __all__ = [
     "KeysValues",
     "KernelStatus",
     "attend",
+    "layer_norm",
     "missing_requirement",
     "prepare",
     "pytorch_attend",

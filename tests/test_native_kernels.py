@@ -1,6 +1,6 @@
 """segbench's CPU kernels (`models/segformer_native.py`; `segformer_attention.c`, `segformer_attention_amx.c`,
-`segformer_upsample.c`): PyTorch's attention and upsampled sum to float rounding (fp32) or to bf16's rounding (bf16),
-their build cache, and PyTorch's operators wherever they cannot run."""
+`segformer_upsample.c`, `segformer_layernorm.c`): PyTorch's attention, upsampled sum and LayerNorm to float rounding
+(fp32) or to bf16's rounding (bf16), their build cache, and PyTorch's operators wherever they cannot run."""
 
 from __future__ import annotations
 
@@ -265,7 +265,7 @@ def _miscompiling_compiler(folder, source: int, edit: str) -> str:
         'src=$(dirname "$last")/broken.c\n'
         f"sed '{edit}' {broken} > \"$src\"\n"
         'cmp -s "$src" ' + str(broken) + " && exit 3\n"  # the edit must change the source
-        f'exec {real} {" ".join(native.COMPILE_FLAGS)} "$src" {kept} -o "$last"\n'
+        f'exec {real} {" ".join(native.COMPILE_FLAGS)} -I{broken.parent} "$src" {kept} -o "$last"\n'
     )
     return _fake_compiler(folder, script)
 
@@ -276,7 +276,7 @@ def _miscompiling_compiler(folder, source: int, edit: str) -> str:
     [
         (0, "s/_mm512_mask_mov_ps(minus_inf, ma, acc\\[i\\]\\[0\\])/acc[i][0]/"),  # attention: padding keys unmasked
         (2, "s/if (src < 0.0f) src = 0.0f;//"),  # upsampled sum: the first rows' source coordinate not clamped
-        (2, "s/_mm512_cvtepu16_epi32(half), 16)/_mm512_cvtepu16_epi32(half), 15)/"),  # bf16 widened wrong
+        (3, "s/_mm512_set1_ps((float)C)/_mm512_set1_ps((float)(C + 1))/"),  # LayerNorm: mean and variance off
     ],
 )
 def test_a_kernel_that_computes_wrong_is_never_used(fresh_kernel, monkeypatch, source, edit) -> None:
@@ -452,3 +452,71 @@ def test_the_fast_decoder_runs_the_upsampled_sum_in_fp32_and_bf16(monkeypatch) -
     assert len(calls) > count and set(calls[count:]) == {(torch.bfloat16, True)}
     scale = plain_bf16.abs().max().item()
     torch.testing.assert_close(fast_bf16, plain_bf16, rtol=0, atol=0.03 * scale)  # bf16's rounding, not a wrong sum
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# LayerNorm
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("rows", "channels"),
+    [(300, 32), (65, 64), (7, 160), (3, 256), (130, 48), (5, 512), (2, 1024)],  # MiT's widths; others; one past
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_layer_norm_is_pytorchs(rows, channels, dtype) -> None:
+    """fp32 to float rounding; bf16 computed in fp32 from the same bf16 values and rounded once (half a bf16 step)."""
+    torch.manual_seed(rows + channels)
+    x = (torch.randn(1, rows, channels) * 3 + 5).to(dtype)  # a mean far from 0: the variance is taken around it
+    weight, bias = torch.randn(channels).to(dtype), torch.randn(channels).to(dtype)
+    with torch.inference_mode():
+        got = native.layer_norm(x, weight, bias, 1e-6)
+    assert got is not None and got.dtype == dtype, native.status().detail
+    expected = F.layer_norm(x.float(), (channels,), weight.float(), bias.float(), 1e-6)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    else:
+        torch.testing.assert_close(got.float(), expected, rtol=2**-8, atol=1e-3)
+
+
+@needs_kernel
+def test_the_layer_norm_does_not_depend_on_the_thread_count() -> None:
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(5000, 64), torch.randn(64), torch.randn(64)
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(1)
+            one = native.layer_norm(x, weight, bias, 1e-5)
+            torch.set_num_threads(3)
+            three = native.layer_norm(x, weight, bias, 1e-5)
+    finally:
+        torch.set_num_threads(threads)
+    assert one is not None and torch.equal(one, three)
+
+
+def test_the_layer_norm_declines_what_it_does_not_compute() -> None:
+    x, weight, bias = torch.randn(4, 32), torch.randn(32), torch.randn(32)
+    with torch.inference_mode():
+        assert native.layer_norm(torch.randn(32, 4).t(), weight, bias, 1e-5) is None  # not contiguous
+        assert native.layer_norm(torch.randn(4, 24), torch.randn(24), torch.randn(24), 1e-5) is None  # width
+        assert native.layer_norm(x.half(), weight.half(), bias.half(), 1e-5) is None
+        assert native.layer_norm(x, weight.bfloat16(), bias, 1e-5) is None  # dtypes differ
+        assert native.layer_norm(x, None, bias, 1e-5) is None  # no affine map
+    assert native.layer_norm(x, weight, bias, 1e-5) is None  # autograd on
+
+
+@needs_kernel
+def test_the_fast_path_runs_its_layer_norms_through_the_kernel(monkeypatch) -> None:
+    calls = []
+    real = native.layer_norm
+    monkeypatch.setattr(native, "layer_norm", lambda x, *a: calls.append(out := real(x, *a)) or out)
+    torch.manual_seed(0)
+    model = models.create_model("segformer-b0", num_classes=5).eval()
+    fast = copy.deepcopy(model).fast_path()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    # per stage: its patch embedding's and its own norm; per block: norm1 (keys and queries), norm2 (and sr_norm)
+    assert len(calls) >= 4 * 2 + 8 * 3 and all(out is not None for out in calls)
