@@ -2,7 +2,7 @@
  * head, exactly as the plain attention computes it up to float rounding (no online rescaling: each query's scores
  * over all keys are kept, their maximum subtracted, exponentiated and summed, then multiplied into v).
  *
- * Built and loaded by models/segformer_attention.py (which documents the layouts and when this runs); compiled with
+ * Built and loaded by models/segformer_native.py (which documents the layouts and when this runs); compiled with
  * -mavx512f -mavx512dq, called only where the CPU has them. Plain C11 and OpenMP, no Python or torch headers: loaded
  * into a process where torch has loaded its libgomp.so.1, the library's libgomp.so.1 is that one (the dynamic linker
  * matches the soname), so its threads are torch's own OpenMP threads, not a second set competing with them.
@@ -14,12 +14,13 @@
  *   out  (nq, out_stride): like q
  * nkp is nk rounded up to a multiple of 32; the padding keys' scores are masked, their v rows must be finite.
  *
- * Work: items of (head, ROWS query rows), head-major, taken dynamically by `threads` threads from one atomic counter,
- * so a thread slowed by another process takes fewer items instead of holding the others up at the end.
+ * Work: items of (head, ROWS query rows), taken dynamically by `threads` threads (segformer_attention.h).
  */
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+
+#include "segformer_attention.h"
 
 #define QB 8     /* query rows computed together: 16 score accumulators, 8 broadcasts per two key loads */
 #define ROWS 128 /* query rows per work item */
@@ -147,48 +148,32 @@ static inline __attribute__((always_inline)) void rows(const float *q, long q_st
     }
 }
 
-typedef struct {
-    const float *q, *kt, *v;
-    float *out;
-    long q_stride, out_stride, nq, nk, nkp;
-    int heads, D;
-    float scale;
-    long items;
-    long next; /* the next work item, taken with an atomic add */
-} job_t;
-
-static void *worker(void *arg) {
-    job_t *job = arg;
+static void worker(attention_job *job) {
     float *s = aligned_alloc(64, sizeof(float) * QB * (job->nkp + 16));
-    if (s == NULL) return NULL; /* the other threads take its items */
-    long per_head = (job->nq + ROWS - 1) / ROWS;
-    for (;;) {
-        long item = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        if (item >= job->items) break;
-        long h = item / per_head, r0 = (item % per_head) * ROWS;
-        long n = job->nq - r0 < ROWS ? job->nq - r0 : ROWS;
-        const float *q = job->q + r0 * job->q_stride + h * job->D;
-        const float *kt = job->kt + h * job->D * job->nkp, *v = job->v + h * job->nkp * job->D;
-        float *out = job->out + r0 * job->out_stride + h * job->D;
-        if (job->D == 32) /* SegFormer's head dimension (MiT-B0..B5): unrolled for it */
-            rows(q, job->q_stride, n, kt, v, job->nk, job->nkp, 32, job->scale, out, job->out_stride, s);
-        else if (job->D == 64)
-            rows(q, job->q_stride, n, kt, v, job->nk, job->nkp, 64, job->scale, out, job->out_stride, s);
+    if (s == NULL) return; /* the other threads take its items */
+    long h, r0, n;
+    while (next_item(job, &h, &r0, &n)) {
+        const long D = job->D, nkp = job->nkp;
+        const float *q = (const float *)job->q + r0 * job->q_stride + h * D;
+        const float *kt = (const float *)job->kt + h * D * nkp, *v = (const float *)job->v + h * nkp * D;
+        float *out = (float *)job->out + r0 * job->out_stride + h * D;
+        if (D == 32) /* SegFormer's head dimension (MiT-B0..B5): unrolled for it */
+            rows(q, job->q_stride, n, kt, v, job->nk, nkp, 32, job->scale, out, job->out_stride, s);
+        else if (D == 64)
+            rows(q, job->q_stride, n, kt, v, job->nk, nkp, 64, job->scale, out, job->out_stride, s);
         else
-            rows(q, job->q_stride, n, kt, v, job->nk, job->nkp, job->D, job->scale, out, job->out_stride, s);
+            rows(q, job->q_stride, n, kt, v, job->nk, nkp, (int)D, job->scale, out, job->out_stride, s);
     }
     free(s);
-    return NULL;
 }
 
 /* Returns 0 on success; 1 for a head dimension that is not a positive multiple of 32 or a bad count; 2 when no thread
  * could have its score buffer (the caller then computes the attention another way). */
 int segbench_attention_f32(const float *q, long q_stride, const float *kt, const float *v, float *out,
                            long out_stride, long nq, long nk, int heads, int head_dim, float scale, int threads) {
-    if (head_dim <= 0 || head_dim % 32 != 0 || nq < 0 || nk <= 0 || heads <= 0 || threads <= 0) return 1;
-    job_t job = {q, kt, v, out, q_stride, out_stride, nq, nk, (nk + 31) / 32 * 32, heads, head_dim, scale, 0, 0};
-    job.items = heads * ((nq + ROWS - 1) / ROWS);
-    if (threads > job.items) threads = (int)(job.items > 0 ? job.items : 1);
+    attention_job job =
+        attention_job_of(q, q_stride, kt, v, out, out_stride, nq, nk, heads, head_dim, scale, ROWS, &threads);
+    if (job.items < 0) return 1;
 #pragma omp parallel num_threads(threads)
     worker(&job);
     return job.next >= job.items ? 0 : 2; /* every item was taken, hence done */

@@ -24,8 +24,8 @@
  *   out  (nq, out_stride): like q
  * The padding keys' weights are 0 (their keys and values must be finite).
  *
- * Work: items of (head, ITEM query rows), head-major, taken dynamically by `threads` OpenMP threads (torch's own) from
- * one atomic counter, as in segformer_attention.c.
+ * Work: items of (head, ITEM query rows), taken dynamically by `threads` OpenMP threads (torch's own;
+ * segformer_attention.h).
  */
 #include <math.h>
 #include <stdint.h>
@@ -41,6 +41,8 @@
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "segformer_attention.h"
 
 #define AMX_CODE __attribute__((target("amx-tile,amx-bf16,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
 #define ITEM 64 /* query rows per work item: four blocks of 16 */
@@ -193,20 +195,10 @@ AMX_CODE static void values16(const uint16_t *p, long ps, const uint16_t *v, lon
     }
 }
 
-typedef struct {
-    const uint16_t *q, *kt, *v;
-    uint16_t *out;
-    long q_stride, out_stride, nq, nk, nkp;
-    int heads, D;
-    float scale;
-    long items;
-    long next; /* the next work item, taken with an atomic add */
-} job_t;
-
 /* one thread's share: items until none is left. Its buffers: scores (16 rows of nkp + 16 fp32: rows 64 bytes off a
  * multiple of 4 KiB apart), the 16 x 64 fp32 output scratch, the weights (16 rows of nkp + 32 bf16) and a
  * zero-padded copy of a last block's fewer than 16 query rows */
-AMX_CODE static void worker(job_t *job) {
+AMX_CODE static void worker(attention_job *job) {
     const long nkp = job->nkp, ss = nkp + 16, ps = nkp + 32;
     const int D = job->D;
     float *s = aligned_alloc(64, sizeof(float) * (16 * ss + 16 * 64));
@@ -221,16 +213,13 @@ AMX_CODE static void worker(job_t *job) {
     tile_config cfg = {.palette = 1};
     for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16; /* every tile 16 rows of 64 bytes */
     _tile_loadconfig(&cfg);
-    const long per_head = (job->nq + ITEM - 1) / ITEM;
-    for (;;) {
-        long item = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        if (item >= job->items) break;
-        long h = item / per_head, r0 = (item % per_head) * ITEM;
-        long rows = job->nq - r0 < ITEM ? job->nq - r0 : ITEM;
-        const uint16_t *kt = job->kt + h * D * nkp, *v = job->v + h * nkp * D;
+    long h, r0, rows;
+    while (next_item(job, &h, &r0, &rows)) {
+        const uint16_t *kt = (const uint16_t *)job->kt + h * D * nkp, *v = (const uint16_t *)job->v + h * nkp * D;
+        uint16_t *out = (uint16_t *)job->out;
         for (long i0 = 0; i0 < rows; i0 += 16) {
             long n = rows - i0 < 16 ? rows - i0 : 16, qs = job->q_stride;
-            const uint16_t *q = job->q + (r0 + i0) * qs + h * D;
+            const uint16_t *q = (const uint16_t *)job->q + (r0 + i0) * qs + h * D;
             if (n < 16) {
                 memset(padded, 0, sizeof(uint16_t) * 16 * D);
                 for (long i = 0; i < n; i++) memcpy(padded + i * D, q + i * qs, sizeof(uint16_t) * D);
@@ -238,7 +227,7 @@ AMX_CODE static void worker(job_t *job) {
             }
             scores16(q, qs, kt, nkp, D, s, ss);
             for (int i = 0; i < 16; i++) inv[i] = weights_row(s + i * ss, job->nk, nkp, job->scale, p + i * ps);
-            values16(p, ps, v, nkp, D, inv, n, job->out + (r0 + i0) * job->out_stride + h * D, job->out_stride, o);
+            values16(p, ps, v, nkp, D, inv, n, out + (r0 + i0) * job->out_stride + h * D, job->out_stride, o);
         }
     }
     _tile_release();
@@ -250,10 +239,9 @@ AMX_CODE static void worker(job_t *job) {
  * could have its buffers (the caller then computes the attention another way). */
 int segbench_attention_bf16(const uint16_t *q, long q_stride, const uint16_t *kt, const uint16_t *v, uint16_t *out,
                             long out_stride, long nq, long nk, int heads, int head_dim, float scale, int threads) {
-    if (head_dim <= 0 || head_dim % 32 != 0 || nq < 0 || nk <= 0 || heads <= 0 || threads <= 0) return 1;
-    job_t job = {q, kt, v, out, q_stride, out_stride, nq, nk, (nk + 31) / 32 * 32, heads, head_dim, scale, 0, 0};
-    job.items = heads * ((nq + ITEM - 1) / ITEM);
-    if (threads > job.items) threads = (int)(job.items > 0 ? job.items : 1);
+    attention_job job =
+        attention_job_of(q, q_stride, kt, v, out, out_stride, nq, nk, heads, head_dim, scale, ITEM, &threads);
+    if (job.items < 0) return 1;
 #pragma omp parallel num_threads(threads)
     worker(&job);
     return job.next >= job.items ? 0 : 2; /* every item was taken, hence done */

@@ -63,7 +63,7 @@ SOURCES = tuple(
     for name in ("segformer_attention.c", "segformer_attention_amx.c", "segformer_upsample.c", "segformer_layernorm.c")
 )
 """Compiled together into one library."""
-HEADERS = (Path(__file__).with_name("segformer_simd.h"),)
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("segformer_attention.h", "segformer_simd.h"))
 """Included by the sources (found through -I with their folder); part of the library's hash."""
 COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-fPIC", "-shared")
 SWITCH_ENV = "SEGBENCH_NATIVE_KERNELS"

@@ -97,21 +97,27 @@ def test_a_nan_spreads_as_in_pytorchs_attention() -> None:
     torch.testing.assert_close(got, _sdpa(q, kv, 1), equal_nan=True)
 
 
+def _on_1_and_3_threads(compute):
+    """`compute()` under torch's thread count 1, then 3 (the kernels take torch's count), the count restored after."""
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(1)
+            one = compute()
+            torch.set_num_threads(3)
+            return one, compute()
+    finally:
+        torch.set_num_threads(threads)
+
+
 @needs_kernel
 def test_the_result_does_not_depend_on_the_thread_count() -> None:
     """Each query row is computed by one thread in one order, so the work's split over threads changes no bit."""
     torch.manual_seed(0)
     q, kv = torch.randn(1, 1000, 64), torch.randn(1, 256, 128)
-    threads = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            prepared = native.prepare(kv, 2)
-            torch.set_num_threads(1)
-            one = native.attend(prepared, q)
-            torch.set_num_threads(3)
-            three = native.attend(prepared, q)
-    finally:
-        torch.set_num_threads(threads)
+    with torch.inference_mode():
+        prepared = native.prepare(kv, 2)
+    one, three = _on_1_and_3_threads(lambda: native.attend(prepared, q))
     assert torch.equal(one, three)
 
 
@@ -146,16 +152,9 @@ def test_the_bf16_kernel_is_pytorchs_attention_to_bf16_rounding(batch, heads, di
 def test_the_bf16_kernel_neither_overflows_nor_depends_on_the_thread_count() -> None:
     torch.manual_seed(0)
     q, kv = (torch.randn(1, 1000, 64) * 20).bfloat16(), (torch.randn(1, 256, 128) * 20).bfloat16()
-    threads = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            prepared = native.prepare(kv, 2)
-            torch.set_num_threads(1)
-            one = native.attend(prepared, q)
-            torch.set_num_threads(3)
-            three = native.attend(prepared, q)
-    finally:
-        torch.set_num_threads(threads)
+    with torch.inference_mode():
+        prepared = native.prepare(kv, 2)
+    one, three = _on_1_and_3_threads(lambda: native.attend(prepared, q))
     assert torch.equal(one, three) and torch.isfinite(one).all()
     torch.testing.assert_close(one.float(), _sdpa(q.float(), kv.float(), 2), rtol=2e-2, atol=2e-1)  # values ~20
 
@@ -400,16 +399,13 @@ def test_the_bf16_upsampled_sum_is_the_fp32_sum_rounded_once() -> None:
 def test_the_upsampled_sum_does_not_depend_on_the_thread_count() -> None:
     torch.manual_seed(0)
     maps = [_nhwc(1, 128, 4, 6), _nhwc(1, 128, 8, 12)]
-    one, three = _nhwc(1, 128, 32, 48), _nhwc(1, 128, 32, 48)
-    threads = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            torch.set_num_threads(1)
-            assert native.upsampled_sum(one, maps, 32, 0)
-            torch.set_num_threads(3)
-            assert native.upsampled_sum(three, maps, 32, 0)
-    finally:
-        torch.set_num_threads(threads)
+
+    def compute() -> torch.Tensor:
+        out = _nhwc(1, 128, 32, 48)
+        assert native.upsampled_sum(out, maps, 32, 0)
+        return out
+
+    one, three = _on_1_and_3_threads(compute)
     assert torch.equal(one, three)
 
 
@@ -429,6 +425,17 @@ def test_the_upsampled_sum_declines_what_it_does_not_compute() -> None:
     assert not native.upsampled_sum(out, [maps[0].requires_grad_()], 8, 0)  # autograd
 
 
+def _fast_b0_equals_plain() -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    """A random B0, its fast path and an image, the fast path's fp32 logits checked against the plain network's."""
+    torch.manual_seed(0)
+    model = models.create_model("segformer-b0", num_classes=5).eval()
+    fast = copy.deepcopy(model).fast_path()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    return model, fast, x
+
+
 @needs_kernel
 def test_the_fast_decoder_runs_the_upsampled_sum_in_fp32_and_bf16(monkeypatch) -> None:
     calls = []  # (the band's dtype, whether the kernel ran)
@@ -439,14 +446,10 @@ def test_the_fast_decoder_runs_the_upsampled_sum_in_fp32_and_bf16(monkeypatch) -
 
     real = native.upsampled_sum
     monkeypatch.setattr(native, "upsampled_sum", recorded)
-    torch.manual_seed(0)
-    model = models.create_model("segformer-b0", num_classes=5).eval()
-    fast = copy.deepcopy(model).fast_path()
-    x = torch.randn(1, 3, 128, 128)
+    model, fast, x = _fast_b0_equals_plain()
+    assert calls and set(calls) == {(torch.float32, True)}  # one call per band
+    count = len(calls)
     with torch.inference_mode():
-        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
-        assert calls and set(calls) == {(torch.float32, True)}  # one call per band
-        count = len(calls)
         fast_bf16 = copy.deepcopy(fast).bfloat16()(x.bfloat16()).float()
         plain_bf16 = copy.deepcopy(model).bfloat16()(x.bfloat16()).float()
     assert len(calls) > count and set(calls[count:]) == {(torch.bfloat16, True)}
@@ -484,15 +487,7 @@ def test_the_layer_norm_is_pytorchs(rows, channels, dtype) -> None:
 def test_the_layer_norm_does_not_depend_on_the_thread_count() -> None:
     torch.manual_seed(0)
     x, weight, bias = torch.randn(5000, 64), torch.randn(64), torch.randn(64)
-    threads = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            torch.set_num_threads(1)
-            one = native.layer_norm(x, weight, bias, 1e-5)
-            torch.set_num_threads(3)
-            three = native.layer_norm(x, weight, bias, 1e-5)
-    finally:
-        torch.set_num_threads(threads)
+    one, three = _on_1_and_3_threads(lambda: native.layer_norm(x, weight, bias, 1e-5))
     assert one is not None and torch.equal(one, three)
 
 
@@ -512,11 +507,6 @@ def test_the_fast_path_runs_its_layer_norms_through_the_kernel(monkeypatch) -> N
     calls = []
     real = native.layer_norm
     monkeypatch.setattr(native, "layer_norm", lambda x, *a: calls.append(out := real(x, *a)) or out)
-    torch.manual_seed(0)
-    model = models.create_model("segformer-b0", num_classes=5).eval()
-    fast = copy.deepcopy(model).fast_path()
-    x = torch.randn(1, 3, 128, 128)
-    with torch.inference_mode():
-        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    _fast_b0_equals_plain()
     # per stage: its patch embedding's and its own norm; per block: norm1 (keys and queries), norm2 (and sr_norm)
     assert len(calls) >= 4 * 2 + 8 * 3 and all(out is not None for out in calls)
