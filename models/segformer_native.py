@@ -67,7 +67,7 @@ HEADERS = tuple(Path(__file__).with_name(name) for name in ("segformer_attention
 """Included by the sources (found through -I with their folder); part of the library's hash."""
 COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-fPIC", "-shared")
 SWITCH_ENV = "SEGBENCH_NATIVE_KERNELS"
-"""Set to 0 to keep the fast path on PyTorch's operators (its attention and upsampling)."""
+"""Set to 0 to keep the fast path on PyTorch's operators (its attention, upsampling and LayerNorm)."""
 _FORMER_SWITCH_ENV = "SEGBENCH_NATIVE_ATTENTION"
 """The switch's name while the attention was the only kernel: 0 still turns the kernels off, with a warning."""
 LIBRARY = "segformer_native"
