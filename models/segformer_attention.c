@@ -25,23 +25,19 @@
 #define QB 8     /* query rows computed together: 16 score accumulators, 8 broadcasts per two key loads */
 #define ROWS 128 /* query rows per work item */
 
-/* e^x for x <= 0 (scaled scores minus their maximum), within 2e-7 relative; x below -87 gives e^-87 (1.6e-38, the
- * bottom of the fp32 range), nothing next to the row's maximum's 1. A NaN stays NaN (the maximum's second operand).
- * x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts), e^r by a degree-6 polynomial fitted to it on that
- * interval (Chebyshev nodes), times 2^n */
-static inline __m512 exp_nonpositive(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    __m512 p = _mm512_set1_ps(0.0013941108481958508f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.00837512593716383f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04166635125875473f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16666415333747864f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+/* 2^t for t <= 0 (scaled scores minus their maximum, in base 2), within 2.4e-7 relative; t below -126 gives 2^-126
+ * (1.2e-38, the bottom of the normal fp32 range), nothing next to the row's maximum's 1. A NaN stays NaN (the
+ * maximum's second operand). 2^t = 2^n 2^f for n = round(t) and f = t - n in [-1/2, 1/2], 2^f by a degree-5
+ * polynomial fitted to it there (relative error, minimax) */
+static inline __m512 exp2_nonpositive(__m512 t) {
+    t = _mm512_max_ps(_mm512_set1_ps(-126.0f), t);
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.0013276416575536132f), f, _mm512_set1_ps(0.009675526060163975f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05550713464617729f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24022120237350464f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931469440460205f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192092896f));
     return _mm512_scalef_ps(p, n);
 }
 
@@ -97,13 +93,15 @@ static inline float row_max(const float *s, long nkp) {
     return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(t0, t2), _mm512_max_ps(t1, t3)));
 }
 
-/* s[k] = e^(scale (s[k] - max s)) in place, nkp a multiple of 32; returns 1 / their sum (two running sums) */
+/* s[k] = e^(scale (s[k] - max s)) = 2^(scale log2(e) (s[k] - max s)) in place, nkp a multiple of 32; returns 1 / their
+ * sum (two running sums) */
 static inline float softmax_numerators(float *s, long nkp, float scale) {
-    const __m512 factor = _mm512_set1_ps(scale), offset = _mm512_set1_ps(-row_max(s, nkp) * scale);
+    const float base2 = scale * 1.44269504088896341f;
+    const __m512 factor = _mm512_set1_ps(base2), offset = _mm512_set1_ps(-row_max(s, nkp) * base2);
     __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0;
     for (long k0 = 0; k0 < nkp; k0 += 32) {
-        __m512 e0 = exp_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(s + k0), factor, offset));
-        __m512 e1 = exp_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(s + k0 + 16), factor, offset));
+        __m512 e0 = exp2_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(s + k0), factor, offset));
+        __m512 e1 = exp2_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(s + k0 + 16), factor, offset));
         sum0 = _mm512_add_ps(sum0, e0);
         sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_ps(s + k0, e0);
