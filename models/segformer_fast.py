@@ -19,6 +19,7 @@ network.
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,36 @@ def embed_patches(embed: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int,
     return layer_norm(embed.norm, x.flatten(2).transpose(1, 2).contiguous()), h, w
 
 
+_workspaces = threading.local()
+
+
+def _workspace(rows: int, like: torch.Tensor, mlp: nn.Module) -> torch.Tensor:
+    """The calling thread's kept buffer for a band's fc1 output, `rows` tokens by the Mix-FFN's hidden width, in
+    `like`'s dtype and device: made again only when too small or of another dtype or device. One per thread, so that
+    two threads running fast models never share it; a band's fc1 output is the block's largest buffer (up to
+    `BAND_BYTES` plus two halo rows), which would otherwise be fresh pages from the C library for every band."""
+    numel = rows * mlp.fc1.out_features
+    flat = getattr(_workspaces, "fc1", None)
+    if flat is None or flat.numel() < numel or flat.dtype != like.dtype or flat.device != like.device:
+        flat = _kept_tensor(numel, like)
+        _workspaces.fc1 = flat
+    return flat[:numel]
+
+
+def _kept_tensor(numel: int, like: torch.Tensor) -> torch.Tensor:
+    """A flat buffer of `like`'s dtype and device to keep between calls: a normal tensor even when made under
+    `torch.inference_mode` (an inference tensor could not be written again under plain `torch.no_grad`)."""
+    with torch.inference_mode(False):
+        return torch.empty(numel, dtype=like.dtype, device=like.device)
+
+
+def _gelu_rows(mlp: nn.Module, hid: torch.Tensor, first: int, count: int) -> torch.Tensor:
+    """GELU(dwconv(`hid`)) for a band's fc1 output `hid` (B, rows with halo, W, hidden), as tokens (B, count * W,
+    hidden) of its rows first..first + count (the halo rows saw the band edge's zero padding: dropped)."""
+    act = kernels.dwconv_gelu(mlp.dwconv, mlp.act, hid.permute(0, 3, 1, 2))  # an NCHW-shaped view of NHWC memory
+    return act[:, :, first : first + count].permute(0, 2, 3, 1).reshape(hid.shape[0], -1, hid.shape[3])
+
+
 def _band_rows(batch: int, width: int, hidden: int, element: int, band_bytes: int) -> int:
     return max(1, band_bytes // max(1, batch * width * hidden * element))
 
@@ -70,6 +101,8 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
       bf16 on one with AMX, else PyTorch's;
     - Mix-FFN: each band's 3x3 depthwise conv reads one row above and below, so fc1 runs on the band plus that halo,
       and the band's output is added to `x` only after the next band has read its halo from the rows before the add.
+      fc1 writes into the calling thread's kept workspace, and the band above's fc2 runs before this band's GELU
+      output is made, so one band-sized GELU output is alive at a time.
 
     No tensor of the block's full size is allocated besides the keys and values (1/sr^2 of the tokens).
     """
@@ -105,18 +138,19 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
         else:
             out = segformer_native.pytorch_attend(q, kv, heads)
         kernels.linear_add_(band, attn.proj, out, r1 - r0, w)
-    # Mix-FFN, band by band: a band's fc2 (with its residual add) runs once the next band has read its halo row
+    # Mix-FFN, band by band. A band's fc1 reads one row above and below it before the band above's fc2 adds its
+    # residual into those rows; that fc2 then runs and frees its GELU output before this band's is made, so that one
+    # band-sized GELU output is alive at a time (and the heap reuses its memory), and fc1 writes into a kept workspace
     pending: tuple[torch.Tensor, torch.Tensor, int] | None = None  # the band's tokens, its GELU output, its rows
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
-        hid = kernels.linear(mlp.fc1, layer_norm(block.norm2, tokens(lo, hi)))
-        hid = hid.reshape(b, hi - lo, w, hidden).permute(0, 3, 1, 2)
-        act = kernels.dwconv_gelu(mlp.dwconv, mlp.act, hid)
-        act = act[:, :, r0 - lo : r0 - lo + (r1 - r0)]  # rows next to a band edge saw zero padding
+        kept = _workspace(b * (hi - lo) * w, x, mlp)
+        hid = kernels.linear(mlp.fc1, layer_norm(block.norm2, tokens(lo, hi)), out=kept)
         if pending is not None:
             kernels.linear_add_(pending[0], mlp.fc2, pending[1], pending[2], w)
-        pending = (tokens(r0, r1), act.permute(0, 2, 3, 1).reshape(b, -1, hidden), r1 - r0)
+            pending = None
+        pending = (tokens(r0, r1), _gelu_rows(mlp, hid.reshape(b, hi - lo, w, hidden), r0 - lo, r1 - r0), r1 - r0)
     if pending is not None:
         kernels.linear_add_(pending[0], mlp.fc2, pending[1], pending[2], w)
     return x
@@ -209,7 +243,7 @@ class FoldedMLPDecoder(nn.Module):
         for i, feat in enumerate(features):
             feat = self._stage_input(i, feat)
             if out is None:  # the first map is at the decoder's resolution: its 1x1 conv starts the sum
-                out = self._conv1x1_into(self.branch[i], feat) if reuse else self.branch[i](feat)
+                out = self._conv1x1_into(self.branch[i], feat, "sum") if reuse else self.branch[i](feat)
                 continue
             y = self.branch[i](feat)
             if tuple(y.shape[2:]) == size:
@@ -251,9 +285,9 @@ class FoldedMLPDecoder(nn.Module):
         first = features[0]
         b, _, h, w = first.shape
         coarse = []  # coarsest first: each stage's map after its folded conv, at its own resolution, and its factor
-        for i in range(len(features) - 1, 0, -1):
+        for i in range(len(features) - 1, 0, -1):  # into kept buffers: B0's stage 2 map at 1024x2048 is 32 MiB
             feat = self._stage_input(i, features[i])
-            coarse.append((self.branch[i](feat), h // feat.shape[2]))
+            coarse.append((self._conv1x1_into(self.branch[i], feat, f"coarse{i}"), h // feat.shape[2]))
         align = math.lcm(*(s for _, s in coarse))
         step = -(-DECODER_BAND_ROWS // align) * align
         logits = torch.empty(b, self.classifier.out_channels, h, w, dtype=first.dtype, device=first.device)
@@ -307,17 +341,17 @@ class FoldedMLPDecoder(nn.Module):
         need = b * c * h * w
         flat = buffers.get(tag)
         if flat is None or flat.numel() < need or flat.dtype != like.dtype or flat.device != like.device:
-            flat = torch.empty(need, dtype=like.dtype, device=like.device)
+            flat = _kept_tensor(need, like)
             buffers[tag] = flat
         return flat[:need].view(b, h, w, c).permute(0, 3, 1, 2)
 
-    def _conv1x1_into(self, conv: nn.Conv2d, feat: torch.Tensor) -> torch.Tensor:
-        """`conv(feat)` for a 1x1 conv, written into the kept buffer ``"sum"`` as a matrix product over the NHWC
-        pixels (falls back to the conv under autocast, where out= products are not cast)."""
+    def _conv1x1_into(self, conv: nn.Conv2d, feat: torch.Tensor, tag: str) -> torch.Tensor:
+        """`conv(feat)` for a 1x1 conv, written into the kept buffer `tag` as a matrix product over the NHWC pixels
+        (falls back to the conv under autocast, where out= products are not cast)."""
         if torch.is_autocast_enabled(feat.device.type) or not feat.is_contiguous(memory_format=torch.channels_last):
             return conv(feat)
         b, cin, h, w = feat.shape
-        out = self._buffer("sum", (b, conv.out_channels, h, w), feat)
+        out = self._buffer(tag, (b, conv.out_channels, h, w), feat)
         pixels = feat.permute(0, 2, 3, 1).reshape(-1, cin)  # a view: NHWC memory
         weight = conv.weight.view(conv.out_channels, cin).t()
         torch.addmm(conv.bias, pixels, weight, out=out.permute(0, 2, 3, 1).view(-1, conv.out_channels))

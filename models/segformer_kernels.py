@@ -64,12 +64,18 @@ def fused_ok(x: torch.Tensor) -> bool:
     )
 
 
-def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)`` for contiguous `x` (..., in channels) as one oneDNN matmul with its bias."""
+def linear(layer: nn.Linear, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``layer(x)`` for contiguous `x` (..., in channels) as one oneDNN matmul with its bias; written into `out` (a
+    contiguous tensor of the result's size and dtype) where given, else into a new tensor."""
     if not (fused_ok(x) and x.is_contiguous()):
         return layer(x)
-    out = _MKLDNN._linear_pointwise(x.view(-1, x.shape[-1]), layer.weight, layer.bias, "none", [], "")
-    return out.view(*x.shape[:-1], out.shape[-1])
+    rows = x.view(-1, x.shape[-1])
+    if out is not None and layer.bias is not None:
+        target = out.view(rows.shape[0], layer.out_features)
+        torch.addmm(layer.bias, rows, layer.weight.t(), out=target)
+        return target.view(*x.shape[:-1], layer.out_features)
+    result = _MKLDNN._linear_pointwise(rows, layer.weight, layer.bias, "none", [], "")
+    return result.view(*x.shape[:-1], result.shape[-1])
 
 
 def linear_add_(out: torch.Tensor, layer: nn.Linear, x: torch.Tensor, rows: int, width: int) -> torch.Tensor:

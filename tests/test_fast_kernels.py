@@ -33,10 +33,14 @@ def test_fused_kernels_run_for_fp32_cpu_inference_only() -> None:
 def test_linear_is_the_layer(shape: tuple[int, ...]) -> None:
     layer = _linear(32, 64)
     x = torch.randn(shape)
+    out = torch.full((x.numel() // 32 * 64 + 10,), float("nan"))[: x.numel() // 32 * 64]  # a kept buffer's front
     with torch.inference_mode():
         got = kernels.linear(layer, x)
+        into = kernels.linear(layer, x, out=out)
         torch.testing.assert_close(got, F.linear(x, layer.weight, layer.bias), rtol=1e-6, atol=1e-5)
-    assert got.shape == (*shape[:-1], 64)
+    assert got.shape == into.shape == (*shape[:-1], 64)
+    assert into.data_ptr() == out.data_ptr()  # written where asked, over what was there
+    torch.testing.assert_close(into, got, rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize(("rows", "width", "cin", "cout"), [(3, 5, 32, 16), (1, 7, 128, 32), (4, 4, 16, 16)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -87,14 +88,55 @@ def test_the_fast_decoder_keeps_its_buffers_between_images() -> None:
         kept = {k: v.data_ptr() for k, v in fast.decode_head._buffers_kept.items()}
         fast(torch.randn(1, 3, 64, 128))
         assert {k: v.data_ptr() for k, v in fast.decode_head._buffers_kept.items()} == kept
-        # the banded decoder's band, and where PyTorch upsamples, the buffer each coarser map is upsampled into
-        assert set(kept) == ({"band"} if native.status().available else {"band", "upsampled"})
+        # the banded decoder's coarser maps and band, and where PyTorch upsamples, the buffer each is upsampled into
+        coarse_and_band = {"coarse1", "coarse2", "coarse3", "band"}
+        assert set(kept) == (coarse_and_band if native.status().available else coarse_and_band | {"upsampled"})
         small = fast.decode_head._buffers_kept["band"].numel()
         fast(torch.randn(1, 3, 96, 256))  # a wider band: made again, larger
         assert fast.decode_head._buffers_kept["band"].numel() > small
         fast(torch.randn(1, 3, 75, 130))  # maps that do not divide: the whole-map sum in its own buffers
         assert {"sum", "upsampled"} <= set(fast.decode_head._buffers_kept)
     assert "_buffers_kept" not in fast.decode_head.state_dict()
+
+
+def test_the_kept_buffers_serve_inference_mode_and_no_grad_alike() -> None:
+    """Buffers made under inference_mode are written again under no_grad, and the other way round."""
+    torch.manual_seed(0)
+    model = models.create_model("segformer-b0", num_classes=5).eval()
+    x = torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        expected = model(x)
+    for first, then in ((torch.inference_mode, torch.no_grad), (torch.no_grad, torch.inference_mode)):
+        fast = copy.deepcopy(model).fast_path()
+        with first():
+            fast(x)
+        with then():
+            torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_fc1_workspace_is_the_calling_threads_own() -> None:
+    """Two threads running banded blocks at once each write their own fc1 workspace, and both get the block."""
+    torch.manual_seed(0)
+    block = models.create_model("segformer-b0").eval().backbone.stages[0].blocks[0]
+    x = torch.randn(1, 40 * 24, 32)
+    with torch.no_grad():
+        expected = block(x.clone(), 40, 24)
+    results, pointers = {}, {}
+
+    def run(name: str) -> None:
+        with torch.inference_mode():
+            for _ in range(3):
+                results[name] = banded_block(block, x.clone(), 40, 24, band_bytes=2**14)
+            pointers[name] = segformer_fast._workspaces.fc1.data_ptr()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert pointers["a"] != pointers["b"]
+    for name in ("a", "b"):
+        torch.testing.assert_close(results[name], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_with_autograd_the_fast_path_takes_the_plain_blocks() -> None:
