@@ -100,18 +100,20 @@ def test_the_fast_decoder_keeps_its_buffers_between_images() -> None:
 
 
 def test_the_kept_buffers_serve_inference_mode_and_no_grad_alike() -> None:
-    """Buffers made under inference_mode are written again under no_grad, and the other way round."""
+    """Buffers made under inference_mode are written again under no_grad, and the other way round: the blocks' fc1
+    workspace, and the decoder's buffers both banded (64x128) and whole-map (75x130, maps that do not divide)."""
     torch.manual_seed(0)
     model = models.create_model("segformer-b0", num_classes=5).eval()
-    x = torch.randn(1, 3, 64, 128)
-    with torch.no_grad():
-        expected = model(x)
-    for first, then in ((torch.inference_mode, torch.no_grad), (torch.no_grad, torch.inference_mode)):
-        fast = copy.deepcopy(model).fast_path()
-        with first():
-            fast(x)
-        with then():
-            torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-4)
+    for size in ((64, 128), (75, 130)):
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            expected = model(x)
+        for first, then in ((torch.inference_mode, torch.no_grad), (torch.no_grad, torch.inference_mode)):
+            fast = copy.deepcopy(model).fast_path()
+            with first():
+                fast(x)
+            with then():
+                torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_the_fc1_workspace_is_the_calling_threads_own() -> None:
