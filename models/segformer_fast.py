@@ -59,12 +59,12 @@ def embed_patches(embed: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int,
 _workspaces = threading.local()
 
 
-def _workspace(rows: int, like: torch.Tensor, mlp: nn.Module) -> torch.Tensor:
-    """The calling thread's kept buffer for a band's fc1 output, `rows` tokens by the Mix-FFN's hidden width, in
+def _workspace(tokens: int, like: torch.Tensor, mlp: nn.Module) -> torch.Tensor:
+    """The calling thread's kept buffer for a band's fc1 output, `tokens` tokens by the Mix-FFN's hidden width, in
     `like`'s dtype and device: made again only when too small or of another dtype or device. One per thread, so that
     two threads running fast models never share it; a band's fc1 output is the block's largest buffer (up to
     `BAND_BYTES` plus two halo rows), which would otherwise be fresh pages from the C library for every band."""
-    numel = rows * mlp.fc1.out_features
+    numel = tokens * mlp.fc1.out_features
     flat = getattr(_workspaces, "fc1", None)
     if flat is None or flat.numel() < numel or flat.dtype != like.dtype or flat.device != like.device:
         flat = _kept_tensor(numel, like)
@@ -149,7 +149,7 @@ def banded_block(block: nn.Module, x: torch.Tensor, h: int, w: int, band_bytes: 
         hid = kernels.linear(mlp.fc1, layer_norm(block.norm2, tokens(lo, hi)), out=kept)
         if pending is not None:
             kernels.linear_add_(pending[0], mlp.fc2, pending[1], pending[2], w)
-            pending = None
+            pending = None  # its GELU output freed before this band's is made
         pending = (tokens(r0, r1), _gelu_rows(mlp, hid.reshape(b, hi - lo, w, hidden), r0 - lo, r1 - r0), r1 - r0)
     if pending is not None:
         kernels.linear_add_(pending[0], mlp.fc2, pending[1], pending[2], w)

@@ -9,6 +9,7 @@ kernel                       plain code                                     the 
 ============================ ============================================== ========================================
 `linear`                     ``F.linear(x, w, b)``                          ATen's addmm first copies the broadcast
                                                                             bias into the output, then accumulates
+                                                                            (not with `out`: addmm into a kept buffer)
 `linear_add_`                ``out += F.linear(x, w, b)``                   the product's temporary and the add pass
 `dwconv_gelu`                ``F.gelu(dwconv(x))``                          the GELU pass over the hidden map
 `conv1x1_add_relu_`          ``out.add_(conv(x)).relu_()``                  the conv's output, the add and the ReLU
@@ -65,14 +66,19 @@ def fused_ok(x: torch.Tensor) -> bool:
 
 
 def linear(layer: nn.Linear, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``layer(x)`` for contiguous `x` (..., in channels) as one oneDNN matmul with its bias; written into `out` (a
-    contiguous tensor of the result's size and dtype) where given, else into a new tensor."""
+    """``layer(x)`` for contiguous `x` (..., in channels): into a new tensor as one oneDNN matmul with its bias, or,
+    where `out` is given (a contiguous tensor of the result's size and dtype, e.g. a kept workspace), into `out`
+    through ATen's addmm, which copies the bias in first: one more pass over a buffer that is already mapped, where a
+    new tensor may be fresh pages the kernel zeroes."""
     if not (fused_ok(x) and x.is_contiguous()):
         return layer(x)
     rows = x.view(-1, x.shape[-1])
-    if out is not None and layer.bias is not None:
+    if out is not None:
         target = out.view(rows.shape[0], layer.out_features)
-        torch.addmm(layer.bias, rows, layer.weight.t(), out=target)
+        if layer.bias is None:
+            torch.mm(rows, layer.weight.t(), out=target)
+        else:
+            torch.addmm(layer.bias, rows, layer.weight.t(), out=target)
         return target.view(*x.shape[:-1], layer.out_features)
     result = _MKLDNN._linear_pointwise(rows, layer.weight, layer.bias, "none", [], "")
     return result.view(*x.shape[:-1], result.shape[-1])

@@ -41,6 +41,11 @@ def test_linear_is_the_layer(shape: tuple[int, ...]) -> None:
     assert got.shape == into.shape == (*shape[:-1], 64)
     assert into.data_ptr() == out.data_ptr()  # written where asked, over what was there
     torch.testing.assert_close(into, got, rtol=1e-6, atol=1e-5)
+    unbiased = torch.nn.Linear(32, 64, bias=False)
+    with torch.inference_mode():
+        into = kernels.linear(unbiased, x, out=out)
+    assert into.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(into, F.linear(x, unbiased.weight), rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize(("rows", "width", "cin", "cout"), [(3, 5, 32, 16), (1, 7, 128, 32), (4, 4, 16, 16)])
