@@ -41,13 +41,6 @@ static inline __m512 exp2_nonpositive(__m512 t) {
     return _mm512_scalef_ps(p, n);
 }
 
-/* lanes of the 16 keys from k0 that are real keys (not padding) */
-static inline __mmask16 real_keys(long k0, long nk) {
-    if (k0 + 16 <= nk) return (__mmask16)0xffff;
-    if (k0 >= nk) return 0;
-    return (__mmask16)((1u << (nk - k0)) - 1);
-}
-
 /* scores s[i][k] = q_i . k_k for up to QB query rows (rows past nq repeat row 0 and are never stored), one head;
  * padding keys get -inf */
 static inline __attribute__((always_inline)) void scores(const float *q, long q_stride, long nq, const float *kt,

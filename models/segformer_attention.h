@@ -1,10 +1,13 @@
 /* One attention call's work, shared by segformer_attention.c (fp32) and segformer_attention_amx.c (bf16): the tensors
  * (of the kernel's element type), their sizes, and work items of (head, rows_per_item query rows), head-major, taken
  * dynamically by the call's threads from one atomic counter, so that a thread slowed by another process takes fewer
- * items instead of holding the others up at the end.
+ * items instead of holding the others up at the end. Also the mask of a 16-key vector's real keys (both kernels pad the
+ * keys to a multiple of 32).
  */
 #ifndef SEGBENCH_ATTENTION_H
 #define SEGBENCH_ATTENTION_H
+
+#include <immintrin.h>
 
 typedef struct {
     const void *q, *kt, *v;
@@ -38,6 +41,13 @@ static inline int next_item(attention_job *job, long *h, long *r0, long *n) {
     *r0 = (item % per_head) * job->rows_per_item;
     *n = job->nq - *r0 < job->rows_per_item ? job->nq - *r0 : job->rows_per_item;
     return 1;
+}
+
+/* lanes of the 16 keys from k0 that are real keys (not padding) */
+static inline __mmask16 real_keys(long k0, long nk) {
+    if (k0 + 16 <= nk) return (__mmask16)0xffff;
+    if (k0 >= nk) return 0;
+    return (__mmask16)((1u << (nk - k0)) - 1);
 }
 
 #endif

@@ -66,13 +66,6 @@ typedef struct {
     uint8_t rows[16];
 } tile_config;
 
-/* lanes of the 16 keys from k0 that are real keys (not padding) */
-static inline __mmask16 real_keys(long k0, long nk) {
-    if (k0 + 16 <= nk) return (__mmask16)0xffff;
-    if (k0 >= nk) return 0;
-    return (__mmask16)((1u << (nk - k0)) - 1);
-}
-
 /* 2^t for t <= 0 (clamped at 2^-126), within 8e-5 relative: 2^n times 2^f for f = t - round(t) in [-1/2, 1/2], by a
  * degree-3 polynomial fitted to it there; a NaN stays NaN (the maximum's second operand) */
 AMX_CODE static inline __m512 exp2_nonpositive(__m512 t) {
