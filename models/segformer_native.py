@@ -206,7 +206,7 @@ def _bf16_attention(lib: ctypes.CDLL, path: Path) -> tuple[bool, str]:
     """Whether the library's bf16 attention runs here (AMX, allowed by the OS, and right on its check), in words."""
     if getattr(lib, _AMX_READY)() != 1:
         return False, "bf16 takes PyTorch's: no AMX-BF16 on this CPU, or the OS does not allow it"
-    if not _agrees_bf16(lib):
+    if not _attention_agrees(lib, torch.bfloat16, BF16_CHECK_TOLERANCE, BF16_CHECK_TOLERANCE):
         warnings.warn(
             f"segbench fast path: the bf16 attention kernel in {path} disagreed with PyTorch on its check; bf16 "
             "models take PyTorch's attention",
@@ -218,34 +218,44 @@ def _bf16_attention(lib: ctypes.CDLL, path: Path) -> tuple[bool, str]:
 
 
 def _agrees(lib: ctypes.CDLL) -> bool:
-    """Each kernel against PyTorch on small ragged cases: attention with a head of each unrolled size, the upsampled
-    sum with a channel count past its blocks and factors that are not integers."""
+    """Each kernel against PyTorch on small ragged cases: the fp32 attention, the upsampled sum and LayerNorm (fp32 and
+    bf16). The bf16 attention has its own check (`_bf16_attention`): it needs AMX."""
+    return _attention_agrees(lib, torch.float32, 1e-4, 1e-5) and _upsampled_sum_agrees(lib) and _layer_norm_agrees(lib)
+
+
+def _attention_agrees(lib: ctypes.CDLL, dtype: torch.dtype, rtol: float, atol: float) -> bool:
+    """The attention kernel for `dtype` against PyTorch's in fp32 on the same inputs: heads of 32, 64 and 96 channels
+    (each unrolled size and another), queries past a block and keys past a tile."""
     gen = torch.Generator().manual_seed(0)
     for heads, dim, nq, nk in ((2, 32, 37, 45), (1, 64, 9, 64), (1, 96, 3, 7)):
-        q = torch.randn(1, nq, heads * dim, generator=gen)
-        kv = torch.randn(1, nk, 2 * heads * dim, generator=gen)
+        q = torch.randn(1, nq, heads * dim, generator=gen).to(dtype)
+        kv = torch.randn(1, nk, 2 * heads * dim, generator=gen).to(dtype)
         got = _run(lib, KeysValues.of(kv, heads), q)
-        ref = pytorch_attend(q, kv, heads)
-        if got is None or not torch.allclose(got, ref, rtol=1e-4, atol=1e-5):
+        ref = pytorch_attend(q.float(), kv.float(), heads)
+        if got is None or not torch.allclose(got.float(), ref, rtol=rtol, atol=atol):
             return False
+    return True
+
+
+def _upsampled_sum_agrees(lib: ctypes.CDLL) -> bool:
+    """The upsampled sum against PyTorch's in fp32 on the same maps, in fp32 and bf16 (summed in fp32, rounded once):
+    a channel count past its blocks and factors that are not integers."""
+    gen = torch.Generator().manual_seed(0)
     nhwc = torch.channels_last
-    sizes = ((3, 5), (7, 4), (2, 2))
-    maps = [torch.randn(1, 144, h, w, generator=gen).contiguous(memory_format=nhwc) for h, w in sizes]
-    out = torch.empty(1, 144, 5, 13).contiguous(memory_format=nhwc)
-    ref = pytorch_upsampled_sum(maps, (11, 13))[:, :, 4:9]
-    if not (_upsample(lib, out, maps, 11, 4) and torch.allclose(out, ref, rtol=1e-4, atol=1e-5)):
-        return False
-    maps = [m.bfloat16() for m in maps]  # bf16: summed in fp32 and rounded once
-    out = out.bfloat16()
-    ref = pytorch_upsampled_sum([m.float() for m in maps], (11, 13))[:, :, 4:9]
-    tolerance = BF16_CHECK_TOLERANCE
-    if not (_upsample(lib, out, maps, 11, 4) and torch.allclose(out.float(), ref, rtol=tolerance, atol=tolerance)):
-        return False
-    return _layer_norm_agrees(lib, gen)
+    maps = [torch.randn(1, 144, h, w, generator=gen) for h, w in ((3, 5), (7, 4), (2, 2))]
+    bf16 = BF16_CHECK_TOLERANCE
+    for dtype, rtol, atol in ((torch.float32, 1e-4, 1e-5), (torch.bfloat16, bf16, bf16)):
+        typed = [m.to(dtype).contiguous(memory_format=nhwc) for m in maps]
+        out = torch.empty(1, 144, 5, 13, dtype=dtype).contiguous(memory_format=nhwc)
+        ref = pytorch_upsampled_sum([m.float() for m in typed], (11, 13))[:, :, 4:9]
+        if not (_upsample(lib, out, typed, 11, 4) and torch.allclose(out.float(), ref, rtol=rtol, atol=atol)):
+            return False
+    return True
 
 
-def _layer_norm_agrees(lib: ctypes.CDLL, gen: torch.Generator) -> bool:
+def _layer_norm_agrees(lib: ctypes.CDLL) -> bool:
     """LayerNorm against PyTorch's at an unrolled width (160) and another (48), rows offset from 0, in fp32 and bf16."""
+    gen = torch.Generator().manual_seed(0)
     for channels in (160, 48):
         x = torch.randn(7, channels, generator=gen) * 3 + 5
         weight, bias = torch.randn(channels, generator=gen), torch.randn(channels, generator=gen)
@@ -255,20 +265,6 @@ def _layer_norm_agrees(lib: ctypes.CDLL, gen: torch.Generator) -> bool:
             got = _layer_norm(lib, xd, wd, bd, 1e-6)
             if got is None or not torch.allclose(got.float(), ref, rtol=tolerance, atol=tolerance):
                 return False
-    return True
-
-
-def _agrees_bf16(lib: ctypes.CDLL) -> bool:
-    """The bf16 attention against PyTorch's in fp32 on the same bf16 inputs, to bf16's rounding: heads of 32, 64 and
-    96 channels, queries past a block of 16 and keys past a tile."""
-    gen = torch.Generator().manual_seed(0)
-    for heads, dim, nq, nk in ((2, 32, 37, 45), (1, 64, 9, 64), (1, 96, 3, 7)):
-        q = torch.randn(1, nq, heads * dim, generator=gen).bfloat16()
-        kv = torch.randn(1, nk, 2 * heads * dim, generator=gen).bfloat16()
-        got = _run(lib, KeysValues.of(kv, heads), q)
-        ref = pytorch_attend(q.float(), kv.float(), heads)
-        if got is None or not torch.allclose(got.float(), ref, rtol=BF16_CHECK_TOLERANCE, atol=BF16_CHECK_TOLERANCE):
-            return False
     return True
 
 
