@@ -64,19 +64,19 @@ def _workspace(tokens: int, like: torch.Tensor, mlp: nn.Module) -> torch.Tensor:
     `like`'s dtype and device: made again only when too small or of another dtype or device. One per thread, so that
     two threads running fast models never share it; a band's fc1 output is the block's largest buffer (up to
     `BAND_BYTES` plus two halo rows), which would otherwise be fresh pages from the C library for every band."""
-    numel = tokens * mlp.fc1.out_features
-    flat = getattr(_workspaces, "fc1", None)
+    return _kept(_workspaces.__dict__, "fc1", tokens * mlp.fc1.out_features, like)  # this thread's own attributes
+
+
+def _kept(store: dict[str, torch.Tensor], tag: str, numel: int, like: torch.Tensor) -> torch.Tensor:
+    """The first `numel` elements of the flat buffer `tag` in `store`, made again only when too small or of another
+    dtype or device than `like`. Made as a normal tensor even under `torch.inference_mode` (an inference tensor could
+    not be written again under plain `torch.no_grad`)."""
+    flat = store.get(tag)
     if flat is None or flat.numel() < numel or flat.dtype != like.dtype or flat.device != like.device:
-        flat = _kept_tensor(numel, like)
-        _workspaces.fc1 = flat
+        with torch.inference_mode(False):
+            flat = torch.empty(numel, dtype=like.dtype, device=like.device)
+        store[tag] = flat
     return flat[:numel]
-
-
-def _kept_tensor(numel: int, like: torch.Tensor) -> torch.Tensor:
-    """A flat buffer of `like`'s dtype and device to keep between calls: a normal tensor even when made under
-    `torch.inference_mode` (an inference tensor could not be written again under plain `torch.no_grad`)."""
-    with torch.inference_mode(False):
-        return torch.empty(numel, dtype=like.dtype, device=like.device)
 
 
 def _gelu_rows(mlp: nn.Module, hid: torch.Tensor, first: int, count: int) -> torch.Tensor:
@@ -338,12 +338,7 @@ class FoldedMLPDecoder(nn.Module):
         caller at a time (as every inference loop here)."""
         buffers: dict[str, torch.Tensor] = self.__dict__.setdefault("_buffers_kept", {})  # not module state
         b, c, h, w = shape
-        need = b * c * h * w
-        flat = buffers.get(tag)
-        if flat is None or flat.numel() < need or flat.dtype != like.dtype or flat.device != like.device:
-            flat = _kept_tensor(need, like)
-            buffers[tag] = flat
-        return flat[:need].view(b, h, w, c).permute(0, 3, 1, 2)
+        return _kept(buffers, tag, b * c * h * w, like).view(b, h, w, c).permute(0, 3, 1, 2)
 
     def _conv1x1_into(self, conv: nn.Conv2d, feat: torch.Tensor, tag: str) -> torch.Tensor:
         """`conv(feat)` for a 1x1 conv, written into the kept buffer `tag` as a matrix product over the NHWC pixels
