@@ -303,12 +303,14 @@ def test_a_wrong_bf16_attention_leaves_bf16_to_pytorch_and_keeps_the_rest(fresh_
         assert native.prepare(torch.randn(1, 8, 64), 1) is not None
 
 
+@needs_kernel
 def test_without_amx_bf16_takes_pytorchs_attention_and_says_so(fresh_kernel, monkeypatch) -> None:
     monkeypatch.setattr(native, "_bf16_attention", lambda lib, path: (False, "bf16 takes PyTorch's: no AMX-BF16"))
     status = native.status()
-    assert "bf16 takes PyTorch's: no AMX-BF16" in status.detail or not status.available
+    assert status.available and "bf16 takes PyTorch's: no AMX-BF16" in status.detail
     with torch.inference_mode():
         assert native.prepare(torch.randn(1, 8, 64).bfloat16(), 1) is None
+        assert native.prepare(torch.randn(1, 8, 64), 1) is not None  # fp32 keeps its kernel
 
 
 @needs_kernel
